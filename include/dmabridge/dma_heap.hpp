@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file dma_heap.hpp
+/// DmaHeapAllocator: dma-bufs from a kernel dma-heap (/dev/dma_heap/<name>, CONFIG_DMABUF_HEAPS),
+/// "system" by default; "linux,cma" or vendor heaps where a platform has them. Always linear.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <dmabridge/allocator.hpp>
+#include <dmabridge/dmabuf.hpp>
+#include <dmabridge/format.hpp>
+#include <dmabridge/result.hpp>
+#include <dmabridge/unique_fd.hpp>
+
+namespace dmabridge {
+
+/// Allocates dma-bufs from one dma-heap. Thread-safe.
+class DmaHeapAllocator final : public Allocator {
+public:
+    /// Opens /dev/dma_heap/`heap` (one open). A heap name with '/' or an empty one is refused
+    /// (Errc::invalid_argument); a missing heap gives Errc::not_found listing the heaps there are.
+    static Result<DmaHeapAllocator> open(std::string_view heap = "system",
+                                         LinearLayoutOptions layout = {});
+
+    /// A dma-buf of `size` bytes rounded up to whole pages (DMA_HEAP_IOCTL_ALLOC; the kernel
+    /// allocates and zeroes the memory now). Errors: size 0 (Errc::invalid_argument); for the
+    /// system heap, more than the memory available (Errc::limit_exceeded: the kernel would
+    /// invoke the OOM killer rather than fail); the kernel's errno otherwise.
+    Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = "dmabridge");
+
+    /// A linear image in one dma-buf (see linear_layout()). The modifier list must be empty or
+    /// contain modifier::linear (Errc::unsupported otherwise).
+    Result<BufferDesc> allocate(const ImageRequest& request) override;
+
+    std::string backend_name() const override { return "dma-heap:" + heap_; }
+
+private:
+    DmaHeapAllocator(UniqueFd dev, std::string heap, LinearLayoutOptions layout) noexcept
+        : dev_(std::move(dev)), heap_(std::move(heap)), layout_(layout) {}
+    UniqueFd dev_;
+    std::string heap_;
+    LinearLayoutOptions layout_;
+};
+
+}  // namespace dmabridge

@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file dmabridge.hpp
+/// Everything in dmabridge's public API, for programs that prefer one include.
+
+#include <dmabridge/access.hpp>
+#include <dmabridge/allocator.hpp>
+#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/cpu_access.hpp>
+#include <dmabridge/devices.hpp>
+#include <dmabridge/dma_heap.hpp>
+#include <dmabridge/dmabuf.hpp>
+#include <dmabridge/format.hpp>
+#include <dmabridge/fourcc.hpp>
+#include <dmabridge/gbm_allocator.hpp>
+#include <dmabridge/log.hpp>
+#include <dmabridge/result.hpp>
+#include <dmabridge/sync_file.hpp>
+#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/unique_fd.hpp>
+#include <dmabridge/version.hpp>

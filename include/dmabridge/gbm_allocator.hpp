@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file gbm_allocator.hpp
+/// GbmAllocator: images from a DRM device through Mesa's GBM, exported as dma-bufs.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <dmabridge/allocator.hpp>
+#include <dmabridge/result.hpp>
+
+namespace dmabridge {
+
+/// Allocates images with libgbm on one DRM device. Not thread-safe (GBM devices are not).
+///
+/// Modifiers: with a non-empty modifier list, gbm_bo_create_with_modifiers2 picks one and the
+/// description carries it. A driver without modifier support may answer
+/// DRM_FORMAT_MOD_INVALID ("implicit"): the description keeps modifier::invalid, except when
+/// only linear was asked for, which dmabridge requests with GBM_BO_USE_LINEAR and so knows to be
+/// modifier::linear.
+class GbmAllocator final : public Allocator {
+public:
+    /// Opens a DRM device node and a GBM device on it. An empty `node` picks the first DRM
+    /// device that can allocate: its render node when buffers can be made there, else its
+    /// primary node (drivers such as vgem allocate dumb buffers, which render nodes refuse).
+    /// Errors: Errc::not_found when no DRM device exists; the errno of open; Errc::unsupported
+    /// when GBM cannot work on the node.
+    static Result<GbmAllocator> open(std::string_view node = {});
+
+    GbmAllocator(GbmAllocator&&) noexcept;
+    GbmAllocator& operator=(GbmAllocator&&) noexcept;
+    ~GbmAllocator() override;
+
+    /// Allocates an image (a GBM buffer object), exports every plane as a named dma-buf with its
+    /// offset and stride, and releases the buffer object (the dma-bufs keep the memory).
+    /// Errors carry the request and GBM's errno.
+    Result<BufferDesc> allocate(const ImageRequest& request) override;
+
+    std::string backend_name() const override;
+    /// The DRM node buffers are allocated on, e.g. "/dev/dri/card0".
+    const std::string& node() const noexcept;
+    /// GBM's backend name (gbm_device_get_backend_name), e.g. "drm".
+    std::string gbm_backend() const;
+
+private:
+    struct State;
+    static Result<std::unique_ptr<State>> open_node(const std::string& node);
+    explicit GbmAllocator(std::unique_ptr<State> state) noexcept;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace dmabridge

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file result.hpp
+/// Errors and results. dmabridge throws no exceptions across its API: every operation that can
+/// fail returns a Result<T> (a value or an Error) or a Status (Result<void>).
+/// An Error carries where its code comes from (errno, VkResult or dmabridge itself), the code,
+/// and a message with the operation, the object and the numbers involved, for example
+/// "import plane 1: offset 4096 + stride 2560 x 240 rows = 618496 > dma-buf size 614400".
+
+#include <cassert>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace dmabridge {
+
+/// Where an Error's code comes from.
+enum class ErrorDomain : std::uint8_t {
+    system,   ///< code is an errno value from a system call
+    vulkan,   ///< code is a VkResult
+    library,  ///< code is an Errc value
+};
+
+/// dmabridge's own error codes (ErrorDomain::library).
+enum class Errc : int {
+    invalid_argument = 1,  ///< a parameter or description is malformed or out of bounds
+    not_a_dmabuf,          ///< an fd that was expected to be a dma-buf is something else
+    not_a_sync_file,       ///< an fd that was expected to be a sync_file is something else
+    unsupported,           ///< the kernel, driver or device cannot do what was asked
+    unknown_format,        ///< a DRM fourcc dmabridge has no layout description for
+    not_found,             ///< a device, heap or entry does not exist
+    limit_exceeded,        ///< a size is above a limit the kernel or driver enforces
+};
+
+/// An error: its domain, its code and a message with context. Copyable and cheap to move.
+class Error {
+public:
+    Error(ErrorDomain domain, int code, std::string message)
+        : domain_(domain), code_(code), message_(std::move(message)) {}
+
+    /// An error from errno (ErrorDomain::system); the message gets ": <strerror>" appended.
+    static Error from_errno(int err, std::string context);
+    /// A library error (ErrorDomain::library).
+    static Error library(Errc code, std::string message) {
+        return Error(ErrorDomain::library, static_cast<int>(code), std::move(message));
+    }
+
+    ErrorDomain domain() const noexcept { return domain_; }
+    int code() const noexcept { return code_; }
+    const std::string& message() const noexcept { return message_; }
+
+    /// True when this is a system error with errno `err`.
+    bool is_errno(int err) const noexcept { return domain_ == ErrorDomain::system && code_ == err; }
+    /// True when this is a library error with code `c`.
+    bool is(Errc c) const noexcept {
+        return domain_ == ErrorDomain::library && code_ == static_cast<int>(c);
+    }
+
+    /// Returns a copy whose message is "<context>: <message>"; domain and code are kept.
+    Error with_context(const std::string& context) const {
+        return Error(domain_, code_, context + ": " + message_);
+    }
+
+private:
+    ErrorDomain domain_;
+    int code_;
+    std::string message_;
+};
+
+/// A value of type T or an Error. Test with `if (r)`, read with `*r`, `r->`, `r.value()` or
+/// `r.error()`; reading the side that is not there is a programming error (asserted).
+template <typename T>
+class [[nodiscard]] Result {
+public:
+    Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
+    Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
+
+    bool ok() const noexcept { return v_.index() == 0; }
+    explicit operator bool() const noexcept { return ok(); }
+
+    T& value() & { assert(ok()); return std::get<0>(v_); }
+    const T& value() const& { assert(ok()); return std::get<0>(v_); }
+    T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
+    T& operator*() & { return value(); }
+    const T& operator*() const& { return value(); }
+    T&& operator*() && { return std::move(*this).value(); }
+    T* operator->() { return &value(); }
+    const T* operator->() const { return &value(); }
+
+    const Error& error() const { assert(!ok()); return std::get<1>(v_); }
+
+private:
+    std::variant<T, Error> v_;
+};
+
+/// Success or an Error.
+template <>
+class [[nodiscard]] Result<void> {
+public:
+    Result() = default;
+    Result(Error error) : error_(std::move(error)), failed_(true) {}
+
+    bool ok() const noexcept { return !failed_; }
+    explicit operator bool() const noexcept { return ok(); }
+    const Error& error() const { assert(failed_); return error_; }
+
+private:
+    Error error_{ErrorDomain::library, 0, {}};
+    bool failed_ = false;
+};
+
+using Status = Result<void>;
+
+}  // namespace dmabridge

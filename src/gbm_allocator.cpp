@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: MIT
+#include <dmabridge/devices.hpp>
+#include <dmabridge/gbm_allocator.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <gbm.h>
+#include <unistd.h>
+#include <xf86drm.h>
+
+#include "linear_image.hpp"
+#include "sys.hpp"
+
+namespace dmabridge {
+
+struct GbmAllocator::State {
+    UniqueFd fd;
+    gbm_device* device = nullptr;
+    std::string node;
+    ~State() {
+        if (device) gbm_device_destroy(device);
+    }
+};
+
+namespace {
+
+struct BoDeleter {
+    void operator()(gbm_bo* bo) const { gbm_bo_destroy(bo); }
+};
+using BoPtr = std::unique_ptr<gbm_bo, BoDeleter>;
+
+// Whether the device can make a small linear buffer: render nodes of drivers that only have
+// dumb buffers (vgem) can open a GBM device but refuse every allocation.
+bool can_allocate(gbm_device* device) {
+    gbm_bo* bo = gbm_bo_create(device, 64, 64, GBM_FORMAT_XRGB8888, GBM_BO_USE_LINEAR);
+    if (!bo) return false;
+    gbm_bo_destroy(bo);
+    return true;
+}
+
+// Exports a plane as a read-write dma-buf. gbm_bo_get_fd_for_plane exports read-only on some
+// drivers (vgem's dumb buffers among them), and a read-only dma-buf cannot be mapped for
+// writing; exporting the plane's GEM handle ourselves with DRM_RDWR can.
+int export_plane(int drm_fd, gbm_bo* bo, int plane) {
+    const gbm_bo_handle handle = gbm_bo_get_handle_for_plane(bo, plane);
+    int fd = -1;
+    if (handle.s32 > 0 && drmPrimeHandleToFD(drm_fd, handle.u32, DRM_CLOEXEC | DRM_RDWR, &fd) == 0) return fd;
+    return gbm_bo_get_fd_for_plane(bo, plane);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<GbmAllocator::State>> GbmAllocator::open_node(const std::string& node) {
+    auto state = std::make_unique<GbmAllocator::State>();
+    state->node = node;
+    state->fd.reset(::open(node.c_str(), O_RDWR | O_CLOEXEC));
+    if (!state->fd) return detail::last_error("gbm: open " + node);
+    state->device = gbm_create_device(state->fd.get());
+    if (!state->device)
+        return Error::library(Errc::unsupported, "gbm: gbm_create_device failed on " + node);
+    return state;
+}
+
+GbmAllocator::GbmAllocator(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+GbmAllocator::GbmAllocator(GbmAllocator&&) noexcept = default;
+GbmAllocator& GbmAllocator::operator=(GbmAllocator&&) noexcept = default;
+GbmAllocator::~GbmAllocator() = default;
+
+Result<GbmAllocator> GbmAllocator::open(std::string_view node) {
+    if (!node.empty()) {
+        auto state = open_node(std::string(node));
+        if (!state) return state.error();
+        return GbmAllocator(std::move(*state));
+    }
+    auto devices = list_drm_devices();
+    if (!devices) return devices.error().with_context("gbm: find a DRM device");
+    std::string tried;
+    for (const auto& d : *devices) {
+        for (const std::string* path : {&d.render_node, &d.primary_node}) {
+            if (path->empty()) continue;
+            auto state = open_node(*path);
+            if (state && can_allocate((*state)->device)) {
+                detail::log_message(LogLevel::info, "gbm: allocating on " + *path + " (" + d.driver + ")");
+                return GbmAllocator(std::move(*state));
+            }
+            tried += (tried.empty() ? "" : "; ") + *path + ": " +
+                     (state ? std::string("cannot allocate a linear XRGB8888 buffer") : state.error().message());
+        }
+    }
+    if (tried.empty()) return Error::library(Errc::not_found, "gbm: no DRM device on this machine");
+    return Error::library(Errc::unsupported, "gbm: no DRM node can allocate buffers (" + tried + ")");
+}
+
+std::string GbmAllocator::backend_name() const { return "gbm:" + state_->node; }
+const std::string& GbmAllocator::node() const noexcept { return state_->node; }
+std::string GbmAllocator::gbm_backend() const {
+    const char* name = gbm_device_get_backend_name(state_->device);
+    return name ? name : "";
+}
+
+Result<BufferDesc> GbmAllocator::allocate(const ImageRequest& request) {
+    const std::string what = backend_name() + ": allocate " + std::to_string(request.width) + "x" +
+                             std::to_string(request.height) + " " + fourcc_to_string(request.fourcc);
+    if (request.width == 0 || request.height == 0)
+        return Error::library(Errc::invalid_argument, what + ": the extent is empty");
+    if (!find_format(request.fourcc))
+        return Error::library(Errc::unknown_format, what + ": unknown DRM fourcc");
+    if (request.name.size() > max_dmabuf_name_length)
+        return Error::library(Errc::invalid_argument, what + ": the name is longer than " +
+                                                          std::to_string(max_dmabuf_name_length) + " bytes");
+    const auto& mods = request.modifiers;
+    const bool linear_only = mods.empty() || (mods.size() == 1 && mods[0] == modifier::linear);
+
+    errno = 0;
+    BoPtr bo;
+    bool known_linear = false;
+    if (!linear_only) {
+        bo.reset(gbm_bo_create_with_modifiers2(state_->device, request.width, request.height, request.fourcc,
+                                               mods.data(), static_cast<unsigned>(mods.size()), GBM_BO_USE_RENDERING));
+    }
+    // Linear is asked for with GBM_BO_USE_LINEAR: drivers without modifier support (dumb
+    // buffers) can honour it, and it is the one case where an implicit modifier is known.
+    if (!bo && (linear_only || std::find(mods.begin(), mods.end(), modifier::linear) != mods.end())) {
+        bo.reset(gbm_bo_create(state_->device, request.width, request.height, request.fourcc, GBM_BO_USE_LINEAR));
+        known_linear = true;
+    }
+    if (!bo) {
+        const int err = errno ? errno : EINVAL;
+        std::string list;
+        for (auto m : mods) list += (list.empty() ? "" : ", ") + modifier_to_string(m);
+        return Error::from_errno(err, what + " with modifiers [" + (list.empty() ? "LINEAR" : list) + "]");
+    }
+
+    BufferDesc desc;
+    desc.width = request.width;
+    desc.height = request.height;
+    desc.fourcc = request.fourcc;
+    desc.modifier = gbm_bo_get_modifier(bo.get());
+    if (desc.modifier == modifier::invalid && known_linear) desc.modifier = modifier::linear;
+    const std::string label = request.name.empty() ? std::string(detail::default_buffer_name) : request.name;
+    const int planes = gbm_bo_get_plane_count(bo.get());
+    if (planes <= 0 || planes > static_cast<int>(max_planes))
+        return Error::library(Errc::unsupported, what + ": GBM reports " + std::to_string(planes) + " planes");
+    for (int p = 0; p < planes; ++p) {
+        int fd = export_plane(state_->fd.get(), bo.get(), p);
+        if (fd < 0) return detail::last_error(what + ": export plane " + std::to_string(p));
+        auto buf = DmaBuf::adopt(UniqueFd(fd));
+        if (!buf) return buf.error().with_context(what + ": plane " + std::to_string(p));
+        if (auto named = buf->set_name(label); !named) return named.error().with_context(what);
+        desc.planes.push_back({std::move(*buf), gbm_bo_get_offset(bo.get(), p), gbm_bo_get_stride_for_plane(bo.get(), p)});
+    }
+    if (auto ok = desc.validate(); !ok) return ok.error().with_context(backend_name() + ": GBM's layout");
+    return desc;
+}
+
+}  // namespace dmabridge

@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: MIT
+// Every exporter against the real kernel: udmabuf, the system dma-heap, and GBM on vgem.
+#include <dmabridge/cpu_access.hpp>
+#include <dmabridge/devices.hpp>
+#include <dmabridge/dma_heap.hpp>
+#include <dmabridge/format.hpp>
+#include <dmabridge/gbm_allocator.hpp>
+#include <dmabridge/udmabuf.hpp>
+
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "fd_count.hpp"
+
+using namespace dmabridge;
+using dmabridge::test::FdLeakCheck;
+
+namespace {
+
+std::unique_ptr<Allocator> open_allocator(const std::string& which) {
+    if (which == "udmabuf") {
+        auto a = UdmabufAllocator::open();
+        REQUIRE_MESSAGE(a, (a ? "" : a.error().message()));
+        return std::make_unique<UdmabufAllocator>(std::move(*a));
+    }
+    if (which == "dma-heap") {
+        auto a = DmaHeapAllocator::open("system");
+        REQUIRE_MESSAGE(a, (a ? "" : a.error().message()));
+        return std::make_unique<DmaHeapAllocator>(std::move(*a));
+    }
+    auto a = GbmAllocator::open();
+    REQUIRE_MESSAGE(a, (a ? "" : a.error().message()));
+    return std::make_unique<GbmAllocator>(std::move(*a));
+}
+
+ImageRequest request(std::uint32_t w, std::uint32_t h, std::uint32_t code, std::string name = "pattern") {
+    ImageRequest r;
+    r.width = w;
+    r.height = h;
+    r.fourcc = code;
+    r.name = std::move(name);
+    return r;
+}
+
+std::uint8_t pattern(std::size_t plane, std::size_t x, std::size_t y) {
+    return static_cast<std::uint8_t>(x * 3 + y * 5 + plane * 101 + 1);
+}
+
+// Writes a pattern into every visible byte of every plane, inside write brackets.
+void write_pattern(const BufferDesc& desc) {
+    const FormatInfo* info = find_format(desc.fourcc);
+    REQUIRE(info);
+    for (std::size_t p = 0; p < desc.planes.size(); ++p) {
+        const PlaneDesc& plane = desc.planes[p];
+        auto map = Mapping::map(plane.buffer, Access::write);
+        REQUIRE_MESSAGE(map, (map ? "" : map.error().message()));
+        auto cpu = CpuAccess::begin(plane.buffer, Access::write);
+        REQUIRE(cpu);
+        const auto row = *info->row_bytes(static_cast<std::uint32_t>(p), desc.width);
+        for (std::size_t y = 0; y < info->plane_rows(static_cast<std::uint32_t>(p), desc.height); ++y)
+            for (std::size_t x = 0; x < row; ++x)
+                map->data()[plane.offset + y * plane.stride + x] = std::byte(pattern(p, x, y));
+        REQUIRE(cpu->end());
+    }
+}
+
+// Reads the pattern back through independent mappings of dup'd fds; returns the mismatches.
+std::size_t count_mismatches(const BufferDesc& original) {
+    auto desc = original.dup();
+    REQUIRE(desc);
+    const FormatInfo* info = find_format(desc->fourcc);
+    std::size_t bad = 0;
+    for (std::size_t p = 0; p < desc->planes.size(); ++p) {
+        const PlaneDesc& plane = desc->planes[p];
+        CHECK(plane.buffer.fd() != original.planes[p].buffer.fd());
+        CHECK(plane.buffer.id() == original.planes[p].buffer.id());
+        auto map = Mapping::map(plane.buffer, Access::read);
+        REQUIRE(map);
+        auto cpu = CpuAccess::begin(plane.buffer, Access::read);
+        REQUIRE(cpu);
+        const auto row = *info->row_bytes(static_cast<std::uint32_t>(p), desc->width);
+        for (std::size_t y = 0; y < info->plane_rows(static_cast<std::uint32_t>(p), desc->height); ++y)
+            for (std::size_t x = 0; x < row; ++x)
+                bad += map->data()[plane.offset + y * plane.stride + x] != std::byte(pattern(p, x, y));
+    }
+    return bad;
+}
+
+const std::string all_allocators[] = {"udmabuf", "dma-heap", "gbm"};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(FdLeakCheck, "every allocator's XRGB8888 image round-trips a pattern through a dup") {
+    for (const std::string& which : all_allocators) {
+        CAPTURE(which);
+        auto alloc = open_allocator(which);
+        auto desc = alloc->allocate(request(640, 480, fourcc::XRGB8888, "xrgb-pattern"));
+        REQUIRE_MESSAGE(desc, (desc ? "" : desc.error().message()));
+        CHECK(desc->validate());
+        CHECK(desc->width == 640);
+        CHECK(desc->height == 480);
+        CHECK(desc->fourcc == fourcc::XRGB8888);
+        CHECK(desc->modifier == modifier::linear);
+        REQUIRE(desc->planes.size() == 1);
+        CHECK(desc->planes[0].stride >= 2560);
+        CHECK(desc->planes[0].buffer.size() >= desc->planes[0].stride * 480);
+        CHECK(*desc->planes[0].buffer.name() == "xrgb-pattern");
+        write_pattern(*desc);
+        CHECK(count_mismatches(*desc) == 0);
+    }
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "udmabuf and dma-heap NV12 images place both planes in one buffer") {
+    for (const std::string which : {"udmabuf", "dma-heap"}) {
+        CAPTURE(which);
+        auto alloc = open_allocator(which);
+        auto desc = alloc->allocate(request(320, 240, fourcc::NV12));
+        REQUIRE_MESSAGE(desc, (desc ? "" : desc.error().message()));
+        REQUIRE(desc->planes.size() == 2);
+        CHECK(desc->planes[0].buffer.id() == desc->planes[1].buffer.id());
+        CHECK(desc->planes[1].offset >= desc->planes[0].stride * 240);
+        CHECK(desc->planes[0].buffer.size() % 4096 == 0);
+        write_pattern(*desc);
+        CHECK(count_mismatches(*desc) == 0);
+    }
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "exporters name their buffers") {
+    auto u = UdmabufAllocator::open();
+    REQUIRE(u);
+    auto ub = u->allocate_bytes(4096, "named-u");
+    REQUIRE(ub);
+    CHECK(*ub->exporter_name() == "udmabuf");
+    CHECK(*ub->name() == "named-u");
+    auto h = DmaHeapAllocator::open();
+    REQUIRE(h);
+    CHECK(h->backend_name() == "dma-heap:system");
+    auto hb = h->allocate_bytes(4096, "named-h");
+    REQUIRE(hb);
+    CHECK(*hb->exporter_name() == "system");
+    CHECK(*hb->name() == "named-h");
+    auto unnamed = h->allocate_bytes(4096);
+    REQUIRE(unnamed);
+    CHECK(*unnamed->name() == "dmabridge");
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "zero, huge and unsupported requests fail with clear errors") {
+    for (const std::string& which : all_allocators) {
+        CAPTURE(which);
+        auto alloc = open_allocator(which);
+        auto zero = alloc->allocate(request(0, 480, fourcc::XRGB8888));
+        REQUIRE_FALSE(zero);
+        CHECK(zero.error().message().find("empty") != std::string::npos);
+
+        auto unknown = alloc->allocate(request(64, 64, fourcc_code('Q', 'Q', 'Q', 'Q')));
+        REQUIRE_FALSE(unknown);
+        CHECK(unknown.error().is(Errc::unknown_format));
+
+        auto huge = alloc->allocate(request(60000, 60000, fourcc::XRGB8888));
+        REQUIRE_FALSE(huge);
+        CHECK(huge.error().message().find("60000x60000") != std::string::npos);
+
+        auto long_name = alloc->allocate(request(64, 64, fourcc::XRGB8888, std::string(40, 'x')));
+        REQUIRE_FALSE(long_name);
+        CHECK(long_name.error().is(Errc::invalid_argument));
+    }
+    // Linear-only allocators refuse a modifier list without LINEAR.
+    auto u = open_allocator("udmabuf");
+    ImageRequest tiled = request(64, 64, fourcc::XRGB8888);
+    tiled.modifiers = {0x0100000000000001ull};
+    auto refused = u->allocate(tiled);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().is(Errc::unsupported));
+    tiled.modifiers.push_back(modifier::linear);
+    CHECK(u->allocate(tiled));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "udmabuf reports its module's size limit and refuses zero bytes") {
+    auto u = UdmabufAllocator::open();
+    REQUIRE(u);
+    REQUIRE(u->size_limit() == 64ull << 20);  // the module default
+    auto over = u->allocate_bytes(u->size_limit() + 4096);
+    REQUIRE_FALSE(over);
+    CHECK(over.error().is(Errc::limit_exceeded));
+    CHECK(over.error().message().find("size_limit_mb (64 MiB)") != std::string::npos);
+    auto zero = u->allocate_bytes(0);
+    REQUIRE_FALSE(zero);
+    CHECK(zero.error().is(Errc::invalid_argument));
+    CHECK(u->allocate_bytes(u->size_limit()));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "dma-heap refuses missing heaps, bad names and impossible sizes") {
+    auto missing = DmaHeapAllocator::open("no-such-heap");
+    REQUIRE_FALSE(missing);
+    CHECK(missing.error().is(Errc::not_found));
+    CHECK(missing.error().message().find("system") != std::string::npos);  // lists what exists
+    CHECK(DmaHeapAllocator::open("../udmabuf").error().is(Errc::invalid_argument));
+    CHECK(DmaHeapAllocator::open("").error().is(Errc::invalid_argument));
+    auto h = DmaHeapAllocator::open();
+    REQUIRE(h);
+    auto huge = h->allocate_bytes(1ull << 50);  // the system heap would OOM the machine trying
+    REQUIRE_FALSE(huge);
+    CHECK(huge.error().is(Errc::limit_exceeded));
+    CHECK(huge.error().message().find("MemAvailable") != std::string::npos);
+    CHECK(h->allocate_bytes(0).error().is(Errc::invalid_argument));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "device discovery finds vgem, the system heap and udmabuf") {
+    auto drm = list_drm_devices();
+    REQUIRE(drm);
+    bool vgem = false;
+    for (const auto& d : *drm) vgem = vgem || (d.driver == "vgem" && d.primary_node == "/dev/dri/card0");
+    CHECK(vgem);
+    auto heaps = list_dma_heaps();
+    CHECK(std::find(heaps.begin(), heaps.end(), "system") != heaps.end());
+    CHECK(udmabuf_available());
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "GBM on vgem falls back to the card node and reports linear") {
+    auto gbm = GbmAllocator::open();
+    REQUIRE(gbm);
+    CHECK(gbm->node() == "/dev/dri/card0");  // vgem's render node refuses dumb buffers
+    auto explicit_node = GbmAllocator::open("/dev/dri/card0");
+    REQUIRE(explicit_node);
+    ImageRequest r = request(256, 64, fourcc::ABGR8888);
+    r.modifiers = {modifier::linear};
+    auto desc = explicit_node->allocate(r);
+    REQUIRE_MESSAGE(desc, (desc ? "" : desc.error().message()));
+    CHECK(desc->modifier == modifier::linear);
+    auto missing = GbmAllocator::open("/dev/dri/card9");
+    REQUIRE_FALSE(missing);
+    CHECK(missing.error().is_errno(ENOENT));
+}

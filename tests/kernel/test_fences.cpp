@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+// Implicit fences on real dma-bufs: vgem fences gate poll(), exported sync_files and imports.
+#include <dmabridge/dmabuf.hpp>
+#include <dmabridge/sync_file.hpp>
+#include <dmabridge/udmabuf.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <thread>
+
+#include <sys/time.h>
+
+#include <doctest/doctest.h>
+
+#include "fd_count.hpp"
+#include "vgem.hpp"
+
+using namespace dmabridge;
+using namespace std::chrono_literals;
+using dmabridge::test::FdLeakCheck;
+using dmabridge::test::Vgem;
+
+namespace {
+
+constexpr Timeout now{0};
+
+bool ready(const Result<WaitStatus>& r) {
+    REQUIRE_MESSAGE(r, (r ? "" : r.error().message()));
+    return *r == WaitStatus::ready;
+}
+
+DmaBuf udmabuf() {
+    auto alloc = UdmabufAllocator::open();
+    REQUIRE(alloc);
+    auto buf = alloc->allocate_bytes(4096, "fence-target");
+    REQUIRE(buf);
+    return std::move(*buf);
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(FdLeakCheck, "an idle buffer is ready for every access and exports a signalled sync_file") {
+    Vgem vgem;
+    DmaBuf buf = vgem.create_buffer();
+    CHECK(ready(buf.wait(Access::read, now)));
+    CHECK(ready(buf.wait(Access::write, now)));
+    auto fence = buf.export_sync_file(Access::write);
+    REQUIRE(fence);
+    CHECK(*fence->status() == FenceStatus::signaled);
+    CHECK(ready(fence->wait(now)));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a write fence blocks readers and writers until it signals") {
+    Vgem vgem;
+    DmaBuf buf = vgem.create_buffer();
+    const auto fence_id = vgem.attach_fence(true);
+    CHECK_FALSE(ready(buf.wait(Access::read, now)));
+    CHECK_FALSE(ready(buf.wait(Access::write, now)));
+    auto for_read = buf.export_sync_file(Access::read);
+    REQUIRE(for_read);
+    CHECK(*for_read->status() == FenceStatus::active);
+    auto info = for_read->fences();
+    REQUIRE(info);
+    REQUIRE(info->size() == 1);
+    CHECK((*info)[0].driver == "vgem");
+    CHECK((*info)[0].status == FenceStatus::active);
+
+    vgem.signal(fence_id);
+    CHECK(ready(buf.wait(Access::read, now)));
+    CHECK(ready(buf.wait(Access::write, now)));
+    CHECK(*for_read->status() == FenceStatus::signaled);
+    CHECK(ready(for_read->wait(now)));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a read fence blocks only writers") {
+    Vgem vgem;
+    DmaBuf buf = vgem.create_buffer();
+    const auto fence_id = vgem.attach_fence(false);
+    CHECK(ready(buf.wait(Access::read, now)));
+    CHECK_FALSE(ready(buf.wait(Access::write, now)));
+    CHECK(*buf.export_sync_file(Access::read)->status() == FenceStatus::signaled);
+    CHECK(*buf.export_sync_file(Access::write)->status() == FenceStatus::active);
+    vgem.signal(fence_id);
+    CHECK(ready(buf.wait(Access::write, now)));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a wait with a timeout returns timed_out after the timeout, then ready once signalled") {
+    Vgem vgem;
+    DmaBuf buf = vgem.create_buffer();
+    const auto fence_id = vgem.attach_fence(true);
+    const auto start = std::chrono::steady_clock::now();
+    auto r = buf.wait(Access::read, 150ms);
+    REQUIRE(r);
+    CHECK(*r == WaitStatus::timed_out);
+    CHECK(std::chrono::steady_clock::now() - start >= 150ms);
+
+    std::thread signaller([&] {
+        std::this_thread::sleep_for(100ms);
+        vgem.signal(fence_id);
+    });
+    CHECK(ready(buf.wait(Access::read, 5000ms)));
+    signaller.join();
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a signal delivered during a wait does not end it early") {
+    Vgem vgem;
+    DmaBuf buf = vgem.create_buffer();
+    const auto fence_id = vgem.attach_fence(true);
+    struct sigaction action {}, old {};
+    action.sa_handler = [](int) {};
+    action.sa_flags = 0;  // no SA_RESTART: poll() returns EINTR
+    REQUIRE(::sigaction(SIGALRM, &action, &old) == 0);
+    itimerval timer{{0, 20000}, {0, 20000}};  // every 20 ms
+    REQUIRE(::setitimer(ITIMER_REAL, &timer, nullptr) == 0);
+    const auto start = std::chrono::steady_clock::now();
+    auto r = buf.wait(Access::write, 200ms);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    itimerval stop{};
+    ::setitimer(ITIMER_REAL, &stop, nullptr);
+    ::sigaction(SIGALRM, &old, nullptr);
+    REQUIRE_MESSAGE(r, (r ? "" : r.error().message()));
+    CHECK(*r == WaitStatus::timed_out);
+    CHECK(elapsed >= 200ms);
+    vgem.signal(fence_id);
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "an exported sync_file is a snapshot of the fences at export time") {
+    Vgem vgem;
+    DmaBuf buf = vgem.create_buffer();
+    const auto first = vgem.attach_fence(false);
+    const auto second = vgem.attach_fence(false);
+    auto snapshot = buf.export_sync_file(Access::write);
+    REQUIRE(snapshot);
+    CHECK(snapshot->fences()->size() == 2);
+    // (vgem refuses a write fence while read fences are pending, so the third is a reader too.)
+    const auto third = vgem.attach_fence(false);
+    vgem.signal(first);
+    CHECK(*snapshot->status() == FenceStatus::active);
+    vgem.signal(second);
+    CHECK(*snapshot->status() == FenceStatus::signaled);
+    CHECK_FALSE(ready(buf.wait(Access::write, now)));  // the third fence is still there
+    vgem.signal(third);
+    CHECK(ready(buf.wait(Access::write, now)));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a sync_file imported as a write fence gates another buffer's readers") {
+    Vgem vgem;
+    DmaBuf source = vgem.create_buffer();
+    const auto fence_id = vgem.attach_fence(true);
+    auto fence = source.export_sync_file(Access::read);
+    REQUIRE(fence);
+    DmaBuf target = udmabuf();
+    CHECK(ready(target.wait(Access::read, now)));
+    REQUIRE(target.import_sync_file(*fence, Access::write));
+    CHECK_FALSE(ready(target.wait(Access::read, now)));
+    CHECK(*target.export_sync_file(Access::read)->status() == FenceStatus::active);
+    vgem.signal(fence_id);
+    CHECK(ready(target.wait(Access::read, 1000ms)));
+    CHECK(ready(target.wait(Access::write, 1000ms)));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a sync_file imported as a read fence gates only writers") {
+    Vgem vgem;
+    DmaBuf source = vgem.create_buffer();
+    const auto fence_id = vgem.attach_fence(true);
+    auto fence = source.export_sync_file(Access::read);
+    REQUIRE(fence);
+    DmaBuf target = udmabuf();
+    REQUIRE(target.import_sync_file(*fence, Access::read));
+    CHECK(ready(target.wait(Access::read, now)));
+    CHECK_FALSE(ready(target.wait(Access::write, now)));
+    vgem.signal(fence_id);
+    CHECK(ready(target.wait(Access::write, 1000ms)));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "thirty-two read fences block only writers, and all must signal") {
+    Vgem vgem;
+    DmaBuf buf = vgem.create_buffer();
+    std::vector<std::uint32_t> fences;
+    for (int i = 0; i < 32; ++i) fences.push_back(vgem.attach_fence(false));
+    CHECK(ready(buf.wait(Access::read, now)));
+    for (std::size_t i = 0; i + 1 < fences.size(); ++i) vgem.signal(fences[i]);
+    CHECK_FALSE(ready(buf.wait(Access::write, now)));
+    vgem.signal(fences.back());
+    CHECK(ready(buf.wait(Access::write, now)));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a merged sync_file signals when both of its parts have") {
+    Vgem vgem;
+    DmaBuf a = vgem.create_buffer();
+    const auto fa = vgem.attach_fence(true);
+    DmaBuf b = vgem.create_buffer();
+    const auto fb = vgem.attach_fence(true);
+    auto sa = a.export_sync_file(Access::read);
+    auto sb = b.export_sync_file(Access::read);
+    REQUIRE(sa);
+    REQUIRE(sb);
+    auto merged = SyncFile::merge(*sa, *sb, "both");
+    REQUIRE(merged);
+    CHECK(merged->fences()->size() == 2);
+    vgem.signal(fa);
+    CHECK(*merged->status() == FenceStatus::active);
+    CHECK_FALSE(ready(merged->wait(now)));
+    vgem.signal(fb);
+    CHECK(*merged->status() == FenceStatus::signaled);
+    CHECK(ready(merged->wait(now)));
+    auto dup = merged->dup();
+    REQUIRE(dup);
+    CHECK(*dup->status() == FenceStatus::signaled);
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "importing something that is not a sync_file is refused") {
+    DmaBuf target = udmabuf();
+    auto fake = SyncFile::adopt(UniqueFd(::dup(target.fd())));
+    REQUIRE_FALSE(fake);
+    CHECK(fake.error().is(Errc::not_a_sync_file));
+    auto bad_access = target.export_sync_file(static_cast<Access>(0));
+    REQUIRE_FALSE(bad_access);
+    CHECK(bad_access.error().is(Errc::invalid_argument));
+}

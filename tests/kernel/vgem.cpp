@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+#include "vgem.hpp"
+
+#include <string>
+
+#include <fcntl.h>
+#include <xf86drm.h>
+
+#include <doctest/doctest.h>
+
+#include <dmabridge/devices.hpp>
+
+// The vgem uapi (include/uapi/drm/vgem_drm.h) is not shipped by libdrm; it is this small.
+namespace {
+struct drm_vgem_fence_attach {
+    std::uint32_t handle;
+    std::uint32_t flags;
+    std::uint32_t out_fence;
+    std::uint32_t pad;
+};
+struct drm_vgem_fence_signal {
+    std::uint32_t fence;
+    std::uint32_t flags;
+};
+constexpr std::uint32_t vgem_fence_write = 0x1;
+constexpr unsigned long ioctl_vgem_fence_attach = DRM_IOWR(DRM_COMMAND_BASE + 0x1, drm_vgem_fence_attach);
+constexpr unsigned long ioctl_vgem_fence_signal = DRM_IOW(DRM_COMMAND_BASE + 0x2, drm_vgem_fence_signal);
+}  // namespace
+
+namespace dmabridge::test {
+
+Vgem::Vgem() {
+    auto devices = list_drm_devices();
+    REQUIRE(devices);
+    for (const auto& d : *devices)
+        if (d.driver == "vgem" && !d.primary_node.empty()) fd_.reset(::open(d.primary_node.c_str(), O_RDWR | O_CLOEXEC));
+    REQUIRE_MESSAGE(fd_.valid(), "no vgem device: is the vgem module loaded?");
+}
+
+DmaBuf Vgem::create_buffer(std::uint32_t size) {
+    drm_mode_create_dumb create{};
+    create.width = size / 4;
+    create.height = 1;
+    create.bpp = 32;
+    REQUIRE(drmIoctl(fd_.get(), DRM_IOCTL_MODE_CREATE_DUMB, &create) == 0);
+    last_handle_ = create.handle;
+    int prime = -1;
+    REQUIRE(drmPrimeHandleToFD(fd_.get(), create.handle, DRM_CLOEXEC | DRM_RDWR, &prime) == 0);
+    auto buf = DmaBuf::adopt(UniqueFd(prime));
+    REQUIRE(buf);
+    return std::move(*buf);
+}
+
+std::uint32_t Vgem::attach_fence(bool write, std::uint32_t handle) {
+    drm_vgem_fence_attach attach{};
+    attach.handle = handle ? handle : last_handle_;
+    attach.flags = write ? vgem_fence_write : 0;
+    REQUIRE(drmIoctl(fd_.get(), ioctl_vgem_fence_attach, &attach) == 0);
+    return attach.out_fence;
+}
+
+void Vgem::signal(std::uint32_t fence) {
+    drm_vgem_fence_signal sig{};
+    sig.fence = fence;
+    REQUIRE(drmIoctl(fd_.get(), ioctl_vgem_fence_signal, &sig) == 0);
+}
+
+}  // namespace dmabridge::test

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Fd-leak checking: every test that touches fds derives its fixture from FdLeakCheck, which
+// counts the process's open fds when the test starts and checks the count when it ends.
+
+#include <cstddef>
+
+namespace dmabridge::test {
+
+/// The number of fds this process has open (entries of /proc/self/fd).
+std::size_t open_fd_count();
+
+/// Fixture: fails the test if it ends with a different number of open fds than it started with.
+class FdLeakCheck {
+public:
+    FdLeakCheck();
+    ~FdLeakCheck();
+    FdLeakCheck(const FdLeakCheck&) = delete;
+    FdLeakCheck& operator=(const FdLeakCheck&) = delete;
+
+private:
+    std::size_t baseline_;
+};
+
+}  // namespace dmabridge::test
