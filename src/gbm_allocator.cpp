@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -115,24 +116,49 @@ Result<BufferDesc> GbmAllocator::allocate(const ImageRequest& request) {
     const auto& mods = request.modifiers;
     const bool linear_only = mods.empty() || (mods.size() == 1 && mods[0] == modifier::linear);
 
+    auto listed = [&](std::uint64_t m) { return std::find(mods.begin(), mods.end(), m) != mods.end(); };
+    std::string list;
+    for (auto m : mods) list += (list.empty() ? "" : ", ") + modifier_to_string(m);
+    if (list.empty()) list = "LINEAR";
+
     errno = 0;
+    int err = 0;
+    std::string why;
     BoPtr bo;
     bool known_linear = false;
     if (!linear_only) {
-        bo.reset(gbm_bo_create_with_modifiers2(state_->device, request.width, request.height, request.fourcc,
-                                               mods.data(), static_cast<unsigned>(mods.size()), GBM_BO_USE_RENDERING));
+        // GBM refuses INVALID inside a list: it is asked for by allocating without one.
+        std::vector<std::uint64_t> explicit_mods;
+        std::copy_if(mods.begin(), mods.end(), std::back_inserter(explicit_mods),
+                     [](std::uint64_t m) { return m != modifier::invalid; });
+        if (!explicit_mods.empty())
+            bo.reset(gbm_bo_create_with_modifiers2(state_->device, request.width, request.height, request.fourcc,
+                                                   explicit_mods.data(), static_cast<unsigned>(explicit_mods.size()),
+                                                   GBM_BO_USE_RENDERING));
+        if (!bo && listed(modifier::invalid))
+            bo.reset(gbm_bo_create(state_->device, request.width, request.height, request.fourcc, GBM_BO_USE_RENDERING));
+        err = errno;
+        // Drivers without modifier support ignore the list and answer INVALID ("implicit"):
+        // such a buffer is only what the caller asked for if the caller accepts implicit.
+        if (bo && !listed(gbm_bo_get_modifier(bo.get()))) {
+            why = "GBM chose modifier " + modifier_to_string(gbm_bo_get_modifier(bo.get())) +
+                  ", which is not in the list (the driver has no modifier support; add "
+                  "modifier::invalid to accept an implicit layout)";
+            bo.reset();
+        }
     }
     // Linear is asked for with GBM_BO_USE_LINEAR: drivers without modifier support (dumb
     // buffers) can honour it, and it is the one case where an implicit modifier is known.
-    if (!bo && (linear_only || std::find(mods.begin(), mods.end(), modifier::linear) != mods.end())) {
+    if (!bo && (linear_only || listed(modifier::linear))) {
+        errno = 0;
         bo.reset(gbm_bo_create(state_->device, request.width, request.height, request.fourcc, GBM_BO_USE_LINEAR));
+        err = errno;
         known_linear = true;
     }
     if (!bo) {
-        const int err = errno ? errno : EINVAL;
-        std::string list;
-        for (auto m : mods) list += (list.empty() ? "" : ", ") + modifier_to_string(m);
-        return Error::from_errno(err, what + " with modifiers [" + (list.empty() ? "LINEAR" : list) + "]");
+        const std::string context = what + " with modifiers [" + list + "]";
+        if (!why.empty()) return Error::library(Errc::unsupported, context + ": " + why);
+        return Error::from_errno(err ? err : EINVAL, context);
     }
 
     BufferDesc desc;

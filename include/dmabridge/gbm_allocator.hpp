@@ -15,11 +15,14 @@ namespace dmabridge {
 
 /// Allocates images with libgbm on one DRM device. Not thread-safe (GBM devices are not).
 ///
-/// Modifiers: with a non-empty modifier list, gbm_bo_create_with_modifiers2 picks one and the
-/// description carries it. A driver without modifier support may answer
-/// DRM_FORMAT_MOD_INVALID ("implicit"): the description keeps modifier::invalid, except when
-/// only linear was asked for, which dmabridge requests with GBM_BO_USE_LINEAR and so knows to be
-/// modifier::linear.
+/// Modifiers: with a modifier list, gbm_bo_create_with_modifiers2 picks one and the
+/// description carries it. Drivers without modifier support ignore the list and answer
+/// DRM_FORMAT_MOD_INVALID ("implicit", a layout only that driver knows). dmabridge never passes
+/// that off as something else: when the list holds modifier::linear it allocates again with
+/// GBM_BO_USE_LINEAR, whose layout is known to be linear (the description says
+/// modifier::linear); when the list holds modifier::invalid, the implicit buffer is accepted
+/// and the description says modifier::invalid; otherwise the allocation fails with
+/// Errc::unsupported, naming the modifier GBM chose.
 class GbmAllocator final : public Allocator {
 public:
     /// Opens a DRM device node and a GBM device on it. An empty `node` picks the first DRM

@@ -235,3 +235,30 @@ TEST_CASE_FIXTURE(FdLeakCheck, "GBM on vgem falls back to the card node and repo
     REQUIRE_FALSE(missing);
     CHECK(missing.error().is_errno(ENOENT));
 }
+
+TEST_CASE_FIXTURE(FdLeakCheck, "GBM takes a modifier list and refuses one it cannot honour") {
+    auto gbm = GbmAllocator::open();
+    REQUIRE(gbm);
+    constexpr std::uint64_t vendor_tiled = 0x0100000000000001ull;  // I915_FORMAT_MOD_X_TILED
+    // vgem has no modifier support: GBM ignores the list and answers INVALID (implicit), so
+    // with LINEAR in the list dmabridge allocates a buffer known to be linear instead.
+    ImageRequest r = request(128, 32, fourcc::XRGB8888);
+    r.modifiers = {vendor_tiled, modifier::linear};
+    auto desc = gbm->allocate(r);
+    REQUIRE_MESSAGE(desc, (desc ? "" : desc.error().message()));
+    CHECK(desc->modifier == modifier::linear);
+    write_pattern(*desc);
+    CHECK(count_mismatches(*desc) == 0);
+    // Accepting implicit keeps INVALID in the description: nobody may assume it is linear.
+    r.modifiers = {vendor_tiled, modifier::invalid};
+    auto implicit = gbm->allocate(r);
+    REQUIRE_MESSAGE(implicit, (implicit ? "" : implicit.error().message()));
+    CHECK(implicit->modifier == modifier::invalid);
+    CHECK(implicit->validate());
+    // Neither linear nor implicit acceptable: nothing vgem makes is what was asked, and the
+    // error names the list.
+    r.modifiers = {vendor_tiled};
+    auto refused = gbm->allocate(r);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().message().find("with modifiers [0x0100000000000001]") != std::string::npos);
+}
