@@ -10,7 +10,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "linear_image.hpp"
+#include "memory_allocator.hpp"
 #include "sys.hpp"
 
 namespace dmabridge {
@@ -48,40 +48,27 @@ Result<DmaHeapAllocator> DmaHeapAllocator::open(std::string_view heap, LinearLay
 }
 
 Result<DmaBuf> DmaHeapAllocator::allocate_bytes(std::uint64_t size, std::string_view name) {
-    const std::string what = backend_name() + ": allocate " + std::to_string(size) + " bytes";
-    if (size == 0) return Error::library(Errc::invalid_argument, what + ": the size is zero");
-    auto rounded = detail::page_round(size);
-    if (!rounded) return Error::library(Errc::invalid_argument, what + ": the size overflows");
-    if (name.size() > max_dmabuf_name_length)
-        return Error::library(Errc::invalid_argument, what + ": the name is longer than " +
-                                                          std::to_string(max_dmabuf_name_length) + " bytes");
+    auto plan = detail::plan_buffer(backend_name(), size, name);
+    if (!plan) return plan.error();
+    const std::string& what = plan->what;
     // The system heap takes pages one by one until it has them all: a request beyond what the
     // machine has left does not fail, it wakes the OOM killer. Refuse it here instead.
     if (heap_ == "system") {
         const std::uint64_t available = available_memory();
-        if (available != 0 && *rounded > available)
+        if (available != 0 && plan->size > available)
             return Error::library(Errc::limit_exceeded, what + ": more than the " + std::to_string(available >> 20) +
                                                             " MiB of memory available (MemAvailable)");
     }
     dma_heap_allocation_data alloc{};
-    alloc.len = *rounded;
+    alloc.len = plan->size;
     alloc.fd_flags = O_RDWR | O_CLOEXEC;  // the only flags the kernel accepts here
     alloc.heap_flags = 0;                 // no heap flags are defined
     if (::ioctl(dev_.get(), DMA_HEAP_IOCTL_ALLOC, &alloc) != 0)
         return detail::last_error(what + " (DMA_HEAP_IOCTL_ALLOC)");
     auto buf = DmaBuf::adopt(UniqueFd(static_cast<int>(alloc.fd)));
     if (!buf) return buf.error().with_context(what);
-    const std::string label = name.empty() ? std::string(detail::default_buffer_name) : std::string(name);
-    if (auto named = buf->set_name(label); !named) return named.error().with_context(what);
+    if (auto named = buf->set_name(plan->name); !named) return named.error().with_context(what);
     return buf;
-}
-
-Result<BufferDesc> DmaHeapAllocator::allocate(const ImageRequest& request) {
-    auto layout = detail::plan_linear_image(request, layout_, backend_name());
-    if (!layout) return layout.error();
-    auto buf = allocate_bytes(layout->size, request.name);
-    if (!buf) return buf.error().with_context(detail::describe_request(request));
-    return detail::describe_linear_image(std::move(*buf), *layout, request);
 }
 
 }  // namespace dmabridge

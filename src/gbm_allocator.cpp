@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <xf86drm.h>
 
-#include "linear_image.hpp"
+#include "memory_allocator.hpp"
 #include "sys.hpp"
 
 namespace dmabridge {
@@ -104,15 +104,8 @@ std::string GbmAllocator::gbm_backend() const {
 }
 
 Result<BufferDesc> GbmAllocator::allocate(const ImageRequest& request) {
-    const std::string what = backend_name() + ": allocate " + std::to_string(request.width) + "x" +
-                             std::to_string(request.height) + " " + fourcc_to_string(request.fourcc);
-    if (request.width == 0 || request.height == 0)
-        return Error::library(Errc::invalid_argument, what + ": the extent is empty");
-    if (!find_format(request.fourcc))
-        return Error::library(Errc::unknown_format, what + ": unknown DRM fourcc");
-    if (request.name.size() > max_dmabuf_name_length)
-        return Error::library(Errc::invalid_argument, what + ": the name is longer than " +
-                                                          std::to_string(max_dmabuf_name_length) + " bytes");
+    const std::string what = backend_name() + ": " + detail::describe_request(request);
+    if (auto ok = detail::check_image_request(request, backend_name()); !ok) return ok.error();
     const auto& mods = request.modifiers;
     const bool linear_only = mods.empty() || (mods.size() == 1 && mods[0] == modifier::linear);
 

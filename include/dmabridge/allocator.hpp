@@ -10,6 +10,8 @@
 #include <vector>
 
 #include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/dmabuf.hpp>
+#include <dmabridge/format.hpp>
 #include <dmabridge/result.hpp>
 
 namespace dmabridge {
@@ -34,6 +36,29 @@ public:
     virtual std::string backend_name() const = 0;
     /// Allocates an image and returns its validated description, every dma-buf named.
     virtual Result<BufferDesc> allocate(const ImageRequest& request) = 0;
+};
+
+/// An allocator of plain memory (udmabuf, dma-heaps): any number of bytes as one dma-buf, and
+/// images in the linear layout of linear_layout(), all planes in one dma-buf.
+class MemoryAllocator : public Allocator {
+public:
+    /// A dma-buf of `size` bytes, rounded up to whole pages, named `name` (empty: "dmabridge").
+    /// Errors: size 0 or a name longer than max_dmabuf_name_length (Errc::invalid_argument);
+    /// the backend's limits and the kernel's errno.
+    virtual Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = {}) = 0;
+
+    /// A linear image in one dma-buf from allocate_bytes(). The request's modifier list must be
+    /// empty or contain modifier::linear (Errc::unsupported otherwise).
+    Result<BufferDesc> allocate(const ImageRequest& request) final;
+
+    /// The stride and plane alignment this allocator lays images out with.
+    const LinearLayoutOptions& layout_options() const noexcept { return layout_; }
+
+protected:
+    explicit MemoryAllocator(LinearLayoutOptions layout) noexcept : layout_(layout) {}
+
+private:
+    LinearLayoutOptions layout_;
 };
 
 }  // namespace dmabridge

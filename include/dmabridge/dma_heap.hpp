@@ -17,31 +17,25 @@
 namespace dmabridge {
 
 /// Allocates dma-bufs from one dma-heap. Thread-safe.
-class DmaHeapAllocator final : public Allocator {
+class DmaHeapAllocator final : public MemoryAllocator {
 public:
     /// Opens /dev/dma_heap/`heap` (one open). A heap name with '/' or an empty one is refused
     /// (Errc::invalid_argument); a missing heap gives Errc::not_found listing the heaps there are.
     static Result<DmaHeapAllocator> open(std::string_view heap = "system",
                                          LinearLayoutOptions layout = {});
 
-    /// A dma-buf of `size` bytes rounded up to whole pages (DMA_HEAP_IOCTL_ALLOC; the kernel
-    /// allocates and zeroes the memory now). Errors: size 0 (Errc::invalid_argument); for the
-    /// system heap, more than the memory available (Errc::limit_exceeded: the kernel would
-    /// invoke the OOM killer rather than fail); the kernel's errno otherwise.
-    Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = "dmabridge");
-
-    /// A linear image in one dma-buf (see linear_layout()). The modifier list must be empty or
-    /// contain modifier::linear (Errc::unsupported otherwise).
-    Result<BufferDesc> allocate(const ImageRequest& request) override;
+    /// A dma-buf from the heap (DMA_HEAP_IOCTL_ALLOC; the kernel allocates and zeroes the
+    /// memory now). For the system heap, more than the memory available is refused with
+    /// Errc::limit_exceeded: the kernel would wake the OOM killer rather than fail.
+    Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = {}) override;
 
     std::string backend_name() const override { return "dma-heap:" + heap_; }
 
 private:
     DmaHeapAllocator(UniqueFd dev, std::string heap, LinearLayoutOptions layout) noexcept
-        : dev_(std::move(dev)), heap_(std::move(heap)), layout_(layout) {}
+        : MemoryAllocator(layout), dev_(std::move(dev)), heap_(std::move(heap)) {}
     UniqueFd dev_;
     std::string heap_;
-    LinearLayoutOptions layout_;
 };
 
 }  // namespace dmabridge

@@ -17,22 +17,17 @@
 namespace dmabridge {
 
 /// Allocates dma-bufs from system memory through udmabuf. Thread-safe.
-class UdmabufAllocator final : public Allocator {
+class UdmabufAllocator final : public MemoryAllocator {
 public:
     /// Opens `device` (one open). Fails with ENOENT where the kernel has no udmabuf, EACCES
     /// without permission.
     static Result<UdmabufAllocator> open(std::string_view device = "/dev/udmabuf",
                                          LinearLayoutOptions layout = {});
 
-    /// A dma-buf of `size` bytes rounded up to whole pages, named `name`. Costs a memfd, a
-    /// truncate, a seal and the UDMABUF_CREATE ioctl; the memory is allocated by the kernel on
-    /// first touch. Errors: size 0 (Errc::invalid_argument); above the udmabuf module's
-    /// size_limit_mb (Errc::limit_exceeded, naming the limit); the kernel's errno otherwise.
-    Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = "dmabridge");
-
-    /// A linear image in one dma-buf (see linear_layout()). The request's modifier list must be
-    /// empty or contain modifier::linear (Errc::unsupported otherwise).
-    Result<BufferDesc> allocate(const ImageRequest& request) override;
+    /// A dma-buf backed by a sealed memfd (memfd_create, ftruncate, F_SEAL_SHRINK and the
+    /// UDMABUF_CREATE ioctl; the kernel allocates the memory on first touch). Above the udmabuf
+    /// module's size_limit_mb the error is Errc::limit_exceeded, naming the limit.
+    Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = {}) override;
 
     std::string backend_name() const override { return "udmabuf"; }
 
@@ -41,9 +36,8 @@ public:
 
 private:
     UdmabufAllocator(UniqueFd dev, LinearLayoutOptions layout, std::uint64_t limit) noexcept
-        : dev_(std::move(dev)), layout_(layout), size_limit_(limit) {}
+        : MemoryAllocator(layout), dev_(std::move(dev)), size_limit_(limit) {}
     UniqueFd dev_;
-    LinearLayoutOptions layout_;
     std::uint64_t size_limit_ = 0;
 };
 
