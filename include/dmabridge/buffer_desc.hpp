@@ -49,6 +49,7 @@ struct ImageLayout {
 Status validate_layout(const ImageLayout& layout);
 
 /// A shared image. Owns its planes' dma-buf references. Move-only; `dup()` copies.
+/// Thread safety: a plain value; const members may be called concurrently.
 struct BufferDesc {
     std::uint32_t width = 0;
     std::uint32_t height = 0;

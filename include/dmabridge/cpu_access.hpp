@@ -19,7 +19,8 @@
 namespace dmabridge {
 
 /// An mmap of a dma-buf. Move-only; unmapped on destruction. The mapping keeps the buffer alive
-/// even after every fd is closed.
+/// even after every fd is closed. Thread safety: the bytes may be read from several threads;
+/// writers must coordinate among themselves, as for any shared memory.
 class Mapping final {
 public:
     /// Maps `length` bytes from `offset` (page-aligned) of the buffer, shared, with PROT_READ for
@@ -49,6 +50,8 @@ private:
 /// A CPU access bracket: DMA_BUF_IOCTL_SYNC with START at begin and END (same direction) at
 /// end(), or in the destructor when end() was not called. The ioctl is retried on EINTR and
 /// EAGAIN, as the kernel documentation asks. Move-only. The DmaBuf must outlive the bracket.
+/// Thread safety: one bracket belongs to one thread; brackets on one buffer from several threads
+/// are allowed by the kernel (each START needs its own END).
 class CpuAccess final {
 public:
     /// Starts CPU access in direction `access` (one ioctl; may flush or invalidate caches).
