@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file vulkan/context.hpp
+/// Context: a Vulkan instance and device made by dmabridge, for programs that have none of their
+/// own (samples, tests, tools). Renderers attach dmabridge to their own device instead
+/// (Device::attach). The loader is opened at run time (libvulkan.so.1).
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <vulkan/vulkan_core.h>
+
+#include <dmabridge/result.hpp>
+#include <dmabridge/vulkan/device.hpp>
+
+namespace dmabridge::vulkan {
+
+/// How to make a Context. The zero value makes a device that can share dma-bufs.
+struct ContextOptions {
+    /// Enable VK_LAYER_KHRONOS_validation and keep its messages (warnings and errors).
+    bool validation = false;
+    /// Called with every validation message, also those the layer sends while the Context is
+    /// destroyed (leaked objects are reported then). Called from whichever thread made the call.
+    std::function<void(const std::string&)> on_validation_message;
+    /// What the device must be able to do; devices that cannot are skipped.
+    Capability required = Capability::import_memory | Capability::export_memory | Capability::modifiers;
+    /// What to enable as well where the device offers it.
+    Capability optional = Capability::sync_fd | Capability::foreign_queue | Capability::drm_nodes;
+    /// Only devices whose name contains this (e.g. "llvmpipe"); empty for any.
+    std::string device_name;
+    /// The Vulkan version to ask for (at least 1.1).
+    std::uint32_t api_version = VK_API_VERSION_1_3;
+};
+
+/// An instance, a physical device, a device with one queue, and dmabridge attached to it.
+/// Move-only. Destroying it waits for the device to be idle and destroys everything.
+/// Thread safety: submit() serializes itself; other members are const.
+class Context {
+public:
+    /// Opens the loader, creates an instance (with the validation layer if asked), picks the
+    /// first physical device that has `required` (and `device_name`), creates a device with the
+    /// extensions required_device_extensions() lists for what it picked, and attaches.
+    /// Errors name what was missing: the loader, the layer, or a device with the capabilities.
+    static Result<Context> create(const ContextOptions& options = {});
+
+    Context(Context&&) noexcept;
+    Context& operator=(Context&&) noexcept;
+    ~Context();
+
+    /// dmabridge's adapter on this context's device.
+    const Device& device() const noexcept;
+    /// The handles, as an application would pass them to Device::attach.
+    const DeviceHandles& handles() const noexcept;
+    VkQueue queue() const noexcept;
+    /// An entry point of the device (vkGetDeviceProcAddr), for recording commands.
+    PFN_vkVoidFunction device_proc(const char* name) const;
+
+    /// Records commands with `record` into a one-time command buffer, submits it to the queue,
+    /// and waits for it to complete. `wait` (if not null) is a binary semaphore the submit waits
+    /// on at `wait_stage`; `signal` (if not null) one it signals.
+    Status submit(const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait = VK_NULL_HANDLE,
+                  VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT,
+                  VkSemaphore signal = VK_NULL_HANDLE) const;
+
+    /// The validation layer's messages so far (warnings and errors), when validation is on.
+    std::vector<std::string> validation_messages() const;
+
+    struct Impl;
+
+private:
+    explicit Context(std::unique_ptr<Impl> impl) noexcept;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dmabridge::vulkan

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file vulkan/device.hpp
+/// The Vulkan adapter: dmabridge attached to a VkDevice the application already has.
+///
+/// dmabridge never creates or owns the application's instance or device. The application
+/// creates them with the extensions required_device_extensions() lists, then calls
+/// Device::attach with its handles and its vkGetInstanceProcAddr (from the loader or a
+/// meta-loader such as volk); dmabridge loads every entry point it uses through it.
+/// The VkDevice must outlive the Device and every Image and Buffer made through it.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <vulkan/vulkan_core.h>
+
+#include <dmabridge/allocator.hpp>
+#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/dmabuf.hpp>
+#include <dmabridge/format_set.hpp>
+#include <dmabridge/result.hpp>
+#include <dmabridge/vulkan/resources.hpp>
+
+namespace dmabridge::vulkan {
+
+/// What an application wants to do with dma-bufs on a device. Combine with `|`.
+enum class Capability : std::uint32_t {
+    none = 0,
+    import_memory = 1u << 0,   ///< import dma-bufs as images and buffers
+    export_memory = 1u << 1,   ///< export images and buffers as dma-bufs
+    modifiers = 1u << 2,       ///< images with explicit DRM format modifiers (needed by both above)
+    sync_fd = 1u << 3,         ///< binary semaphores to and from sync_file fds
+    foreign_queue = 1u << 4,   ///< ownership transfers with VK_QUEUE_FAMILY_FOREIGN_EXT
+    drm_nodes = 1u << 5,       ///< find the device's DRM nodes (VK_EXT_physical_device_drm)
+    all = (1u << 6) - 1,
+};
+constexpr Capability operator|(Capability a, Capability b) noexcept {
+    return static_cast<Capability>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
+}
+constexpr Capability operator&(Capability a, Capability b) noexcept {
+    return static_cast<Capability>(static_cast<std::uint32_t>(a) & static_cast<std::uint32_t>(b));
+}
+constexpr bool any(Capability c) noexcept { return c != Capability::none; }
+
+/// The lowest Vulkan version dmabridge works with (external memory and the *2 queries are core).
+inline constexpr std::uint32_t min_api_version = VK_API_VERSION_1_1;
+
+/// The device extensions `caps` needs on a device of `api_version` (extensions promoted to core
+/// by that version are left out). For sharing buffers, ask for
+/// Capability::import_memory | Capability::export_memory | Capability::modifiers.
+std::vector<const char*> required_device_extensions(Capability caps, std::uint32_t api_version);
+
+/// The handles of an application's Vulkan device, as dmabridge needs them.
+struct DeviceHandles {
+    VkInstance instance = VK_NULL_HANDLE;
+    VkPhysicalDevice physical_device = VK_NULL_HANDLE;
+    VkDevice device = VK_NULL_HANDLE;
+    std::uint32_t queue_family_index = 0;        ///< the family dmabridge's barriers name
+    PFN_vkGetInstanceProcAddr get_instance_proc_addr = nullptr;
+    std::uint32_t api_version = min_api_version; ///< the apiVersion the instance was created with
+    std::vector<std::string> enabled_extensions; ///< the device extensions the device was created with
+};
+
+/// The primary and render node of a physical device (VK_EXT_physical_device_drm).
+struct DrmNodeIds {
+    bool has_primary = false;
+    bool has_render = false;
+    std::int64_t primary_major = 0, primary_minor = 0;
+    std::int64_t render_major = 0, render_minor = 0;
+};
+
+/// What a device can do with one (fourcc, modifier) for one usage.
+struct ModifierSupport {
+    std::uint64_t modifier = 0;
+    std::uint32_t plane_count = 0;          ///< memory planes (drmFormatModifierPlaneCount)
+    VkFormatFeatureFlags features = 0;      ///< tiling features of the modifier
+    bool importable = false;
+    bool exportable = false;
+    bool dedicated_only = false;
+    bool disjoint = false;                  ///< planes may live in separate dma-bufs
+    /// LINEAR through VK_IMAGE_TILING_LINEAR, for formats the driver offers no DRM-modifier
+    /// tiling for (lavapipe's NV12, for one): the driver chooses the layout, so an import
+    /// succeeds only when the description's offsets and strides are exactly the driver's.
+    bool linear_tiling = false;
+    VkExtent3D max_extent{};
+};
+
+/// Options of an image import or export. The zero value suits sampling and copies.
+struct ImageOptions {
+    /// How the image will be used. Support is checked for exactly this usage.
+    VkImageUsageFlags usage = VK_IMAGE_USAGE_SAMPLED_BIT | VK_IMAGE_USAGE_TRANSFER_SRC_BIT |
+                              VK_IMAGE_USAGE_TRANSFER_DST_BIT;
+    /// The image's format; VK_FORMAT_UNDEFINED picks to_vk_format(fourcc).
+    VkFormat format = VK_FORMAT_UNDEFINED;
+};
+
+/// An image made by export_image(): the Vulkan image and its description as dma-bufs.
+struct ExportedImage {
+    Image image;
+    BufferDesc desc;
+};
+
+/// A buffer made by export_buffer(): the Vulkan buffer and its memory as a dma-buf.
+struct ExportedBuffer {
+    Buffer buffer;
+    DmaBuf dmabuf;
+};
+
+/// dmabridge attached to an application's VkDevice. Cheap to copy (shares its state).
+/// Thread safety: every member is safe to call from several threads, as the Vulkan calls it
+/// makes are (the application must not destroy the device meanwhile).
+class Device {
+public:
+    /// Loads dmabridge's entry points and checks that the device was created with what `needs`
+    /// requires. Errors: Errc::invalid_argument for null handles or an api_version below 1.1;
+    /// Errc::unsupported naming each missing extension and whether the physical device offers it.
+    static Result<Device> attach(const DeviceHandles& handles, Capability needs = Capability::none);
+
+    VkDevice handle() const noexcept;
+    VkPhysicalDevice physical_device() const noexcept;
+    std::uint32_t queue_family_index() const noexcept;
+    /// The capabilities the device's enabled extensions give.
+    Capability capabilities() const noexcept;
+    bool has(Capability c) const noexcept { return (capabilities() & c) == c; }
+    /// The device's name, e.g. "llvmpipe (LLVM 19.1.7, 256 bits)".
+    const std::string& name() const noexcept;
+
+    /// The device's DRM nodes, when VK_EXT_physical_device_drm is supported (nothing otherwise).
+    std::optional<DrmNodeIds> drm_nodes() const;
+
+    /// For `fourcc` and the usage in `options`: every modifier the device offers and what it can
+    /// do with it as a dma-buf (vkGetPhysicalDeviceFormatProperties2 with the modifier list,
+    /// then vkGetPhysicalDeviceImageFormatProperties2 per modifier). Costs a few queries, no
+    /// allocation. An unmapped fourcc gives Errc::unknown_format.
+    Result<std::vector<ModifierSupport>> modifier_support(std::uint32_t fourcc, const ImageOptions& options = {}) const;
+
+    /// Every (fourcc, modifier) of dmabridge's format table the device can import (or export)
+    /// for `options.usage`, as a set to intersect with other participants'.
+    FormatSet importable_formats(const ImageOptions& options = {}) const;
+    FormatSet exportable_formats(const ImageOptions& options = {}) const;
+
+    /// Creates an image the device can export, with a modifier from `request.modifiers` (empty:
+    /// any modifier the device can export for the usage; the driver picks), a dedicated
+    /// allocation where the driver requires or prefers one, and exports it: the description
+    /// carries the chosen modifier and each memory plane's offset and stride. Costs an image,
+    /// a memory allocation and one fd per plane.
+    Result<ExportedImage> export_image(const ImageRequest& request, const ImageOptions& options = {}) const;
+
+    /// Creates a buffer of `size` bytes backed by exportable memory and exports the memory.
+    Result<ExportedBuffer> export_buffer(std::uint64_t size, VkBufferUsageFlags usage,
+                                         const std::string& name = {}) const;
+
+    /// Imports a description as an image with its explicit modifier and plane layouts. Checks,
+    /// before any Vulkan object exists: the description (validate()), the format mapping, the
+    /// modifier (INVALID cannot be imported explicitly), the usage, the extent, the memory plane
+    /// count, disjoint planes, and each dma-buf against the memory the image needs. Imports a
+    /// dup of each fd (Vulkan takes ownership of what it imports); on failure nothing is left
+    /// behind. Costs an image, one memory import per distinct dma-buf, a bind.
+    Result<Image> import_image(const BufferDesc& desc, const ImageOptions& options = {}) const;
+
+    /// Imports `size` bytes of a dma-buf (0: all of it) as a buffer.
+    Result<Buffer> import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags usage, std::uint64_t size = 0) const;
+
+    /// Internal state shared with the images and buffers made here.
+    const std::shared_ptr<const detail::DeviceState>& state() const noexcept { return state_; }
+
+private:
+    explicit Device(std::shared_ptr<const detail::DeviceState> state) noexcept : state_(std::move(state)) {}
+    std::shared_ptr<const detail::DeviceState> state_;
+};
+
+}  // namespace dmabridge::vulkan

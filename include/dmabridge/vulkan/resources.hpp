@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file vulkan/resources.hpp
+/// Image and Buffer: Vulkan objects dmabridge made (by export or import) with the memory bound
+/// to them. Each destroys its objects when destroyed; the application must make sure the GPU
+/// is done with them first (ImportCache does that for cached imports).
+
+#include <array>
+#include <cstdint>
+#include <memory>
+
+#include <vulkan/vulkan_core.h>
+
+namespace dmabridge::vulkan {
+
+namespace detail {
+struct DeviceState;
+}
+
+/// A VkImage with its memory (one VkDeviceMemory, or one per plane for disjoint imports).
+/// Move-only.
+class Image {
+public:
+    Image() = default;
+    Image(Image&&) noexcept;
+    Image& operator=(Image&&) noexcept;
+    Image(const Image&) = delete;
+    Image& operator=(const Image&) = delete;
+    ~Image();
+
+    VkImage handle() const noexcept { return image_; }
+    VkFormat format() const noexcept { return format_; }
+    VkExtent2D extent() const noexcept { return extent_; }
+    std::uint64_t modifier() const noexcept { return modifier_; }
+    VkImageUsageFlags usage() const noexcept { return usage_; }
+    /// The memory objects bound to the image (1 or one per plane).
+    std::uint32_t memory_count() const noexcept { return memory_count_; }
+    VkDeviceMemory memory(std::uint32_t i = 0) const noexcept { return memory_[i]; }
+    /// Bytes of device memory the image's allocations cover.
+    std::uint64_t size() const noexcept { return size_; }
+    bool valid() const noexcept { return image_ != VK_NULL_HANDLE; }
+
+private:
+    friend struct ImageBuilder;
+    std::shared_ptr<const detail::DeviceState> device_;
+    VkImage image_ = VK_NULL_HANDLE;
+    std::array<VkDeviceMemory, 4> memory_{};
+    std::uint32_t memory_count_ = 0;
+    VkFormat format_ = VK_FORMAT_UNDEFINED;
+    VkExtent2D extent_{};
+    std::uint64_t modifier_ = 0;
+    VkImageUsageFlags usage_ = 0;
+    std::uint64_t size_ = 0;
+    void destroy() noexcept;
+};
+
+/// A VkBuffer with its memory. Move-only.
+class Buffer {
+public:
+    Buffer() = default;
+    Buffer(Buffer&&) noexcept;
+    Buffer& operator=(Buffer&&) noexcept;
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    ~Buffer();
+
+    VkBuffer handle() const noexcept { return buffer_; }
+    VkDeviceMemory memory() const noexcept { return memory_; }
+    std::uint64_t size() const noexcept { return size_; }
+    bool valid() const noexcept { return buffer_ != VK_NULL_HANDLE; }
+
+private:
+    friend struct BufferBuilder;
+    std::shared_ptr<const detail::DeviceState> device_;
+    VkBuffer buffer_ = VK_NULL_HANDLE;
+    VkDeviceMemory memory_ = VK_NULL_HANDLE;
+    std::uint64_t size_ = 0;
+    void destroy() noexcept;
+};
+
+}  // namespace dmabridge::vulkan

@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: MIT
+// A self-made instance and device for programs without their own: samples, tests and tools.
+#include <dmabridge/vulkan/context.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <dlfcn.h>
+
+#include "device_state.hpp"
+
+namespace dmabridge::vulkan {
+
+struct Context::Impl {
+    void* loader = nullptr;
+    PFN_vkGetInstanceProcAddr gipa = nullptr;
+    VkInstance instance = VK_NULL_HANDLE;
+    VkDebugUtilsMessengerEXT messenger = VK_NULL_HANDLE;
+    VkDevice device = VK_NULL_HANDLE;
+    VkQueue queue = VK_NULL_HANDLE;
+    VkCommandPool pool = VK_NULL_HANDLE;
+    DeviceHandles handles;
+    std::optional<Device> attached;
+    mutable std::mutex submit_mutex;    // guards the queue and the command pool
+    mutable std::mutex messages_mutex;  // guards messages (the layer calls back during submits)
+    std::vector<std::string> messages;
+    std::function<void(const std::string&)> on_message_hook;
+
+    PFN_vkGetDeviceProcAddr gdpa = nullptr;
+    PFN_vkDestroyInstance destroy_instance = nullptr;
+    PFN_vkDestroyDebugUtilsMessengerEXT destroy_messenger = nullptr;
+    PFN_vkDestroyDevice destroy_device = nullptr;
+    PFN_vkDeviceWaitIdle wait_idle = nullptr;
+    PFN_vkDestroyCommandPool destroy_pool = nullptr;
+
+    ~Impl() {
+        if (device) {
+            wait_idle(device);
+            attached.reset();
+            if (pool) destroy_pool(device, pool, nullptr);
+            destroy_device(device, nullptr);
+        }
+        if (messenger) destroy_messenger(instance, messenger, nullptr);
+        if (instance) destroy_instance(instance, nullptr);
+        if (loader) dlclose(loader);
+    }
+
+    template <typename T>
+    T instance_fn(const char* name) const {
+        return reinterpret_cast<T>(gipa(instance, name));
+    }
+    template <typename T>
+    T device_fn(const char* name) const {
+        return reinterpret_cast<T>(gdpa(device, name));
+    }
+
+    static VKAPI_ATTR VkBool32 VKAPI_CALL on_message(VkDebugUtilsMessageSeverityFlagBitsEXT,
+                                                     VkDebugUtilsMessageTypeFlagsEXT,
+                                                     const VkDebugUtilsMessengerCallbackDataEXT* data, void* user) {
+        auto* self = static_cast<Impl*>(user);
+        const std::string text = data && data->pMessage ? data->pMessage : "(no message)";
+        if (self->on_message_hook) self->on_message_hook(text);
+        std::lock_guard lock(self->messages_mutex);
+        self->messages.push_back(text);
+        return VK_FALSE;
+    }
+};
+
+namespace {
+
+bool has_extension(const std::vector<VkExtensionProperties>& list, const char* name) {
+    return std::any_of(list.begin(), list.end(),
+                       [&](const VkExtensionProperties& e) { return std::strcmp(e.extensionName, name) == 0; });
+}
+
+}  // namespace
+
+Result<Context> Context::create(const ContextOptions& options) {
+    auto impl = std::make_unique<Impl>();
+    impl->on_message_hook = options.on_validation_message;
+    impl->loader = dlopen("libvulkan.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!impl->loader) return Error::library(Errc::not_found, std::string("open the Vulkan loader: ") + dlerror());
+    impl->gipa = reinterpret_cast<PFN_vkGetInstanceProcAddr>(dlsym(impl->loader, "vkGetInstanceProcAddr"));
+    if (!impl->gipa) return Error::library(Errc::not_found, "the Vulkan loader has no vkGetInstanceProcAddr");
+
+    auto create_instance = impl->instance_fn<PFN_vkCreateInstance>("vkCreateInstance");
+    VkApplicationInfo app{};
+    app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
+    app.pApplicationName = "dmabridge";
+    app.pEngineName = "dmabridge";
+    app.apiVersion = std::max(options.api_version, min_api_version);
+    std::vector<const char*> layers, instance_exts;
+    VkDebugUtilsMessengerCreateInfoEXT messenger_info{};
+    messenger_info.sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT;
+    messenger_info.messageSeverity =
+        VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT;
+    messenger_info.messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT |
+                                 VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                                 VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT;
+    messenger_info.pfnUserCallback = &Impl::on_message;
+    messenger_info.pUserData = impl.get();
+    if (options.validation) {
+        layers.push_back("VK_LAYER_KHRONOS_validation");
+        instance_exts.push_back(VK_EXT_DEBUG_UTILS_EXTENSION_NAME);
+    }
+    VkInstanceCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
+    info.pNext = options.validation ? &messenger_info : nullptr;  // also covers vkCreateInstance itself
+    info.pApplicationInfo = &app;
+    info.enabledLayerCount = static_cast<std::uint32_t>(layers.size());
+    info.ppEnabledLayerNames = layers.data();
+    info.enabledExtensionCount = static_cast<std::uint32_t>(instance_exts.size());
+    info.ppEnabledExtensionNames = instance_exts.data();
+    if (VkResult r = create_instance(&info, nullptr, &impl->instance); r != VK_SUCCESS)
+        return detail::vk_error(r, options.validation ? "vkCreateInstance with VK_LAYER_KHRONOS_validation"
+                                                      : "vkCreateInstance");
+    impl->destroy_instance = impl->instance_fn<PFN_vkDestroyInstance>("vkDestroyInstance");
+    if (options.validation) {
+        auto create_messenger = impl->instance_fn<PFN_vkCreateDebugUtilsMessengerEXT>("vkCreateDebugUtilsMessengerEXT");
+        impl->destroy_messenger = impl->instance_fn<PFN_vkDestroyDebugUtilsMessengerEXT>("vkDestroyDebugUtilsMessengerEXT");
+        if (VkResult r = create_messenger(impl->instance, &messenger_info, nullptr, &impl->messenger); r != VK_SUCCESS)
+            return detail::vk_error(r, "vkCreateDebugUtilsMessengerEXT");
+    }
+
+    auto enumerate = impl->instance_fn<PFN_vkEnumeratePhysicalDevices>("vkEnumeratePhysicalDevices");
+    auto props_fn = impl->instance_fn<PFN_vkGetPhysicalDeviceProperties>("vkGetPhysicalDeviceProperties");
+    auto ext_fn = impl->instance_fn<PFN_vkEnumerateDeviceExtensionProperties>("vkEnumerateDeviceExtensionProperties");
+    auto queues_fn = impl->instance_fn<PFN_vkGetPhysicalDeviceQueueFamilyProperties>("vkGetPhysicalDeviceQueueFamilyProperties");
+    std::uint32_t count = 0;
+    enumerate(impl->instance, &count, nullptr);
+    std::vector<VkPhysicalDevice> physical(count);
+    enumerate(impl->instance, &count, physical.data());
+
+    std::string rejected;
+    for (VkPhysicalDevice pd : physical) {
+        VkPhysicalDeviceProperties props{};
+        props_fn(pd, &props);
+        const std::string name = props.deviceName;
+        if (!options.device_name.empty() && name.find(options.device_name) == std::string::npos) continue;
+        std::uint32_t n = 0;
+        ext_fn(pd, nullptr, &n, nullptr);
+        std::vector<VkExtensionProperties> offered(n);
+        ext_fn(pd, nullptr, &n, offered.data());
+        const std::uint32_t api = std::min(app.apiVersion, props.apiVersion);
+        std::string missing;
+        for (const char* e : required_device_extensions(options.required, api))
+            if (!has_extension(offered, e)) missing += std::string(missing.empty() ? "" : ", ") + e;
+        if (!missing.empty()) {
+            rejected += "; " + name + " lacks " + missing;
+            continue;
+        }
+        std::vector<const char*> enable = required_device_extensions(options.required, api);
+        for (const char* e : required_device_extensions(options.optional, api))
+            if (has_extension(offered, e) && std::none_of(enable.begin(), enable.end(), [&](const char* x) { return std::strcmp(x, e) == 0; }))
+                enable.push_back(e);
+
+        std::uint32_t families = 0;
+        queues_fn(pd, &families, nullptr);
+        std::vector<VkQueueFamilyProperties> family_props(families);
+        queues_fn(pd, &families, family_props.data());
+        std::uint32_t family = 0;
+        while (family < families && !(family_props[family].queueFlags & (VK_QUEUE_GRAPHICS_BIT | VK_QUEUE_COMPUTE_BIT))) ++family;
+        if (family == families) {
+            rejected += "; " + name + " has no graphics or compute queue";
+            continue;
+        }
+        const float priority = 1.0f;
+        VkDeviceQueueCreateInfo queue_info{};
+        queue_info.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;
+        queue_info.queueFamilyIndex = family;
+        queue_info.queueCount = 1;
+        queue_info.pQueuePriorities = &priority;
+        VkPhysicalDeviceSamplerYcbcrConversionFeatures ycbcr{};
+        ycbcr.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SAMPLER_YCBCR_CONVERSION_FEATURES;
+        ycbcr.samplerYcbcrConversion = VK_TRUE;  // multi-planar (NV12) images
+        VkDeviceCreateInfo device_info{};
+        device_info.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
+        device_info.pNext = &ycbcr;
+        device_info.queueCreateInfoCount = 1;
+        device_info.pQueueCreateInfos = &queue_info;
+        device_info.enabledExtensionCount = static_cast<std::uint32_t>(enable.size());
+        device_info.ppEnabledExtensionNames = enable.data();
+        auto create_device = impl->instance_fn<PFN_vkCreateDevice>("vkCreateDevice");
+        if (VkResult r = create_device(pd, &device_info, nullptr, &impl->device); r != VK_SUCCESS)
+            return detail::vk_error(r, "vkCreateDevice on " + name);
+        impl->gdpa = impl->instance_fn<PFN_vkGetDeviceProcAddr>("vkGetDeviceProcAddr");
+        impl->destroy_device = impl->device_fn<PFN_vkDestroyDevice>("vkDestroyDevice");
+        impl->wait_idle = impl->device_fn<PFN_vkDeviceWaitIdle>("vkDeviceWaitIdle");
+        impl->destroy_pool = impl->device_fn<PFN_vkDestroyCommandPool>("vkDestroyCommandPool");
+        impl->device_fn<PFN_vkGetDeviceQueue>("vkGetDeviceQueue")(impl->device, family, 0, &impl->queue);
+        VkCommandPoolCreateInfo pool_info{};
+        pool_info.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
+        pool_info.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+        pool_info.queueFamilyIndex = family;
+        if (VkResult r = impl->device_fn<PFN_vkCreateCommandPool>("vkCreateCommandPool")(impl->device, &pool_info,
+                                                                                         nullptr, &impl->pool);
+            r != VK_SUCCESS)
+            return detail::vk_error(r, "vkCreateCommandPool");
+
+        impl->handles.instance = impl->instance;
+        impl->handles.physical_device = pd;
+        impl->handles.device = impl->device;
+        impl->handles.queue_family_index = family;
+        impl->handles.get_instance_proc_addr = impl->gipa;
+        impl->handles.api_version = api;
+        for (const char* e : enable) impl->handles.enabled_extensions.emplace_back(e);
+        auto attached = Device::attach(impl->handles, options.required);
+        if (!attached) return attached.error();
+        impl->attached = std::move(*attached);
+        return Context(std::move(impl));
+    }
+    return Error::library(Errc::not_found, "no Vulkan device can share dma-bufs" +
+                                               (rejected.empty() ? std::string(" (no devices)") : rejected));
+}
+
+Context::Context(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Context::Context(Context&&) noexcept = default;
+Context& Context::operator=(Context&&) noexcept = default;
+Context::~Context() = default;
+
+const Device& Context::device() const noexcept { return *impl_->attached; }
+const DeviceHandles& Context::handles() const noexcept { return impl_->handles; }
+VkQueue Context::queue() const noexcept { return impl_->queue; }
+PFN_vkVoidFunction Context::device_proc(const char* name) const { return impl_->gdpa(impl_->device, name); }
+
+Status Context::submit(const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait,
+                       VkPipelineStageFlags wait_stage, VkSemaphore signal) const {
+    auto& d = *impl_;
+    std::lock_guard lock(d.submit_mutex);
+    VkCommandBufferAllocateInfo alloc{};
+    alloc.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+    alloc.commandPool = d.pool;
+    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    alloc.commandBufferCount = 1;
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    if (VkResult r = d.device_fn<PFN_vkAllocateCommandBuffers>("vkAllocateCommandBuffers")(d.device, &alloc, &cmd); r != VK_SUCCESS)
+        return detail::vk_error(r, "vkAllocateCommandBuffers");
+    auto free_cmd = [&] { d.device_fn<PFN_vkFreeCommandBuffers>("vkFreeCommandBuffers")(d.device, d.pool, 1, &cmd); };
+    VkCommandBufferBeginInfo begin{};
+    begin.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
+    begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    d.device_fn<PFN_vkBeginCommandBuffer>("vkBeginCommandBuffer")(cmd, &begin);
+    record(cmd);
+    if (VkResult r = d.device_fn<PFN_vkEndCommandBuffer>("vkEndCommandBuffer")(cmd); r != VK_SUCCESS) {
+        free_cmd();
+        return detail::vk_error(r, "vkEndCommandBuffer");
+    }
+    VkFenceCreateInfo fence_info{};
+    fence_info.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+    VkFence fence = VK_NULL_HANDLE;
+    d.device_fn<PFN_vkCreateFence>("vkCreateFence")(d.device, &fence_info, nullptr, &fence);
+    VkSubmitInfo submit{};
+    submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+    submit.waitSemaphoreCount = wait ? 1 : 0;
+    submit.pWaitSemaphores = &wait;
+    submit.pWaitDstStageMask = &wait_stage;
+    submit.commandBufferCount = 1;
+    submit.pCommandBuffers = &cmd;
+    submit.signalSemaphoreCount = signal ? 1 : 0;
+    submit.pSignalSemaphores = &signal;
+    VkResult r = d.device_fn<PFN_vkQueueSubmit>("vkQueueSubmit")(d.queue, 1, &submit, fence);
+    if (r == VK_SUCCESS) r = d.device_fn<PFN_vkWaitForFences>("vkWaitForFences")(d.device, 1, &fence, VK_TRUE, UINT64_MAX);
+    d.device_fn<PFN_vkDestroyFence>("vkDestroyFence")(d.device, fence, nullptr);
+    free_cmd();
+    if (r != VK_SUCCESS) return detail::vk_error(r, "submit and wait");
+    return {};
+}
+
+std::vector<std::string> Context::validation_messages() const {
+    std::lock_guard lock(impl_->messages_mutex);
+    return impl_->messages;
+}
+
+}  // namespace dmabridge::vulkan

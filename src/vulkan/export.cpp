@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+// Exporting Vulkan images and buffers as dma-bufs.
+#include <dmabridge/vulkan/device.hpp>
+#include <dmabridge/vulkan/format.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+
+#include "../memory_allocator.hpp"
+#include "device_state.hpp"
+#include "resources_builder.hpp"
+
+namespace dmabridge::vulkan {
+namespace {
+
+constexpr VkImageAspectFlagBits memory_plane_aspect[] = {
+    VK_IMAGE_ASPECT_MEMORY_PLANE_0_BIT_EXT, VK_IMAGE_ASPECT_MEMORY_PLANE_1_BIT_EXT,
+    VK_IMAGE_ASPECT_MEMORY_PLANE_2_BIT_EXT, VK_IMAGE_ASPECT_MEMORY_PLANE_3_BIT_EXT};
+
+std::string list_modifiers(const std::vector<std::uint64_t>& mods) {
+    std::string s;
+    for (auto m : mods) s += (s.empty() ? "" : ", ") + modifier_to_string(m);
+    return s.empty() ? "none" : s;
+}
+
+// Exports `memory` as a named dma-buf.
+Result<DmaBuf> export_memory(const detail::DeviceState& s, VkDeviceMemory memory, const std::string& name,
+                             const std::string& what) {
+    VkMemoryGetFdInfoKHR get{};
+    get.sType = VK_STRUCTURE_TYPE_MEMORY_GET_FD_INFO_KHR;
+    get.memory = memory;
+    get.handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    int fd = -1;
+    if (VkResult r = s.vkGetMemoryFdKHR(s.device(), &get, &fd); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkGetMemoryFdKHR");
+    UniqueFd owned(fd);
+    // Some drivers (lavapipe among them) hand out the fd without FD_CLOEXEC: a fork+exec
+    // elsewhere in the process would leak the buffer into the child.
+    if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return Error::from_errno(errno, what + ": set FD_CLOEXEC");
+    auto buf = DmaBuf::adopt(std::move(owned));
+    if (!buf) return buf.error().with_context(what);
+    if (auto named = buf->set_name(name.empty() ? std::string(dmabridge::detail::default_buffer_name) : name); !named)
+        return named.error().with_context(what);
+    return buf;
+}
+
+}  // namespace
+
+Result<ExportedImage> Device::export_image(const ImageRequest& request, const ImageOptions& options) const {
+    const auto& s = *state_;
+    const std::string what = "export image on " + name() + ": " + dmabridge::detail::describe_request(request);
+    if (auto ok = dmabridge::detail::check_image_request(request, "export image on " + name()); !ok) return ok.error();
+    if (!has(Capability::export_memory | Capability::modifiers))
+        return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf export and modifiers");
+    const VkFormat format = options.format != VK_FORMAT_UNDEFINED ? options.format : to_vk_format(request.fourcc);
+    auto support = modifier_support(request.fourcc, options);
+    if (!support) return support.error().with_context(what);
+
+    // The modifiers both wanted and exportable at this size, in the request's order.
+    std::vector<std::uint64_t> exportable, chosen;
+    bool dedicated_only = false;
+    for (const auto& m : *support)
+        if (m.exportable && request.width <= m.max_extent.width && request.height <= m.max_extent.height)
+            exportable.push_back(m.modifier);
+    if (request.modifiers.empty()) chosen = exportable;
+    for (auto m : request.modifiers)
+        if (std::find(exportable.begin(), exportable.end(), m) != exportable.end()) chosen.push_back(m);
+    if (chosen.empty())
+        return Error::library(Errc::unsupported, what + ": none of the requested modifiers [" +
+                                                     list_modifiers(request.modifiers) +
+                                                     "] can be exported for this usage; exportable: [" +
+                                                     list_modifiers(exportable) + "]");
+    // Modifiers go to the driver as a list; LINEAR through plain linear tiling (formats without
+    // modifier support) is used only when nothing else was chosen.
+    std::vector<std::uint64_t> explicit_mods;
+    for (const auto& m : *support) {
+        if (std::find(chosen.begin(), chosen.end(), m.modifier) == chosen.end()) continue;
+        dedicated_only |= m.dedicated_only;
+        if (!m.linear_tiling) explicit_mods.push_back(m.modifier);
+    }
+    const bool linear_tiling = explicit_mods.empty();
+
+    VkImageDrmFormatModifierListCreateInfoEXT mod_list{};
+    mod_list.sType = VK_STRUCTURE_TYPE_IMAGE_DRM_FORMAT_MODIFIER_LIST_CREATE_INFO_EXT;
+    mod_list.drmFormatModifierCount = static_cast<std::uint32_t>(explicit_mods.size());
+    mod_list.pDrmFormatModifiers = explicit_mods.data();
+    VkExternalMemoryImageCreateInfo external{};
+    external.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_IMAGE_CREATE_INFO;
+    external.pNext = linear_tiling ? nullptr : &mod_list;
+    external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkImageCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO;
+    info.pNext = &external;
+    info.imageType = VK_IMAGE_TYPE_2D;
+    info.format = format;
+    info.extent = {request.width, request.height, 1};
+    info.mipLevels = 1;
+    info.arrayLayers = 1;
+    info.samples = VK_SAMPLE_COUNT_1_BIT;
+    info.tiling = linear_tiling ? VK_IMAGE_TILING_LINEAR : VK_IMAGE_TILING_DRM_FORMAT_MODIFIER_EXT;
+    info.usage = options.usage;
+    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    info.initialLayout = VK_IMAGE_LAYOUT_UNDEFINED;
+
+    ImageBuilder builder(state_);
+    VkImage image = VK_NULL_HANDLE;
+    if (VkResult r = s.vkCreateImage(s.device(), &info, nullptr, &image); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkCreateImage");
+    builder.set_image(image, format, {request.width, request.height}, options.usage);
+
+    VkImageDrmFormatModifierPropertiesEXT mod_props{};
+    mod_props.sType = VK_STRUCTURE_TYPE_IMAGE_DRM_FORMAT_MODIFIER_PROPERTIES_EXT;
+    mod_props.drmFormatModifier = modifier::linear;
+    if (!linear_tiling)
+        if (VkResult r = s.vkGetImageDrmFormatModifierPropertiesEXT(s.device(), image, &mod_props); r != VK_SUCCESS)
+            return detail::vk_error(r, what + ": vkGetImageDrmFormatModifierPropertiesEXT");
+    builder.set_modifier(mod_props.drmFormatModifier);
+    std::uint32_t planes = 0;
+    for (const auto& m : *support)
+        if (m.modifier == mod_props.drmFormatModifier) planes = m.plane_count;
+    if (planes == 0 || planes > max_planes)
+        return Error::library(Errc::unsupported, what + ": the driver chose modifier " +
+                                                     modifier_to_string(mod_props.drmFormatModifier) +
+                                                     " with an unusable plane count " + std::to_string(planes));
+
+    VkMemoryDedicatedRequirements dedicated_reqs{};
+    dedicated_reqs.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS;
+    VkMemoryRequirements2 reqs{};
+    reqs.sType = VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2;
+    reqs.pNext = &dedicated_reqs;
+    VkImageMemoryRequirementsInfo2 reqs_info{};
+    reqs_info.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_REQUIREMENTS_INFO_2;
+    reqs_info.image = image;
+    s.vkGetImageMemoryRequirements2(s.device(), &reqs_info, &reqs);
+    const bool dedicated = dedicated_only || dedicated_reqs.requiresDedicatedAllocation || dedicated_reqs.prefersDedicatedAllocation;
+
+    auto type = detail::pick_memory_type(s, reqs.memoryRequirements.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+    if (!type) return Error::library(Errc::unsupported, what + ": no memory type fits the image");
+    VkMemoryDedicatedAllocateInfo dedicated_info{};
+    dedicated_info.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO;
+    dedicated_info.image = image;
+    VkExportMemoryAllocateInfo export_info{};
+    export_info.sType = VK_STRUCTURE_TYPE_EXPORT_MEMORY_ALLOCATE_INFO;
+    export_info.pNext = dedicated ? &dedicated_info : nullptr;
+    export_info.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkMemoryAllocateInfo alloc{};
+    alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+    alloc.pNext = &export_info;
+    alloc.allocationSize = reqs.memoryRequirements.size;
+    alloc.memoryTypeIndex = *type;
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    if (VkResult r = s.vkAllocateMemory(s.device(), &alloc, nullptr, &memory); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkAllocateMemory (" + std::to_string(alloc.allocationSize) + " bytes)");
+    builder.add_memory(memory, alloc.allocationSize);
+    VkBindImageMemoryInfo bind{};
+    bind.sType = VK_STRUCTURE_TYPE_BIND_IMAGE_MEMORY_INFO;
+    bind.image = image;
+    bind.memory = memory;
+    if (VkResult r = s.vkBindImageMemory2(s.device(), 1, &bind); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkBindImageMemory2");
+
+    auto dmabuf = export_memory(s, memory, request.name, what);
+    if (!dmabuf) return dmabuf.error();
+    BufferDesc desc;
+    desc.width = request.width;
+    desc.height = request.height;
+    desc.fourcc = request.fourcc;
+    desc.modifier = mod_props.drmFormatModifier;
+    for (std::uint32_t p = 0; p < planes; ++p) {
+        VkImageSubresource sub{};
+        sub.aspectMask = linear_tiling ? detail::format_plane_aspect(p, planes)
+                                       : static_cast<VkImageAspectFlags>(memory_plane_aspect[p]);
+        VkSubresourceLayout layout{};
+        s.vkGetImageSubresourceLayout(s.device(), image, &sub, &layout);
+        auto ref = p + 1 == planes ? Result<DmaBuf>(std::move(*dmabuf)) : dmabuf->dup();
+        if (!ref) return ref.error().with_context(what);
+        desc.planes.push_back({std::move(*ref), layout.offset, layout.rowPitch});
+    }
+    if (auto ok = desc.validate(); !ok) return ok.error().with_context(what + ": the driver's layout");
+    return ExportedImage{builder.finish(), std::move(desc)};
+}
+
+Result<ExportedBuffer> Device::export_buffer(std::uint64_t size, VkBufferUsageFlags usage, const std::string& label) const {
+    const auto& s = *state_;
+    const std::string what = "export buffer of " + std::to_string(size) + " bytes on " + name();
+    if (size == 0) return Error::library(Errc::invalid_argument, what + ": the size is zero");
+    if (label.size() > max_dmabuf_name_length)
+        return Error::library(Errc::invalid_argument, what + ": the name is longer than 31 bytes");
+    if (!has(Capability::export_memory))
+        return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf export");
+    VkExternalMemoryBufferCreateInfo external{};
+    external.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO;
+    external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkBufferCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
+    info.pNext = &external;
+    info.size = size;
+    info.usage = usage;
+    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    BufferBuilder builder(state_);
+    VkBuffer buffer = VK_NULL_HANDLE;
+    if (VkResult r = s.vkCreateBuffer(s.device(), &info, nullptr, &buffer); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkCreateBuffer");
+    builder.set_buffer(buffer, size);
+    VkMemoryDedicatedRequirements dedicated_reqs{};
+    dedicated_reqs.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS;
+    VkMemoryRequirements2 reqs{};
+    reqs.sType = VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2;
+    reqs.pNext = &dedicated_reqs;
+    VkBufferMemoryRequirementsInfo2 reqs_info{};
+    reqs_info.sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_REQUIREMENTS_INFO_2;
+    reqs_info.buffer = buffer;
+    s.vkGetBufferMemoryRequirements2(s.device(), &reqs_info, &reqs);
+    auto type = detail::pick_memory_type(s, reqs.memoryRequirements.memoryTypeBits, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT);
+    if (!type) return Error::library(Errc::unsupported, what + ": no memory type fits the buffer");
+    VkMemoryDedicatedAllocateInfo dedicated_info{};
+    dedicated_info.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO;
+    dedicated_info.buffer = buffer;
+    VkExportMemoryAllocateInfo export_info{};
+    export_info.sType = VK_STRUCTURE_TYPE_EXPORT_MEMORY_ALLOCATE_INFO;
+    export_info.pNext = dedicated_reqs.requiresDedicatedAllocation ? &dedicated_info : nullptr;
+    export_info.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkMemoryAllocateInfo alloc{};
+    alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+    alloc.pNext = &export_info;
+    alloc.allocationSize = reqs.memoryRequirements.size;
+    alloc.memoryTypeIndex = *type;
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    if (VkResult r = s.vkAllocateMemory(s.device(), &alloc, nullptr, &memory); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkAllocateMemory");
+    builder.set_memory(memory);
+    VkBindBufferMemoryInfo bind{};
+    bind.sType = VK_STRUCTURE_TYPE_BIND_BUFFER_MEMORY_INFO;
+    bind.buffer = buffer;
+    bind.memory = memory;
+    if (VkResult r = s.vkBindBufferMemory2(s.device(), 1, &bind); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkBindBufferMemory2");
+    auto dmabuf = export_memory(s, memory, label, what);
+    if (!dmabuf) return dmabuf.error();
+    return ExportedBuffer{builder.finish(), std::move(*dmabuf)};
+}
+
+}  // namespace dmabridge::vulkan

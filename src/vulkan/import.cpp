@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: MIT
+// Importing dma-bufs as Vulkan images and buffers. Everything that can be checked is checked
+// before the first Vulkan object exists; what is made is owned by a builder from the moment it
+// exists, so any later failure destroys it.
+#include <dmabridge/vulkan/device.hpp>
+#include <dmabridge/vulkan/format.hpp>
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <vector>
+
+#include "device_state.hpp"
+#include "resources_builder.hpp"
+
+namespace dmabridge::vulkan {
+namespace {
+
+constexpr VkImageAspectFlagBits memory_plane_aspect[] = {
+    VK_IMAGE_ASPECT_MEMORY_PLANE_0_BIT_EXT, VK_IMAGE_ASPECT_MEMORY_PLANE_1_BIT_EXT,
+    VK_IMAGE_ASPECT_MEMORY_PLANE_2_BIT_EXT, VK_IMAGE_ASPECT_MEMORY_PLANE_3_BIT_EXT};
+
+std::string n(std::uint64_t v) { return std::to_string(v); }
+
+struct MemoryRequirements {
+    VkMemoryRequirements reqs{};
+    bool dedicated = false;
+};
+
+MemoryRequirements image_requirements(const detail::DeviceState& s, VkImage image, int plane /* -1: whole */) {
+    VkImagePlaneMemoryRequirementsInfo plane_info{};
+    plane_info.sType = VK_STRUCTURE_TYPE_IMAGE_PLANE_MEMORY_REQUIREMENTS_INFO;
+    if (plane >= 0) plane_info.planeAspect = memory_plane_aspect[plane];
+    VkImageMemoryRequirementsInfo2 info{};
+    info.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_REQUIREMENTS_INFO_2;
+    info.pNext = plane >= 0 ? &plane_info : nullptr;
+    info.image = image;
+    VkMemoryDedicatedRequirements dedicated{};
+    dedicated.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS;
+    VkMemoryRequirements2 reqs{};
+    reqs.sType = VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2;
+    reqs.pNext = &dedicated;
+    s.vkGetImageMemoryRequirements2(s.device(), &info, &reqs);
+    return {reqs.memoryRequirements, dedicated.requiresDedicatedAllocation == VK_TRUE ||
+                                         dedicated.prefersDedicatedAllocation == VK_TRUE};
+}
+
+// Imports a dup of `buf` as memory of `size` bytes for `type_bits`, dedicated to `image` or
+// `buffer` when asked. The dup belongs to Vulkan only once the allocation succeeded.
+Result<VkDeviceMemory> import_memory(const detail::DeviceState& s, const DmaBuf& buf, std::uint64_t size,
+                                     std::uint32_t type_bits, VkImage image, VkBuffer buffer, bool dedicated,
+                                     const std::string& what) {
+    if (size > buf.size())
+        return Error::library(Errc::invalid_argument, what + ": the driver needs " + n(size) +
+                                                          " bytes of memory, the dma-buf has " + n(buf.size()));
+    VkMemoryFdPropertiesKHR fd_props{};
+    fd_props.sType = VK_STRUCTURE_TYPE_MEMORY_FD_PROPERTIES_KHR;
+    if (VkResult r = s.vkGetMemoryFdPropertiesKHR(s.device(), VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT, buf.fd(),
+                                                  &fd_props);
+        r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkGetMemoryFdPropertiesKHR");
+    auto type = detail::pick_memory_type(s, fd_props.memoryTypeBits & type_bits);
+    if (!type)
+        return Error::library(Errc::unsupported, what + ": no memory type both fits (bits 0x" +
+                                                     std::to_string(type_bits) + ") and can hold this dma-buf (bits " +
+                                                     std::to_string(fd_props.memoryTypeBits) + ")");
+    auto fd = UniqueFd::dup_of(buf.fd());
+    if (!fd) return fd.error().with_context(what);
+    VkMemoryDedicatedAllocateInfo dedicated_info{};
+    dedicated_info.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO;
+    dedicated_info.image = image;
+    dedicated_info.buffer = buffer;
+    VkImportMemoryFdInfoKHR import{};
+    import.sType = VK_STRUCTURE_TYPE_IMPORT_MEMORY_FD_INFO_KHR;
+    import.pNext = dedicated ? &dedicated_info : nullptr;
+    import.handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    import.fd = fd->get();
+    VkMemoryAllocateInfo alloc{};
+    alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+    alloc.pNext = &import;
+    alloc.allocationSize = size;
+    alloc.memoryTypeIndex = *type;
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    if (VkResult r = s.vkAllocateMemory(s.device(), &alloc, nullptr, &memory); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkAllocateMemory importing a " + n(buf.size()) + "-byte dma-buf as " +
+                                       n(size) + " bytes");  // the dup is still ours and closes here
+    (void)fd->release();  // Vulkan owns it now
+    return memory;
+}
+
+std::string list_modifiers(const std::vector<ModifierSupport>& support, bool importable_only) {
+    std::string s;
+    for (const auto& m : support)
+        if (!importable_only || m.importable) s += (s.empty() ? "" : ", ") + modifier_to_string(m.modifier);
+    return s.empty() ? "none" : s;
+}
+
+}  // namespace
+
+Result<Image> Device::import_image(const BufferDesc& desc, const ImageOptions& options) const {
+    const auto& s = *state_;
+    const std::string what = "import " + desc.describe() + " on " + name();
+    if (!has(Capability::import_memory | Capability::modifiers))
+        return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf import and modifiers");
+    if (auto ok = desc.validate(); !ok) return ok.error().with_context("import on " + name());
+    if (desc.modifier == modifier::invalid)
+        return Error::library(Errc::unsupported,
+                              what + ": the modifier is INVALID (implicit, known only to the exporting driver) and "
+                                     "cannot be imported explicitly; ask the exporter for an explicit modifier "
+                                     "(LINEAR where it guarantees a linear layout)");
+    const VkFormat format = options.format != VK_FORMAT_UNDEFINED ? options.format : to_vk_format(desc.fourcc);
+    if (format == VK_FORMAT_UNDEFINED)
+        return Error::library(Errc::unsupported, what + ": Vulkan has no format for " + fourcc_to_string(desc.fourcc));
+    auto support = modifier_support(desc.fourcc, options);
+    if (!support) return support.error().with_context(what);
+    auto entry = std::find_if(support->begin(), support->end(), [&](const ModifierSupport& m) { return m.modifier == desc.modifier; });
+    if (entry == support->end() || !entry->importable)
+        return Error::library(Errc::unsupported, what + ": modifier " + modifier_to_string(desc.modifier) +
+                                                     " cannot be imported for this usage; importable: " +
+                                                     list_modifiers(*support, true));
+    if (desc.planes.size() != entry->plane_count)
+        return Error::library(Errc::invalid_argument, what + ": " + n(desc.planes.size()) + " planes, modifier " +
+                                                          modifier_to_string(desc.modifier) + " has " +
+                                                          n(entry->plane_count) + " memory planes");
+    if (desc.width > entry->max_extent.width || desc.height > entry->max_extent.height)
+        return Error::library(Errc::unsupported, what + ": larger than the device's maximum " +
+                                                     n(entry->max_extent.width) + "x" + n(entry->max_extent.height));
+    bool disjoint = false;
+    for (const auto& p : desc.planes) disjoint |= !(p.buffer.id() == desc.planes[0].buffer.id());
+    if (disjoint && (!entry->disjoint || entry->linear_tiling))
+        return Error::library(Errc::unsupported, what + ": its planes are in separate dma-bufs, and the device cannot "
+                                                     "bind planes separately (no DISJOINT) for this modifier");
+
+    std::array<VkSubresourceLayout, max_planes> layouts{};
+    for (std::size_t p = 0; p < desc.planes.size(); ++p) {
+        layouts[p].offset = desc.planes[p].offset;
+        layouts[p].rowPitch = desc.planes[p].stride;
+    }
+    VkImageDrmFormatModifierExplicitCreateInfoEXT explicit_info{};
+    explicit_info.sType = VK_STRUCTURE_TYPE_IMAGE_DRM_FORMAT_MODIFIER_EXPLICIT_CREATE_INFO_EXT;
+    explicit_info.drmFormatModifier = desc.modifier;
+    explicit_info.drmFormatModifierPlaneCount = static_cast<std::uint32_t>(desc.planes.size());
+    explicit_info.pPlaneLayouts = layouts.data();
+    VkExternalMemoryImageCreateInfo external{};
+    external.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_IMAGE_CREATE_INFO;
+    external.pNext = entry->linear_tiling ? nullptr : &explicit_info;
+    external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkImageCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO;
+    info.pNext = &external;
+    info.flags = disjoint ? VK_IMAGE_CREATE_DISJOINT_BIT : 0;
+    info.imageType = VK_IMAGE_TYPE_2D;
+    info.format = format;
+    info.extent = {desc.width, desc.height, 1};
+    info.mipLevels = 1;
+    info.arrayLayers = 1;
+    info.samples = VK_SAMPLE_COUNT_1_BIT;
+    info.tiling = entry->linear_tiling ? VK_IMAGE_TILING_LINEAR : VK_IMAGE_TILING_DRM_FORMAT_MODIFIER_EXT;
+    info.usage = options.usage;
+    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    info.initialLayout = VK_IMAGE_LAYOUT_UNDEFINED;
+
+    ImageBuilder builder(state_);
+    VkImage image = VK_NULL_HANDLE;
+    if (VkResult r = s.vkCreateImage(s.device(), &info, nullptr, &image); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkCreateImage");
+    builder.set_image(image, format, {desc.width, desc.height}, options.usage);
+    builder.set_modifier(desc.modifier);
+
+    std::array<VkBindImageMemoryInfo, max_planes> binds{};
+    std::array<VkBindImagePlaneMemoryInfo, max_planes> plane_binds{};
+    const std::uint32_t memories = disjoint ? static_cast<std::uint32_t>(desc.planes.size()) : 1;
+    for (std::uint32_t i = 0; i < memories; ++i) {
+        const auto reqs = image_requirements(s, image, disjoint ? static_cast<int>(i) : -1);
+        const bool dedicated = !disjoint && (reqs.dedicated || entry->dedicated_only);
+        auto memory = import_memory(s, desc.planes[i].buffer, reqs.reqs.size, reqs.reqs.memoryTypeBits, image,
+                                    VK_NULL_HANDLE, dedicated, what + (disjoint ? ": plane " + n(i) : std::string()));
+        if (!memory) return memory.error();
+        builder.add_memory(*memory, reqs.reqs.size);
+        binds[i].sType = VK_STRUCTURE_TYPE_BIND_IMAGE_MEMORY_INFO;
+        binds[i].image = image;
+        binds[i].memory = *memory;
+        if (disjoint) {
+            plane_binds[i].sType = VK_STRUCTURE_TYPE_BIND_IMAGE_PLANE_MEMORY_INFO;
+            plane_binds[i].planeAspect = memory_plane_aspect[i];
+            binds[i].pNext = &plane_binds[i];
+        }
+    }
+    if (VkResult r = s.vkBindImageMemory2(s.device(), memories, binds.data()); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkBindImageMemory2");
+    // Plain linear tiling cannot be told a layout: the driver's must be the description's. It is
+    // read after binding, as drivers (lavapipe) place planes only then.
+    if (entry->linear_tiling) {
+        const auto planes = static_cast<std::uint32_t>(desc.planes.size());
+        for (std::uint32_t p = 0; p < planes; ++p) {
+            VkImageSubresource sub{};
+            sub.aspectMask = detail::format_plane_aspect(p, planes);
+            VkSubresourceLayout layout{};
+            s.vkGetImageSubresourceLayout(s.device(), image, &sub, &layout);
+            if (layout.offset != desc.planes[p].offset || layout.rowPitch != desc.planes[p].stride)
+                return Error::library(Errc::unsupported,
+                                      what + ": the device has no DRM-modifier support for this format, and its own "
+                                             "linear layout of plane " + n(p) + " (offset " + n(layout.offset) +
+                                             ", stride " + n(layout.rowPitch) + ") differs from the description's");
+        }
+    }
+
+    return builder.finish();
+}
+
+Result<Buffer> Device::import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags usage, std::uint64_t size) const {
+    const auto& s = *state_;
+    if (size == 0) size = dmabuf.size();
+    const std::string what = "import " + n(size) + " bytes of a " + n(dmabuf.size()) + "-byte dma-buf as a buffer on " + name();
+    if (!has(Capability::import_memory))
+        return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf import");
+    if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, what + ": no dma-buf");
+    if (size > dmabuf.size()) return Error::library(Errc::invalid_argument, what + ": larger than the dma-buf");
+    VkExternalMemoryBufferCreateInfo external{};
+    external.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO;
+    external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkBufferCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
+    info.pNext = &external;
+    info.size = size;
+    info.usage = usage;
+    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    BufferBuilder builder(state_);
+    VkBuffer buffer = VK_NULL_HANDLE;
+    if (VkResult r = s.vkCreateBuffer(s.device(), &info, nullptr, &buffer); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkCreateBuffer");
+    builder.set_buffer(buffer, size);
+    VkMemoryDedicatedRequirements dedicated{};
+    dedicated.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS;
+    VkMemoryRequirements2 reqs{};
+    reqs.sType = VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2;
+    reqs.pNext = &dedicated;
+    VkBufferMemoryRequirementsInfo2 reqs_info{};
+    reqs_info.sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_REQUIREMENTS_INFO_2;
+    reqs_info.buffer = buffer;
+    s.vkGetBufferMemoryRequirements2(s.device(), &reqs_info, &reqs);
+    auto memory = import_memory(s, dmabuf, reqs.memoryRequirements.size, reqs.memoryRequirements.memoryTypeBits,
+                                VK_NULL_HANDLE, buffer, dedicated.requiresDedicatedAllocation == VK_TRUE, what);
+    if (!memory) return memory.error();
+    builder.set_memory(*memory);
+    VkBindBufferMemoryInfo bind{};
+    bind.sType = VK_STRUCTURE_TYPE_BIND_BUFFER_MEMORY_INFO;
+    bind.buffer = buffer;
+    bind.memory = *memory;
+    if (VkResult r = s.vkBindBufferMemory2(s.device(), 1, &bind); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkBindBufferMemory2");
+    return builder.finish();
+}
+
+}  // namespace dmabridge::vulkan
