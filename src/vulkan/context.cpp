@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,7 +26,9 @@ struct Context::Impl {
     VkCommandPool pool = VK_NULL_HANDLE;
     DeviceHandles handles;
     std::optional<Device> attached;
-    mutable std::mutex submit_mutex;    // guards the queue and the command pool
+    // Guards the queue and the command pool. Recursive: a failed submit_async releases its
+    // Submission while holding it.
+    mutable std::recursive_mutex submit_mutex;
     mutable std::mutex messages_mutex;  // guards messages (the layer calls back during submits)
     std::vector<std::string> messages;
     std::function<void(const std::string&)> on_message_hook;
@@ -227,47 +230,105 @@ const DeviceHandles& Context::handles() const noexcept { return impl_->handles; 
 VkQueue Context::queue() const noexcept { return impl_->queue; }
 PFN_vkVoidFunction Context::device_proc(const char* name) const { return impl_->gdpa(impl_->device, name); }
 
-Status Context::submit(const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait,
-                       VkPipelineStageFlags wait_stage, VkSemaphore signal) const {
+Result<Submission> Context::submit_async(const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait,
+                                         VkPipelineStageFlags wait_stage, VkSemaphore signal) const {
     auto& d = *impl_;
     std::lock_guard lock(d.submit_mutex);
+    Submission sub;
+    sub.context_ = impl_.get();
     VkCommandBufferAllocateInfo alloc{};
     alloc.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
     alloc.commandPool = d.pool;
     alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
     alloc.commandBufferCount = 1;
-    VkCommandBuffer cmd = VK_NULL_HANDLE;
-    if (VkResult r = d.device_fn<PFN_vkAllocateCommandBuffers>("vkAllocateCommandBuffers")(d.device, &alloc, &cmd); r != VK_SUCCESS)
+    if (VkResult r = d.device_fn<PFN_vkAllocateCommandBuffers>("vkAllocateCommandBuffers")(d.device, &alloc, &sub.cmd_);
+        r != VK_SUCCESS)
         return detail::vk_error(r, "vkAllocateCommandBuffers");
-    auto free_cmd = [&] { d.device_fn<PFN_vkFreeCommandBuffers>("vkFreeCommandBuffers")(d.device, d.pool, 1, &cmd); };
+    VkFenceCreateInfo fence_info{};
+    fence_info.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+    if (VkResult r = d.device_fn<PFN_vkCreateFence>("vkCreateFence")(d.device, &fence_info, nullptr, &sub.fence_);
+        r != VK_SUCCESS)
+        return detail::vk_error(r, "vkCreateFence");
     VkCommandBufferBeginInfo begin{};
     begin.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
     begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-    d.device_fn<PFN_vkBeginCommandBuffer>("vkBeginCommandBuffer")(cmd, &begin);
-    record(cmd);
-    if (VkResult r = d.device_fn<PFN_vkEndCommandBuffer>("vkEndCommandBuffer")(cmd); r != VK_SUCCESS) {
-        free_cmd();
+    d.device_fn<PFN_vkBeginCommandBuffer>("vkBeginCommandBuffer")(sub.cmd_, &begin);
+    record(sub.cmd_);
+    if (VkResult r = d.device_fn<PFN_vkEndCommandBuffer>("vkEndCommandBuffer")(sub.cmd_); r != VK_SUCCESS)
         return detail::vk_error(r, "vkEndCommandBuffer");
-    }
-    VkFenceCreateInfo fence_info{};
-    fence_info.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
-    VkFence fence = VK_NULL_HANDLE;
-    d.device_fn<PFN_vkCreateFence>("vkCreateFence")(d.device, &fence_info, nullptr, &fence);
     VkSubmitInfo submit{};
     submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
     submit.waitSemaphoreCount = wait ? 1 : 0;
     submit.pWaitSemaphores = &wait;
     submit.pWaitDstStageMask = &wait_stage;
     submit.commandBufferCount = 1;
-    submit.pCommandBuffers = &cmd;
+    submit.pCommandBuffers = &sub.cmd_;
     submit.signalSemaphoreCount = signal ? 1 : 0;
     submit.pSignalSemaphores = &signal;
-    VkResult r = d.device_fn<PFN_vkQueueSubmit>("vkQueueSubmit")(d.queue, 1, &submit, fence);
-    if (r == VK_SUCCESS) r = d.device_fn<PFN_vkWaitForFences>("vkWaitForFences")(d.device, 1, &fence, VK_TRUE, UINT64_MAX);
-    d.device_fn<PFN_vkDestroyFence>("vkDestroyFence")(d.device, fence, nullptr);
-    free_cmd();
-    if (r != VK_SUCCESS) return detail::vk_error(r, "submit and wait");
+    if (VkResult r = d.device_fn<PFN_vkQueueSubmit>("vkQueueSubmit")(d.queue, 1, &submit, sub.fence_); r != VK_SUCCESS) {
+        // Not submitted: nothing will signal the fence, so the destructor must not wait for it.
+        d.device_fn<PFN_vkDestroyFence>("vkDestroyFence")(d.device, sub.fence_, nullptr);
+        sub.fence_ = VK_NULL_HANDLE;
+        return detail::vk_error(r, "vkQueueSubmit");
+    }
+    return sub;
+}
+
+Status Context::submit(const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait,
+                       VkPipelineStageFlags wait_stage, VkSemaphore signal) const {
+    auto sub = submit_async(record, wait, wait_stage, signal);
+    if (!sub) return sub.error();
+    auto done = sub->wait();
+    if (!done) return done.error();
     return {};
+}
+
+Submission::Submission(Submission&& o) noexcept
+    : context_(std::exchange(o.context_, nullptr)), fence_(std::exchange(o.fence_, VK_NULL_HANDLE)),
+      cmd_(std::exchange(o.cmd_, VK_NULL_HANDLE)) {}
+
+Submission& Submission::operator=(Submission&& o) noexcept {
+    if (this != &o) {
+        release();
+        context_ = std::exchange(o.context_, nullptr);
+        fence_ = std::exchange(o.fence_, VK_NULL_HANDLE);
+        cmd_ = std::exchange(o.cmd_, VK_NULL_HANDLE);
+    }
+    return *this;
+}
+
+Submission::~Submission() { release(); }
+
+void Submission::release() noexcept {
+    if (!context_) return;
+    auto& d = *static_cast<const Context::Impl*>(context_);
+    if (fence_) {
+        d.device_fn<PFN_vkWaitForFences>("vkWaitForFences")(d.device, 1, &fence_, VK_TRUE, UINT64_MAX);
+        d.device_fn<PFN_vkDestroyFence>("vkDestroyFence")(d.device, fence_, nullptr);
+    }
+    if (cmd_) {
+        std::lock_guard lock(d.submit_mutex);  // the pool is shared with other submits
+        d.device_fn<PFN_vkFreeCommandBuffers>("vkFreeCommandBuffers")(d.device, d.pool, 1, &cmd_);
+    }
+    context_ = nullptr;
+    fence_ = VK_NULL_HANDLE;
+    cmd_ = VK_NULL_HANDLE;
+}
+
+bool Submission::done() const {
+    if (!context_ || !fence_) return true;
+    auto& d = *static_cast<const Context::Impl*>(context_);
+    return d.device_fn<PFN_vkGetFenceStatus>("vkGetFenceStatus")(d.device, fence_) == VK_SUCCESS;
+}
+
+Result<WaitStatus> Submission::wait(Timeout timeout) const {
+    if (!context_ || !fence_) return WaitStatus::ready;
+    auto& d = *static_cast<const Context::Impl*>(context_);
+    const std::uint64_t ns = timeout.count() < 0 ? UINT64_MAX : static_cast<std::uint64_t>(timeout.count()) * 1000000ull;
+    VkResult r = d.device_fn<PFN_vkWaitForFences>("vkWaitForFences")(d.device, 1, &fence_, VK_TRUE, ns);
+    if (r == VK_TIMEOUT) return WaitStatus::timed_out;
+    if (r != VK_SUCCESS) return detail::vk_error(r, "wait for submission");
+    return WaitStatus::ready;
 }
 
 std::vector<std::string> Context::validation_messages() const {

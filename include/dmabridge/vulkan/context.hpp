@@ -13,6 +13,7 @@
 
 #include <vulkan/vulkan_core.h>
 
+#include <dmabridge/access.hpp>
 #include <dmabridge/result.hpp>
 #include <dmabridge/vulkan/device.hpp>
 
@@ -33,6 +34,32 @@ struct ContextOptions {
     std::string device_name;
     /// The Vulkan version to ask for (at least 1.1).
     std::uint32_t api_version = VK_API_VERSION_1_3;
+};
+
+/// Work submitted by Context::submit_async: its fence and command buffer. Move-only; the
+/// destructor waits for the work to complete, then frees both.
+class Submission {
+public:
+    Submission() = default;
+    Submission(Submission&&) noexcept;
+    Submission& operator=(Submission&&) noexcept;
+    Submission(const Submission&) = delete;
+    Submission& operator=(const Submission&) = delete;
+    ~Submission();
+
+    /// The fence the submit signals (owned by this object).
+    VkFence fence() const noexcept { return fence_; }
+    /// True once the work completed (vkGetFenceStatus; never blocks).
+    bool done() const;
+    /// Waits for the work; WaitStatus::timed_out when `timeout` passes first.
+    Result<WaitStatus> wait(Timeout timeout = forever) const;
+
+private:
+    friend class Context;
+    const void* context_ = nullptr;  // the Context::Impl
+    VkFence fence_ = VK_NULL_HANDLE;
+    VkCommandBuffer cmd_ = VK_NULL_HANDLE;
+    void release() noexcept;
 };
 
 /// An instance, a physical device, a device with one queue, and dmabridge attached to it.
@@ -64,6 +91,13 @@ public:
     Status submit(const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait = VK_NULL_HANDLE,
                   VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT,
                   VkSemaphore signal = VK_NULL_HANDLE) const;
+
+    /// Like submit(), without waiting: the returned Submission completes when the GPU is done.
+    /// The Context must outlive it.
+    Result<Submission> submit_async(const std::function<void(VkCommandBuffer)>& record,
+                                    VkSemaphore wait = VK_NULL_HANDLE,
+                                    VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT,
+                                    VkSemaphore signal = VK_NULL_HANDLE) const;
 
     /// The validation layer's messages so far (warnings and errors), when validation is on.
     std::vector<std::string> validation_messages() const;

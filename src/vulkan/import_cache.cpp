@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+#include <dmabridge/vulkan/import_cache.hpp>
+
+#include <algorithm>
+
+#include "device_state.hpp"
+
+namespace dmabridge::vulkan {
+namespace {
+
+void mix(std::size_t& h, std::uint64_t v) {
+    h ^= std::hash<std::uint64_t>{}(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+}
+
+}  // namespace
+
+std::size_t ImportCache::KeyHash::operator()(const Key& k) const noexcept {
+    std::size_t h = 0;
+    for (std::uint32_t i = 0; i < k.plane_count; ++i) {
+        mix(h, k.buffers[i].inode);
+        mix(h, k.buffers[i].device);
+        mix(h, k.offsets[i]);
+        mix(h, k.strides[i]);
+    }
+    mix(h, (std::uint64_t{k.width} << 32) | k.height);
+    mix(h, k.fourcc);
+    mix(h, k.modifier);
+    mix(h, (std::uint64_t{static_cast<std::uint32_t>(k.format)} << 32) | k.usage);
+    return h;
+}
+
+ImportCache::Key ImportCache::key_of(const BufferDesc& desc, const ImageOptions& options) {
+    Key k;
+    k.plane_count = static_cast<std::uint32_t>(std::min<std::size_t>(desc.planes.size(), max_planes));
+    for (std::uint32_t i = 0; i < k.plane_count; ++i) {
+        k.buffers[i] = desc.planes[i].buffer.id();
+        k.offsets[i] = desc.planes[i].offset;
+        k.strides[i] = desc.planes[i].stride;
+    }
+    k.width = desc.width;
+    k.height = desc.height;
+    k.fourcc = desc.fourcc;
+    k.modifier = desc.modifier;
+    k.format = options.format;
+    k.usage = options.usage;
+    return k;
+}
+
+ImportCache::ImportCache(Device device, ImportCacheOptions options)
+    : device_(std::move(device)), options_(options) {
+    options_.max_entries = std::max<std::size_t>(options_.max_entries, 1);
+}
+
+ImportCache::~ImportCache() {
+    std::lock_guard lock(mutex_);
+    for (auto& e : lru_) wait(e.last_use);
+    for (auto& e : retired_) wait(e.last_use);
+}
+
+Result<CachedImage> ImportCache::import(const BufferDesc& desc, const ImageOptions& options) {
+    // A description with more planes than any format is refused by the import below; the key
+    // only looks at the planes it can hold.
+    const Key key = key_of(desc, options);
+    std::lock_guard lock(mutex_);
+    collect_locked();
+    if (desc.planes.size() <= max_planes) {
+        if (auto it = index_.find(key); it != index_.end()) {
+            lru_.splice(lru_.begin(), lru_, it->second);  // most recently used first
+            ++stats_.hits;
+            return CachedImage(lru_.front().image);
+        }
+    }
+    auto image = device_.import_image(desc, options);
+    if (!image) return image.error();
+    auto refs = desc.dup();
+    if (!refs) return refs.error().with_context("import cache: keep references");
+    ++stats_.misses;
+    stats_.bytes += image->size();
+    lru_.push_front(Entry{key, std::make_shared<Image>(std::move(*image)), std::move(*refs), std::monostate{}});
+    index_[key] = lru_.begin();
+    CachedImage result = lru_.front().image;
+    while (lru_.size() > options_.max_entries) retire(std::prev(lru_.end()));
+    stats_.live_entries = lru_.size();
+    return result;
+}
+
+void ImportCache::retire(std::list<Entry>::iterator it) {
+    index_.erase(it->key);
+    stats_.bytes -= it->image->size();
+    ++stats_.evictions;
+    retired_.push_back(std::move(*it));
+    lru_.erase(it);
+    stats_.live_entries = lru_.size();
+    collect_locked();
+}
+
+void ImportCache::set_last_use_locked(const Image& image, LastUse use) {
+    for (auto& e : lru_)
+        if (e.image.get() == &image) {
+            e.last_use = std::move(use);
+            return;
+        }
+    for (auto& e : retired_)
+        if (e.image.get() == &image) {
+            e.last_use = std::move(use);
+            return;
+        }
+}
+
+void ImportCache::set_last_use(const Image& image, VkFence fence) {
+    std::lock_guard lock(mutex_);
+    set_last_use_locked(image, fence);
+}
+
+void ImportCache::set_last_use(const Image& image, VkSemaphore timeline, std::uint64_t value) {
+    std::lock_guard lock(mutex_);
+    set_last_use_locked(image, Timeline{timeline, value});
+}
+
+void ImportCache::set_last_use(const Image& image, SyncFile fence) {
+    std::lock_guard lock(mutex_);
+    set_last_use_locked(image, std::make_shared<SyncFile>(std::move(fence)));
+}
+
+bool ImportCache::evict(const BufferDesc& desc, const ImageOptions& options) {
+    std::lock_guard lock(mutex_);
+    auto it = index_.find(key_of(desc, options));
+    if (it == index_.end()) return false;
+    retire(it->second);
+    return true;
+}
+
+std::size_t ImportCache::evict_buffer(BufferId id) {
+    std::lock_guard lock(mutex_);
+    std::size_t count = 0;
+    for (auto it = lru_.begin(); it != lru_.end();) {
+        auto next = std::next(it);
+        const auto& k = it->key;
+        if (std::find(k.buffers.begin(), k.buffers.begin() + k.plane_count, id) != k.buffers.begin() + k.plane_count) {
+            retire(it);
+            ++count;
+        }
+        it = next;
+    }
+    return count;
+}
+
+void ImportCache::clear() {
+    std::lock_guard lock(mutex_);
+    while (!lru_.empty()) retire(lru_.begin());
+}
+
+std::size_t ImportCache::collect() {
+    std::lock_guard lock(mutex_);
+    return collect_locked();
+}
+
+std::size_t ImportCache::collect_locked() {
+    const auto before = retired_.size();
+    std::erase_if(retired_, [&](const Entry& e) { return completed(e.last_use); });
+    stats_.retired = retired_.size();
+    return before - retired_.size();
+}
+
+bool ImportCache::completed(const LastUse& use) const {
+    const auto& s = *device_.state();
+    if (auto* fence = std::get_if<VkFence>(&use)) return s.vkGetFenceStatus(s.device(), *fence) != VK_NOT_READY;
+    if (auto* timeline = std::get_if<Timeline>(&use)) {
+        std::uint64_t value = 0;
+        if (!s.vkGetSemaphoreCounterValue) return true;
+        return s.vkGetSemaphoreCounterValue(s.device(), timeline->semaphore, &value) != VK_SUCCESS ||
+               value >= timeline->value;
+    }
+    if (auto* file = std::get_if<std::shared_ptr<SyncFile>>(&use)) {
+        auto status = (*file)->status();
+        return !status || *status != FenceStatus::active;
+    }
+    return true;  // no recorded use: nothing to wait for
+}
+
+void ImportCache::wait(const LastUse& use) const {
+    const auto& s = *device_.state();
+    if (auto* fence = std::get_if<VkFence>(&use)) {
+        s.vkWaitForFences(s.device(), 1, fence, VK_TRUE, UINT64_MAX);
+    } else if (auto* timeline = std::get_if<Timeline>(&use)) {
+        if (!s.vkWaitSemaphores) return;
+        VkSemaphoreWaitInfo info{};
+        info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO;
+        info.semaphoreCount = 1;
+        info.pSemaphores = &timeline->semaphore;
+        info.pValues = &timeline->value;
+        s.vkWaitSemaphores(s.device(), &info, UINT64_MAX);
+    } else if (auto* file = std::get_if<std::shared_ptr<SyncFile>>(&use)) {
+        (void)(*file)->wait(forever);
+    }
+}
+
+ImportCacheStats ImportCache::stats() const {
+    std::lock_guard lock(mutex_);
+    return stats_;
+}
+
+}  // namespace dmabridge::vulkan
