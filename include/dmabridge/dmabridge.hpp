@@ -10,6 +10,7 @@
 #include <dmabridge/devices.hpp>
 #include <dmabridge/dma_heap.hpp>
 #include <dmabridge/dmabuf.hpp>
+#include <dmabridge/fence_watcher.hpp>
 #include <dmabridge/format.hpp>
 #include <dmabridge/fourcc.hpp>
 #include <dmabridge/gbm_allocator.hpp>

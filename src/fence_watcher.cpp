@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+#include <dmabridge/fence_watcher.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <optional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "sys.hpp"
+
+namespace dmabridge {
+
+namespace {
+using clock_type = std::chrono::steady_clock;
+constexpr std::uint64_t wake_key = 0;  // the eventfd's epoll key; watch ids start at 1
+}  // namespace
+
+struct FenceWatcher::State {
+    UniqueFd epoll;
+    UniqueFd wake;  // eventfd: wakes the watcher thread (stop, earlier deadlines)
+    mutable std::mutex mutex;
+    struct Watch {
+        UniqueFd fd;  // our own dup: epoll keys on the open file, and it must outlive the watch
+        WatchCallback callback;
+        std::optional<clock_type::time_point> deadline;
+    };
+    std::map<WatchId, Watch> watches;
+    WatchId next_id = 1;
+    std::thread thread;
+    std::atomic<bool> stopping{false};
+
+    void poke() const {
+        const std::uint64_t one = 1;
+        (void)!::write(wake.get(), &one, sizeof one);
+    }
+
+    Result<WatchId> add(int fd, std::uint32_t events, WatchCallback callback, Timeout timeout, const char* what) {
+        auto copy = UniqueFd::dup_of(fd);
+        if (!copy) return copy.error().with_context(what);
+        std::lock_guard lock(mutex);
+        const WatchId id = next_id++;
+        epoll_event ev{};
+        ev.events = events | EPOLLONESHOT;
+        ev.data.u64 = id;
+        if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, copy->get(), &ev) != 0)
+            return detail::last_error(std::string(what) + ": epoll_ctl");
+        Watch w{std::move(*copy), std::move(callback), std::nullopt};
+        if (timeout.count() >= 0) w.deadline = clock_type::now() + timeout;
+        watches.emplace(id, std::move(w));
+        if (timeout.count() >= 0) poke();  // a sleeping dispatcher must learn the new deadline
+        return id;
+    }
+
+    // Removes a watch and returns its callback (empty when it was not pending).
+    WatchCallback take(WatchId id) {
+        std::lock_guard lock(mutex);
+        auto it = watches.find(id);
+        if (it == watches.end()) return {};
+        ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, it->second.fd.get(), nullptr);
+        WatchCallback cb = std::move(it->second.callback);
+        watches.erase(it);
+        return cb;
+    }
+};
+
+FenceWatcher::FenceWatcher(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+FenceWatcher::FenceWatcher(FenceWatcher&&) noexcept = default;
+FenceWatcher& FenceWatcher::operator=(FenceWatcher&& other) noexcept {
+    if (this != &other) {
+        if (state_) stop();
+        state_ = std::move(other.state_);
+    }
+    return *this;
+}
+FenceWatcher::~FenceWatcher() {
+    if (state_) stop();
+}
+
+Result<FenceWatcher> FenceWatcher::create() {
+    auto state = std::make_unique<State>();
+    state->epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!state->epoll) return detail::last_error("fence watcher: epoll_create1");
+    state->wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!state->wake) return detail::last_error("fence watcher: eventfd");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = wake_key;
+    if (::epoll_ctl(state->epoll.get(), EPOLL_CTL_ADD, state->wake.get(), &ev) != 0)
+        return detail::last_error("fence watcher: epoll_ctl");
+    return FenceWatcher(std::move(state));
+}
+
+Result<WatchId> FenceWatcher::watch(const DmaBuf& buf, Access access, WatchCallback callback, Timeout timeout) {
+    if (access != Access::read && access != Access::write && access != Access::read_write)
+        return Error::library(Errc::invalid_argument, "watch dma-buf: invalid access");
+    // As for poll(): EPOLLIN when the writers are done, EPOLLOUT when every fence is.
+    return state_->add(buf.fd(), access == Access::read ? EPOLLIN : EPOLLOUT, std::move(callback), timeout,
+                       "watch dma-buf");
+}
+
+Result<WatchId> FenceWatcher::watch(const SyncFile& fence, WatchCallback callback, Timeout timeout) {
+    return state_->add(fence.fd(), EPOLLIN, std::move(callback), timeout, "watch sync_file");
+}
+
+bool FenceWatcher::cancel(WatchId id) { return static_cast<bool>(state_->take(id)); }
+
+std::size_t FenceWatcher::pending() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->watches.size();
+}
+
+int FenceWatcher::fd() const noexcept { return state_->epoll.get(); }
+
+Timeout FenceWatcher::next_timeout() const {
+    std::lock_guard lock(state_->mutex);
+    std::optional<clock_type::time_point> earliest;
+    for (const auto& [id, w] : state_->watches)
+        if (w.deadline && (!earliest || *w.deadline < *earliest)) earliest = w.deadline;
+    if (!earliest) return forever;
+    auto left = std::chrono::ceil<Timeout>(*earliest - clock_type::now());
+    return std::max(left, Timeout{0});
+}
+
+Result<std::size_t> FenceWatcher::dispatch(Timeout timeout) {
+    auto& s = *state_;
+    Timeout wait = timeout;
+    const Timeout deadline_wait = next_timeout();
+    if (deadline_wait.count() >= 0 && (wait.count() < 0 || deadline_wait < wait)) wait = deadline_wait;
+    epoll_event events[64];
+    int n;
+    do {
+        n = ::epoll_wait(s.epoll.get(), events, 64, static_cast<int>(std::min<long long>(wait.count(), 0x7fffffff)));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return detail::last_error("fence watcher: epoll_wait");
+
+    std::vector<std::pair<WatchId, WaitStatus>> due;
+    for (int i = 0; i < n; ++i) {
+        if (const std::uint64_t key = events[i].data.u64; key == wake_key) {
+            std::uint64_t count;
+            (void)!::read(s.wake.get(), &count, sizeof count);
+            continue;
+        }
+        const WatchId id = events[i].data.u64;
+        due.emplace_back(id, WaitStatus::ready);
+    }
+    {
+        std::lock_guard lock(s.mutex);
+        const auto now = clock_type::now();
+        for (const auto& [id, w] : s.watches)
+            if (w.deadline && *w.deadline <= now &&
+                std::none_of(due.begin(), due.end(), [&](const auto& d) { return d.first == id; }))
+                due.emplace_back(id, WaitStatus::timed_out);
+    }
+    std::size_t ran = 0;
+    for (const auto& [id, status] : due) {
+        // Taken one at a time, so that a callback can cancel a watch that is due in this batch.
+        if (WatchCallback cb = s.take(id)) {
+            cb(id, status);
+            ++ran;
+        }
+    }
+    return ran;
+}
+
+Status FenceWatcher::start() {
+    auto& s = *state_;
+    if (s.thread.joinable()) return Error::library(Errc::invalid_argument, "fence watcher: already started");
+    s.stopping = false;
+    s.thread = std::thread([this] {
+        while (!state_->stopping) {
+            auto r = dispatch(forever);
+            if (!r) detail::log_message(LogLevel::error, r.error().message());
+        }
+    });
+    return {};
+}
+
+void FenceWatcher::stop() {
+    auto& s = *state_;
+    if (!s.thread.joinable()) return;
+    s.stopping = true;
+    s.poke();
+    s.thread.join();
+}
+
+}  // namespace dmabridge
