@@ -232,7 +232,22 @@ PFN_vkVoidFunction Context::device_proc(const char* name) const { return impl_->
 
 Result<Submission> Context::submit_async(const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait,
                                          VkPipelineStageFlags wait_stage, VkSemaphore signal) const {
+    return submit_async(record, SubmitSemaphores{{wait}, {wait_stage}, {signal}});
+}
+
+Result<Submission> Context::submit_async(const std::function<void(VkCommandBuffer)>& record,
+                                         const SubmitSemaphores& semaphores) const {
     auto& d = *impl_;
+    std::vector<VkSemaphore> waits, signals;
+    std::vector<VkPipelineStageFlags> stages;
+    for (std::size_t i = 0; i < semaphores.wait.size(); ++i) {
+        if (!semaphores.wait[i]) continue;
+        waits.push_back(semaphores.wait[i]);
+        stages.push_back(i < semaphores.wait_stages.size() ? semaphores.wait_stages[i]
+                                                           : VkPipelineStageFlags{VK_PIPELINE_STAGE_ALL_COMMANDS_BIT});
+    }
+    for (VkSemaphore sem : semaphores.signal)
+        if (sem) signals.push_back(sem);
     std::lock_guard lock(d.submit_mutex);
     Submission sub;
     sub.context_ = impl_.get();
@@ -258,13 +273,13 @@ Result<Submission> Context::submit_async(const std::function<void(VkCommandBuffe
         return detail::vk_error(r, "vkEndCommandBuffer");
     VkSubmitInfo submit{};
     submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
-    submit.waitSemaphoreCount = wait ? 1 : 0;
-    submit.pWaitSemaphores = &wait;
-    submit.pWaitDstStageMask = &wait_stage;
+    submit.waitSemaphoreCount = static_cast<std::uint32_t>(waits.size());
+    submit.pWaitSemaphores = waits.data();
+    submit.pWaitDstStageMask = stages.data();
     submit.commandBufferCount = 1;
     submit.pCommandBuffers = &sub.cmd_;
-    submit.signalSemaphoreCount = signal ? 1 : 0;
-    submit.pSignalSemaphores = &signal;
+    submit.signalSemaphoreCount = static_cast<std::uint32_t>(signals.size());
+    submit.pSignalSemaphores = signals.data();
     if (VkResult r = d.device_fn<PFN_vkQueueSubmit>("vkQueueSubmit")(d.queue, 1, &submit, sub.fence_); r != VK_SUCCESS) {
         // Not submitted: nothing will signal the fence, so the destructor must not wait for it.
         d.device_fn<PFN_vkDestroyFence>("vkDestroyFence")(d.device, sub.fence_, nullptr);

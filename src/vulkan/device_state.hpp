@@ -35,13 +35,17 @@ namespace dmabridge::vulkan::detail {
     X(vkBindBufferMemory2)                     \
     X(vkGetImageSubresourceLayout)             \
     X(vkWaitForFences)                         \
-    X(vkGetFenceStatus)
+    X(vkGetFenceStatus)                        \
+    X(vkCreateSemaphore)                       \
+    X(vkDestroySemaphore)
 
 // Extension entry points: null when the extension is not enabled.
 #define DMABRIDGE_VK_EXTENSION_FUNCTIONS(X)    \
     X(vkGetMemoryFdKHR)                        \
     X(vkGetMemoryFdPropertiesKHR)              \
-    X(vkGetImageDrmFormatModifierPropertiesEXT)
+    X(vkGetImageDrmFormatModifierPropertiesEXT) \
+    X(vkImportSemaphoreFdKHR)                  \
+    X(vkGetSemaphoreFdKHR)
 
 struct DeviceState {
     DeviceHandles handles;

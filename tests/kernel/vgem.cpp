@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "vgem.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 #include <fcntl.h>
@@ -51,6 +53,12 @@ DmaBuf Vgem::create_buffer(std::uint32_t size) {
     return std::move(*buf);
 }
 
+std::uint32_t Vgem::import_buffer(const DmaBuf& buf) {
+    std::uint32_t handle = 0;
+    REQUIRE(drmPrimeFDToHandle(fd_.get(), buf.fd(), &handle) == 0);
+    return handle;
+}
+
 std::uint32_t Vgem::attach_fence(bool write, std::uint32_t handle) {
     drm_vgem_fence_attach attach{};
     attach.handle = handle ? handle : last_handle_;
@@ -62,7 +70,8 @@ std::uint32_t Vgem::attach_fence(bool write, std::uint32_t handle) {
 void Vgem::signal(std::uint32_t fence) {
     drm_vgem_fence_signal sig{};
     sig.fence = fence;
-    REQUIRE(drmIoctl(fd_.get(), ioctl_vgem_fence_signal, &sig) == 0);
+    const int r = drmIoctl(fd_.get(), ioctl_vgem_fence_signal, &sig);
+    REQUIRE_MESSAGE(r == 0, "vgem fence signal: " << std::strerror(errno));
 }
 
 }  // namespace dmabridge::test

@@ -24,6 +24,10 @@ public:
     std::uint32_t attach_fence(bool write, std::uint32_t handle = 0);
     void signal(std::uint32_t fence);
 
+    /// Imports any dma-buf into vgem (PRIME) and returns its GEM handle: fences attached to it
+    /// land on the dma-buf itself, whoever exported it.
+    std::uint32_t import_buffer(const DmaBuf& buf);
+
     std::uint32_t last_handle() const { return last_handle_; }
 
 private:

@@ -99,6 +99,17 @@ public:
                                     VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT,
                                     VkSemaphore signal = VK_NULL_HANDLE) const;
 
+    /// Semaphores of a submit: null handles are skipped, so that an Acquire or Release without a
+    /// semaphore (idle buffer, cpu_wait mode) can be passed as it is.
+    struct SubmitSemaphores {
+        std::vector<VkSemaphore> wait;
+        std::vector<VkPipelineStageFlags> wait_stages;  ///< one per wait semaphore
+        std::vector<VkSemaphore> signal;
+    };
+    /// Like submit_async() with any number of semaphores.
+    Result<Submission> submit_async(const std::function<void(VkCommandBuffer)>& record,
+                                    const SubmitSemaphores& semaphores) const;
+
     /// The validation layer's messages so far (warnings and errors), when validation is on.
     std::vector<std::string> validation_messages() const;
 

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file vulkan/sync_bridge.hpp
+/// SyncBridge: implicit sync (the fences a dma-buf carries) bridged both ways to Vulkan.
+///
+/// Per submit that touches a shared buffer:
+///   1. acquire_image()/acquire_buffer(): the buffer's fences for the access the GPU will do,
+///      exported as a sync_file and imported (temporarily) into a binary semaphore for the
+///      submit to wait on, and the barrier that acquires the buffer from the foreign queue
+///      family. Record the barrier first.
+///   2. prepare_release_image()/prepare_release_buffer(): a semaphore for the submit to signal
+///      and the barrier that releases the buffer to the foreign queue family. Record it last.
+///   3. Submit: wait on the acquire's semaphore, signal the release's.
+///   4. publish(): the release semaphore exported as a sync_file and added to every plane's
+///      dma-buf as a write (or read) fence. Consumers that know nothing of dmabridge (a
+///      compositor, a V4L2 driver, another process) now wait for the GPU by themselves.
+/// Keep the Acquire and Release objects until the submit completed: they own the semaphores.
+///
+/// Convention: dmabridge hands buffers over in VK_IMAGE_LAYOUT_GENERAL.
+///
+/// Drivers that run submissions on a CPU thread (lavapipe, measured here) can export a
+/// semaphore's sync_file only once the submit's waits have resolved: there publish() blocks
+/// until the acquired fences signal. To keep released buffers from looking idle meanwhile, a
+/// Release made with `after` (the submit's Acquires) first adds those fences to the buffers.
+/// On drivers that hand submits to the kernel at once, publish() never blocks.
+///
+/// Fallback (SyncMode::cpu_wait), chosen when the device has no SYNC_FD semaphores
+/// (VK_KHR_external_semaphore_fd), when the kernel lacks DMA_BUF_IOCTL_EXPORT/IMPORT_SYNC_FILE
+/// (Linux < 6.0; found at first use), or when forced: acquire waits for the fences on the CPU
+/// (poll) and gives no semaphore; publish waits for the submit's fence before returning, so the
+/// buffer is idle when it is handed off. Slower, but the ordering is the same.
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <vector>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include <vulkan/vulkan_core.h>
+
+#include <dmabridge/access.hpp>
+#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/result.hpp>
+#include <dmabridge/sync_file.hpp>
+#include <dmabridge/vulkan/device.hpp>
+
+namespace dmabridge::vulkan {
+
+/// How fences cross between the kernel and Vulkan.
+enum class SyncMode : std::uint8_t {
+    sync_file,  ///< as sync_files and SYNC_FD semaphores: nothing blocks the CPU
+    cpu_wait,   ///< fallback: the CPU waits (acquire: for the buffer's fences; publish: for the GPU)
+};
+
+/// "sync_file" or "cpu_wait".
+const char* to_string(SyncMode mode) noexcept;
+
+/// Options of a SyncBridge.
+struct SyncBridgeOptions {
+    /// Use SyncMode::cpu_wait even where sync_files would work (for tests and for drivers whose
+    /// sync_file support is broken).
+    bool force_cpu_wait = false;
+    /// In cpu_wait mode, how long acquire waits for the buffer's fences.
+    Timeout cpu_wait_timeout = forever;
+};
+
+/// How the GPU will use (or has used) an image around a submit.
+struct ImageUse {
+    VkImageLayout layout = VK_IMAGE_LAYOUT_GENERAL;
+    VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
+    VkAccessFlags access = VK_ACCESS_MEMORY_READ_BIT | VK_ACCESS_MEMORY_WRITE_BIT;
+};
+
+/// How the GPU will use (or has used) a buffer around a submit.
+struct BufferUse {
+    VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
+    VkAccessFlags access = VK_ACCESS_MEMORY_READ_BIT | VK_ACCESS_MEMORY_WRITE_BIT;
+};
+
+/// A binary semaphore owned by dmabridge. Move-only; destroyed with the object (after the
+/// submits that use it completed: that is the owner's duty).
+class Semaphore {
+public:
+    Semaphore() = default;
+    Semaphore(std::shared_ptr<const detail::DeviceState> device, VkSemaphore handle) noexcept
+        : device_(std::move(device)), handle_(handle) {}
+    Semaphore(Semaphore&& o) noexcept : device_(std::move(o.device_)), handle_(std::exchange(o.handle_, VK_NULL_HANDLE)) {}
+    Semaphore& operator=(Semaphore&& o) noexcept;
+    Semaphore(const Semaphore&) = delete;
+    Semaphore& operator=(const Semaphore&) = delete;
+    ~Semaphore();
+    VkSemaphore handle() const noexcept { return handle_; }
+
+private:
+    std::shared_ptr<const detail::DeviceState> device_;
+    VkSemaphore handle_ = VK_NULL_HANDLE;
+};
+
+/// What a submit needs before it touches a shared buffer.
+struct Acquire {
+    /// Wait on it at `wait_stage` (VK_NULL_HANDLE: nothing to wait for, or the CPU waited).
+    Semaphore semaphore;
+    VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
+    /// Record before the work: acquires from the foreign (or external) queue family. For a
+    /// buffer acquire, image_barrier is unused, and the other way round.
+    VkImageMemoryBarrier image_barrier{};
+    VkBufferMemoryBarrier buffer_barrier{};
+    /// True when the fences had to be waited for on the CPU (cpu_wait mode).
+    bool waited_on_cpu = false;
+    /// The fences the semaphore carries (a second reference), for releases that follow.
+    std::optional<SyncFile> fences;
+};
+
+/// What a submit needs to hand a shared buffer back.
+struct Release {
+    /// Signal it in the submit; publish() exports it.
+    Semaphore semaphore;
+    /// Fences the work waits for (from the Acquires given to prepare_release_*): publish() adds
+    /// them to the buffers before anything that may block.
+    std::vector<SyncFile> depends_on;
+    /// Record after the work: releases to the foreign (or external) queue family in GENERAL.
+    VkImageMemoryBarrier image_barrier{};
+    VkBufferMemoryBarrier buffer_barrier{};
+};
+
+/// The bridge for one device. Thread-safe.
+class SyncBridge {
+public:
+    /// Chooses the mode: sync_file when the device has Capability::sync_fd, else cpu_wait (the
+    /// reason is logged and kept in mode_reason()).
+    static Result<SyncBridge> create(const Device& device, SyncBridgeOptions options = {});
+
+    /// The mode in use. It can change from sync_file to cpu_wait once, at the first buffer whose
+    /// kernel lacks the sync_file ioctls.
+    SyncMode mode() const;
+    /// Why the bridge is in cpu_wait mode (empty in sync_file mode).
+    std::string mode_reason() const;
+
+    /// Before the GPU reads (Access::read) or writes (write, read_write) `image`, whose planes
+    /// are the dma-bufs of `desc`: a semaphore carrying the planes' fences for that access
+    /// (merged), and the acquire barrier from `old_layout` to `use.layout`. Costs one
+    /// DMA_BUF_IOCTL_EXPORT_SYNC_FILE per distinct dma-buf and, when a fence is pending, a
+    /// semaphore and its import. old_layout VK_IMAGE_LAYOUT_UNDEFINED discards the contents.
+    Result<Acquire> acquire_image(const BufferDesc& desc, const Image& image, Access access, const ImageUse& use,
+                                  VkImageLayout old_layout = VK_IMAGE_LAYOUT_GENERAL);
+    /// The same for a buffer imported from (or exported as) `dmabuf`.
+    Result<Acquire> acquire_buffer(const DmaBuf& dmabuf, const Buffer& buffer, Access access, const BufferUse& use);
+
+    /// A semaphore (exportable as SYNC_FD) for the submit to signal, and the barrier that releases
+    /// `image` from `use` to the foreign queue family in GENERAL. `after` lists the submit's
+    /// Acquires, whose fences the release carries forward (see publish()).
+    Result<Release> prepare_release_image(const Image& image, const ImageUse& use,
+                                          std::initializer_list<const Acquire*> after = {});
+    Result<Release> prepare_release_buffer(const Buffer& buffer, const BufferUse& use,
+                                           std::initializer_list<const Acquire*> after = {});
+
+    /// After the submit that signals `release.semaphore` was queued: adds the GPU's completion
+    /// to every distinct dma-buf of `desc` as a fence for `access` (write: everyone waits; read:
+    /// only writers wait). `submit_fence` is the submit's fence; only cpu_wait mode waits on it.
+    Status publish(Release& release, const BufferDesc& desc, Access access, VkFence submit_fence);
+    Status publish(Release& release, const DmaBuf& dmabuf, Access access, VkFence submit_fence);
+
+    struct State;
+
+private:
+    explicit SyncBridge(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
+    std::shared_ptr<State> state_;
+};
+
+}  // namespace dmabridge::vulkan

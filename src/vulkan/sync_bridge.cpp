@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: MIT
+// Implicit sync <-> Vulkan: sync_files exported from dma-bufs become semaphores a submit waits
+// on; semaphores a submit signals become fences on the dma-bufs.
+#include <dmabridge/vulkan/sync_bridge.hpp>
+
+#include <algorithm>
+#include <optional>
+#include <vector>
+
+#include "../sys.hpp"
+#include "device_state.hpp"
+
+namespace dmabridge::vulkan {
+
+const char* to_string(SyncMode mode) noexcept { return mode == SyncMode::sync_file ? "sync_file" : "cpu_wait"; }
+
+Semaphore& Semaphore::operator=(Semaphore&& o) noexcept {
+    if (this != &o) {
+        if (handle_) device_->vkDestroySemaphore(device_->device(), handle_, nullptr);
+        device_ = std::move(o.device_);
+        handle_ = std::exchange(o.handle_, VK_NULL_HANDLE);
+    }
+    return *this;
+}
+
+Semaphore::~Semaphore() {
+    if (handle_) device_->vkDestroySemaphore(device_->device(), handle_, nullptr);
+}
+
+struct SyncBridge::State {
+    explicit State(Device d) : device(std::move(d)) {}
+    Device device;
+    SyncBridgeOptions options;
+    mutable std::mutex mutex;
+    SyncMode mode = SyncMode::sync_file;
+    std::string reason;
+
+    std::uint32_t foreign_family() const {
+        // FOREIGN also covers other drivers and devices; EXTERNAL (core) only the same driver.
+        return device.has(Capability::foreign_queue) ? VK_QUEUE_FAMILY_FOREIGN_EXT : VK_QUEUE_FAMILY_EXTERNAL;
+    }
+
+    SyncMode current_mode() const {
+        std::lock_guard lock(mutex);
+        return mode;
+    }
+
+    void fall_back(const std::string& why) {
+        std::lock_guard lock(mutex);
+        if (mode == SyncMode::cpu_wait) return;
+        mode = SyncMode::cpu_wait;
+        reason = why;
+        dmabridge::detail::log_message(LogLevel::warning, "sync bridge on " + device.name() +
+                                                              ": falling back to CPU waits: " + why);
+    }
+
+    Result<Semaphore> make_semaphore(bool exportable) const {
+        const auto& s = *device.state();
+        VkExportSemaphoreCreateInfo export_info{};
+        export_info.sType = VK_STRUCTURE_TYPE_EXPORT_SEMAPHORE_CREATE_INFO;
+        export_info.handleTypes = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT;
+        VkSemaphoreCreateInfo info{};
+        info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO;
+        info.pNext = exportable ? &export_info : nullptr;
+        VkSemaphore handle = VK_NULL_HANDLE;
+        if (VkResult r = s.vkCreateSemaphore(s.device(), &info, nullptr, &handle); r != VK_SUCCESS)
+            return detail::vk_error(r, "sync bridge: vkCreateSemaphore");
+        return Semaphore(device.state(), handle);
+    }
+
+    // The fences `access` must wait for on every distinct dma-buf, merged; nothing when all are
+    // signalled already. Falls back to CPU waits when the kernel cannot export sync_files.
+    Result<std::optional<SyncFile>> pending_fences(const std::vector<const DmaBuf*>& bufs, Access access) {
+        std::optional<SyncFile> merged;
+        for (const DmaBuf* buf : bufs) {
+            auto fence = buf->export_sync_file(access);
+            if (!fence) {
+                if (fence.error().is(Errc::unsupported)) {
+                    fall_back(fence.error().message());
+                    return std::optional<SyncFile>{};
+                }
+                return fence.error().with_context("sync bridge: acquire");
+            }
+            auto status = fence->status();
+            if (status && *status == FenceStatus::signaled) continue;  // nothing to wait for
+            if (!merged) {
+                merged = std::move(*fence);
+                continue;
+            }
+            auto both = SyncFile::merge(*merged, *fence, "dmabridge-acquire");
+            if (!both) return both.error().with_context("sync bridge: acquire");
+            merged = std::move(*both);
+        }
+        return merged;
+    }
+
+    Result<Acquire> acquire(const std::vector<const DmaBuf*>& bufs, Access access, VkPipelineStageFlags stage) {
+        Acquire out;
+        out.wait_stage = stage;
+        if (current_mode() == SyncMode::sync_file) {
+            auto fences = pending_fences(bufs, access);
+            if (!fences) return fences.error();
+            if (current_mode() == SyncMode::sync_file) {
+                if (!*fences) return out;  // idle: the submit waits for nothing
+                auto sem = make_semaphore(false);
+                if (!sem) return sem.error();
+                const auto& s = *device.state();
+                auto copy = (*fences)->dup();
+                if (!copy) return copy.error().with_context("sync bridge: acquire");
+                std::optional<SyncFile> keep = std::move(*copy);
+                UniqueFd fd = (*fences)->release();
+                VkImportSemaphoreFdInfoKHR import{};
+                import.sType = VK_STRUCTURE_TYPE_IMPORT_SEMAPHORE_FD_INFO_KHR;
+                import.semaphore = sem->handle();
+                import.flags = VK_SEMAPHORE_IMPORT_TEMPORARY_BIT;  // SYNC_FD imports must be temporary
+                import.handleType = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT;
+                import.fd = fd.get();
+                if (VkResult r = s.vkImportSemaphoreFdKHR(s.device(), &import); r != VK_SUCCESS)
+                    return detail::vk_error(r, "sync bridge: vkImportSemaphoreFdKHR");  // fd still ours: closed
+                (void)fd.release();  // the semaphore owns it now
+                out.semaphore = std::move(*sem);
+                out.fences = std::move(keep);
+                return out;
+            }
+        }
+        // cpu_wait: the fences are waited for here, so the submit needs no semaphore.
+        for (const DmaBuf* buf : bufs) {
+            auto waited = buf->wait(access, options.cpu_wait_timeout);
+            if (!waited) return waited.error().with_context("sync bridge: acquire (CPU wait)");
+            if (*waited == WaitStatus::timed_out)
+                return Error::library(Errc::limit_exceeded, "sync bridge: acquire (CPU wait): the buffer's fences did "
+                                                            "not signal within the timeout");
+        }
+        out.waited_on_cpu = true;
+        return out;
+    }
+};
+
+namespace {
+
+std::vector<const DmaBuf*> distinct_buffers(const BufferDesc& desc) {
+    std::vector<const DmaBuf*> out;
+    for (const auto& p : desc.planes)
+        if (std::none_of(out.begin(), out.end(), [&](const DmaBuf* b) { return b->id() == p.buffer.id(); }))
+            out.push_back(&p.buffer);
+    return out;
+}
+
+VkImageMemoryBarrier image_barrier(const Image& image, VkImageLayout from, VkImageLayout to, std::uint32_t src_family,
+                                   std::uint32_t dst_family, VkAccessFlags src_access, VkAccessFlags dst_access) {
+    VkImageMemoryBarrier b{};
+    b.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_BARRIER;
+    b.srcAccessMask = src_access;
+    b.dstAccessMask = dst_access;
+    b.oldLayout = from;
+    b.newLayout = to;
+    b.srcQueueFamilyIndex = src_family;
+    b.dstQueueFamilyIndex = dst_family;
+    b.image = image.handle();
+    b.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
+    return b;
+}
+
+VkBufferMemoryBarrier buffer_barrier(const Buffer& buffer, std::uint32_t src_family, std::uint32_t dst_family,
+                                     VkAccessFlags src_access, VkAccessFlags dst_access) {
+    VkBufferMemoryBarrier b{};
+    b.sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER;
+    b.srcAccessMask = src_access;
+    b.dstAccessMask = dst_access;
+    b.srcQueueFamilyIndex = src_family;
+    b.dstQueueFamilyIndex = dst_family;
+    b.buffer = buffer.handle();
+    b.offset = 0;
+    b.size = VK_WHOLE_SIZE;
+    return b;
+}
+
+}  // namespace
+
+Result<SyncBridge> SyncBridge::create(const Device& device, SyncBridgeOptions options) {
+    auto state = std::make_shared<State>(device);
+    state->options = options;
+    if (options.force_cpu_wait) {
+        state->mode = SyncMode::cpu_wait;
+        state->reason = "forced by SyncBridgeOptions::force_cpu_wait";
+    } else if (!device.has(Capability::sync_fd)) {
+        state->mode = SyncMode::cpu_wait;
+        state->reason = "the device was not attached with SYNC_FD semaphores (" VK_KHR_EXTERNAL_SEMAPHORE_FD_EXTENSION_NAME ")";
+    }
+    if (state->mode == SyncMode::cpu_wait)
+        dmabridge::detail::log_message(LogLevel::info, "sync bridge on " + device.name() + ": CPU waits: " + state->reason);
+    return SyncBridge(std::move(state));
+}
+
+SyncMode SyncBridge::mode() const { return state_->current_mode(); }
+
+std::string SyncBridge::mode_reason() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->reason;
+}
+
+Result<Acquire> SyncBridge::acquire_image(const BufferDesc& desc, const Image& image, Access access, const ImageUse& use,
+                                          VkImageLayout old_layout) {
+    auto out = state_->acquire(distinct_buffers(desc), access, use.stage);
+    if (!out) return out.error();
+    out->image_barrier = image_barrier(image, old_layout, use.layout, state_->foreign_family(),
+                                       state_->device.queue_family_index(), 0, use.access);
+    return out;
+}
+
+Result<Acquire> SyncBridge::acquire_buffer(const DmaBuf& dmabuf, const Buffer& buffer, Access access, const BufferUse& use) {
+    auto out = state_->acquire({&dmabuf}, access, use.stage);
+    if (!out) return out.error();
+    out->buffer_barrier = buffer_barrier(buffer, state_->foreign_family(), state_->device.queue_family_index(), 0, use.access);
+    return out;
+}
+
+namespace {
+Status carry_forward(Release& out, std::initializer_list<const Acquire*> after) {
+    for (const Acquire* a : after) {
+        if (!a || !a->fences) continue;
+        auto copy = a->fences->dup();
+        if (!copy) return copy.error().with_context("sync bridge: release");
+        out.depends_on.push_back(std::move(*copy));
+    }
+    return {};
+}
+}  // namespace
+
+Result<Release> SyncBridge::prepare_release_image(const Image& image, const ImageUse& use,
+                                                  std::initializer_list<const Acquire*> after) {
+    Release out;
+    if (auto ok = carry_forward(out, after); !ok) return ok.error();
+    if (state_->current_mode() == SyncMode::sync_file) {
+        auto sem = state_->make_semaphore(true);
+        if (!sem) return sem.error();
+        out.semaphore = std::move(*sem);
+    }
+    out.image_barrier = image_barrier(image, use.layout, VK_IMAGE_LAYOUT_GENERAL, state_->device.queue_family_index(),
+                                      state_->foreign_family(), use.access, 0);
+    return out;
+}
+
+Result<Release> SyncBridge::prepare_release_buffer(const Buffer& buffer, const BufferUse& use,
+                                                   std::initializer_list<const Acquire*> after) {
+    Release out;
+    if (auto ok = carry_forward(out, after); !ok) return ok.error();
+    if (state_->current_mode() == SyncMode::sync_file) {
+        auto sem = state_->make_semaphore(true);
+        if (!sem) return sem.error();
+        out.semaphore = std::move(*sem);
+    }
+    out.buffer_barrier = buffer_barrier(buffer, state_->device.queue_family_index(), state_->foreign_family(), use.access, 0);
+    return out;
+}
+
+namespace {
+
+Status publish_to(SyncBridge::State& st, Release& release, const std::vector<const DmaBuf*>& bufs, Access access,
+                  VkFence submit_fence) {
+    const auto& s = *st.device.state();
+    if (release.semaphore.handle() && st.current_mode() == SyncMode::sync_file) {
+        // What the work waits for goes onto the buffers first: exporting the semaphore below may
+        // block until those fences signal (lavapipe), and the buffers must not look idle meanwhile.
+        for (const SyncFile& dependency : release.depends_on)
+            for (const DmaBuf* buf : bufs)
+                if (auto added = buf->import_sync_file(dependency, access); !added)
+                    return added.error().with_context("sync bridge: publish");
+        VkSemaphoreGetFdInfoKHR get{};
+        get.sType = VK_STRUCTURE_TYPE_SEMAPHORE_GET_FD_INFO_KHR;
+        get.semaphore = release.semaphore.handle();
+        get.handleType = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT;
+        int fd = -1;
+        // Valid only once a signal of the semaphore was submitted; exporting resets it.
+        if (VkResult r = s.vkGetSemaphoreFdKHR(s.device(), &get, &fd); r != VK_SUCCESS)
+            return detail::vk_error(r, "sync bridge: publish: vkGetSemaphoreFdKHR (was the submit queued?)");
+        std::optional<SyncFile> fence;
+        if (fd >= 0) {  // -1 means "already signalled": nothing to add
+            auto adopted = SyncFile::adopt(UniqueFd(fd));
+            if (!adopted) return adopted.error().with_context("sync bridge: publish");
+            fence = std::move(*adopted);
+        }
+        if (!fence) return {};
+        for (const DmaBuf* buf : bufs) {
+            auto added = buf->import_sync_file(*fence, access);
+            if (!added) {
+                if (!added.error().is(Errc::unsupported)) return added.error().with_context("sync bridge: publish");
+                st.fall_back(added.error().message());
+                // Nothing was added: make the hand-off safe by waiting for the GPU here.
+                auto waited = fence->wait(forever);
+                if (!waited) return waited.error().with_context("sync bridge: publish (CPU wait)");
+                return {};
+            }
+        }
+        return {};
+    }
+    // cpu_wait: the buffer is handed off only once the GPU is done with it.
+    if (submit_fence == VK_NULL_HANDLE)
+        return Error::library(Errc::invalid_argument, "sync bridge: publish in cpu_wait mode needs the submit's fence");
+    if (VkResult r = s.vkWaitForFences(s.device(), 1, &submit_fence, VK_TRUE, UINT64_MAX); r != VK_SUCCESS)
+        return detail::vk_error(r, "sync bridge: publish (CPU wait for the GPU)");
+    return {};
+}
+
+}  // namespace
+
+Status SyncBridge::publish(Release& release, const BufferDesc& desc, Access access, VkFence submit_fence) {
+    return publish_to(*state_, release, distinct_buffers(desc), access, submit_fence);
+}
+
+Status SyncBridge::publish(Release& release, const DmaBuf& dmabuf, Access access, VkFence submit_fence) {
+    return publish_to(*state_, release, {&dmabuf}, access, submit_fence);
+}
+
+}  // namespace dmabridge::vulkan
