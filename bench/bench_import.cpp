@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -38,6 +37,11 @@ double per_call_ns(int rounds, int iterations, Fn&& fn) {
     return samples[samples.size() / 2];
 }
 
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
 int fail(const std::string& what, const Error& e) {
     std::fprintf(stderr, "bench_import: %s: %s\n", what.c_str(), e.message().c_str());
     return 1;
@@ -45,8 +49,8 @@ int fail(const std::string& what, const Error& e) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    const std::string json_path = argc > 1 ? argv[1] : "";
+int main() {
+
     auto ctx = vulkan::Context::create();
     if (!ctx) return fail("create a Vulkan device", ctx.error());
     auto udmabuf = UdmabufAllocator::open();
@@ -60,52 +64,57 @@ int main(int argc, char** argv) {
     if (!desc) return fail("allocate", desc.error());
     const auto& device = ctx->device();
 
-    // Fresh imports: everything a cache miss costs (checks, queries, image, memory import, bind).
+    // Each round times fresh imports, cache hits and fstat back to back and keeps their ratios;
+    // the medians of the ratios over all rounds are reported. Interleaving keeps a slow spell of
+    // the shared machine from landing on one side of a ratio only.
     volatile bool ok = true;
-    const double fresh = per_call_ns(5, 20, [&] {
-        auto image = device.import_image(*desc);
-        ok = ok && image.ok();
-    });
     vulkan::ImportCache cache(device);
     if (auto first = cache.import(*desc); !first) return fail("import", first.error());
-    const double hit = per_call_ns(7, 20000, [&] {
-        auto image = cache.import(*desc);
-        ok = ok && image.ok();
-    });
     const int fd = desc->planes[0].buffer.fd();
-    const double stat = per_call_ns(7, 20000, [&] {
-        struct stat st {};
-        ok = ok && ::fstat(fd, &st) == 0;
-    });
-    const double new_fd_hit = per_call_ns(7, 5000, [&] {
-        auto copy = DmaBuf::import_fd(fd);  // a buffer arriving again as a new fd
-        if (!copy) {
-            ok = false;
-            return;
-        }
-        BufferDesc again{desc->width, desc->height, desc->fourcc, desc->modifier, {}};
-        again.planes.push_back({std::move(*copy), desc->planes[0].offset, desc->planes[0].stride});
-        ok = ok && cache.import(again).ok();
-    });
+    std::vector<double> fresh_over_cached, hit_over_fstat, new_fd_over_fstat;
+    double fresh = 0, hit = 0, stat = 0, new_fd_hit = 0;
+    for (int round = 0; round < 15; ++round) {
+        // A fresh import: everything a cache miss costs (checks, queries, image, memory import, bind).
+        fresh = per_call_ns(1, 10, [&] {
+            auto image = device.import_image(*desc);
+            ok = ok && image.ok();
+        });
+        hit = per_call_ns(1, 5000, [&] {
+            auto image = cache.import(*desc);
+            ok = ok && image.ok();
+        });
+        stat = per_call_ns(1, 5000, [&] {
+            struct stat st {};
+            ok = ok && ::fstat(fd, &st) == 0;
+        });
+        new_fd_hit = per_call_ns(1, 1000, [&] {
+            auto copy = DmaBuf::import_fd(fd);  // a buffer arriving again as a new fd
+            if (!copy) {
+                ok = false;
+                return;
+            }
+            BufferDesc again{desc->width, desc->height, desc->fourcc, desc->modifier, {}};
+            again.planes.push_back({std::move(*copy), desc->planes[0].offset, desc->planes[0].stride});
+            ok = ok && cache.import(again).ok();
+        });
+        fresh_over_cached.push_back(fresh / hit);
+        hit_over_fstat.push_back(hit / stat);
+        new_fd_over_fstat.push_back(new_fd_hit / stat);
+    }
     if (!ok) {
         std::fprintf(stderr, "bench_import: an operation failed while timing\n");
         return 1;
     }
     const auto stats = cache.stats();
-    std::printf("# fresh import %.0f ns, cache hit %.0f ns, fstat %.0f ns, new fd + hit %.0f ns; "
+    std::printf("# last round: fresh import %.0f ns, cache hit %.0f ns, fstat %.0f ns, new fd + hit %.0f ns; "
                 "cache: %llu hits, %llu misses\n",
                 fresh, hit, stat, new_fd_hit, static_cast<unsigned long long>(stats.hits),
                 static_cast<unsigned long long>(stats.misses));
-    const double fresh_over_cached = fresh / hit;
-    const double hit_over_fstat = hit / stat;
-    const double new_fd_over_fstat = new_fd_hit / stat;
-    std::printf("metric import_fresh_over_cached %.1f\n", fresh_over_cached);
-    std::printf("metric cache_hit_over_fstat %.2f\n", hit_over_fstat);
-    std::printf("metric new_fd_hit_over_fstat %.2f\n", new_fd_over_fstat);
-    if (!json_path.empty()) {
-        std::ofstream out(json_path);
-        out << "{\n  \"import_fresh_over_cached\": " << fresh_over_cached << ",\n  \"cache_hit_over_fstat\": "
-            << hit_over_fstat << ",\n  \"new_fd_hit_over_fstat\": " << new_fd_over_fstat << "\n}\n";
-    }
+    std::printf("# import_fresh_over_cached per round: %.0f to %.0f\n",
+                *std::min_element(fresh_over_cached.begin(), fresh_over_cached.end()),
+                *std::max_element(fresh_over_cached.begin(), fresh_over_cached.end()));
+    std::printf("metric import_fresh_over_cached %.1f\n", median(fresh_over_cached));
+    std::printf("metric cache_hit_over_fstat %.2f\n", median(hit_over_fstat));
+    std::printf("metric new_fd_hit_over_fstat %.2f\n", median(new_fd_over_fstat));
     return 0;
 }

@@ -46,6 +46,31 @@ ImportCache::Key ImportCache::key_of(const BufferDesc& desc, const ImageOptions&
     return k;
 }
 
+std::optional<ImportCache::EntryRef> ImportCache::find(const Key& key, std::size_t hash) const {
+    auto it = std::lower_bound(index_.begin(), index_.end(), hash,
+                               [](const IndexSlot& slot, std::size_t h) { return slot.first < h; });
+    for (; it != index_.end() && it->first == hash; ++it)
+        if (it->second->key == key) return it->second;
+    return std::nullopt;
+}
+
+void ImportCache::index_insert(std::size_t hash, EntryRef entry) {
+    auto it = std::upper_bound(index_.begin(), index_.end(), hash,
+                               [](std::size_t h, const IndexSlot& slot) { return h < slot.first; });
+    index_.insert(it, {hash, entry});
+}
+
+void ImportCache::index_erase(const Key& key) {
+    const std::size_t hash = KeyHash{}(key);
+    auto it = std::lower_bound(index_.begin(), index_.end(), hash,
+                               [](const IndexSlot& slot, std::size_t h) { return slot.first < h; });
+    for (; it != index_.end() && it->first == hash; ++it)
+        if (it->second->key == key) {
+            index_.erase(it);
+            return;
+        }
+}
+
 ImportCache::ImportCache(Device device, ImportCacheOptions options)
     : device_(std::move(device)), options_(options) {
     options_.max_entries = std::max<std::size_t>(options_.max_entries, 1);
@@ -61,11 +86,13 @@ Result<CachedImage> ImportCache::import(const BufferDesc& desc, const ImageOptio
     // A description with more planes than any format is refused by the import below; the key
     // only looks at the planes it can hold.
     const Key key = key_of(desc, options);
+    const std::size_t hash = KeyHash{}(key);
     std::lock_guard lock(mutex_);
-    collect_locked();
+    if (!retired_.empty()) collect_locked();
     if (desc.planes.size() <= max_planes) {
-        if (auto it = index_.find(key); it != index_.end()) {
-            lru_.splice(lru_.begin(), lru_, it->second);  // most recently used first
+        if (auto entry = find(key, hash)) {
+            // The hit path: no syscall, no Vulkan call, one lookup.
+            if (*entry != lru_.begin()) lru_.splice(lru_.begin(), lru_, *entry);  // most recent first
             ++stats_.hits;
             return CachedImage(lru_.front().image);
         }
@@ -77,7 +104,7 @@ Result<CachedImage> ImportCache::import(const BufferDesc& desc, const ImageOptio
     ++stats_.misses;
     stats_.bytes += image->size();
     lru_.push_front(Entry{key, std::make_shared<Image>(std::move(*image)), std::move(*refs), std::monostate{}});
-    index_[key] = lru_.begin();
+    index_insert(hash, lru_.begin());
     CachedImage result = lru_.front().image;
     while (lru_.size() > options_.max_entries) retire(std::prev(lru_.end()));
     stats_.live_entries = lru_.size();
@@ -85,7 +112,7 @@ Result<CachedImage> ImportCache::import(const BufferDesc& desc, const ImageOptio
 }
 
 void ImportCache::retire(std::list<Entry>::iterator it) {
-    index_.erase(it->key);
+    index_erase(it->key);
     stats_.bytes -= it->image->size();
     ++stats_.evictions;
     retired_.push_back(std::move(*it));
@@ -123,10 +150,11 @@ void ImportCache::set_last_use(const Image& image, SyncFile fence) {
 }
 
 bool ImportCache::evict(const BufferDesc& desc, const ImageOptions& options) {
+    const Key key = key_of(desc, options);
     std::lock_guard lock(mutex_);
-    auto it = index_.find(key_of(desc, options));
-    if (it == index_.end()) return false;
-    retire(it->second);
+    auto entry = find(key, KeyHash{}(key));
+    if (!entry) return false;
+    retire(*entry);
     return true;
 }
 

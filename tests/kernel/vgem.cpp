@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "vgem.hpp"
+#include "vgem_uapi.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -12,22 +13,7 @@
 
 #include <dmabridge/devices.hpp>
 
-// The vgem uapi (include/uapi/drm/vgem_drm.h) is not shipped by libdrm; it is this small.
-namespace {
-struct drm_vgem_fence_attach {
-    std::uint32_t handle;
-    std::uint32_t flags;
-    std::uint32_t out_fence;
-    std::uint32_t pad;
-};
-struct drm_vgem_fence_signal {
-    std::uint32_t fence;
-    std::uint32_t flags;
-};
-constexpr std::uint32_t vgem_fence_write = 0x1;
-constexpr unsigned long ioctl_vgem_fence_attach = DRM_IOWR(DRM_COMMAND_BASE + 0x1, drm_vgem_fence_attach);
-constexpr unsigned long ioctl_vgem_fence_signal = DRM_IOW(DRM_COMMAND_BASE + 0x2, drm_vgem_fence_signal);
-}  // namespace
+namespace uapi = dmabridge::test::vgem_uapi;
 
 namespace dmabridge::test {
 
@@ -60,17 +46,17 @@ std::uint32_t Vgem::import_buffer(const DmaBuf& buf) {
 }
 
 std::uint32_t Vgem::attach_fence(bool write, std::uint32_t handle) {
-    drm_vgem_fence_attach attach{};
+    uapi::fence_attach attach{};
     attach.handle = handle ? handle : last_handle_;
-    attach.flags = write ? vgem_fence_write : 0;
-    REQUIRE(drmIoctl(fd_.get(), ioctl_vgem_fence_attach, &attach) == 0);
+    attach.flags = write ? uapi::fence_write : 0;
+    REQUIRE(drmIoctl(fd_.get(), uapi::ioctl_fence_attach, &attach) == 0);
     return attach.out_fence;
 }
 
 void Vgem::signal(std::uint32_t fence) {
-    drm_vgem_fence_signal sig{};
+    uapi::fence_signal sig{};
     sig.fence = fence;
-    const int r = drmIoctl(fd_.get(), ioctl_vgem_fence_signal, &sig);
+    const int r = drmIoctl(fd_.get(), uapi::ioctl_fence_signal, &sig);
     REQUIRE_MESSAGE(r == 0, "vgem fence signal: " << std::strerror(errno));
 }
 

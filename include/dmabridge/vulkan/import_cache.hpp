@@ -18,7 +18,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -128,8 +127,17 @@ private:
     Device device_;
     ImportCacheOptions options_;
     mutable std::mutex mutex_;
+    using EntryRef = std::list<Entry>::iterator;
+    // The index: (hash, entry) sorted by hash. A binary search finds a hit without the integer
+    // division a std::unordered_map lookup pays, which costs ~150 ns under emulation; misses and
+    // evictions, which insert and erase, are rare and dear anyway.
+    using IndexSlot = std::pair<std::size_t, EntryRef>;
+    std::optional<EntryRef> find(const Key& key, std::size_t hash) const;
+    void index_insert(std::size_t hash, EntryRef entry);
+    void index_erase(const Key& key);
+
     std::list<Entry> lru_;  // most recently used first
-    std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index_;
+    std::vector<IndexSlot> index_;
     std::vector<Entry> retired_;
     ImportCacheStats stats_;
 };
