@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The plain Vulkan the sample needs around dmabridge: its entry points, owned handles, a compute
+// pipeline with one descriptor set, a host-visible buffer and a storage-image view. Nothing here
+// knows about dma-bufs; main.cpp does the sharing.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <vulkan/vulkan_core.h>
+
+#include <dmabridge/result.hpp>
+#include <dmabridge/vulkan/context.hpp>
+
+namespace vk_share {
+
+/// The device-level entry points the sample calls, loaded through Context::device_proc (the
+/// sample defines VK_NO_PROTOTYPES and links no loader), plus the one instance-level query.
+struct DeviceFunctions {
+    VkDevice device = VK_NULL_HANDLE;
+    VkPhysicalDevice physical_device = VK_NULL_HANDLE;
+
+    PFN_vkGetPhysicalDeviceMemoryProperties GetPhysicalDeviceMemoryProperties = nullptr;
+    PFN_vkCreateShaderModule CreateShaderModule = nullptr;
+    PFN_vkDestroyShaderModule DestroyShaderModule = nullptr;
+    PFN_vkCreateDescriptorSetLayout CreateDescriptorSetLayout = nullptr;
+    PFN_vkDestroyDescriptorSetLayout DestroyDescriptorSetLayout = nullptr;
+    PFN_vkCreatePipelineLayout CreatePipelineLayout = nullptr;
+    PFN_vkDestroyPipelineLayout DestroyPipelineLayout = nullptr;
+    PFN_vkCreateComputePipelines CreateComputePipelines = nullptr;
+    PFN_vkDestroyPipeline DestroyPipeline = nullptr;
+    PFN_vkCreateDescriptorPool CreateDescriptorPool = nullptr;
+    PFN_vkDestroyDescriptorPool DestroyDescriptorPool = nullptr;
+    PFN_vkAllocateDescriptorSets AllocateDescriptorSets = nullptr;
+    PFN_vkUpdateDescriptorSets UpdateDescriptorSets = nullptr;
+    PFN_vkCreateImageView CreateImageView = nullptr;
+    PFN_vkDestroyImageView DestroyImageView = nullptr;
+    PFN_vkCreateBuffer CreateBuffer = nullptr;
+    PFN_vkDestroyBuffer DestroyBuffer = nullptr;
+    PFN_vkGetBufferMemoryRequirements GetBufferMemoryRequirements = nullptr;
+    PFN_vkAllocateMemory AllocateMemory = nullptr;
+    PFN_vkFreeMemory FreeMemory = nullptr;
+    PFN_vkBindBufferMemory BindBufferMemory = nullptr;
+    PFN_vkMapMemory MapMemory = nullptr;
+    PFN_vkCmdPipelineBarrier CmdPipelineBarrier = nullptr;
+    PFN_vkCmdBindPipeline CmdBindPipeline = nullptr;
+    PFN_vkCmdBindDescriptorSets CmdBindDescriptorSets = nullptr;
+    PFN_vkCmdPushConstants CmdPushConstants = nullptr;
+    PFN_vkCmdDispatch CmdDispatch = nullptr;
+
+    /// Loads every entry point above; the error names the first one the device does not have.
+    static dmabridge::Result<DeviceFunctions> load(const dmabridge::vulkan::Context& context);
+};
+
+/// An Error for a failed Vulkan call: "what: VkResult -3".
+dmabridge::Error vk_failure(VkResult result, const std::string& what);
+
+/// Owns one Vulkan object of a device and destroys it with `Destroy` (a vkDestroy* or vkFree*
+/// entry point, all of which take (device, handle, allocator)). Move-only.
+template <typename Handle, typename Destroy>
+class DeviceObject {
+public:
+    DeviceObject() = default;
+    DeviceObject(Destroy destroy, VkDevice device, Handle handle) noexcept
+        : destroy_(destroy), device_(device), handle_(handle) {}
+    DeviceObject(DeviceObject&& other) noexcept
+        : destroy_(other.destroy_), device_(other.device_), handle_(std::exchange(other.handle_, VK_NULL_HANDLE)) {}
+    DeviceObject& operator=(DeviceObject&& other) noexcept {
+        if (this != &other) {
+            reset();
+            destroy_ = other.destroy_;
+            device_ = other.device_;
+            handle_ = std::exchange(other.handle_, VK_NULL_HANDLE);
+        }
+        return *this;
+    }
+    DeviceObject(const DeviceObject&) = delete;
+    DeviceObject& operator=(const DeviceObject&) = delete;
+    ~DeviceObject() { reset(); }
+
+    Handle get() const noexcept { return handle_; }
+
+private:
+    void reset() noexcept {
+        if (handle_ != VK_NULL_HANDLE) destroy_(device_, handle_, nullptr);
+        handle_ = VK_NULL_HANDLE;
+    }
+    Destroy destroy_ = nullptr;
+    VkDevice device_ = VK_NULL_HANDLE;
+    Handle handle_ = VK_NULL_HANDLE;
+};
+
+using ShaderModule = DeviceObject<VkShaderModule, PFN_vkDestroyShaderModule>;
+using DescriptorSetLayout = DeviceObject<VkDescriptorSetLayout, PFN_vkDestroyDescriptorSetLayout>;
+using PipelineLayout = DeviceObject<VkPipelineLayout, PFN_vkDestroyPipelineLayout>;
+using Pipeline = DeviceObject<VkPipeline, PFN_vkDestroyPipeline>;
+using DescriptorPool = DeviceObject<VkDescriptorPool, PFN_vkDestroyDescriptorPool>;
+using ImageView = DeviceObject<VkImageView, PFN_vkDestroyImageView>;
+using BufferHandle = DeviceObject<VkBuffer, PFN_vkDestroyBuffer>;
+using DeviceMemory = DeviceObject<VkDeviceMemory, PFN_vkFreeMemory>;
+
+/// A 2D colour view of `image` for use as a storage image.
+dmabridge::Result<ImageView> make_storage_view(const DeviceFunctions& vk, VkImage image, VkFormat format);
+
+/// A compute pipeline whose shader reads its resources from one descriptor set (bindings
+/// 0, 1, ... of the given types) and takes `push_constant_bytes` of push constants.
+/// Owns its pipeline, layouts, and a pool holding its one descriptor set. Move-only.
+/// Keeps a copy of the entry points: it stays valid wherever it is moved.
+class ComputePipeline {
+public:
+    /// Creates the pipeline from SPIR-V words. `name` goes into error messages.
+    static dmabridge::Result<ComputePipeline> create(const DeviceFunctions& vk, const char* name,
+                                                     std::span<const std::uint32_t> spirv,
+                                                     std::span<const VkDescriptorType> bindings,
+                                                     std::uint32_t push_constant_bytes);
+
+    /// Points `binding` at a storage image view in VK_IMAGE_LAYOUT_GENERAL. The descriptor set
+    /// must not be in use by pending work.
+    void set_storage_image(std::uint32_t binding, VkImageView view) const;
+    /// Points `binding` at the whole of a storage buffer. Same rule as above.
+    void set_storage_buffer(std::uint32_t binding, VkBuffer buffer) const;
+
+    /// Records bind, push constants and a dispatch covering `width` x `height` invocations.
+    void record_dispatch(VkCommandBuffer cmd, std::span<const std::byte> push_constants, std::uint32_t width,
+                         std::uint32_t height) const;
+
+    /// The shaders' workgroup size (local_size_x and _y in shaders/*.comp).
+    static constexpr std::uint32_t workgroup_size = 16;
+
+private:
+    DeviceFunctions vk_;
+    DescriptorSetLayout set_layout_;
+    PipelineLayout pipeline_layout_;
+    Pipeline pipeline_;
+    DescriptorPool pool_;
+    VkDescriptorSet set_ = VK_NULL_HANDLE;  // freed with pool_
+};
+
+/// A buffer in host-visible, host-coherent memory, mapped for its whole life (freeing the
+/// memory unmaps it). Move-only.
+class HostBuffer {
+public:
+    static dmabridge::Result<HostBuffer> create(const DeviceFunctions& vk, VkDeviceSize size, VkBufferUsageFlags usage);
+
+    VkBuffer handle() const noexcept { return buffer_.get(); }
+    /// The mapping. Coherent: host writes are visible to work submitted later, and device writes
+    /// are visible here once the work's fence signalled (after a barrier to HOST_READ).
+    void* data() const noexcept { return data_; }
+
+private:
+    // memory_ before buffer_: the buffer is destroyed first, then its memory is freed.
+    DeviceMemory memory_;
+    BufferHandle buffer_;
+    void* data_ = nullptr;
+};
+
+}  // namespace vk_share
