@@ -154,10 +154,13 @@ Result<std::size_t> FenceWatcher::dispatch(Timeout timeout) {
     {
         std::lock_guard lock(s.mutex);
         const auto now = clock_type::now();
-        for (const auto& [id, w] : s.watches)
-            if (w.deadline && *w.deadline <= now &&
-                std::none_of(due.begin(), due.end(), [&](const auto& d) { return d.first == id; }))
+        for (const auto& entry : s.watches) {
+            const WatchId id = entry.first;
+            const auto& deadline = entry.second.deadline;
+            if (deadline && *deadline <= now &&
+                std::none_of(due.begin(), due.end(), [id](const auto& d) { return d.first == id; }))
                 due.emplace_back(id, WaitStatus::timed_out);
+        }
     }
     std::size_t ran = 0;
     for (const auto& [id, status] : due) {

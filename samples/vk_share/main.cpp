@@ -454,6 +454,9 @@ int run(const CommandLine& cl, ValidationLog& log) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Line-buffered even into a pipe or file (ci/vm streams the output): each line shows up as
+    // it happens, and a crash loses none.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
             print_usage(stdout);

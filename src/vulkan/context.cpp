@@ -143,7 +143,10 @@ Result<Context> Context::create(const ContextOptions& options) {
         VkPhysicalDeviceProperties props{};
         props_fn(pd, &props);
         const std::string name = props.deviceName;
-        if (!options.device_name.empty() && name.find(options.device_name) == std::string::npos) continue;
+        if (!options.device_name.empty() && name.find(options.device_name) == std::string::npos) {
+            rejected += "; " + name + " does not match \"" + options.device_name + "\"";
+            continue;
+        }
         std::uint32_t n = 0;
         ext_fn(pd, nullptr, &n, nullptr);
         std::vector<VkExtensionProperties> offered(n);

@@ -83,6 +83,8 @@ T load(PFN_vkVoidFunction f) {
 
 }  // namespace
 
+const char* result_name(VkResult result) noexcept { return detail::vk_result_name(result); }
+
 std::vector<const char*> required_device_extensions(Capability caps, std::uint32_t api_version) {
     std::vector<const char*> out;
     for (const auto& row : extension_rows) {

@@ -66,12 +66,14 @@ Result<ExportedImage> Device::export_image(const ImageRequest& request, const Im
     for (const auto& m : *support)
         if (m.exportable && request.width <= m.max_extent.width && request.height <= m.max_extent.height)
             exportable.push_back(m.modifier);
-    if (request.modifiers.empty()) chosen = exportable;
-    for (auto m : request.modifiers)
+    // As everywhere in dmabridge, an empty modifier list means LINEAR only.
+    const std::vector<std::uint64_t> wanted =
+        request.modifiers.empty() ? std::vector<std::uint64_t>{modifier::linear} : request.modifiers;
+    for (auto m : wanted)
         if (std::find(exportable.begin(), exportable.end(), m) != exportable.end()) chosen.push_back(m);
     if (chosen.empty())
         return Error::library(Errc::unsupported, what + ": none of the requested modifiers [" +
-                                                     list_modifiers(request.modifiers) +
+                                                     list_modifiers(wanted) +
                                                      "] can be exported for this usage; exportable: [" +
                                                      list_modifiers(exportable) + "]");
     // Modifiers go to the driver as a list; LINEAR through plain linear tiling (formats without

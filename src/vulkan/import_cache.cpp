@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <dmabridge/vulkan/format.hpp>
+
 #include "device_state.hpp"
 
 namespace dmabridge::vulkan {
@@ -41,7 +43,8 @@ ImportCache::Key ImportCache::key_of(const BufferDesc& desc, const ImageOptions&
     k.height = desc.height;
     k.fourcc = desc.fourcc;
     k.modifier = desc.modifier;
-    k.format = options.format;
+    // The default format and the one it stands for are the same import.
+    k.format = options.format != VK_FORMAT_UNDEFINED ? options.format : to_vk_format(desc.fourcc);
     k.usage = options.usage;
     return k;
 }

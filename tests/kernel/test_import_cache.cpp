@@ -203,3 +203,14 @@ TEST_CASE_FIXTURE(VkTest, "four threads importing the same and different buffers
     CHECK(stats.live_entries == 3);
     CHECK(stats.evictions == 0);
 }
+
+TEST_CASE_FIXTURE(VkTest, "the default format and the format it stands for are one cache entry") {
+    vulkan::ImportCache cache(device_b().device());
+    BufferDesc desc = udmabuf_image(32, 8);
+    REQUIRE(cache.import(desc));
+    vulkan::ImageOptions explicit_format;
+    explicit_format.format = VK_FORMAT_B8G8R8A8_UNORM;  // what XRGB8888 maps to
+    REQUIRE(cache.import(desc, explicit_format));
+    CHECK(cache.stats().hits == 1);
+    CHECK(cache.stats().misses == 1);
+}

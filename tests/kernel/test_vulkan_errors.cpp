@@ -124,3 +124,16 @@ TEST_CASE_FIXTURE(FdLeakCheck, "hostile imports leak no Vulkan object (checked b
     }  // vkDestroyDevice reports every object still alive
     for (const auto& m : messages) FAIL_CHECK("validation: " << m);
 }
+
+TEST_CASE_FIXTURE(VkTest, "an export with modifiers the device cannot make names the ones it can") {
+    ImageRequest r;
+    r.width = 64;
+    r.height = 64;
+    r.fourcc = fourcc::XRGB8888;
+    r.modifiers = {0x0100000000000001ull};
+    auto e = device_a().device().export_image(r);
+    REQUIRE_FALSE(e);
+    CHECK(e.error().is(Errc::unsupported));
+    CHECK(has(e.error().message(), "exportable: [LINEAR]"));
+    CHECK(std::string(vulkan::result_name(VK_ERROR_INVALID_EXTERNAL_HANDLE)) == "VK_ERROR_INVALID_EXTERNAL_HANDLE");
+}

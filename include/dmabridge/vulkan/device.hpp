@@ -45,6 +45,9 @@ constexpr Capability operator&(Capability a, Capability b) noexcept {
 }
 constexpr bool any(Capability c) noexcept { return c != Capability::none; }
 
+/// The name of a VkResult, e.g. "VK_ERROR_INVALID_EXTERNAL_HANDLE", for messages.
+const char* result_name(VkResult result) noexcept;
+
 /// The lowest Vulkan version dmabridge works with (external memory and the *2 queries are core).
 inline constexpr std::uint32_t min_api_version = VK_API_VERSION_1_1;
 
@@ -142,8 +145,8 @@ public:
     FormatSet importable_formats(const ImageOptions& options = {}) const;
     FormatSet exportable_formats(const ImageOptions& options = {}) const;
 
-    /// Creates an image the device can export, with a modifier from `request.modifiers` (empty:
-    /// any modifier the device can export for the usage; the driver picks), a dedicated
+    /// Creates an image the device can export, with a modifier from `request.modifiers` (the
+    /// driver picks among those it can export for the usage; empty means LINEAR only), a dedicated
     /// allocation where the driver requires or prefers one, and exports it: the description
     /// carries the chosen modifier and each memory plane's offset and stride. Costs an image,
     /// a memory allocation and one fd per plane.
