@@ -76,6 +76,40 @@ bool needed(const ExtensionRow& row, std::uint32_t api_version) {
     return row.core_since == 0 || VK_API_VERSION_MINOR(api_version) < VK_API_VERSION_MINOR(row.core_since);
 }
 
+// Asks whether a 2D image of `format` for `usage` can live in dma-buf memory, with DRM-modifier
+// tiling and `*modifier`, or plain linear tiling when `modifier` is null; fills in what it can
+// do. False when the device refuses the combination.
+bool query_dmabuf_support(const detail::DeviceState& s, VkFormat format, VkImageUsageFlags usage,
+                          const std::uint64_t* modifier, ModifierSupport& support) {
+    VkPhysicalDeviceImageDrmFormatModifierInfoEXT mod_info{};
+    mod_info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_DRM_FORMAT_MODIFIER_INFO_EXT;
+    mod_info.drmFormatModifier = modifier ? *modifier : 0;
+    mod_info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    VkPhysicalDeviceExternalImageFormatInfo ext_info{};
+    ext_info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_IMAGE_FORMAT_INFO;
+    ext_info.pNext = modifier ? &mod_info : nullptr;
+    ext_info.handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkPhysicalDeviceImageFormatInfo2 info{};
+    info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_FORMAT_INFO_2;
+    info.pNext = &ext_info;
+    info.format = format;
+    info.type = VK_IMAGE_TYPE_2D;
+    info.tiling = modifier ? VK_IMAGE_TILING_DRM_FORMAT_MODIFIER_EXT : VK_IMAGE_TILING_LINEAR;
+    info.usage = usage;
+    VkExternalImageFormatProperties ext_props{};
+    ext_props.sType = VK_STRUCTURE_TYPE_EXTERNAL_IMAGE_FORMAT_PROPERTIES;
+    VkImageFormatProperties2 props{};
+    props.sType = VK_STRUCTURE_TYPE_IMAGE_FORMAT_PROPERTIES_2;
+    props.pNext = &ext_props;
+    if (s.vkGetPhysicalDeviceImageFormatProperties2(s.handles.physical_device, &info, &props) != VK_SUCCESS) return false;
+    const auto features = ext_props.externalMemoryProperties.externalMemoryFeatures;
+    support.importable = (features & VK_EXTERNAL_MEMORY_FEATURE_IMPORTABLE_BIT) != 0;
+    support.exportable = (features & VK_EXTERNAL_MEMORY_FEATURE_EXPORTABLE_BIT) != 0;
+    support.dedicated_only = (features & VK_EXTERNAL_MEMORY_FEATURE_DEDICATED_ONLY_BIT) != 0;
+    support.max_extent = props.imageFormatProperties.maxExtent;
+    return true;
+}
+
 template <typename T>
 T load(PFN_vkVoidFunction f) {
     return reinterpret_cast<T>(f);
@@ -205,66 +239,19 @@ Result<std::vector<ModifierSupport>> Device::modifier_support(std::uint32_t four
         support.plane_count = m.drmFormatModifierPlaneCount;
         support.features = m.drmFormatModifierTilingFeatures;
         support.disjoint = (m.drmFormatModifierTilingFeatures & VK_FORMAT_FEATURE_DISJOINT_BIT) != 0;
-
-        VkPhysicalDeviceImageDrmFormatModifierInfoEXT mod_info{};
-        mod_info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_DRM_FORMAT_MODIFIER_INFO_EXT;
-        mod_info.drmFormatModifier = m.drmFormatModifier;
-        mod_info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
-        VkPhysicalDeviceExternalImageFormatInfo ext_info{};
-        ext_info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_IMAGE_FORMAT_INFO;
-        ext_info.pNext = &mod_info;
-        ext_info.handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
-        VkPhysicalDeviceImageFormatInfo2 info{};
-        info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_FORMAT_INFO_2;
-        info.pNext = &ext_info;
-        info.format = format;
-        info.type = VK_IMAGE_TYPE_2D;
-        info.tiling = VK_IMAGE_TILING_DRM_FORMAT_MODIFIER_EXT;
-        info.usage = options.usage;
-        VkExternalImageFormatProperties ext_props{};
-        ext_props.sType = VK_STRUCTURE_TYPE_EXTERNAL_IMAGE_FORMAT_PROPERTIES;
-        VkImageFormatProperties2 props{};
-        props.sType = VK_STRUCTURE_TYPE_IMAGE_FORMAT_PROPERTIES_2;
-        props.pNext = &ext_props;
-        if (s.vkGetPhysicalDeviceImageFormatProperties2(s.handles.physical_device, &info, &props) == VK_SUCCESS) {
-            const auto features = ext_props.externalMemoryProperties.externalMemoryFeatures;
-            support.importable = (features & VK_EXTERNAL_MEMORY_FEATURE_IMPORTABLE_BIT) != 0;
-            support.exportable = (features & VK_EXTERNAL_MEMORY_FEATURE_EXPORTABLE_BIT) != 0;
-            support.dedicated_only = (features & VK_EXTERNAL_MEMORY_FEATURE_DEDICATED_ONLY_BIT) != 0;
-            support.max_extent = props.imageFormatProperties.maxExtent;
-        }
+        query_dmabuf_support(s, format, options.usage, &m.drmFormatModifier, support);
         out.push_back(support);
     }
     // Without DRM-modifier support for this format and usage, LINEAR may still be shared
     // through plain linear tiling.
     auto linear = std::find_if(out.begin(), out.end(), [](const ModifierSupport& m) { return m.modifier == modifier::linear; });
     if (linear == out.end() || !(linear->importable || linear->exportable)) {
-        VkPhysicalDeviceExternalImageFormatInfo ext_info{};
-        ext_info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_IMAGE_FORMAT_INFO;
-        ext_info.handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
-        VkPhysicalDeviceImageFormatInfo2 info{};
-        info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_FORMAT_INFO_2;
-        info.pNext = &ext_info;
-        info.format = format;
-        info.type = VK_IMAGE_TYPE_2D;
-        info.tiling = VK_IMAGE_TILING_LINEAR;
-        info.usage = options.usage;
-        VkExternalImageFormatProperties ext_props{};
-        ext_props.sType = VK_STRUCTURE_TYPE_EXTERNAL_IMAGE_FORMAT_PROPERTIES;
-        VkImageFormatProperties2 props{};
-        props.sType = VK_STRUCTURE_TYPE_IMAGE_FORMAT_PROPERTIES_2;
-        props.pNext = &ext_props;
-        if (s.vkGetPhysicalDeviceImageFormatProperties2(s.handles.physical_device, &info, &props) == VK_SUCCESS) {
-            const auto features = ext_props.externalMemoryProperties.externalMemoryFeatures;
-            ModifierSupport support;
-            support.modifier = modifier::linear;
-            const FormatInfo* fmt = find_format(fourcc);
-            support.plane_count = fmt ? fmt->plane_count : 1;
-            support.importable = (features & VK_EXTERNAL_MEMORY_FEATURE_IMPORTABLE_BIT) != 0;
-            support.exportable = (features & VK_EXTERNAL_MEMORY_FEATURE_EXPORTABLE_BIT) != 0;
-            support.dedicated_only = (features & VK_EXTERNAL_MEMORY_FEATURE_DEDICATED_ONLY_BIT) != 0;
-            support.max_extent = props.imageFormatProperties.maxExtent;
-            support.linear_tiling = true;
+        ModifierSupport support;
+        support.modifier = modifier::linear;
+        const FormatInfo* fmt = find_format(fourcc);
+        support.plane_count = fmt ? fmt->plane_count : 1;
+        support.linear_tiling = true;
+        if (query_dmabuf_support(s, format, options.usage, nullptr, support)) {
             if (linear != out.end()) *linear = support;
             else out.push_back(support);
         }

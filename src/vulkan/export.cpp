@@ -129,18 +129,10 @@ Result<ExportedImage> Device::export_image(const ImageRequest& request, const Im
                                                      modifier_to_string(mod_props.drmFormatModifier) +
                                                      " with an unusable plane count " + std::to_string(planes));
 
-    VkMemoryDedicatedRequirements dedicated_reqs{};
-    dedicated_reqs.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS;
-    VkMemoryRequirements2 reqs{};
-    reqs.sType = VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2;
-    reqs.pNext = &dedicated_reqs;
-    VkImageMemoryRequirementsInfo2 reqs_info{};
-    reqs_info.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_REQUIREMENTS_INFO_2;
-    reqs_info.image = image;
-    s.vkGetImageMemoryRequirements2(s.device(), &reqs_info, &reqs);
-    const bool dedicated = dedicated_only || dedicated_reqs.requiresDedicatedAllocation || dedicated_reqs.prefersDedicatedAllocation;
+    const auto reqs = detail::image_requirements(s, image);
+    const bool dedicated = dedicated_only || reqs.requires_dedicated || reqs.prefers_dedicated;
 
-    auto type = detail::pick_memory_type(s, reqs.memoryRequirements.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+    auto type = detail::pick_memory_type(s, reqs.memory.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
     if (!type) return Error::library(Errc::unsupported, what + ": no memory type fits the image");
     VkMemoryDedicatedAllocateInfo dedicated_info{};
     dedicated_info.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO;
@@ -152,7 +144,7 @@ Result<ExportedImage> Device::export_image(const ImageRequest& request, const Im
     VkMemoryAllocateInfo alloc{};
     alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
     alloc.pNext = &export_info;
-    alloc.allocationSize = reqs.memoryRequirements.size;
+    alloc.allocationSize = reqs.memory.size;
     alloc.memoryTypeIndex = *type;
     VkDeviceMemory memory = VK_NULL_HANDLE;
     if (VkResult r = s.vkAllocateMemory(s.device(), &alloc, nullptr, &memory); r != VK_SUCCESS)
@@ -194,42 +186,23 @@ Result<ExportedBuffer> Device::export_buffer(std::uint64_t size, VkBufferUsageFl
         return Error::library(Errc::invalid_argument, what + ": the name is longer than 31 bytes");
     if (!has(Capability::export_memory))
         return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf export");
-    VkExternalMemoryBufferCreateInfo external{};
-    external.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO;
-    external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
-    VkBufferCreateInfo info{};
-    info.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
-    info.pNext = &external;
-    info.size = size;
-    info.usage = usage;
-    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
     BufferBuilder builder(state_);
-    VkBuffer buffer = VK_NULL_HANDLE;
-    if (VkResult r = s.vkCreateBuffer(s.device(), &info, nullptr, &buffer); r != VK_SUCCESS)
-        return detail::vk_error(r, what + ": vkCreateBuffer");
-    builder.set_buffer(buffer, size);
-    VkMemoryDedicatedRequirements dedicated_reqs{};
-    dedicated_reqs.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS;
-    VkMemoryRequirements2 reqs{};
-    reqs.sType = VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2;
-    reqs.pNext = &dedicated_reqs;
-    VkBufferMemoryRequirementsInfo2 reqs_info{};
-    reqs_info.sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_REQUIREMENTS_INFO_2;
-    reqs_info.buffer = buffer;
-    s.vkGetBufferMemoryRequirements2(s.device(), &reqs_info, &reqs);
-    auto type = detail::pick_memory_type(s, reqs.memoryRequirements.memoryTypeBits, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT);
+    if (auto made = detail::create_dmabuf_buffer(s, builder, size, usage, what); !made) return made.error();
+    const VkBuffer buffer = builder.buffer.handle();
+    const auto reqs = detail::buffer_requirements(s, buffer);
+    auto type = detail::pick_memory_type(s, reqs.memory.memoryTypeBits, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT);
     if (!type) return Error::library(Errc::unsupported, what + ": no memory type fits the buffer");
     VkMemoryDedicatedAllocateInfo dedicated_info{};
     dedicated_info.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO;
     dedicated_info.buffer = buffer;
     VkExportMemoryAllocateInfo export_info{};
     export_info.sType = VK_STRUCTURE_TYPE_EXPORT_MEMORY_ALLOCATE_INFO;
-    export_info.pNext = dedicated_reqs.requiresDedicatedAllocation ? &dedicated_info : nullptr;
+    export_info.pNext = reqs.requires_dedicated ? &dedicated_info : nullptr;
     export_info.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
     VkMemoryAllocateInfo alloc{};
     alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
     alloc.pNext = &export_info;
-    alloc.allocationSize = reqs.memoryRequirements.size;
+    alloc.allocationSize = reqs.memory.size;
     alloc.memoryTypeIndex = *type;
     VkDeviceMemory memory = VK_NULL_HANDLE;
     if (VkResult r = s.vkAllocateMemory(s.device(), &alloc, nullptr, &memory); r != VK_SUCCESS)

@@ -22,29 +22,6 @@ constexpr VkImageAspectFlagBits memory_plane_aspect[] = {
 
 std::string n(std::uint64_t v) { return std::to_string(v); }
 
-struct MemoryRequirements {
-    VkMemoryRequirements reqs{};
-    bool dedicated = false;
-};
-
-MemoryRequirements image_requirements(const detail::DeviceState& s, VkImage image, int plane /* -1: whole */) {
-    VkImagePlaneMemoryRequirementsInfo plane_info{};
-    plane_info.sType = VK_STRUCTURE_TYPE_IMAGE_PLANE_MEMORY_REQUIREMENTS_INFO;
-    if (plane >= 0) plane_info.planeAspect = memory_plane_aspect[plane];
-    VkImageMemoryRequirementsInfo2 info{};
-    info.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_REQUIREMENTS_INFO_2;
-    info.pNext = plane >= 0 ? &plane_info : nullptr;
-    info.image = image;
-    VkMemoryDedicatedRequirements dedicated{};
-    dedicated.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS;
-    VkMemoryRequirements2 reqs{};
-    reqs.sType = VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2;
-    reqs.pNext = &dedicated;
-    s.vkGetImageMemoryRequirements2(s.device(), &info, &reqs);
-    return {reqs.memoryRequirements, dedicated.requiresDedicatedAllocation == VK_TRUE ||
-                                         dedicated.prefersDedicatedAllocation == VK_TRUE};
-}
-
 // Imports a dup of `buf` as memory of `size` bytes for `type_bits`, dedicated to `image` or
 // `buffer` when asked. The dup belongs to Vulkan only once the allocation succeeded.
 Result<VkDeviceMemory> import_memory(const detail::DeviceState& s, const DmaBuf& buf, std::uint64_t size,
@@ -171,12 +148,12 @@ Result<Image> Device::import_image(const BufferDesc& desc, const ImageOptions& o
     std::array<VkBindImagePlaneMemoryInfo, max_planes> plane_binds{};
     const std::uint32_t memories = disjoint ? static_cast<std::uint32_t>(desc.planes.size()) : 1;
     for (std::uint32_t i = 0; i < memories; ++i) {
-        const auto reqs = image_requirements(s, image, disjoint ? static_cast<int>(i) : -1);
-        const bool dedicated = !disjoint && (reqs.dedicated || entry->dedicated_only);
-        auto memory = import_memory(s, desc.planes[i].buffer, reqs.reqs.size, reqs.reqs.memoryTypeBits, image,
+        const auto reqs = detail::image_requirements(s, image, disjoint ? static_cast<int>(i) : -1);
+        const bool dedicated = !disjoint && (reqs.requires_dedicated || reqs.prefers_dedicated || entry->dedicated_only);
+        auto memory = import_memory(s, desc.planes[i].buffer, reqs.memory.size, reqs.memory.memoryTypeBits, image,
                                     VK_NULL_HANDLE, dedicated, what + (disjoint ? ": plane " + n(i) : std::string()));
         if (!memory) return memory.error();
-        builder.add_memory(*memory, reqs.reqs.size);
+        builder.add_memory(*memory, reqs.memory.size);
         binds[i].sType = VK_STRUCTURE_TYPE_BIND_IMAGE_MEMORY_INFO;
         binds[i].image = image;
         binds[i].memory = *memory;
@@ -216,31 +193,12 @@ Result<Buffer> Device::import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags us
         return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf import");
     if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, what + ": no dma-buf");
     if (size > dmabuf.size()) return Error::library(Errc::invalid_argument, what + ": larger than the dma-buf");
-    VkExternalMemoryBufferCreateInfo external{};
-    external.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO;
-    external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
-    VkBufferCreateInfo info{};
-    info.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
-    info.pNext = &external;
-    info.size = size;
-    info.usage = usage;
-    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
     BufferBuilder builder(state_);
-    VkBuffer buffer = VK_NULL_HANDLE;
-    if (VkResult r = s.vkCreateBuffer(s.device(), &info, nullptr, &buffer); r != VK_SUCCESS)
-        return detail::vk_error(r, what + ": vkCreateBuffer");
-    builder.set_buffer(buffer, size);
-    VkMemoryDedicatedRequirements dedicated{};
-    dedicated.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS;
-    VkMemoryRequirements2 reqs{};
-    reqs.sType = VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2;
-    reqs.pNext = &dedicated;
-    VkBufferMemoryRequirementsInfo2 reqs_info{};
-    reqs_info.sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_REQUIREMENTS_INFO_2;
-    reqs_info.buffer = buffer;
-    s.vkGetBufferMemoryRequirements2(s.device(), &reqs_info, &reqs);
-    auto memory = import_memory(s, dmabuf, reqs.memoryRequirements.size, reqs.memoryRequirements.memoryTypeBits,
-                                VK_NULL_HANDLE, buffer, dedicated.requiresDedicatedAllocation == VK_TRUE, what);
+    if (auto made = detail::create_dmabuf_buffer(s, builder, size, usage, what); !made) return made.error();
+    const VkBuffer buffer = builder.buffer.handle();
+    const auto reqs = detail::buffer_requirements(s, buffer);
+    auto memory = import_memory(s, dmabuf, reqs.memory.size, reqs.memory.memoryTypeBits, VK_NULL_HANDLE, buffer,
+                                reqs.requires_dedicated, what);
     if (!memory) return memory.error();
     builder.set_memory(*memory);
     VkBindBufferMemoryInfo bind{};

@@ -80,5 +80,58 @@ std::optional<std::uint32_t> pick_memory_type(const DeviceState& state, std::uin
     return first;
 }
 
+Requirements image_requirements(const DeviceState& s, VkImage image, int plane) {
+    static constexpr VkImageAspectFlagBits memory_planes[] = {
+        VK_IMAGE_ASPECT_MEMORY_PLANE_0_BIT_EXT, VK_IMAGE_ASPECT_MEMORY_PLANE_1_BIT_EXT,
+        VK_IMAGE_ASPECT_MEMORY_PLANE_2_BIT_EXT, VK_IMAGE_ASPECT_MEMORY_PLANE_3_BIT_EXT};
+    VkImagePlaneMemoryRequirementsInfo plane_info{};
+    plane_info.sType = VK_STRUCTURE_TYPE_IMAGE_PLANE_MEMORY_REQUIREMENTS_INFO;
+    if (plane >= 0) plane_info.planeAspect = memory_planes[plane];
+    VkImageMemoryRequirementsInfo2 info{};
+    info.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_REQUIREMENTS_INFO_2;
+    info.pNext = plane >= 0 ? &plane_info : nullptr;
+    info.image = image;
+    VkMemoryDedicatedRequirements dedicated{};
+    dedicated.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS;
+    VkMemoryRequirements2 reqs{};
+    reqs.sType = VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2;
+    reqs.pNext = &dedicated;
+    s.vkGetImageMemoryRequirements2(s.device(), &info, &reqs);
+    return {reqs.memoryRequirements, dedicated.requiresDedicatedAllocation == VK_TRUE,
+            dedicated.prefersDedicatedAllocation == VK_TRUE};
+}
+
+Requirements buffer_requirements(const DeviceState& s, VkBuffer buffer) {
+    VkBufferMemoryRequirementsInfo2 info{};
+    info.sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_REQUIREMENTS_INFO_2;
+    info.buffer = buffer;
+    VkMemoryDedicatedRequirements dedicated{};
+    dedicated.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS;
+    VkMemoryRequirements2 reqs{};
+    reqs.sType = VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2;
+    reqs.pNext = &dedicated;
+    s.vkGetBufferMemoryRequirements2(s.device(), &info, &reqs);
+    return {reqs.memoryRequirements, dedicated.requiresDedicatedAllocation == VK_TRUE,
+            dedicated.prefersDedicatedAllocation == VK_TRUE};
+}
+
+Status create_dmabuf_buffer(const DeviceState& s, BufferBuilder& builder, std::uint64_t size, VkBufferUsageFlags usage,
+                            const std::string& what) {
+    VkExternalMemoryBufferCreateInfo external{};
+    external.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO;
+    external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkBufferCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
+    info.pNext = &external;
+    info.size = size;
+    info.usage = usage;
+    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    VkBuffer buffer = VK_NULL_HANDLE;
+    if (VkResult r = s.vkCreateBuffer(s.device(), &info, nullptr, &buffer); r != VK_SUCCESS)
+        return vk_error(r, what + ": vkCreateBuffer");
+    builder.set_buffer(buffer, size);
+    return {};
+}
+
 }  // namespace detail
 }  // namespace dmabridge::vulkan

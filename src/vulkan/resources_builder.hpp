@@ -5,6 +5,8 @@
 // destructor), and nothing half-made is left behind.
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include <dmabridge/vulkan/resources.hpp>
 
@@ -46,6 +48,22 @@ namespace detail {
 /// nothing when `bits` is empty.
 std::optional<std::uint32_t> pick_memory_type(const DeviceState& state, std::uint32_t bits,
                                               VkMemoryPropertyFlags preferred = 0);
+
+/// Memory requirements with the dedicated-allocation answer.
+struct Requirements {
+    VkMemoryRequirements memory{};
+    bool requires_dedicated = false;
+    bool prefers_dedicated = false;
+};
+
+/// The requirements of `image`, or of its memory plane `plane` (disjoint images) when >= 0.
+Requirements image_requirements(const DeviceState& state, VkImage image, int plane = -1);
+/// The requirements of `buffer`.
+Requirements buffer_requirements(const DeviceState& state, VkBuffer buffer);
+
+/// Creates a buffer of `size` bytes whose memory can be a dma-buf, owned by `builder` from then on.
+Status create_dmabuf_buffer(const DeviceState& state, BufferBuilder& builder, std::uint64_t size,
+                            VkBufferUsageFlags usage, const std::string& what);
 
 /// The aspect of plane `plane` of an image with `planes` format planes (COLOR for one plane,
 /// PLANE_i otherwise): how linear-tiling images address their planes.
