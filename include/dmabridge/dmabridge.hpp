@@ -19,4 +19,6 @@
 #include <dmabridge/sync_file.hpp>
 #include <dmabridge/udmabuf.hpp>
 #include <dmabridge/unique_fd.hpp>
+#include <dmabridge/v4l2/buffer_ring.hpp>
+#include <dmabridge/v4l2/device.hpp>
 #include <dmabridge/version.hpp>

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file v4l2/device.hpp
+/// A V4L2 video device (camera, capture card, codec or output): capabilities, formats, frame
+/// sizes and format negotiation, through the single-plane and the multi-plane API alike.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <dmabridge/result.hpp>
+#include <dmabridge/unique_fd.hpp>
+
+namespace dmabridge::v4l2 {
+
+/// Which queue of a device: frames coming from it, or going to it.
+enum class Direction : std::uint8_t { capture, output };
+
+/// What VIDIOC_QUERYCAP says about a device.
+struct Capabilities {
+    std::string driver;          ///< e.g. "vivid", "uvcvideo"
+    std::string card;            ///< the device's name
+    std::string bus;             ///< e.g. "platform:vivid-000"
+    std::uint32_t device_caps = 0;  ///< V4L2_CAP_* of this node
+    bool capture = false;        ///< has a video capture queue
+    bool output = false;         ///< has a video output queue
+    bool multiplanar = false;    ///< its queues use the *_MPLANE API
+    bool streaming = false;      ///< supports streaming I/O (needed for buffer rings)
+};
+
+/// One plane of a negotiated format.
+struct PlaneFormat {
+    std::uint32_t bytes_per_line = 0;  ///< the stride
+    std::uint32_t size_image = 0;      ///< the minimum buffer size for this plane
+};
+
+/// A negotiated format (what the driver chose in VIDIOC_S_FMT).
+struct Format {
+    std::uint32_t width = 0;
+    std::uint32_t height = 0;
+    std::uint32_t pixel_format = 0;  ///< the V4L2 fourcc
+    std::uint32_t drm_fourcc = 0;    ///< the DRM fourcc with the same memory layout, 0 if none
+    bool multiplanar = false;
+    std::vector<PlaneFormat> planes;  ///< one per buffer (several only for the M formats)
+};
+
+/// A discrete frame size.
+struct FrameSize {
+    std::uint32_t width = 0;
+    std::uint32_t height = 0;
+    friend bool operator==(const FrameSize&, const FrameSize&) = default;
+};
+
+/// The DRM fourcc with the memory layout of V4L2 fourcc `v4l2` (0 when there is none). Most are
+/// the same code (YUYV, NV12, XR24 ...); RGBP is RG16, and the M variants (NM12, YM12) map to
+/// their single-buffer DRM formats with one buffer per plane.
+std::uint32_t drm_fourcc_for(std::uint32_t v4l2) noexcept;
+
+/// "YUYV", or "0x..." for unprintable codes.
+std::string fourcc_name(std::uint32_t code);
+
+/// An open V4L2 device node. Move-only. Thread safety: one thread at a time.
+class Device {
+public:
+    /// Opens `path` (O_RDWR | O_NONBLOCK | O_CLOEXEC) and queries its capabilities. Errors: the
+    /// errno of open (ENOENT, EACCES, ...); Errc::unsupported for a node that is not a video
+    /// device (VIDIOC_QUERYCAP fails).
+    static Result<Device> open(std::string_view path);
+    /// Opens the first /dev/videoN that can stream in `direction`. Errc::not_found names the
+    /// nodes that were looked at.
+    static Result<Device> find(Direction direction);
+
+    const std::string& path() const noexcept { return path_; }
+    const Capabilities& capabilities() const noexcept { return caps_; }
+    int fd() const noexcept { return fd_.get(); }
+
+    /// The V4L2 fourccs the `direction` queue offers (VIDIOC_ENUM_FMT).
+    Result<std::vector<std::uint32_t>> formats(Direction direction) const;
+    /// The discrete frame sizes of `pixel_format` (VIDIOC_ENUM_FRAMESIZES); empty when the
+    /// driver gives a continuous or stepwise range instead.
+    Result<std::vector<FrameSize>> frame_sizes(std::uint32_t pixel_format) const;
+
+    /// Sets the format of the `direction` queue (VIDIOC_S_FMT). Fails with Errc::unsupported,
+    /// naming what the driver would do instead, when the driver changes the pixel format or the
+    /// size (the driver has then applied its own choice: format() tells); also when the device
+    /// has no queue in that direction. Fails with EBUSY while buffers are allocated.
+    Result<Format> set_format(Direction direction, std::uint32_t width, std::uint32_t height,
+                              std::uint32_t pixel_format);
+    /// The current format of the `direction` queue (VIDIOC_G_FMT).
+    Result<Format> format(Direction direction) const;
+
+    /// The buffer type (V4L2_BUF_TYPE_*) of the `direction` queue, or an error if the device has
+    /// none.
+    Result<std::uint32_t> buffer_type(Direction direction) const;
+
+private:
+    Device(UniqueFd fd, std::string path, Capabilities caps) noexcept
+        : fd_(std::move(fd)), path_(std::move(path)), caps_(std::move(caps)) {}
+    UniqueFd fd_;
+    std::string path_;
+    Capabilities caps_;
+};
+
+}  // namespace dmabridge::v4l2

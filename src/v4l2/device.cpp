@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: MIT
+#include <dmabridge/fourcc.hpp>
+#include <dmabridge/v4l2/device.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include <fcntl.h>
+#include <linux/videodev2.h>
+#include <sys/ioctl.h>
+
+#include "../sys.hpp"
+
+namespace dmabridge::v4l2 {
+namespace {
+
+struct FourccPair {
+    std::uint32_t v4l2;
+    std::uint32_t drm;
+};
+
+// V4L2 and DRM codes for the same memory layout; most are the same four characters.
+constexpr FourccPair fourcc_pairs[] = {
+    {V4L2_PIX_FMT_YUYV, fourcc::YUYV},      {V4L2_PIX_FMT_UYVY, fourcc::UYVY},
+    {V4L2_PIX_FMT_NV12, fourcc::NV12},      {V4L2_PIX_FMT_NV21, fourcc::NV21},
+    {V4L2_PIX_FMT_NV16, fourcc::NV16},      {V4L2_PIX_FMT_NV12M, fourcc::NV12},
+    {V4L2_PIX_FMT_YUV420, fourcc::YUV420},  {V4L2_PIX_FMT_YUV420M, fourcc::YUV420},
+    {V4L2_PIX_FMT_YVU420, fourcc::YVU420},  {V4L2_PIX_FMT_XBGR32, fourcc::XRGB8888},  // memory B, G, R, X
+    {V4L2_PIX_FMT_ABGR32, fourcc::ARGB8888}, {V4L2_PIX_FMT_RGBX32, fourcc::XBGR8888},  // memory R, G, B, X
+    {V4L2_PIX_FMT_RGBA32, fourcc::ABGR8888}, {V4L2_PIX_FMT_RGB565, fourcc::RGB565},
+    {V4L2_PIX_FMT_GREY, fourcc::R8},        {V4L2_PIX_FMT_P010, fourcc::P010},
+};
+
+std::uint32_t type_for(Direction d, bool mplane) {
+    if (d == Direction::capture) return mplane ? V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE : V4L2_BUF_TYPE_VIDEO_CAPTURE;
+    return mplane ? V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE : V4L2_BUF_TYPE_VIDEO_OUTPUT;
+}
+
+const char* name_of(Direction d) { return d == Direction::capture ? "capture" : "output"; }
+
+Format to_format(const v4l2_format& f, bool mplane) {
+    Format out;
+    out.multiplanar = mplane;
+    if (mplane) {
+        out.width = f.fmt.pix_mp.width;
+        out.height = f.fmt.pix_mp.height;
+        out.pixel_format = f.fmt.pix_mp.pixelformat;
+        for (unsigned p = 0; p < f.fmt.pix_mp.num_planes && p < VIDEO_MAX_PLANES; ++p)
+            out.planes.push_back({f.fmt.pix_mp.plane_fmt[p].bytesperline, f.fmt.pix_mp.plane_fmt[p].sizeimage});
+    } else {
+        out.width = f.fmt.pix.width;
+        out.height = f.fmt.pix.height;
+        out.pixel_format = f.fmt.pix.pixelformat;
+        out.planes.push_back({f.fmt.pix.bytesperline, f.fmt.pix.sizeimage});
+    }
+    out.drm_fourcc = drm_fourcc_for(out.pixel_format);
+    return out;
+}
+
+}  // namespace
+
+std::uint32_t drm_fourcc_for(std::uint32_t v4l2) noexcept {
+    for (const auto& p : fourcc_pairs)
+        if (p.v4l2 == v4l2) return p.drm;
+    return 0;
+}
+
+std::string fourcc_name(std::uint32_t code) { return fourcc_to_string(code); }
+
+Result<Device> Device::open(std::string_view path) {
+    const std::string p(path);
+    UniqueFd fd(::open(p.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+    if (!fd) return detail::last_error("open V4L2 device " + p);
+    v4l2_capability cap{};
+    if (detail::ioctl_retry(fd.get(), VIDIOC_QUERYCAP, &cap) != 0)
+        return Error::library(Errc::unsupported, p + " is not a V4L2 device (VIDIOC_QUERYCAP: " +
+                                                     std::strerror(errno) + ")");
+    const std::uint32_t caps = (cap.capabilities & V4L2_CAP_DEVICE_CAPS) ? cap.device_caps : cap.capabilities;
+    Capabilities c;
+    c.driver = reinterpret_cast<const char*>(cap.driver);
+    c.card = reinterpret_cast<const char*>(cap.card);
+    c.bus = reinterpret_cast<const char*>(cap.bus_info);
+    c.device_caps = caps;
+    c.capture = caps & (V4L2_CAP_VIDEO_CAPTURE | V4L2_CAP_VIDEO_CAPTURE_MPLANE);
+    c.output = caps & (V4L2_CAP_VIDEO_OUTPUT | V4L2_CAP_VIDEO_OUTPUT_MPLANE);
+    c.multiplanar = caps & (V4L2_CAP_VIDEO_CAPTURE_MPLANE | V4L2_CAP_VIDEO_OUTPUT_MPLANE);
+    c.streaming = caps & V4L2_CAP_STREAMING;
+    return Device(std::move(fd), p, std::move(c));
+}
+
+Result<Device> Device::find(Direction direction) {
+    std::vector<std::string> nodes;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/dev", ec)) {
+        const auto name = entry.path().filename().string();
+        if (name.rfind("video", 0) == 0) nodes.push_back(entry.path().string());
+    }
+    // /dev/video2 before /dev/video10.
+    std::sort(nodes.begin(), nodes.end(), [](const std::string& a, const std::string& b) {
+        return a.size() != b.size() ? a.size() < b.size() : a < b;
+    });
+    std::string looked;
+    for (const auto& node : nodes) {
+        auto dev = open(node);
+        if (dev && dev->capabilities().streaming &&
+            (direction == Direction::capture ? dev->capabilities().capture : dev->capabilities().output))
+            return dev;
+        looked += (looked.empty() ? "" : ", ") + node;
+    }
+    return Error::library(Errc::not_found, std::string("no V4L2 ") + name_of(direction) + " device that streams" +
+                                               (looked.empty() ? " (no /dev/video* nodes)" : " among " + looked));
+}
+
+Result<std::uint32_t> Device::buffer_type(Direction direction) const {
+    const bool can = direction == Direction::capture ? caps_.capture : caps_.output;
+    if (!can)
+        return Error::library(Errc::unsupported, path_ + " (" + caps_.card + ") has no " + name_of(direction) +
+                                                     " queue");
+    return type_for(direction, caps_.multiplanar);
+}
+
+Result<std::vector<std::uint32_t>> Device::formats(Direction direction) const {
+    auto type = buffer_type(direction);
+    if (!type) return type.error();
+    std::vector<std::uint32_t> out;
+    for (std::uint32_t i = 0;; ++i) {
+        v4l2_fmtdesc desc{};
+        desc.index = i;
+        desc.type = *type;
+        if (detail::ioctl_retry(fd(), VIDIOC_ENUM_FMT, &desc) != 0) {
+            if (errno == EINVAL) break;  // the end of the list
+            return detail::last_error(path_ + ": VIDIOC_ENUM_FMT");
+        }
+        out.push_back(desc.pixelformat);
+    }
+    return out;
+}
+
+Result<std::vector<FrameSize>> Device::frame_sizes(std::uint32_t pixel_format) const {
+    std::vector<FrameSize> out;
+    for (std::uint32_t i = 0;; ++i) {
+        v4l2_frmsizeenum size{};
+        size.index = i;
+        size.pixel_format = pixel_format;
+        if (detail::ioctl_retry(fd(), VIDIOC_ENUM_FRAMESIZES, &size) != 0) {
+            if (errno == EINVAL) break;
+            return detail::last_error(path_ + ": VIDIOC_ENUM_FRAMESIZES " + fourcc_name(pixel_format));
+        }
+        if (size.type != V4L2_FRMSIZE_TYPE_DISCRETE) break;
+        out.push_back({size.discrete.width, size.discrete.height});
+    }
+    return out;
+}
+
+Result<Format> Device::format(Direction direction) const {
+    auto type = buffer_type(direction);
+    if (!type) return type.error();
+    v4l2_format f{};
+    f.type = *type;
+    if (detail::ioctl_retry(fd(), VIDIOC_G_FMT, &f) != 0) return detail::last_error(path_ + ": VIDIOC_G_FMT");
+    return to_format(f, caps_.multiplanar);
+}
+
+Result<Format> Device::set_format(Direction direction, std::uint32_t width, std::uint32_t height,
+                                  std::uint32_t pixel_format) {
+    auto type = buffer_type(direction);
+    if (!type) return type.error();
+    const std::string what = path_ + ": set " + name_of(direction) + " format " + std::to_string(width) + "x" +
+                             std::to_string(height) + " " + fourcc_name(pixel_format);
+    v4l2_format f{};
+    f.type = *type;
+    if (caps_.multiplanar) {
+        f.fmt.pix_mp.width = width;
+        f.fmt.pix_mp.height = height;
+        f.fmt.pix_mp.pixelformat = pixel_format;
+        f.fmt.pix_mp.field = V4L2_FIELD_NONE;
+    } else {
+        f.fmt.pix.width = width;
+        f.fmt.pix.height = height;
+        f.fmt.pix.pixelformat = pixel_format;
+        f.fmt.pix.field = V4L2_FIELD_NONE;
+    }
+    if (detail::ioctl_retry(fd(), VIDIOC_S_FMT, &f) != 0) return detail::last_error(what + " (VIDIOC_S_FMT)");
+    Format got = to_format(f, caps_.multiplanar);
+    // Drivers adjust what they cannot do instead of failing: say so rather than stream
+    // something else than was asked for.
+    if (got.pixel_format != pixel_format || got.width != width || got.height != height)
+        return Error::library(Errc::unsupported, what + ": the driver offers " + std::to_string(got.width) + "x" +
+                                                     std::to_string(got.height) + " " + fourcc_name(got.pixel_format) +
+                                                     " instead");
+    return got;
+}
+
+}  // namespace dmabridge::v4l2
