@@ -121,6 +121,35 @@ Result<std::uint32_t> Device::buffer_type(Direction direction) const {
     return type_for(direction, caps_.multiplanar);
 }
 
+Result<MemorySupport> Device::memory_support(Direction direction) const {
+    auto type = buffer_type(direction);
+    if (!type) return type.error();
+    MemorySupport out;
+    v4l2_requestbuffers req{};
+    req.type = *type;
+    req.memory = V4L2_MEMORY_MMAP;
+    req.count = 0;  // allocates nothing; reports the queue's capabilities
+    if (detail::ioctl_retry(fd(), VIDIOC_REQBUFS, &req) != 0) return detail::last_error(path_ + ": VIDIOC_REQBUFS 0");
+    out.mmap = req.capabilities & V4L2_BUF_CAP_SUPPORTS_MMAP;
+    out.dmabuf = req.capabilities & V4L2_BUF_CAP_SUPPORTS_DMABUF;
+    if (out.mmap) {
+        req.count = 1;
+        if (detail::ioctl_retry(fd(), VIDIOC_REQBUFS, &req) != 0)
+            return detail::last_error(path_ + ": VIDIOC_REQBUFS 1 (probing VIDIOC_EXPBUF)");
+        v4l2_exportbuffer exp{};
+        exp.type = *type;
+        exp.index = 0;
+        exp.flags = O_CLOEXEC;
+        if (req.count > 0 && detail::ioctl_retry(fd(), VIDIOC_EXPBUF, &exp) == 0) {
+            out.exports = true;
+            UniqueFd closes(exp.fd);
+        }
+        req.count = 0;
+        detail::ioctl_retry(fd(), VIDIOC_REQBUFS, &req);
+    }
+    return out;
+}
+
 Result<std::vector<std::uint32_t>> Device::formats(Direction direction) const {
     auto type = buffer_type(direction);
     if (!type) return type.error();

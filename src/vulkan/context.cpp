@@ -223,6 +223,61 @@ Result<Context> Context::create(const ContextOptions& options) {
                                                (rejected.empty() ? std::string(" (no devices)") : rejected));
 }
 
+Result<std::vector<PhysicalDeviceInfo>> list_physical_devices() {
+    // A Context without a device: the loader and an instance are all that enumeration needs.
+    auto impl = std::make_unique<Context::Impl>();
+    impl->loader = dlopen("libvulkan.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!impl->loader) return Error::library(Errc::not_found, std::string("open the Vulkan loader: ") + dlerror());
+    impl->gipa = reinterpret_cast<PFN_vkGetInstanceProcAddr>(dlsym(impl->loader, "vkGetInstanceProcAddr"));
+    if (!impl->gipa) return Error::library(Errc::not_found, "the Vulkan loader has no vkGetInstanceProcAddr");
+    VkApplicationInfo app{};
+    app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
+    app.pApplicationName = "dmabridge";
+    app.apiVersion = VK_API_VERSION_1_3;
+    VkInstanceCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
+    info.pApplicationInfo = &app;
+    if (VkResult r = impl->instance_fn<PFN_vkCreateInstance>("vkCreateInstance")(&info, nullptr, &impl->instance);
+        r != VK_SUCCESS)
+        return detail::vk_error(r, "vkCreateInstance");
+    impl->destroy_instance = impl->instance_fn<PFN_vkDestroyInstance>("vkDestroyInstance");
+    auto enumerate = impl->instance_fn<PFN_vkEnumeratePhysicalDevices>("vkEnumeratePhysicalDevices");
+    auto props2 = impl->instance_fn<PFN_vkGetPhysicalDeviceProperties2>("vkGetPhysicalDeviceProperties2");
+    auto ext_fn = impl->instance_fn<PFN_vkEnumerateDeviceExtensionProperties>("vkEnumerateDeviceExtensionProperties");
+    std::uint32_t count = 0;
+    enumerate(impl->instance, &count, nullptr);
+    std::vector<VkPhysicalDevice> devices(count);
+    enumerate(impl->instance, &count, devices.data());
+    std::vector<PhysicalDeviceInfo> out;
+    for (VkPhysicalDevice pd : devices) {
+        VkPhysicalDeviceDriverProperties driver{};
+        driver.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES;
+        VkPhysicalDeviceProperties2 props{};
+        props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+        props.pNext = &driver;
+        props2(pd, &props);
+        PhysicalDeviceInfo d;
+        d.name = props.properties.deviceName;
+        d.driver = driver.driverName;
+        d.driver_info = driver.driverInfo;
+        d.api_version = props.properties.apiVersion;
+        std::uint32_t n = 0;
+        ext_fn(pd, nullptr, &n, nullptr);
+        std::vector<VkExtensionProperties> offered(n);
+        ext_fn(pd, nullptr, &n, offered.data());
+        std::uint32_t caps = 0;
+        for (std::uint32_t bit = 1; bit < static_cast<std::uint32_t>(Capability::all); bit <<= 1) {
+            const auto cap = static_cast<Capability>(bit);
+            bool all_there = true;
+            for (const char* e : required_device_extensions(cap, d.api_version)) all_there &= has_extension(offered, e);
+            if (all_there) caps |= bit;
+        }
+        d.offered = static_cast<Capability>(caps);
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
 Context::Context(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
 Context::Context(Context&&) noexcept = default;
 Context& Context::operator=(Context&&) noexcept = default;

@@ -52,6 +52,13 @@ struct FrameSize {
     friend bool operator==(const FrameSize&, const FrameSize&) = default;
 };
 
+/// Which buffer memory a queue supports (VIDIOC_REQBUFS capabilities, and an EXPBUF probe).
+struct MemorySupport {
+    bool mmap = false;     ///< the driver allocates (V4L2_MEMORY_MMAP)
+    bool dmabuf = false;   ///< the driver takes dma-bufs (V4L2_MEMORY_DMABUF): it imports
+    bool exports = false;  ///< VIDIOC_EXPBUF worked on an MMAP buffer: it exports
+};
+
 /// The DRM fourcc with the memory layout of V4L2 fourcc `v4l2` (0 when there is none). Most are
 /// the same code (YUYV, NV12, XR24 ...); RGBP is RG16, and the M variants (NM12, YM12) map to
 /// their single-buffer DRM formats with one buffer per plane.
@@ -89,6 +96,10 @@ public:
                               std::uint32_t pixel_format);
     /// The current format of the `direction` queue (VIDIOC_G_FMT).
     Result<Format> format(Direction direction) const;
+
+    /// Which memory the `direction` queue supports. Allocates one MMAP buffer for a moment to
+    /// try VIDIOC_EXPBUF, so it fails with EBUSY while another file has buffers on the device.
+    Result<MemorySupport> memory_support(Direction direction) const;
 
     /// The buffer type (V4L2_BUF_TYPE_*) of the `direction` queue, or an error if the device has
     /// none.

@@ -36,6 +36,20 @@ struct ContextOptions {
     std::uint32_t api_version = VK_API_VERSION_1_3;
 };
 
+/// What a physical device offers, without creating a device on it.
+struct PhysicalDeviceInfo {
+    std::string name;          ///< e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"
+    std::string driver;        ///< VkPhysicalDeviceDriverProperties::driverName, e.g. "llvmpipe"
+    std::string driver_info;   ///< e.g. "Mesa 25.0.7"
+    std::uint32_t api_version = 0;
+    /// The capabilities whose extensions the device offers (see required_device_extensions()).
+    Capability offered = Capability::none;
+};
+
+/// The physical devices the loader sees (opens the loader and makes a short-lived instance).
+/// Errors name what was missing: the loader, or a failing vkCreateInstance.
+Result<std::vector<PhysicalDeviceInfo>> list_physical_devices();
+
 /// Work submitted by Context::submit_async: its fence and command buffer. Move-only; the
 /// destructor waits for the work to complete, then frees both.
 class Submission {
