@@ -135,6 +135,10 @@ TEST_CASE_FIXTURE(VkTest, "dmabridge-info lists this machine's devices as the ke
     REQUIRE_FALSE(report.vulkan.empty());
     CHECK(report.vulkan[0].name.find("llvmpipe") != std::string::npos);
     CHECK(report.vulkan[0].importable.contains(fourcc::XRGB8888, modifier::linear));
+    CHECK(report.vulkan[0].storage.contains(fourcc::ABGR8888, modifier::linear));
+    CHECK_FALSE(report.vulkan[0].storage.contains(fourcc::RGB565, modifier::linear));  // lavapipe: no STORAGE
+    CHECK(report.vulkan[0].color_attachment.contains(fourcc::RGB565, modifier::linear));
+    CHECK(report.vulkan[0].drm_nodes.empty());  // lavapipe has no VK_EXT_physical_device_drm
 
     auto vgem = std::find_if(report.drm.begin(), report.drm.end(), [](const auto& d) { return d.driver == "vgem"; });
     REQUIRE(vgem != report.drm.end());
@@ -142,6 +146,8 @@ TEST_CASE_FIXTURE(VkTest, "dmabridge-info lists this machine's devices as the ke
     CHECK(vgem->render_node == "/dev/dri/renderD128");
     CHECK(vgem->gbm_node == "/dev/dri/card0");  // GBM allocates only on the card node
     CHECK(vgem->gbm_formats.contains(fourcc::XRGB8888, modifier::linear));
+    CHECK(vgem->plane_formats.empty());  // vgem has no KMS
+    CHECK(vgem->planes_note.find("no KMS planes") != std::string::npos);
 
     auto capture = std::find_if(report.v4l2.begin(), report.v4l2.end(), [](const auto& v) { return v.capture; });
     auto output = std::find_if(report.v4l2.begin(), report.v4l2.end(), [](const auto& v) { return v.output; });

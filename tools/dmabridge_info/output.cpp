@@ -106,7 +106,9 @@ std::string to_json(const Report& r) {
         o << (i ? ",\n    " : "\n    ") << "{\"name\": " << quoted(v.name) << ", \"driver\": " << quoted(v.driver)
           << ", \"driver_info\": " << quoted(v.driver_info) << ", \"api_version\": " << quoted(v.api_version)
           << ", \"capabilities\": " << json_strings(v.capabilities) << ", \"importable\": " << json_formats(v.importable)
-          << ", \"exportable\": " << json_formats(v.exportable) << ", \"error\": " << quoted(v.error) << "}";
+          << ", \"exportable\": " << json_formats(v.exportable) << ", \"storage\": " << json_formats(v.storage)
+          << ", \"color_attachment\": " << json_formats(v.color_attachment) << ", \"drm_nodes\": " << quoted(v.drm_nodes)
+          << ", \"error\": " << quoted(v.error) << "}";
     }
     o << "\n  ],\n  \"drm\": [";
     for (std::size_t i = 0; i < r.drm.size(); ++i) {
@@ -114,7 +116,9 @@ std::string to_json(const Report& r) {
         o << (i ? ",\n    " : "\n    ") << "{\"primary_node\": " << quoted(d.primary_node)
           << ", \"render_node\": " << quoted(d.render_node) << ", \"driver\": " << quoted(d.driver)
           << ", \"gbm_node\": " << quoted(d.gbm_node) << ", \"gbm_formats\": " << json_formats(d.gbm_formats)
-          << ", \"error\": " << quoted(d.error) << "}";
+          << ", \"planes\": [";
+        for (std::size_t p = 0; p < d.plane_formats.size(); ++p) o << (p ? ", " : "") << json_formats(d.plane_formats[p]);
+        o << "], \"planes_note\": " << quoted(d.planes_note) << ", \"error\": " << quoted(d.error) << "}";
     }
     o << "\n  ],\n  \"v4l2\": [";
     for (std::size_t i = 0; i < r.v4l2.size(); ++i) {
@@ -148,8 +152,10 @@ std::string to_text(const Report& r) {
         o << "  " << (v.name.empty() ? "(none)" : v.name) << "  [" << v.driver << ", " << v.driver_info << ", Vulkan "
           << v.api_version << "]\n    offers:";
         for (const auto& c : v.capabilities) o << " " << c;
-        o << "\n    import (sampled): " << text_formats(v.importable) << "\n    export:           "
-          << text_formats(v.exportable) << "\n";
+        o << "\n    import (sampled): " << text_formats(v.importable) << "\n    import (storage): "
+          << text_formats(v.storage) << "\n    import (colour):  " << text_formats(v.color_attachment)
+          << "\n    export:           " << text_formats(v.exportable) << "\n    DRM nodes: "
+          << (v.drm_nodes.empty() ? "unknown (no VK_EXT_physical_device_drm)" : v.drm_nodes) << "\n";
         if (!v.error.empty()) o << "    error: " << v.error << "\n";
     }
     o << "\nDRM devices\n";
@@ -157,6 +163,9 @@ std::string to_text(const Report& r) {
         o << "  " << d.primary_node << " " << d.render_node << "  [" << d.driver << "]  GBM: "
           << (d.gbm_node.empty() ? "cannot allocate" : "allocates on " + d.gbm_node) << "\n";
         if (!d.gbm_node.empty()) o << "    formats: " << text_formats(d.gbm_formats) << "\n";
+        for (std::size_t p = 0; p < d.plane_formats.size(); ++p)
+            o << "    plane " << p << ": " << text_formats(d.plane_formats[p]) << "\n";
+        if (!d.planes_note.empty()) o << "    planes: " << d.planes_note << "\n";
         if (!d.error.empty() && d.gbm_node.empty()) o << "    " << d.error << "\n";
     }
     o << "\nV4L2 devices\n";

@@ -4,7 +4,13 @@
 #include <algorithm>
 #include <filesystem>
 
+#include <cerrno>
+#include <cstring>
+
+#include <fcntl.h>
 #include <sys/utsname.h>
+#include <xf86drm.h>
+#include <xf86drmMode.h>
 
 #include <dmabridge/dmabridge.hpp>
 #include <dmabridge/vulkan/context.hpp>
@@ -104,10 +110,53 @@ std::vector<VulkanInfo> vulkan_info(const Filters& f) {
                 v.importable = filtered(ctx->device().importable_formats(sampled), f);
             if (ctx->device().has(Capability::export_memory))
                 v.exportable = filtered(ctx->device().exportable_formats(), f);
+            vulkan::ImageOptions storage, attachment;
+            storage.usage = VK_IMAGE_USAGE_STORAGE_BIT;
+            attachment.usage = VK_IMAGE_USAGE_COLOR_ATTACHMENT_BIT;
+            if (ctx->device().has(Capability::import_memory)) {
+                v.storage = filtered(ctx->device().importable_formats(storage), f);
+                v.color_attachment = filtered(ctx->device().importable_formats(attachment), f);
+            }
+            if (auto nodes = ctx->device().drm_nodes()) {
+                auto id = [](std::int64_t major, std::int64_t minor) {
+                    return std::to_string(major) + ":" + std::to_string(minor);
+                };
+                if (nodes->has_primary) v.drm_nodes = "primary " + id(nodes->primary_major, nodes->primary_minor);
+                if (nodes->has_render)
+                    v.drm_nodes += (v.drm_nodes.empty() ? "" : ", ") + std::string("render ") +
+                                   id(nodes->render_major, nodes->render_minor);
+            }
         }
         out.push_back(std::move(v));
     }
     return out;
+}
+
+// The formats each KMS plane of the primary node scans out (drmModeGetPlane; LINEAR is what
+// every plane takes, modifiers beyond it would need the IN_FORMATS blob).
+void plane_formats(DrmInfo& d, const Filters& f) {
+    if (d.primary_node.empty()) return;
+    UniqueFd fd(::open(d.primary_node.c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd) {
+        d.planes_note = "cannot open " + d.primary_node;
+        return;
+    }
+    drmSetClientCap(fd.get(), DRM_CLIENT_CAP_UNIVERSAL_PLANES, 1);
+    drmModePlaneResPtr res = drmModeGetPlaneResources(fd.get());
+    if (!res) {
+        d.planes_note = "no KMS planes (" + std::string(std::strerror(errno)) + ")";
+        return;
+    }
+    for (std::uint32_t i = 0; i < res->count_planes; ++i) {
+        drmModePlanePtr plane = drmModeGetPlane(fd.get(), res->planes[i]);
+        if (!plane) continue;
+        FormatSet set;
+        for (std::uint32_t k = 0; k < plane->count_formats; ++k) set.add(plane->formats[k], modifier::linear);
+        d.plane_formats.push_back(filtered(set, f));
+        drmModeFreePlane(plane);
+    }
+    drmModeFreePlaneResources(res);
+    if (d.plane_formats.empty()) d.planes_note = "no KMS planes";
 }
 
 std::vector<DrmInfo> drm_info(const Filters& f) {
@@ -149,6 +198,7 @@ std::vector<DrmInfo> drm_info(const Filters& f) {
             tried += (tried.empty() ? "" : "; ") + *node + ": GBM allocates nothing";
         }
         d.gbm_formats = filtered(d.gbm_formats, f);
+        plane_formats(d, f);
         if (d.gbm_node.empty()) d.error = tried;
         out.push_back(std::move(d));
     }

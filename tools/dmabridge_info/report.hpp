@@ -25,6 +25,8 @@ struct VulkanInfo {
     std::string name, driver, driver_info, api_version;
     std::vector<std::string> capabilities;  // import_memory, export_memory, modifiers, ...
     FormatSet importable, exportable;        // sampled usage / the library's default usage
+    FormatSet storage, color_attachment;     // importable as storage images / colour attachments
+    std::string drm_nodes;                   // "primary 226:0, render 226:128" (VK_EXT_physical_device_drm)
     std::string error;                       // why formats could not be queried
 };
 
@@ -32,6 +34,8 @@ struct DrmInfo {
     std::string primary_node, render_node, driver;
     std::string gbm_node;  // where GBM allocates; empty when it cannot
     FormatSet gbm_formats;
+    std::vector<FormatSet> plane_formats;  // per KMS plane of the primary node (IN_FORMATS)
+    std::string planes_note;               // why there are none, e.g. "no KMS (render-only driver)"
     std::string error;
 };
 
