@@ -48,6 +48,32 @@ Result<DmaBuf> export_memory(const detail::DeviceState& s, VkDeviceMemory memory
     return buf;
 }
 
+// Allocates memory that can be exported as a dma-buf for `reqs`, dedicated to `image` or
+// `buffer` when `dedicated`, preferring memory types with `preferred` properties.
+Result<VkDeviceMemory> allocate_exportable(const detail::DeviceState& s, const detail::Requirements& reqs,
+                                           VkMemoryPropertyFlags preferred, VkImage image, VkBuffer buffer,
+                                           bool dedicated, const std::string& what) {
+    auto type = detail::pick_memory_type(s, reqs.memory.memoryTypeBits, preferred);
+    if (!type) return Error::library(Errc::unsupported, what + ": no memory type fits");
+    VkMemoryDedicatedAllocateInfo dedicated_info{};
+    dedicated_info.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO;
+    dedicated_info.image = image;
+    dedicated_info.buffer = buffer;
+    VkExportMemoryAllocateInfo export_info{};
+    export_info.sType = VK_STRUCTURE_TYPE_EXPORT_MEMORY_ALLOCATE_INFO;
+    export_info.pNext = dedicated ? &dedicated_info : nullptr;
+    export_info.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkMemoryAllocateInfo alloc{};
+    alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+    alloc.pNext = &export_info;
+    alloc.allocationSize = reqs.memory.size;
+    alloc.memoryTypeIndex = *type;
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    if (VkResult r = s.vkAllocateMemory(s.device(), &alloc, nullptr, &memory); r != VK_SUCCESS)
+        return detail::vk_error(r, what + ": vkAllocateMemory (" + std::to_string(alloc.allocationSize) + " bytes)");
+    return memory;
+}
+
 }  // namespace
 
 Result<ExportedImage> Device::export_image(const ImageRequest& request, const ImageOptions& options) const {
@@ -132,24 +158,11 @@ Result<ExportedImage> Device::export_image(const ImageRequest& request, const Im
     const auto reqs = detail::image_requirements(s, image);
     const bool dedicated = dedicated_only || reqs.requires_dedicated || reqs.prefers_dedicated;
 
-    auto type = detail::pick_memory_type(s, reqs.memory.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
-    if (!type) return Error::library(Errc::unsupported, what + ": no memory type fits the image");
-    VkMemoryDedicatedAllocateInfo dedicated_info{};
-    dedicated_info.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO;
-    dedicated_info.image = image;
-    VkExportMemoryAllocateInfo export_info{};
-    export_info.sType = VK_STRUCTURE_TYPE_EXPORT_MEMORY_ALLOCATE_INFO;
-    export_info.pNext = dedicated ? &dedicated_info : nullptr;
-    export_info.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
-    VkMemoryAllocateInfo alloc{};
-    alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
-    alloc.pNext = &export_info;
-    alloc.allocationSize = reqs.memory.size;
-    alloc.memoryTypeIndex = *type;
-    VkDeviceMemory memory = VK_NULL_HANDLE;
-    if (VkResult r = s.vkAllocateMemory(s.device(), &alloc, nullptr, &memory); r != VK_SUCCESS)
-        return detail::vk_error(r, what + ": vkAllocateMemory (" + std::to_string(alloc.allocationSize) + " bytes)");
-    builder.add_memory(memory, alloc.allocationSize);
+    auto memory_or = allocate_exportable(s, reqs, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, image, VK_NULL_HANDLE, dedicated,
+                                         what);
+    if (!memory_or) return memory_or.error();
+    const VkDeviceMemory memory = *memory_or;
+    builder.add_memory(memory, reqs.memory.size);
     VkBindImageMemoryInfo bind{};
     bind.sType = VK_STRUCTURE_TYPE_BIND_IMAGE_MEMORY_INFO;
     bind.image = image;
@@ -190,23 +203,10 @@ Result<ExportedBuffer> Device::export_buffer(std::uint64_t size, VkBufferUsageFl
     if (auto made = detail::create_dmabuf_buffer(s, builder, size, usage, what); !made) return made.error();
     const VkBuffer buffer = builder.buffer.handle();
     const auto reqs = detail::buffer_requirements(s, buffer);
-    auto type = detail::pick_memory_type(s, reqs.memory.memoryTypeBits, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT);
-    if (!type) return Error::library(Errc::unsupported, what + ": no memory type fits the buffer");
-    VkMemoryDedicatedAllocateInfo dedicated_info{};
-    dedicated_info.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO;
-    dedicated_info.buffer = buffer;
-    VkExportMemoryAllocateInfo export_info{};
-    export_info.sType = VK_STRUCTURE_TYPE_EXPORT_MEMORY_ALLOCATE_INFO;
-    export_info.pNext = reqs.requires_dedicated ? &dedicated_info : nullptr;
-    export_info.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
-    VkMemoryAllocateInfo alloc{};
-    alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
-    alloc.pNext = &export_info;
-    alloc.allocationSize = reqs.memory.size;
-    alloc.memoryTypeIndex = *type;
-    VkDeviceMemory memory = VK_NULL_HANDLE;
-    if (VkResult r = s.vkAllocateMemory(s.device(), &alloc, nullptr, &memory); r != VK_SUCCESS)
-        return detail::vk_error(r, what + ": vkAllocateMemory");
+    auto memory_or = allocate_exportable(s, reqs, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT, VK_NULL_HANDLE, buffer,
+                                         reqs.requires_dedicated, what);
+    if (!memory_or) return memory_or.error();
+    const VkDeviceMemory memory = *memory_or;
     builder.set_memory(memory);
     VkBindBufferMemoryInfo bind{};
     bind.sType = VK_STRUCTURE_TYPE_BIND_BUFFER_MEMORY_INFO;
