@@ -116,29 +116,12 @@ Result<ExportedImage> Device::export_image(const ImageRequest& request, const Im
     mod_list.sType = VK_STRUCTURE_TYPE_IMAGE_DRM_FORMAT_MODIFIER_LIST_CREATE_INFO_EXT;
     mod_list.drmFormatModifierCount = static_cast<std::uint32_t>(explicit_mods.size());
     mod_list.pDrmFormatModifiers = explicit_mods.data();
-    VkExternalMemoryImageCreateInfo external{};
-    external.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_IMAGE_CREATE_INFO;
-    external.pNext = linear_tiling ? nullptr : &mod_list;
-    external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
-    VkImageCreateInfo info{};
-    info.sType = VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO;
-    info.pNext = &external;
-    info.imageType = VK_IMAGE_TYPE_2D;
-    info.format = format;
-    info.extent = {request.width, request.height, 1};
-    info.mipLevels = 1;
-    info.arrayLayers = 1;
-    info.samples = VK_SAMPLE_COUNT_1_BIT;
-    info.tiling = linear_tiling ? VK_IMAGE_TILING_LINEAR : VK_IMAGE_TILING_DRM_FORMAT_MODIFIER_EXT;
-    info.usage = options.usage;
-    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
-    info.initialLayout = VK_IMAGE_LAYOUT_UNDEFINED;
-
     ImageBuilder builder(state_);
-    VkImage image = VK_NULL_HANDLE;
-    if (VkResult r = s.vkCreateImage(s.device(), &info, nullptr, &image); r != VK_SUCCESS)
-        return detail::vk_error(r, what + ": vkCreateImage");
-    builder.set_image(image, format, {request.width, request.height}, options.usage);
+    if (auto made = detail::create_dmabuf_image(s, builder, format, {request.width, request.height}, options.usage, 0,
+                                                linear_tiling ? nullptr : &mod_list, what);
+        !made)
+        return made.error();
+    const VkImage image = builder.image.handle();
 
     VkImageDrmFormatModifierPropertiesEXT mod_props{};
     mod_props.sType = VK_STRUCTURE_TYPE_IMAGE_DRM_FORMAT_MODIFIER_PROPERTIES_EXT;

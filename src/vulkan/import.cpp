@@ -118,30 +118,13 @@ Result<Image> Device::import_image(const BufferDesc& desc, const ImageOptions& o
     explicit_info.drmFormatModifier = desc.modifier;
     explicit_info.drmFormatModifierPlaneCount = static_cast<std::uint32_t>(desc.planes.size());
     explicit_info.pPlaneLayouts = layouts.data();
-    VkExternalMemoryImageCreateInfo external{};
-    external.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_IMAGE_CREATE_INFO;
-    external.pNext = entry->linear_tiling ? nullptr : &explicit_info;
-    external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
-    VkImageCreateInfo info{};
-    info.sType = VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO;
-    info.pNext = &external;
-    info.flags = disjoint ? VK_IMAGE_CREATE_DISJOINT_BIT : 0;
-    info.imageType = VK_IMAGE_TYPE_2D;
-    info.format = format;
-    info.extent = {desc.width, desc.height, 1};
-    info.mipLevels = 1;
-    info.arrayLayers = 1;
-    info.samples = VK_SAMPLE_COUNT_1_BIT;
-    info.tiling = entry->linear_tiling ? VK_IMAGE_TILING_LINEAR : VK_IMAGE_TILING_DRM_FORMAT_MODIFIER_EXT;
-    info.usage = options.usage;
-    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
-    info.initialLayout = VK_IMAGE_LAYOUT_UNDEFINED;
-
     ImageBuilder builder(state_);
-    VkImage image = VK_NULL_HANDLE;
-    if (VkResult r = s.vkCreateImage(s.device(), &info, nullptr, &image); r != VK_SUCCESS)
-        return detail::vk_error(r, what + ": vkCreateImage");
-    builder.set_image(image, format, {desc.width, desc.height}, options.usage);
+    if (auto made = detail::create_dmabuf_image(s, builder, format, {desc.width, desc.height}, options.usage,
+                                                disjoint ? VK_IMAGE_CREATE_DISJOINT_BIT : 0,
+                                                entry->linear_tiling ? nullptr : &explicit_info, what);
+        !made)
+        return made.error();
+    const VkImage image = builder.image.handle();
     builder.set_modifier(desc.modifier);
 
     std::array<VkBindImageMemoryInfo, max_planes> binds{};

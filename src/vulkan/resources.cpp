@@ -115,6 +115,35 @@ Requirements buffer_requirements(const DeviceState& s, VkBuffer buffer) {
             dedicated.prefersDedicatedAllocation == VK_TRUE};
 }
 
+Status create_dmabuf_image(const DeviceState& s, ImageBuilder& builder, VkFormat format, VkExtent2D extent,
+                           VkImageUsageFlags usage, VkImageCreateFlags flags, const void* modifier_info,
+                           const std::string& what) {
+    VkExternalMemoryImageCreateInfo external{};
+    external.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_IMAGE_CREATE_INFO;
+    external.pNext = modifier_info;
+    external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkImageCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO;
+    info.pNext = &external;
+    info.flags = flags;
+    info.imageType = VK_IMAGE_TYPE_2D;
+    info.format = format;
+    info.extent = {extent.width, extent.height, 1};
+    info.mipLevels = 1;
+    info.arrayLayers = 1;
+    info.samples = VK_SAMPLE_COUNT_1_BIT;
+    // Plain linear tiling where no modifier info is given (formats without modifier support).
+    info.tiling = modifier_info ? VK_IMAGE_TILING_DRM_FORMAT_MODIFIER_EXT : VK_IMAGE_TILING_LINEAR;
+    info.usage = usage;
+    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    info.initialLayout = VK_IMAGE_LAYOUT_UNDEFINED;
+    VkImage image = VK_NULL_HANDLE;
+    if (VkResult r = s.vkCreateImage(s.device(), &info, nullptr, &image); r != VK_SUCCESS)
+        return vk_error(r, what + ": vkCreateImage");
+    builder.set_image(image, format, extent, usage);
+    return {};
+}
+
 Status create_dmabuf_buffer(const DeviceState& s, BufferBuilder& builder, std::uint64_t size, VkBufferUsageFlags usage,
                             const std::string& what) {
     VkExternalMemoryBufferCreateInfo external{};

@@ -61,6 +61,13 @@ Requirements image_requirements(const DeviceState& state, VkImage image, int pla
 /// The requirements of `buffer`.
 Requirements buffer_requirements(const DeviceState& state, VkBuffer buffer);
 
+/// Creates a single-sample 2D image whose memory can be a dma-buf, owned by `builder` from then
+/// on. `modifier_info` (the DRM-modifier list or explicit layout, or null for linear tiling) is
+/// chained after the external-memory info.
+Status create_dmabuf_image(const DeviceState& state, ImageBuilder& builder, VkFormat format, VkExtent2D extent,
+                           VkImageUsageFlags usage, VkImageCreateFlags flags, const void* modifier_info,
+                           const std::string& what);
+
 /// Creates a buffer of `size` bytes whose memory can be a dma-buf, owned by `builder` from then on.
 Status create_dmabuf_buffer(const DeviceState& state, BufferBuilder& builder, std::uint64_t size,
                             VkBufferUsageFlags usage, const std::string& what);
