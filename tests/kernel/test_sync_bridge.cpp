@@ -58,22 +58,34 @@ const vulkan::ImageUse transfer_src{VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, VK_PIP
 const vulkan::ImageUse transfer_dst{VK_IMAGE_LAYOUT_TRANSFER_DST_OPTIMAL, VK_PIPELINE_STAGE_TRANSFER_BIT,
                                     VK_ACCESS_TRANSFER_WRITE_BIT};
 
+// An image exported by device A and imported on device B through a cache, its dma-buf carrying
+// an unsignalled vgem fence (a write fence, or a read fence).
+struct FencedImport {
+    explicit FencedImport(bool write_fence)
+        : source(export_on(device_a())), cache(device_b().device()) {
+        auto imported = cache.import(source.desc);
+        REQUIRE(imported);
+        image = std::move(*imported);
+        fence = vgem.attach_fence(write_fence, vgem.import_buffer(source.desc.planes[0].buffer));
+    }
+    vulkan::ExportedImage source;
+    vulkan::ImportCache cache;
+    vulkan::CachedImage image;
+    Vgem vgem;
+    std::uint32_t fence = 0;
+};
+
 }  // namespace
 
 TEST_CASE_FIXTURE(VkTest, "a submit that acquires a buffer with a pending vgem write fence waits for its signal") {
-    auto source = export_on(device_a());
-    vulkan::ImportCache cache(device_b().device());
-    auto image = cache.import(source.desc);
-    REQUIRE(image);
-    Vgem vgem;
-    const auto fence = vgem.attach_fence(true, vgem.import_buffer(source.desc.planes[0].buffer));
-    CHECK_FALSE(ready(source.desc.planes[0].buffer.wait(Access::read, now)));
+    FencedImport fenced(true);
+    CHECK_FALSE(ready(fenced.source.desc.planes[0].buffer.wait(Access::read, now)));
     auto sync = bridge(false);
-    auto acquire = sync.acquire_image(source.desc, **image, Access::read, transfer_src);
-    CHECK_FALSE(ready(source.desc.planes[0].buffer.wait(Access::read, now)));
+    auto acquire = sync.acquire_image(fenced.source.desc, *fenced.image, Access::read, transfer_src);
+    CHECK_FALSE(ready(fenced.source.desc.planes[0].buffer.wait(Access::read, now)));
     REQUIRE_MESSAGE(acquire, (acquire ? "" : acquire.error().message()));
     REQUIRE(acquire->semaphore.handle() != VK_NULL_HANDLE);
-    auto release = sync.prepare_release_image(**image, transfer_src);
+    auto release = sync.prepare_release_image(*fenced.image, transfer_src);
     REQUIRE(release);
     auto submit = device_b().context().submit_async(
         [&](VkCommandBuffer cmd) { record_barriers(cmd, {acquire->image_barrier, release->image_barrier}); },
@@ -81,7 +93,7 @@ TEST_CASE_FIXTURE(VkTest, "a submit that acquires a buffer with a pending vgem w
     REQUIRE(submit);
     std::this_thread::sleep_for(100ms);
     CHECK_FALSE(submit->done());
-    vgem.signal(fence);
+    fenced.vgem.signal(fenced.fence);
     CHECK(ready(submit->wait(5000ms)));
 }
 
@@ -169,17 +181,12 @@ TEST_CASE("the GPU's reads and writes are ordered by the fences of the buffers, 
 }
 
 TEST_CASE_FIXTURE(VkTest, "a read fence does not hold back another reader's acquire, but holds back a writer's") {
-    auto source = export_on(device_a());
-    vulkan::ImportCache cache(device_b().device());
-    auto image = cache.import(source.desc);
-    REQUIRE(image);
-    Vgem vgem;
-    const auto fence = vgem.attach_fence(false, vgem.import_buffer(source.desc.planes[0].buffer));
+    FencedImport fenced(false);
     auto sync = bridge(false);
-    auto reader = sync.acquire_image(source.desc, **image, Access::read, transfer_src);
+    auto reader = sync.acquire_image(fenced.source.desc, *fenced.image, Access::read, transfer_src);
     REQUIRE(reader);
     CHECK(reader->semaphore.handle() == VK_NULL_HANDLE);  // nothing for a reader to wait for
-    auto writer = sync.acquire_image(source.desc, **image, Access::write, transfer_dst);
+    auto writer = sync.acquire_image(fenced.source.desc, *fenced.image, Access::write, transfer_dst);
     REQUIRE(writer);
     REQUIRE(writer->semaphore.handle() != VK_NULL_HANDLE);
     auto submit = device_b().context().submit_async(
@@ -196,31 +203,26 @@ TEST_CASE_FIXTURE(VkTest, "a read fence does not hold back another reader's acqu
     REQUIRE(submit);
     std::this_thread::sleep_for(100ms);
     CHECK_FALSE(submit->done());
-    vgem.signal(fence);
+    fenced.vgem.signal(fenced.fence);
     CHECK(ready(submit->wait(5000ms)));
 }
 
 TEST_CASE_FIXTURE(VkTest, "the CPU-wait fallback times out clearly and reports why it is in use") {
-    auto source = export_on(device_a());
-    vulkan::ImportCache cache(device_b().device());
-    auto image = cache.import(source.desc);
-    REQUIRE(image);
-    Vgem vgem;
-    const auto fence = vgem.attach_fence(true, vgem.import_buffer(source.desc.planes[0].buffer));
+    FencedImport fenced(true);
     vulkan::SyncBridgeOptions options;
     options.force_cpu_wait = true;
     options.cpu_wait_timeout = 100ms;
     auto sync = vulkan::SyncBridge::create(device_b().device(), options);
     REQUIRE(sync);
     CHECK(sync->mode_reason().find("forced") != std::string::npos);
-    auto acquire = sync->acquire_image(source.desc, **image, Access::read, transfer_src);
+    auto acquire = sync->acquire_image(fenced.source.desc, *fenced.image, Access::read, transfer_src);
     REQUIRE_FALSE(acquire);
     CHECK(acquire.error().message().find("did not signal within the timeout") != std::string::npos);
-    auto release = sync->prepare_release_image(**image, transfer_src);
+    auto release = sync->prepare_release_image(*fenced.image, transfer_src);
     REQUIRE(release);
     CHECK(release->semaphore.handle() == VK_NULL_HANDLE);
-    auto no_fence = sync->publish(*release, source.desc, Access::read, VK_NULL_HANDLE);
+    auto no_fence = sync->publish(*release, fenced.source.desc, Access::read, VK_NULL_HANDLE);
     REQUIRE_FALSE(no_fence);
     CHECK(no_fence.error().is(Errc::invalid_argument));
-    vgem.signal(fence);
+    fenced.vgem.signal(fenced.fence);
 }
