@@ -39,7 +39,7 @@
 #include <dmabridge_shaders/fill_pattern.hpp>
 #include <dmabridge_shaders/verify_pattern.hpp>
 
-#include "compute.hpp"
+#include "vulkan_compute.hpp"
 
 namespace {
 
@@ -48,10 +48,10 @@ using dmabridge::BufferDesc;
 using dmabridge::Error;
 using dmabridge::Result;
 using dmabridge::Status;
-using vk_share::ComputePipeline;
-using vk_share::DeviceFunctions;
-using vk_share::HostBuffer;
-using vk_share::ImageView;
+using sample::ComputePipeline;
+using sample::DeviceFunctions;
+using sample::HostBuffer;
+using sample::ImageView;
 
 constexpr std::uint32_t image_size = 256;
 constexpr std::uint32_t pixel_count = image_size * image_size;
@@ -206,7 +206,7 @@ public:
         if (!exported) return exported.error().with_context("export the image");
         w.exported_ = std::move(*exported);
 
-        auto view = vk_share::make_storage_view(w.vk_, w.exported_.image.handle(), image_format);
+        auto view = sample::make_storage_view(w.vk_, w.exported_.image.handle(), image_format);
         if (!view) return view.error();
         w.view_ = std::move(*view);
         const VkDescriptorType bindings[] = {VK_DESCRIPTOR_TYPE_STORAGE_IMAGE};
@@ -309,7 +309,7 @@ public:
     Result<GpuWork> submit_check(const vulkan::Image& image, const BufferDesc& received, std::uint32_t frame,
                                  vulkan::SyncBridge& bridge, BlockedTime& blocked) {
         Slot& slot = slots_.at(frame - 1);
-        auto view = vk_share::make_storage_view(vk_, image.handle(), image_format);
+        auto view = sample::make_storage_view(vk_, image.handle(), image_format);
         if (!view) return view.error();
         slot.view = std::move(*view);
         slot.pipeline.set_storage_image(0, slot.view.get());

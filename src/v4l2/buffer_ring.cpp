@@ -225,10 +225,7 @@ Status BufferRing::queue(std::uint32_t index, std::uint32_t bytes_used) {
     return {};
 }
 
-Result<std::optional<Dequeued>> BufferRing::dequeue(Timeout timeout) {
-    auto ready = detail::poll_fd(fd_, is_output(type_) ? POLLOUT : POLLIN, timeout, "V4L2 dequeue");
-    if (!ready) return ready.error().with_context(device_);
-    if (*ready == WaitStatus::timed_out) return std::optional<Dequeued>{};
+Result<std::optional<Dequeued>> BufferRing::try_dequeue() {
     v4l2_buffer b{};
     v4l2_plane planes[VIDEO_MAX_PLANES]{};
     b.type = type_;
@@ -237,8 +234,11 @@ Result<std::optional<Dequeued>> BufferRing::dequeue(Timeout timeout) {
         b.m.planes = planes;
         b.length = VIDEO_MAX_PLANES;
     }
-    if (detail::ioctl_retry(fd_, VIDIOC_DQBUF, &b) != 0) {
-        if (errno == EAGAIN) return std::optional<Dequeued>{};
+    int r = 0;
+    do r = ::ioctl(fd_, VIDIOC_DQBUF, &b);
+    while (r != 0 && errno == EINTR);
+    if (r != 0) {
+        if (errno == EAGAIN) return std::optional<Dequeued>{};  // the fd is non-blocking: nothing yet
         return detail::last_error(device_ + ": VIDIOC_DQBUF");
     }
     Dequeued d;
@@ -247,6 +247,17 @@ Result<std::optional<Dequeued>> BufferRing::dequeue(Timeout timeout) {
     d.sequence = b.sequence;
     d.error = (b.flags & V4L2_BUF_FLAG_ERROR) != 0;
     return std::optional<Dequeued>{d};
+}
+
+Result<std::optional<Dequeued>> BufferRing::dequeue(Timeout timeout) {
+    // Try first: when a frame is waiting (the common case in a frame loop that polls the fd
+    // itself) that is one syscall, not a poll() and then the ioctl.
+    auto first = try_dequeue();
+    if (!first || first->has_value() || timeout == Timeout{0}) return first;
+    auto ready = detail::poll_fd(fd_, is_output(type_) ? POLLOUT : POLLIN, timeout, "V4L2 dequeue");
+    if (!ready) return ready.error().with_context(device_);
+    if (*ready == WaitStatus::timed_out) return std::optional<Dequeued>{};
+    return try_dequeue();
 }
 
 Status BufferRing::stream_on() {

@@ -222,4 +222,120 @@ Result<Format> Device::set_format(Direction direction, std::uint32_t width, std:
     return got;
 }
 
+Result<FrameInterval> Device::set_frame_interval(Direction direction, FrameInterval interval) {
+    auto type = buffer_type(direction);
+    if (!type) return type.error();
+    const std::string what = path_ + ": set the frame interval to " + std::to_string(interval.numerator) + "/" +
+                             std::to_string(interval.denominator) + " s";
+    if (interval.numerator == 0 || interval.denominator == 0)
+        return Error::library(Errc::invalid_argument, what + ": zero in the fraction");
+    v4l2_streamparm parm{};
+    parm.type = *type;  // vivid refuses the single-plane type on a multi-planar device
+    if (direction == Direction::capture) {
+        parm.parm.capture.timeperframe = {interval.numerator, interval.denominator};
+    } else {
+        parm.parm.output.timeperframe = {interval.numerator, interval.denominator};
+    }
+    if (detail::ioctl_retry(fd(), VIDIOC_S_PARM, &parm) != 0) return detail::last_error(what + " (VIDIOC_S_PARM)");
+    const auto& cap = parm.parm.capture;
+    const auto& out = parm.parm.output;
+    const bool supported = direction == Direction::capture ? (cap.capability & V4L2_CAP_TIMEPERFRAME) != 0
+                                                           : (out.capability & V4L2_CAP_TIMEPERFRAME) != 0;
+    if (!supported) return Error::library(Errc::unsupported, what + ": the driver has no frame-interval control");
+    const auto& got = direction == Direction::capture ? cap.timeperframe : out.timeperframe;
+    return FrameInterval{got.numerator, got.denominator};
+}
+
+Result<std::vector<FrameInterval>> Device::frame_intervals(std::uint32_t pixel_format, std::uint32_t width,
+                                                           std::uint32_t height) const {
+    std::vector<FrameInterval> out;
+    for (std::uint32_t i = 0;; ++i) {
+        v4l2_frmivalenum ival{};
+        ival.index = i;
+        ival.pixel_format = pixel_format;
+        ival.width = width;
+        ival.height = height;
+        if (detail::ioctl_retry(fd(), VIDIOC_ENUM_FRAMEINTERVALS, &ival) != 0) {
+            if (errno == EINVAL) break;
+            return detail::last_error(path_ + ": VIDIOC_ENUM_FRAMEINTERVALS " + fourcc_name(pixel_format));
+        }
+        if (ival.type != V4L2_FRMIVAL_TYPE_DISCRETE) break;
+        out.push_back({ival.discrete.numerator, ival.discrete.denominator});
+    }
+    return out;
+}
+
+Status Device::select_input(std::uint32_t index) {
+    int i = static_cast<int>(index);
+    if (detail::ioctl_retry(fd(), VIDIOC_S_INPUT, &i) != 0)
+        return detail::last_error(path_ + ": select input " + std::to_string(index) + " (VIDIOC_S_INPUT)");
+    return {};
+}
+
+Status Device::select_output(std::uint32_t index) {
+    int i = static_cast<int>(index);
+    if (detail::ioctl_retry(fd(), VIDIOC_S_OUTPUT, &i) != 0)
+        return detail::last_error(path_ + ": select output " + std::to_string(index) + " (VIDIOC_S_OUTPUT)");
+    return {};
+}
+
+namespace {
+
+bool same_name(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+               return lower(x) == lower(y);
+           });
+}
+
+}  // namespace
+
+Result<std::uint32_t> Device::control_id(std::string_view name) const {
+    v4l2_query_ext_ctrl q{};
+    q.id = V4L2_CTRL_FLAG_NEXT_CTRL | V4L2_CTRL_FLAG_NEXT_COMPOUND;
+    while (detail::ioctl_retry(fd(), VIDIOC_QUERY_EXT_CTRL, &q) == 0) {
+        if (same_name(q.name, name)) return q.id;
+        q.id |= V4L2_CTRL_FLAG_NEXT_CTRL | V4L2_CTRL_FLAG_NEXT_COMPOUND;
+    }
+    return Error::library(Errc::not_found, path_ + " (" + caps_.card + ") has no control named \"" +
+                                               std::string(name) + "\"");
+}
+
+Result<std::int64_t> Device::menu_value(std::uint32_t id, std::string_view item) const {
+    v4l2_query_ext_ctrl q{};
+    q.id = id;
+    if (detail::ioctl_retry(fd(), VIDIOC_QUERY_EXT_CTRL, &q) != 0)
+        return detail::last_error(path_ + ": VIDIOC_QUERY_EXT_CTRL " + std::to_string(id));
+    if (q.type != V4L2_CTRL_TYPE_MENU)
+        return Error::library(Errc::invalid_argument, path_ + ": control \"" + q.name + "\" is not a menu");
+    for (std::int64_t i = q.minimum; i <= q.maximum; ++i) {
+        v4l2_querymenu m{};
+        m.id = id;
+        m.index = static_cast<std::uint32_t>(i);
+        if (detail::ioctl_retry(fd(), VIDIOC_QUERYMENU, &m) != 0) continue;  // a gap in the menu
+        if (same_name(reinterpret_cast<const char*>(m.name), item)) return i;
+    }
+    return Error::library(Errc::not_found, path_ + ": control \"" + q.name + "\" has no item \"" +
+                                               std::string(item) + "\"");
+}
+
+Status Device::set_control(std::uint32_t id, std::int64_t value) {
+    v4l2_ext_control c{};
+    c.id = id;
+    c.value64 = value;
+    v4l2_query_ext_ctrl q{};
+    q.id = id;
+    if (detail::ioctl_retry(fd(), VIDIOC_QUERY_EXT_CTRL, &q) != 0)
+        return detail::last_error(path_ + ": VIDIOC_QUERY_EXT_CTRL " + std::to_string(id));
+    if (q.type != V4L2_CTRL_TYPE_INTEGER64) c.value = static_cast<std::int32_t>(value);
+    v4l2_ext_controls cs{};
+    cs.which = V4L2_CTRL_WHICH_CUR_VAL;
+    cs.count = 1;
+    cs.controls = &c;
+    if (detail::ioctl_retry(fd(), VIDIOC_S_EXT_CTRLS, &cs) != 0)
+        return detail::last_error(path_ + ": set control \"" + std::string(q.name) + "\" to " +
+                                  std::to_string(value) + " (VIDIOC_S_EXT_CTRLS)");
+    return {};
+}
+
 }  // namespace dmabridge::v4l2

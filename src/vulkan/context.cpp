@@ -39,10 +39,27 @@ struct Context::Impl {
     PFN_vkDestroyDevice destroy_device = nullptr;
     PFN_vkDeviceWaitIdle wait_idle = nullptr;
     PFN_vkDestroyCommandPool destroy_pool = nullptr;
+    // What submits and Submissions call, looked up once: vkGetDeviceProcAddr is a string lookup,
+    // which costs more than the call itself under emulation.
+    PFN_vkAllocateCommandBuffers allocate_command_buffers = nullptr;
+    PFN_vkFreeCommandBuffers free_command_buffers = nullptr;
+    PFN_vkBeginCommandBuffer begin_command_buffer = nullptr;
+    PFN_vkEndCommandBuffer end_command_buffer = nullptr;
+    PFN_vkQueueSubmit queue_submit = nullptr;
+    PFN_vkCreateFence create_fence = nullptr;
+    PFN_vkDestroyFence destroy_fence = nullptr;
+    PFN_vkGetFenceStatus get_fence_status = nullptr;
+    PFN_vkWaitForFences wait_for_fences = nullptr;
+    PFN_vkResetFences reset_fences = nullptr;
+    // Fences of completed Submissions, reset, for the next submits (guarded by submit_mutex):
+    // a frame loop then creates none.
+    mutable std::vector<VkFence> free_fences;
+    static constexpr std::size_t max_free_fences = 16;
 
     ~Impl() {
         if (device) {
             wait_idle(device);
+            for (VkFence f : free_fences) destroy_fence(device, f, nullptr);
             attached.reset();
             if (pool) destroy_pool(device, pool, nullptr);
             destroy_device(device, nullptr);
@@ -197,6 +214,16 @@ Result<Context> Context::create(const ContextOptions& options) {
         impl->destroy_device = impl->device_fn<PFN_vkDestroyDevice>("vkDestroyDevice");
         impl->wait_idle = impl->device_fn<PFN_vkDeviceWaitIdle>("vkDeviceWaitIdle");
         impl->destroy_pool = impl->device_fn<PFN_vkDestroyCommandPool>("vkDestroyCommandPool");
+        impl->allocate_command_buffers = impl->device_fn<PFN_vkAllocateCommandBuffers>("vkAllocateCommandBuffers");
+        impl->free_command_buffers = impl->device_fn<PFN_vkFreeCommandBuffers>("vkFreeCommandBuffers");
+        impl->begin_command_buffer = impl->device_fn<PFN_vkBeginCommandBuffer>("vkBeginCommandBuffer");
+        impl->end_command_buffer = impl->device_fn<PFN_vkEndCommandBuffer>("vkEndCommandBuffer");
+        impl->queue_submit = impl->device_fn<PFN_vkQueueSubmit>("vkQueueSubmit");
+        impl->create_fence = impl->device_fn<PFN_vkCreateFence>("vkCreateFence");
+        impl->destroy_fence = impl->device_fn<PFN_vkDestroyFence>("vkDestroyFence");
+        impl->get_fence_status = impl->device_fn<PFN_vkGetFenceStatus>("vkGetFenceStatus");
+        impl->wait_for_fences = impl->device_fn<PFN_vkWaitForFences>("vkWaitForFences");
+        impl->reset_fences = impl->device_fn<PFN_vkResetFences>("vkResetFences");
         impl->device_fn<PFN_vkGetDeviceQueue>("vkGetDeviceQueue")(impl->device, family, 0, &impl->queue);
         VkCommandPoolCreateInfo pool_info{};
         pool_info.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
@@ -293,8 +320,63 @@ Result<Submission> Context::submit_async(const std::function<void(VkCommandBuffe
     return submit_async(record, SubmitSemaphores{{wait}, {wait_stage}, {signal}});
 }
 
+namespace {
+
+// A command buffer from the context's pool, begun with `flags`, recorded and ended. The caller
+// holds the submit mutex (the pool is not thread-safe).
+Result<VkCommandBuffer> record_into_new(const Context::Impl& d, VkCommandBufferUsageFlags flags,
+                                        const std::function<void(VkCommandBuffer)>& record) {
+    VkCommandBufferAllocateInfo alloc{};
+    alloc.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+    alloc.commandPool = d.pool;
+    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    alloc.commandBufferCount = 1;
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    if (VkResult r = d.allocate_command_buffers(d.device, &alloc, &cmd); r != VK_SUCCESS)
+        return detail::vk_error(r, "vkAllocateCommandBuffers");
+    VkCommandBufferBeginInfo begin{};
+    begin.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
+    begin.flags = flags;
+    d.begin_command_buffer(cmd, &begin);
+    record(cmd);
+    if (VkResult r = d.end_command_buffer(cmd); r != VK_SUCCESS) {
+        d.free_command_buffers(d.device, d.pool, 1, &cmd);
+        return detail::vk_error(r, "vkEndCommandBuffer");
+    }
+    return cmd;
+}
+
+}  // namespace
+
 Result<Submission> Context::submit_async(const std::function<void(VkCommandBuffer)>& record,
                                          const SubmitSemaphores& semaphores) const {
+    auto& d = *impl_;
+    std::lock_guard lock(d.submit_mutex);
+    auto cmd = record_into_new(d, VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT, record);
+    if (!cmd) return cmd.error();
+    return submit_command_buffer(*cmd, true, semaphores);
+}
+
+Result<RecordedCommands> Context::record(const std::function<void(VkCommandBuffer)>& record) const {
+    auto& d = *impl_;
+    std::lock_guard lock(d.submit_mutex);
+    auto cmd = record_into_new(d, 0, record);
+    if (!cmd) return cmd.error();
+    RecordedCommands out;
+    out.context_ = impl_.get();
+    out.cmd_ = *cmd;
+    return out;
+}
+
+Result<Submission> Context::submit_async(const RecordedCommands& commands, const SubmitSemaphores& semaphores) const {
+    if (commands.context_ != impl_.get() || !commands.cmd_)
+        return Error::library(Errc::invalid_argument, "submit: the commands were not recorded by this context");
+    std::lock_guard lock(impl_->submit_mutex);
+    return submit_command_buffer(commands.cmd_, false, semaphores);
+}
+
+Result<Submission> Context::submit_command_buffer(VkCommandBuffer cmd, bool owns,
+                                                  const SubmitSemaphores& semaphores) const {
     auto& d = *impl_;
     std::vector<VkSemaphore> waits, signals;
     std::vector<VkPipelineStageFlags> stages;
@@ -306,45 +388,58 @@ Result<Submission> Context::submit_async(const std::function<void(VkCommandBuffe
     }
     for (VkSemaphore sem : semaphores.signal)
         if (sem) signals.push_back(sem);
-    std::lock_guard lock(d.submit_mutex);
     Submission sub;
     sub.context_ = impl_.get();
-    VkCommandBufferAllocateInfo alloc{};
-    alloc.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
-    alloc.commandPool = d.pool;
-    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-    alloc.commandBufferCount = 1;
-    if (VkResult r = d.device_fn<PFN_vkAllocateCommandBuffers>("vkAllocateCommandBuffers")(d.device, &alloc, &sub.cmd_);
-        r != VK_SUCCESS)
-        return detail::vk_error(r, "vkAllocateCommandBuffers");
-    VkFenceCreateInfo fence_info{};
-    fence_info.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
-    if (VkResult r = d.device_fn<PFN_vkCreateFence>("vkCreateFence")(d.device, &fence_info, nullptr, &sub.fence_);
-        r != VK_SUCCESS)
-        return detail::vk_error(r, "vkCreateFence");
-    VkCommandBufferBeginInfo begin{};
-    begin.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
-    begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-    d.device_fn<PFN_vkBeginCommandBuffer>("vkBeginCommandBuffer")(sub.cmd_, &begin);
-    record(sub.cmd_);
-    if (VkResult r = d.device_fn<PFN_vkEndCommandBuffer>("vkEndCommandBuffer")(sub.cmd_); r != VK_SUCCESS)
-        return detail::vk_error(r, "vkEndCommandBuffer");
+    if (owns) sub.cmd_ = cmd;  // freed with the Submission, also on the failures below
+    if (!d.free_fences.empty()) {
+        sub.fence_ = d.free_fences.back();
+        d.free_fences.pop_back();
+    } else {
+        VkFenceCreateInfo fence_info{};
+        fence_info.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+        if (VkResult r = d.create_fence(d.device, &fence_info, nullptr, &sub.fence_); r != VK_SUCCESS)
+            return detail::vk_error(r, "vkCreateFence");
+    }
     VkSubmitInfo submit{};
     submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
     submit.waitSemaphoreCount = static_cast<std::uint32_t>(waits.size());
     submit.pWaitSemaphores = waits.data();
     submit.pWaitDstStageMask = stages.data();
     submit.commandBufferCount = 1;
-    submit.pCommandBuffers = &sub.cmd_;
+    submit.pCommandBuffers = &cmd;
     submit.signalSemaphoreCount = static_cast<std::uint32_t>(signals.size());
     submit.pSignalSemaphores = signals.data();
-    if (VkResult r = d.device_fn<PFN_vkQueueSubmit>("vkQueueSubmit")(d.queue, 1, &submit, sub.fence_); r != VK_SUCCESS) {
+    if (VkResult r = d.queue_submit(d.queue, 1, &submit, sub.fence_); r != VK_SUCCESS) {
         // Not submitted: nothing will signal the fence, so the destructor must not wait for it.
-        d.device_fn<PFN_vkDestroyFence>("vkDestroyFence")(d.device, sub.fence_, nullptr);
+        d.destroy_fence(d.device, sub.fence_, nullptr);
         sub.fence_ = VK_NULL_HANDLE;
         return detail::vk_error(r, "vkQueueSubmit");
     }
     return sub;
+}
+
+RecordedCommands::RecordedCommands(RecordedCommands&& o) noexcept
+    : context_(std::exchange(o.context_, nullptr)), cmd_(std::exchange(o.cmd_, VK_NULL_HANDLE)) {}
+
+RecordedCommands& RecordedCommands::operator=(RecordedCommands&& o) noexcept {
+    if (this != &o) {
+        release();
+        context_ = std::exchange(o.context_, nullptr);
+        cmd_ = std::exchange(o.cmd_, VK_NULL_HANDLE);
+    }
+    return *this;
+}
+
+RecordedCommands::~RecordedCommands() { release(); }
+
+void RecordedCommands::release() noexcept {
+    if (context_ && cmd_) {
+        auto& d = *static_cast<const Context::Impl*>(context_);
+        std::lock_guard lock(d.submit_mutex);
+        d.free_command_buffers(d.device, d.pool, 1, &cmd_);
+    }
+    context_ = nullptr;
+    cmd_ = VK_NULL_HANDLE;
 }
 
 Status Context::submit(const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait,
@@ -375,13 +470,18 @@ Submission::~Submission() { release(); }
 void Submission::release() noexcept {
     if (!context_) return;
     auto& d = *static_cast<const Context::Impl*>(context_);
-    if (fence_) {
-        d.device_fn<PFN_vkWaitForFences>("vkWaitForFences")(d.device, 1, &fence_, VK_TRUE, UINT64_MAX);
-        d.device_fn<PFN_vkDestroyFence>("vkDestroyFence")(d.device, fence_, nullptr);
-    }
-    if (cmd_) {
-        std::lock_guard lock(d.submit_mutex);  // the pool is shared with other submits
-        d.device_fn<PFN_vkFreeCommandBuffers>("vkFreeCommandBuffers")(d.device, d.pool, 1, &cmd_);
+    if (fence_) d.wait_for_fences(d.device, 1, &fence_, VK_TRUE, UINT64_MAX);
+    {
+        std::lock_guard lock(d.submit_mutex);  // the pools are shared with other submits
+        if (fence_) {
+            if (d.free_fences.size() < Context::Impl::max_free_fences &&
+                d.reset_fences(d.device, 1, &fence_) == VK_SUCCESS) {
+                d.free_fences.push_back(fence_);
+            } else {
+                d.destroy_fence(d.device, fence_, nullptr);
+            }
+        }
+        if (cmd_) d.free_command_buffers(d.device, d.pool, 1, &cmd_);
     }
     context_ = nullptr;
     fence_ = VK_NULL_HANDLE;
@@ -391,14 +491,14 @@ void Submission::release() noexcept {
 bool Submission::done() const {
     if (!context_ || !fence_) return true;
     auto& d = *static_cast<const Context::Impl*>(context_);
-    return d.device_fn<PFN_vkGetFenceStatus>("vkGetFenceStatus")(d.device, fence_) == VK_SUCCESS;
+    return d.get_fence_status(d.device, fence_) == VK_SUCCESS;
 }
 
 Result<WaitStatus> Submission::wait(Timeout timeout) const {
     if (!context_ || !fence_) return WaitStatus::ready;
     auto& d = *static_cast<const Context::Impl*>(context_);
     const std::uint64_t ns = timeout.count() < 0 ? UINT64_MAX : static_cast<std::uint64_t>(timeout.count()) * 1000000ull;
-    VkResult r = d.device_fn<PFN_vkWaitForFences>("vkWaitForFences")(d.device, 1, &fence_, VK_TRUE, ns);
+    VkResult r = d.wait_for_fences(d.device, 1, &fence_, VK_TRUE, ns);
     if (r == VK_TIMEOUT) return WaitStatus::timed_out;
     if (r != VK_SUCCESS) return detail::vk_error(r, "wait for submission");
     return WaitStatus::ready;

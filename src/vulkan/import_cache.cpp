@@ -17,7 +17,7 @@ void mix(std::size_t& h, std::uint64_t v) {
 }  // namespace
 
 std::size_t ImportCache::KeyHash::operator()(const Key& k) const noexcept {
-    std::size_t h = 0;
+    std::size_t h = k.is_buffer ? 1 : 0;
     for (std::uint32_t i = 0; i < k.plane_count; ++i) {
         mix(h, k.buffers[i].inode);
         mix(h, k.buffers[i].device);
@@ -85,6 +85,44 @@ ImportCache::~ImportCache() {
     for (auto& e : retired_) wait(e.last_use);
 }
 
+ImportCache::Key ImportCache::key_of(const DmaBuf& dmabuf, VkBufferUsageFlags usage) {
+    Key k;
+    k.is_buffer = true;
+    k.plane_count = 1;
+    k.buffers[0] = dmabuf.id();
+    k.strides[0] = dmabuf.size();
+    k.usage = usage;
+    return k;
+}
+
+namespace {
+
+std::uint64_t entry_bytes(const std::shared_ptr<Image>& image, const std::shared_ptr<Buffer>& buffer) {
+    return image ? image->size() : buffer->size();
+}
+
+}  // namespace
+
+ImportCache::Entry* ImportCache::hit(const Key& key, std::size_t hash) {
+    // The hit path: no syscall, no Vulkan call, one lookup.
+    auto entry = find(key, hash);
+    if (!entry) return nullptr;
+    if (*entry != lru_.begin()) lru_.splice(lru_.begin(), lru_, *entry);  // most recent first
+    ++stats_.hits;
+    return &lru_.front();
+}
+
+ImportCache::Entry& ImportCache::insert(Entry entry, std::size_t hash) {
+    ++stats_.misses;
+    stats_.bytes += entry_bytes(entry.image, entry.buffer);
+    lru_.push_front(std::move(entry));
+    index_insert(hash, lru_.begin());
+    // Evicting from the back never touches the new entry at the front (max_entries >= 1).
+    while (lru_.size() > options_.max_entries) retire(std::prev(lru_.end()));
+    stats_.live_entries = lru_.size();
+    return lru_.front();
+}
+
 Result<CachedImage> ImportCache::import(const BufferDesc& desc, const ImageOptions& options) {
     // A description with more planes than any format is refused by the import below; the key
     // only looks at the planes it can hold.
@@ -92,31 +130,37 @@ Result<CachedImage> ImportCache::import(const BufferDesc& desc, const ImageOptio
     const std::size_t hash = KeyHash{}(key);
     std::lock_guard lock(mutex_);
     if (!retired_.empty()) collect_locked();
-    if (desc.planes.size() <= max_planes) {
-        if (auto entry = find(key, hash)) {
-            // The hit path: no syscall, no Vulkan call, one lookup.
-            if (*entry != lru_.begin()) lru_.splice(lru_.begin(), lru_, *entry);  // most recent first
-            ++stats_.hits;
-            return CachedImage(lru_.front().image);
-        }
-    }
+    if (desc.planes.size() <= max_planes)
+        if (Entry* e = hit(key, hash)) return CachedImage(e->image);
     auto image = device_.import_image(desc, options);
     if (!image) return image.error();
     auto refs = desc.dup();
     if (!refs) return refs.error().with_context("import cache: keep references");
-    ++stats_.misses;
-    stats_.bytes += image->size();
-    lru_.push_front(Entry{key, std::make_shared<Image>(std::move(*image)), std::move(*refs), std::monostate{}});
-    index_insert(hash, lru_.begin());
-    CachedImage result = lru_.front().image;
-    while (lru_.size() > options_.max_entries) retire(std::prev(lru_.end()));
-    stats_.live_entries = lru_.size();
-    return result;
+    Entry& e = insert(Entry{key, std::make_shared<Image>(std::move(*image)), nullptr, std::move(*refs), std::monostate{}},
+                      hash);
+    return CachedImage(e.image);
+}
+
+Result<CachedBuffer> ImportCache::import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags usage) {
+    const Key key = key_of(dmabuf, usage);
+    const std::size_t hash = KeyHash{}(key);
+    std::lock_guard lock(mutex_);
+    if (!retired_.empty()) collect_locked();
+    if (Entry* e = hit(key, hash)) return CachedBuffer(e->buffer);
+    auto buffer = device_.import_buffer(dmabuf, usage);
+    if (!buffer) return buffer.error();
+    auto ref = dmabuf.dup();
+    if (!ref) return ref.error().with_context("import cache: keep a reference");
+    BufferDesc refs;
+    refs.planes.push_back(PlaneDesc{std::move(*ref), 0, 0});
+    Entry& e = insert(Entry{key, nullptr, std::make_shared<Buffer>(std::move(*buffer)), std::move(refs), std::monostate{}},
+                      hash);
+    return CachedBuffer(e.buffer);
 }
 
 void ImportCache::retire(std::list<Entry>::iterator it) {
     index_erase(it->key);
-    stats_.bytes -= it->image->size();
+    stats_.bytes -= entry_bytes(it->image, it->buffer);
     ++stats_.evictions;
     retired_.push_back(std::move(*it));
     lru_.erase(it);
@@ -124,32 +168,33 @@ void ImportCache::retire(std::list<Entry>::iterator it) {
     collect_locked();
 }
 
-void ImportCache::set_last_use_locked(const Image& image, LastUse use) {
-    for (auto& e : lru_)
-        if (e.image.get() == &image) {
-            e.last_use = std::move(use);
-            return;
-        }
-    for (auto& e : retired_)
-        if (e.image.get() == &image) {
-            e.last_use = std::move(use);
-            return;
-        }
-}
-
-void ImportCache::set_last_use(const Image& image, VkFence fence) {
+void ImportCache::record_last_use(const void* object, LastUse use) {
+    // The entry holding `object`, live or retired (a retired image may still be in use).
+    const auto record_in = [&](auto& entries) {
+        for (auto& e : entries)
+            if (static_cast<const void*>(e.image.get()) == object || static_cast<const void*>(e.buffer.get()) == object) {
+                e.last_use = std::move(use);
+                return true;
+            }
+        return false;
+    };
     std::lock_guard lock(mutex_);
-    set_last_use_locked(image, fence);
+    if (!record_in(lru_)) record_in(retired_);
 }
 
+void ImportCache::set_last_use(const Image& image, VkFence fence) { record_last_use(&image, fence); }
 void ImportCache::set_last_use(const Image& image, VkSemaphore timeline, std::uint64_t value) {
-    std::lock_guard lock(mutex_);
-    set_last_use_locked(image, Timeline{timeline, value});
+    record_last_use(&image, Timeline{timeline, value});
 }
-
 void ImportCache::set_last_use(const Image& image, SyncFile fence) {
-    std::lock_guard lock(mutex_);
-    set_last_use_locked(image, std::make_shared<SyncFile>(std::move(fence)));
+    record_last_use(&image, std::make_shared<SyncFile>(std::move(fence)));
+}
+void ImportCache::set_last_use(const Buffer& buffer, VkFence fence) { record_last_use(&buffer, fence); }
+void ImportCache::set_last_use(const Buffer& buffer, VkSemaphore timeline, std::uint64_t value) {
+    record_last_use(&buffer, Timeline{timeline, value});
+}
+void ImportCache::set_last_use(const Buffer& buffer, SyncFile fence) {
+    record_last_use(&buffer, std::make_shared<SyncFile>(std::move(fence)));
 }
 
 bool ImportCache::evict(const BufferDesc& desc, const ImageOptions& options) {

@@ -214,3 +214,39 @@ TEST_CASE_FIXTURE(VkTest, "the default format and the format it stands for are o
     CHECK(cache.stats().hits == 1);
     CHECK(cache.stats().misses == 1);
 }
+
+TEST_CASE_FIXTURE(VkTest, "buffers are cached by dma-buf identity and usage, beside images") {
+    vulkan::ImportCache cache(device_b().device(), {.max_entries = 2});
+    BufferDesc desc = udmabuf_image(64, 16);
+    const DmaBuf& buf = desc.planes[0].buffer;
+    const VkBufferUsageFlags storage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+    auto first = cache.import_buffer(buf, storage);
+    REQUIRE_MESSAGE(first, (first ? "" : first.error().message()));
+    CHECK((*first)->size() == buf.size());
+    auto other_fd = buf.dup();
+    REQUIRE(other_fd);
+    auto second = cache.import_buffer(*other_fd, storage);
+    REQUIRE(second);
+    CHECK(second->get() == first->get());
+    auto transfer = cache.import_buffer(buf, VK_BUFFER_USAGE_TRANSFER_SRC_BIT);  // another usage
+    REQUIRE(transfer);
+    CHECK(transfer->get() != first->get());
+    auto stats = cache.stats();
+    CHECK(stats.hits == 1);
+    CHECK(stats.misses == 2);
+    CHECK(stats.bytes == 2 * buf.size());
+
+    // An image of the same dma-buf is a third entry: the bound (2) evicts the oldest buffer.
+    auto image = cache.import(desc);
+    REQUIRE(image);
+    stats = cache.stats();
+    CHECK(stats.live_entries == 2);
+    CHECK(stats.evictions == 1);
+    // The evicted buffer's holder keeps it valid; importing it again is a miss.
+    CHECK((*first)->valid());
+    auto again = cache.import_buffer(buf, storage);
+    REQUIRE(again);
+    CHECK(cache.stats().misses == 4);
+    CHECK(cache.evict_buffer(buf.id()) == 2);  // the image and the storage buffer
+    CHECK(cache.stats().live_entries == 0);
+}

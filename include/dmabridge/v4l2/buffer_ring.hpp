@@ -61,14 +61,16 @@ public:
     /// Gives slot `index` to the driver (VIDIOC_QBUF). For output queues `bytes_used` is the
     /// payload (0: the whole sizeimage).
     Status queue(std::uint32_t index, std::uint32_t bytes_used = 0);
-    /// Waits up to `timeout` for the driver to hand back a buffer (poll, then VIDIOC_DQBUF).
-    /// Returns nothing on timeout.
+    /// Waits up to `timeout` for the driver to hand back a buffer: VIDIOC_DQBUF at once, and
+    /// when nothing is ready, poll() for up to `timeout` and VIDIOC_DQBUF again. Returns nothing
+    /// on timeout (Timeout{0} never blocks).
     Result<std::optional<Dequeued>> dequeue(Timeout timeout);
     Status stream_on();
     Status stream_off();
 
 private:
     BufferRing() = default;
+    Result<std::optional<Dequeued>> try_dequeue();  // one non-blocking VIDIOC_DQBUF
     void release() noexcept;
 
     int fd_ = -1;  // borrowed from the Device

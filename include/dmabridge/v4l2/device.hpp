@@ -52,6 +52,13 @@ struct FrameSize {
     friend bool operator==(const FrameSize&, const FrameSize&) = default;
 };
 
+/// A frame interval (seconds per frame, as a fraction): 1/30 is 30 frames per second.
+struct FrameInterval {
+    std::uint32_t numerator = 0;
+    std::uint32_t denominator = 0;
+    friend bool operator==(const FrameInterval&, const FrameInterval&) = default;
+};
+
 /// Which buffer memory a queue supports (VIDIOC_REQBUFS capabilities, and an EXPBUF probe).
 struct MemorySupport {
     bool mmap = false;     ///< the driver allocates (V4L2_MEMORY_MMAP)
@@ -100,6 +107,28 @@ public:
     /// Which memory the `direction` queue supports. Allocates one MMAP buffer for a moment to
     /// try VIDIOC_EXPBUF, so it fails with EBUSY while another file has buffers on the device.
     Result<MemorySupport> memory_support(Direction direction) const;
+
+    /// Asks for frames every `interval` on the `direction` queue (VIDIOC_S_PARM) and returns the
+    /// interval the driver chose, which may differ (drivers round to what they can do).
+    /// Errc::unsupported when the driver has no frame-interval control.
+    Result<FrameInterval> set_frame_interval(Direction direction, FrameInterval interval);
+    /// The discrete frame intervals the driver offers for a format and size, fastest last as
+    /// the driver lists them (VIDIOC_ENUM_FRAMEINTERVALS); empty for continuous ranges.
+    Result<std::vector<FrameInterval>> frame_intervals(std::uint32_t pixel_format, std::uint32_t width,
+                                                       std::uint32_t height) const;
+
+    /// Selects input `index` of a capture device (VIDIOC_S_INPUT) or output `index` of an
+    /// output device (VIDIOC_S_OUTPUT). Fails with EBUSY while streaming.
+    Status select_input(std::uint32_t index);
+    Status select_output(std::uint32_t index);
+
+    /// The id of the control named `name` (as VIDIOC_QUERY_EXT_CTRL reports it, e.g.
+    /// "HDMI 000-0 Is Connected To"; ASCII case ignored). Errc::not_found names the device.
+    Result<std::uint32_t> control_id(std::string_view name) const;
+    /// The value of menu item `item` of menu control `id` (VIDIOC_QUERYMENU).
+    Result<std::int64_t> menu_value(std::uint32_t id, std::string_view item) const;
+    /// Sets control `id` (VIDIOC_S_EXT_CTRLS). Errors name the control and the value.
+    Status set_control(std::uint32_t id, std::int64_t value);
 
     /// The buffer type (V4L2_BUF_TYPE_*) of the `direction` queue, or an error if the device has
     /// none.

@@ -76,6 +76,29 @@ private:
     void release() noexcept;
 };
 
+/// Commands recorded once by Context::record() and submitted any number of times with
+/// Context::submit_async(), each time after the previous submit of them completed: a frame loop
+/// whose commands do not change saves recording them per frame. Move-only; frees its command
+/// buffer when destroyed, which must be after its last submit completed (the owner's duty). The
+/// Context must outlive it.
+class RecordedCommands {
+public:
+    RecordedCommands() = default;
+    RecordedCommands(RecordedCommands&&) noexcept;
+    RecordedCommands& operator=(RecordedCommands&&) noexcept;
+    RecordedCommands(const RecordedCommands&) = delete;
+    RecordedCommands& operator=(const RecordedCommands&) = delete;
+    ~RecordedCommands();
+
+    VkCommandBuffer handle() const noexcept { return cmd_; }
+
+private:
+    friend class Context;
+    const void* context_ = nullptr;  // the Context::Impl
+    VkCommandBuffer cmd_ = VK_NULL_HANDLE;
+    void release() noexcept;
+};
+
 /// An instance, a physical device, a device with one queue, and dmabridge attached to it.
 /// Move-only. Destroying it waits for the device to be idle and destroys everything.
 /// Thread safety: submit() serializes itself; other members are const.
@@ -124,6 +147,12 @@ public:
     Result<Submission> submit_async(const std::function<void(VkCommandBuffer)>& record,
                                     const SubmitSemaphores& semaphores) const;
 
+    /// Records `record` once into a command buffer that can be submitted many times.
+    Result<RecordedCommands> record(const std::function<void(VkCommandBuffer)>& record) const;
+    /// Submits commands made by record(), with any number of semaphores (null handles skipped).
+    /// Their previous submit must have completed. The Submission owns only its fence.
+    Result<Submission> submit_async(const RecordedCommands& commands, const SubmitSemaphores& semaphores) const;
+
     /// The validation layer's messages so far (warnings and errors), when validation is on.
     std::vector<std::string> validation_messages() const;
 
@@ -131,6 +160,8 @@ public:
 
 private:
     explicit Context(std::unique_ptr<Impl> impl) noexcept;
+    // Submits `cmd` with `semaphores` and a new fence; the Submission frees `cmd` if `owns`.
+    Result<Submission> submit_command_buffer(VkCommandBuffer cmd, bool owns, const SubmitSemaphores& semaphores) const;
     std::unique_ptr<Impl> impl_;
 };
 

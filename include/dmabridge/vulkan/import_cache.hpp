@@ -10,6 +10,10 @@
 /// the GPU ... set_last_use() with what signals when that use completes ... eviction (LRU, or
 /// evict()/clear()) retires the entry ... the image is destroyed once its last use completed
 /// (collect(), called by every import(), or the cache's destructor, which waits).
+///
+/// Buffers work the same way through import_buffer(): a shader that decodes a camera's raw
+/// bytes (YUYV, NV12 ...) itself reads the dma-buf as a storage buffer, which every device can
+/// import whatever the pixel format. Images and buffers share the bound and the LRU order.
 
 #include <array>
 #include <cstddef>
@@ -49,6 +53,8 @@ struct ImportCacheStats {
 
 /// A cached image. Holding it keeps the image alive even after its entry is evicted.
 using CachedImage = std::shared_ptr<const Image>;
+/// A cached buffer. Holding it keeps the buffer alive even after its entry is evicted.
+using CachedBuffer = std::shared_ptr<const Buffer>;
 
 /// An import cache for one device. Thread-safe: every member may be called from several threads
 /// (imports of different buffers that miss are built one at a time).
@@ -67,6 +73,12 @@ public:
     /// The same buffer with any other layout is a different entry. Errors are import_image's.
     Result<CachedImage> import(const BufferDesc& desc, const ImageOptions& options = {});
 
+    /// The buffer covering all of `dmabuf` with `usage`: the cached one when the same dma-buf (by
+    /// identity, whatever the fd) was imported before with the same usage, otherwise a new import
+    /// (Device::import_buffer) that the cache keeps with its own reference. Errors are
+    /// import_buffer's.
+    Result<CachedBuffer> import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags usage);
+
     /// Records the GPU's last use of a cached image: `fence` signals when it completes. The
     /// fence must stay unreset and alive until the image is destroyed (or a later last use is
     /// recorded); destruction waits for it. Unknown images are ignored.
@@ -75,10 +87,15 @@ public:
     void set_last_use(const Image& image, VkSemaphore timeline, std::uint64_t value);
     /// Last use as a sync_file (for example exported from the semaphore the work signals).
     void set_last_use(const Image& image, SyncFile fence);
+    /// The same three for a cached buffer.
+    void set_last_use(const Buffer& buffer, VkFence fence);
+    void set_last_use(const Buffer& buffer, VkSemaphore timeline, std::uint64_t value);
+    void set_last_use(const Buffer& buffer, SyncFile fence);
 
     /// Retires the entry for `desc` and `options`, if any; true when there was one.
     bool evict(const BufferDesc& desc, const ImageOptions& options = {});
-    /// Retires every entry that uses buffer `id` (in any plane); returns how many.
+    /// Retires every entry (image or buffer) that uses dma-buf `id` (in any plane); returns how
+    /// many.
     std::size_t evict_buffer(BufferId id);
     /// Retires every entry.
     void clear();
@@ -88,8 +105,10 @@ public:
     ImportCacheStats stats() const;
 
     /// The key of an import: plane identities and layout, format and usage. Exposed for tests
-    /// and tools; equal keys are the same entry.
+    /// and tools; equal keys are the same entry. A buffer import's key has one plane, no format,
+    /// and its VkBufferUsageFlags in `usage`.
     struct Key {
+        bool is_buffer = false;
         std::array<BufferId, max_planes> buffers{};
         std::array<std::uint64_t, max_planes> offsets{};
         std::array<std::uint64_t, max_planes> strides{};
@@ -101,6 +120,7 @@ public:
         friend bool operator==(const Key&, const Key&) = default;
     };
     static Key key_of(const BufferDesc& desc, const ImageOptions& options);
+    static Key key_of(const DmaBuf& dmabuf, VkBufferUsageFlags usage);
 
 private:
     struct Timeline {
@@ -110,7 +130,8 @@ private:
     using LastUse = std::variant<std::monostate, VkFence, Timeline, std::shared_ptr<SyncFile>>;
     struct Entry {
         Key key;
-        std::shared_ptr<Image> image;
+        std::shared_ptr<Image> image;    // one of these two
+        std::shared_ptr<Buffer> buffer;
         BufferDesc references;  // the cache's own references to the dma-bufs
         LastUse last_use;
     };
@@ -122,7 +143,11 @@ private:
     void wait(const LastUse& use) const;
     void retire(std::list<Entry>::iterator it);
     std::size_t collect_locked();
-    void set_last_use_locked(const Image& image, LastUse use);
+    // Records the last use of the image or buffer at `object` (takes the lock).
+    void record_last_use(const void* object, LastUse use);
+    // The hit path shared by images and buffers: the live entry for `key`, made most recent.
+    Entry* hit(const Key& key, std::size_t hash);
+    Entry& insert(Entry entry, std::size_t hash);
 
     Device device_;
     ImportCacheOptions options_;

@@ -80,14 +80,20 @@ struct BufferUse {
     VkAccessFlags access = VK_ACCESS_MEMORY_READ_BIT | VK_ACCESS_MEMORY_WRITE_BIT;
 };
 
+namespace detail {
+struct SemaphorePool;
+}
+
 /// A binary semaphore owned by dmabridge. Move-only; destroyed with the object (after the
-/// submits that use it completed: that is the owner's duty).
+/// submits that use it completed: that is the owner's duty). A release semaphore whose payload
+/// publish() exported goes back to its SyncBridge's pool instead, to be reused.
 class Semaphore {
 public:
     Semaphore() = default;
     Semaphore(std::shared_ptr<const detail::DeviceState> device, VkSemaphore handle) noexcept
         : device_(std::move(device)), handle_(handle) {}
-    Semaphore(Semaphore&& o) noexcept : device_(std::move(o.device_)), handle_(std::exchange(o.handle_, VK_NULL_HANDLE)) {}
+    Semaphore(Semaphore&& o) noexcept
+        : device_(std::move(o.device_)), handle_(std::exchange(o.handle_, VK_NULL_HANDLE)), pool_(std::move(o.pool_)) {}
     Semaphore& operator=(Semaphore&& o) noexcept;
     Semaphore(const Semaphore&) = delete;
     Semaphore& operator=(const Semaphore&) = delete;
@@ -95,8 +101,11 @@ public:
     VkSemaphore handle() const noexcept { return handle_; }
 
 private:
+    friend struct detail::SemaphorePool;
+    void reset() noexcept;
     std::shared_ptr<const detail::DeviceState> device_;
     VkSemaphore handle_ = VK_NULL_HANDLE;
+    std::shared_ptr<detail::SemaphorePool> pool_;  // set once the semaphore is unsignaled and reusable
 };
 
 /// What a submit needs before it touches a shared buffer.
@@ -141,9 +150,9 @@ public:
 
     /// Before the GPU reads (Access::read) or writes (write, read_write) `image`, whose planes
     /// are the dma-bufs of `desc`: a semaphore carrying the planes' fences for that access
-    /// (merged), and the acquire barrier from `old_layout` to `use.layout`. Costs one
-    /// DMA_BUF_IOCTL_EXPORT_SYNC_FILE per distinct dma-buf and, when a fence is pending, a
-    /// semaphore and its import. old_layout VK_IMAGE_LAYOUT_UNDEFINED discards the contents.
+    /// (merged), and the acquire barrier from `old_layout` to `use.layout`. Costs one poll()
+    /// per distinct dma-buf; for a buffer with a pending fence also a
+    /// DMA_BUF_IOCTL_EXPORT_SYNC_FILE, and a semaphore and its import. old_layout VK_IMAGE_LAYOUT_UNDEFINED discards the contents.
     Result<Acquire> acquire_image(const BufferDesc& desc, const Image& image, Access access, const ImageUse& use,
                                   VkImageLayout old_layout = VK_IMAGE_LAYOUT_GENERAL);
     /// The same for a buffer imported from (or exported as) `dmabuf`.

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
-#include "compute.hpp"
+#include "vulkan_compute.hpp"
 
 #include <optional>
 
-namespace vk_share {
+namespace sample {
 
 using dmabridge::Error;
 using dmabridge::Result;
@@ -33,36 +33,41 @@ Result<DeviceFunctions> DeviceFunctions::load(const dmabridge::vulkan::Context& 
         return Error::library(dmabridge::Errc::unsupported, "no vkGetPhysicalDeviceMemoryProperties");
 
     // The member is named after the entry point without its "vk", so the name is written once.
-#define VK_SHARE_LOAD(fn) \
+#define SAMPLE_LOAD(fn) \
     if (!load_device_proc(context, "vk" #fn, f.fn)) \
         return Error::library(dmabridge::Errc::unsupported, "the device has no vk" #fn);
-    VK_SHARE_LOAD(CreateShaderModule)
-    VK_SHARE_LOAD(DestroyShaderModule)
-    VK_SHARE_LOAD(CreateDescriptorSetLayout)
-    VK_SHARE_LOAD(DestroyDescriptorSetLayout)
-    VK_SHARE_LOAD(CreatePipelineLayout)
-    VK_SHARE_LOAD(DestroyPipelineLayout)
-    VK_SHARE_LOAD(CreateComputePipelines)
-    VK_SHARE_LOAD(DestroyPipeline)
-    VK_SHARE_LOAD(CreateDescriptorPool)
-    VK_SHARE_LOAD(DestroyDescriptorPool)
-    VK_SHARE_LOAD(AllocateDescriptorSets)
-    VK_SHARE_LOAD(UpdateDescriptorSets)
-    VK_SHARE_LOAD(CreateImageView)
-    VK_SHARE_LOAD(DestroyImageView)
-    VK_SHARE_LOAD(CreateBuffer)
-    VK_SHARE_LOAD(DestroyBuffer)
-    VK_SHARE_LOAD(GetBufferMemoryRequirements)
-    VK_SHARE_LOAD(AllocateMemory)
-    VK_SHARE_LOAD(FreeMemory)
-    VK_SHARE_LOAD(BindBufferMemory)
-    VK_SHARE_LOAD(MapMemory)
-    VK_SHARE_LOAD(CmdPipelineBarrier)
-    VK_SHARE_LOAD(CmdBindPipeline)
-    VK_SHARE_LOAD(CmdBindDescriptorSets)
-    VK_SHARE_LOAD(CmdPushConstants)
-    VK_SHARE_LOAD(CmdDispatch)
-#undef VK_SHARE_LOAD
+    SAMPLE_LOAD(CreateShaderModule)
+    SAMPLE_LOAD(DestroyShaderModule)
+    SAMPLE_LOAD(CreateDescriptorSetLayout)
+    SAMPLE_LOAD(DestroyDescriptorSetLayout)
+    SAMPLE_LOAD(CreatePipelineLayout)
+    SAMPLE_LOAD(DestroyPipelineLayout)
+    SAMPLE_LOAD(CreateComputePipelines)
+    SAMPLE_LOAD(DestroyPipeline)
+    SAMPLE_LOAD(CreateDescriptorPool)
+    SAMPLE_LOAD(DestroyDescriptorPool)
+    SAMPLE_LOAD(AllocateDescriptorSets)
+    SAMPLE_LOAD(UpdateDescriptorSets)
+    SAMPLE_LOAD(CreateImageView)
+    SAMPLE_LOAD(DestroyImageView)
+    SAMPLE_LOAD(CreateBuffer)
+    SAMPLE_LOAD(DestroyBuffer)
+    SAMPLE_LOAD(GetBufferMemoryRequirements)
+    SAMPLE_LOAD(AllocateMemory)
+    SAMPLE_LOAD(FreeMemory)
+    SAMPLE_LOAD(BindBufferMemory)
+    SAMPLE_LOAD(MapMemory)
+    SAMPLE_LOAD(CreateImage)
+    SAMPLE_LOAD(DestroyImage)
+    SAMPLE_LOAD(GetImageMemoryRequirements)
+    SAMPLE_LOAD(BindImageMemory)
+    SAMPLE_LOAD(CmdCopyImageToBuffer)
+    SAMPLE_LOAD(CmdPipelineBarrier)
+    SAMPLE_LOAD(CmdBindPipeline)
+    SAMPLE_LOAD(CmdBindDescriptorSets)
+    SAMPLE_LOAD(CmdPushConstants)
+    SAMPLE_LOAD(CmdDispatch)
+#undef SAMPLE_LOAD
     return f;
 }
 
@@ -138,13 +143,14 @@ Result<Pipeline> make_pipeline(const DeviceFunctions& vk, const char* name, std:
     return Pipeline(vk.DestroyPipeline, vk.device, pipeline);
 }
 
-// A pool with exactly the descriptors of one set of `types`.
-Result<DescriptorPool> make_pool(const DeviceFunctions& vk, std::span<const VkDescriptorType> types) {
+// A pool with exactly the descriptors of `set_count` sets of `types`.
+Result<DescriptorPool> make_pool(const DeviceFunctions& vk, std::span<const VkDescriptorType> types,
+                                 std::uint32_t set_count) {
     std::vector<VkDescriptorPoolSize> sizes;
-    for (VkDescriptorType t : types) sizes.push_back({t, 1});
+    for (VkDescriptorType t : types) sizes.push_back({t, set_count});
     VkDescriptorPoolCreateInfo info{};
     info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO;
-    info.maxSets = 1;
+    info.maxSets = set_count;
     info.poolSizeCount = static_cast<std::uint32_t>(sizes.size());
     info.pPoolSizes = sizes.data();
     VkDescriptorPool pool = VK_NULL_HANDLE;
@@ -158,7 +164,8 @@ Result<DescriptorPool> make_pool(const DeviceFunctions& vk, std::span<const VkDe
 Result<ComputePipeline> ComputePipeline::create(const DeviceFunctions& vk, const char* name,
                                                 std::span<const std::uint32_t> spirv,
                                                 std::span<const VkDescriptorType> bindings,
-                                                std::uint32_t push_constant_bytes) {
+                                                std::uint32_t push_constant_bytes, std::uint32_t set_count) {
+    if (set_count == 0) return Error::library(dmabridge::Errc::invalid_argument, "a pipeline needs a descriptor set");
     ComputePipeline p;
     p.vk_ = vk;
     auto set_layout = make_set_layout(vk, bindings);
@@ -170,26 +177,27 @@ Result<ComputePipeline> ComputePipeline::create(const DeviceFunctions& vk, const
     auto pipeline = make_pipeline(vk, name, spirv, p.pipeline_layout_.get());
     if (!pipeline) return pipeline.error();
     p.pipeline_ = std::move(*pipeline);
-    auto pool = make_pool(vk, bindings);
+    auto pool = make_pool(vk, bindings, set_count);
     if (!pool) return pool.error();
     p.pool_ = std::move(*pool);
 
-    VkDescriptorSetLayout layout = p.set_layout_.get();
+    const std::vector<VkDescriptorSetLayout> layouts(set_count, p.set_layout_.get());
     VkDescriptorSetAllocateInfo alloc{};
     alloc.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO;
     alloc.descriptorPool = p.pool_.get();
-    alloc.descriptorSetCount = 1;
-    alloc.pSetLayouts = &layout;
-    if (VkResult r = vk.AllocateDescriptorSets(vk.device, &alloc, &p.set_); r != VK_SUCCESS)
+    alloc.descriptorSetCount = set_count;
+    alloc.pSetLayouts = layouts.data();
+    p.sets_.resize(set_count);
+    if (VkResult r = vk.AllocateDescriptorSets(vk.device, &alloc, p.sets_.data()); r != VK_SUCCESS)
         return vk_failure(r, "vkAllocateDescriptorSets");
     return p;
 }
 
-void ComputePipeline::set_storage_image(std::uint32_t binding, VkImageView view) const {
+void ComputePipeline::set_storage_image(std::uint32_t binding, VkImageView view, std::uint32_t set) const {
     const VkDescriptorImageInfo image{VK_NULL_HANDLE, view, VK_IMAGE_LAYOUT_GENERAL};
     VkWriteDescriptorSet write{};
     write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
-    write.dstSet = set_;
+    write.dstSet = sets_.at(set);
     write.dstBinding = binding;
     write.descriptorCount = 1;
     write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_IMAGE;
@@ -197,11 +205,11 @@ void ComputePipeline::set_storage_image(std::uint32_t binding, VkImageView view)
     vk_.UpdateDescriptorSets(vk_.device, 1, &write, 0, nullptr);
 }
 
-void ComputePipeline::set_storage_buffer(std::uint32_t binding, VkBuffer buffer) const {
+void ComputePipeline::set_storage_buffer(std::uint32_t binding, VkBuffer buffer, std::uint32_t set) const {
     const VkDescriptorBufferInfo info{buffer, 0, VK_WHOLE_SIZE};
     VkWriteDescriptorSet write{};
     write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
-    write.dstSet = set_;
+    write.dstSet = sets_.at(set);
     write.dstBinding = binding;
     write.descriptorCount = 1;
     write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
@@ -210,9 +218,10 @@ void ComputePipeline::set_storage_buffer(std::uint32_t binding, VkBuffer buffer)
 }
 
 void ComputePipeline::record_dispatch(VkCommandBuffer cmd, std::span<const std::byte> push_constants,
-                                      std::uint32_t width, std::uint32_t height) const {
+                                      std::uint32_t width, std::uint32_t height, std::uint32_t set) const {
     vk_.CmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline_.get());
-    vk_.CmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline_layout_.get(), 0, 1, &set_, 0, nullptr);
+    vk_.CmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline_layout_.get(), 0, 1, &sets_.at(set), 0,
+                             nullptr);
     if (!push_constants.empty())
         vk_.CmdPushConstants(cmd, pipeline_layout_.get(), VK_SHADER_STAGE_COMPUTE_BIT, 0,
                              static_cast<std::uint32_t>(push_constants.size()), push_constants.data());
@@ -235,6 +244,23 @@ std::optional<std::uint32_t> find_memory_type(const DeviceFunctions& vk, std::ui
     return std::nullopt;
 }
 
+// Allocates memory for `reqs` with `wanted` properties.
+Result<DeviceMemory> allocate(const DeviceFunctions& vk, const VkMemoryRequirements& reqs, VkMemoryPropertyFlags wanted,
+                              const char* what) {
+    const auto type = find_memory_type(vk, reqs.memoryTypeBits, wanted);
+    if (!type)
+        return Error::library(dmabridge::Errc::unsupported, std::string("no suitable memory type for ") + what + " of " +
+                                                                std::to_string(reqs.size) + " bytes");
+    VkMemoryAllocateInfo alloc{};
+    alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+    alloc.allocationSize = reqs.size;
+    alloc.memoryTypeIndex = *type;
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    if (VkResult r = vk.AllocateMemory(vk.device, &alloc, nullptr, &memory); r != VK_SUCCESS)
+        return vk_failure(r, "vkAllocateMemory " + std::to_string(reqs.size) + " bytes");
+    return DeviceMemory(vk.FreeMemory, vk.device, memory);
+}
+
 }  // namespace
 
 Result<HostBuffer> HostBuffer::create(const DeviceFunctions& vk, VkDeviceSize size, VkBufferUsageFlags usage) {
@@ -252,25 +278,47 @@ Result<HostBuffer> HostBuffer::create(const DeviceFunctions& vk, VkDeviceSize si
     VkMemoryRequirements reqs{};
     vk.GetBufferMemoryRequirements(vk.device, buffer, &reqs);
     // Coherent memory needs no flush or invalidate around the host's accesses.
-    const auto type = find_memory_type(vk, reqs.memoryTypeBits,
-                                       VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
-    if (!type)
-        return Error::library(dmabridge::Errc::unsupported, "no host-visible coherent memory type for a " +
-                                                                std::to_string(size) + "-byte buffer");
-    VkMemoryAllocateInfo alloc{};
-    alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
-    alloc.allocationSize = reqs.size;
-    alloc.memoryTypeIndex = *type;
-    VkDeviceMemory memory = VK_NULL_HANDLE;
-    if (VkResult r = vk.AllocateMemory(vk.device, &alloc, nullptr, &memory); r != VK_SUCCESS)
-        return vk_failure(r, "vkAllocateMemory " + std::to_string(reqs.size) + " bytes");
-    b.memory_ = DeviceMemory(vk.FreeMemory, vk.device, memory);
-
-    if (VkResult r = vk.BindBufferMemory(vk.device, buffer, memory, 0); r != VK_SUCCESS)
+    auto memory = allocate(vk, reqs, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
+                           "a host-visible buffer");
+    if (!memory) return memory.error();
+    b.memory_ = std::move(*memory);
+    if (VkResult r = vk.BindBufferMemory(vk.device, buffer, b.memory_.get(), 0); r != VK_SUCCESS)
         return vk_failure(r, "vkBindBufferMemory");
-    if (VkResult r = vk.MapMemory(vk.device, memory, 0, VK_WHOLE_SIZE, 0, &b.data_); r != VK_SUCCESS)
+    if (VkResult r = vk.MapMemory(vk.device, b.memory_.get(), 0, VK_WHOLE_SIZE, 0, &b.data_); r != VK_SUCCESS)
         return vk_failure(r, "vkMapMemory");
     return b;
 }
 
-}  // namespace vk_share
+Result<DeviceImage> DeviceImage::create(const DeviceFunctions& vk, VkFormat format, std::uint32_t width,
+                                        std::uint32_t height, VkImageUsageFlags usage) {
+    DeviceImage img;
+    VkImageCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO;
+    info.imageType = VK_IMAGE_TYPE_2D;
+    info.format = format;
+    info.extent = {width, height, 1};
+    info.mipLevels = 1;
+    info.arrayLayers = 1;
+    info.samples = VK_SAMPLE_COUNT_1_BIT;
+    info.tiling = VK_IMAGE_TILING_OPTIMAL;
+    info.usage = usage;
+    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    info.initialLayout = VK_IMAGE_LAYOUT_UNDEFINED;
+    VkImage image = VK_NULL_HANDLE;
+    if (VkResult r = vk.CreateImage(vk.device, &info, nullptr, &image); r != VK_SUCCESS)
+        return vk_failure(r, "vkCreateImage " + std::to_string(width) + "x" + std::to_string(height));
+    img.image_ = ImageHandle(vk.DestroyImage, vk.device, image);
+    VkMemoryRequirements reqs{};
+    vk.GetImageMemoryRequirements(vk.device, image, &reqs);
+    auto memory = allocate(vk, reqs, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, "an image");
+    if (!memory) return memory.error();
+    img.memory_ = std::move(*memory);
+    if (VkResult r = vk.BindImageMemory(vk.device, image, img.memory_.get(), 0); r != VK_SUCCESS)
+        return vk_failure(r, "vkBindImageMemory");
+    auto view = make_storage_view(vk, image, format);
+    if (!view) return view.error();
+    img.view_ = std::move(*view);
+    return img;
+}
+
+}  // namespace sample

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// The plain Vulkan the sample needs around dmabridge: its entry points, owned handles, a compute
-// pipeline with one descriptor set, a host-visible buffer and a storage-image view. Nothing here
-// knows about dma-bufs; main.cpp does the sharing.
+// The plain Vulkan the samples need around dmabridge: their entry points, owned handles, a compute
+// pipeline with one descriptor set, a host-visible buffer, a device-local storage image and a
+// storage-image view. Nothing here knows about dma-bufs; the samples do the sharing.
 
 #include <cstddef>
 #include <cstdint>
@@ -16,7 +16,7 @@
 #include <dmabridge/result.hpp>
 #include <dmabridge/vulkan/context.hpp>
 
-namespace vk_share {
+namespace sample {
 
 /// The device-level entry points the sample calls, loaded through Context::device_proc (the
 /// sample defines VK_NO_PROTOTYPES and links no loader), plus the one instance-level query.
@@ -46,6 +46,11 @@ struct DeviceFunctions {
     PFN_vkFreeMemory FreeMemory = nullptr;
     PFN_vkBindBufferMemory BindBufferMemory = nullptr;
     PFN_vkMapMemory MapMemory = nullptr;
+    PFN_vkCreateImage CreateImage = nullptr;
+    PFN_vkDestroyImage DestroyImage = nullptr;
+    PFN_vkGetImageMemoryRequirements GetImageMemoryRequirements = nullptr;
+    PFN_vkBindImageMemory BindImageMemory = nullptr;
+    PFN_vkCmdCopyImageToBuffer CmdCopyImageToBuffer = nullptr;
     PFN_vkCmdPipelineBarrier CmdPipelineBarrier = nullptr;
     PFN_vkCmdBindPipeline CmdBindPipeline = nullptr;
     PFN_vkCmdBindDescriptorSets CmdBindDescriptorSets = nullptr;
@@ -102,13 +107,16 @@ using DescriptorPool = DeviceObject<VkDescriptorPool, PFN_vkDestroyDescriptorPoo
 using ImageView = DeviceObject<VkImageView, PFN_vkDestroyImageView>;
 using BufferHandle = DeviceObject<VkBuffer, PFN_vkDestroyBuffer>;
 using DeviceMemory = DeviceObject<VkDeviceMemory, PFN_vkFreeMemory>;
+using ImageHandle = DeviceObject<VkImage, PFN_vkDestroyImage>;
 
 /// A 2D colour view of `image` for use as a storage image.
 dmabridge::Result<ImageView> make_storage_view(const DeviceFunctions& vk, VkImage image, VkFormat format);
 
 /// A compute pipeline whose shader reads its resources from one descriptor set (bindings
 /// 0, 1, ... of the given types) and takes `push_constant_bytes` of push constants.
-/// Owns its pipeline, layouts, and a pool holding its one descriptor set. Move-only.
+/// Owns its pipeline, layouts, and a pool holding `set_count` descriptor sets of that layout, so
+/// that work in flight can use one set each (a set must not change while work uses it).
+/// Move-only.
 /// Keeps a copy of the entry points: it stays valid wherever it is moved.
 class ComputePipeline {
 public:
@@ -116,17 +124,21 @@ public:
     static dmabridge::Result<ComputePipeline> create(const DeviceFunctions& vk, const char* name,
                                                      std::span<const std::uint32_t> spirv,
                                                      std::span<const VkDescriptorType> bindings,
-                                                     std::uint32_t push_constant_bytes);
+                                                     std::uint32_t push_constant_bytes,
+                                                     std::uint32_t set_count = 1);
 
-    /// Points `binding` at a storage image view in VK_IMAGE_LAYOUT_GENERAL. The descriptor set
-    /// must not be in use by pending work.
-    void set_storage_image(std::uint32_t binding, VkImageView view) const;
-    /// Points `binding` at the whole of a storage buffer. Same rule as above.
-    void set_storage_buffer(std::uint32_t binding, VkBuffer buffer) const;
+    /// Points `binding` of descriptor set `set` at a storage image view in
+    /// VK_IMAGE_LAYOUT_GENERAL. The set must not be in use by pending work.
+    void set_storage_image(std::uint32_t binding, VkImageView view, std::uint32_t set = 0) const;
+    /// Points `binding` of set `set` at the whole of a storage buffer. Same rule as above.
+    void set_storage_buffer(std::uint32_t binding, VkBuffer buffer, std::uint32_t set = 0) const;
 
-    /// Records bind, push constants and a dispatch covering `width` x `height` invocations.
+    /// Records bind (of descriptor set `set`), push constants and a dispatch covering
+    /// `width` x `height` invocations.
     void record_dispatch(VkCommandBuffer cmd, std::span<const std::byte> push_constants, std::uint32_t width,
-                         std::uint32_t height) const;
+                         std::uint32_t height, std::uint32_t set = 0) const;
+
+    std::uint32_t set_count() const noexcept { return static_cast<std::uint32_t>(sets_.size()); }
 
     /// The shaders' workgroup size (local_size_x and _y in shaders/*.comp).
     static constexpr std::uint32_t workgroup_size = 16;
@@ -137,7 +149,7 @@ private:
     PipelineLayout pipeline_layout_;
     Pipeline pipeline_;
     DescriptorPool pool_;
-    VkDescriptorSet set_ = VK_NULL_HANDLE;  // freed with pool_
+    std::vector<VkDescriptorSet> sets_;  // freed with pool_
 };
 
 /// A buffer in host-visible, host-coherent memory, mapped for its whole life (freeing the
@@ -158,4 +170,21 @@ private:
     void* data_ = nullptr;
 };
 
-}  // namespace vk_share
+/// A 2D image in device-local memory with a colour view, made for `usage` (optimal tiling).
+/// Move-only. The caller transitions it from VK_IMAGE_LAYOUT_UNDEFINED before first use.
+class DeviceImage {
+public:
+    static dmabridge::Result<DeviceImage> create(const DeviceFunctions& vk, VkFormat format, std::uint32_t width,
+                                                 std::uint32_t height, VkImageUsageFlags usage);
+
+    VkImage handle() const noexcept { return image_.get(); }
+    VkImageView view() const noexcept { return view_.get(); }
+
+private:
+    // Destroyed in reverse order: view, image, then its memory.
+    DeviceMemory memory_;
+    ImageHandle image_;
+    ImageView view_;
+};
+
+}  // namespace sample

@@ -1,0 +1,511 @@
+// SPDX-License-Identifier: MIT
+#include "camera_pipeline.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include <poll.h>
+
+#include <linux/videodev2.h>
+
+#include <dmabridge/cpu_access.hpp>
+#include <dmabridge/fence_watcher.hpp>
+#include <dmabridge/v4l2/buffer_ring.hpp>
+#include <dmabridge/v4l2/device.hpp>
+#include <dmabridge/vulkan/import_cache.hpp>
+#include <dmabridge/vulkan/sync_bridge.hpp>
+
+#include "gpu_converter.hpp"
+
+namespace camera {
+
+using dmabridge::Errc;
+using dmabridge::Error;
+using dmabridge::Result;
+using dmabridge::Status;
+namespace vulkan = dmabridge::vulkan;
+namespace v4l2 = dmabridge::v4l2;
+
+const char* to_string(Path p) noexcept { return p == Path::zero_copy ? "zero-copy" : "copy"; }
+
+namespace {
+
+double thread_cpu_us() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// The distinct dma-bufs of a description, and for each plane the index of its dma-buf there:
+// NV12 from one V4L2 buffer has two planes in one dma-buf, NV12M one dma-buf per plane.
+struct BufferSet {
+    std::vector<const dmabridge::DmaBuf*> buffers;
+    std::array<std::size_t, 2> of_plane{0, 0};
+};
+
+BufferSet distinct_buffers(const dmabridge::BufferDesc& desc) {
+    BufferSet set;
+    for (std::size_t p = 0; p < desc.planes.size() && p < 2; ++p) {
+        const auto& buf = desc.planes[p].buffer;
+        auto it = std::find_if(set.buffers.begin(), set.buffers.end(),
+                               [&](const dmabridge::DmaBuf* b) { return b->id() == buf.id(); });
+        set.of_plane[p] = static_cast<std::size_t>(it - set.buffers.begin());
+        if (it == set.buffers.end()) set.buffers.push_back(&buf);
+    }
+    if (desc.planes.size() < 2) set.of_plane[1] = set.of_plane[0];
+    return set;
+}
+
+constexpr VkBufferUsageFlags source_usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+const vulkan::BufferUse shader_read{VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT};
+
+}  // namespace
+
+// One V4L2 buffer (zero_copy) or one staging set (copy) and the frame the GPU works on in it.
+struct Slot {
+    // The slot's commands, recorded when its buffers were (re)bound, submitted every frame.
+    vulkan::RecordedCommands commands;
+    vulkan::Submission submission;
+    bool with_gpu = false;
+    std::uint64_t number = 0;
+    std::uint32_t v4l2_index = 0;
+    std::uint32_t sequence = 0;
+    // zero_copy: the cached imports and the semaphores of the frame in flight.
+    std::vector<vulkan::CachedBuffer> imports;
+    std::vector<vulkan::Acquire> acquires;
+    std::vector<vulkan::Release> releases;
+    std::uint32_t pending_watches = 0;
+    std::vector<dmabridge::WatchId> watches;
+    // copy: one staging buffer per dma-buf of the V4L2 buffer.
+    std::vector<sample::HostBuffer> staging;
+};
+
+struct CameraPipeline::State {
+    const vulkan::Context* context = nullptr;
+    PipelineOptions options;
+    double camera_fps = 0;
+    sample::DeviceFunctions vk;
+    std::optional<v4l2::Device> device;
+    std::optional<v4l2::BufferRing> ring;  // after device: stops streaming before the device closes
+    FrameLayout layout;
+    std::vector<BufferSet> buffer_sets;                    // per V4L2 buffer
+    std::vector<std::vector<dmabridge::Mapping>> mappings;  // copy: per V4L2 buffer, per dma-buf
+    std::vector<std::uint32_t> copy_bytes;                  // copy: bytes per dma-buf (sizeimage)
+    std::optional<dmabridge::FenceWatcher> watcher;
+    std::optional<vulkan::SyncBridge> bridge;
+    std::optional<GpuConverter> converter;
+    std::vector<Slot> slots;
+    // After slots: destroyed first, it waits for the fences the slots' Submissions own.
+    std::optional<vulkan::ImportCache> cache;
+
+    // run()'s bookkeeping.
+    std::deque<std::uint32_t> released;  // zero_copy: slots the watcher found idle, in that order
+    std::optional<Error> watch_error;
+    std::deque<std::uint32_t> copy_fifo;  // copy: slots with the GPU, oldest first
+    std::uint32_t queued = 0;             // buffers with the driver
+    std::uint32_t in_flight = 0;
+    std::uint64_t submitted = 0, completed = 0, wanted = 0;
+    PipelineStats stats;
+    const FrameCallback* on_frame = nullptr;
+
+    Status queue(std::uint32_t index) {
+        if (auto ok = ring->queue(index); !ok) return ok;
+        ++queued;
+        return {};
+    }
+    Status submit_zero_copy(const v4l2::Dequeued& d, double cpu_start);
+    Status submit_copy(const v4l2::Dequeued& d, double cpu_start);
+    Status finish(Slot& slot);
+    Status wait_for_gpu();
+};
+
+Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, const PipelineOptions& options) {
+    auto st = std::make_unique<State>();
+    st->context = &context;
+    st->options = options;
+    const std::uint32_t pixel_format = options.pixel_format ? options.pixel_format : V4L2_PIX_FMT_YUYV;
+    auto device = options.device.empty() ? v4l2::Device::find(v4l2::Direction::capture)
+                                         : v4l2::Device::open(options.device);
+    if (!device) return device.error().with_context("camera");
+    st->device.emplace(std::move(*device));
+    const auto& caps = st->device->capabilities();
+    if (!caps.capture || !caps.streaming)
+        return Error::library(Errc::unsupported, "camera: " + st->device->path() + " (" + caps.driver +
+                                                     ") cannot stream video capture");
+    auto format = st->device->set_format(v4l2::Direction::capture, options.width, options.height, pixel_format);
+    if (!format) return format.error().with_context("camera");
+    if (options.fps != 0) {
+        auto interval = st->device->set_frame_interval(v4l2::Direction::capture, {1, options.fps});
+        if (!interval) return interval.error().with_context("camera");
+        st->camera_fps = interval->numerator ? static_cast<double>(interval->denominator) / interval->numerator : 0;
+    }
+    if (options.ring_size == 0) return Error::library(Errc::invalid_argument, "camera: a ring of 0 buffers");
+    auto ring = v4l2::BufferRing::create_exported(*st->device, v4l2::Direction::capture, options.ring_size);
+    if (!ring) return ring.error().with_context("camera");
+    st->ring.emplace(std::move(*ring));
+    const auto n = static_cast<std::uint32_t>(st->ring->size());
+
+    for (std::uint32_t i = 0; i < n; ++i) {
+        auto layout = frame_layout(st->ring->buffer(i));
+        if (!layout) return layout.error().with_context("camera: " + st->device->path() + " buffer " + std::to_string(i));
+        st->layout = *layout;
+        st->buffer_sets.push_back(distinct_buffers(st->ring->buffer(i)));
+    }
+
+    auto vk = sample::DeviceFunctions::load(context);
+    if (!vk) return vk.error();
+    st->vk = *vk;
+    auto converter = GpuConverter::create(st->vk, format->width, format->height, n, options.readback);
+    if (!converter) return converter.error().with_context("camera: GPU converter");
+    st->converter.emplace(std::move(*converter));
+    st->slots.resize(n);
+
+    if (options.path == Path::zero_copy) {
+        auto bridge = vulkan::SyncBridge::create(context.device());
+        if (!bridge) return bridge.error();
+        st->bridge.emplace(std::move(*bridge));
+        auto watcher = dmabridge::FenceWatcher::create();
+        if (!watcher) return watcher.error();
+        st->watcher.emplace(std::move(*watcher));
+        // Room for every buffer of the ring: each is imported once, then always hit.
+        st->cache.emplace(context.device(), vulkan::ImportCacheOptions{.max_entries = std::size_t{n} * 2});
+    } else {
+        for (std::uint32_t i = 0; i < n; ++i) {
+            std::vector<dmabridge::Mapping> maps;
+            for (const auto* buf : st->buffer_sets[i].buffers) {
+                auto map = dmabridge::Mapping::map(*buf, dmabridge::Access::read);
+                if (!map) return map.error().with_context("camera: map V4L2 buffer " + std::to_string(i));
+                maps.push_back(std::move(*map));
+            }
+            st->mappings.push_back(std::move(maps));
+        }
+        for (std::size_t b = 0; b < st->buffer_sets[0].buffers.size(); ++b) {
+            const std::uint64_t size = st->buffer_sets[0].buffers[b]->size();
+            const std::uint32_t image = b < format->planes.size() ? format->planes[b].size_image : 0;
+            st->copy_bytes.push_back(static_cast<std::uint32_t>(std::min<std::uint64_t>(image ? image : size, size)));
+            for (auto& slot : st->slots) {
+                // As large as the dma-buf, so the layout checked against the dma-buf holds here.
+                auto staging = sample::HostBuffer::create(st->vk, size, source_usage);
+                if (!staging) return staging.error().with_context("camera: staging buffer");
+                slot.staging.push_back(std::move(*staging));
+            }
+        }
+    }
+    return CameraPipeline(std::move(st));
+}
+
+CameraPipeline::CameraPipeline(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+CameraPipeline::CameraPipeline(CameraPipeline&&) noexcept = default;
+CameraPipeline& CameraPipeline::operator=(CameraPipeline&&) noexcept = default;
+CameraPipeline::~CameraPipeline() = default;
+
+const FrameLayout& CameraPipeline::layout() const noexcept { return state_->layout; }
+const std::string& CameraPipeline::device_path() const noexcept { return state_->device->path(); }
+
+Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double cpu_start) {
+    Slot& slot = slots.at(d.index);
+    // The slot's last frame is complete (the slot came back from the driver after finish()); its
+    // fence stays alive until the import cache has the new one (set_last_use below).
+    const vulkan::Submission previous = std::move(slot.submission);
+    const BufferSet& set = buffer_sets.at(d.index);
+    // Cached imports: a miss the first time each V4L2 buffer comes, a hit ever after.
+    slot.imports.clear();
+    for (const auto* buf : set.buffers) {
+        auto imported = cache->import_buffer(*buf, source_usage);
+        if (!imported) return imported.error().with_context("camera: import V4L2 buffer " + std::to_string(d.index));
+        slot.imports.push_back(std::move(*imported));
+    }
+    slot.acquires.clear();
+    slot.releases.clear();
+    for (std::size_t b = 0; b < set.buffers.size(); ++b) {
+        auto acquire = bridge->acquire_buffer(*set.buffers[b], *slot.imports[b], dmabridge::Access::read, shader_read);
+        if (!acquire) return acquire.error().with_context("camera: acquire");
+        slot.acquires.push_back(std::move(*acquire));
+    }
+    for (std::size_t b = 0; b < set.buffers.size(); ++b) {
+        auto release = bridge->prepare_release_buffer(*slot.imports[b], shader_read, {&slot.acquires[b]});
+        if (!release) return release.error().with_context("camera: release");
+        slot.releases.push_back(std::move(*release));
+    }
+    const bool rebound = converter->bind(d.index, slot.imports[set.of_plane[0]]->handle(),
+                                         slot.imports[set.of_plane[1]]->handle());
+    if (rebound || !slot.commands.handle()) {
+        // The barriers name the buffers, which stay the same as long as the cache keeps them:
+        // recorded on the slot's first frame, then submitted as they are.
+        auto commands = context->record([&](VkCommandBuffer cmd) {
+            std::vector<VkBufferMemoryBarrier> acquire_barriers, release_barriers;
+            for (const auto& a : slot.acquires) acquire_barriers.push_back(a.buffer_barrier);
+            for (const auto& r : slot.releases) release_barriers.push_back(r.buffer_barrier);
+            vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
+                                  nullptr, static_cast<std::uint32_t>(acquire_barriers.size()),
+                                  acquire_barriers.data(), 0, nullptr);
+            converter->record(cmd, d.index, layout);
+            vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, 0,
+                                  0, nullptr, static_cast<std::uint32_t>(release_barriers.size()),
+                                  release_barriers.data(), 0, nullptr);
+        });
+        if (!commands) return commands.error().with_context("camera: record");
+        slot.commands = std::move(*commands);
+    }
+    vulkan::Context::SubmitSemaphores semaphores;
+    for (const auto& a : slot.acquires) {
+        semaphores.wait.push_back(a.semaphore.handle());
+        semaphores.wait_stages.push_back(a.wait_stage);
+    }
+    for (const auto& r : slot.releases) semaphores.signal.push_back(r.semaphore.handle());
+    auto submission = context->submit_async(slot.commands, semaphores);
+    if (!submission) return submission.error().with_context("camera: submit");
+    slot.submission = std::move(*submission);
+    const double cpu_submitted = thread_cpu_us();
+    stats.cpu_us_dequeue_to_submit += cpu_submitted - cpu_start;
+
+    // The GPU's read fence goes on the V4L2 buffer; the watcher hands the slot back once every
+    // fence on it has signalled (Access::write: the driver will write into it next).
+    const std::uint32_t index = d.index;
+    slot.pending_watches = 0;
+    slot.watches.clear();
+    for (std::size_t b = 0; b < set.buffers.size(); ++b) {
+        if (auto ok = bridge->publish(slot.releases[b], *set.buffers[b], dmabridge::Access::read,
+                                      slot.submission.fence());
+            !ok)
+            return ok.error().with_context("camera: publish");
+        cache->set_last_use(*slot.imports[b], slot.submission.fence());
+    }
+    for (std::size_t b = 0; b < set.buffers.size(); ++b) {
+        auto id = watcher->watch(
+            *set.buffers[b], dmabridge::Access::write,
+            [this, index](dmabridge::WatchId, dmabridge::WaitStatus status) {
+                if (status != dmabridge::WaitStatus::ready) {
+                    watch_error = Error::from_errno(ETIMEDOUT, "camera: the GPU kept V4L2 buffer " +
+                                                                      std::to_string(index) + " past the timeout");
+                    return;
+                }
+                if (--slots[index].pending_watches == 0) released.push_back(index);
+            },
+            options.timeout);
+        if (!id) return id.error().with_context("camera: watch");
+        slot.watches.push_back(*id);
+        ++slot.pending_watches;
+    }
+    stats.cpu_us_after_submit += thread_cpu_us() - cpu_submitted;
+    return {};
+}
+
+Status CameraPipeline::State::submit_copy(const v4l2::Dequeued& d, double cpu_start) {
+    // The staging slot: round robin; the oldest frame's GPU work must be done before reuse.
+    const auto k = static_cast<std::uint32_t>(submitted % slots.size());
+    Slot& slot = slots[k];
+    while (slot.with_gpu)
+        if (auto ok = wait_for_gpu(); !ok) return ok;
+    const vulkan::Submission previous = std::move(slot.submission);  // complete; freed on return
+    const BufferSet& set = buffer_sets.at(d.index);
+    for (std::size_t b = 0; b < set.buffers.size(); ++b) {
+        // The copy the zero-copy path avoids, bracketed as the kernel asks for CPU access.
+        auto cpu = dmabridge::CpuAccess::begin(*set.buffers[b], dmabridge::Access::read);
+        if (!cpu) return cpu.error().with_context("camera: begin CPU access");
+        std::memcpy(slot.staging[b].data(), mappings[d.index][b].data(), copy_bytes[b]);
+        if (auto ok = cpu->end(); !ok) return ok.error().with_context("camera: end CPU access");
+        stats.bytes_copied_by_cpu += copy_bytes[b];
+    }
+    // The frame is copied: the driver can have its buffer back at once.
+    if (auto ok = queue(d.index); !ok) return ok.error().with_context("camera: re-queue");
+    const bool rebound = converter->bind(k, slot.staging[set.of_plane[0]].handle(), slot.staging[set.of_plane[1]].handle());
+    if (rebound || !slot.commands.handle()) {
+        // Host writes before the submit are visible to it (coherent memory, submission order).
+        auto commands = context->record([&](VkCommandBuffer cmd) { converter->record(cmd, k, layout); });
+        if (!commands) return commands.error().with_context("camera: record");
+        slot.commands = std::move(*commands);
+    }
+    auto submission = context->submit_async(slot.commands, {});
+    if (!submission) return submission.error().with_context("camera: submit");
+    slot.submission = std::move(*submission);
+    stats.cpu_us_dequeue_to_submit += thread_cpu_us() - cpu_start;
+    copy_fifo.push_back(k);
+    return {};
+}
+
+// The GPU is done with `slot`'s frame: report it, and (zero_copy) give the buffer back.
+Status CameraPipeline::State::finish(Slot& slot) {
+    // zero_copy: the watcher says every fence on the buffer signalled; the submit's fence should
+    // say the same. Counted if not; the wait below makes sure either way.
+    if (options.path == Path::zero_copy && !slot.submission.done()) ++stats.released_before_gpu_done;
+    // Makes the read-back visible to the host (a no-op wait when done).
+    if (auto waited = slot.submission.wait(options.timeout); !waited || *waited != dmabridge::WaitStatus::ready)
+        return Error::from_errno(ETIMEDOUT, "camera: the GPU did not finish a frame in time");
+    const auto k = static_cast<std::uint32_t>(&slot - slots.data());
+    if (on_frame && *on_frame) {
+        FrameInfo info;
+        info.number = slot.number;
+        info.slot = slot.v4l2_index;
+        info.sequence = slot.sequence;
+        info.layout = layout;
+        info.rgba = converter->readback(k);
+        if (options.path == Path::zero_copy) {
+            info.source = &ring->buffer(slot.v4l2_index);
+        } else {
+            const BufferSet& set = buffer_sets.at(slot.v4l2_index);
+            const auto bytes = [&](std::size_t b) {
+                return std::span<const std::byte>(static_cast<const std::byte*>(slot.staging[b].data()),
+                                                  set.buffers[b]->size());
+            };
+            info.staged0 = bytes(set.of_plane[0]);
+            info.staged1 = bytes(set.of_plane[1]);
+        }
+        (*on_frame)(info);
+    }
+    slot.with_gpu = false;
+    --in_flight;
+    ++completed;
+    if (options.path == Path::zero_copy) {
+        slot.acquires.clear();  // their semaphores were used by the completed submit
+        slot.releases.clear();
+        if (submitted < wanted) {
+            if (auto ok = queue(slot.v4l2_index); !ok) return ok.error().with_context("camera: re-queue");
+        }
+    }
+    return {};
+}
+
+// Blocks until the GPU finishes something: the watcher (zero_copy) or the oldest copy frame.
+Status CameraPipeline::State::wait_for_gpu() {
+    const auto start = Clock::now();
+    if (options.path == Path::copy) {
+        if (copy_fifo.empty()) return Error::library(Errc::invalid_argument, "camera: nothing on the GPU to wait for");
+        const std::uint32_t k = copy_fifo.front();
+        copy_fifo.pop_front();
+        auto waited = slots[k].submission.wait(options.timeout);
+        stats.fence_wait_ms += ms_since(start);
+        if (!waited) return waited.error();
+        return finish(slots[k]);
+    }
+    auto ran = watcher->dispatch(options.timeout);
+    stats.fence_wait_ms += ms_since(start);
+    if (!ran) return ran.error().with_context("camera: fence watcher");
+    if (watch_error) return *watch_error;
+    if (*ran == 0 && released.empty())
+        return Error::from_errno(ETIMEDOUT, "camera: no GPU work completed within the timeout");
+    return {};
+}
+
+Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallback& on_frame) {
+    State& st = *state_;
+    st.stats = {};
+    st.stats.ring_size = static_cast<std::uint32_t>(st.ring->size());
+    st.stats.camera_fps = st.camera_fps;
+    st.stats.sync_mode = st.bridge ? vulkan::to_string(st.bridge->mode()) : "none (CPU copy)";
+    st.on_frame = &on_frame;
+    st.wanted = frames;
+    st.submitted = st.completed = 0;
+    st.queued = st.in_flight = 0;
+    st.released.clear();
+    st.watch_error.reset();
+    const auto cache_before = st.cache ? st.cache->stats() : vulkan::ImportCacheStats{};
+
+    for (std::uint32_t i = 0; i < st.ring->size(); ++i)
+        if (auto ok = st.queue(i); !ok) return ok.error().with_context("camera: queue");
+    if (auto ok = st.ring->stream_on(); !ok) return ok.error().with_context("camera");
+    const auto start = Clock::now();
+    const std::string device = st.device->path();
+
+    Status status;
+    while (status && st.completed < frames) {
+        // Slots the GPU released since the last turn.
+        while (status && !st.released.empty()) {
+            const std::uint32_t index = st.released.front();
+            st.released.pop_front();
+            status = st.finish(st.slots[index]);
+        }
+        if (!status || st.completed >= frames) break;
+        if (st.submitted == frames || st.queued == 0) {
+            // Everything is submitted, or every buffer is with the GPU: only the GPU can move.
+            status = st.wait_for_gpu();
+            continue;
+        }
+        std::array<pollfd, 2> fds{pollfd{st.device->fd(), POLLIN, 0}, pollfd{-1, POLLIN, 0}};
+        if (st.watcher) fds[1].fd = st.watcher->fd();
+        const int ready = ::poll(fds.data(), fds.size(), static_cast<int>(st.options.timeout.count()));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready < 0) {
+            status = Error::from_errno(errno, "camera: poll");
+            break;
+        }
+        if (ready == 0) {
+            status = Error::from_errno(ETIMEDOUT, "camera: no frame from " + device + " within " +
+                                                         std::to_string(st.options.timeout.count()) + " ms");
+            break;
+        }
+        if (fds[1].revents) {
+            auto ran = st.watcher->dispatch(dmabridge::Timeout{0});
+            if (!ran) status = ran.error();
+            else if (st.watch_error) status = *st.watch_error;
+            if (!status) break;
+        }
+        if (!fds[0].revents) continue;
+        const double cpu_start = thread_cpu_us();
+        auto d = st.ring->dequeue(dmabridge::Timeout{0});
+        if (!d) {
+            status = d.error().with_context("camera");
+            break;
+        }
+        if (!d->has_value()) continue;
+        --st.queued;
+        const v4l2::Dequeued frame = **d;
+        if (frame.error) {
+            ++st.stats.driver_errors;
+            status = st.queue(frame.index);
+            continue;
+        }
+        Slot& slot = st.slots[st.options.path == Path::zero_copy ? frame.index : st.submitted % st.slots.size()];
+        status = st.options.path == Path::zero_copy ? st.submit_zero_copy(frame, cpu_start)
+                                                    : st.submit_copy(frame, cpu_start);
+        if (!status) break;
+        slot.with_gpu = true;
+        slot.number = st.submitted++;
+        slot.v4l2_index = frame.index;
+        slot.sequence = frame.sequence;
+        st.stats.max_in_flight = std::max(st.stats.max_in_flight, ++st.in_flight);
+    }
+    // Whatever happened, leave nothing on the GPU and nothing streaming.
+    for (auto& slot : st.slots)
+        if (slot.with_gpu) (void)slot.submission.wait(st.options.timeout);
+    for (auto& slot : st.slots) {
+        if (st.watcher)
+            for (auto id : slot.watches) (void)st.watcher->cancel(id);
+        slot.watches.clear();
+        slot.with_gpu = false;
+        slot.acquires.clear();
+        slot.releases.clear();
+    }
+    st.copy_fifo.clear();
+    st.in_flight = 0;
+    st.released.clear();
+    const auto stopped = st.ring->stream_off();
+    if (!status) return status.error();
+    if (!stopped) return stopped.error().with_context("camera");
+
+    PipelineStats s = st.stats;
+    s.frames = st.completed;
+    s.seconds = ms_since(start) / 1000.0;
+    s.fps = s.seconds > 0 ? static_cast<double>(s.frames) / s.seconds : 0;
+    if (st.cache) {
+        const auto after = st.cache->stats();
+        s.cache_hits = after.hits - cache_before.hits;
+        s.cache_misses = after.misses - cache_before.misses;
+    }
+    if (s.frames > 0) {
+        s.cpu_us_dequeue_to_submit /= static_cast<double>(s.frames);
+        s.cpu_us_after_submit /= static_cast<double>(s.frames);
+    }
+    return s;
+}
+
+}  // namespace camera

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// CameraPipeline: V4L2 capture -> GPU conversion to RGBA, on either of two paths.
+//
+// zero_copy: the driver's buffers are exported (VIDIOC_EXPBUF) and imported into Vulkan once per
+//   ring slot through an ImportCache. Per frame: dequeue, cached import, acquire (SyncBridge),
+//   convert, release and publish the GPU's read fence on the buffer; a FenceWatcher gives the
+//   slot back to the driver once that fence signalled. The CPU touches no pixel.
+// copy: what most programs do today. The CPU copies each frame (through a mapping, inside a
+//   DMA_BUF_IOCTL_SYNC bracket) into a host-visible Vulkan buffer, re-queues the slot at once,
+//   and the same shader converts the copy.
+//
+// One thread drives everything: run() polls the V4L2 device and the watcher together.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include <dmabridge/access.hpp>
+#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/result.hpp>
+#include <dmabridge/vulkan/context.hpp>
+
+#include "conversion.hpp"
+
+namespace camera {
+
+enum class Path : std::uint8_t { zero_copy, copy };
+
+/// "zero-copy" or "copy".
+const char* to_string(Path p) noexcept;
+
+struct PipelineOptions {
+    std::string device;               ///< a V4L2 node; empty: the first capture device
+    std::uint32_t pixel_format = 0;   ///< a V4L2 fourcc (YUYV, UYVY, NV12, NM12, XR24); 0: YUYV
+    std::uint32_t width = 640;
+    std::uint32_t height = 480;
+    /// Frames per second to ask of the driver (VIDIOC_S_PARM); 0 keeps the driver's rate. The
+    /// driver may round it: PipelineStats::camera_fps says what it chose.
+    std::uint32_t fps = 0;
+    std::uint32_t ring_size = 4;      ///< buffers asked of the driver
+    Path path = Path::zero_copy;
+    /// Copy each converted frame into host memory for the on_frame callback (tests, PNGs).
+    bool readback = false;
+    /// How long to wait for the driver's next frame or the GPU before giving up.
+    dmabridge::Timeout timeout = std::chrono::seconds(10);
+};
+
+/// A converted frame, given to the on_frame callback once the GPU has finished with it.
+struct FrameInfo {
+    std::uint64_t number = 0;      ///< 0, 1, ... in capture order
+    std::uint32_t slot = 0;        ///< the V4L2 buffer index
+    std::uint32_t sequence = 0;    ///< the driver's frame counter
+    FrameLayout layout;
+    /// zero_copy: the V4L2 buffer the GPU read, not yet given back to the driver.
+    const dmabridge::BufferDesc* source = nullptr;
+    /// copy: the bytes the GPU read (the staging copy), plane 0 and plane 1.
+    std::span<const std::byte> staged0, staged1;
+    /// The converted frame (RGBA), when PipelineOptions::readback is set.
+    std::span<const std::uint8_t> rgba;
+};
+
+using FrameCallback = std::function<void(const FrameInfo&)>;
+
+struct PipelineStats {
+    std::uint64_t frames = 0;
+    std::uint64_t driver_errors = 0;       ///< buffers the driver flagged V4L2_BUF_FLAG_ERROR (skipped)
+    double seconds = 0;                    ///< from stream on to the last frame's completion
+    double fps = 0;
+    std::uint64_t cache_hits = 0;
+    std::uint64_t cache_misses = 0;
+    std::uint64_t bytes_copied_by_cpu = 0;
+    double fence_wait_ms = 0;              ///< time the thread was blocked on the GPU (fences)
+    /// CPU time of the thread (CLOCK_THREAD_CPUTIME_ID) per frame from dequeue to submit.
+    double cpu_us_dequeue_to_submit = 0;
+    /// CPU time per frame after submit: publishing fences, watching the buffer (zero_copy).
+    double cpu_us_after_submit = 0;
+    /// zero_copy: buffers the fence watcher found idle while the submit's VkFence had not
+    /// signalled yet. The slot is re-queued only after that fence anyway; 0 is expected.
+    std::uint64_t released_before_gpu_done = 0;
+    std::uint32_t ring_size = 0;           ///< buffers the driver gave
+    double camera_fps = 0;                 ///< the driver's frame rate (0: unknown)
+    std::uint32_t max_in_flight = 0;       ///< most frames on the GPU at once
+    std::string sync_mode;                 ///< the SyncBridge's mode (zero_copy)
+};
+
+class CameraPipeline {
+public:
+    /// Opens the device, sets the format (exactly; an adjusted format is an error naming what
+    /// the driver offers), allocates the ring and the GPU side. `context` must outlive it.
+    static dmabridge::Result<CameraPipeline> create(const dmabridge::vulkan::Context& context,
+                                                    const PipelineOptions& options);
+    CameraPipeline(CameraPipeline&&) noexcept;
+    CameraPipeline& operator=(CameraPipeline&&) noexcept;
+    ~CameraPipeline();
+
+    /// Streams until `frames` frames were converted, calling `on_frame` for each as the GPU
+    /// finishes it (before a zero-copy slot goes back to the driver), then stops streaming. On
+    /// error too, nothing is left on the GPU or streaming. May be called again.
+    dmabridge::Result<PipelineStats> run(std::uint64_t frames, const FrameCallback& on_frame = {});
+
+    /// The negotiated frame layout of the ring's buffers.
+    const FrameLayout& layout() const noexcept;
+    /// The V4L2 device's node.
+    const std::string& device_path() const noexcept;
+
+    struct State;
+
+private:
+    explicit CameraPipeline(std::unique_ptr<State> state) noexcept;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace camera

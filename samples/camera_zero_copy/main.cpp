@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+// camera_zero_copy: frames from a V4L2 camera converted to RGBA on a Vulkan device, with no CPU
+// copy of a pixel. Writes the first and last converted frames as PNGs and prints what it did.
+//
+//   camera_zero_copy [--device /dev/videoN] [--format YUYV|UYVY|NV12|NM12|XR24] [--size WxH]
+//                    [--frames N] [--fps N] [--ring N] [--output DIR] [--copy] [--validate]
+//
+// --copy runs the baseline instead (the CPU copies each frame into a Vulkan buffer), for
+// comparison. --validate enables the Vulkan validation layer and fails on any message.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <dmabridge/fourcc.hpp>
+#include <dmabridge/vulkan/context.hpp>
+
+#include "camera_pipeline.hpp"
+#include "png.hpp"
+
+namespace {
+
+struct Args {
+    camera::PipelineOptions pipeline;
+    std::uint64_t frames = 60;
+    std::string output = "out/demo";
+    bool validate = false;
+};
+
+[[noreturn]] void usage(const char* why) {
+    std::fprintf(stderr,
+                 "camera_zero_copy: %s\n"
+                 "usage: camera_zero_copy [--device /dev/videoN] [--format YUYV|UYVY|NV12|NM12|XR24] [--size WxH]\n"
+                 "                        [--frames N] [--fps N] [--ring N] [--output DIR] [--copy] [--validate]\n",
+                 why);
+    std::exit(2);
+}
+
+std::uint32_t parse_number(std::string_view text, const char* what) {
+    std::uint32_t value = 0;
+    if (text.empty() || text.size() > 9) usage((std::string("bad ") + what).c_str());
+    for (char c : text) {
+        if (c < '0' || c > '9') usage((std::string("bad ") + what).c_str());
+        value = value * 10 + static_cast<std::uint32_t>(c - '0');
+    }
+    return value;
+}
+
+Args parse(int argc, char** argv) {
+    Args a;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        const auto value = [&]() -> std::string_view {
+            if (i + 1 >= argc) usage(("missing value after " + std::string(arg)).c_str());
+            return argv[++i];
+        };
+        if (arg == "--device") {
+            a.pipeline.device = value();
+        } else if (arg == "--format") {
+            const auto f = value();
+            if (f.size() != 4) usage("--format takes a four-character code such as YUYV");
+            a.pipeline.pixel_format = dmabridge::fourcc_code(f[0], f[1], f[2], f[3]);  // V4L2 codes are built alike
+        } else if (arg == "--size") {
+            const auto s = value();
+            const auto x = s.find('x');
+            if (x == std::string_view::npos) usage("--size takes WxH, e.g. 640x480");
+            a.pipeline.width = parse_number(s.substr(0, x), "width");
+            a.pipeline.height = parse_number(s.substr(x + 1), "height");
+        } else if (arg == "--frames") {
+            a.frames = parse_number(value(), "frame count");
+            if (a.frames == 0) usage("--frames must be at least 1");
+        } else if (arg == "--fps") {
+            a.pipeline.fps = parse_number(value(), "frame rate");
+        } else if (arg == "--ring") {
+            a.pipeline.ring_size = parse_number(value(), "ring size");
+        } else if (arg == "--output") {
+            a.output = value();
+        } else if (arg == "--copy") {
+            a.pipeline.path = camera::Path::copy;
+        } else if (arg == "--validate") {
+            a.validate = true;
+        } else {
+            usage(("unknown argument " + std::string(arg)).c_str());
+        }
+    }
+    return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Args args = parse(argc, argv);
+    args.pipeline.readback = true;  // for the PNGs
+
+    dmabridge::vulkan::ContextOptions context_options;
+    context_options.validation = args.validate;
+    auto context = dmabridge::vulkan::Context::create(context_options);
+    if (!context) {
+        std::fprintf(stderr, "camera_zero_copy: %s\n", context.error().message().c_str());
+        return 1;
+    }
+    auto pipeline = camera::CameraPipeline::create(*context, args.pipeline);
+    if (!pipeline) {
+        std::fprintf(stderr, "camera_zero_copy: %s\n", pipeline.error().message().c_str());
+        return 1;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(args.output, ec);
+    if (ec) {
+        std::fprintf(stderr, "camera_zero_copy: cannot create %s: %s\n", args.output.c_str(), ec.message().c_str());
+        return 1;
+    }
+
+    const auto& layout = pipeline->layout();
+    std::printf("camera_zero_copy: %s, %s %ux%u, %s path, on %s\n", pipeline->device_path().c_str(),
+                camera::to_string(layout.format), layout.width, layout.height, camera::to_string(args.pipeline.path),
+                context->device().name().c_str());
+
+    std::vector<std::string> written;
+    std::string png_error;
+    const std::uint64_t last = args.frames - 1;
+    auto stats = pipeline->run(args.frames, [&](const camera::FrameInfo& frame) {
+        if (frame.number != 0 && frame.number != last) return;
+        const std::string path = args.output + (frame.number == 0 ? "/camera_first.png" : "/camera_last.png");
+        if (auto ok = sample::write_png(path, frame.layout.width, frame.layout.height, frame.rgba); !ok)
+            png_error = ok.error().message();
+        else
+            written.push_back(path);
+    });
+    if (!stats) {
+        std::fprintf(stderr, "camera_zero_copy: %s\n", stats.error().message().c_str());
+        return 1;
+    }
+    std::printf("frames:                 %llu in %.2f s, %.1f fps\n", static_cast<unsigned long long>(stats->frames),
+                stats->seconds, stats->fps);
+    if (stats->camera_fps > 0) std::printf("camera:                 %.1f fps (set with --fps)\n", stats->camera_fps);
+    std::printf("ring:                   %u V4L2 buffers, at most %u frames on the GPU at once\n", stats->ring_size,
+                stats->max_in_flight);
+    std::printf("import cache:           %llu misses, %llu hits\n", static_cast<unsigned long long>(stats->cache_misses),
+                static_cast<unsigned long long>(stats->cache_hits));
+    std::printf("bytes copied by the CPU: %llu\n", static_cast<unsigned long long>(stats->bytes_copied_by_cpu));
+    std::printf("waiting on fences:      %.1f ms\n", stats->fence_wait_ms);
+    std::printf("CPU per frame:          %.0f us dequeue to submit, %.0f us after submit\n",
+                stats->cpu_us_dequeue_to_submit, stats->cpu_us_after_submit);
+    std::printf("sync:                   %s\n", stats->sync_mode.c_str());
+    if (stats->driver_errors) std::printf("driver errors:          %llu frames skipped\n",
+                                          static_cast<unsigned long long>(stats->driver_errors));
+    for (const auto& path : written) std::printf("wrote %s\n", path.c_str());
+    if (!png_error.empty()) {
+        std::fprintf(stderr, "camera_zero_copy: %s\n", png_error.c_str());
+        return 1;
+    }
+    if (args.validate) {
+        const auto messages = context->validation_messages();
+        for (const auto& m : messages) std::fprintf(stderr, "validation: %s\n", m.c_str());
+        if (!messages.empty()) return 1;
+        std::printf("validation layer: 0 messages\n");
+    }
+    return 0;
+}

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT
+// Camera -> GPU through the zero-copy pipeline of samples/camera_zero_copy, on vivid and the
+// validating Vulkan device: every converted frame is checked against a CPU conversion of the
+// same captured bytes, cache and re-queue behaviour is counted, and bad inputs fail clearly.
+#include <dmabridge/cpu_access.hpp>
+#include <dmabridge/v4l2/buffer_ring.hpp>
+#include <dmabridge/v4l2/device.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include <linux/videodev2.h>
+
+#include <doctest/doctest.h>
+
+#include "camera_pipeline.hpp"
+#include "vk_fixture.hpp"
+
+using namespace dmabridge;
+using namespace dmabridge::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The whole buffer of a plane, mapped and bracketed for reading.
+struct MappedPlane {
+    Mapping map;
+    CpuAccess cpu;
+};
+
+MappedPlane map_for_read(const DmaBuf& buf) {
+    auto map = Mapping::map(buf, Access::read);
+    REQUIRE_MESSAGE(map, (map ? "" : map.error().message()));
+    auto cpu = CpuAccess::begin(buf, Access::read);
+    REQUIRE(cpu);
+    return {std::move(*map), std::move(*cpu)};
+}
+
+// The largest difference of any channel of any pixel.
+int max_difference(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) {
+    REQUIRE(a.size() == b.size());
+    int worst = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(int{a[i]} - int{b[i]}));
+    return worst;
+}
+
+// vivid's default picture is 75% colour bars: the leftmost bar is grey, the rightmost black.
+void check_colour_bars(std::span<const std::uint8_t> rgba, std::uint32_t width, std::uint32_t height) {
+    const auto px = [&](std::uint32_t x, std::uint32_t y) { return &rgba[(std::size_t{y} * width + x) * 4]; };
+    const std::uint8_t* grey = px(width / 16, height * 7 / 8);
+    CHECK(grey[0] > 150);
+    CHECK(grey[0] == grey[1]);
+    CHECK(grey[1] == grey[2]);
+    const std::uint8_t* black = px(width - width / 16, height * 7 / 8);
+    CHECK(black[0] < 20);
+    CHECK(black[3] == 255);
+}
+
+struct Run {
+    camera::PipelineStats stats;
+    std::uint64_t frames_checked = 0;
+    int worst = 0;
+    std::uint64_t busy_at_release = 0;  // source buffers still carrying unsignalled fences
+    std::set<std::uint32_t> slots;
+};
+
+Run run_and_check(camera::CameraPipeline& pipeline, std::uint64_t frames) {
+    Run r;
+    auto stats = pipeline.run(frames, [&](const camera::FrameInfo& f) {
+        REQUIRE(f.rgba.size() == std::size_t{f.layout.width} * f.layout.height * 4);
+        std::vector<std::uint8_t> expected;
+        if (f.source) {
+            // Zero-copy: the V4L2 buffer itself, not yet back with the driver. The GPU has
+            // released it: no fence may be pending on it any more.
+            for (const auto& plane : f.source->planes)
+                if (auto idle = plane.buffer.wait(Access::write, Timeout{0}); !idle || *idle != WaitStatus::ready)
+                    ++r.busy_at_release;
+            const auto& p0 = f.source->planes[0].buffer;
+            const auto& p1 = f.source->planes.size() > 1 ? f.source->planes[1].buffer : p0;
+            auto m0 = map_for_read(p0);
+            std::optional<MappedPlane> m1;
+            if (p1.id() != p0.id()) m1 = map_for_read(p1);
+            expected = camera::convert_on_cpu(f.layout, m0.map.bytes(), m1 ? m1->map.bytes() : m0.map.bytes());
+        } else {
+            expected = camera::convert_on_cpu(f.layout, f.staged0, f.staged1);
+        }
+        r.worst = std::max(r.worst, max_difference(f.rgba, expected));
+        if (f.number == 0) check_colour_bars(f.rgba, f.layout.width, f.layout.height);
+        r.slots.insert(f.slot);
+        ++r.frames_checked;
+    });
+    REQUIRE_MESSAGE(stats, (stats ? "" : stats.error().message()));
+    r.stats = *stats;
+    return r;
+}
+
+camera::PipelineOptions options_for(std::uint32_t pixel_format, std::string device = {}) {
+    camera::PipelineOptions o;
+    o.device = std::move(device);
+    o.pixel_format = pixel_format;
+    o.width = 640;
+    o.height = 480;
+    o.fps = 30;
+    o.ring_size = 4;
+    o.readback = true;
+    return o;
+}
+
+// The first capture node of vivid's multi-planar instance (ci/vm loads two: multiplanar=1,2).
+std::string multiplanar_capture_node() {
+    for (const auto& entry : std::filesystem::directory_iterator("/dev")) {
+        const std::string name = entry.path().filename().string();
+        if (name.rfind("video", 0) != 0) continue;
+        auto dev = v4l2::Device::open(entry.path().string());
+        if (dev && dev->capabilities().driver == "vivid" && dev->capabilities().capture &&
+            dev->capabilities().multiplanar)
+            return entry.path().string();
+    }
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(VkTest, "30 camera frames cross into the GPU without a CPU copy, matching a CPU conversion") {
+    for (std::uint32_t format : {V4L2_PIX_FMT_YUYV, V4L2_PIX_FMT_NV12, V4L2_PIX_FMT_XBGR32}) {
+        CAPTURE(v4l2::fourcc_name(format));
+        auto pipeline = camera::CameraPipeline::create(device_b().context(), options_for(format));
+        REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
+        const Run r = run_and_check(*pipeline, 30);
+        CHECK(r.frames_checked == 30);
+        CHECK(r.stats.frames == 30);
+        CHECK(r.worst <= 1);
+        CHECK(r.stats.bytes_copied_by_cpu == 0);
+        // Each ring slot is imported once; every later frame is a cache hit.
+        CHECK(r.stats.cache_misses == r.stats.ring_size);
+        CHECK(r.stats.cache_hits == 30 - r.stats.ring_size);
+        CHECK(r.slots.size() == r.stats.ring_size);
+        // No slot went back to the driver with the GPU's fence still pending.
+        CHECK(r.busy_at_release == 0);
+        CHECK(r.stats.released_before_gpu_done == 0);
+        CHECK(r.stats.sync_mode == "sync_file");
+        MESSAGE(v4l2::fourcc_name(format), ": ", r.stats.fps, " fps, max in flight ", r.stats.max_in_flight);
+    }
+}
+
+TEST_CASE_FIXTURE(VkTest, "NV12M from a multi-planar device: one dma-buf per plane, both imported and converted") {
+    const std::string node = multiplanar_capture_node();
+    REQUIRE_MESSAGE(!node.empty(), "no multi-planar vivid capture node (ci/vm loads vivid with multiplanar=1,2)");
+    auto pipeline = camera::CameraPipeline::create(device_b().context(), options_for(V4L2_PIX_FMT_NV12M, node));
+    REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
+    CHECK(pipeline->layout().format == camera::CameraFormat::nv12);
+    const Run r = run_and_check(*pipeline, 8);
+    CHECK(r.stats.frames == 8);
+    CHECK(r.worst <= 1);
+    // Two dma-bufs per slot: two imports per slot, then hits.
+    CHECK(r.stats.cache_misses == 2 * r.stats.ring_size);
+    CHECK(r.stats.cache_hits == 2 * (8 - r.stats.ring_size));
+}
+
+TEST_CASE_FIXTURE(VkTest, "the copy baseline converts the same way and counts every byte it copied") {
+    auto options = options_for(V4L2_PIX_FMT_YUYV);
+    options.path = camera::Path::copy;
+    auto pipeline = camera::CameraPipeline::create(device_b().context(), options);
+    REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
+    const Run r = run_and_check(*pipeline, 10);
+    CHECK(r.stats.frames == 10);
+    CHECK(r.worst <= 1);
+    CHECK(r.stats.bytes_copied_by_cpu == 10u * 640 * 480 * 2);
+    CHECK(r.stats.cache_hits + r.stats.cache_misses == 0);
+}
+
+TEST_CASE_FIXTURE(VkTest, "camera pipelines refuse bad devices, formats and sizes, and leave the device usable") {
+    const auto& ctx = device_b().context();
+    SUBCASE("a missing device") {
+        auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV, "/dev/video-missing"));
+        REQUIRE_FALSE(p);
+        CHECK(p.error().message().find("/dev/video-missing") != std::string::npos);
+        CHECK(p.error().code() == ENOENT);
+    }
+    SUBCASE("a device that cannot capture") {
+        auto out = v4l2::Device::find(v4l2::Direction::output);
+        REQUIRE(out);
+        auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV, out->path()));
+        REQUIRE_FALSE(p);
+        CHECK(p.error().message().find("cannot stream video capture") != std::string::npos);
+    }
+    SUBCASE("a format the driver does not offer") {
+        auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_H264));
+        REQUIRE_FALSE(p);
+        CHECK(p.error().message().find("instead") != std::string::npos);
+    }
+    SUBCASE("a format the driver offers but the shader cannot read") {
+        auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_RGB565));
+        REQUIRE_FALSE(p);
+        CHECK(p.error().message().find("YUYV, UYVY, NV12 and XR24") != std::string::npos);
+    }
+    SUBCASE("a size the driver does not offer") {
+        auto o = options_for(V4L2_PIX_FMT_YUYV);
+        o.width = 320;
+        o.height = 240;
+        auto p = camera::CameraPipeline::create(ctx, o);
+        REQUIRE_FALSE(p);
+        CHECK(p.error().message().find("320x180") != std::string::npos);
+    }
+    SUBCASE("a device another file is streaming") {
+        auto other = v4l2::Device::find(v4l2::Direction::capture);
+        REQUIRE(other);
+        REQUIRE(other->set_format(v4l2::Direction::capture, 640, 480, V4L2_PIX_FMT_YUYV));
+        auto ring = v4l2::BufferRing::create_exported(*other, v4l2::Direction::capture, 2);
+        REQUIRE(ring);
+        for (std::uint32_t i = 0; i < ring->size(); ++i) REQUIRE(ring->queue(i));
+        REQUIRE(ring->stream_on());
+        auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV, other->path()));
+        REQUIRE_FALSE(p);
+        CHECK(p.error().code() == EBUSY);
+    }
+    // Whatever failed above, the device streams again.
+    auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV));
+    REQUIRE_MESSAGE(p, (p ? "" : p.error().message()));
+    auto stats = p->run(3);
+    REQUIRE_MESSAGE(stats, (stats ? "" : stats.error().message()));
+    CHECK(stats->frames == 3);
+}
