@@ -83,10 +83,21 @@ struct Slot {
     std::vector<vulkan::CachedBuffer> imports;
     std::vector<vulkan::Acquire> acquires;
     std::vector<vulkan::Release> releases;
+    // The next frame's releases, prepared when the slot went back to the driver: they depend
+    // only on the slot's buffers, so preparing them is off the dequeue -> submit path.
+    std::vector<vulkan::Release> next_releases;
     std::uint32_t pending_watches = 0;
     std::vector<dmabridge::WatchId> watches;
     // copy: one staging buffer per dma-buf of the V4L2 buffer.
     std::vector<sample::HostBuffer> staging;
+    // The imports the commands (and next_releases) were made for.
+    std::vector<const vulkan::Buffer*> recorded_for;
+    bool commands_stale(const std::vector<vulkan::CachedBuffer>& now) const {
+        if (now.size() != recorded_for.size()) return true;
+        for (std::size_t i = 0; i < now.size(); ++i)
+            if (now[i].get() != recorded_for[i]) return true;
+        return false;
+    }
 };
 
 struct CameraPipeline::State {
@@ -115,6 +126,8 @@ struct CameraPipeline::State {
     std::uint32_t in_flight = 0;
     std::uint64_t submitted = 0, completed = 0, wanted = 0;
     PipelineStats stats;
+    std::vector<double> cpu_samples;  // per frame, dequeue -> submit
+    vulkan::Context::SubmitSemaphores submit_semaphores;
     const FrameCallback* on_frame = nullptr;
 
     Status queue(std::uint32_t index) {
@@ -231,11 +244,23 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
         if (!acquire) return acquire.error().with_context("camera: acquire");
         slot.acquires.push_back(std::move(*acquire));
     }
-    for (std::size_t b = 0; b < set.buffers.size(); ++b) {
-        auto release = bridge->prepare_release_buffer(*slot.imports[b], shader_read, {&slot.acquires[b]});
-        if (!release) return release.error().with_context("camera: release");
-        slot.releases.push_back(std::move(*release));
+    if (slot.next_releases.size() == set.buffers.size() && !slot.commands_stale(slot.imports)) {
+        slot.releases = std::move(slot.next_releases);
+        // A fence the acquire found goes forward with the release (see SyncBridge::publish).
+        for (std::size_t b = 0; b < set.buffers.size(); ++b)
+            if (slot.acquires[b].fences) {
+                auto carried = slot.acquires[b].fences->dup();
+                if (!carried) return carried.error().with_context("camera: release");
+                slot.releases[b].depends_on.push_back(std::move(*carried));
+            }
+    } else {
+        for (std::size_t b = 0; b < set.buffers.size(); ++b) {
+            auto release = bridge->prepare_release_buffer(*slot.imports[b], shader_read, {&slot.acquires[b]});
+            if (!release) return release.error().with_context("camera: release");
+            slot.releases.push_back(std::move(*release));
+        }
     }
+    slot.next_releases.clear();
     const bool rebound = converter->bind(d.index, slot.imports[set.of_plane[0]]->handle(),
                                          slot.imports[set.of_plane[1]]->handle());
     if (rebound || !slot.commands.handle()) {
@@ -255,8 +280,13 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
         });
         if (!commands) return commands.error().with_context("camera: record");
         slot.commands = std::move(*commands);
+        slot.recorded_for.clear();
+        for (const auto& i : slot.imports) slot.recorded_for.push_back(i.get());
     }
-    vulkan::Context::SubmitSemaphores semaphores;
+    auto& semaphores = submit_semaphores;  // reused: no allocation per frame
+    semaphores.wait.clear();
+    semaphores.wait_stages.clear();
+    semaphores.signal.clear();
     for (const auto& a : slot.acquires) {
         semaphores.wait.push_back(a.semaphore.handle());
         semaphores.wait_stages.push_back(a.wait_stage);
@@ -266,7 +296,7 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
     if (!submission) return submission.error().with_context("camera: submit");
     slot.submission = std::move(*submission);
     const double cpu_submitted = thread_cpu_us();
-    stats.cpu_us_dequeue_to_submit += cpu_submitted - cpu_start;
+    cpu_samples.push_back(cpu_submitted - cpu_start);
 
     // The GPU's read fence goes on the V4L2 buffer; the watcher hands the slot back once every
     // fence on it has signalled (Access::write: the driver will write into it next).
@@ -328,7 +358,7 @@ Status CameraPipeline::State::submit_copy(const v4l2::Dequeued& d, double cpu_st
     auto submission = context->submit_async(slot.commands, {});
     if (!submission) return submission.error().with_context("camera: submit");
     slot.submission = std::move(*submission);
-    stats.cpu_us_dequeue_to_submit += thread_cpu_us() - cpu_start;
+    cpu_samples.push_back(thread_cpu_us() - cpu_start);
     copy_fifo.push_back(k);
     return {};
 }
@@ -370,6 +400,13 @@ Status CameraPipeline::State::finish(Slot& slot) {
         slot.releases.clear();
         if (submitted < wanted) {
             if (auto ok = queue(slot.v4l2_index); !ok) return ok.error().with_context("camera: re-queue");
+            const double cpu_start = thread_cpu_us();
+            for (const auto& imported : slot.imports) {
+                auto release = bridge->prepare_release_buffer(*imported, shader_read);
+                if (!release) return release.error().with_context("camera: release");
+                slot.next_releases.push_back(std::move(*release));
+            }
+            stats.cpu_us_after_submit += thread_cpu_us() - cpu_start;
         }
     }
     return {};
@@ -399,6 +436,7 @@ Status CameraPipeline::State::wait_for_gpu() {
 Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallback& on_frame) {
     State& st = *state_;
     st.stats = {};
+    st.cpu_samples.clear();
     st.stats.ring_size = static_cast<std::uint32_t>(st.ring->size());
     st.stats.camera_fps = st.camera_fps;
     st.stats.sync_mode = st.bridge ? vulkan::to_string(st.bridge->mode()) : "none (CPU copy)";
@@ -484,6 +522,7 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
         slot.with_gpu = false;
         slot.acquires.clear();
         slot.releases.clear();
+        slot.next_releases.clear();
     }
     st.copy_fifo.clear();
     st.in_flight = 0;
@@ -501,9 +540,14 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
         s.cache_hits = after.hits - cache_before.hits;
         s.cache_misses = after.misses - cache_before.misses;
     }
-    if (s.frames > 0) {
-        s.cpu_us_dequeue_to_submit /= static_cast<double>(s.frames);
-        s.cpu_us_after_submit /= static_cast<double>(s.frames);
+    if (s.frames > 0) s.cpu_us_after_submit /= static_cast<double>(s.frames);
+    if (!st.cpu_samples.empty()) {
+        auto samples = st.cpu_samples;
+        double sum = 0;
+        for (double v : samples) sum += v;
+        s.cpu_us_dequeue_to_submit = sum / static_cast<double>(samples.size());
+        std::sort(samples.begin(), samples.end());
+        s.cpu_us_dequeue_to_submit_median = samples[samples.size() / 2];
     }
     return s;
 }

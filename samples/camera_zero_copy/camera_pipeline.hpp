@@ -74,9 +74,12 @@ struct PipelineStats {
     std::uint64_t cache_misses = 0;
     std::uint64_t bytes_copied_by_cpu = 0;
     double fence_wait_ms = 0;              ///< time the thread was blocked on the GPU (fences)
-    /// CPU time of the thread (CLOCK_THREAD_CPUTIME_ID) per frame from dequeue to submit.
+    /// CPU time of the thread (CLOCK_THREAD_CPUTIME_ID) per frame from dequeue to submit: the
+    /// mean, and the median (which one-off stalls such as page faults do not move).
     double cpu_us_dequeue_to_submit = 0;
-    /// CPU time per frame after submit: publishing fences, watching the buffer (zero_copy).
+    double cpu_us_dequeue_to_submit_median = 0;
+    /// CPU time per frame outside dequeue -> submit (zero_copy): publishing the GPU's fence,
+    /// watching the buffer, preparing the slot's next release when it goes back to the driver.
     double cpu_us_after_submit = 0;
     /// zero_copy: buffers the fence watcher found idle while the submit's VkFence had not
     /// signalled yet. The slot is re-queued only after that fence anyway; 0 is expected.

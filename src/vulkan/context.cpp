@@ -52,7 +52,7 @@ struct Context::Impl {
     PFN_vkWaitForFences wait_for_fences = nullptr;
     PFN_vkResetFences reset_fences = nullptr;
     // Fences of completed Submissions, reset, for the next submits (guarded by submit_mutex):
-    // a frame loop then creates none.
+    // a frame loop then creates no fence per frame.
     mutable std::vector<VkFence> free_fences;
     static constexpr std::size_t max_free_fences = 16;
 
@@ -378,8 +378,12 @@ Result<Submission> Context::submit_async(const RecordedCommands& commands, const
 Result<Submission> Context::submit_command_buffer(VkCommandBuffer cmd, bool owns,
                                                   const SubmitSemaphores& semaphores) const {
     auto& d = *impl_;
-    std::vector<VkSemaphore> waits, signals;
-    std::vector<VkPipelineStageFlags> stages;
+    // The non-null semaphores; kept in the thread's own buffers so a frame loop allocates nothing.
+    thread_local std::vector<VkSemaphore> waits, signals;
+    thread_local std::vector<VkPipelineStageFlags> stages;
+    waits.clear();
+    signals.clear();
+    stages.clear();
     for (std::size_t i = 0; i < semaphores.wait.size(); ++i) {
         if (!semaphores.wait[i]) continue;
         waits.push_back(semaphores.wait[i]);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "../sys.hpp"
@@ -118,7 +119,7 @@ struct SyncBridge::State {
 
     // The fences `access` must wait for on every distinct dma-buf, merged; nothing when all are
     // signalled already. Falls back to CPU waits when the kernel cannot export sync_files.
-    Result<std::optional<SyncFile>> pending_fences(const std::vector<const DmaBuf*>& bufs, Access access) {
+    Result<std::optional<SyncFile>> pending_fences(std::span<const DmaBuf* const> bufs, Access access) {
         std::optional<SyncFile> merged;
         for (const DmaBuf* buf : bufs) {
             // One poll() tells an idle buffer (a camera's, most of the time) apart without making
@@ -145,7 +146,7 @@ struct SyncBridge::State {
         return merged;
     }
 
-    Result<Acquire> acquire(const std::vector<const DmaBuf*>& bufs, Access access, VkPipelineStageFlags stage) {
+    Result<Acquire> acquire(std::span<const DmaBuf* const> bufs, Access access, VkPipelineStageFlags stage) {
         Acquire out;
         out.wait_stage = stage;
         if (current_mode() == SyncMode::sync_file) {
@@ -260,7 +261,8 @@ Result<Acquire> SyncBridge::acquire_image(const BufferDesc& desc, const Image& i
 }
 
 Result<Acquire> SyncBridge::acquire_buffer(const DmaBuf& dmabuf, const Buffer& buffer, Access access, const BufferUse& use) {
-    auto out = state_->acquire({&dmabuf}, access, use.stage);
+    const DmaBuf* const one[] = {&dmabuf};  // no allocation on this per-frame path
+    auto out = state_->acquire(one, access, use.stage);
     if (!out) return out.error();
     out->buffer_barrier = buffer_barrier(buffer, state_->foreign_family(), state_->device.queue_family_index(), 0, use.access);
     return out;
@@ -307,7 +309,7 @@ Result<Release> SyncBridge::prepare_release_buffer(const Buffer& buffer, const B
 
 namespace {
 
-Status publish_to(SyncBridge::State& st, Release& release, const std::vector<const DmaBuf*>& bufs, Access access,
+Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBuf* const> bufs, Access access,
                   VkFence submit_fence) {
     const auto& s = *st.device.state();
     if (release.semaphore.handle() && st.current_mode() == SyncMode::sync_file) {
@@ -362,7 +364,8 @@ Status SyncBridge::publish(Release& release, const BufferDesc& desc, Access acce
 }
 
 Status SyncBridge::publish(Release& release, const DmaBuf& dmabuf, Access access, VkFence submit_fence) {
-    return publish_to(*state_, release, {&dmabuf}, access, submit_fence);
+    const DmaBuf* const one[] = {&dmabuf};
+    return publish_to(*state_, release, one, access, submit_fence);
 }
 
 }  // namespace dmabridge::vulkan

@@ -10,7 +10,8 @@ namespace dmabridge::test {
 /// The number of fds this process has open (entries of /proc/self/fd).
 std::size_t open_fd_count();
 
-/// Fixture: fails the test if it ends with a different number of open fds than it started with.
+/// Fixture: fails the test if it ends with a different number of open fds than it started with
+/// (after up to half a second for driver threads to close what they hold).
 class FdLeakCheck {
 public:
     FdLeakCheck();

@@ -61,7 +61,8 @@ public:
     Submission& operator=(const Submission&) = delete;
     ~Submission();
 
-    /// The fence the submit signals (owned by this object).
+    /// The fence the submit signals, owned by this object. After the Submission is destroyed the
+    /// Context resets the fence and reuses it for a later submit: nothing may keep the handle.
     VkFence fence() const noexcept { return fence_; }
     /// True once the work completed (vkGetFenceStatus; never blocks).
     bool done() const;

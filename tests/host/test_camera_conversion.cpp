@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+// The camera sample's host-side pieces: the CPU reference conversion (which the kernel tests
+// hold the GPU to), the frame-layout checks in front of the shader, and the PNG writer.
+#include <dmabridge/fourcc.hpp>
+
+#include <cstring>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "conversion.hpp"
+#include "png.hpp"
+
+using namespace dmabridge;
+
+namespace {
+
+std::array<std::uint8_t, 3> rgb_of(std::uint8_t y, std::uint8_t u, std::uint8_t v) {
+    std::array<std::uint8_t, 3> rgb{};
+    camera::yuv_to_rgb(y, u, v, rgb.data());
+    return rgb;
+}
+
+ImageLayout layout(std::uint32_t fourcc, std::uint32_t w, std::uint32_t h, std::vector<PlaneLayout> planes) {
+    ImageLayout l;
+    l.width = w;
+    l.height = h;
+    l.fourcc = fourcc;
+    l.planes = std::move(planes);
+    return l;
+}
+
+std::uint32_t be32(const std::string& s, std::size_t at) {
+    return (std::uint32_t{static_cast<std::uint8_t>(s[at])} << 24) | (std::uint32_t{static_cast<std::uint8_t>(s[at + 1])} << 16) |
+           (std::uint32_t{static_cast<std::uint8_t>(s[at + 2])} << 8) | static_cast<std::uint8_t>(s[at + 3]);
+}
+
+}  // namespace
+
+TEST_CASE("BT.601 limited range: black, white and the primaries") {
+    CHECK(rgb_of(16, 128, 128) == std::array<std::uint8_t, 3>{0, 0, 0});
+    CHECK(rgb_of(235, 128, 128) == std::array<std::uint8_t, 3>{255, 255, 255});
+    CHECK(rgb_of(81, 90, 240) == std::array<std::uint8_t, 3>{255, 0, 0});    // red
+    CHECK(rgb_of(145, 54, 34) == std::array<std::uint8_t, 3>{0, 255, 1});    // green (8-bit rounding: B 1)
+    CHECK(rgb_of(41, 240, 110) == std::array<std::uint8_t, 3>{0, 0, 255});   // blue
+    CHECK(rgb_of(0, 0, 0) == std::array<std::uint8_t, 3>{0, 135, 0});        // out of range: clamped
+}
+
+TEST_CASE("the CPU reference reads YUYV pairs, NV12 planes and XR24 words as the shader does") {
+    // 2x2 YUYV, stride 8 (4 bytes of padding per row): Y0 U Y1 V.
+    const std::uint8_t yuyv[] = {16, 128, 235, 128, 0, 0, 0, 0, 81, 90, 81, 240, 0, 0, 0, 0};
+    auto f = camera::frame_layout(layout(fourcc::YUYV, 2, 2, {{0, 8, sizeof yuyv}}));
+    REQUIRE(f);
+    auto rgba = camera::convert_on_cpu(*f, std::as_bytes(std::span(yuyv)), std::as_bytes(std::span(yuyv)));
+    CHECK(std::vector<std::uint8_t>(rgba.begin(), rgba.begin() + 8) ==
+          std::vector<std::uint8_t>{0, 0, 0, 255, 255, 255, 255, 255});
+    CHECK(std::vector<std::uint8_t>(rgba.begin() + 8, rgba.end()) ==
+          std::vector<std::uint8_t>{255, 0, 0, 255, 255, 0, 0, 255});
+
+    // 2x2 NV12 in one buffer: 4 luma bytes, then one U V pair for all four pixels.
+    const std::uint8_t nv12[] = {16, 235, 235, 16, 128, 128};
+    f = camera::frame_layout(layout(fourcc::NV12, 2, 2, {{0, 2, sizeof nv12}, {4, 2, sizeof nv12}}));
+    REQUIRE(f);
+    rgba = camera::convert_on_cpu(*f, std::as_bytes(std::span(nv12)), std::as_bytes(std::span(nv12)));
+    CHECK(rgba[0] == 0);
+    CHECK(rgba[4] == 255);
+    CHECK(rgba[8] == 255);
+    CHECK(rgba[12] == 0);
+
+    // XR24: bytes B G R X.
+    const std::uint8_t xr24[] = {1, 2, 3, 99};
+    f = camera::frame_layout(layout(fourcc::XRGB8888, 1, 1, {{0, 4, 4}}));
+    REQUIRE(f);
+    rgba = camera::convert_on_cpu(*f, std::as_bytes(std::span(xr24)), std::as_bytes(std::span(xr24)));
+    CHECK(rgba == std::vector<std::uint8_t>{3, 2, 1, 255});
+}
+
+TEST_CASE("frames the shader could read out of bounds, or cannot read, are refused before any dispatch") {
+    // One byte short of the last row.
+    auto r = camera::frame_layout(layout(fourcc::YUYV, 640, 480, {{0, 1280, 1280 * 480 - 1}}));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().is(Errc::invalid_argument));
+    // A stride smaller than a row.
+    r = camera::frame_layout(layout(fourcc::YUYV, 640, 480, {{0, 1000, 1 << 22}}));
+    REQUIRE_FALSE(r);
+    // An offset that wraps around 64 bits.
+    r = camera::frame_layout(layout(fourcc::YUYV, 640, 480, {{~0ull - 10, 1280, 1 << 22}}));
+    REQUIRE_FALSE(r);
+    // Odd widths split a YUYV pair; odd heights an NV12 chroma row.
+    r = camera::frame_layout(layout(fourcc::YUYV, 3, 2, {{0, 8, 64}}));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message().find("odd width") != std::string::npos);
+    r = camera::frame_layout(layout(fourcc::NV12, 4, 3, {{0, 4, 64}, {12, 4, 64}}));
+    REQUIRE_FALSE(r);
+    // Formats and modifiers the shader does not read.
+    r = camera::frame_layout(layout(fourcc::RGB565, 4, 4, {{0, 8, 64}}));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().is(Errc::unsupported));
+    auto tiled = layout(fourcc::YUYV, 4, 4, {{0, 8, 64}});
+    tiled.modifier = 0x0100000000000001ull;  // I915_FORMAT_MOD_X_TILED
+    r = camera::frame_layout(tiled);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().is(Errc::unsupported));
+}
+
+TEST_CASE("the PNG writer stores the pixels losslessly with valid chunk checksums") {
+    const std::uint32_t w = 3, h = 2;
+    std::vector<std::uint8_t> rgba(w * h * 4);
+    for (std::size_t i = 0; i < rgba.size(); ++i) rgba[i] = static_cast<std::uint8_t>(i * 7);
+    const std::string png = sample::encode_png(w, h, rgba);
+    REQUIRE(png.size() > 8 + 25 + 12);
+    CHECK(png.compare(0, 8, std::string("\x89PNG\r\n\x1a\n", 8)) == 0);
+    CHECK(png.compare(12, 4, "IHDR") == 0);
+    CHECK(be32(png, 16) == w);
+    CHECK(be32(png, 20) == h);
+    // IEND is always the same 12 bytes, CRC included: the CRC-32 code is right.
+    CHECK(png.compare(png.size() - 12, 12, std::string("\0\0\0\0IEND\xae\x42\x60\x82", 12)) == 0);
+    // IDAT: zlib header, one stored block, then the rows with filter byte 0.
+    const std::size_t idat = 8 + 25;
+    CHECK(png.compare(idat + 4, 4, "IDAT") == 0);
+    const std::string z = png.substr(idat + 8, be32(png, idat));
+    CHECK(z.compare(0, 2, "\x78\x01") == 0);
+    CHECK(z[2] == '\x01');  // final stored block
+    const std::size_t len = static_cast<std::uint8_t>(z[3]) | (static_cast<std::uint8_t>(z[4]) << 8);
+    REQUIRE(len == h * (1 + w * 4));
+    for (std::uint32_t y = 0; y < h; ++y) {
+        CHECK(z[7 + y * (1 + w * 4)] == '\0');
+        CHECK(std::memcmp(z.data() + 7 + y * (1 + w * 4) + 1, rgba.data() + y * w * 4, w * 4) == 0);
+    }
+    CHECK_FALSE(sample::write_png("/nonexistent-dir/x.png", w, h, rgba));
+    CHECK_FALSE(sample::write_png("/tmp/never-written.png", w, h + 1, rgba));  // size mismatch
+}
