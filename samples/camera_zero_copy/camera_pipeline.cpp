@@ -127,6 +127,7 @@ struct CameraPipeline::State {
     std::uint64_t submitted = 0, completed = 0, wanted = 0;
     PipelineStats stats;
     std::vector<double> cpu_samples;  // per frame, dequeue -> submit
+    std::vector<double> before_submit_samples;  // per frame, dequeue -> the submit call
     vulkan::Context::SubmitSemaphores submit_semaphores;
     const FrameCallback* on_frame = nullptr;
 
@@ -292,6 +293,7 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
         semaphores.wait_stages.push_back(a.wait_stage);
     }
     for (const auto& r : slot.releases) semaphores.signal.push_back(r.semaphore.handle());
+    before_submit_samples.push_back(thread_cpu_us() - cpu_start);
     auto submission = context->submit_async(slot.commands, semaphores);
     if (!submission) return submission.error().with_context("camera: submit");
     slot.submission = std::move(*submission);
@@ -355,6 +357,7 @@ Status CameraPipeline::State::submit_copy(const v4l2::Dequeued& d, double cpu_st
         if (!commands) return commands.error().with_context("camera: record");
         slot.commands = std::move(*commands);
     }
+    before_submit_samples.push_back(thread_cpu_us() - cpu_start);
     auto submission = context->submit_async(slot.commands, {});
     if (!submission) return submission.error().with_context("camera: submit");
     slot.submission = std::move(*submission);
@@ -437,6 +440,7 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
     State& st = *state_;
     st.stats = {};
     st.cpu_samples.clear();
+    st.before_submit_samples.clear();
     st.stats.ring_size = static_cast<std::uint32_t>(st.ring->size());
     st.stats.camera_fps = st.camera_fps;
     st.stats.sync_mode = st.bridge ? vulkan::to_string(st.bridge->mode()) : "none (CPU copy)";
@@ -548,6 +552,11 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
         s.cpu_us_dequeue_to_submit = sum / static_cast<double>(samples.size());
         std::sort(samples.begin(), samples.end());
         s.cpu_us_dequeue_to_submit_median = samples[samples.size() / 2];
+    }
+    if (!st.before_submit_samples.empty()) {
+        auto samples = st.before_submit_samples;
+        std::sort(samples.begin(), samples.end());
+        s.cpu_us_before_submit_call_median = samples[samples.size() / 2];
     }
     return s;
 }

@@ -78,6 +78,8 @@ struct PipelineStats {
     /// mean, and the median (which one-off stalls such as page faults do not move).
     double cpu_us_dequeue_to_submit = 0;
     double cpu_us_dequeue_to_submit_median = 0;
+    /// The median up to the submit call: without the driver's vkQueueSubmit, which both paths pay.
+    double cpu_us_before_submit_call_median = 0;
     /// CPU time per frame outside dequeue -> submit (zero_copy): publishing the GPU's fence,
     /// watching the buffer, preparing the slot's next release when it goes back to the driver.
     double cpu_us_after_submit = 0;

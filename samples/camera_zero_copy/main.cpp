@@ -142,8 +142,8 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(stats->cache_hits));
     std::printf("bytes copied by the CPU: %llu\n", static_cast<unsigned long long>(stats->bytes_copied_by_cpu));
     std::printf("waiting on fences:      %.1f ms\n", stats->fence_wait_ms);
-    std::printf("CPU per frame:          %.0f us dequeue to submit, %.0f us outside it\n",
-                stats->cpu_us_dequeue_to_submit, stats->cpu_us_after_submit);
+    std::printf("CPU per frame:          %.0f us dequeue to submit (median; mean %.0f us), %.0f us outside it\n",
+                stats->cpu_us_dequeue_to_submit_median, stats->cpu_us_dequeue_to_submit, stats->cpu_us_after_submit);
     std::printf("sync:                   %s\n", stats->sync_mode.c_str());
     if (stats->driver_errors) std::printf("driver errors:          %llu frames skipped\n",
                                           static_cast<unsigned long long>(stats->driver_errors));
