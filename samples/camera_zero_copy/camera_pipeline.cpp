@@ -139,6 +139,16 @@ struct CameraPipeline::State {
     Status submit_zero_copy(const v4l2::Dequeued& d, double cpu_start);
     Status submit_copy(const v4l2::Dequeued& d, double cpu_start);
     Status finish(Slot& slot);
+    // The next frame's releases of the slot's imported buffers, into slot.next_releases.
+    Status prepare_releases(Slot& slot) {
+        slot.next_releases.clear();
+        for (const auto& imported : slot.imports) {
+            auto release = bridge->prepare_release_buffer(*imported, shader_read);
+            if (!release) return release.error().with_context("camera: release");
+            slot.next_releases.push_back(std::move(*release));
+        }
+        return {};
+    }
     Status wait_for_gpu();
 };
 
@@ -170,7 +180,8 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
 
     for (std::uint32_t i = 0; i < n; ++i) {
         auto layout = frame_layout(st->ring->buffer(i));
-        if (!layout) return layout.error().with_context("camera: " + st->device->path() + " buffer " + std::to_string(i));
+        if (!layout)
+            return layout.error().with_context("camera: " + st->device->path() + " buffer " + std::to_string(i));
         st->layout = *layout;
         st->buffer_sets.push_back(distinct_buffers(st->ring->buffer(i)));
     }
@@ -245,22 +256,18 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
         if (!acquire) return acquire.error().with_context("camera: acquire");
         slot.acquires.push_back(std::move(*acquire));
     }
-    if (slot.next_releases.size() == set.buffers.size() && !slot.commands_stale(slot.imports)) {
-        slot.releases = std::move(slot.next_releases);
-        // A fence the acquire found goes forward with the release (see SyncBridge::publish).
-        for (std::size_t b = 0; b < set.buffers.size(); ++b)
-            if (slot.acquires[b].fences) {
-                auto carried = slot.acquires[b].fences->dup();
-                if (!carried) return carried.error().with_context("camera: release");
-                slot.releases[b].depends_on.push_back(std::move(*carried));
-            }
-    } else {
-        for (std::size_t b = 0; b < set.buffers.size(); ++b) {
-            auto release = bridge->prepare_release_buffer(*slot.imports[b], shader_read, {&slot.acquires[b]});
-            if (!release) return release.error().with_context("camera: release");
-            slot.releases.push_back(std::move(*release));
+    // Releases depend only on the slot's buffers: usually prepared when the slot went back to
+    // the driver (finish()); on a slot's first frame, or after its imports changed, here.
+    if (slot.next_releases.size() != set.buffers.size() || slot.commands_stale(slot.imports))
+        if (auto ok = prepare_releases(slot); !ok) return ok;
+    slot.releases = std::move(slot.next_releases);
+    // A fence the acquire found goes forward with the release (see SyncBridge::publish).
+    for (std::size_t b = 0; b < set.buffers.size(); ++b)
+        if (slot.acquires[b].fences) {
+            auto carried = slot.acquires[b].fences->dup();
+            if (!carried) return carried.error().with_context("camera: release");
+            slot.releases[b].depends_on.push_back(std::move(*carried));
         }
-    }
     slot.next_releases.clear();
     const bool rebound = converter->bind(d.index, slot.imports[set.of_plane[0]]->handle(),
                                          slot.imports[set.of_plane[1]]->handle());
@@ -350,7 +357,8 @@ Status CameraPipeline::State::submit_copy(const v4l2::Dequeued& d, double cpu_st
     }
     // The frame is copied: the driver can have its buffer back at once.
     if (auto ok = queue(d.index); !ok) return ok.error().with_context("camera: re-queue");
-    const bool rebound = converter->bind(k, slot.staging[set.of_plane[0]].handle(), slot.staging[set.of_plane[1]].handle());
+    const bool rebound =
+        converter->bind(k, slot.staging[set.of_plane[0]].handle(), slot.staging[set.of_plane[1]].handle());
     if (rebound || !slot.commands.handle()) {
         // Host writes before the submit are visible to it (coherent memory, submission order).
         auto commands = context->record([&](VkCommandBuffer cmd) { converter->record(cmd, k, layout); });
@@ -404,11 +412,7 @@ Status CameraPipeline::State::finish(Slot& slot) {
         if (submitted < wanted) {
             if (auto ok = queue(slot.v4l2_index); !ok) return ok.error().with_context("camera: re-queue");
             const double cpu_start = thread_cpu_us();
-            for (const auto& imported : slot.imports) {
-                auto release = bridge->prepare_release_buffer(*imported, shader_read);
-                if (!release) return release.error().with_context("camera: release");
-                slot.next_releases.push_back(std::move(*release));
-            }
+            if (auto ok = prepare_releases(slot); !ok) return ok;
             stats.cpu_us_after_submit += thread_cpu_us() - cpu_start;
         }
     }

@@ -7,7 +7,6 @@
 #include <dmabridge/v4l2/device.hpp>
 
 #include <algorithm>
-#include <filesystem>
 #include <set>
 
 #include <linux/videodev2.h>
@@ -15,6 +14,7 @@
 #include <doctest/doctest.h>
 
 #include "camera_pipeline.hpp"
+#include "vivid_nodes.hpp"
 #include "vk_fixture.hpp"
 
 using namespace dmabridge;
@@ -109,15 +109,9 @@ camera::PipelineOptions options_for(std::uint32_t pixel_format, std::string devi
 
 // The first capture node of vivid's multi-planar instance (ci/vm loads two: multiplanar=1,2).
 std::string multiplanar_capture_node() {
-    for (const auto& entry : std::filesystem::directory_iterator("/dev")) {
-        const std::string name = entry.path().filename().string();
-        if (name.rfind("video", 0) != 0) continue;
-        auto dev = v4l2::Device::open(entry.path().string());
-        if (dev && dev->capabilities().driver == "vivid" && dev->capabilities().capture &&
-            dev->capabilities().multiplanar)
-            return entry.path().string();
-    }
-    return {};
+    auto dev = find_vivid_node(
+        [](const v4l2::Device& d) { return d.capabilities().capture && d.capabilities().multiplanar; });
+    return dev ? dev->path() : std::string{};
 }
 
 }  // namespace

@@ -10,7 +10,6 @@
 #include <dmabridge/cpu_access.hpp>
 
 #include <array>
-#include <filesystem>
 
 #include <linux/videodev2.h>
 
@@ -19,6 +18,7 @@
 #include <dmabridge_shaders/draw_yuyv.hpp>
 
 #include "conversion.hpp"
+#include "vivid_nodes.hpp"
 #include "vk_fixture.hpp"
 #include "vulkan_compute.hpp"
 
@@ -44,15 +44,12 @@ void required(Status s) { REQUIRE_MESSAGE(s, (s ? "" : s.error().message())); }
 
 // The output node of the same vivid instance as `capture`.
 v4l2::Device output_beside(const v4l2::Device& capture) {
-    for (const auto& entry : std::filesystem::directory_iterator("/dev")) {
-        if (entry.path().filename().string().rfind("video", 0) != 0) continue;
-        auto dev = v4l2::Device::open(entry.path().string());
-        if (dev && dev->capabilities().output && !dev->capabilities().multiplanar &&
-            dev->capabilities().bus == capture.capabilities().bus)
-            return std::move(*dev);
-    }
-    FAIL("no vivid output beside " << capture.path());
-    throw;  // not reached
+    auto out = find_vivid_node([&](const v4l2::Device& d) {
+        const auto& c = d.capabilities();
+        return c.output && !c.multiplanar && c.bus == capture.capabilities().bus;
+    });
+    REQUIRE_MESSAGE(out, "no vivid output beside " << capture.path());
+    return std::move(*out);
 }
 
 // Connects the capture's HDMI input to the output's HDMI output and turns the text overlay
