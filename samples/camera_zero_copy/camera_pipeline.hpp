@@ -73,13 +73,11 @@ struct PipelineStats {
     std::uint64_t cache_hits = 0;
     std::uint64_t cache_misses = 0;
     std::uint64_t bytes_copied_by_cpu = 0;
-    double fence_wait_ms = 0;              ///< time the thread was blocked on the GPU (fences)
+    double fence_wait_ms = 0;              ///< time the thread was blocked on the GPU (fences, publish)
     /// CPU time of the thread (CLOCK_THREAD_CPUTIME_ID) per frame from dequeue to submit: the
     /// mean, and the median (which one-off stalls such as page faults do not move).
     double cpu_us_dequeue_to_submit = 0;
     double cpu_us_dequeue_to_submit_median = 0;
-    /// The median up to the submit call: without the driver's vkQueueSubmit, which both paths pay.
-    double cpu_us_before_submit_call_median = 0;
     /// CPU time per frame outside dequeue -> submit (zero_copy): publishing the GPU's fence,
     /// watching the buffer, preparing the slot's next release when it goes back to the driver.
     double cpu_us_after_submit = 0;
@@ -89,7 +87,7 @@ struct PipelineStats {
     std::uint32_t ring_size = 0;           ///< buffers the driver gave
     double camera_fps = 0;                 ///< the driver's frame rate (0: unknown)
     std::uint32_t max_in_flight = 0;       ///< most frames on the GPU at once
-    std::string sync_mode;                 ///< the SyncBridge's mode (zero_copy)
+    std::string sync_mode;                 ///< the SyncBridge's mode and release mode (zero_copy)
 };
 
 class CameraPipeline {

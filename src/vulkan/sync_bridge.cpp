@@ -15,6 +15,15 @@ namespace dmabridge::vulkan {
 
 const char* to_string(SyncMode mode) noexcept { return mode == SyncMode::sync_file ? "sync_file" : "cpu_wait"; }
 
+const char* to_string(ReleaseMode mode) noexcept {
+    switch (mode) {
+        case ReleaseMode::automatic: return "automatic";
+        case ReleaseMode::export_fence: return "export_fence";
+        case ReleaseMode::wait_for_submit: return "wait_for_submit";
+    }
+    return "unknown";
+}
+
 // Exportable semaphores whose payload was exported (which unsignals a binary semaphore), kept
 // for the next release: creating one per frame is a measurable share of a frame's CPU time.
 struct detail::SemaphorePool {
@@ -81,6 +90,10 @@ struct SyncBridge::State {
     mutable std::mutex mutex;
     SyncMode mode = SyncMode::sync_file;
     std::string reason;
+    // sync_file mode: releases get no semaphore, publish waits for the submit (ReleaseMode).
+    bool release_waits = false;
+
+    bool release_has_semaphore() const { return !release_waits && current_mode() == SyncMode::sync_file; }
 
     std::uint32_t foreign_family() const {
         // FOREIGN also covers other drivers and devices; EXTERNAL (core) only the same driver.
@@ -229,6 +242,16 @@ VkBufferMemoryBarrier buffer_barrier(const Buffer& buffer, std::uint32_t src_fam
 
 }  // namespace
 
+namespace {
+// A driver that runs the GPU's work on CPU threads (lavapipe) has no kernel fence to export: its
+// SYNC_FD export waits until the queue is idle.
+bool without_kernel_fences(const detail::DeviceState& s) {
+    VkPhysicalDeviceProperties props{};
+    s.vkGetPhysicalDeviceProperties(s.handles.physical_device, &props);
+    return props.vendorID == VK_VENDOR_ID_MESA && props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+}
+}  // namespace
+
 Result<SyncBridge> SyncBridge::create(const Device& device, SyncBridgeOptions options) {
     auto state = std::make_shared<State>(device);
     state->options = options;
@@ -241,7 +264,13 @@ Result<SyncBridge> SyncBridge::create(const Device& device, SyncBridgeOptions op
     }
     if (state->mode == SyncMode::cpu_wait)
         dmabridge::detail::log_message(LogLevel::info, "sync bridge on " + device.name() + ": CPU waits: " + state->reason);
+    state->release_waits = options.release == ReleaseMode::wait_for_submit ||
+                           (options.release == ReleaseMode::automatic && without_kernel_fences(*device.state()));
     return SyncBridge(std::move(state));
+}
+
+ReleaseMode SyncBridge::release_mode() const {
+    return state_->release_has_semaphore() ? ReleaseMode::export_fence : ReleaseMode::wait_for_submit;
 }
 
 SyncMode SyncBridge::mode() const { return state_->current_mode(); }
@@ -284,7 +313,7 @@ Result<Release> SyncBridge::prepare_release_image(const Image& image, const Imag
                                                   std::initializer_list<const Acquire*> after) {
     Release out;
     if (auto ok = carry_forward(out, after); !ok) return ok.error();
-    if (state_->current_mode() == SyncMode::sync_file) {
+    if (state_->release_has_semaphore()) {
         auto sem = state_->make_semaphore(true);
         if (!sem) return sem.error();
         out.semaphore = std::move(*sem);
@@ -298,7 +327,7 @@ Result<Release> SyncBridge::prepare_release_buffer(const Buffer& buffer, const B
                                                    std::initializer_list<const Acquire*> after) {
     Release out;
     if (auto ok = carry_forward(out, after); !ok) return ok.error();
-    if (state_->current_mode() == SyncMode::sync_file) {
+    if (state_->release_has_semaphore()) {
         auto sem = state_->make_semaphore(true);
         if (!sem) return sem.error();
         out.semaphore = std::move(*sem);
@@ -349,9 +378,11 @@ Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBu
         }
         return {};
     }
-    // cpu_wait: the buffer is handed off only once the GPU is done with it.
+    // No semaphore (wait_for_submit, cpu_wait): the buffer is handed off only once the GPU is
+    // done with it.
     if (submit_fence == VK_NULL_HANDLE)
-        return Error::library(Errc::invalid_argument, "sync bridge: publish in cpu_wait mode needs the submit's fence");
+        return Error::library(Errc::invalid_argument,
+                              "sync bridge: publish without a release semaphore needs the submit's fence");
     if (VkResult r = s.vkWaitForFences(s.device(), 1, &submit_fence, VK_TRUE, UINT64_MAX); r != VK_SUCCESS)
         return detail::vk_error(r, "sync bridge: publish (CPU wait for the GPU)");
     return {};

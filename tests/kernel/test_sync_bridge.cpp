@@ -5,6 +5,7 @@
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -32,9 +33,12 @@ vulkan::ExportedImage export_on(VkHarness& h, std::uint32_t w = 64, std::uint32_
     return std::move(*e);
 }
 
+// cpu_wait, or sync_file with releases exported as sync_files (the path these tests are about;
+// lavapipe's automatic choice is wait_for_submit, tested on its own below).
 vulkan::SyncBridge bridge(bool cpu_wait) {
     vulkan::SyncBridgeOptions options;
     options.force_cpu_wait = cpu_wait;
+    options.release = vulkan::ReleaseMode::export_fence;
     auto b = vulkan::SyncBridge::create(device_b().device(), options);
     REQUIRE(b);
     CHECK(b->mode() == (cpu_wait ? vulkan::SyncMode::cpu_wait : vulkan::SyncMode::sync_file));
@@ -225,4 +229,46 @@ TEST_CASE_FIXTURE(VkTest, "the CPU-wait fallback times out clearly and reports w
     REQUIRE_FALSE(no_fence);
     CHECK(no_fence.error().is(Errc::invalid_argument));
     fenced.vgem.signal(fenced.fence);
+}
+
+TEST_CASE_FIXTURE(VkTest, "on lavapipe a release waits for its submit instead of exporting a sync_file") {
+    // lavapipe has no kernel fences: exporting a release semaphore would wait for its queue to
+    // go idle. The automatic release mode waits for the submit's own fence instead.
+    FencedImport fenced(true);
+    auto exporting = vulkan::SyncBridge::create(device_b().device(), {.release = vulkan::ReleaseMode::export_fence});
+    REQUIRE(exporting);
+    CHECK(exporting->release_mode() == vulkan::ReleaseMode::export_fence);
+    auto sync = vulkan::SyncBridge::create(device_b().device());
+    REQUIRE(sync);
+    CHECK(sync->mode() == vulkan::SyncMode::sync_file);
+    REQUIRE_MESSAGE(device_b().device().name().find("llvmpipe") != std::string::npos, "the suite runs on lavapipe");
+    CHECK(sync->release_mode() == vulkan::ReleaseMode::wait_for_submit);
+
+    auto acquire = sync->acquire_image(fenced.source.desc, *fenced.image, Access::write, transfer_dst);
+    REQUIRE(acquire);
+    REQUIRE(acquire->semaphore.handle() != VK_NULL_HANDLE);  // the GPU still waits for vgem
+    auto release = sync->prepare_release_image(*fenced.image, transfer_dst, {&*acquire});
+    REQUIRE(release);
+    CHECK(release->semaphore.handle() == VK_NULL_HANDLE);
+    auto submit = device_b().context().submit_async(
+        [&](VkCommandBuffer cmd) { record_barriers(cmd, {acquire->image_barrier, release->image_barrier}); },
+        {{acquire->semaphore.handle()}, {acquire->wait_stage}, {}});
+    REQUIRE(submit);
+    auto no_fence = sync->publish(*release, fenced.source.desc, Access::write, VK_NULL_HANDLE);
+    REQUIRE_FALSE(no_fence);
+    CHECK(no_fence.error().is(Errc::invalid_argument));
+
+    std::atomic<bool> published{false};
+    std::thread publisher([&] {
+        published = sync->publish(*release, fenced.source.desc, Access::write, submit->fence()).ok();
+    });
+    std::this_thread::sleep_for(200ms);
+    CHECK_FALSE(published.load());  // the submit waits for vgem, and publish for the submit
+    CHECK_FALSE(submit->done());
+    fenced.vgem.signal(fenced.fence);
+    publisher.join();
+    CHECK(published.load());
+    CHECK(submit->done());  // handed off only once the GPU is done
+    CHECK(ready(fenced.source.desc.planes[0].buffer.wait(Access::write, now)));
+    check_no_validation_messages();
 }

@@ -24,6 +24,12 @@
 /// Release made with `after` (the submit's Acquires) first adds those fences to the buffers.
 /// On drivers that hand submits to the kernel at once, publish() never blocks.
 ///
+/// Releases on drivers without kernel fences (ReleaseMode): lavapipe can export a semaphore's
+/// sync_file only once its queue has gone idle, which would stall the submits queued after the
+/// released one. There the release carries no semaphore and publish() waits for the submit's
+/// fence instead (measured: a 1080p frame loop kept the queue busy that way, instead of draining
+/// it every frame). The buffers end in the same state: the GPU's work on them is complete.
+///
 /// Fallback (SyncMode::cpu_wait), chosen when the device has no SYNC_FD semaphores
 /// (VK_KHR_external_semaphore_fd), when the kernel lacks DMA_BUF_IOCTL_EXPORT/IMPORT_SYNC_FILE
 /// (Linux < 6.0; found at first use), or when forced: acquire waits for the fences on the CPU
@@ -58,6 +64,16 @@ enum class SyncMode : std::uint8_t {
 /// "sync_file" or "cpu_wait".
 const char* to_string(SyncMode mode) noexcept;
 
+/// How publish() hands the GPU's completion to the dma-bufs in SyncMode::sync_file.
+enum class ReleaseMode : std::uint8_t {
+    automatic,        ///< wait_for_submit on drivers without kernel fences (lavapipe), else export_fence
+    export_fence,     ///< the release semaphore's sync_file goes onto the buffers; nothing waits
+    wait_for_submit,  ///< no release semaphore: publish() waits for the submit's fence on the CPU
+};
+
+/// "automatic", "export_fence" or "wait_for_submit".
+const char* to_string(ReleaseMode mode) noexcept;
+
 /// Options of a SyncBridge.
 struct SyncBridgeOptions {
     /// Use SyncMode::cpu_wait even where sync_files would work (for tests and for drivers whose
@@ -65,6 +81,8 @@ struct SyncBridgeOptions {
     bool force_cpu_wait = false;
     /// In cpu_wait mode, how long acquire waits for the buffer's fences.
     Timeout cpu_wait_timeout = forever;
+    /// How releases are published in sync_file mode (cpu_wait mode always waits for the submit).
+    ReleaseMode release = ReleaseMode::automatic;
 };
 
 /// How the GPU will use (or has used) an image around a submit.
@@ -147,6 +165,8 @@ public:
     SyncMode mode() const;
     /// Why the bridge is in cpu_wait mode (empty in sync_file mode).
     std::string mode_reason() const;
+    /// How publish() works now: export_fence, or wait_for_submit (chosen, or cpu_wait mode).
+    ReleaseMode release_mode() const;
 
     /// Before the GPU reads (Access::read) or writes (write, read_write) `image`, whose planes
     /// are the dma-bufs of `desc`: a semaphore carrying the planes' fences for that access
@@ -158,8 +178,9 @@ public:
     /// The same for a buffer imported from (or exported as) `dmabuf`.
     Result<Acquire> acquire_buffer(const DmaBuf& dmabuf, const Buffer& buffer, Access access, const BufferUse& use);
 
-    /// A semaphore (exportable as SYNC_FD) for the submit to signal, and the barrier that releases
-    /// `image` from `use` to the foreign queue family in GENERAL. `after` lists the submit's
+    /// A semaphore (exportable as SYNC_FD) for the submit to signal (none in wait_for_submit
+    /// release mode), and the barrier that releases `image` from `use` to the foreign queue
+    /// family in GENERAL. `after` lists the submit's
     /// Acquires, whose fences the release carries forward (see publish()).
     Result<Release> prepare_release_image(const Image& image, const ImageUse& use,
                                           std::initializer_list<const Acquire*> after = {});
@@ -168,7 +189,8 @@ public:
 
     /// After the submit that signals `release.semaphore` was queued: adds the GPU's completion
     /// to every distinct dma-buf of `desc` as a fence for `access` (write: everyone waits; read:
-    /// only writers wait). `submit_fence` is the submit's fence; only cpu_wait mode waits on it.
+    /// only writers wait). `submit_fence` is the submit's fence, which a Release without a
+    /// semaphore (wait_for_submit, cpu_wait) waits for before returning: null is an error there.
     Status publish(Release& release, const BufferDesc& desc, Access access, VkFence submit_fence);
     Status publish(Release& release, const DmaBuf& dmabuf, Access access, VkFence submit_fence);
 
