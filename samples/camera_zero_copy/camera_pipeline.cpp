@@ -503,7 +503,7 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
         }
         std::array<pollfd, 2> fds{pollfd{st.device->fd(), POLLIN, 0}, pollfd{-1, POLLIN, 0}};
         if (st.watcher) fds[1].fd = st.watcher->fd();
-        // Frames not published yet must be before the loop sleeps: their slots come back
+        // Frames not published yet are published before the loop sleeps: their slots come back
         // through the watcher, which needs their fences.
         int ready = st.unpublished.empty() ? 0 : ::poll(fds.data(), fds.size(), 0);
         if (ready == 0 && !st.unpublished.empty()) status = st.publish_pending(false);

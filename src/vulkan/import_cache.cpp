@@ -21,7 +21,10 @@ void mix(std::size_t& h, std::uint64_t v) {
 
 }  // namespace
 
-std::size_t ImportCache::KeyHash::operator()(const Key& k) const noexcept {
+// KeyHash and key_of are inlined into the import paths like hit() below: each call out of the
+// hit path costs more than the work it does under emulation, and where the calls land depends on
+// the library's layout (a hit measured 540 against 800 ns between two layouts).
+[[gnu::always_inline]] inline std::size_t ImportCache::KeyHash::operator()(const Key& k) const noexcept {
     std::size_t h = 0;
     for (std::uint32_t i = 0; i < k.plane_count; ++i) {
         mix(h, k.buffers[i].inode);
@@ -36,7 +39,7 @@ std::size_t ImportCache::KeyHash::operator()(const Key& k) const noexcept {
     return h;
 }
 
-ImportCache::Key ImportCache::key_of(const BufferDesc& desc, const ImageOptions& options) {
+[[gnu::always_inline]] inline ImportCache::Key ImportCache::key_of(const BufferDesc& desc, const ImageOptions& options) {
     Key k;
     k.plane_count = static_cast<std::uint32_t>(std::min<std::size_t>(desc.planes.size(), max_planes));
     for (std::uint32_t i = 0; i < k.plane_count; ++i) {
@@ -90,7 +93,7 @@ ImportCache::~ImportCache() {
     for (auto& e : retired_) wait(e.last_use);
 }
 
-ImportCache::Key ImportCache::key_of(const DmaBuf& dmabuf, VkBufferUsageFlags usage) {
+[[gnu::always_inline]] inline ImportCache::Key ImportCache::key_of(const DmaBuf& dmabuf, VkBufferUsageFlags usage) {
     Key k;  // fourcc 0 marks a buffer
     k.plane_count = 1;
     k.buffers[0] = dmabuf.id();
