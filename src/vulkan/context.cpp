@@ -378,28 +378,20 @@ Result<Submission> Context::submit_async(const RecordedCommands& commands, const
 Result<Submission> Context::submit_command_buffer(VkCommandBuffer cmd, bool owns,
                                                   const SubmitSemaphores& semaphores) const {
     auto& d = *impl_;
-    // The caller's lists go to the driver as they are when they need no fixing (the per-frame
-    // case): no copy, no allocation. Otherwise null handles are dropped and missing stages filled.
-    const auto has_null = [](const std::vector<VkSemaphore>& list) {
-        return std::find(list.begin(), list.end(), VkSemaphore{VK_NULL_HANDLE}) != list.end();
-    };
-    const bool as_given = semaphores.wait_stages.size() >= semaphores.wait.size() && !has_null(semaphores.wait) &&
-                          !has_null(semaphores.signal);
-    std::vector<VkSemaphore> waits, signals;
-    std::vector<VkPipelineStageFlags> stages;
-    if (!as_given) {
-        for (std::size_t i = 0; i < semaphores.wait.size(); ++i) {
-            if (!semaphores.wait[i]) continue;
-            waits.push_back(semaphores.wait[i]);
-            stages.push_back(i < semaphores.wait_stages.size() ? semaphores.wait_stages[i]
-                                                               : VkPipelineStageFlags{VK_PIPELINE_STAGE_ALL_COMMANDS_BIT});
-        }
-        for (VkSemaphore sem : semaphores.signal)
-            if (sem) signals.push_back(sem);
+    // The non-null semaphores; kept in the thread's own buffers so a frame loop allocates nothing.
+    thread_local std::vector<VkSemaphore> waits, signals;
+    thread_local std::vector<VkPipelineStageFlags> stages;
+    waits.clear();
+    signals.clear();
+    stages.clear();
+    for (std::size_t i = 0; i < semaphores.wait.size(); ++i) {
+        if (!semaphores.wait[i]) continue;
+        waits.push_back(semaphores.wait[i]);
+        stages.push_back(i < semaphores.wait_stages.size() ? semaphores.wait_stages[i]
+                                                           : VkPipelineStageFlags{VK_PIPELINE_STAGE_ALL_COMMANDS_BIT});
     }
-    const auto& wait_list = as_given ? semaphores.wait : waits;
-    const auto& stage_list = as_given ? semaphores.wait_stages : stages;
-    const auto& signal_list = as_given ? semaphores.signal : signals;
+    for (VkSemaphore sem : semaphores.signal)
+        if (sem) signals.push_back(sem);
     Submission sub;
     sub.context_ = impl_.get();
     if (owns) sub.cmd_ = cmd;  // freed with the Submission, also on the failures below
@@ -414,13 +406,13 @@ Result<Submission> Context::submit_command_buffer(VkCommandBuffer cmd, bool owns
     }
     VkSubmitInfo submit{};
     submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
-    submit.waitSemaphoreCount = static_cast<std::uint32_t>(wait_list.size());
-    submit.pWaitSemaphores = wait_list.data();
-    submit.pWaitDstStageMask = stage_list.data();
+    submit.waitSemaphoreCount = static_cast<std::uint32_t>(waits.size());
+    submit.pWaitSemaphores = waits.data();
+    submit.pWaitDstStageMask = stages.data();
     submit.commandBufferCount = 1;
     submit.pCommandBuffers = &cmd;
-    submit.signalSemaphoreCount = static_cast<std::uint32_t>(signal_list.size());
-    submit.pSignalSemaphores = signal_list.data();
+    submit.signalSemaphoreCount = static_cast<std::uint32_t>(signals.size());
+    submit.pSignalSemaphores = signals.data();
     if (VkResult r = d.queue_submit(d.queue, 1, &submit, sub.fence_); r != VK_SUCCESS) {
         // Not submitted: nothing will signal the fence, so the destructor must not wait for it.
         d.destroy_fence(d.device, sub.fence_, nullptr);

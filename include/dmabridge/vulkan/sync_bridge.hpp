@@ -180,8 +180,8 @@ public:
 
     /// A semaphore (exportable as SYNC_FD) for the submit to signal (none in wait_for_submit
     /// release mode), and the barrier that releases `image` from `use` to the foreign queue
-    /// family in GENERAL. `after` lists the submit's
-    /// Acquires, whose fences the release carries forward (see publish()).
+    /// family in GENERAL. `after` lists the submit's Acquires, whose fences the release carries
+    /// forward (see publish()).
     Result<Release> prepare_release_image(const Image& image, const ImageUse& use,
                                           std::initializer_list<const Acquire*> after = {});
     Result<Release> prepare_release_buffer(const Buffer& buffer, const BufferUse& use,
