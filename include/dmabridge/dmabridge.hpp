@@ -6,6 +6,7 @@
 #include <dmabridge/access.hpp>
 #include <dmabridge/allocator.hpp>
 #include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/completion.hpp>
 #include <dmabridge/cpu_access.hpp>
 #include <dmabridge/devices.hpp>
 #include <dmabridge/dma_heap.hpp>
@@ -14,6 +15,7 @@
 #include <dmabridge/format.hpp>
 #include <dmabridge/fourcc.hpp>
 #include <dmabridge/gbm_allocator.hpp>
+#include <dmabridge/import_key.hpp>
 #include <dmabridge/log.hpp>
 #include <dmabridge/result.hpp>
 #include <dmabridge/sync_file.hpp>

@@ -243,8 +243,8 @@ const std::string& CameraPipeline::device_path() const noexcept { return state_-
 
 Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double cpu_start) {
     Slot& slot = slots.at(d.index);
-    // The slot's last frame is complete (the slot came back from the driver after finish()); its
-    // fence stays alive until the import cache has the new one (set_last_use below).
+    // The slot's last frame is complete (the slot came back from the driver after finish()). The
+    // import cache holds that frame's completion itself, whatever happens to the Submission.
     const vulkan::Submission previous = std::move(slot.submission);
     const BufferSet& set = buffer_sets.at(d.index);
     // Cached imports: a miss the first time each V4L2 buffer comes, a hit ever after.
@@ -311,7 +311,9 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
     const double cpu_submitted = thread_cpu_us();
     cpu_samples.push_back(cpu_submitted - cpu_start);
 
-    for (std::size_t b = 0; b < set.buffers.size(); ++b) cache->set_last_use(*slot.imports[b], slot.submission.fence());
+    for (std::size_t b = 0; b < set.buffers.size(); ++b)
+        if (auto used = cache->set_last_use(*slot.imports[b], slot.submission); !used)
+            return used.error().with_context("camera: record the GPU's use");
     // Published by run() once it has tried to submit the next frame (publish_pending()).
     unpublished.push_back(d.index);
     stats.cpu_us_after_submit += thread_cpu_us() - cpu_submitted;

@@ -403,8 +403,9 @@ Result<FrameResult> receive_frame(vulkan::ImportCache& cache, PatternChecker& ch
 
     auto check = checker.submit_check(**image, received, frame, bridge, blocked);
     if (!check) return check.error().with_context("device B: check");
-    // The cache may destroy the image whenever it evicts the entry; it waits for this first.
-    cache.set_last_use(**image, check->submission.fence());
+    // The cache destroys the image, once evicted, only after this work completed.
+    if (auto used = cache.set_last_use(**image, check->submission); !used)
+        return used.error().with_context("device B: record the check's use");
     in_flight.push_back(std::move(*check));
     return result;
 }

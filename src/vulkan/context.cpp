@@ -3,6 +3,7 @@
 #include <dmabridge/vulkan/context.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <utility>
@@ -395,13 +396,14 @@ Result<Submission> Context::submit_command_buffer(VkCommandBuffer cmd, bool owns
     Submission sub;
     sub.context_ = impl_.get();
     if (owns) sub.cmd_ = cmd;  // freed with the Submission, also on the failures below
+    VkFence fence = VK_NULL_HANDLE;
     if (!d.free_fences.empty()) {
-        sub.fence_ = d.free_fences.back();
+        fence = d.free_fences.back();
         d.free_fences.pop_back();
     } else {
         VkFenceCreateInfo fence_info{};
         fence_info.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
-        if (VkResult r = d.create_fence(d.device, &fence_info, nullptr, &sub.fence_); r != VK_SUCCESS)
+        if (VkResult r = d.create_fence(d.device, &fence_info, nullptr, &fence); r != VK_SUCCESS)
             return detail::vk_error(r, "vkCreateFence");
     }
     VkSubmitInfo submit{};
@@ -413,12 +415,12 @@ Result<Submission> Context::submit_command_buffer(VkCommandBuffer cmd, bool owns
     submit.pCommandBuffers = &cmd;
     submit.signalSemaphoreCount = static_cast<std::uint32_t>(signals.size());
     submit.pSignalSemaphores = signals.data();
-    if (VkResult r = d.queue_submit(d.queue, 1, &submit, sub.fence_); r != VK_SUCCESS) {
-        // Not submitted: nothing will signal the fence, so the destructor must not wait for it.
-        d.destroy_fence(d.device, sub.fence_, nullptr);
-        sub.fence_ = VK_NULL_HANDLE;
+    if (VkResult r = d.queue_submit(d.queue, 1, &submit, fence); r != VK_SUCCESS) {
+        // Not submitted: nothing will signal the fence, so nobody may wait for it.
+        d.destroy_fence(d.device, fence, nullptr);
         return detail::vk_error(r, "vkQueueSubmit");
     }
+    sub.fence_ = std::make_shared<Submission::SharedFence>(impl_.get(), fence);
     return sub;
 }
 
@@ -455,15 +457,52 @@ Status Context::submit(const std::function<void(VkCommandBuffer)>& record, VkSem
     return {};
 }
 
+// The fence of a submitted batch, shared by its Submission and the completions made from it.
+// The last owner returns it, reset, to the Context's pool; by then the work has completed
+// (whoever held it waited for it, or it was seen done).
+struct Submission::SharedFence final : Completion {
+    SharedFence(const Context::Impl* context, VkFence f) noexcept : d(*context), fence(f) {}
+    ~SharedFence() override {
+        // Every holder waits or has seen the fence signalled before letting go; this wait is for
+        // the case where none did (a completion dropped unwaited) and returns at once otherwise.
+        d.wait_for_fences(d.device, 1, &fence, VK_TRUE, UINT64_MAX);
+        std::lock_guard lock(d.submit_mutex);  // the pool is shared with other submits
+        if (d.free_fences.size() < Context::Impl::max_free_fences && d.reset_fences(d.device, 1, &fence) == VK_SUCCESS)
+            d.free_fences.push_back(fence);
+        else
+            d.destroy_fence(d.device, fence, nullptr);
+    }
+    bool done() const override {
+        // Anything but VK_NOT_READY (signalled, or the device lost) means nothing runs any more.
+        return d.get_fence_status(d.device, fence) != VK_NOT_READY;
+    }
+    Result<WaitStatus> wait(Timeout timeout) const override {
+        const std::uint64_t ns = timeout.count() < 0 ? UINT64_MAX : static_cast<std::uint64_t>(timeout.count()) * 1000000ull;
+        VkResult r = d.wait_for_fences(d.device, 1, &fence, VK_TRUE, ns);
+        if (r == VK_TIMEOUT) return WaitStatus::timed_out;
+        if (r != VK_SUCCESS) return detail::vk_error(r, "wait for submission");
+        return WaitStatus::ready;
+    }
+    std::string describe() const override {
+        char text[64];
+        std::snprintf(text, sizeof text, "submission fence 0x%llx",
+                      static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(fence)));
+        return text;
+    }
+
+    const Context::Impl& d;
+    VkFence fence;
+};
+
 Submission::Submission(Submission&& o) noexcept
-    : context_(std::exchange(o.context_, nullptr)), fence_(std::exchange(o.fence_, VK_NULL_HANDLE)),
+    : context_(std::exchange(o.context_, nullptr)), fence_(std::move(o.fence_)),
       cmd_(std::exchange(o.cmd_, VK_NULL_HANDLE)) {}
 
 Submission& Submission::operator=(Submission&& o) noexcept {
     if (this != &o) {
         release();
         context_ = std::exchange(o.context_, nullptr);
-        fence_ = std::exchange(o.fence_, VK_NULL_HANDLE);
+        fence_ = std::move(o.fence_);
         cmd_ = std::exchange(o.cmd_, VK_NULL_HANDLE);
     }
     return *this;
@@ -474,39 +513,26 @@ Submission::~Submission() { release(); }
 void Submission::release() noexcept {
     if (!context_) return;
     auto& d = *static_cast<const Context::Impl*>(context_);
-    if (fence_) d.wait_for_fences(d.device, 1, &fence_, VK_TRUE, UINT64_MAX);
-    {
-        std::lock_guard lock(d.submit_mutex);  // the pools are shared with other submits
-        if (fence_) {
-            if (d.free_fences.size() < Context::Impl::max_free_fences &&
-                d.reset_fences(d.device, 1, &fence_) == VK_SUCCESS) {
-                d.free_fences.push_back(fence_);
-            } else {
-                d.destroy_fence(d.device, fence_, nullptr);
-            }
-        }
-        if (cmd_) d.free_command_buffers(d.device, d.pool, 1, &cmd_);
+    if (fence_) (void)fence_->wait(forever);  // the command buffer may be freed only after the work
+    if (cmd_) {
+        std::lock_guard lock(d.submit_mutex);  // the pool is shared with other submits
+        d.free_command_buffers(d.device, d.pool, 1, &cmd_);
     }
+    fence_.reset();  // pooled here, or by the last completion() holder
     context_ = nullptr;
-    fence_ = VK_NULL_HANDLE;
     cmd_ = VK_NULL_HANDLE;
 }
 
-bool Submission::done() const {
-    if (!context_ || !fence_) return true;
-    auto& d = *static_cast<const Context::Impl*>(context_);
-    return d.get_fence_status(d.device, fence_) == VK_SUCCESS;
-}
+VkFence Submission::fence() const noexcept { return fence_ ? fence_->fence : VK_NULL_HANDLE; }
+
+bool Submission::done() const { return !fence_ || fence_->done(); }
 
 Result<WaitStatus> Submission::wait(Timeout timeout) const {
-    if (!context_ || !fence_) return WaitStatus::ready;
-    auto& d = *static_cast<const Context::Impl*>(context_);
-    const std::uint64_t ns = timeout.count() < 0 ? UINT64_MAX : static_cast<std::uint64_t>(timeout.count()) * 1000000ull;
-    VkResult r = d.wait_for_fences(d.device, 1, &fence_, VK_TRUE, ns);
-    if (r == VK_TIMEOUT) return WaitStatus::timed_out;
-    if (r != VK_SUCCESS) return detail::vk_error(r, "wait for submission");
-    return WaitStatus::ready;
+    if (!fence_) return WaitStatus::ready;
+    return fence_->wait(timeout);
 }
+
+std::shared_ptr<const Completion> Submission::completion() const { return fence_; }
 
 std::vector<std::string> Context::validation_messages() const {
     std::lock_guard lock(impl_->messages_mutex);

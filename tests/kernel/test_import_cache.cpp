@@ -5,6 +5,7 @@
 #include <dmabridge/vulkan/import_cache.hpp>
 
 #include <atomic>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -42,6 +43,76 @@ BufferDesc udmabuf_image(std::uint32_t w, std::uint32_t h) {
     REQUIRE(desc);
     return std::move(*desc);
 }
+
+// GPU work on device B that touches `image` and cannot complete before a vgem fence signals:
+// it waits on a semaphore imported from that fence's sync_file. open() lets it run; the
+// destructor opens the gate if the test did not, and waits for the work.
+struct GatedWork {
+    explicit GatedWork(const vulkan::Image& image) : GatedWork(std::vector<const vulkan::Image*>{&image}) {}
+    explicit GatedWork(const std::vector<const vulkan::Image*>& images) {
+        const auto& ctx = device_b().context();
+        auto create_semaphore = reinterpret_cast<PFN_vkCreateSemaphore>(ctx.device_proc("vkCreateSemaphore"));
+        auto import_semaphore = reinterpret_cast<PFN_vkImportSemaphoreFdKHR>(ctx.device_proc("vkImportSemaphoreFdKHR"));
+        auto barrier = reinterpret_cast<PFN_vkCmdPipelineBarrier>(ctx.device_proc("vkCmdPipelineBarrier"));
+        REQUIRE(bool(import_semaphore));
+        gate.emplace(vgem.create_buffer());
+        fence_id = vgem.attach_fence(true);
+        auto sync = gate->export_sync_file(Access::read);
+        REQUIRE(sync);
+        VkSemaphoreCreateInfo sem_info{};
+        sem_info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO;
+        REQUIRE(create_semaphore(ctx.handles().device, &sem_info, nullptr, &semaphore) == VK_SUCCESS);
+        VkImportSemaphoreFdInfoKHR import{};
+        import.sType = VK_STRUCTURE_TYPE_IMPORT_SEMAPHORE_FD_INFO_KHR;
+        import.semaphore = semaphore;
+        import.flags = VK_SEMAPHORE_IMPORT_TEMPORARY_BIT;
+        import.handleType = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT;
+        import.fd = sync->release().release();  // Vulkan owns the fd once the import succeeds
+        REQUIRE(import_semaphore(ctx.handles().device, &import) == VK_SUCCESS);
+        std::vector<VkImage> handles;
+        for (const auto* image : images) handles.push_back(image->handle());
+        submission = ctx.submit_async(
+            [&](VkCommandBuffer cmd) {
+                std::vector<VkImageMemoryBarrier> barriers;
+                for (VkImage h : handles) {
+                    VkImageMemoryBarrier b{};
+                    b.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_BARRIER;
+                    b.oldLayout = VK_IMAGE_LAYOUT_UNDEFINED;
+                    b.newLayout = VK_IMAGE_LAYOUT_GENERAL;
+                    b.srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
+                    b.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
+                    b.image = h;
+                    b.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
+                    barriers.push_back(b);
+                }
+                barrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, 0, 0, nullptr, 0,
+                        nullptr, static_cast<std::uint32_t>(barriers.size()), barriers.data());
+            },
+            semaphore);
+        REQUIRE(submission);
+    }
+    void open() {
+        if (!opened) vgem.signal(fence_id);
+        opened = true;
+    }
+    ~GatedWork() {
+        open();
+        if (submission) (void)submission->wait(forever);
+        submission = vulkan::Submission{};
+        const auto& ctx = device_b().context();
+        auto destroy_semaphore = reinterpret_cast<PFN_vkDestroySemaphore>(ctx.device_proc("vkDestroySemaphore"));
+        destroy_semaphore(ctx.handles().device, semaphore, nullptr);
+    }
+    GatedWork(const GatedWork&) = delete;
+    GatedWork& operator=(const GatedWork&) = delete;
+
+    Vgem vgem;
+    std::optional<DmaBuf> gate;
+    std::uint32_t fence_id = 0;
+    bool opened = false;
+    VkSemaphore semaphore = VK_NULL_HANDLE;
+    Result<vulkan::Submission> submission = vulkan::Submission{};
+};
 
 }  // namespace
 
@@ -117,54 +188,14 @@ TEST_CASE_FIXTURE(VkTest, "the cache holds its bound by evicting the least recen
 }
 
 TEST_CASE_FIXTURE(VkTest, "an evicted image is destroyed only after the GPU's last use completes") {
-    const auto& ctx = device_b().context();
-    auto create_semaphore = reinterpret_cast<PFN_vkCreateSemaphore>(ctx.device_proc("vkCreateSemaphore"));
-    auto destroy_semaphore = reinterpret_cast<PFN_vkDestroySemaphore>(ctx.device_proc("vkDestroySemaphore"));
-    auto import_semaphore = reinterpret_cast<PFN_vkImportSemaphoreFdKHR>(ctx.device_proc("vkImportSemaphoreFdKHR"));
-    auto barrier = reinterpret_cast<PFN_vkCmdPipelineBarrier>(ctx.device_proc("vkCmdPipelineBarrier"));
-    REQUIRE(bool(import_semaphore));
-
     vulkan::ImportCache cache(device_b().device());
     BufferDesc desc = exported_image();
     auto image = cache.import(desc);
     REQUIRE(image);
 
-    // GPU work that cannot complete before a vgem fence signals: it waits on a semaphore
-    // imported from that fence's sync_file.
-    Vgem vgem;
-    DmaBuf gate = vgem.create_buffer();
-    const auto fence_id = vgem.attach_fence(true);
-    auto sync = gate.export_sync_file(Access::read);
-    REQUIRE(sync);
-    VkSemaphoreCreateInfo sem_info{};
-    sem_info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO;
-    VkSemaphore semaphore = VK_NULL_HANDLE;
-    REQUIRE(create_semaphore(ctx.handles().device, &sem_info, nullptr, &semaphore) == VK_SUCCESS);
-    VkImportSemaphoreFdInfoKHR import{};
-    import.sType = VK_STRUCTURE_TYPE_IMPORT_SEMAPHORE_FD_INFO_KHR;
-    import.semaphore = semaphore;
-    import.flags = VK_SEMAPHORE_IMPORT_TEMPORARY_BIT;
-    import.handleType = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT;
-    import.fd = sync->release().release();  // Vulkan owns the fd once the import succeeds
-    REQUIRE(import_semaphore(ctx.handles().device, &import) == VK_SUCCESS);
-
-    const VkImage handle = (*image)->handle();
-    auto pending = ctx.submit_async(
-        [&](VkCommandBuffer cmd) {
-            VkImageMemoryBarrier b{};
-            b.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_BARRIER;
-            b.oldLayout = VK_IMAGE_LAYOUT_UNDEFINED;
-            b.newLayout = VK_IMAGE_LAYOUT_GENERAL;
-            b.srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
-            b.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
-            b.image = handle;
-            b.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
-            barrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, 0, 0, nullptr, 0,
-                    nullptr, 1, &b);
-        },
-        semaphore);
-    REQUIRE(pending);
-    cache.set_last_use(**image, pending->fence());
+    GatedWork gated(**image);
+    auto& pending = gated.submission;
+    REQUIRE(cache.set_last_use(**image, *pending));
     image->reset();  // the cache's reference is the only one left
 
     CHECK(cache.evict(desc));
@@ -173,12 +204,10 @@ TEST_CASE_FIXTURE(VkTest, "an evicted image is destroyed only after the GPU's la
     CHECK(cache.collect() == 0);
     CHECK(cache.stats().retired == 1);  // so the image still exists
 
-    vgem.signal(fence_id);
+    gated.open();
     REQUIRE(*pending->wait(5000ms) == WaitStatus::ready);
     CHECK(cache.collect() == 1);
     CHECK(cache.stats().retired == 0);
-    pending = vulkan::Submission{};
-    destroy_semaphore(ctx.handles().device, semaphore, nullptr);
 }
 
 TEST_CASE_FIXTURE(VkTest, "four threads importing the same and different buffers keep consistent counters") {
@@ -249,4 +278,208 @@ TEST_CASE_FIXTURE(VkTest, "buffers are cached by dma-buf identity and usage, bes
     CHECK(cache.stats().misses == 4);
     CHECK(cache.evict_buffer(buf.id()) == 2);  // the image and the storage buffer
     CHECK(cache.stats().live_entries == 0);
+}
+
+TEST_CASE_FIXTURE(VkTest, "an image evicted between import and set_last_use is destroyed only after that use") {
+    // The README's draw() pattern with more buffers in one frame than the cache's bound: each
+    // import can evict an image imported earlier in the same frame, before its use is recorded.
+    vulkan::ImportCache cache(device_b().device(), {.max_entries = 1});
+    BufferDesc a = udmabuf_image(32, 8), b = udmabuf_image(32, 8);
+    auto image_a = cache.import(a);
+    REQUIRE(image_a);
+    auto image_b = cache.import(b);  // evicts a, whose use is not recorded yet
+    REQUIRE(image_b);
+    CHECK(cache.stats().evictions == 1);
+    CHECK(cache.stats().retired == 1);  // held by image_a: kept
+
+    GatedWork frame({image_a->get(), image_b->get()});
+    REQUIRE(cache.set_last_use(**image_a, *frame.submission));  // evicted, but still known
+    REQUIRE(cache.set_last_use(**image_b, *frame.submission));
+    const vulkan::Image* evicted = image_a->get();
+    image_a->reset();
+    image_b->reset();
+    CHECK(cache.collect() == 0);  // the GPU is blocked on the vgem fence: nothing is destroyed
+    CHECK(cache.stats().retired == 1);
+    // Its use can still be recorded through a reference the caller kept (another queue, say).
+    auto extra = cache.set_last_use(*evicted, *frame.submission);
+    CHECK(extra);
+
+    frame.open();
+    REQUIRE(*frame.submission->wait(5000ms) == WaitStatus::ready);
+    CHECK(cache.collect() == 1);
+    CHECK(cache.stats().retired == 0);
+    // Once destroyed, the object is unknown: recording a use is an error, not silence.
+    auto late = cache.set_last_use(*evicted, *frame.submission);
+    REQUIRE_FALSE(late);
+    CHECK(late.error().is(Errc::not_found));
+}
+
+TEST_CASE_FIXTURE(VkTest, "every recorded use is waited for, not only the latest") {
+    vulkan::ImportCache cache(device_b().device());
+    BufferDesc desc = udmabuf_image(32, 8);
+    auto image = cache.import(desc);
+    REQUIRE(image);
+    // Two uses that end in the opposite order of their recording, like two queues' work.
+    Vgem vgem;
+    DmaBuf first_gate = vgem.create_buffer();
+    const auto first = vgem.attach_fence(true);
+    auto first_sync = first_gate.export_sync_file(Access::read);
+    DmaBuf second_gate = vgem.create_buffer();
+    const auto second = vgem.attach_fence(true);
+    auto second_sync = second_gate.export_sync_file(Access::read);
+    REQUIRE(first_sync);
+    REQUIRE(second_sync);
+    REQUIRE(cache.set_last_use(**image, std::move(*first_sync)));
+    REQUIRE(cache.set_last_use(**image, std::move(*second_sync)));
+    image->reset();
+    REQUIRE(cache.evict(desc));
+    vgem.signal(second);
+    CHECK(cache.collect() == 0);  // the first use is still running
+    CHECK(cache.wait_idle(0ms).value() == WaitStatus::timed_out);
+    vgem.signal(first);
+    CHECK(cache.wait_idle(5000ms).value() == WaitStatus::ready);
+    CHECK(cache.collect() == 1);
+}
+
+TEST_CASE_FIXTURE(VkTest, "a Submission destroyed after set_last_use leaves the cache a fence that completes") {
+    // Its fence used to go back to the Context's pool, reset, while the cache still waited on
+    // it: the cache's destructor then waited forever on a fence nobody would signal.
+    vulkan::ImportCache cache(device_b().device());
+    BufferDesc desc = udmabuf_image(32, 8);
+    auto image = cache.import(desc);
+    REQUIRE(image);
+    {
+        GatedWork work(**image);
+        REQUIRE(cache.set_last_use(**image, *work.submission));
+    }  // opened, waited for, and the Submission destroyed
+    // More submits: a pooled fence would be reset and handed out again here.
+    const auto& ctx = device_b().context();
+    for (int i = 0; i < 3; ++i) {
+        auto other = ctx.submit_async([](VkCommandBuffer) {});
+        REQUIRE(other);
+        REQUIRE(*other->wait(5000ms) == WaitStatus::ready);
+    }
+    auto parked = ctx.submit_async([](VkCommandBuffer) {});  // keeps a pooled fence out, unwaited
+    REQUIRE(parked);
+    CHECK(cache.wait_idle(2000ms).value() == WaitStatus::ready);
+    CHECK(cache.evict(desc));
+    image->reset();
+    CHECK(cache.collect() == 1);
+}
+
+TEST_CASE_FIXTURE(VkTest, "an image description shaped like a cached buffer's key is imported, not a hit") {
+    vulkan::ImportCache cache(device_b().device());
+    BufferDesc desc = udmabuf_image(64, 16);
+    const DmaBuf& buf = desc.planes[0].buffer;
+    auto buffer = cache.import_buffer(buf, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT);
+    REQUIRE(buffer);
+    // fourcc 0, 0x0, stride = the dma-buf's size and the buffer's usage bits: a buffer entry's key
+    // before images and buffers had keys of their own kinds.
+    BufferDesc forged{0, 0, 0, 0, {}};
+    auto ref = buf.dup();
+    REQUIRE(ref);
+    forged.planes.push_back({std::move(*ref), 0, static_cast<std::uint32_t>(buf.size())});
+    vulkan::ImageOptions options;
+    options.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+    auto image = cache.import(forged, options);
+    REQUIRE_FALSE(image);  // refused by validation, never a null "hit"
+    CHECK(cache.stats().hits == 0);
+}
+
+TEST_CASE_FIXTURE(VkTest, "a released or moved-from dma-buf never reaches the cache's hit path") {
+    vulkan::ImportCache cache(device_b().device());
+    BufferDesc desc = udmabuf_image(32, 8);
+    REQUIRE(cache.import(desc));
+    auto released = desc.dup();
+    REQUIRE(released);
+    UniqueFd taken = released->planes[0].buffer.release();  // fd -1, identity of a cached buffer
+    auto result = cache.import(*released);
+    REQUIRE_FALSE(result);
+    CHECK(result.error().is_errno(EBADF));
+    auto moved = desc.dup();
+    REQUIRE(moved);
+    DmaBuf thief = std::move(moved->planes[0].buffer);
+    result = cache.import(*moved);
+    REQUIRE_FALSE(result);
+    CHECK(result.error().is_errno(EBADF));
+    auto buffer = cache.import_buffer(released->planes[0].buffer, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT);
+    REQUIRE_FALSE(buffer);
+    CHECK(buffer.error().is_errno(EBADF));
+    CHECK(cache.stats().hits == 0);
+    CHECK(cache.stats().misses == 1);
+    // Empty and moved-from Submissions and sync_files are refused, not recorded.
+    auto image = cache.import(desc);
+    REQUIRE(image);
+    CHECK_FALSE(cache.set_last_use(**image, vulkan::Submission{}));
+    auto fence = desc.planes[0].buffer.export_sync_file(Access::read);
+    REQUIRE(fence);
+    SyncFile kept = std::move(*fence);
+    CHECK_FALSE(cache.set_last_use(**image, std::move(*fence)));
+}
+
+TEST_CASE_FIXTURE(VkTest, "hits go on while another thread builds an import") {
+    vulkan::ImportCache cache(device_b().device(), {.max_entries = 64});
+    BufferDesc hot = udmabuf_image(32, 8);
+    REQUIRE(cache.import(hot));
+    std::vector<BufferDesc> cold;
+    for (int i = 0; i < 6; ++i) cold.push_back(udmabuf_image(640, 480));
+    std::atomic<bool> in_miss{false}, done{false};
+    std::atomic<int> hits_during_miss{0}, failures{0};
+    std::thread misser([&] {
+        for (auto& d : cold) {
+            in_miss = true;
+            if (!cache.import(d)) ++failures;  // a miss: an import that takes milliseconds
+            in_miss = false;
+            std::this_thread::sleep_for(1ms);
+        }
+        done = true;
+    });
+    while (!done) {
+        const bool started_in_miss = in_miss;
+        if (!cache.import(hot)) ++failures;
+        // Started and finished inside one miss: the hit did not wait for the import.
+        if (started_in_miss && in_miss) ++hits_during_miss;
+    }
+    misser.join();
+    CHECK(failures == 0);
+    CHECK(cache.stats().misses == 7);
+    MESSAGE("hits completed while a miss was being imported: " << hits_during_miss.load());
+    CHECK(hits_during_miss >= 20);
+}
+
+TEST_CASE_FIXTURE(VkTest, "eight threads mix hits, misses, evictions, last uses and clear") {
+    // The cache's thread safety under everything at once; also what the ThreadSanitizer build runs.
+    vulkan::ImportCache cache(device_b().device(), {.max_entries = 4});
+    std::vector<BufferDesc> descs;
+    for (int i = 0; i < 6; ++i) descs.push_back(udmabuf_image(32, 8));
+    constexpr int rounds = 30;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < rounds; ++i) {
+                const auto& desc = descs[static_cast<std::size_t>((i * 7 + t) % 6)];
+                auto copy = desc.dup();
+                if (!copy) { ++failures; continue; }
+                auto image = cache.import(*copy);
+                if (!image) { ++failures; continue; }
+                switch ((i + t) % 5) {
+                    case 0: {
+                        auto fence = copy->planes[0].buffer.export_sync_file(Access::read);
+                        if (!fence || !cache.set_last_use(**image, std::move(*fence))) ++failures;
+                        break;
+                    }
+                    case 1: cache.evict(*copy); break;
+                    case 2: cache.evict_buffer(copy->planes[0].buffer.id()); break;
+                    case 3: if (t == 0) cache.clear(); break;
+                    default: cache.collect(); break;
+                }
+                (void)cache.stats();
+            }
+        });
+    for (auto& th : threads) th.join();
+    CHECK(failures == 0);
+    cache.clear();
+    CHECK(cache.stats().live_entries == 0);
+    CHECK(cache.stats().retired == 0);  // every use was an already-signalled sync_file
 }

@@ -14,6 +14,7 @@
 #include <vulkan/vulkan_core.h>
 
 #include <dmabridge/access.hpp>
+#include <dmabridge/completion.hpp>
 #include <dmabridge/result.hpp>
 #include <dmabridge/vulkan/device.hpp>
 
@@ -61,18 +62,25 @@ public:
     Submission& operator=(const Submission&) = delete;
     ~Submission();
 
-    /// The fence the submit signals, owned by this object. After the Submission is destroyed the
-    /// Context resets the fence and reuses it for a later submit: nothing may keep the handle.
-    VkFence fence() const noexcept { return fence_; }
+    /// The fence the submit signals, owned by this object (VK_NULL_HANDLE when empty). Once the
+    /// Submission and every completion() of it are gone, the Context resets the fence and reuses
+    /// it for a later submit: keep completion(), not the handle, to wait for the work later.
+    VkFence fence() const noexcept;
     /// True once the work completed (vkGetFenceStatus; never blocks).
     bool done() const;
     /// Waits for the work; WaitStatus::timed_out when `timeout` passes first.
     Result<WaitStatus> wait(Timeout timeout = forever) const;
+    /// The work's completion, sharing the fence: while it is held the fence is neither reset nor
+    /// reused, whatever happens to the Submission. Null for an empty (moved-from) Submission.
+    /// The Context must outlive it.
+    std::shared_ptr<const Completion> completion() const;
+
+    struct SharedFence;
 
 private:
     friend class Context;
     const void* context_ = nullptr;  // the Context::Impl
-    VkFence fence_ = VK_NULL_HANDLE;
+    std::shared_ptr<SharedFence> fence_;
     VkCommandBuffer cmd_ = VK_NULL_HANDLE;
     void release() noexcept;
 };

@@ -7,90 +7,111 @@
 /// user-space echo of the kernel's cached attachment mapping.
 ///
 /// Life cycle: import() (a miss imports, a hit returns the earlier image) ... use the image on
-/// the GPU ... set_last_use() with what signals when that use completes ... eviction (LRU, or
-/// evict()/clear()) retires the entry ... the image is destroyed once its last use completed
-/// (collect(), called by every import(), or the cache's destructor, which waits).
+/// the GPU ... set_last_use() with what signals when that use completes ... drop the handle.
+/// Eviction (the LRU bound, evict(), evict_buffer(), clear()) only retires an entry: the cache
+/// destroys a retired image once no handle to it is left outside the cache and every use
+/// recorded for it has completed. So an image evicted between import() and set_last_use() (by
+/// another import of the same frame, or another thread) still gets its use recorded, and is never
+/// destroyed while the GPU may read it, whatever the order of these calls.
+///
+/// What the cache waits on, it owns: a sync_file, a Submission's fence (kept from being reset and
+/// reused while the cache holds it), or a timeline semaphore value (timeline values never go
+/// back). A raw VkFence is not accepted: a fence the application resets and parks after its
+/// work completed would read as pending forever.
 ///
 /// Buffers work the same way through import_buffer(): a shader that decodes a camera's raw
 /// bytes (YUYV, NV12 ...) itself reads the dma-buf as a storage buffer, which every device can
 /// import whatever the pixel format. Images and buffers share the bound and the LRU order.
+///
+/// Thread safety: every member may be called from several threads. A hit never waits for
+/// another thread's import (imports are built without the cache's lock; when two threads build
+/// the same import at once, one is kept and the other dropped before anybody used it).
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <memory>
-#include <mutex>
-#include <optional>
-#include <variant>
-#include <vector>
 
 #include <vulkan/vulkan_core.h>
 
 #include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/format.hpp>
+#include <dmabridge/completion.hpp>
+#include <dmabridge/import_key.hpp>
 #include <dmabridge/result.hpp>
 #include <dmabridge/sync_file.hpp>
 #include <dmabridge/vulkan/device.hpp>
 
+namespace dmabridge::detail {
+class ImportCacheCore;
+}
+
 namespace dmabridge::vulkan {
+
+class Submission;
 
 /// Options of an ImportCache. The zero value suits a swapchain-sized ring of buffers.
 struct ImportCacheOptions {
-    /// Entries kept; importing one more evicts the least recently used. At least 1.
+    /// Entries kept live; importing one more retires the least recently used. At least 1.
     std::size_t max_entries = 64;
 };
 
-/// Counters since the cache was made (live_entries, bytes and retired are current values).
-struct ImportCacheStats {
-    std::uint64_t hits = 0;
-    std::uint64_t misses = 0;         ///< imports built (failed imports are not counted)
-    std::uint64_t evictions = 0;      ///< entries retired by the bound, evict() or clear()
-    std::size_t live_entries = 0;
-    std::uint64_t bytes = 0;          ///< device memory of the live entries
-    std::size_t retired = 0;          ///< evicted images waiting for their last use to complete
-};
+using dmabridge::ImportCacheStats;
 
-/// A cached image. Holding it keeps the image alive even after its entry is evicted.
+/// A cached image. Holding it keeps the image alive, and the cache able to record its uses,
+/// even after its entry is evicted. Record the GPU's use (set_last_use) before dropping it.
 using CachedImage = std::shared_ptr<const Image>;
-/// A cached buffer. Holding it keeps the buffer alive even after its entry is evicted.
+/// A cached buffer; the same rules as CachedImage.
 using CachedBuffer = std::shared_ptr<const Buffer>;
 
-/// An import cache for one device. Thread-safe: every member may be called from several threads
-/// (imports of different buffers that miss are built one at a time).
+/// A Completion for the moment `timeline` reaches `value` (vkGetSemaphoreCounterValue and
+/// vkWaitSemaphores: the device must have timeline semaphores enabled). The semaphore must stay
+/// alive while the completion is held. Errors: the device has no timeline semaphore entry points.
+Result<std::shared_ptr<const Completion>> timeline_completion(const Device& device, VkSemaphore timeline,
+                                                              std::uint64_t value);
+
+/// An import cache for one device.
 class ImportCache {
 public:
     explicit ImportCache(Device device, ImportCacheOptions options = {});
-    /// Waits for the last use of every image (live and retired) and destroys them.
+    /// Waits for every recorded use of every image and buffer (live and retired), then drops the
+    /// cache's references: an image whose handle the application still holds is destroyed when
+    /// that handle is. A wait longer than a second is logged (LogLevel::warning) every few seconds
+    /// with what it waits for; call wait_idle() first to bound the wait yourself.
     ~ImportCache();
     ImportCache(const ImportCache&) = delete;
     ImportCache& operator=(const ImportCache&) = delete;
 
     /// The image for `desc` and `options`: the cached one when the same buffers (by identity,
     /// whatever the fds), fourcc, modifier, offsets, strides, extent, format and usage were
-    /// imported before (a hit: no syscall, no Vulkan call), otherwise a new import
-    /// (Device::import_image) that the cache keeps with its own references to the dma-bufs.
-    /// The same buffer with any other layout is a different entry. Errors are import_image's.
+    /// imported before (a hit: no syscall, no Vulkan call; a hit is equal, field by field, to a
+    /// description that passed every check), otherwise a new import (Device::import_image,
+    /// built without holding the cache's lock) that the cache keeps with its own references to
+    /// the dma-bufs. The same buffer with any other layout is a different entry.
+    /// Errors: a description without planes, with more than max_planes, or with a plane whose
+    /// DmaBuf was moved from or released (EBADF, before any lookup); otherwise import_image's.
     Result<CachedImage> import(const BufferDesc& desc, const ImageOptions& options = {});
 
     /// The buffer covering all of `dmabuf` with `usage`: the cached one when the same dma-buf (by
     /// identity, whatever the fd) was imported before with the same usage, otherwise a new import
-    /// (Device::import_buffer) that the cache keeps with its own reference. Errors are
-    /// import_buffer's.
+    /// (Device::import_buffer). Images and buffers never share an entry. Errors: a DmaBuf moved
+    /// from or released (EBADF); otherwise import_buffer's.
     Result<CachedBuffer> import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags usage);
 
-    /// Records the GPU's last use of a cached image: `fence` signals when it completes. The
-    /// fence must stay unreset and alive until the image is destroyed (or a later last use is
-    /// recorded); destruction waits for it. Unknown images are ignored.
-    void set_last_use(const Image& image, VkFence fence);
-    /// Last use as a timeline semaphore value (needs timeline semaphores on the device).
-    void set_last_use(const Image& image, VkSemaphore timeline, std::uint64_t value);
-    /// Last use as a sync_file (for example exported from the semaphore the work signals).
-    void set_last_use(const Image& image, SyncFile fence);
-    /// The same three for a cached buffer.
-    void set_last_use(const Buffer& buffer, VkFence fence);
-    void set_last_use(const Buffer& buffer, VkSemaphore timeline, std::uint64_t value);
-    void set_last_use(const Buffer& buffer, SyncFile fence);
+    /// Records a GPU use of a cached image or buffer: the cache destroys it only after `work`
+    /// completed. Uses add up (an image read on two queues waits for both); completed ones are
+    /// pruned. Shares the Submission's fence, which is then reset and reused only once the cache
+    /// lets go of it. Errors: the object did not come from this cache, or the Submission is empty.
+    Status set_last_use(const Image& image, const Submission& work);
+    Status set_last_use(const Buffer& buffer, const Submission& work);
+    /// The use ends when `timeline` reaches `value` (see timeline_completion()).
+    Status set_last_use(const Image& image, VkSemaphore timeline, std::uint64_t value);
+    Status set_last_use(const Buffer& buffer, VkSemaphore timeline, std::uint64_t value);
+    /// The use ends when `fence` signals (for example a sync_file exported from the work's
+    /// semaphore, or from a VkFence with VK_EXTERNAL_FENCE_HANDLE_TYPE_SYNC_FD_BIT).
+    Status set_last_use(const Image& image, SyncFile fence);
+    Status set_last_use(const Buffer& buffer, SyncFile fence);
+    /// Any other kind of completion.
+    Status set_last_use(const Image& image, std::shared_ptr<const Completion> work);
+    Status set_last_use(const Buffer& buffer, std::shared_ptr<const Completion> work);
 
     /// Retires the entry for `desc` and `options`, if any; true when there was one.
     bool evict(const BufferDesc& desc, const ImageOptions& options = {});
@@ -99,72 +120,22 @@ public:
     std::size_t evict_buffer(BufferId id);
     /// Retires every entry.
     void clear();
-    /// Destroys the retired images whose last use has completed (never blocks); returns how many.
+    /// Destroys the retired imports that nobody holds and whose uses completed (never blocks;
+    /// every miss does it too); returns how many.
     std::size_t collect();
+    /// Waits until every recorded use of every entry completed, or `timeout` passed.
+    Result<WaitStatus> wait_idle(Timeout timeout = forever);
 
     ImportCacheStats stats() const;
 
-    /// The key of an import: plane identities and layout, format and usage. Exposed for tests
-    /// and tools; equal keys are the same entry. A buffer import's key has one plane, fourcc 0
-    /// (which no image has), and its VkBufferUsageFlags in `usage`. No padding: the defaulted
-    /// comparison compiles to one memory compare, which keeps the hit path short.
-    struct Key {
-        std::array<BufferId, max_planes> buffers{};
-        std::array<std::uint64_t, max_planes> offsets{};
-        std::array<std::uint64_t, max_planes> strides{};
-        std::uint32_t plane_count = 0;
-        std::uint32_t width = 0, height = 0, fourcc = 0;
-        std::uint64_t modifier = 0;
-        VkFormat format = VK_FORMAT_UNDEFINED;
-        VkImageUsageFlags usage = 0;
-        friend bool operator==(const Key&, const Key&) = default;
-    };
+    /// The key of an import, exposed for tests and tools; equal keys are the same entry.
+    using Key = ImportKey;
     static Key key_of(const BufferDesc& desc, const ImageOptions& options);
     static Key key_of(const DmaBuf& dmabuf, VkBufferUsageFlags usage);
 
 private:
-    struct Timeline {
-        VkSemaphore semaphore;
-        std::uint64_t value;
-    };
-    using LastUse = std::variant<std::monostate, VkFence, Timeline, std::shared_ptr<SyncFile>>;
-    struct Entry {
-        Key key;
-        std::shared_ptr<Image> image;    // one of these two
-        std::shared_ptr<Buffer> buffer;
-        BufferDesc references;  // the cache's own references to the dma-bufs
-        LastUse last_use;
-    };
-    struct KeyHash {
-        std::size_t operator()(const Key& k) const noexcept;
-    };
-
-    bool completed(const LastUse& use) const;
-    void wait(const LastUse& use) const;
-    void retire(std::list<Entry>::iterator it);
-    std::size_t collect_locked();
-    // Records the last use of the image or buffer at `object` (takes the lock).
-    void record_last_use(const void* object, LastUse use);
-    // The hit path shared by images and buffers: the live entry for `key`, made most recent.
-    Entry* hit(const Key& key, std::size_t hash);
-    Entry& insert(Entry entry, std::size_t hash);
-
     Device device_;
-    ImportCacheOptions options_;
-    mutable std::mutex mutex_;
-    using EntryRef = std::list<Entry>::iterator;
-    // The index: (hash, entry) sorted by hash. A binary search finds a hit without the integer
-    // division a std::unordered_map lookup pays, which costs ~150 ns under emulation; misses and
-    // evictions, which insert and erase, are rare and dear anyway.
-    using IndexSlot = std::pair<std::size_t, EntryRef>;
-    std::optional<EntryRef> find(const Key& key, std::size_t hash) const;
-    void index_insert(std::size_t hash, EntryRef entry);
-    void index_erase(const Key& key);
-
-    std::list<Entry> lru_;  // most recently used first
-    std::vector<IndexSlot> index_;
-    std::vector<Entry> retired_;
-    ImportCacheStats stats_;
+    std::unique_ptr<::dmabridge::detail::ImportCacheCore> core_;
 };
 
 }  // namespace dmabridge::vulkan
