@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// SyscallTap: runs a function on a thread of its own whose every system call is reported, before
+// it runs, to a supervisor (a seccomp filter returning SECCOMP_RET_USER_NOTIF). The supervisor
+// counts each call and lets it run, or makes it fail with an errno that the caller chooses: the
+// counts are exact (not timed, not sampled), and the failures are real ones the code under test
+// receives from the kernel's entry point. Threads the function starts inherit the filter.
+//
+// Needs Linux 5.5 (SECCOMP_USER_NOTIF_FLAG_CONTINUE).
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace dmabridge::test {
+
+class SyscallTap {
+public:
+    /// Decides a trapped call: 0 lets it run, a positive errno makes it fail with that errno.
+    /// `nr` is the syscall number, `index` counts the calls trapped so far (from 0).
+    using Decide = std::function<int(long nr, std::uint64_t index)>;
+
+    /// Runs `fn` on a new, filtered thread and returns once that thread has exited. Returns
+    /// false, with `error()` saying why, when the filter cannot be installed.
+    bool run(const std::function<void(SyscallTap&)>& fn, Decide decide = {});
+
+    /// Calls trapped so far. Readable from inside `fn` without making a syscall.
+    std::uint64_t count() const noexcept { return count_.load(std::memory_order_acquire); }
+    /// The syscall numbers trapped so far, in order (read after run() returned).
+    const std::vector<long>& calls() const noexcept { return calls_; }
+    const std::string& error() const noexcept { return error_; }
+
+private:
+    std::atomic<std::uint64_t> count_{0};
+    std::vector<long> calls_;
+    std::string error_;
+};
+
+/// A syscall's name for messages ("ioctl", "poll", ...), or its number.
+std::string syscall_name(long nr);
+
+}  // namespace dmabridge::test
