@@ -68,7 +68,9 @@ bool SyscallTap::run(const std::function<void(SyscallTap&)>& fn, Decide decide) 
                 break;
             }
             const std::uint64_t index = count_.load(std::memory_order_relaxed);
-            const int fail_with = decide ? decide(req.data.nr, index) : 0;
+            Call call{req.data.nr, {}, index};
+            for (int a = 0; a < 6; ++a) call.args[a] = req.data.args[a];
+            const int fail_with = decide ? decide(call) : 0;
             calls_.push_back(req.data.nr);
             count_.store(index + 1, std::memory_order_release);
             std::memset(&resp, 0, sizeof resp);

@@ -18,9 +18,15 @@ namespace dmabridge::test {
 
 class SyscallTap {
 public:
+    /// A trapped call: its number, its six arguments (as the kernel saw them) and how many calls
+    /// were trapped before it.
+    struct Call {
+        long nr;
+        std::uint64_t args[6];
+        std::uint64_t index;
+    };
     /// Decides a trapped call: 0 lets it run, a positive errno makes it fail with that errno.
-    /// `nr` is the syscall number, `index` counts the calls trapped so far (from 0).
-    using Decide = std::function<int(long nr, std::uint64_t index)>;
+    using Decide = std::function<int(const Call&)>;
 
     /// Runs `fn` on a new, filtered thread and returns once that thread has exited. Returns
     /// false, with `error()` saying why, when the filter cannot be installed.
