@@ -2,7 +2,6 @@
 #include <dmabridge/devices.hpp>
 #include <dmabridge/dma_heap.hpp>
 
-#include <fstream>
 #include <string>
 
 #include <fcntl.h>
@@ -14,28 +13,14 @@
 #include "sys.hpp"
 
 namespace dmabridge {
-namespace {
-
-// Bytes the kernel reports as available (MemAvailable), or 0 when unknown.
-std::uint64_t available_memory() {
-    std::ifstream in("/proc/meminfo");
-    std::string key;
-    std::uint64_t kib = 0;
-    std::string unit;
-    while (in >> key >> kib >> unit)
-        if (key == "MemAvailable:") return kib << 10;
-    return 0;
-}
-
-}  // namespace
 
 Result<DmaHeapAllocator> DmaHeapAllocator::open(std::string_view heap, LinearLayoutOptions layout) {
     const std::string name(heap);
     if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
         return Error::library(Errc::invalid_argument, "open dma-heap \"" + name + "\": not a heap name");
     const std::string path = "/dev/dma_heap/" + name;
-    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd) {
         if (errno == ENOENT) {
             std::string there;
             for (const auto& h : list_dma_heaps()) there += (there.empty() ? "" : ", ") + h;
@@ -44,21 +29,23 @@ Result<DmaHeapAllocator> DmaHeapAllocator::open(std::string_view heap, LinearLay
         }
         return detail::last_error("open dma-heap " + path);
     }
-    return DmaHeapAllocator(UniqueFd(fd), name, layout);
+    // Whatever else sits in /dev/dma_heap must fail here, with what it is.
+    if (auto ok = detail::check_device_node(fd.get(), path, "dma_heap/", "a dma-heap", "open dma-heap " + path); !ok)
+        return ok.error();
+    return DmaHeapAllocator(std::move(fd), name, layout);
 }
 
 Result<DmaBuf> DmaHeapAllocator::allocate_bytes(std::uint64_t size, std::string_view name) {
+    if (!dev_)
+        return Error::from_errno(EBADF, "dma-heap: allocate " + std::to_string(size) +
+                                            " bytes: the allocator holds no heap (moved from)");
     auto plan = detail::plan_buffer(backend_name(), size, name);
     if (!plan) return plan.error();
     const std::string& what = plan->what;
-    // The system heap takes pages one by one until it has them all: a request beyond what the
-    // machine has left does not fail, it wakes the OOM killer. Refuse it here instead.
-    if (heap_ == "system") {
-        const std::uint64_t available = available_memory();
-        if (available != 0 && plan->size > available)
-            return Error::library(Errc::limit_exceeded, what + ": more than the " + std::to_string(available >> 20) +
-                                                            " MiB of memory available (MemAvailable)");
-    }
+    // Heaps take their pages at allocation (the system heap one by one until it has them all):
+    // a request beyond what the machine has left does not fail, it wakes the OOM killer.
+    // Refuse it here instead, for every heap (CMA and carve-out heaps are smaller still).
+    if (auto fits = detail::check_fits_memory(what, plan->size, detail::Commit::now); !fits) return fits.error();
     dma_heap_allocation_data alloc{};
     alloc.len = plan->size;
     alloc.fd_flags = O_RDWR | O_CLOEXEC;  // the only flags the kernel accepts here
@@ -67,7 +54,7 @@ Result<DmaBuf> DmaHeapAllocator::allocate_bytes(std::uint64_t size, std::string_
         return detail::last_error(what + " (DMA_HEAP_IOCTL_ALLOC)");
     auto buf = DmaBuf::adopt(UniqueFd(static_cast<int>(alloc.fd)));
     if (!buf) return buf.error().with_context(what);
-    if (auto named = buf->set_name(plan->name); !named) return named.error().with_context(what);
+    detail::name_buffer(*buf, plan->name, what);
     return buf;
 }
 

@@ -42,6 +42,10 @@ std::uint32_t sync_flags(Access access) { return static_cast<std::uint32_t>(acce
 
 bool valid_access(Access a) { return a == Access::read || a == Access::write || a == Access::read_write; }
 
+Error no_fd(const std::string& operation) {
+    return Error::from_errno(EBADF, operation + ": the dma-buf holds no fd (moved from or released)");
+}
+
 }  // namespace
 
 Result<DmaBuf> DmaBuf::adopt(UniqueFd fd) {
@@ -67,11 +71,18 @@ Result<DmaBuf> DmaBuf::import_fd(int fd) {
     return adopt(std::move(*copy));
 }
 
-Result<std::string> DmaBuf::exporter_name() const { return detail::fdinfo_value(fd(), "exp_name"); }
+Result<std::string> DmaBuf::exporter_name() const {
+    if (!valid()) return no_fd("dma-buf exporter name");
+    return detail::fdinfo_value(fd(), "exp_name");
+}
 
-Result<std::string> DmaBuf::name() const { return detail::fdinfo_value(fd(), "name"); }
+Result<std::string> DmaBuf::name() const {
+    if (!valid()) return no_fd("dma-buf name");
+    return detail::fdinfo_value(fd(), "name");
+}
 
 Status DmaBuf::set_name(std::string_view name) const {
+    if (!valid()) return no_fd("set dma-buf name");
     if (name.size() > max_dmabuf_name_length)
         return Error::library(Errc::invalid_argument,
                               "set dma-buf name \"" + std::string(name) + "\": " + std::to_string(name.size()) +
@@ -86,12 +97,14 @@ Status DmaBuf::set_name(std::string_view name) const {
 }
 
 Result<DmaBuf> DmaBuf::dup() const {
+    if (!valid()) return no_fd("dup dma-buf");
     auto copy = fd_.dup();
     if (!copy) return copy.error().with_context("dup dma-buf");
     return DmaBuf(std::move(*copy), size_, id_);
 }
 
 Result<WaitStatus> DmaBuf::wait(Access access, Timeout timeout) const {
+    if (!valid()) return no_fd("wait for dma-buf");
     if (!valid_access(access)) return Error::library(Errc::invalid_argument, "wait for dma-buf: invalid access");
     // POLLIN: the writers are done (safe to read). POLLOUT: every fence is done (safe to write).
     // Asking for both would return as soon as the writers are done, so ask for exactly one.
@@ -100,6 +113,7 @@ Result<WaitStatus> DmaBuf::wait(Access access, Timeout timeout) const {
 }
 
 Result<SyncFile> DmaBuf::export_sync_file(Access access) const {
+    if (!valid()) return no_fd("export sync_file from dma-buf");
     if (!valid_access(access))
         return Error::library(Errc::invalid_argument, "export sync_file from dma-buf: invalid access");
     dma_buf_export_sync_file arg{};
@@ -116,6 +130,9 @@ Result<SyncFile> DmaBuf::export_sync_file(Access access) const {
 }
 
 Status DmaBuf::import_sync_file(const SyncFile& fence, Access access) const {
+    if (!valid()) return no_fd("import sync_file into dma-buf");
+    if (!fence.valid())
+        return Error::from_errno(EBADF, "import sync_file into dma-buf: the sync_file holds no fd (moved from or released)");
     if (!valid_access(access))
         return Error::library(Errc::invalid_argument, "import sync_file into dma-buf: invalid access");
     dma_buf_import_sync_file arg{};

@@ -19,8 +19,13 @@
 namespace dmabridge {
 
 namespace {
-using clock_type = std::chrono::steady_clock;
+using clock_type = detail::deadline_clock;
 constexpr std::uint64_t wake_key = 0;  // the eventfd's epoll key; watch ids start at 1
+
+Error moved_from(const char* what) {
+    return Error::library(Errc::invalid_argument,
+                          std::string("fence watcher: ") + what + ": this watcher was moved from");
+}
 }  // namespace
 
 struct FenceWatcher::State {
@@ -52,10 +57,12 @@ struct FenceWatcher::State {
         ev.data.u64 = id;
         if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, copy->get(), &ev) != 0)
             return detail::last_error(std::string(what) + ": epoll_ctl");
-        Watch w{std::move(*copy), std::move(callback), std::nullopt};
-        if (timeout.count() >= 0) w.deadline = clock_type::now() + timeout;
+        // Saturated: Timeout::max() and other huge values never pass, they do not wrap.
+        Watch w{std::move(*copy), std::move(callback), detail::deadline_after(timeout)};
+        if (w.deadline == clock_type::time_point::max()) w.deadline.reset();
+        const bool timed = w.deadline.has_value();
         watches.emplace(id, std::move(w));
-        if (timeout.count() >= 0) poke();  // a sleeping dispatcher must learn the new deadline
+        if (timed) poke();  // a sleeping dispatcher must learn the new deadline
         return id;
     }
 
@@ -68,6 +75,68 @@ struct FenceWatcher::State {
         WatchCallback cb = std::move(it->second.callback);
         watches.erase(it);
         return cb;
+    }
+
+    Timeout next_timeout() const {
+        std::lock_guard lock(mutex);
+        std::optional<clock_type::time_point> earliest;
+        for (const auto& [id, w] : watches)
+            if (w.deadline && (!earliest || *w.deadline < *earliest)) earliest = w.deadline;
+        if (!earliest) return forever;
+        auto left = std::chrono::ceil<Timeout>(*earliest - clock_type::now());
+        return std::max(left, Timeout{0});
+    }
+
+    Result<std::size_t> dispatch(Timeout timeout) {
+        Timeout wait = timeout;
+        const Timeout deadline_wait = next_timeout();
+        if (deadline_wait.count() >= 0 && (wait.count() < 0 || deadline_wait < wait)) wait = deadline_wait;
+        epoll_event events[64];
+        int n;
+        do {
+            n = ::epoll_wait(epoll.get(), events, 64, static_cast<int>(std::min<long long>(wait.count(), 0x7fffffff)));
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) return detail::last_error("fence watcher: epoll_wait");
+
+        std::vector<std::pair<WatchId, WaitStatus>> due;
+        for (int i = 0; i < n; ++i) {
+            if (const std::uint64_t key = events[i].data.u64; key == wake_key) {
+                std::uint64_t count;
+                (void)!::read(wake.get(), &count, sizeof count);
+                continue;
+            }
+            const WatchId id = events[i].data.u64;
+            due.emplace_back(id, WaitStatus::ready);
+        }
+        {
+            std::lock_guard lock(mutex);
+            const auto now = clock_type::now();
+            for (const auto& entry : watches) {
+                const WatchId id = entry.first;
+                const auto& deadline = entry.second.deadline;
+                if (deadline && *deadline <= now &&
+                    std::none_of(due.begin(), due.end(), [id](const auto& d) { return d.first == id; }))
+                    due.emplace_back(id, WaitStatus::timed_out);
+            }
+        }
+        std::size_t ran = 0;
+        for (const auto& [id, status] : due) {
+            // Taken one at a time, so that a callback can cancel a watch that is due in this batch.
+            if (WatchCallback cb = take(id)) {
+                cb(id, status);
+                ++ran;
+            }
+        }
+        return ran;
+    }
+
+    // The dispatch thread's body. It uses only this State (on the heap), never the FenceWatcher
+    // object: a watcher may be moved while its thread runs.
+    void run() {
+        while (!stopping) {
+            auto r = dispatch(forever);
+            if (!r) detail::log_message(LogLevel::error, r.error().message());
+        }
     }
 };
 
@@ -99,6 +168,7 @@ Result<FenceWatcher> FenceWatcher::create() {
 }
 
 Result<WatchId> FenceWatcher::watch(const DmaBuf& buf, Access access, WatchCallback callback, Timeout timeout) {
+    if (!state_) return moved_from("watch dma-buf");
     if (access != Access::read && access != Access::write && access != Access::read_write)
         return Error::library(Errc::invalid_argument, "watch dma-buf: invalid access");
     // As for poll(): EPOLLIN when the writers are done, EPOLLOUT when every fence is.
@@ -107,86 +177,43 @@ Result<WatchId> FenceWatcher::watch(const DmaBuf& buf, Access access, WatchCallb
 }
 
 Result<WatchId> FenceWatcher::watch(const SyncFile& fence, WatchCallback callback, Timeout timeout) {
+    if (!state_) return moved_from("watch sync_file");
     return state_->add(fence.fd(), EPOLLIN, std::move(callback), timeout, "watch sync_file");
 }
 
-bool FenceWatcher::cancel(WatchId id) { return static_cast<bool>(state_->take(id)); }
+bool FenceWatcher::cancel(WatchId id) { return state_ && static_cast<bool>(state_->take(id)); }
 
 std::size_t FenceWatcher::pending() const {
+    if (!state_) return 0;
     std::lock_guard lock(state_->mutex);
     return state_->watches.size();
 }
 
-int FenceWatcher::fd() const noexcept { return state_->epoll.get(); }
+int FenceWatcher::fd() const noexcept { return state_ ? state_->epoll.get() : -1; }
 
 Timeout FenceWatcher::next_timeout() const {
-    std::lock_guard lock(state_->mutex);
-    std::optional<clock_type::time_point> earliest;
-    for (const auto& [id, w] : state_->watches)
-        if (w.deadline && (!earliest || *w.deadline < *earliest)) earliest = w.deadline;
-    if (!earliest) return forever;
-    auto left = std::chrono::ceil<Timeout>(*earliest - clock_type::now());
-    return std::max(left, Timeout{0});
+    // A moved-from watcher has nothing to wait for: an event loop must not sleep on it.
+    return state_ ? state_->next_timeout() : Timeout{0};
 }
 
 Result<std::size_t> FenceWatcher::dispatch(Timeout timeout) {
-    auto& s = *state_;
-    Timeout wait = timeout;
-    const Timeout deadline_wait = next_timeout();
-    if (deadline_wait.count() >= 0 && (wait.count() < 0 || deadline_wait < wait)) wait = deadline_wait;
-    epoll_event events[64];
-    int n;
-    do {
-        n = ::epoll_wait(s.epoll.get(), events, 64, static_cast<int>(std::min<long long>(wait.count(), 0x7fffffff)));
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return detail::last_error("fence watcher: epoll_wait");
-
-    std::vector<std::pair<WatchId, WaitStatus>> due;
-    for (int i = 0; i < n; ++i) {
-        if (const std::uint64_t key = events[i].data.u64; key == wake_key) {
-            std::uint64_t count;
-            (void)!::read(s.wake.get(), &count, sizeof count);
-            continue;
-        }
-        const WatchId id = events[i].data.u64;
-        due.emplace_back(id, WaitStatus::ready);
-    }
-    {
-        std::lock_guard lock(s.mutex);
-        const auto now = clock_type::now();
-        for (const auto& entry : s.watches) {
-            const WatchId id = entry.first;
-            const auto& deadline = entry.second.deadline;
-            if (deadline && *deadline <= now &&
-                std::none_of(due.begin(), due.end(), [id](const auto& d) { return d.first == id; }))
-                due.emplace_back(id, WaitStatus::timed_out);
-        }
-    }
-    std::size_t ran = 0;
-    for (const auto& [id, status] : due) {
-        // Taken one at a time, so that a callback can cancel a watch that is due in this batch.
-        if (WatchCallback cb = s.take(id)) {
-            cb(id, status);
-            ++ran;
-        }
-    }
-    return ran;
+    if (!state_) return moved_from("dispatch");
+    return state_->dispatch(timeout);
 }
 
 Status FenceWatcher::start() {
-    auto& s = *state_;
+    if (!state_) return moved_from("start");
+    State& s = *state_;
     if (s.thread.joinable()) return Error::library(Errc::invalid_argument, "fence watcher: already started");
     s.stopping = false;
-    s.thread = std::thread([this] {
-        while (!state_->stopping) {
-            auto r = dispatch(forever);
-            if (!r) detail::log_message(LogLevel::error, r.error().message());
-        }
-    });
+    // The thread holds the heap State, not `this`: moving the watcher moves only the pointer,
+    // and the State outlives the thread (every owner stops the thread before freeing it).
+    s.thread = std::thread([state = &s] { state->run(); });
     return {};
 }
 
 void FenceWatcher::stop() {
+    if (!state_) return;
     auto& s = *state_;
     if (!s.thread.joinable()) return;
     s.stopping = true;

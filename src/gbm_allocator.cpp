@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -60,9 +61,25 @@ Result<std::unique_ptr<GbmAllocator::State>> GbmAllocator::open_node(const std::
     state->node = node;
     state->fd.reset(::open(node.c_str(), O_RDWR | O_CLOEXEC));
     if (!state->fd) return detail::last_error("gbm: open " + node);
+    // What is not a DRM node, or a DRM node GBM cannot allocate on, fails here with the reason,
+    // not at the first allocation.
+    if (auto ok = detail::check_device_node(state->fd.get(), node, "dri/", "a DRM device node", "gbm: open");
+        !ok)
+        return ok.error();
+    drmVersionPtr version = drmGetVersion(state->fd.get());
+    if (!version)
+        return Error::library(Errc::invalid_argument, "gbm: open " + node + ": not a DRM device (DRM_IOCTL_VERSION: " +
+                                                          std::strerror(errno) + ")");
+    const std::string driver = version->name ? version->name : "";
+    drmFreeVersion(version);
     state->device = gbm_create_device(state->fd.get());
     if (!state->device)
-        return Error::library(Errc::unsupported, "gbm: gbm_create_device failed on " + node);
+        return Error::library(Errc::unsupported, "gbm: gbm_create_device failed on " + node + " (" + driver + ")");
+    if (!can_allocate(state->device))
+        return Error::library(Errc::unsupported,
+                              "gbm: open " + node + " (" + driver +
+                                  "): GBM cannot allocate a 64x64 linear XRGB8888 buffer there (drivers with only "
+                                  "dumb buffers, such as vgem, allocate on their primary node, not the render node)");
     return state;
 }
 
@@ -84,28 +101,45 @@ Result<GbmAllocator> GbmAllocator::open(std::string_view node) {
         for (const std::string* path : {&d.render_node, &d.primary_node}) {
             if (path->empty()) continue;
             auto state = open_node(*path);
-            if (state && can_allocate((*state)->device)) {
+            if (state) {
                 detail::log_message(LogLevel::info, "gbm: allocating on " + *path + " (" + d.driver + ")");
                 return GbmAllocator(std::move(*state));
             }
-            tried += (tried.empty() ? "" : "; ") + *path + ": " +
-                     (state ? std::string("cannot allocate a linear XRGB8888 buffer") : state.error().message());
+            tried += (tried.empty() ? "" : "; ") + state.error().message();
         }
     }
     if (tried.empty()) return Error::library(Errc::not_found, "gbm: no DRM device on this machine");
     return Error::library(Errc::unsupported, "gbm: no DRM node can allocate buffers (" + tried + ")");
 }
 
-std::string GbmAllocator::backend_name() const { return "gbm:" + state_->node; }
-const std::string& GbmAllocator::node() const noexcept { return state_->node; }
+namespace {
+Error moved_from(const std::string& what) {
+    return Error::from_errno(EBADF, "gbm: " + what + ": the allocator holds no device (moved from)");
+}
+const std::string no_node;
+}  // namespace
+
+std::string GbmAllocator::backend_name() const { return "gbm:" + node(); }
+const std::string& GbmAllocator::node() const noexcept { return state_ ? state_->node : no_node; }
 std::string GbmAllocator::gbm_backend() const {
+    if (!state_) return {};
     const char* name = gbm_device_get_backend_name(state_->device);
     return name ? name : "";
 }
 
 Result<BufferDesc> GbmAllocator::allocate(const ImageRequest& request) {
+    if (!state_) return moved_from(detail::describe_request(request));
     const std::string what = backend_name() + ": " + detail::describe_request(request);
     if (auto ok = detail::check_image_request(request, backend_name()); !ok) return ok.error();
+    // The least any layout of the image takes (linear, unpadded): a request beyond the machine's
+    // memory must fail here, not in the kernel (drivers allocate such sizes by waking the OOM
+    // killer, or fail late with a bare errno).
+    {
+        auto least = linear_layout(request.fourcc, request.width, request.height, LinearLayoutOptions{1, 1});
+        if (!least) return least.error().with_context(what);
+        if (auto fits = detail::check_fits_memory(what, least->size, detail::Commit::device); !fits)
+            return fits.error();
+    }
     const auto& mods = request.modifiers;
     const bool linear_only = mods.empty() || (mods.size() == 1 && mods[0] == modifier::linear);
 
@@ -169,7 +203,7 @@ Result<BufferDesc> GbmAllocator::allocate(const ImageRequest& request) {
         if (fd < 0) return detail::last_error(what + ": export plane " + std::to_string(p));
         auto buf = DmaBuf::adopt(UniqueFd(fd));
         if (!buf) return buf.error().with_context(what + ": plane " + std::to_string(p));
-        if (auto named = buf->set_name(label); !named) return named.error().with_context(what);
+        detail::name_buffer(*buf, label, what + ": plane " + std::to_string(p));
         desc.planes.push_back({std::move(*buf), gbm_bo_get_offset(bo.get(), p), gbm_bo_get_stride_for_plane(bo.get(), p)});
     }
     if (auto ok = desc.validate(); !ok) return ok.error().with_context(backend_name() + ": GBM's layout");

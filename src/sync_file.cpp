@@ -18,6 +18,10 @@ FenceStatus to_status(std::int32_t s) {
     return FenceStatus::error;
 }
 
+Error no_fd(const std::string& operation) {
+    return Error::from_errno(EBADF, operation + ": the sync_file holds no fd (moved from or released)");
+}
+
 }  // namespace
 
 Result<SyncFile> SyncFile::adopt(UniqueFd fd) {
@@ -33,6 +37,7 @@ Result<SyncFile> SyncFile::adopt(UniqueFd fd) {
 }
 
 Result<SyncFile> SyncFile::merge(const SyncFile& a, const SyncFile& b, std::string_view name) {
+    if (!a.valid() || !b.valid()) return no_fd(std::string("merge sync_files (") + (a.valid() ? "second" : "first") + ")");
     sync_merge_data data{};
     std::size_t n = std::min(name.size(), sizeof data.name - 1);
     std::memcpy(data.name, name.data(), n);
@@ -42,16 +47,19 @@ Result<SyncFile> SyncFile::merge(const SyncFile& a, const SyncFile& b, std::stri
 }
 
 Result<WaitStatus> SyncFile::wait(Timeout timeout) const {
+    if (!valid()) return no_fd("wait for sync_file");
     return detail::poll_fd(fd(), POLLIN, timeout, "wait for sync_file");
 }
 
 Result<FenceStatus> SyncFile::status() const {
+    if (!valid()) return no_fd("sync_file status");
     sync_file_info info{};
     if (::ioctl(fd(), SYNC_IOC_FILE_INFO, &info) != 0) return detail::last_error("sync_file status (SYNC_IOC_FILE_INFO)");
     return to_status(info.status);
 }
 
 Result<std::vector<FenceInfo>> SyncFile::fences() const {
+    if (!valid()) return no_fd("sync_file fences");
     sync_file_info info{};
     if (::ioctl(fd(), SYNC_IOC_FILE_INFO, &info) != 0) return detail::last_error("sync_file fences (SYNC_IOC_FILE_INFO)");
     std::vector<sync_fence_info> raw(info.num_fences);
@@ -73,6 +81,7 @@ Result<std::vector<FenceInfo>> SyncFile::fences() const {
 }
 
 Result<SyncFile> SyncFile::dup() const {
+    if (!valid()) return no_fd("dup sync_file");
     auto copy = fd_.dup();
     if (!copy) return copy.error().with_context("dup sync_file");
     return SyncFile(std::move(*copy));

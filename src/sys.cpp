@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: MIT
 #include "sys.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
+#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <string>
 
+#include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
+
+#include <dmabridge/unique_fd.hpp>
 
 namespace dmabridge {
 
@@ -48,20 +53,40 @@ void log_message(LogLevel level, const std::string& message) {
     if (handler) handler(level, message);
 }
 
+std::string hex(std::uint64_t value) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(value));
+    return buf;
+}
+
 Error last_error(std::string context) { return Error::from_errno(errno, std::move(context)); }
 
+std::optional<deadline_clock::time_point> deadline_after(Timeout timeout) noexcept {
+    if (timeout.count() < 0) return std::nullopt;
+    const auto now = deadline_clock::now();
+    // now + timeout in the clock's nanoseconds overflows for timeouts of about 292 years minus
+    // the uptime: compare in milliseconds first and saturate.
+    const auto room = std::chrono::floor<Timeout>(deadline_clock::time_point::max() - now);
+    if (timeout >= room) return deadline_clock::time_point::max();
+    return now + timeout;
+}
+
+int poll_ms_until(const std::optional<deadline_clock::time_point>& deadline) noexcept {
+    if (!deadline) return -1;
+    if (*deadline == deadline_clock::time_point::max()) return INT_MAX;
+    const auto left = std::chrono::ceil<Timeout>(*deadline - deadline_clock::now()).count();
+    if (left <= 0) return 0;
+    return static_cast<int>(std::min<long long>(left, INT_MAX));
+}
+
 Result<WaitStatus> poll_fd(int fd, short events, Timeout timeout, const char* what) {
-    using clock = std::chrono::steady_clock;
-    const bool infinite = timeout.count() < 0;
-    const auto deadline = clock::now() + (infinite ? Timeout{0} : timeout);
+    // poll() ignores negative fds: a released or moved-from object would wait for its whole
+    // timeout (forever for Timeout forever) instead of failing.
+    if (fd < 0) return Error::from_errno(EBADF, std::string(what) + ": the object holds no fd (moved from or released)");
+    const auto deadline = deadline_after(timeout);
     for (;;) {
-        int wait_ms = -1;
-        if (!infinite) {
-            auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
-            wait_ms = left.count() > 0 ? static_cast<int>(std::min<long long>(left.count(), 0x7fffffff)) : 0;
-        }
         pollfd p{fd, events, 0};
-        int r = ::poll(&p, 1, wait_ms);
+        int r = ::poll(&p, 1, poll_ms_until(deadline));
         if (r > 0) {
             if (p.revents & POLLNVAL) return Error::from_errno(EBADF, std::string(what) + ": poll");
             // dma-buf and sync_file report readiness with the requested events; POLLERR on a
@@ -69,26 +94,50 @@ Result<WaitStatus> poll_fd(int fd, short events, Timeout timeout, const char* wh
             return WaitStatus::ready;
         }
         if (r == 0) {
-            if (!infinite && clock::now() >= deadline) return WaitStatus::timed_out;
+            if (deadline && deadline_clock::now() >= *deadline) return WaitStatus::timed_out;
             continue;
         }
         if (errno != EINTR) return last_error(std::string(what) + ": poll");
     }
 }
 
-Result<std::string> fdinfo_value(int fd, const char* key) {
-    std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
-    if (!in) return last_error("read /proc/self/fdinfo/" + std::to_string(fd));
-    std::string line;
-    const std::string prefix = std::string(key) + ":";
-    while (std::getline(in, line)) {
-        if (line.compare(0, prefix.size(), prefix) == 0) {
-            auto value = line.substr(prefix.size());
-            auto start = value.find_first_not_of(" \t");
-            return start == std::string::npos ? std::string() : value.substr(start);
+Result<std::string> read_text_file(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return last_error("read " + path);
+    std::string text;
+    char chunk[4096];
+    for (;;) {
+        const ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+        if (n == 0) return text;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return last_error("read " + path);
         }
+        text.append(chunk, static_cast<std::size_t>(n));
+        if (text.size() > (1u << 20)) return Error::library(Errc::limit_exceeded, "read " + path + ": more than 1 MiB");
     }
-    return std::string();
+}
+
+std::optional<std::string> find_key(const std::string& text, const std::string& key) {
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        std::size_t eol = text.find('\n', pos);
+        if (eol == std::string::npos) eol = text.size();
+        if (text.compare(pos, key.size(), key) == 0) {
+            const std::size_t start = text.find_first_not_of(" \t", pos + key.size());
+            if (start == std::string::npos || start >= eol) return std::string();
+            return text.substr(start, eol - start);
+        }
+        pos = eol + 1;
+    }
+    return std::nullopt;
+}
+
+Result<std::string> fdinfo_value(int fd, const char* key) {
+    if (fd < 0) return Error::from_errno(EBADF, "read fdinfo: the object holds no fd (moved from or released)");
+    auto text = read_text_file("/proc/self/fdinfo/" + std::to_string(fd));
+    if (!text) return text.error();
+    return find_key(*text, std::string(key) + ":").value_or(std::string());
 }
 
 }  // namespace detail

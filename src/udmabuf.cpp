@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <dmabridge/udmabuf.hpp>
 
-#include <fstream>
 #include <string>
 
 #include <fcntl.h>
@@ -19,22 +18,34 @@ namespace {
 // The udmabuf module refuses buffers above its size_limit_mb parameter (64 MiB by default)
 // with a bare EINVAL; read the limit so that the error can say so.
 std::uint64_t read_size_limit() {
-    std::ifstream in("/sys/module/udmabuf/parameters/size_limit_mb");
+    auto text = detail::read_text_file("/sys/module/udmabuf/parameters/size_limit_mb");
+    if (!text) return 0;
     std::uint64_t mb = 0;
-    if (in >> mb) return mb << 20;
-    return 0;
+    for (char c : *text) {
+        if (c < '0' || c > '9') break;
+        mb = mb * 10 + static_cast<std::uint64_t>(c - '0');
+        if (mb > (UINT64_MAX >> 21)) return 0;
+    }
+    return mb << 20;
 }
 
 }  // namespace
 
 Result<UdmabufAllocator> UdmabufAllocator::open(std::string_view device, LinearLayoutOptions layout) {
     const std::string path(device);
-    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) return detail::last_error("open udmabuf device " + path);
-    return UdmabufAllocator(UniqueFd(fd), layout, read_size_limit());
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd) return detail::last_error("open udmabuf device " + path);
+    // A node that is not udmabuf must fail here, with what it is, not at the first allocation.
+    if (auto ok = detail::check_device_node(fd.get(), path, "udmabuf", "the udmabuf device", "open udmabuf device");
+        !ok)
+        return ok.error();
+    return UdmabufAllocator(std::move(fd), layout, read_size_limit());
 }
 
 Result<DmaBuf> UdmabufAllocator::allocate_bytes(std::uint64_t size, std::string_view name) {
+    if (!dev_)
+        return Error::from_errno(EBADF, backend_name() + ": allocate " + std::to_string(size) +
+                                            " bytes: the allocator holds no device (moved from)");
     auto plan = detail::plan_buffer(backend_name(), size, name);
     if (!plan) return plan.error();
     const std::string& what = plan->what;
@@ -43,6 +54,8 @@ Result<DmaBuf> UdmabufAllocator::allocate_bytes(std::uint64_t size, std::string_
                               what + ": above the udmabuf module's size_limit_mb (" +
                                   std::to_string(size_limit_ >> 20) +
                                   " MiB); raise it with the module parameter udmabuf.size_limit_mb");
+    // The kernel pins every page of the memfd when it makes the udmabuf.
+    if (auto fits = detail::check_fits_memory(what, plan->size, detail::Commit::now); !fits) return fits.error();
 
     // udmabuf needs a memfd that can be sealed, carries F_SEAL_SHRINK (the pages must not go
     // away under the device) and does not carry F_SEAL_WRITE. The kernel keeps its own
@@ -61,7 +74,7 @@ Result<DmaBuf> UdmabufAllocator::allocate_bytes(std::uint64_t size, std::string_
     if (fd < 0) return detail::last_error(what + " (UDMABUF_CREATE)");
     auto buf = DmaBuf::adopt(UniqueFd(fd));
     if (!buf) return buf.error().with_context(what);
-    if (auto named = buf->set_name(plan->name); !named) return named.error().with_context(what);
+    detail::name_buffer(*buf, plan->name, what);
     return buf;
 }
 

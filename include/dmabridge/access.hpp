@@ -21,7 +21,9 @@ enum class WaitStatus : std::uint8_t {
     timed_out,  ///< the timeout passed first; nothing changed
 };
 
-/// A wait timeout. `forever` waits without limit; zero polls once without blocking.
+/// A wait timeout. `forever` (or any negative value) waits without limit; zero polls once
+/// without blocking. Deadlines are computed with saturation: Timeout::max() and any value too
+/// large to add to the clock also wait without limit, they never time out at once.
 using Timeout = std::chrono::milliseconds;
 inline constexpr Timeout forever{-1};
 

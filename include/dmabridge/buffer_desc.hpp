@@ -5,6 +5,7 @@
 /// one: width, height, DRM fourcc, modifier, and per plane the dma-buf, offset and stride.
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,9 +45,19 @@ struct ImageLayout {
 ///   may add auxiliary planes, up to max_planes);
 /// - offsets and strides fit in 32 bits (what DRM, V4L2 and Vulkan drivers accept);
 /// - every colour plane's stride is at least its row size, and its last byte
-///   (offset + stride x (rows - 1) + row size) lies inside its buffer.
+///   (offset + stride x (rows - 1) + row size) lies inside its buffer;
+/// - every auxiliary plane (a modifier's compression or metadata plane, whose size only the
+///   modifier knows) has a non-zero stride and at least one row (offset + stride) inside its
+///   buffer;
+/// - with `plane_buffers` (one number per plane; planes with the same number share one dma-buf):
+///   planes in one buffer do not overlap: no colour plane's bytes [offset, last byte] meet
+///   another's, and no plane starts inside another plane's bytes or at another plane's offset.
+///   Without it (the one-argument form) every plane is taken to have a buffer of its own.
 /// Costs no syscall. The error (Errc::invalid_argument) names the plane and the numbers.
 Status validate_layout(const ImageLayout& layout);
+/// validate_layout() with the planes' buffers known: `plane_buffers[i]` numbers plane i's buffer
+/// (its size must be at least the plane count, else Errc::invalid_argument).
+Status validate_layout(const ImageLayout& layout, std::span<const std::uint32_t> plane_buffers);
 
 /// A shared image. Owns its planes' dma-buf references. Move-only; `dup()` copies.
 /// Thread safety: a plain value; const members may be called concurrently.
@@ -58,8 +69,9 @@ struct BufferDesc {
     std::vector<PlaneDesc> planes;                ///< 1 to max_planes planes
 
     /// Checks that every plane has a dma-buf and that the layout fits them (validate_layout()
-    /// with each plane's dma-buf size) before anything imports the description. Costs no
-    /// syscall: buffer sizes were read when the DmaBufs were made.
+    /// with each plane's dma-buf size, planes of one dma-buf (same BufferId) must not overlap)
+    /// before anything imports the description. Costs no syscall: buffer sizes and identities
+    /// were read when the DmaBufs were made.
     Status validate() const;
 
     /// The description's numbers (each plane's buffer_size is its dma-buf's size).

@@ -13,6 +13,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <sys/types.h>
 
@@ -36,6 +37,8 @@ struct BufferId {
 inline constexpr std::size_t max_dmabuf_name_length = 31;
 
 /// Owns one fd of a dma-buf. Move-only; `dup()` makes a second reference.
+/// An object that was moved from or released holds no fd: every operation on it fails at once
+/// with EBADF ("holds no fd"), none blocks or succeeds.
 /// Thread safety: const members may be called concurrently on one object.
 class DmaBuf final {
 public:
@@ -48,12 +51,30 @@ public:
     /// Like adopt, on a duplicate of `fd`: the caller keeps its own fd.
     static Result<DmaBuf> import_fd(int fd);
 
-    /// The fd, still owned by this object.
+    /// Moving leaves the source empty: fd -1, size 0, identity {0, 0}.
+    DmaBuf(DmaBuf&& other) noexcept
+        : fd_(std::move(other.fd_)), size_(std::exchange(other.size_, 0)), id_(std::exchange(other.id_, {})) {}
+    DmaBuf& operator=(DmaBuf&& other) noexcept {
+        if (this != &other) {
+            fd_ = std::move(other.fd_);
+            size_ = std::exchange(other.size_, 0);
+            id_ = std::exchange(other.id_, {});
+        }
+        return *this;
+    }
+    DmaBuf(const DmaBuf&) = delete;
+    DmaBuf& operator=(const DmaBuf&) = delete;
+
+    /// The fd, still owned by this object; -1 once moved from or released.
     int fd() const noexcept { return fd_.get(); }
-    /// The buffer's size in bytes (fixed for the buffer's life; read once at adopt).
+    /// The buffer's size in bytes (fixed for the buffer's life; read once at adopt); 0 once
+    /// moved from or released.
     std::uint64_t size() const noexcept { return size_; }
-    /// The buffer's identity, the same for every fd of it.
+    /// The buffer's identity, the same for every fd of it; {0, 0} (no buffer's) once moved from
+    /// or released, so that an empty object can never be mistaken for the buffer it held.
     BufferId id() const noexcept { return id_; }
+    /// True while this object holds a fd (false once moved from or released).
+    bool valid() const noexcept { return fd_.valid(); }
 
     /// The exporter's name ("udmabuf", "system" for the system heap, "drm" for GEM PRIME exports,
     /// ...), from /proc/self/fdinfo. One read of a small proc file.
@@ -69,7 +90,8 @@ public:
 
     /// Waits for the buffer's implicit fences by poll() on the fd: Access::read waits for the
     /// writers (POLLIN), write and read_write for every fence (POLLOUT). EINTR is retried with
-    /// the remaining time; the timeout gives WaitStatus::timed_out, not an error.
+    /// the remaining time; the timeout gives WaitStatus::timed_out, not an error. A negative
+    /// timeout, Timeout::max() or any timeout too large for the clock waits without limit.
     Result<WaitStatus> wait(Access access, Timeout timeout = forever) const;
 
     /// A snapshot of the fences that `access` must wait for, as a sync_file
@@ -84,8 +106,12 @@ public:
     /// Needs Linux 6.0: older kernels give Errc::unsupported.
     Status import_sync_file(const SyncFile& fence, Access access) const;
 
-    /// Gives up ownership of the fd.
-    [[nodiscard]] UniqueFd release() noexcept { return std::move(fd_); }
+    /// Gives up ownership of the fd; the object is then empty (as moved from).
+    [[nodiscard]] UniqueFd release() noexcept {
+        size_ = 0;
+        id_ = {};
+        return std::move(fd_);
+    }
 
 private:
     DmaBuf(UniqueFd fd, std::uint64_t size, BufferId id) noexcept

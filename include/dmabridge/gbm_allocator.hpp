@@ -28,8 +28,12 @@ public:
     /// Opens a DRM device node and a GBM device on it. An empty `node` picks the first DRM
     /// device that can allocate: its render node when buffers can be made there, else its
     /// primary node (drivers such as vgem allocate dumb buffers, which render nodes refuse).
-    /// Errors: Errc::not_found when no DRM device exists; the errno of open; Errc::unsupported
-    /// when GBM cannot work on the node.
+    /// Every node is checked at open: a node that is not a DRM device (a regular file,
+    /// /dev/null, a V4L2 node) fails with Errc::invalid_argument saying what it is; a DRM node
+    /// where GBM cannot make a device or a 64x64 linear XRGB8888 buffer (vgem's render node)
+    /// fails with Errc::unsupported and the driver's name. Costs an open, a version ioctl and
+    /// one small test allocation per node tried.
+    /// Errors: Errc::not_found when no DRM device exists; the errno of open; the above.
     static Result<GbmAllocator> open(std::string_view node = {});
 
     GbmAllocator(GbmAllocator&&) noexcept;
@@ -38,7 +42,11 @@ public:
 
     /// Allocates an image (a GBM buffer object), exports every plane as a named dma-buf with its
     /// offset and stride, and releases the buffer object (the dma-bufs keep the memory).
-    /// Errors carry the request and GBM's errno.
+    /// An image whose smallest possible (linear, unpadded) size exceeds the machine's memory
+    /// (MemTotal) is refused before GBM sees it, with Errc::limit_exceeded. A failing
+    /// DMA_BUF_SET_NAME is logged as a warning; the planes stay unnamed. Errors carry the
+    /// request and GBM's errno. On a moved-from allocator: EBADF at once (backend_name() and
+    /// node() then name no node).
     Result<BufferDesc> allocate(const ImageRequest& request) override;
 
     std::string backend_name() const override;

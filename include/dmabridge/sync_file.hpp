@@ -31,6 +31,8 @@ struct FenceInfo {
 };
 
 /// Owns one sync_file fd. Move-only; `dup()` makes a second owner of the same fences.
+/// An object that was moved from or released holds no fd: every operation on it (and a merge
+/// with it) fails at once with EBADF, none blocks or succeeds.
 /// Thread safety: const members may be called concurrently.
 class SyncFile final {
 public:
@@ -44,7 +46,8 @@ public:
                                   std::string_view name = "dmabridge-merge");
 
     /// Blocks until every fence has signalled or the timeout passes (poll(POLLIN); EINTR is
-    /// retried with the remaining time). Returns WaitStatus::timed_out on timeout.
+    /// retried with the remaining time). Returns WaitStatus::timed_out on timeout. A negative
+    /// timeout, Timeout::max() or any timeout too large for the clock waits without limit.
     Result<WaitStatus> wait(Timeout timeout = forever) const;
 
     /// The aggregate status of the fences (one ioctl; never blocks).
@@ -56,8 +59,10 @@ public:
     /// A second owner of the same fences (a new fd).
     Result<SyncFile> dup() const;
 
-    /// The fd, still owned by this object.
+    /// The fd, still owned by this object; -1 once moved from or released.
     int fd() const noexcept { return fd_.get(); }
+    /// True while this object holds a fd.
+    bool valid() const noexcept { return fd_.valid(); }
     /// Gives up ownership of the fd, e.g. to hand it to vkImportSemaphoreFdKHR.
     [[nodiscard]] UniqueFd release() noexcept { return std::move(fd_); }
 

@@ -19,14 +19,19 @@ namespace dmabridge {
 /// Allocates dma-bufs from system memory through udmabuf. Thread-safe.
 class UdmabufAllocator final : public MemoryAllocator {
 public:
-    /// Opens `device` (one open). Fails with ENOENT where the kernel has no udmabuf, EACCES
-    /// without permission.
+    /// Opens `device` (one open, an fstat and a read of the node's sysfs uevent). Fails with
+    /// ENOENT where the kernel has no udmabuf, EACCES without permission, and
+    /// Errc::invalid_argument when the node is not udmabuf (a regular file, /dev/null, a V4L2 or
+    /// DRM node, ...), saying what it is.
     static Result<UdmabufAllocator> open(std::string_view device = "/dev/udmabuf",
                                          LinearLayoutOptions layout = {});
 
     /// A dma-buf backed by a sealed memfd (memfd_create, ftruncate, F_SEAL_SHRINK and the
-    /// UDMABUF_CREATE ioctl; the kernel allocates the memory on first touch). Above the udmabuf
-    /// module's size_limit_mb the error is Errc::limit_exceeded, naming the limit.
+    /// UDMABUF_CREATE ioctl; the kernel pins the memory at creation). Refused before any syscall
+    /// that allocates, with Errc::limit_exceeded naming the limit: above the udmabuf module's
+    /// size_limit_mb, above MemAvailable (the kernel would wake the OOM killer rather than
+    /// fail). A failing DMA_BUF_SET_NAME is logged as a warning; the buffer is returned unnamed.
+    /// On a moved-from allocator: EBADF at once.
     Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = {}) override;
 
     std::string backend_name() const override { return "udmabuf"; }

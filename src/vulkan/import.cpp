@@ -12,6 +12,7 @@
 
 #include "device_state.hpp"
 #include "resources_builder.hpp"
+#include "../sys.hpp"
 
 namespace dmabridge::vulkan {
 namespace {
@@ -38,9 +39,9 @@ Result<VkDeviceMemory> import_memory(const detail::DeviceState& s, const DmaBuf&
         return detail::vk_error(r, what + ": vkGetMemoryFdPropertiesKHR");
     auto type = detail::pick_memory_type(s, fd_props.memoryTypeBits & type_bits);
     if (!type)
-        return Error::library(Errc::unsupported, what + ": no memory type both fits (bits 0x" +
-                                                     std::to_string(type_bits) + ") and can hold this dma-buf (bits " +
-                                                     std::to_string(fd_props.memoryTypeBits) + ")");
+        return Error::library(Errc::unsupported, what + ": no memory type both fits (bits " +
+                                                     dmabridge::detail::hex(type_bits) + ") and can hold this dma-buf (bits " +
+                                                     dmabridge::detail::hex(fd_props.memoryTypeBits) + ")");
     auto fd = UniqueFd::dup_of(buf.fd());
     if (!fd) return fd.error().with_context(what);
     VkMemoryDedicatedAllocateInfo dedicated_info{};

@@ -91,3 +91,40 @@ TEST_CASE("unknown fourccs and empty extents are refused") {
     l.height = 0;
     CHECK(mentions(validate_layout(l), "extent is empty"));
 }
+
+TEST_CASE("planes that overlap in one buffer are refused, naming both planes and the bytes") {
+    const std::uint32_t shared[] = {0, 0};
+    const std::uint32_t separate[] = {0, 1};
+    const std::uint64_t size = 640 * 480 * 2;
+    // NV12 with its chroma starting inside the luma plane.
+    ImageLayout l{640, 480, fourcc::NV12, modifier::linear, {{0, 640, size}, {640 * 479, 640, size}}};
+    auto s = validate_layout(l, shared);
+    REQUIRE_FALSE(s);
+    CHECK(s.error().is(Errc::invalid_argument));
+    CHECK(mentions(s, "planes 0 and 1 overlap in buffer 0"));
+    CHECK(mentions(s, "plane 0 uses bytes 0 to 307199, plane 1 bytes 306560 to"));
+    // The same numbers in two buffers are fine, and so is chroma right after luma.
+    CHECK(validate_layout(l, separate));
+    l.planes[1].offset = 640 * 480;
+    CHECK(validate_layout(l, shared));
+    // Both planes at the same offset.
+    l.planes[1].offset = 0;
+    CHECK(mentions(validate_layout(l, shared), "overlap"));
+    // Fewer buffer numbers than planes is a caller's error, not a pass.
+    CHECK(mentions(validate_layout(l, std::span<const std::uint32_t>(shared, 1)), "1 buffer numbers for 2 planes"));
+}
+
+TEST_CASE("auxiliary planes of a modifier need a stride, a row inside the buffer and a place of their own") {
+    const std::uint64_t tiled = 0x0100000000000002ull;
+    const std::uint32_t shared[] = {0, 0};
+    ImageLayout l{640, 480, fourcc::XRGB8888, tiled, {{0, 2560, 1 << 22}, {1 << 21, 64, 1 << 22}}};
+    CHECK(validate_layout(l, shared));
+    l.planes[1].stride = 0;
+    CHECK(mentions(validate_layout(l), "plane 1 (auxiliary): stride 0"));
+    l.planes[1] = {(1 << 22) - 32, 64, 1 << 22};
+    CHECK(mentions(validate_layout(l), "(auxiliary): offset 4194272 + stride 64 = 4194336 > buffer size 4194304"));
+    // An auxiliary plane starting inside the colour plane of its buffer.
+    l.planes[1] = {4096, 64, 1 << 22};
+    CHECK(mentions(validate_layout(l, shared), "planes 0 and 1 overlap"));
+    CHECK(validate_layout(l));  // in a buffer of its own it is fine
+}

@@ -148,3 +148,63 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a sync_file watch reports its signal, and pendin
     CHECK(*watcher->dispatch(2000ms) == 1);
     CHECK(calls == 1);
 }
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a watcher moved while its thread runs keeps watching, calling back and stopping") {
+    Vgem vgem;
+    auto created = FenceWatcher::create();
+    REQUIRE(created);
+    std::atomic<int> ready{0};
+    auto count = [&ready](WatchId, WaitStatus s) { ready += s == WaitStatus::ready; };
+    DmaBuf first = vgem.create_buffer();
+    const auto first_fence = vgem.attach_fence(true);
+    REQUIRE(created->watch(first, Access::read, count));
+    REQUIRE(created->start());
+    std::this_thread::sleep_for(20ms);  // the thread is inside dispatch()
+
+    FenceWatcher moved(std::move(*created));  // move construction while the thread runs
+    vgem.signal(first_fence);
+    for (int i = 0; i < 300 && ready < 1; ++i) std::this_thread::sleep_for(10ms);
+    CHECK(ready == 1);
+
+    auto other = FenceWatcher::create();
+    REQUIRE(other);
+    *other = std::move(moved);  // move assignment over another watcher
+    DmaBuf second = vgem.create_buffer();
+    const auto second_fence = vgem.attach_fence(true);
+    REQUIRE(other->watch(second, Access::read, count));
+    CHECK(other->pending() == 1);
+    vgem.signal(second_fence);
+    for (int i = 0; i < 300 && ready < 2; ++i) std::this_thread::sleep_for(10ms);
+    CHECK(ready == 2);
+    CHECK(other->pending() == 0);
+    other->stop();
+    CHECK(other->start());  // restartable after the move
+    other->stop();
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a watch given Timeout::max() or another huge timeout waits for its signal") {
+    Vgem vgem;
+    for (Timeout t : {Timeout::max(), std::chrono::duration_cast<Timeout>(std::chrono::hours(24 * 365 * 1000))}) {
+        CAPTURE(t.count());
+        auto watcher = FenceWatcher::create();
+        REQUIRE(watcher);
+        DmaBuf buf = vgem.create_buffer();
+        const auto fence = vgem.attach_fence(true);
+        auto sync = buf.export_sync_file(Access::read);
+        REQUIRE(sync);
+        std::atomic<int> ready{0}, timed_out{0};
+        auto count = [&](WatchId, WaitStatus s) { ++(s == WaitStatus::ready ? ready : timed_out); };
+        REQUIRE(watcher->watch(buf, Access::write, count, t));
+        REQUIRE(watcher->watch(*sync, count, t));
+        CHECK(watcher->next_timeout() == forever);  // a deadline that never passes is none
+        REQUIRE(watcher->start());
+        std::this_thread::sleep_for(200ms);
+        CHECK(timed_out == 0);
+        CHECK(ready == 0);
+        vgem.signal(fence);
+        for (int i = 0; i < 300 && ready < 2; ++i) std::this_thread::sleep_for(10ms);
+        watcher->stop();
+        CHECK(ready == 2);
+        CHECK(timed_out == 0);
+    }
+}

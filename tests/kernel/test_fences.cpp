@@ -4,8 +4,12 @@
 #include <dmabridge/sync_file.hpp>
 #include <dmabridge/udmabuf.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
+#include <functional>
+#include <limits>
+#include <optional>
 #include <thread>
 
 #include <sys/time.h>
@@ -217,4 +221,53 @@ TEST_CASE_FIXTURE(FdLeakCheck, "importing something that is not a sync_file is r
     auto bad_access = target.export_sync_file(static_cast<Access>(0));
     REQUIRE_FALSE(bad_access);
     CHECK(bad_access.error().is(Errc::invalid_argument));
+}
+
+namespace {
+
+// Starts `wait` on a thread, checks it is still waiting after 200 ms (a huge timeout must not
+// time out at once), signals the fence and checks the wait then returns ready.
+void check_waits_until_signalled(Vgem& vgem, std::uint32_t fence_id, const std::function<Result<WaitStatus>()>& wait) {
+    std::atomic<bool> returned{false};
+    std::optional<Result<WaitStatus>> result;
+    std::thread waiter([&] {
+        result.emplace(wait());
+        returned = true;
+    });
+    std::this_thread::sleep_for(200ms);
+    const bool waited = !returned;
+    vgem.signal(fence_id);
+    waiter.join();
+    CHECK_MESSAGE(waited, "the wait returned before the fence signalled");
+    REQUIRE(result);
+    CHECK(ready(*result));
+}
+
+const Timeout huge_timeouts[] = {Timeout::max(), std::chrono::duration_cast<Timeout>(std::chrono::hours(24 * 365 * 1000)),
+                                 Timeout{std::numeric_limits<Timeout::rep>::max() / 1000}};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a dma-buf wait given Timeout::max() or another huge timeout waits for the signal") {
+    Vgem vgem;
+    for (Timeout t : huge_timeouts) {
+        CAPTURE(t.count());
+        for (Access access : {Access::read, Access::write}) {
+            DmaBuf buf = vgem.create_buffer();
+            const auto fence_id = vgem.attach_fence(true);
+            check_waits_until_signalled(vgem, fence_id, [&] { return buf.wait(access, t); });
+        }
+    }
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a sync_file wait given Timeout::max() or another huge timeout waits for the signal") {
+    Vgem vgem;
+    for (Timeout t : huge_timeouts) {
+        CAPTURE(t.count());
+        DmaBuf buf = vgem.create_buffer();
+        const auto fence_id = vgem.attach_fence(true);
+        auto fence = buf.export_sync_file(Access::read);
+        REQUIRE(fence);
+        check_waits_until_signalled(vgem, fence_id, [&] { return fence->wait(t); });
+    }
 }
