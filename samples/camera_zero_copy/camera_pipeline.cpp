@@ -65,6 +65,31 @@ BufferSet distinct_buffers(const dmabridge::BufferDesc& desc) {
     return set;
 }
 
+}  // namespace
+
+Result<CopySizes> copy_sizes(const std::vector<std::vector<std::uint64_t>>& dmabuf_sizes,
+                            std::span<const std::uint32_t> size_image) {
+    CopySizes out;
+    for (std::size_t i = 0; i < dmabuf_sizes.size(); ++i) {
+        const auto& sizes = dmabuf_sizes[i];
+        if (sizes.size() != dmabuf_sizes[0].size())
+            return Error::library(Errc::invalid_argument, "V4L2 buffer " + std::to_string(i) + " has " +
+                                                              std::to_string(sizes.size()) + " dma-bufs, buffer 0 " +
+                                                              std::to_string(dmabuf_sizes[0].size()));
+        std::vector<std::uint32_t> bytes;
+        for (std::size_t b = 0; b < sizes.size(); ++b) {
+            const std::uint64_t image = b < size_image.size() ? size_image[b] : 0;
+            bytes.push_back(static_cast<std::uint32_t>(std::min<std::uint64_t>(image ? image : sizes[b], sizes[b])));
+            if (out.staging.size() <= b) out.staging.push_back(0);
+            out.staging[b] = std::max(out.staging[b], sizes[b]);
+        }
+        out.bytes.push_back(std::move(bytes));
+    }
+    return out;
+}
+
+namespace {
+
 constexpr VkBufferUsageFlags source_usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
 const vulkan::BufferUse shader_read{VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT};
 
@@ -110,7 +135,7 @@ struct CameraPipeline::State {
     FrameLayout layout;
     std::vector<BufferSet> buffer_sets;                    // per V4L2 buffer
     std::vector<std::vector<dmabridge::Mapping>> mappings;  // copy: per V4L2 buffer, per dma-buf
-    std::vector<std::uint32_t> copy_bytes;                  // copy: bytes per dma-buf (sizeimage)
+    std::vector<std::vector<std::uint32_t>> copy_bytes;     // copy: per V4L2 buffer, per dma-buf
     std::optional<dmabridge::FenceWatcher> watcher;
     std::optional<vulkan::SyncBridge> bridge;
     std::optional<GpuConverter> converter;
@@ -124,6 +149,7 @@ struct CameraPipeline::State {
     std::optional<Error> watch_error;
     std::deque<std::uint32_t> copy_fifo;  // copy: slots with the GPU, oldest first
     std::uint32_t queued = 0;             // buffers with the driver
+    std::size_t incomplete_in_a_row = 0;  // frames skipped as incomplete since the last good one
     std::uint32_t in_flight = 0;
     std::uint64_t submitted = 0, completed = 0, wanted = 0;
     PipelineStats stats;
@@ -218,17 +244,25 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
             }
             st->mappings.push_back(std::move(maps));
         }
-        for (std::size_t b = 0; b < st->buffer_sets[0].buffers.size(); ++b) {
-            const std::uint64_t size = st->buffer_sets[0].buffers[b]->size();
-            const std::uint32_t image = b < format->planes.size() ? format->planes[b].size_image : 0;
-            st->copy_bytes.push_back(static_cast<std::uint32_t>(std::min<std::uint64_t>(image ? image : size, size)));
+        // Sized per V4L2 buffer: the ring's buffers need not all be as large as buffer 0.
+        std::vector<std::vector<std::uint64_t>> dmabuf_sizes;
+        for (const auto& set : st->buffer_sets) {
+            dmabuf_sizes.emplace_back();
+            for (const auto* buf : set.buffers) dmabuf_sizes.back().push_back(buf->size());
+        }
+        std::vector<std::uint32_t> size_image;
+        for (const auto& plane : format->planes) size_image.push_back(plane.size_image);
+        const auto sizes = copy_sizes(dmabuf_sizes, size_image);
+        if (!sizes) return sizes.error().with_context("camera: " + st->device->path());
+        st->copy_bytes = sizes->bytes;
+        for (std::size_t b = 0; b < sizes->staging.size(); ++b)
             for (auto& slot : st->slots) {
-                // As large as the dma-buf, so the layout checked against the dma-buf holds here.
-                auto staging = sample::HostBuffer::create(st->vk, size, source_usage);
+                // As large as the largest of those dma-bufs, so every buffer's layout, checked
+                // against its own dma-buf, holds in the copy.
+                auto staging = sample::HostBuffer::create(st->vk, sizes->staging[b], source_usage);
                 if (!staging) return staging.error().with_context("camera: staging buffer");
                 slot.staging.push_back(std::move(*staging));
             }
-        }
     }
     return CameraPipeline(std::move(st));
 }
@@ -376,9 +410,10 @@ Status CameraPipeline::State::submit_copy(const v4l2::Dequeued& d, double cpu_st
         // The copy the zero-copy path avoids, bracketed as the kernel asks for CPU access.
         auto cpu = dmabridge::CpuAccess::begin(*set.buffers[b], dmabridge::Access::read);
         if (!cpu) return cpu.error().with_context("camera: begin CPU access");
-        std::memcpy(slot.staging[b].data(), mappings[d.index][b].data(), copy_bytes[b]);
+        const std::uint32_t bytes = copy_bytes.at(d.index).at(b);
+        std::memcpy(slot.staging[b].data(), mappings[d.index][b].data(), bytes);
         if (auto ok = cpu->end(); !ok) return ok.error().with_context("camera: end CPU access");
-        stats.bytes_copied_by_cpu += copy_bytes[b];
+        stats.bytes_copied_by_cpu += bytes;
     }
     // The frame is copied: the driver can have its buffer back at once.
     if (auto ok = queue(d.index); !ok) return ok.error().with_context("camera: re-queue");
@@ -477,6 +512,7 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
     st.wanted = frames;
     st.submitted = st.completed = 0;
     st.queued = st.in_flight = 0;
+    st.incomplete_in_a_row = 0;
     st.released.clear();
     st.unpublished.clear();
     st.watch_error.reset();
@@ -542,6 +578,25 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
             status = st.queue(frame.index);
             continue;
         }
+        if (frame.incomplete) {
+            // Fewer bytes than the layout covers (bytesused), or not where it says: the rest
+            // of the buffer is an older frame's. Neither path converts it.
+            ++st.stats.incomplete_frames;
+            // A driver that never fills the layout (data always at an offset) would starve the
+            // loop: give up after every buffer of the ring came back so, twice.
+            if (++st.incomplete_in_a_row > 2 * st.ring->size()) {
+                status = Error::library(
+                    Errc::unsupported,
+                    "camera: " + device + " delivered " + std::to_string(st.incomplete_in_a_row) +
+                        " frames in a row that do not fill the frame layout from byte 0 (buffer plane 0: bytesused " +
+                        std::to_string(frame.plane_bytes_used[0]) + ", data_offset " +
+                        std::to_string(frame.plane_data_offset[0]) + ")");
+                break;
+            }
+            status = st.queue(frame.index);
+            continue;
+        }
+        st.incomplete_in_a_row = 0;
         Slot& slot = st.slots[st.options.path == Path::zero_copy ? frame.index : st.submitted % st.slots.size()];
         status = st.options.path == Path::zero_copy ? st.submit_zero_copy(frame, cpu_start)
                                                     : st.submit_copy(frame, cpu_start);

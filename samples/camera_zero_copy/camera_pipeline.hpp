@@ -18,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <dmabridge/access.hpp>
 #include <dmabridge/buffer_desc.hpp>
@@ -68,6 +69,9 @@ using FrameCallback = std::function<void(const FrameInfo&)>;
 struct PipelineStats {
     std::uint64_t frames = 0;
     std::uint64_t driver_errors = 0;       ///< buffers the driver flagged V4L2_BUF_FLAG_ERROR (skipped)
+    /// Buffers the driver filled short of the frame, or elsewhere (v4l2::Dequeued::incomplete):
+    /// skipped, never converted.
+    std::uint64_t incomplete_frames = 0;
     double seconds = 0;                    ///< from stream on to the last frame's completion
     double fps = 0;
     std::uint64_t cache_hits = 0;
@@ -89,6 +93,18 @@ struct PipelineStats {
     std::uint32_t max_in_flight = 0;       ///< most frames on the GPU at once
     std::string sync_mode;                 ///< the SyncBridge's mode and release mode (zero_copy)
 };
+
+/// What the copy path copies: for each V4L2 buffer and each of its distinct dma-bufs, the
+/// bytes (that buffer plane's sizeimage, at most the dma-buf), and for each dma-buf position the
+/// staging size (the largest such dma-buf of the ring, so every buffer's copy fits).
+struct CopySizes {
+    std::vector<std::vector<std::uint32_t>> bytes;
+    std::vector<std::uint64_t> staging;
+};
+/// CopySizes from each V4L2 buffer's dma-buf sizes and the format's sizeimage per buffer
+/// plane. Errc::invalid_argument when the buffers have different numbers of dma-bufs.
+dmabridge::Result<CopySizes> copy_sizes(const std::vector<std::vector<std::uint64_t>>& dmabuf_sizes,
+                                        std::span<const std::uint32_t> size_image);
 
 class CameraPipeline {
 public:

@@ -6,12 +6,16 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <linux/videodev2.h>
 #include <sys/ioctl.h>
 
 #include "../sys.hpp"
+#include "ioctl.hpp"
 
 namespace dmabridge::v4l2 {
 namespace {
@@ -69,25 +73,87 @@ std::uint32_t drm_fourcc_for(std::uint32_t v4l2) noexcept {
 
 std::string fourcc_name(std::uint32_t code) { return fourcc_to_string(code); }
 
+namespace {
+
+// Every V4L2 node (video, vbi, radio, sdr, touch) is a character device of this major
+// (VIDEO_MAJOR in the kernel's v4l2-dev.c).
+constexpr unsigned video_major = 81;
+
+std::string hex(std::uint32_t v) {
+    char b[16];
+    std::snprintf(b, sizeof b, "0x%08x", v);
+    return b;
+}
+
+// Why `st` is not a V4L2 node, or "" when it may be one.
+std::string not_a_video_node(const struct stat& st) {
+    if (S_ISREG(st.st_mode)) return "a regular file";
+    if (S_ISDIR(st.st_mode)) return "a directory";
+    if (S_ISFIFO(st.st_mode)) return "a FIFO";
+    if (S_ISSOCK(st.st_mode)) return "a socket";
+    if (S_ISBLK(st.st_mode)) return "a block device";
+    if (!S_ISCHR(st.st_mode)) return "not a character device";
+    const unsigned major = ::major(st.st_rdev);
+    if (major == video_major) return "";
+    const std::string numbers = "character device " + std::to_string(major) + ":" + std::to_string(::minor(st.st_rdev));
+    if (major == 226) return "a DRM node (" + numbers + ")";
+    if (major == 1) return "a memory device such as /dev/null (" + numbers + ")";
+    return "a " + numbers + " (V4L2 nodes have major " + std::to_string(video_major) + ")";
+}
+
+}  // namespace
+
 Result<Device> Device::open(std::string_view path) {
     const std::string p(path);
+    // Checked before open(): opening a FIFO or another driver's node can have effects of its
+    // own, and ioctl numbers of other subsystems overlap V4L2's (DRM ignores the ioctl type
+    // byte, so VIDIOC_QUERYCAP on a DRM node runs DRM_IOCTL_VERSION and succeeds).
+    struct stat before{};
+    if (::stat(p.c_str(), &before) != 0) return detail::last_error("open V4L2 device " + p);
+    if (auto why = not_a_video_node(before); !why.empty())
+        return Error::library(Errc::unsupported, p + " is not a V4L2 device: it is " + why);
     UniqueFd fd(::open(p.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
     if (!fd) return detail::last_error("open V4L2 device " + p);
+    struct stat opened{};
+    if (::fstat(fd.get(), &opened) != 0) return detail::last_error("open V4L2 device " + p + ": fstat");
+    if (opened.st_rdev != before.st_rdev || (opened.st_mode & S_IFMT) != (before.st_mode & S_IFMT))
+        return Error::library(Errc::unsupported, p + " changed between stat() and open()");
     v4l2_capability cap{};
-    if (detail::ioctl_retry(fd.get(), VIDIOC_QUERYCAP, &cap) != 0)
+    if (detail::v4l2_ioctl(fd.get(), VIDIOC_QUERYCAP, &cap) != 0)
         return Error::library(Errc::unsupported, p + " is not a V4L2 device (VIDIOC_QUERYCAP: " +
                                                      std::strerror(errno) + ")");
     const std::uint32_t caps = (cap.capabilities & V4L2_CAP_DEVICE_CAPS) ? cap.device_caps : cap.capabilities;
+    if (caps == 0 || cap.driver[0] == 0)
+        return Error::library(Errc::unsupported, p + " is not a usable V4L2 device: VIDIOC_QUERYCAP reports no " +
+                                                     (caps == 0 ? "capabilities" : "driver name"));
     Capabilities c;
-    c.driver = reinterpret_cast<const char*>(cap.driver);
-    c.card = reinterpret_cast<const char*>(cap.card);
-    c.bus = reinterpret_cast<const char*>(cap.bus_info);
+    // The strings are fixed-size arrays that need not be terminated when full.
+    const auto text = [](const std::uint8_t* s, std::size_t n) {
+        const auto* b = reinterpret_cast<const char*>(s);
+        return std::string(b, strnlen(b, n));
+    };
+    c.driver = text(cap.driver, sizeof cap.driver);
+    c.card = text(cap.card, sizeof cap.card);
+    c.bus = text(cap.bus_info, sizeof cap.bus_info);
     c.device_caps = caps;
     c.capture = caps & (V4L2_CAP_VIDEO_CAPTURE | V4L2_CAP_VIDEO_CAPTURE_MPLANE);
     c.output = caps & (V4L2_CAP_VIDEO_OUTPUT | V4L2_CAP_VIDEO_OUTPUT_MPLANE);
     c.multiplanar = caps & (V4L2_CAP_VIDEO_CAPTURE_MPLANE | V4L2_CAP_VIDEO_OUTPUT_MPLANE);
     c.streaming = caps & V4L2_CAP_STREAMING;
     return Device(std::move(fd), p, std::move(c));
+}
+
+Result<Device> Device::open(std::string_view path, Direction direction) {
+    auto dev = open(path);
+    if (!dev) return dev;
+    const auto& c = dev->capabilities();
+    const bool has = direction == Direction::capture ? c.capture : c.output;
+    if (has && c.streaming) return dev;
+    std::string why = !has ? std::string("it has no video ") + name_of(direction) + " queue"
+                           : std::string("it does not support streaming I/O");
+    return Error::library(Errc::unsupported, dev->path() + " (" + c.driver + ", " + c.card + ") cannot stream video " +
+                                                 name_of(direction) + ": " + why + " (device caps " +
+                                                 hex(c.device_caps) + ")");
 }
 
 Result<Device> Device::find(Direction direction) {
@@ -103,10 +169,8 @@ Result<Device> Device::find(Direction direction) {
     });
     std::string looked;
     for (const auto& node : nodes) {
-        auto dev = open(node);
-        if (dev && dev->capabilities().streaming &&
-            (direction == Direction::capture ? dev->capabilities().capture : dev->capabilities().output))
-            return dev;
+        auto dev = open(node, direction);
+        if (dev) return dev;
         looked += (looked.empty() ? "" : ", ") + node;
     }
     return Error::library(Errc::not_found, std::string("no V4L2 ") + name_of(direction) + " device that streams" +
@@ -121,32 +185,105 @@ Result<std::uint32_t> Device::buffer_type(Direction direction) const {
     return type_for(direction, caps_.multiplanar);
 }
 
+namespace {
+
+// What VIDIOC_CREATE_BUFS with count 0 reports: it allocates nothing and frees nothing,
+// whichever file owns the queue (videobuf2 answers it even while another file streams).
+struct QueueReport {
+    std::uint32_t capabilities = 0;  // V4L2_BUF_CAP_*
+    std::uint32_t buffers = 0;       // buffers allocated on the queue, by any file
+};
+
+// Nothing when the driver has no VIDIOC_CREATE_BUFS (drivers without videobuf2).
+std::optional<QueueReport> report_queue(int fd, std::uint32_t type) {
+    for (std::uint32_t memory : {V4L2_MEMORY_MMAP, V4L2_MEMORY_DMABUF}) {
+        v4l2_create_buffers create{};
+        create.count = 0;
+        create.memory = memory;
+        create.format.type = type;
+        if (detail::v4l2_ioctl(fd, VIDIOC_CREATE_BUFS, &create) == 0) return QueueReport{create.capabilities, create.index};
+        // EINVAL: that memory is not supported (videobuf2), or no CREATE_BUFS; ENOTTY: none.
+    }
+    return std::nullopt;
+}
+
+// Whether the `type` queue has buffers (VIDIOC_QUERYBUF of index 0), for drivers without
+// CREATE_BUFS. Only reads.
+bool has_buffers(int fd, std::uint32_t type) {
+    v4l2_buffer b{};
+    v4l2_plane planes[VIDEO_MAX_PLANES]{};
+    b.type = type;
+    b.index = 0;
+    if (type == V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE || type == V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE) {
+        b.m.planes = planes;
+        b.length = VIDEO_MAX_PLANES;
+    }
+    return detail::v4l2_ioctl(fd, VIDIOC_QUERYBUF, &b) == 0;
+}
+
+// VIDIOC_EXPBUF of buffer 0, plane 0 of the queue as it is; the dma-buf is closed at once.
+bool try_export(int fd, std::uint32_t type) {
+    v4l2_exportbuffer exp{};
+    exp.type = type;
+    exp.index = 0;
+    exp.plane = 0;
+    exp.flags = O_CLOEXEC;
+    if (detail::v4l2_ioctl(fd, VIDIOC_EXPBUF, &exp) != 0) return false;
+    UniqueFd closes(exp.fd);
+    return true;
+}
+
+}  // namespace
+
 Result<MemorySupport> Device::memory_support(Direction direction) const {
     auto type = buffer_type(direction);
     if (!type) return type.error();
+    const std::string what = path_ + ": " + name_of(direction) + " memory support";
     MemorySupport out;
+    // Never VIDIOC_REQBUFS on a queue that has buffers: count 0 frees them (on this file, even
+    // those of a ring that is not streaming), any other count replaces them.
+    if (auto report = report_queue(fd(), *type)) {
+        out.mmap = report->capabilities & V4L2_BUF_CAP_SUPPORTS_MMAP;
+        out.dmabuf = report->capabilities & V4L2_BUF_CAP_SUPPORTS_DMABUF;
+        out.in_use = report->buffers > 0;
+    } else {
+        out.in_use = has_buffers(fd(), *type);
+        if (!out.in_use) {
+            // No buffers anywhere: REQBUFS 0 has nothing to free and reports the capabilities.
+            v4l2_requestbuffers req{};
+            req.type = *type;
+            req.memory = V4L2_MEMORY_MMAP;
+            req.count = 0;
+            if (detail::v4l2_ioctl(fd(), VIDIOC_REQBUFS, &req) != 0) {
+                if (errno != EBUSY) return detail::last_error(what + ": VIDIOC_REQBUFS 0");
+                out.in_use = true;  // another file took the queue meanwhile
+            } else {
+                out.mmap = req.capabilities & V4L2_BUF_CAP_SUPPORTS_MMAP;
+                out.dmabuf = req.capabilities & V4L2_BUF_CAP_SUPPORTS_DMABUF;
+            }
+        }
+    }
+    if (out.in_use) {
+        // Whoever holds the buffers keeps them: exporting one of them (when they are MMAP
+        // buffers) is the only probe that leaves them as they are.
+        out.exports = try_export(fd(), *type);
+        return out;
+    }
+    if (!out.mmap) return out;
+    // The queue is free: one MMAP buffer for a moment, exported and freed again.
     v4l2_requestbuffers req{};
     req.type = *type;
     req.memory = V4L2_MEMORY_MMAP;
-    req.count = 0;  // allocates nothing; reports the queue's capabilities
-    if (detail::ioctl_retry(fd(), VIDIOC_REQBUFS, &req) != 0) return detail::last_error(path_ + ": VIDIOC_REQBUFS 0");
-    out.mmap = req.capabilities & V4L2_BUF_CAP_SUPPORTS_MMAP;
-    out.dmabuf = req.capabilities & V4L2_BUF_CAP_SUPPORTS_DMABUF;
-    if (out.mmap) {
-        req.count = 1;
-        if (detail::ioctl_retry(fd(), VIDIOC_REQBUFS, &req) != 0)
-            return detail::last_error(path_ + ": VIDIOC_REQBUFS 1 (probing VIDIOC_EXPBUF)");
-        v4l2_exportbuffer exp{};
-        exp.type = *type;
-        exp.index = 0;
-        exp.flags = O_CLOEXEC;
-        if (req.count > 0 && detail::ioctl_retry(fd(), VIDIOC_EXPBUF, &exp) == 0) {
-            out.exports = true;
-            UniqueFd closes(exp.fd);
-        }
-        req.count = 0;
-        detail::ioctl_retry(fd(), VIDIOC_REQBUFS, &req);
+    req.count = 1;
+    if (detail::v4l2_ioctl(fd(), VIDIOC_REQBUFS, &req) != 0) {
+        if (errno != EBUSY) return detail::last_error(what + ": VIDIOC_REQBUFS 1 (probing VIDIOC_EXPBUF)");
+        out.in_use = true;  // another file took the queue since the report: leave it alone
+        out.exports = try_export(fd(), *type);
+        return out;
     }
+    if (req.count > 0) out.exports = try_export(fd(), *type);
+    req.count = 0;
+    detail::v4l2_ioctl(fd(), VIDIOC_REQBUFS, &req);  // frees only the buffer made just above
     return out;
 }
 
@@ -158,7 +295,7 @@ Result<std::vector<std::uint32_t>> Device::formats(Direction direction) const {
         v4l2_fmtdesc desc{};
         desc.index = i;
         desc.type = *type;
-        if (detail::ioctl_retry(fd(), VIDIOC_ENUM_FMT, &desc) != 0) {
+        if (detail::v4l2_ioctl(fd(), VIDIOC_ENUM_FMT, &desc) != 0) {
             if (errno == EINVAL) break;  // the end of the list
             return detail::last_error(path_ + ": VIDIOC_ENUM_FMT");
         }
@@ -173,7 +310,7 @@ Result<std::vector<FrameSize>> Device::frame_sizes(std::uint32_t pixel_format) c
         v4l2_frmsizeenum size{};
         size.index = i;
         size.pixel_format = pixel_format;
-        if (detail::ioctl_retry(fd(), VIDIOC_ENUM_FRAMESIZES, &size) != 0) {
+        if (detail::v4l2_ioctl(fd(), VIDIOC_ENUM_FRAMESIZES, &size) != 0) {
             if (errno == EINVAL) break;
             return detail::last_error(path_ + ": VIDIOC_ENUM_FRAMESIZES " + fourcc_name(pixel_format));
         }
@@ -188,7 +325,7 @@ Result<Format> Device::format(Direction direction) const {
     if (!type) return type.error();
     v4l2_format f{};
     f.type = *type;
-    if (detail::ioctl_retry(fd(), VIDIOC_G_FMT, &f) != 0) return detail::last_error(path_ + ": VIDIOC_G_FMT");
+    if (detail::v4l2_ioctl(fd(), VIDIOC_G_FMT, &f) != 0) return detail::last_error(path_ + ": VIDIOC_G_FMT");
     return to_format(f, caps_.multiplanar);
 }
 
@@ -211,7 +348,7 @@ Result<Format> Device::set_format(Direction direction, std::uint32_t width, std:
         f.fmt.pix.pixelformat = pixel_format;
         f.fmt.pix.field = V4L2_FIELD_NONE;
     }
-    if (detail::ioctl_retry(fd(), VIDIOC_S_FMT, &f) != 0) return detail::last_error(what + " (VIDIOC_S_FMT)");
+    if (detail::v4l2_ioctl(fd(), VIDIOC_S_FMT, &f) != 0) return detail::last_error(what + " (VIDIOC_S_FMT)");
     Format got = to_format(f, caps_.multiplanar);
     // Drivers adjust what they cannot do instead of failing: say so rather than stream
     // something else than was asked for.
@@ -236,7 +373,7 @@ Result<FrameInterval> Device::set_frame_interval(Direction direction, FrameInter
     } else {
         parm.parm.output.timeperframe = {interval.numerator, interval.denominator};
     }
-    if (detail::ioctl_retry(fd(), VIDIOC_S_PARM, &parm) != 0) return detail::last_error(what + " (VIDIOC_S_PARM)");
+    if (detail::v4l2_ioctl(fd(), VIDIOC_S_PARM, &parm) != 0) return detail::last_error(what + " (VIDIOC_S_PARM)");
     const auto& cap = parm.parm.capture;
     const auto& out = parm.parm.output;
     const bool supported = direction == Direction::capture ? (cap.capability & V4L2_CAP_TIMEPERFRAME) != 0
@@ -255,7 +392,7 @@ Result<std::vector<FrameInterval>> Device::frame_intervals(std::uint32_t pixel_f
         ival.pixel_format = pixel_format;
         ival.width = width;
         ival.height = height;
-        if (detail::ioctl_retry(fd(), VIDIOC_ENUM_FRAMEINTERVALS, &ival) != 0) {
+        if (detail::v4l2_ioctl(fd(), VIDIOC_ENUM_FRAMEINTERVALS, &ival) != 0) {
             if (errno == EINVAL) break;
             return detail::last_error(path_ + ": VIDIOC_ENUM_FRAMEINTERVALS " + fourcc_name(pixel_format));
         }
@@ -267,14 +404,14 @@ Result<std::vector<FrameInterval>> Device::frame_intervals(std::uint32_t pixel_f
 
 Status Device::select_input(std::uint32_t index) {
     int i = static_cast<int>(index);
-    if (detail::ioctl_retry(fd(), VIDIOC_S_INPUT, &i) != 0)
+    if (detail::v4l2_ioctl(fd(), VIDIOC_S_INPUT, &i) != 0)
         return detail::last_error(path_ + ": select input " + std::to_string(index) + " (VIDIOC_S_INPUT)");
     return {};
 }
 
 Status Device::select_output(std::uint32_t index) {
     int i = static_cast<int>(index);
-    if (detail::ioctl_retry(fd(), VIDIOC_S_OUTPUT, &i) != 0)
+    if (detail::v4l2_ioctl(fd(), VIDIOC_S_OUTPUT, &i) != 0)
         return detail::last_error(path_ + ": select output " + std::to_string(index) + " (VIDIOC_S_OUTPUT)");
     return {};
 }
@@ -293,7 +430,7 @@ bool same_name(std::string_view a, std::string_view b) {
 Result<std::uint32_t> Device::control_id(std::string_view name) const {
     v4l2_query_ext_ctrl q{};
     q.id = V4L2_CTRL_FLAG_NEXT_CTRL | V4L2_CTRL_FLAG_NEXT_COMPOUND;
-    while (detail::ioctl_retry(fd(), VIDIOC_QUERY_EXT_CTRL, &q) == 0) {
+    while (detail::v4l2_ioctl(fd(), VIDIOC_QUERY_EXT_CTRL, &q) == 0) {
         if (same_name(q.name, name)) return q.id;
         q.id |= V4L2_CTRL_FLAG_NEXT_CTRL | V4L2_CTRL_FLAG_NEXT_COMPOUND;
     }
@@ -304,7 +441,7 @@ Result<std::uint32_t> Device::control_id(std::string_view name) const {
 Result<std::int64_t> Device::menu_value(std::uint32_t id, std::string_view item) const {
     v4l2_query_ext_ctrl q{};
     q.id = id;
-    if (detail::ioctl_retry(fd(), VIDIOC_QUERY_EXT_CTRL, &q) != 0)
+    if (detail::v4l2_ioctl(fd(), VIDIOC_QUERY_EXT_CTRL, &q) != 0)
         return detail::last_error(path_ + ": VIDIOC_QUERY_EXT_CTRL " + std::to_string(id));
     if (q.type != V4L2_CTRL_TYPE_MENU)
         return Error::library(Errc::invalid_argument, path_ + ": control \"" + q.name + "\" is not a menu");
@@ -312,7 +449,7 @@ Result<std::int64_t> Device::menu_value(std::uint32_t id, std::string_view item)
         v4l2_querymenu m{};
         m.id = id;
         m.index = static_cast<std::uint32_t>(i);
-        if (detail::ioctl_retry(fd(), VIDIOC_QUERYMENU, &m) != 0) continue;  // a gap in the menu
+        if (detail::v4l2_ioctl(fd(), VIDIOC_QUERYMENU, &m) != 0) continue;  // a gap in the menu
         if (same_name(reinterpret_cast<const char*>(m.name), item)) return i;
     }
     return Error::library(Errc::not_found, path_ + ": control \"" + q.name + "\" has no item \"" +
@@ -325,14 +462,14 @@ Status Device::set_control(std::uint32_t id, std::int64_t value) {
     c.value64 = value;
     v4l2_query_ext_ctrl q{};
     q.id = id;
-    if (detail::ioctl_retry(fd(), VIDIOC_QUERY_EXT_CTRL, &q) != 0)
+    if (detail::v4l2_ioctl(fd(), VIDIOC_QUERY_EXT_CTRL, &q) != 0)
         return detail::last_error(path_ + ": VIDIOC_QUERY_EXT_CTRL " + std::to_string(id));
     if (q.type != V4L2_CTRL_TYPE_INTEGER64) c.value = static_cast<std::int32_t>(value);
     v4l2_ext_controls cs{};
     cs.which = V4L2_CTRL_WHICH_CUR_VAL;
     cs.count = 1;
     cs.controls = &c;
-    if (detail::ioctl_retry(fd(), VIDIOC_S_EXT_CTRLS, &cs) != 0)
+    if (detail::v4l2_ioctl(fd(), VIDIOC_S_EXT_CTRLS, &cs) != 0)
         return detail::last_error(path_ + ": set control \"" + std::string(q.name) + "\" to " +
                                   std::to_string(value) + " (VIDIOC_S_EXT_CTRLS)");
     return {};

@@ -3,12 +3,15 @@
 // hold the GPU to), the frame-layout checks in front of the shader, and the PNG writer.
 #include <dmabridge/fourcc.hpp>
 
+#include <array>
 #include <cstring>
+#include <vector>
 #include <string>
 
 #include <doctest/doctest.h>
 
 #include "conversion.hpp"
+#include "camera_pipeline.hpp"
 #include "png.hpp"
 
 using namespace dmabridge;
@@ -129,4 +132,20 @@ TEST_CASE("the PNG writer stores the pixels losslessly with valid chunk checksum
     }
     CHECK_FALSE(sample::write_png("/nonexistent-dir/x.png", w, h, rgba));
     CHECK_FALSE(sample::write_png("/tmp/never-written.png", w, h + 1, rgba));  // size mismatch
+}
+
+TEST_CASE("the copy path sizes each V4L2 buffer's copy from its own dma-bufs, and staging from the largest") {
+    // Three buffers of NV12M (two dma-bufs each); buffer 1's are smaller than buffer 0's, buffer 2's larger.
+    const std::vector<std::vector<std::uint64_t>> sizes{{307200, 153600}, {300000, 150000}, {311296, 155648}};
+    const std::array<std::uint32_t, 2> size_image{307200, 153600};
+    auto plan = camera::copy_sizes(sizes, size_image);
+    REQUIRE(plan);
+    REQUIRE(plan->bytes.size() == 3);
+    CHECK(plan->bytes[0] == std::vector<std::uint32_t>{307200, 153600});
+    CHECK(plan->bytes[1] == std::vector<std::uint32_t>{300000, 150000});  // never past its dma-buf
+    CHECK(plan->bytes[2] == std::vector<std::uint32_t>{307200, 153600});  // sizeimage, not the padding
+    CHECK(plan->staging == std::vector<std::uint64_t>{311296, 155648});   // fits every buffer
+    auto mixed = camera::copy_sizes({{307200, 153600}, {460800}}, size_image);
+    REQUIRE_FALSE(mixed);
+    CHECK(mixed.error().message().find("V4L2 buffer 1 has 1 dma-bufs") != std::string::npos);
 }

@@ -75,7 +75,7 @@ std::string json_v4l2_formats(const std::vector<V4l2FormatInfo>& formats) {
 
 std::string json_memory(const v4l2::MemorySupport& m) {
     return std::string("{\"mmap\": ") + (m.mmap ? "true" : "false") + ", \"dmabuf\": " + (m.dmabuf ? "true" : "false") +
-           ", \"exports\": " + (m.exports ? "true" : "false") + "}";
+           ", \"exports\": " + (m.exports ? "true" : "false") + ", \"in_use\": " + (m.in_use ? "true" : "false") + "}";
 }
 
 std::string text_formats(const FormatSet& set) {
@@ -176,7 +176,8 @@ std::string to_text(const Report& r) {
         }
         o << "  " << v.path << "  " << v.card << " [" << v.driver << "]";
         if (v.capture) o << "  capture (" << (v.capture_memory.exports ? "exports" : "no export")
-                         << (v.capture_memory.dmabuf ? ", imports" : "") << ")";
+                         << (v.capture_memory.dmabuf ? ", imports" : "")
+                         << (v.capture_memory.in_use ? ", in use" : "") << ")";
         if (v.output) o << "  output (" << (v.output_memory.dmabuf ? "imports" : "no import") << ")";
         o << "\n";
         for (const auto* list : {&v.capture_formats, &v.output_formats}) {

@@ -64,6 +64,10 @@ struct MemorySupport {
     bool mmap = false;     ///< the driver allocates (V4L2_MEMORY_MMAP)
     bool dmabuf = false;   ///< the driver takes dma-bufs (V4L2_MEMORY_DMABUF): it imports
     bool exports = false;  ///< VIDIOC_EXPBUF worked on an MMAP buffer: it exports
+    /// The queue had buffers (a ring of this or another file): nothing was allocated to probe,
+    /// and `exports` is true only if one of those buffers could be exported (MMAP buffers of
+    /// this file's ring; videobuf2 refuses VIDIOC_EXPBUF to other files), false when unproven.
+    bool in_use = false;
 };
 
 /// The DRM fourcc with the memory layout of V4L2 fourcc `v4l2` (0 when there is none). Most are
@@ -77,10 +81,18 @@ std::string fourcc_name(std::uint32_t code);
 /// An open V4L2 device node. Move-only. Thread safety: one thread at a time.
 class Device {
 public:
-    /// Opens `path` (O_RDWR | O_NONBLOCK | O_CLOEXEC) and queries its capabilities. Errors: the
-    /// errno of open (ENOENT, EACCES, ...); Errc::unsupported for a node that is not a video
-    /// device (VIDIOC_QUERYCAP fails).
+    /// Opens `path` (O_RDWR | O_NONBLOCK | O_CLOEXEC) and queries its capabilities: a stat(),
+    /// an open() and VIDIOC_QUERYCAP. Errors: the errno of stat or open (ENOENT, EACCES, ...);
+    /// Errc::unsupported, saying what the node is, for anything that is not a V4L2 node: a
+    /// regular file, /dev/null, a DRM node (checked by its device number before open(): DRM
+    /// would answer VIDIOC_QUERYCAP as DRM_IOCTL_VERSION), or a node whose VIDIOC_QUERYCAP
+    /// fails or reports no capabilities. Any V4L2 node qualifies (video, vbi, radio, ...): use
+    /// the overload with a Direction to require a video queue.
     static Result<Device> open(std::string_view path);
+    /// The same, and the node must stream video in `direction` (V4L2_CAP_VIDEO_CAPTURE or
+    /// _OUTPUT, single- or multi-planar, and V4L2_CAP_STREAMING): otherwise Errc::unsupported
+    /// "cannot stream video capture/output", naming the node, its driver and its caps.
+    static Result<Device> open(std::string_view path, Direction direction);
     /// Opens the first /dev/videoN that can stream in `direction`. Errc::not_found names the
     /// nodes that were looked at.
     static Result<Device> find(Direction direction);
@@ -104,8 +116,12 @@ public:
     /// The current format of the `direction` queue (VIDIOC_G_FMT).
     Result<Format> format(Direction direction) const;
 
-    /// Which memory the `direction` queue supports. Allocates one MMAP buffer for a moment to
-    /// try VIDIOC_EXPBUF, so it fails with EBUSY while another file has buffers on the device.
+    /// Which memory the `direction` queue supports. Never disturbs buffers the queue already has
+    /// (a live BufferRing of this Device or of another file on the same node): it asks with
+    /// VIDIOC_CREATE_BUFS of count 0, which allocates and frees nothing, and only when the queue
+    /// has no buffers allocates one MMAP buffer for a moment to try VIDIOC_EXPBUF; when it has
+    /// some, it tries VIDIOC_EXPBUF on them instead (MemorySupport::in_use). A few ioctls;
+    /// the probe buffer costs one frame of driver memory for the moment it exists.
     Result<MemorySupport> memory_support(Direction direction) const;
 
     /// Asks for frames every `interval` on the `direction` queue (VIDIOC_S_PARM) and returns the
