@@ -64,9 +64,12 @@ public:
     /// The fence the submit signals, owned by this object. After the Submission is destroyed the
     /// Context resets the fence and reuses it for a later submit: nothing may keep the handle.
     VkFence fence() const noexcept { return fence_; }
-    /// True once the work completed (vkGetFenceStatus; never blocks).
+    /// True once the work completed (vkGetFenceStatus; never blocks). True for an empty
+    /// (moved-from or default-made) Submission: there is nothing pending.
     bool done() const;
-    /// Waits for the work; WaitStatus::timed_out when `timeout` passes first.
+    /// Waits for the work; WaitStatus::timed_out when `timeout` passes first. `forever` and any
+    /// large timeout up to Timeout::max() wait (saturated, never wrapped into a short wait).
+    /// An empty (moved-from or default-made) Submission fails at once with Errc::invalid_argument.
     Result<WaitStatus> wait(Timeout timeout = forever) const;
 
 private:
@@ -102,7 +105,12 @@ private:
 
 /// An instance, a physical device, a device with one queue, and dmabridge attached to it.
 /// Move-only. Destroying it waits for the device to be idle and destroys everything.
-/// Thread safety: submit() serializes itself; other members are const.
+/// Thread safety: submit() serializes itself; other members are const. The `record` callbacks
+/// of submit(), submit_async() and record() run under the lock of the context's command pool
+/// (Vulkan requires recording into one pool to be serialized): they may call the Context from
+/// the same thread, but must not wait for another thread that submits to it.
+/// A moved-from Context is empty: device() is an empty Device, handles() are null, and every
+/// submit or record fails at once with Errc::invalid_argument.
 class Context {
 public:
     /// Opens the loader, creates an instance (with the validation layer if asked), picks the
