@@ -24,7 +24,9 @@ struct ContextOptions {
     /// Enable VK_LAYER_KHRONOS_validation and keep its messages (warnings and errors).
     bool validation = false;
     /// Called with every validation message, also those the layer sends while the Context is
-    /// destroyed (leaked objects are reported then). Called from whichever thread made the call.
+    /// destroyed (leaked objects are reported then). Called from whichever thread made the call,
+    /// from inside that Vulkan call: during a submit the context's submit lock is held (the queue
+    /// must be externally synchronized), so the hook must not wait for another thread that submits.
     std::function<void(const std::string&)> on_validation_message;
     /// What the device must be able to do; devices that cannot are skipped.
     Capability required = Capability::import_memory | Capability::export_memory | Capability::modifiers;
