@@ -311,13 +311,22 @@ Context::Context(Context&&) noexcept = default;
 Context& Context::operator=(Context&&) noexcept = default;
 Context::~Context() = default;
 
-const Device& Context::device() const noexcept { return *impl_->attached; }
-const DeviceHandles& Context::handles() const noexcept { return impl_->handles; }
-VkQueue Context::queue() const noexcept { return impl_->queue; }
-PFN_vkVoidFunction Context::device_proc(const char* name) const { return impl_->gdpa(impl_->device, name); }
+const Device& Context::device() const noexcept {
+    static const Device empty;
+    return impl_ && impl_->attached ? *impl_->attached : empty;
+}
+const DeviceHandles& Context::handles() const noexcept {
+    static const DeviceHandles empty;
+    return impl_ ? impl_->handles : empty;
+}
+VkQueue Context::queue() const noexcept { return impl_ ? impl_->queue : VK_NULL_HANDLE; }
+PFN_vkVoidFunction Context::device_proc(const char* name) const {
+    return impl_ ? impl_->gdpa(impl_->device, name) : nullptr;
+}
 
 Result<Submission> Context::submit_async(const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait,
                                          VkPipelineStageFlags wait_stage, VkSemaphore signal) const {
+    if (!impl_) return detail::moved_from("submit", "Context");
     return submit_async(record, SubmitSemaphores{{wait}, {wait_stage}, {signal}});
 }
 
@@ -351,6 +360,7 @@ Result<VkCommandBuffer> record_into_new(const Context::Impl& d, VkCommandBufferU
 
 Result<Submission> Context::submit_async(const std::function<void(VkCommandBuffer)>& record,
                                          const SubmitSemaphores& semaphores) const {
+    if (!impl_) return detail::moved_from("submit", "Context");
     auto& d = *impl_;
     std::lock_guard lock(d.submit_mutex);
     auto cmd = record_into_new(d, VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT, record);
@@ -359,6 +369,7 @@ Result<Submission> Context::submit_async(const std::function<void(VkCommandBuffe
 }
 
 Result<RecordedCommands> Context::record(const std::function<void(VkCommandBuffer)>& record) const {
+    if (!impl_) return detail::moved_from("record commands", "Context");
     auto& d = *impl_;
     std::lock_guard lock(d.submit_mutex);
     auto cmd = record_into_new(d, 0, record);
@@ -370,6 +381,7 @@ Result<RecordedCommands> Context::record(const std::function<void(VkCommandBuffe
 }
 
 Result<Submission> Context::submit_async(const RecordedCommands& commands, const SubmitSemaphores& semaphores) const {
+    if (!impl_) return detail::moved_from("submit", "Context");
     if (commands.context_ != impl_.get() || !commands.cmd_)
         return Error::library(Errc::invalid_argument, "submit: the commands were not recorded by this context");
     std::lock_guard lock(impl_->submit_mutex);
@@ -378,6 +390,7 @@ Result<Submission> Context::submit_async(const RecordedCommands& commands, const
 
 Result<Submission> Context::submit_command_buffer(VkCommandBuffer cmd, bool owns,
                                                   const SubmitSemaphores& semaphores) const {
+    if (!impl_) return detail::moved_from("submit", "Context");
     auto& d = *impl_;
     // The non-null semaphores; kept in the thread's own buffers so a frame loop allocates nothing.
     thread_local std::vector<VkSemaphore> waits, signals;
@@ -477,8 +490,8 @@ struct Submission::SharedFence final : Completion {
         return d.get_fence_status(d.device, fence) != VK_NOT_READY;
     }
     Result<WaitStatus> wait(Timeout timeout) const override {
-        const std::uint64_t ns = timeout.count() < 0 ? UINT64_MAX : static_cast<std::uint64_t>(timeout.count()) * 1000000ull;
-        VkResult r = d.wait_for_fences(d.device, 1, &fence, VK_TRUE, ns);
+        // Saturated: Timeout::max() and other huge values wait, they never wrap into a short wait.
+        VkResult r = d.wait_for_fences(d.device, 1, &fence, VK_TRUE, detail::timeout_ns(timeout));
         if (r == VK_TIMEOUT) return WaitStatus::timed_out;
         if (r != VK_SUCCESS) return detail::vk_error(r, "wait for submission");
         return WaitStatus::ready;
@@ -528,13 +541,14 @@ VkFence Submission::fence() const noexcept { return fence_ ? fence_->fence : VK_
 bool Submission::done() const { return !fence_ || fence_->done(); }
 
 Result<WaitStatus> Submission::wait(Timeout timeout) const {
-    if (!fence_) return WaitStatus::ready;
+    if (!context_ || !fence_) return detail::moved_from("wait for submission", "Submission");
     return fence_->wait(timeout);
 }
 
 std::shared_ptr<const Completion> Submission::completion() const { return fence_; }
 
 std::vector<std::string> Context::validation_messages() const {
+    if (!impl_) return {};
     std::lock_guard lock(impl_->messages_mutex);
     return impl_->messages;
 }

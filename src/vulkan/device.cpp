@@ -6,9 +6,12 @@
 #include <dmabridge/vulkan/format.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include <fcntl.h>
 
 #include "device_state.hpp"
 
@@ -49,6 +52,84 @@ Error vk_error(VkResult result, const std::string& context) {
     return Error(ErrorDomain::vulkan, static_cast<int>(result), context + ": " + vk_result_name(result));
 }
 
+Error moved_from(const std::string& operation, const char* type) {
+    return Error::library(Errc::invalid_argument, operation + ": the " + type + " is empty (moved from)");
+}
+
+Result<VkFormat> resolve_format(std::uint32_t fourcc, VkFormat override_format, const std::string& what) {
+    if (override_format == VK_FORMAT_UNDEFINED) {
+        const VkFormat format = to_vk_format(fourcc);
+        if (format == VK_FORMAT_UNDEFINED)
+            return Error::library(Errc::unknown_format, what + ": Vulkan has no format for " + fourcc_to_string(fourcc));
+        return format;
+    }
+    // An override re-reads the same bytes: its texel blocks must be the fourcc's, or the
+    // explicit row pitch would not cover a row and the driver would read past the dma-buf.
+    if (auto ok = check_format_matches(override_format, fourcc); !ok)
+        return ok.error().with_context(what + ": ImageOptions::format");
+    return override_format;
+}
+
+bool query_dmabuf_support(const DeviceState& s, VkFormat format, VkImageUsageFlags usage, const std::uint64_t* modifier,
+                          VkImageCreateFlags flags, ModifierSupport& support) {
+    VkPhysicalDeviceImageDrmFormatModifierInfoEXT mod_info{};
+    mod_info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_DRM_FORMAT_MODIFIER_INFO_EXT;
+    mod_info.drmFormatModifier = modifier ? *modifier : 0;
+    mod_info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    VkPhysicalDeviceExternalImageFormatInfo ext_info{};
+    ext_info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_IMAGE_FORMAT_INFO;
+    ext_info.pNext = modifier ? &mod_info : nullptr;
+    ext_info.handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkPhysicalDeviceImageFormatInfo2 info{};
+    info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_FORMAT_INFO_2;
+    info.pNext = &ext_info;
+    info.format = format;
+    info.type = VK_IMAGE_TYPE_2D;
+    info.tiling = modifier ? VK_IMAGE_TILING_DRM_FORMAT_MODIFIER_EXT : VK_IMAGE_TILING_LINEAR;
+    info.usage = usage;
+    info.flags = flags;
+    VkExternalImageFormatProperties ext_props{};
+    ext_props.sType = VK_STRUCTURE_TYPE_EXTERNAL_IMAGE_FORMAT_PROPERTIES;
+    VkImageFormatProperties2 props{};
+    props.sType = VK_STRUCTURE_TYPE_IMAGE_FORMAT_PROPERTIES_2;
+    props.pNext = &ext_props;
+    if (s.vkGetPhysicalDeviceImageFormatProperties2(s.handles.physical_device, &info, &props) != VK_SUCCESS) return false;
+    const auto features = ext_props.externalMemoryProperties.externalMemoryFeatures;
+    support.importable = (features & VK_EXTERNAL_MEMORY_FEATURE_IMPORTABLE_BIT) != 0;
+    support.exportable = (features & VK_EXTERNAL_MEMORY_FEATURE_EXPORTABLE_BIT) != 0;
+    support.dedicated_only = (features & VK_EXTERNAL_MEMORY_FEATURE_DEDICATED_ONLY_BIT) != 0;
+    support.max_extent = props.imageFormatProperties.maxExtent;
+    return true;
+}
+
+BufferSupport query_buffer_support(const DeviceState& s, VkBufferUsageFlags usage) {
+    VkPhysicalDeviceExternalBufferInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_BUFFER_INFO;
+    info.usage = usage;
+    info.handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
+    VkExternalBufferProperties props{};
+    props.sType = VK_STRUCTURE_TYPE_EXTERNAL_BUFFER_PROPERTIES;
+    s.vkGetPhysicalDeviceExternalBufferProperties(s.handles.physical_device, &info, &props);
+    const auto features = props.externalMemoryProperties.externalMemoryFeatures;
+    return {(features & VK_EXTERNAL_MEMORY_FEATURE_IMPORTABLE_BIT) != 0,
+            (features & VK_EXTERNAL_MEMORY_FEATURE_EXPORTABLE_BIT) != 0,
+            (features & VK_EXTERNAL_MEMORY_FEATURE_DEDICATED_ONLY_BIT) != 0};
+}
+
+Result<UniqueFd> adopt_driver_fd(int fd, const std::string& what) {
+    UniqueFd owned(fd);
+    if (!owned) return Error::library(Errc::invalid_argument, what + ": the driver returned no fd");
+    if (::fcntl(owned.get(), F_SETFD, FD_CLOEXEC) != 0) return Error::from_errno(errno, what + ": set FD_CLOEXEC");
+    return owned;
+}
+
+std::uint64_t timeout_ns(Timeout timeout) noexcept {
+    const auto ms = timeout.count();
+    constexpr std::uint64_t limit_ms = UINT64_MAX / 1000000u;
+    if (ms < 0 || static_cast<std::uint64_t>(ms) > limit_ms) return UINT64_MAX;
+    return static_cast<std::uint64_t>(ms) * 1000000u;
+}
+
 }  // namespace detail
 
 namespace {
@@ -74,40 +155,6 @@ constexpr ExtensionRow extension_rows[] = {
 
 bool needed(const ExtensionRow& row, std::uint32_t api_version) {
     return row.core_since == 0 || VK_API_VERSION_MINOR(api_version) < VK_API_VERSION_MINOR(row.core_since);
-}
-
-// Asks whether a 2D image of `format` for `usage` can live in dma-buf memory, with DRM-modifier
-// tiling and `*modifier`, or plain linear tiling when `modifier` is null; fills in what it can
-// do. False when the device refuses the combination.
-bool query_dmabuf_support(const detail::DeviceState& s, VkFormat format, VkImageUsageFlags usage,
-                          const std::uint64_t* modifier, ModifierSupport& support) {
-    VkPhysicalDeviceImageDrmFormatModifierInfoEXT mod_info{};
-    mod_info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_DRM_FORMAT_MODIFIER_INFO_EXT;
-    mod_info.drmFormatModifier = modifier ? *modifier : 0;
-    mod_info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
-    VkPhysicalDeviceExternalImageFormatInfo ext_info{};
-    ext_info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_IMAGE_FORMAT_INFO;
-    ext_info.pNext = modifier ? &mod_info : nullptr;
-    ext_info.handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT;
-    VkPhysicalDeviceImageFormatInfo2 info{};
-    info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_FORMAT_INFO_2;
-    info.pNext = &ext_info;
-    info.format = format;
-    info.type = VK_IMAGE_TYPE_2D;
-    info.tiling = modifier ? VK_IMAGE_TILING_DRM_FORMAT_MODIFIER_EXT : VK_IMAGE_TILING_LINEAR;
-    info.usage = usage;
-    VkExternalImageFormatProperties ext_props{};
-    ext_props.sType = VK_STRUCTURE_TYPE_EXTERNAL_IMAGE_FORMAT_PROPERTIES;
-    VkImageFormatProperties2 props{};
-    props.sType = VK_STRUCTURE_TYPE_IMAGE_FORMAT_PROPERTIES_2;
-    props.pNext = &ext_props;
-    if (s.vkGetPhysicalDeviceImageFormatProperties2(s.handles.physical_device, &info, &props) != VK_SUCCESS) return false;
-    const auto features = ext_props.externalMemoryProperties.externalMemoryFeatures;
-    support.importable = (features & VK_EXTERNAL_MEMORY_FEATURE_IMPORTABLE_BIT) != 0;
-    support.exportable = (features & VK_EXTERNAL_MEMORY_FEATURE_EXPORTABLE_BIT) != 0;
-    support.dedicated_only = (features & VK_EXTERNAL_MEMORY_FEATURE_DEDICATED_ONLY_BIT) != 0;
-    support.max_extent = props.imageFormatProperties.maxExtent;
-    return true;
 }
 
 template <typename T>
@@ -195,14 +242,19 @@ Result<Device> Device::attach(const DeviceHandles& h, Capability needs) {
     return Device(std::move(state));
 }
 
-VkDevice Device::handle() const noexcept { return state_->handles.device; }
-VkPhysicalDevice Device::physical_device() const noexcept { return state_->handles.physical_device; }
-std::uint32_t Device::queue_family_index() const noexcept { return state_->handles.queue_family_index; }
-Capability Device::capabilities() const noexcept { return state_->capabilities; }
-const std::string& Device::name() const noexcept { return state_->name; }
+VkDevice Device::handle() const noexcept { return state_ ? state_->handles.device : VK_NULL_HANDLE; }
+VkPhysicalDevice Device::physical_device() const noexcept {
+    return state_ ? state_->handles.physical_device : VK_NULL_HANDLE;
+}
+std::uint32_t Device::queue_family_index() const noexcept { return state_ ? state_->handles.queue_family_index : 0; }
+Capability Device::capabilities() const noexcept { return state_ ? state_->capabilities : Capability::none; }
+const std::string& Device::name() const noexcept {
+    static const std::string empty_name = "(moved-from Device)";
+    return state_ ? state_->name : empty_name;
+}
 
 std::optional<DrmNodeIds> Device::drm_nodes() const {
-    if (!has(Capability::drm_nodes)) return std::nullopt;
+    if (!state_ || !has(Capability::drm_nodes)) return std::nullopt;
     VkPhysicalDeviceDrmPropertiesEXT drm{};
     drm.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRM_PROPERTIES_EXT;
     VkPhysicalDeviceProperties2 props{};
@@ -214,9 +266,10 @@ std::optional<DrmNodeIds> Device::drm_nodes() const {
 }
 
 Result<std::vector<ModifierSupport>> Device::modifier_support(std::uint32_t fourcc, const ImageOptions& options) const {
-    const VkFormat format = options.format != VK_FORMAT_UNDEFINED ? options.format : to_vk_format(fourcc);
-    if (format == VK_FORMAT_UNDEFINED)
-        return Error::library(Errc::unknown_format, "no VkFormat for DRM fourcc " + fourcc_to_string(fourcc));
+    if (!state_) return detail::moved_from("query modifiers of " + fourcc_to_string(fourcc), "Device");
+    auto resolved = detail::resolve_format(fourcc, options.format, "query modifiers of " + fourcc_to_string(fourcc));
+    if (!resolved) return resolved.error();
+    const VkFormat format = *resolved;
     if (!has(Capability::modifiers))
         return Error::library(Errc::unsupported, "query modifiers: " VK_EXT_IMAGE_DRM_FORMAT_MODIFIER_EXTENSION_NAME
                                                  " is not enabled on " + name());
@@ -238,8 +291,18 @@ Result<std::vector<ModifierSupport>> Device::modifier_support(std::uint32_t four
         support.modifier = m.drmFormatModifier;
         support.plane_count = m.drmFormatModifierPlaneCount;
         support.features = m.drmFormatModifierTilingFeatures;
-        support.disjoint = (m.drmFormatModifierTilingFeatures & VK_FORMAT_FEATURE_DISJOINT_BIT) != 0;
-        query_dmabuf_support(s, format, options.usage, &m.drmFormatModifier, support);
+        detail::query_dmabuf_support(s, format, options.usage, &m.drmFormatModifier, 0, support);
+        // Disjoint images need the DISJOINT feature, and support asked with the flag they will
+        // be created with: a device may refuse DISJOINT images of a modifier it otherwise takes.
+        if ((m.drmFormatModifierTilingFeatures & VK_FORMAT_FEATURE_DISJOINT_BIT) != 0) {
+            ModifierSupport split;
+            if (detail::query_dmabuf_support(s, format, options.usage, &m.drmFormatModifier,
+                                             VK_IMAGE_CREATE_DISJOINT_BIT, split) &&
+                split.importable) {
+                support.disjoint = true;
+                support.disjoint_dedicated_only = split.dedicated_only;
+            }
+        }
         out.push_back(support);
     }
     // Without DRM-modifier support for this format and usage, LINEAR may still be shared
@@ -251,7 +314,7 @@ Result<std::vector<ModifierSupport>> Device::modifier_support(std::uint32_t four
         const FormatInfo* fmt = find_format(fourcc);
         support.plane_count = fmt ? fmt->plane_count : 1;
         support.linear_tiling = true;
-        if (query_dmabuf_support(s, format, options.usage, nullptr, support)) {
+        if (detail::query_dmabuf_support(s, format, options.usage, nullptr, 0, support)) {
             if (linear != out.end()) *linear = support;
             else out.push_back(support);
         }
@@ -278,10 +341,12 @@ FormatSet formats_where(const Device& device, const ImageOptions& options, bool 
 }  // namespace
 
 FormatSet Device::importable_formats(const ImageOptions& options) const {
+    if (!state_) return {};
     return formats_where(*this, options, &ModifierSupport::importable);
 }
 
 FormatSet Device::exportable_formats(const ImageOptions& options) const {
+    if (!state_) return {};
     return formats_where(*this, options, &ModifierSupport::exportable);
 }
 

@@ -4,13 +4,11 @@
 #include <dmabridge/vulkan/format.hpp>
 
 #include <algorithm>
-#include <cerrno>
 #include <string>
 #include <vector>
 
-#include <fcntl.h>
-
 #include "../memory_allocator.hpp"
+#include "../sys.hpp"
 #include "device_state.hpp"
 #include "resources_builder.hpp"
 
@@ -37,14 +35,17 @@ Result<DmaBuf> export_memory(const detail::DeviceState& s, VkDeviceMemory memory
     int fd = -1;
     if (VkResult r = s.vkGetMemoryFdKHR(s.device(), &get, &fd); r != VK_SUCCESS)
         return detail::vk_error(r, what + ": vkGetMemoryFdKHR");
-    UniqueFd owned(fd);
-    // Some drivers (lavapipe among them) hand out the fd without FD_CLOEXEC: a fork+exec
-    // elsewhere in the process would leak the buffer into the child.
-    if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return Error::from_errno(errno, what + ": set FD_CLOEXEC");
-    auto buf = DmaBuf::adopt(std::move(owned));
+    // Some drivers (lavapipe among them) hand out the fd without FD_CLOEXEC: it is set before
+    // anything else happens to the fd.
+    auto owned = detail::adopt_driver_fd(fd, what + ": vkGetMemoryFdKHR");
+    if (!owned) return owned.error();
+    auto buf = DmaBuf::adopt(std::move(*owned));
     if (!buf) return buf.error().with_context(what);
-    if (auto named = buf->set_name(name.empty() ? std::string(dmabridge::detail::default_buffer_name) : name); !named)
-        return named.error().with_context(what);
+    // Names are debugging metadata: an export that succeeded does not fail for one.
+    const std::string label = name.empty() ? std::string(dmabridge::detail::default_buffer_name) : name;
+    if (auto named = buf->set_name(label); !named)
+        dmabridge::detail::log_message(LogLevel::warning, what + ": the dma-buf stays unnamed (\"" + label +
+                                                              "\"): " + named.error().message());
     return buf;
 }
 
@@ -77,12 +78,18 @@ Result<VkDeviceMemory> allocate_exportable(const detail::DeviceState& s, const d
 }  // namespace
 
 Result<ExportedImage> Device::export_image(const ImageRequest& request, const ImageOptions& options) const {
+    if (!state_) return detail::moved_from("export image " + dmabridge::detail::describe_request(request), "Device");
     const auto& s = *state_;
     const std::string what = "export image on " + name() + ": " + dmabridge::detail::describe_request(request);
     if (auto ok = dmabridge::detail::check_image_request(request, "export image on " + name()); !ok) return ok.error();
     if (!has(Capability::export_memory | Capability::modifiers))
         return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf export and modifiers");
-    const VkFormat format = options.format != VK_FORMAT_UNDEFINED ? options.format : to_vk_format(request.fourcc);
+    // Everything that needs no device is checked before the first Vulkan call.
+    auto resolved = detail::resolve_format(request.fourcc, options.format, what);
+    if (!resolved) return resolved.error();
+    const VkFormat format = *resolved;
+    if (auto fits = check_extent_fits(format, request.width, request.height); !fits)
+        return fits.error().with_context(what);
     auto support = modifier_support(request.fourcc, options);
     if (!support) return support.error().with_context(what);
 
@@ -175,6 +182,7 @@ Result<ExportedImage> Device::export_image(const ImageRequest& request, const Im
 }
 
 Result<ExportedBuffer> Device::export_buffer(std::uint64_t size, VkBufferUsageFlags usage, const std::string& label) const {
+    if (!state_) return detail::moved_from("export buffer of " + std::to_string(size) + " bytes", "Device");
     const auto& s = *state_;
     const std::string what = "export buffer of " + std::to_string(size) + " bytes on " + name();
     if (size == 0) return Error::library(Errc::invalid_argument, what + ": the size is zero");
@@ -182,12 +190,17 @@ Result<ExportedBuffer> Device::export_buffer(std::uint64_t size, VkBufferUsageFl
         return Error::library(Errc::invalid_argument, what + ": the name is longer than 31 bytes");
     if (!has(Capability::export_memory))
         return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf export");
+    const auto external = detail::query_buffer_support(s, usage);
+    if (!external.exportable)
+        return Error::library(Errc::unsupported, what + ": the device cannot export dma-buf memory for buffers of usage " +
+                                                     std::to_string(usage) +
+                                                     " (vkGetPhysicalDeviceExternalBufferProperties)");
     BufferBuilder builder(state_);
     if (auto made = detail::create_dmabuf_buffer(s, builder, size, usage, what); !made) return made.error();
     const VkBuffer buffer = builder.buffer.handle();
     const auto reqs = detail::buffer_requirements(s, buffer);
     auto memory_or = allocate_exportable(s, reqs, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT, VK_NULL_HANDLE, buffer,
-                                         reqs.requires_dedicated, what);
+                                         reqs.requires_dedicated || external.dedicated_only, what);
     if (!memory_or) return memory_or.error();
     const VkDeviceMemory memory = *memory_or;
     builder.set_memory(memory);

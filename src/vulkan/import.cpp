@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,12 @@ constexpr VkImageAspectFlagBits memory_plane_aspect[] = {
     VK_IMAGE_ASPECT_MEMORY_PLANE_2_BIT_EXT, VK_IMAGE_ASPECT_MEMORY_PLANE_3_BIT_EXT};
 
 std::string n(std::uint64_t v) { return std::to_string(v); }
+
+std::string hex(std::uint32_t v) {
+    char text[16];
+    std::snprintf(text, sizeof text, "0x%x", v);
+    return text;
+}
 
 // Imports a dup of `buf` as memory of `size` bytes for `type_bits`, dedicated to `image` or
 // `buffer` when asked. The dup belongs to Vulkan only once the allocation succeeded.
@@ -76,6 +83,7 @@ std::string list_modifiers(const std::vector<ModifierSupport>& support, bool imp
 }  // namespace
 
 Result<Image> Device::import_image(const BufferDesc& desc, const ImageOptions& options) const {
+    if (!state_) return detail::moved_from("import " + desc.describe(), "Device");
     const auto& s = *state_;
     const std::string what = "import " + desc.describe() + " on " + name();
     if (!has(Capability::import_memory | Capability::modifiers))
@@ -86,9 +94,16 @@ Result<Image> Device::import_image(const BufferDesc& desc, const ImageOptions& o
                               what + ": the modifier is INVALID (implicit, known only to the exporting driver) and "
                                      "cannot be imported explicitly; ask the exporter for an explicit modifier "
                                      "(LINEAR where it guarantees a linear layout)");
-    const VkFormat format = options.format != VK_FORMAT_UNDEFINED ? options.format : to_vk_format(desc.fourcc);
-    if (format == VK_FORMAT_UNDEFINED)
-        return Error::library(Errc::unsupported, what + ": Vulkan has no format for " + fourcc_to_string(desc.fourcc));
+    // Everything that needs no device is checked before the first Vulkan call.
+    auto resolved = detail::resolve_format(desc.fourcc, options.format, what);
+    if (!resolved) {
+        // A fourcc Vulkan cannot express (NV21) is a limit of the device API, not an unknown format.
+        if (options.format == VK_FORMAT_UNDEFINED && resolved.error().is(Errc::unknown_format))
+            return Error::library(Errc::unsupported, resolved.error().message());
+        return resolved.error();
+    }
+    const VkFormat format = *resolved;
+    if (auto fits = check_extent_fits(format, desc.width, desc.height); !fits) return fits.error().with_context(what);
     auto support = modifier_support(desc.fourcc, options);
     if (!support) return support.error().with_context(what);
     auto entry = std::find_if(support->begin(), support->end(), [&](const ModifierSupport& m) { return m.modifier == desc.modifier; });
@@ -107,7 +122,12 @@ Result<Image> Device::import_image(const BufferDesc& desc, const ImageOptions& o
     for (const auto& p : desc.planes) disjoint |= !(p.buffer.id() == desc.planes[0].buffer.id());
     if (disjoint && (!entry->disjoint || entry->linear_tiling))
         return Error::library(Errc::unsupported, what + ": its planes are in separate dma-bufs, and the device cannot "
-                                                     "bind planes separately (no DISJOINT) for this modifier");
+                                                     "import DISJOINT images of this modifier for this usage");
+    if (disjoint && entry->disjoint_dedicated_only)
+        return Error::library(Errc::unsupported,
+                              what + ": its planes are in separate dma-bufs, but the device imports this modifier only "
+                                     "as a dedicated allocation (DEDICATED_ONLY), which a disjoint image cannot have; "
+                                     "put the planes in one dma-buf");
 
     std::array<VkSubresourceLayout, max_planes> layouts{};
     for (std::size_t p = 0; p < desc.planes.size(); ++p) {
@@ -133,6 +153,10 @@ Result<Image> Device::import_image(const BufferDesc& desc, const ImageOptions& o
     const std::uint32_t memories = disjoint ? static_cast<std::uint32_t>(desc.planes.size()) : 1;
     for (std::uint32_t i = 0; i < memories; ++i) {
         const auto reqs = detail::image_requirements(s, image, disjoint ? static_cast<int>(i) : -1);
+        if (disjoint && reqs.requires_dedicated)
+            return Error::library(Errc::unsupported, what + ": plane " + n(i) +
+                                                         " of the disjoint image requires a dedicated allocation, which "
+                                                         "a disjoint image cannot have; put the planes in one dma-buf");
         const bool dedicated = !disjoint && (reqs.requires_dedicated || reqs.prefers_dedicated || entry->dedicated_only);
         auto memory = import_memory(s, desc.planes[i].buffer, reqs.memory.size, reqs.memory.memoryTypeBits, image,
                                     VK_NULL_HANDLE, dedicated, what + (disjoint ? ": plane " + n(i) : std::string()));
@@ -170,6 +194,7 @@ Result<Image> Device::import_image(const BufferDesc& desc, const ImageOptions& o
 }
 
 Result<Buffer> Device::import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags usage, std::uint64_t size) const {
+    if (!state_) return detail::moved_from("import a dma-buf as a buffer", "Device");
     const auto& s = *state_;
     if (size == 0) size = dmabuf.size();
     const std::string what = "import " + n(size) + " bytes of a " + n(dmabuf.size()) + "-byte dma-buf as a buffer on " + name();
@@ -177,12 +202,16 @@ Result<Buffer> Device::import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags us
         return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf import");
     if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, what + ": no dma-buf");
     if (size > dmabuf.size()) return Error::library(Errc::invalid_argument, what + ": larger than the dma-buf");
+    const auto external = detail::query_buffer_support(s, usage);
+    if (!external.importable)
+        return Error::library(Errc::unsupported, what + ": the device cannot import dma-buf memory for buffers of usage " +
+                                                     hex(usage) + " (vkGetPhysicalDeviceExternalBufferProperties)");
     BufferBuilder builder(state_);
     if (auto made = detail::create_dmabuf_buffer(s, builder, size, usage, what); !made) return made.error();
     const VkBuffer buffer = builder.buffer.handle();
     const auto reqs = detail::buffer_requirements(s, buffer);
     auto memory = import_memory(s, dmabuf, reqs.memory.size, reqs.memory.memoryTypeBits, VK_NULL_HANDLE, buffer,
-                                reqs.requires_dedicated, what);
+                                reqs.requires_dedicated || external.dedicated_only, what);
     if (!memory) return memory.error();
     builder.set_memory(*memory);
     VkBindBufferMemoryInfo bind{};

@@ -31,8 +31,8 @@ public:
         info.semaphoreCount = 1;
         info.pSemaphores = &semaphore_;
         info.pValues = &value_;
-        const std::uint64_t ns = timeout.count() < 0 ? UINT64_MAX : static_cast<std::uint64_t>(timeout.count()) * 1000000ull;
-        VkResult r = state_->vkWaitSemaphores(state_->device(), &info, ns);
+        // Saturated: Timeout::max() and other huge values wait, they never wrap into a short wait.
+        VkResult r = state_->vkWaitSemaphores(state_->device(), &info, detail::timeout_ns(timeout));
         if (r == VK_TIMEOUT) return WaitStatus::timed_out;
         if (r != VK_SUCCESS) return detail::vk_error(r, "wait for timeline semaphore");
         return WaitStatus::ready;

@@ -4,6 +4,9 @@
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <optional>
 #include <span>
 #include <vector>
@@ -82,6 +85,28 @@ Semaphore& Semaphore::operator=(Semaphore&& o) noexcept {
 
 Semaphore::~Semaphore() { reset(); }
 
+namespace {
+// Waits for `buf`'s fences for `access`. A huge timeout (Timeout::max(), the usual "no limit")
+// is waited for in day-long slices, so that no deadline computed below can overflow: it waits,
+// it never times out at once.
+Result<WaitStatus> wait_sliced(const DmaBuf& buf, Access access, Timeout timeout) {
+    if (timeout.count() < 0) return buf.wait(access, forever);
+    constexpr Timeout slice = std::chrono::hours(24);
+    while (timeout > slice) {
+        auto waited = buf.wait(access, slice);
+        if (!waited || *waited == WaitStatus::ready) return waited;
+        timeout -= slice;
+    }
+    return buf.wait(access, timeout);
+}
+
+std::string hex(std::uint32_t v) {
+    char text[16];
+    std::snprintf(text, sizeof text, "0x%x", v);
+    return text;
+}
+}  // namespace
+
 struct SyncBridge::State {
     explicit State(Device d) : device(std::move(d)), pool(std::make_shared<detail::SemaphorePool>(device.state())) {}
     Device device;
@@ -92,6 +117,9 @@ struct SyncBridge::State {
     std::string reason;
     // sync_file mode: releases get no semaphore, publish waits for the submit (ReleaseMode).
     bool release_waits = false;
+    // Set once the kernel's sync_file ioctls were probed on a real dma-buf. No lock: two
+    // threads that probe at once both run the (harmless, idempotent) probe.
+    std::atomic<bool> probed{false};
 
     bool release_has_semaphore() const { return !release_waits && current_mode() == SyncMode::sync_file; }
 
@@ -106,12 +134,33 @@ struct SyncBridge::State {
     }
 
     void fall_back(const std::string& why) {
-        std::lock_guard lock(mutex);
-        if (mode == SyncMode::cpu_wait) return;
-        mode = SyncMode::cpu_wait;
-        reason = why;
+        {
+            std::lock_guard lock(mutex);
+            if (mode == SyncMode::cpu_wait) return;
+            mode = SyncMode::cpu_wait;
+            reason = why;
+        }
+        // Never under the lock: the application's handler may call back into the bridge.
         dmabridge::detail::log_message(LogLevel::warning, "sync bridge on " + device.name() +
                                                               ": falling back to CPU waits: " + why);
+    }
+
+    // Asks the kernel, with real ioctls on `buf`, whether dma-bufs can export and import
+    // sync_files (DMA_BUF_IOCTL_EXPORT/IMPORT_SYNC_FILE, Linux 6.0+): a read snapshot is exported
+    // and imported back as a read fence, which changes nothing a reader or writer waits for.
+    // ENOTTY (or ENOSYS) means an older kernel: the bridge falls back to CPU waits and says why.
+    Status probe(const DmaBuf& buf) {
+        if (probed.load(std::memory_order_acquire) || current_mode() == SyncMode::cpu_wait) return {};
+        auto fence = buf.export_sync_file(Access::read);
+        if (!fence) {
+            if (!fence.error().is(Errc::unsupported)) return fence.error().with_context("sync bridge: probe the kernel");
+            fall_back("probed: " + fence.error().message());
+        } else if (auto back = buf.import_sync_file(*fence, Access::read); !back) {
+            if (!back.error().is(Errc::unsupported)) return back.error().with_context("sync bridge: probe the kernel");
+            fall_back("probed: " + back.error().message());
+        }
+        probed.store(true, std::memory_order_release);
+        return {};
     }
 
     Result<Semaphore> make_semaphore(bool exportable) const {
@@ -162,6 +211,7 @@ struct SyncBridge::State {
     Result<Acquire> acquire(std::span<const DmaBuf* const> bufs, Access access, VkPipelineStageFlags stage) {
         Acquire out;
         out.wait_stage = stage;
+        if (auto ok = probe(*bufs.front()); !ok) return ok.error();
         if (current_mode() == SyncMode::sync_file) {
             auto fences = pending_fences(bufs, access);
             if (!fences) return fences.error();
@@ -190,7 +240,7 @@ struct SyncBridge::State {
         }
         // cpu_wait: the fences are waited for here, so the submit needs no semaphore.
         for (const DmaBuf* buf : bufs) {
-            auto waited = buf->wait(access, options.cpu_wait_timeout);
+            auto waited = wait_sliced(*buf, access, options.cpu_wait_timeout);
             if (!waited) return waited.error().with_context("sync bridge: acquire (CPU wait)");
             if (*waited == WaitStatus::timed_out)
                 return Error::library(Errc::limit_exceeded, "sync bridge: acquire (CPU wait): the buffer's fences did "
@@ -253,36 +303,88 @@ bool without_kernel_fences(const detail::DeviceState& s) {
 }  // namespace
 
 Result<SyncBridge> SyncBridge::create(const Device& device, SyncBridgeOptions options) {
+    if (!device.valid()) return detail::moved_from("create a sync bridge", "Device");
     auto state = std::make_shared<State>(device);
     state->options = options;
+    const auto& s = *device.state();
+    std::string release_note;
+    bool can_export = false;
     if (options.force_cpu_wait) {
         state->mode = SyncMode::cpu_wait;
         state->reason = "forced by SyncBridgeOptions::force_cpu_wait";
     } else if (!device.has(Capability::sync_fd)) {
         state->mode = SyncMode::cpu_wait;
         state->reason = "the device was not attached with SYNC_FD semaphores (" VK_KHR_EXTERNAL_SEMAPHORE_FD_EXTENSION_NAME ")";
+    } else {
+        // The extension says nothing about SYNC_FD: ask for it, import and export separately.
+        VkPhysicalDeviceExternalSemaphoreInfo info{};
+        info.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_SEMAPHORE_INFO;
+        info.handleType = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT;
+        VkExternalSemaphoreProperties props{};
+        props.sType = VK_STRUCTURE_TYPE_EXTERNAL_SEMAPHORE_PROPERTIES;
+        s.vkGetPhysicalDeviceExternalSemaphoreProperties(s.handles.physical_device, &info, &props);
+        const auto features = props.externalSemaphoreFeatures;
+        const bool can_import = (features & VK_EXTERNAL_SEMAPHORE_FEATURE_IMPORTABLE_BIT) != 0;
+        can_export = (features & VK_EXTERNAL_SEMAPHORE_FEATURE_EXPORTABLE_BIT) != 0 &&
+                     (props.compatibleHandleTypes & VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT) != 0;
+        const std::string asked = " (vkGetPhysicalDeviceExternalSemaphoreProperties for SYNC_FD: features " +
+                                  hex(features) + ", compatible handle types " + hex(props.compatibleHandleTypes) + ")";
+        if (!can_import) {
+            state->mode = SyncMode::cpu_wait;
+            state->reason = device.name() + " cannot import SYNC_FD semaphores" +
+                            (can_export ? std::string() : " nor export them") + asked;
+        } else if (!can_export) {
+            release_note = device.name() + " cannot export SYNC_FD semaphores" + asked +
+                           ": releases wait for their submit (ReleaseMode::wait_for_submit)";
+        }
     }
+    state->release_waits = options.release == ReleaseMode::wait_for_submit ||
+                           (options.release == ReleaseMode::automatic && without_kernel_fences(s)) ||
+                           (state->mode == SyncMode::sync_file && !can_export);
     if (state->mode == SyncMode::cpu_wait)
         dmabridge::detail::log_message(LogLevel::info, "sync bridge on " + device.name() + ": CPU waits: " + state->reason);
-    state->release_waits = options.release == ReleaseMode::wait_for_submit ||
-                           (options.release == ReleaseMode::automatic && without_kernel_fences(*device.state()));
+    else if (!release_note.empty())
+        dmabridge::detail::log_message(LogLevel::info, "sync bridge: " + release_note);
     return SyncBridge(std::move(state));
 }
 
 ReleaseMode SyncBridge::release_mode() const {
+    if (!state_) return ReleaseMode::wait_for_submit;
     return state_->release_has_semaphore() ? ReleaseMode::export_fence : ReleaseMode::wait_for_submit;
 }
 
-SyncMode SyncBridge::mode() const { return state_->current_mode(); }
+SyncMode SyncBridge::mode() const { return state_ ? state_->current_mode() : SyncMode::cpu_wait; }
 
 std::string SyncBridge::mode_reason() const {
+    if (!state_) return "the SyncBridge is empty (moved from)";
     std::lock_guard lock(state_->mutex);
     return state_->reason;
 }
 
+Status SyncBridge::probe_kernel(const DmaBuf& dmabuf) {
+    if (!state_) return detail::moved_from("sync bridge: probe the kernel", "SyncBridge");
+    if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, "sync bridge: probe the kernel: no dma-buf (moved from?)");
+    return state_->probe(dmabuf);
+}
+
+namespace {
+// What every entry point checks first: an empty (moved-from) bridge, image or buffer, or a
+// description whose planes have no dma-buf, fails at once.
+Status check_buffers(const char* what, std::span<const DmaBuf* const> bufs) {
+    if (bufs.empty()) return Error::library(Errc::invalid_argument, std::string(what) + ": the description has no planes");
+    for (const DmaBuf* b : bufs)
+        if (b->fd() < 0) return Error::library(Errc::invalid_argument, std::string(what) + ": a plane has no dma-buf (moved from?)");
+    return {};
+}
+}  // namespace
+
 Result<Acquire> SyncBridge::acquire_image(const BufferDesc& desc, const Image& image, Access access, const ImageUse& use,
                                           VkImageLayout old_layout) {
-    auto out = state_->acquire(distinct_buffers(desc), access, use.stage);
+    if (!state_) return detail::moved_from("sync bridge: acquire", "SyncBridge");
+    if (!image.valid()) return detail::moved_from("sync bridge: acquire", "Image");
+    const auto bufs = distinct_buffers(desc);
+    if (auto ok = check_buffers("sync bridge: acquire", bufs); !ok) return ok.error();
+    auto out = state_->acquire(bufs, access, use.stage);
     if (!out) return out.error();
     out->image_barrier = image_barrier(image, old_layout, use.layout, state_->foreign_family(),
                                        state_->device.queue_family_index(), 0, use.access);
@@ -290,7 +392,10 @@ Result<Acquire> SyncBridge::acquire_image(const BufferDesc& desc, const Image& i
 }
 
 Result<Acquire> SyncBridge::acquire_buffer(const DmaBuf& dmabuf, const Buffer& buffer, Access access, const BufferUse& use) {
+    if (!state_) return detail::moved_from("sync bridge: acquire", "SyncBridge");
+    if (!buffer.valid()) return detail::moved_from("sync bridge: acquire", "Buffer");
     const DmaBuf* const one[] = {&dmabuf};  // no allocation on this per-frame path
+    if (auto ok = check_buffers("sync bridge: acquire", one); !ok) return ok.error();
     auto out = state_->acquire(one, access, use.stage);
     if (!out) return out.error();
     out->buffer_barrier = buffer_barrier(buffer, state_->foreign_family(), state_->device.queue_family_index(), 0, use.access);
@@ -311,6 +416,8 @@ Status carry_forward(Release& out, std::initializer_list<const Acquire*> after) 
 
 Result<Release> SyncBridge::prepare_release_image(const Image& image, const ImageUse& use,
                                                   std::initializer_list<const Acquire*> after) {
+    if (!state_) return detail::moved_from("sync bridge: release", "SyncBridge");
+    if (!image.valid()) return detail::moved_from("sync bridge: release", "Image");
     Release out;
     if (auto ok = carry_forward(out, after); !ok) return ok.error();
     if (state_->release_has_semaphore()) {
@@ -325,6 +432,8 @@ Result<Release> SyncBridge::prepare_release_image(const Image& image, const Imag
 
 Result<Release> SyncBridge::prepare_release_buffer(const Buffer& buffer, const BufferUse& use,
                                                    std::initializer_list<const Acquire*> after) {
+    if (!state_) return detail::moved_from("sync bridge: release", "SyncBridge");
+    if (!buffer.valid()) return detail::moved_from("sync bridge: release", "Buffer");
     Release out;
     if (auto ok = carry_forward(out, after); !ok) return ok.error();
     if (state_->release_has_semaphore()) {
@@ -342,6 +451,9 @@ Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBu
                   VkFence submit_fence) {
     const auto& s = *st.device.state();
     if (release.semaphore.handle() && st.current_mode() == SyncMode::sync_file) {
+        if (auto ok = st.probe(*bufs.front()); !ok) return ok.error().with_context("sync bridge: publish");
+    }
+    if (release.semaphore.handle() && st.current_mode() == SyncMode::sync_file) {
         // What the work waits for goes onto the buffers first: exporting the semaphore below may
         // block until those fences signal (lavapipe), and the buffers must not look idle meanwhile.
         for (const SyncFile& dependency : release.depends_on)
@@ -356,11 +468,18 @@ Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBu
         // Valid only once a signal of the semaphore was submitted; exporting resets it.
         if (VkResult r = s.vkGetSemaphoreFdKHR(s.device(), &get, &fd); r != VK_SUCCESS)
             return detail::vk_error(r, "sync bridge: publish: vkGetSemaphoreFdKHR (was the submit queued?)");
+        // FD_CLOEXEC before anything else: the fd must not leak into a child of a fork+exec.
+        UniqueFd owned;
+        if (fd >= 0) {  // -1 means "already signalled": nothing to add
+            auto cloexec = detail::adopt_driver_fd(fd, "sync bridge: publish: vkGetSemaphoreFdKHR");
+            if (!cloexec) return cloexec.error();
+            owned = std::move(*cloexec);
+        }
         // Unsignaled again: reusable by a later release once its submit completed.
         detail::SemaphorePool::adopt(release.semaphore, st.pool);
         std::optional<SyncFile> fence;
-        if (fd >= 0) {  // -1 means "already signalled": nothing to add
-            auto adopted = SyncFile::adopt(UniqueFd(fd));
+        if (owned) {
+            auto adopted = SyncFile::adopt(std::move(owned));
             if (!adopted) return adopted.error().with_context("sync bridge: publish");
             fence = std::move(*adopted);
         }
@@ -391,11 +510,16 @@ Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBu
 }  // namespace
 
 Status SyncBridge::publish(Release& release, const BufferDesc& desc, Access access, VkFence submit_fence) {
-    return publish_to(*state_, release, distinct_buffers(desc), access, submit_fence);
+    if (!state_) return detail::moved_from("sync bridge: publish", "SyncBridge");
+    const auto bufs = distinct_buffers(desc);
+    if (auto ok = check_buffers("sync bridge: publish", bufs); !ok) return ok.error();
+    return publish_to(*state_, release, bufs, access, submit_fence);
 }
 
 Status SyncBridge::publish(Release& release, const DmaBuf& dmabuf, Access access, VkFence submit_fence) {
+    if (!state_) return detail::moved_from("sync bridge: publish", "SyncBridge");
     const DmaBuf* const one[] = {&dmabuf};
+    if (auto ok = check_buffers("sync bridge: publish", one); !ok) return ok.error();
     return publish_to(*state_, release, one, access, submit_fence);
 }
 

@@ -80,3 +80,57 @@ TEST_CASE("format sets intersect pair by pair and keep the first set's preferenc
     CHECK(both.fourccs() == std::vector<std::uint32_t>{fourcc::XRGB8888});
     CHECK(FormatSet{}.intersect(vk).empty());
 }
+
+TEST_CASE("VkFormat layouts: texel blocks, planes and the subsampling vkCreateImage demands") {
+    using namespace vulkan;
+    const auto nv12 = format_layout(VK_FORMAT_G8_B8R8_2PLANE_420_UNORM);
+    REQUIRE(nv12);
+    CHECK(nv12->plane_count == 2);
+    CHECK(nv12->planes[1].bytes_per_block == 2);
+    CHECK(nv12->even_width);
+    CHECK(nv12->even_height);
+    const auto yuyv = format_layout(VK_FORMAT_G8B8G8R8_422_UNORM);
+    REQUIRE(yuyv);
+    CHECK(yuyv->planes[0].block_width == 2);
+    CHECK(yuyv->even_width);
+    CHECK_FALSE(yuyv->even_height);
+    CHECK(format_layout(VK_FORMAT_R32G32B32A32_SFLOAT)->planes[0].bytes_per_block == 16);
+    CHECK(format_layout(VK_FORMAT_R10X6G10X6B10X6A10X6_UNORM_4PACK16)->planes[0].bytes_per_block == 8);
+    CHECK_FALSE(format_layout(VK_FORMAT_BC1_RGB_UNORM_BLOCK));
+    CHECK(format_name(VK_FORMAT_R8_UNORM) == "VK_FORMAT_R8_UNORM");
+    CHECK(format_name(VK_FORMAT_D32_SFLOAT) == "VkFormat 126");
+
+    // Every fourcc's own VkFormat has its layout (the table and the mapping agree).
+    for (std::uint32_t code : {fourcc::XRGB8888, fourcc::ABGR8888, fourcc::XRGB2101010, fourcc::RGB888, fourcc::RGB565,
+                               fourcc::R8, fourcc::R16, fourcc::GR88, fourcc::NV12, fourcc::NV16, fourcc::P010,
+                               fourcc::YUV420, fourcc::YUYV, fourcc::UYVY}) {
+        CAPTURE(fourcc_to_string(code));
+        CHECK(check_format_matches(to_vk_format(code), code));
+    }
+}
+
+TEST_CASE("a format override needs the fourcc's texel blocks; odd extents of subsampled formats are refused") {
+    using namespace vulkan;
+    CHECK(check_format_matches(VK_FORMAT_B8G8R8A8_SRGB, fourcc::XRGB8888));
+    CHECK(check_format_matches(VK_FORMAT_R32_UINT, fourcc::XRGB8888));  // 4 bytes either way
+    CHECK(check_format_matches(VK_FORMAT_R8_UINT, fourcc::R8));
+    auto wide = check_format_matches(VK_FORMAT_R32G32B32A32_SFLOAT, fourcc::R8);
+    REQUIRE_FALSE(wide);
+    CHECK(wide.error().is(Errc::invalid_argument));
+    CHECK(wide.error().message() == "format VK_FORMAT_R32G32B32A32_SFLOAT does not have the memory layout of R8: "
+                                    "plane 0 has 16-byte blocks, R8 has 1-byte blocks");
+    CHECK_FALSE(check_format_matches(VK_FORMAT_R8G8B8A8_UNORM, fourcc::YUYV));  // 1 texel per block, not 2
+    CHECK_FALSE(check_format_matches(VK_FORMAT_G8_B8R8_2PLANE_422_UNORM, fourcc::NV12));  // chroma rows
+    CHECK(check_format_matches(VK_FORMAT_D32_SFLOAT, fourcc::XRGB8888).error().is(Errc::unknown_format));
+
+    CHECK(check_extent_fits(VK_FORMAT_G8_B8R8_2PLANE_420_UNORM, 640, 480));
+    auto odd_width = check_extent_fits(VK_FORMAT_G8_B8R8_2PLANE_420_UNORM, 641, 480);
+    REQUIRE_FALSE(odd_width);
+    CHECK(odd_width.error().message().find("VUID-VkImageCreateInfo-format-04712") != std::string::npos);
+    auto odd_height = check_extent_fits(VK_FORMAT_G8_B8R8_2PLANE_420_UNORM, 640, 481);
+    REQUIRE_FALSE(odd_height);
+    CHECK(odd_height.error().message().find("VUID-VkImageCreateInfo-format-04713") != std::string::npos);
+    CHECK_FALSE(check_extent_fits(VK_FORMAT_G8B8G8R8_422_UNORM, 641, 480));
+    CHECK(check_extent_fits(VK_FORMAT_G8B8G8R8_422_UNORM, 640, 481));  // 4:2:2: any height
+    CHECK(check_extent_fits(VK_FORMAT_B8G8R8A8_UNORM, 641, 481));
+}

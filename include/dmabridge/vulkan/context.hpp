@@ -25,7 +25,9 @@ struct ContextOptions {
     /// Enable VK_LAYER_KHRONOS_validation and keep its messages (warnings and errors).
     bool validation = false;
     /// Called with every validation message, also those the layer sends while the Context is
-    /// destroyed (leaked objects are reported then). Called from whichever thread made the call.
+    /// destroyed (leaked objects are reported then). Called from whichever thread made the call,
+    /// from inside that Vulkan call: during a submit the context's submit lock is held (the queue
+    /// must be externally synchronized), so the hook must not wait for another thread that submits.
     std::function<void(const std::string&)> on_validation_message;
     /// What the device must be able to do; devices that cannot are skipped.
     Capability required = Capability::import_memory | Capability::export_memory | Capability::modifiers;
@@ -66,9 +68,12 @@ public:
     /// Submission and every completion() of it are gone, the Context resets the fence and reuses
     /// it for a later submit: keep completion(), not the handle, to wait for the work later.
     VkFence fence() const noexcept;
-    /// True once the work completed (vkGetFenceStatus; never blocks).
+    /// True once the work completed (vkGetFenceStatus; never blocks). True for an empty
+    /// (moved-from or default-made) Submission: there is nothing pending.
     bool done() const;
-    /// Waits for the work; WaitStatus::timed_out when `timeout` passes first.
+    /// Waits for the work; WaitStatus::timed_out when `timeout` passes first. `forever` and any
+    /// large timeout up to Timeout::max() wait (saturated, never wrapped into a short wait).
+    /// An empty (moved-from or default-made) Submission fails at once with Errc::invalid_argument.
     Result<WaitStatus> wait(Timeout timeout = forever) const;
     /// The work's completion, sharing the fence: while it is held the fence is neither reset nor
     /// reused, whatever happens to the Submission. Null for an empty (moved-from) Submission.
@@ -110,7 +115,12 @@ private:
 
 /// An instance, a physical device, a device with one queue, and dmabridge attached to it.
 /// Move-only. Destroying it waits for the device to be idle and destroys everything.
-/// Thread safety: submit() serializes itself; other members are const.
+/// Thread safety: submit() serializes itself; other members are const. The `record` callbacks
+/// of submit(), submit_async() and record() run under the lock of the context's command pool
+/// (Vulkan requires recording into one pool to be serialized): they may call the Context from
+/// the same thread, but must not wait for another thread that submits to it.
+/// A moved-from Context is empty: device() is an empty Device, handles() are null, and every
+/// submit or record fails at once with Errc::invalid_argument.
 class Context {
 public:
     /// Opens the loader, creates an instance (with the validation layer if asked), picks the

@@ -82,8 +82,15 @@ struct ModifierSupport {
     VkFormatFeatureFlags features = 0;      ///< tiling features of the modifier
     bool importable = false;
     bool exportable = false;
-    bool dedicated_only = false;
-    bool disjoint = false;                  ///< planes may live in separate dma-bufs
+    bool dedicated_only = false;            ///< external memory of this image must be a dedicated allocation
+    /// Planes may live in separate dma-bufs: the modifier has VK_FORMAT_FEATURE_DISJOINT_BIT and
+    /// the device imports images of it created with VK_IMAGE_CREATE_DISJOINT_BIT (asked with that
+    /// flag, not with the flags of a plain image).
+    bool disjoint = false;
+    /// The DISJOINT query said DEDICATED_ONLY: a disjoint image cannot have a dedicated
+    /// allocation, so separate dma-bufs of this modifier cannot be imported (import_image
+    /// refuses them).
+    bool disjoint_dedicated_only = false;
     /// LINEAR through VK_IMAGE_TILING_LINEAR, for formats the driver offers no DRM-modifier
     /// tiling for (lavapipe's NV12, for one): the driver chooses the layout, so an import
     /// succeeds only when the description's offsets and strides are exactly the driver's.
@@ -96,7 +103,11 @@ struct ImageOptions {
     /// How the image will be used. Support is checked for exactly this usage.
     VkImageUsageFlags usage = VK_IMAGE_USAGE_SAMPLED_BIT | VK_IMAGE_USAGE_TRANSFER_SRC_BIT |
                               VK_IMAGE_USAGE_TRANSFER_DST_BIT;
-    /// The image's format; VK_FORMAT_UNDEFINED picks to_vk_format(fourcc).
+    /// The image's format; VK_FORMAT_UNDEFINED picks to_vk_format(fourcc). An override must have
+    /// the fourcc's memory layout (check_format_matches(): plane count, bytes and texels per
+    /// block, subsampling), e.g. B8G8R8A8_SRGB for XRGB8888; R32G32B32A32_SFLOAT for R8 is
+    /// refused (Errc::invalid_argument, naming both), as its rows would be 16 times longer than
+    /// the description's.
     VkFormat format = VK_FORMAT_UNDEFINED;
 };
 
@@ -115,12 +126,20 @@ struct ExportedBuffer {
 /// dmabridge attached to an application's VkDevice. Cheap to copy (shares its state).
 /// Thread safety: every member is safe to call from several threads, as the Vulkan calls it
 /// makes are (the application must not destroy the device meanwhile).
+/// A moved-from Device is empty: valid() is false, handles are null, capabilities() is none,
+/// and every operation fails at once with Errc::invalid_argument, making no Vulkan call.
 class Device {
 public:
     /// Loads dmabridge's entry points and checks that the device was created with what `needs`
     /// requires. Errors: Errc::invalid_argument for null handles or an api_version below 1.1;
     /// Errc::unsupported naming each missing extension and whether the physical device offers it.
     static Result<Device> attach(const DeviceHandles& handles, Capability needs = Capability::none);
+
+    /// An empty Device, as a moved-from one: valid() is false and every operation fails.
+    Device() noexcept = default;
+
+    /// False for a moved-from (or default-made) Device.
+    bool valid() const noexcept { return state_ != nullptr; }
 
     VkDevice handle() const noexcept;
     VkPhysicalDevice physical_device() const noexcept;
@@ -149,22 +168,36 @@ public:
     /// driver picks among those it can export for the usage; empty means LINEAR only), a dedicated
     /// allocation where the driver requires or prefers one, and exports it: the description
     /// carries the chosen modifier and each memory plane's offset and stride. Costs an image,
-    /// a memory allocation and one fd per plane.
+    /// a memory allocation and one fd per plane (each with FD_CLOEXEC). Refused before any
+    /// Vulkan call: an odd width of a _422/_420 format or an odd height of a _420 format
+    /// (Vulkan cannot create them, though DRM allows them), and a format override without the
+    /// fourcc's layout. A failing DMA_BUF_SET_NAME is logged and does not fail the export.
     Result<ExportedImage> export_image(const ImageRequest& request, const ImageOptions& options = {}) const;
 
     /// Creates a buffer of `size` bytes backed by exportable memory and exports the memory.
+    /// Asks vkGetPhysicalDeviceExternalBufferProperties first: a device that cannot export
+    /// dma-buf memory for `usage` gives Errc::unsupported before anything is made; DEDICATED_ONLY
+    /// gets a dedicated allocation. The dma-buf fd carries FD_CLOEXEC. A failing DMA_BUF_SET_NAME
+    /// (names are debugging metadata) is logged and does not fail the export.
     Result<ExportedBuffer> export_buffer(std::uint64_t size, VkBufferUsageFlags usage,
                                          const std::string& name = {}) const;
 
     /// Imports a description as an image with its explicit modifier and plane layouts. Checks,
-    /// before any Vulkan object exists: the description (validate()), the format mapping, the
-    /// modifier (INVALID cannot be imported explicitly), the usage, the extent, the memory plane
-    /// count, disjoint planes, and each dma-buf against the memory the image needs. Imports a
+    /// before any Vulkan call: the description (validate()), the format mapping and any format
+    /// override (its texel blocks must be the fourcc's), the extent against the format's chroma
+    /// subsampling (odd widths of _422/_420 and odd heights of _420 formats are refused). Then,
+    /// before any Vulkan object exists: the modifier (INVALID cannot be imported explicitly),
+    /// the usage, the extent, the memory plane count, disjoint planes (asked with
+    /// VK_IMAGE_CREATE_DISJOINT_BIT; refused where the device wants a dedicated allocation, which
+    /// a disjoint image cannot have), and each dma-buf against the memory the image needs. Imports a
     /// dup of each fd (Vulkan takes ownership of what it imports); on failure nothing is left
     /// behind. Costs an image, one memory import per distinct dma-buf, a bind.
     Result<Image> import_image(const BufferDesc& desc, const ImageOptions& options = {}) const;
 
-    /// Imports `size` bytes of a dma-buf (0: all of it) as a buffer.
+    /// Imports `size` bytes of a dma-buf (0: all of it) as a buffer. Asks
+    /// vkGetPhysicalDeviceExternalBufferProperties first: a device that cannot import dma-buf
+    /// memory for `usage` gives Errc::unsupported before anything is made; DEDICATED_ONLY gets a
+    /// dedicated allocation.
     Result<Buffer> import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags usage, std::uint64_t size = 0) const;
 
     /// Internal state shared with the images and buffers made here.

@@ -30,11 +30,17 @@
 /// fence instead (measured: a 1080p frame loop kept the queue busy that way, instead of draining
 /// it every frame). The buffers end in the same state: the GPU's work on them is complete.
 ///
-/// Fallback (SyncMode::cpu_wait), chosen when the device has no SYNC_FD semaphores
-/// (VK_KHR_external_semaphore_fd), when the kernel lacks DMA_BUF_IOCTL_EXPORT/IMPORT_SYNC_FILE
-/// (Linux < 6.0; found at first use), or when forced: acquire waits for the fences on the CPU
-/// (poll) and gives no semaphore; publish waits for the submit's fence before returning, so the
-/// buffer is idle when it is handed off. Slower, but the ordering is the same.
+/// Fallback (SyncMode::cpu_wait), chosen when the device was attached without
+/// VK_KHR_external_semaphore_fd, when it cannot import SYNC_FD semaphores (asked with
+/// vkGetPhysicalDeviceExternalSemaphoreProperties: the extension alone promises nothing), when
+/// the kernel lacks DMA_BUF_IOCTL_EXPORT/IMPORT_SYNC_FILE (Linux < 6.0: found by probing with
+/// the real ioctls on the first buffer the bridge sees, or on the one given to probe_kernel();
+/// ENOTTY decides, never a kernel version), or when forced: acquire waits for the fences on the
+/// CPU (poll) and gives no semaphore; publish waits for the submit's fence before returning, so
+/// the buffer is idle when it is handed off. Slower, but the ordering is the same. A device that
+/// imports but cannot export SYNC_FD semaphores keeps sync_file acquires and publishes with
+/// ReleaseMode::wait_for_submit. Every choice is logged (outside any lock of the bridge) and
+/// kept in mode_reason().
 
 #include <cstdint>
 #include <initializer_list>
@@ -79,7 +85,8 @@ struct SyncBridgeOptions {
     /// Use SyncMode::cpu_wait even where sync_files would work (for tests and for drivers whose
     /// sync_file support is broken).
     bool force_cpu_wait = false;
-    /// In cpu_wait mode, how long acquire waits for the buffer's fences.
+    /// In cpu_wait mode, how long acquire waits for the buffer's fences. `forever`, and any
+    /// large value up to Timeout::max(), waits (large values never overflow into a short wait).
     Timeout cpu_wait_timeout = forever;
     /// How releases are published in sync_file mode (cpu_wait mode always waits for the submit).
     ReleaseMode release = ReleaseMode::automatic;
@@ -153,20 +160,36 @@ struct Release {
     VkBufferMemoryBarrier buffer_barrier{};
 };
 
-/// The bridge for one device. Thread-safe.
+/// The bridge for one device. Thread-safe; the log handler is never called under the bridge's
+/// lock, so a handler may call back into the bridge.
+/// A moved-from SyncBridge is empty: mode() is cpu_wait, mode_reason() says it is empty, and
+/// every operation fails at once with Errc::invalid_argument. Acquires, releases and publishes
+/// given an empty (moved-from) Image or Buffer, or a description without planes or with a
+/// plane without dma-buf, fail the same way before anything is done.
 class SyncBridge {
 public:
-    /// Chooses the mode: sync_file when the device has Capability::sync_fd, else cpu_wait (the
-    /// reason is logged and kept in mode_reason()).
+    /// Chooses the mode: sync_file when the device has Capability::sync_fd and can import
+    /// SYNC_FD semaphores (vkGetPhysicalDeviceExternalSemaphoreProperties, one query), else
+    /// cpu_wait (the reason is logged and kept in mode_reason()). Errors: an empty Device.
     static Result<SyncBridge> create(const Device& device, SyncBridgeOptions options = {});
 
-    /// The mode in use. It can change from sync_file to cpu_wait once, at the first buffer whose
-    /// kernel lacks the sync_file ioctls.
+    /// The mode in use. It can change from sync_file to cpu_wait once, when probing shows that
+    /// the kernel lacks the sync_file ioctls (probe_kernel(), or the first acquire or publish).
     SyncMode mode() const;
     /// Why the bridge is in cpu_wait mode (empty in sync_file mode).
     std::string mode_reason() const;
-    /// How publish() works now: export_fence, or wait_for_submit (chosen, or cpu_wait mode).
+    /// How publish() works now: export_fence, or wait_for_submit (chosen, a device that cannot
+    /// export SYNC_FD semaphores, or cpu_wait mode).
     ReleaseMode release_mode() const;
+
+    /// Probes the kernel's DMA_BUF_IOCTL_EXPORT_SYNC_FILE and IMPORT_SYNC_FILE on `dmabuf` with
+    /// the real ioctls: a read snapshot is exported and imported back as a read fence (which
+    /// changes nothing anyone waits for). When either answers ENOTTY the bridge switches to
+    /// cpu_wait and mode_reason() says which ioctl failed. Runs once per bridge (the first
+    /// acquire or publish runs it too); later calls return at once. Costs two ioctls and a
+    /// short-lived sync_file. Errors: other failures of the ioctls (EBADF, ...), an empty bridge
+    /// or dma-buf.
+    Status probe_kernel(const DmaBuf& dmabuf);
 
     /// Before the GPU reads (Access::read) or writes (write, read_write) `image`, whose planes
     /// are the dma-bufs of `desc`: a semaphore carrying the planes' fences for that access
