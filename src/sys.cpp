@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "sys.hpp"
+#include "parse/fdinfo.hpp"
 
 #include <chrono>
 #include <cstring>
@@ -79,16 +80,9 @@ Result<WaitStatus> poll_fd(int fd, short events, Timeout timeout, const char* wh
 Result<std::string> fdinfo_value(int fd, const char* key) {
     std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
     if (!in) return last_error("read /proc/self/fdinfo/" + std::to_string(fd));
-    std::string line;
-    const std::string prefix = std::string(key) + ":";
-    while (std::getline(in, line)) {
-        if (line.compare(0, prefix.size(), prefix) == 0) {
-            auto value = line.substr(prefix.size());
-            auto start = value.find_first_not_of(" \t");
-            return start == std::string::npos ? std::string() : value.substr(start);
-        }
-    }
-    return std::string();
+    std::ostringstream text;
+    text << in.rdbuf();
+    return fdinfo_find(text.str(), key);
 }
 
 }  // namespace detail
