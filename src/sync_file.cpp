@@ -7,6 +7,7 @@
 #include <linux/sync_file.h>
 #include <poll.h>
 
+#include "parse/sync_file_info.hpp"
 #include "sys.hpp"
 
 namespace dmabridge {
@@ -72,12 +73,7 @@ Result<std::vector<FenceInfo>> SyncFile::fences() const {
         // A merge elsewhere cannot change this sync_file: its fence count is fixed.
         raw.resize(std::min<std::size_t>(raw.size(), again.num_fences));
     }
-    std::vector<FenceInfo> out;
-    out.reserve(raw.size());
-    for (const auto& f : raw)
-        out.push_back({std::string(f.driver_name, strnlen(f.driver_name, sizeof f.driver_name)),
-                       std::string(f.obj_name, strnlen(f.obj_name, sizeof f.obj_name)), to_status(f.status)});
-    return out;
+    return detail::parse_fence_infos(raw, static_cast<std::uint32_t>(raw.size()));
 }
 
 Result<SyncFile> SyncFile::dup() const {

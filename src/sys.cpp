@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "sys.hpp"
+#include "parse/fdinfo.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -137,7 +138,7 @@ Result<std::string> fdinfo_value(int fd, const char* key) {
     if (fd < 0) return Error::from_errno(EBADF, "read fdinfo: the object holds no fd (moved from or released)");
     auto text = read_text_file("/proc/self/fdinfo/" + std::to_string(fd));
     if (!text) return text.error();
-    return find_key(*text, std::string(key) + ":").value_or(std::string());
+    return fdinfo_find(*text, key);
 }
 
 }  // namespace detail

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <dmabridge/fourcc.hpp>
 #include <dmabridge/v4l2/device.hpp>
+#include "../parse/v4l2_format.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -43,25 +44,6 @@ std::uint32_t type_for(Direction d, bool mplane) {
 }
 
 const char* name_of(Direction d) { return d == Direction::capture ? "capture" : "output"; }
-
-Format to_format(const v4l2_format& f, bool mplane) {
-    Format out;
-    out.multiplanar = mplane;
-    if (mplane) {
-        out.width = f.fmt.pix_mp.width;
-        out.height = f.fmt.pix_mp.height;
-        out.pixel_format = f.fmt.pix_mp.pixelformat;
-        for (unsigned p = 0; p < f.fmt.pix_mp.num_planes && p < VIDEO_MAX_PLANES; ++p)
-            out.planes.push_back({f.fmt.pix_mp.plane_fmt[p].bytesperline, f.fmt.pix_mp.plane_fmt[p].sizeimage});
-    } else {
-        out.width = f.fmt.pix.width;
-        out.height = f.fmt.pix.height;
-        out.pixel_format = f.fmt.pix.pixelformat;
-        out.planes.push_back({f.fmt.pix.bytesperline, f.fmt.pix.sizeimage});
-    }
-    out.drm_fourcc = drm_fourcc_for(out.pixel_format);
-    return out;
-}
 
 }  // namespace
 
@@ -326,7 +308,7 @@ Result<Format> Device::format(Direction direction) const {
     v4l2_format f{};
     f.type = *type;
     if (detail::v4l2_ioctl(fd(), VIDIOC_G_FMT, &f) != 0) return detail::last_error(path_ + ": VIDIOC_G_FMT");
-    return to_format(f, caps_.multiplanar);
+    return detail::format_from_v4l2(f, caps_.multiplanar);
 }
 
 Result<Format> Device::set_format(Direction direction, std::uint32_t width, std::uint32_t height,
@@ -349,7 +331,7 @@ Result<Format> Device::set_format(Direction direction, std::uint32_t width, std:
         f.fmt.pix.field = V4L2_FIELD_NONE;
     }
     if (detail::v4l2_ioctl(fd(), VIDIOC_S_FMT, &f) != 0) return detail::last_error(what + " (VIDIOC_S_FMT)");
-    Format got = to_format(f, caps_.multiplanar);
+    Format got = detail::format_from_v4l2(f, caps_.multiplanar);
     // Drivers adjust what they cannot do instead of failing: say so rather than stream
     // something else than was asked for.
     if (got.pixel_format != pixel_format || got.width != width || got.height != height)
