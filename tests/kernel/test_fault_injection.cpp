@@ -152,6 +152,10 @@ ImageRequest small_request(std::uint32_t fourcc_code = fourcc::XRGB8888) {
 
 }  // namespace
 
+// A suite of its own: ci/test runs it in the sanitized build, where a failure path that touches
+// freed memory or leaks shows at once.
+TEST_SUITE_BEGIN("fault_injection");
+
 TEST_CASE_FIXTURE(FdLeakCheck, "every failing call of an allocation gives an error or a retry, and leaks nothing") {
     report("udmabuf", inject_each([]() -> Status {
         auto alloc = UdmabufAllocator::open();
@@ -320,3 +324,5 @@ TEST_CASE_FIXTURE(VkTest, "sync_file ioctls answering ENOTTY make the bridge fal
     CHECK(waited_on_cpu);
     CHECK(acquired_after_signal);  // the vgem fence still ordered the acquire
 }
+
+TEST_SUITE_END();
