@@ -2,10 +2,12 @@
 #include <dmabridge/devices.hpp>
 
 #include <algorithm>
+#include <string_view>
 #include <filesystem>
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xf86drm.h>
 
@@ -31,23 +33,68 @@ std::string driver_name(const std::string& node) {
 }  // namespace
 
 Result<std::vector<DrmDevice>> list_drm_devices() {
-    int count = drmGetDevices2(0, nullptr, 0);
-    if (count == -ENODEV || count == 0) return std::vector<DrmDevice>{};
-    if (count < 0) return Error::from_errno(-count, "list DRM devices (drmGetDevices2)");
-    std::vector<drmDevicePtr> raw(static_cast<std::size_t>(count));
-    count = drmGetDevices2(0, raw.data(), count);
-    if (count < 0) return Error::from_errno(-count, "list DRM devices (drmGetDevices2)");
-    std::vector<DrmDevice> out;
-    for (int i = 0; i < count; ++i) {
-        DrmDevice d;
-        if (raw[i]->available_nodes & (1 << DRM_NODE_PRIMARY)) d.primary_node = raw[i]->nodes[DRM_NODE_PRIMARY];
-        if (raw[i]->available_nodes & (1 << DRM_NODE_RENDER)) d.render_node = raw[i]->nodes[DRM_NODE_RENDER];
-        d.driver = driver_name(d.render_node.empty() ? d.primary_node : d.render_node);
-        out.push_back(std::move(d));
+    namespace fs = std::filesystem;
+    // Nodes are grouped into devices by the sysfs device they belong to (card0 and renderD128 of
+    // vgem both point at the same parent). libdrm's drmGetDevices2 is not used: it skips devices
+    // on buses it does not know, and vgem sits on the faux bus (measured on Linux 7.3).
+    struct Group {
+        std::string key;  // the sysfs parent device, or the node itself when there is none
+        DrmDevice device;
+    };
+    std::vector<Group> groups;
+    auto add = [&groups](const std::string& key, const std::string& name) {
+        const std::string node = "/dev/dri/" + name;
+        struct stat st {};
+        if (::stat(node.c_str(), &st) != 0 || !S_ISCHR(st.st_mode)) return;  // no node to open
+        auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.key == key; });
+        if (it == groups.end()) it = groups.insert(groups.end(), Group{key, {}});
+        (name.starts_with("card") ? it->device.primary_node : it->device.render_node) = node;
+    };
+    auto is_node_name = [](const std::string& name) {
+        for (std::string_view prefix : {"card", "renderD"}) {
+            if (!name.starts_with(prefix) || name.size() == prefix.size()) continue;
+            if (std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()), name.end(),
+                            [](char c) { return c >= '0' && c <= '9'; }))
+                return true;
+        }
+        return false;  // connectors (card0-HDMI-A-1), control nodes, "version"
+    };
+
+    std::error_code ec;
+    std::vector<std::string> seen;
+    for (const auto& entry : fs::directory_iterator("/sys/class/drm", ec)) {
+        const std::string name = entry.path().filename().string();
+        if (!is_node_name(name)) continue;
+        std::error_code link_ec;
+        fs::path parent = fs::canonical(entry.path() / "device", link_ec);
+        add(link_ec ? "node:" + name : parent.string(), name);
+        seen.push_back(name);
     }
-    drmFreeDevices(raw.data(), count);
-    std::sort(out.begin(), out.end(),
-              [](const DrmDevice& a, const DrmDevice& b) { return a.primary_node < b.primary_node; });
+    // Without sysfs (a container that mounts /dev but not /sys), each node is its own device.
+    std::error_code dev_ec;
+    for (const auto& entry : fs::directory_iterator("/dev/dri", dev_ec)) {
+        const std::string name = entry.path().filename().string();
+        if (is_node_name(name) && std::find(seen.begin(), seen.end(), name) == seen.end())
+            add("node:" + name, name);
+    }
+    if (dev_ec && dev_ec != std::errc::no_such_file_or_directory)
+        return Error::from_errno(dev_ec.value(), "list DRM devices: read /dev/dri");
+
+    std::vector<DrmDevice> out;
+    for (auto& g : groups) {
+        g.device.driver = driver_name(g.device.render_node.empty() ? g.device.primary_node : g.device.render_node);
+        out.push_back(std::move(g.device));
+    }
+    // card2 before card10: by node number, devices with a primary node first.
+    auto number = [](const std::string& node) {
+        const auto digits = node.find_last_not_of("0123456789") + 1;
+        return digits < node.size() ? std::stoul(node.substr(digits)) : 0ul;
+    };
+    std::sort(out.begin(), out.end(), [&](const DrmDevice& a, const DrmDevice& b) {
+        const bool ap = !a.primary_node.empty(), bp = !b.primary_node.empty();
+        if (ap != bp) return ap;
+        return number(ap ? a.primary_node : a.render_node) < number(bp ? b.primary_node : b.render_node);
+    });
     return out;
 }
 

@@ -237,6 +237,8 @@ TEST_CASE_FIXTURE(FdLeakCheck, "device discovery finds vgem, the system heap and
     CHECK(udmabuf_available());
 }
 
+TEST_SUITE_BEGIN("any_kernel");
+
 TEST_CASE_FIXTURE(FdLeakCheck, "GBM on vgem falls back to the card node and reports linear") {
     auto gbm = GbmAllocator::open();
     REQUIRE(gbm);
@@ -279,6 +281,8 @@ TEST_CASE_FIXTURE(FdLeakCheck, "GBM takes a modifier list and refuses one it can
     REQUIRE_FALSE(refused);
     CHECK(refused.error().message().find("with modifiers [0x0100000000000001]") != std::string::npos);
 }
+
+TEST_SUITE_END();
 
 namespace {
 

@@ -88,6 +88,8 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a read fence blocks only writers") {
     CHECK(ready(buf.wait(Access::write, now)));
 }
 
+TEST_SUITE_BEGIN("any_kernel");
+
 TEST_CASE_FIXTURE(FdLeakCheck, "a wait with a timeout returns timed_out after the timeout, then ready once signalled") {
     Vgem vgem;
     DmaBuf buf = vgem.create_buffer();
@@ -127,6 +129,8 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a signal delivered during a wait does not end it
     CHECK(elapsed >= 200ms);
     vgem.signal(fence_id);
 }
+
+TEST_SUITE_END();
 
 TEST_CASE_FIXTURE(FdLeakCheck, "an exported sync_file is a snapshot of the fences at export time") {
     Vgem vgem;
@@ -177,6 +181,8 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a sync_file imported as a read fence gates only 
     CHECK(ready(target.wait(Access::write, 1000ms)));
 }
 
+TEST_SUITE_BEGIN("any_kernel");
+
 TEST_CASE_FIXTURE(FdLeakCheck, "thirty-two read fences block only writers, and all must signal") {
     Vgem vgem;
     DmaBuf buf = vgem.create_buffer();
@@ -188,6 +194,8 @@ TEST_CASE_FIXTURE(FdLeakCheck, "thirty-two read fences block only writers, and a
     vgem.signal(fences.back());
     CHECK(ready(buf.wait(Access::write, now)));
 }
+
+TEST_SUITE_END();
 
 TEST_CASE_FIXTURE(FdLeakCheck, "a merged sync_file signals when both of its parts have") {
     Vgem vgem;

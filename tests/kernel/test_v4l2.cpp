@@ -57,6 +57,8 @@ std::vector<v4l2::Dequeued> stream(v4l2::BufferRing& ring, int frames) {
 
 }  // namespace
 
+TEST_SUITE_BEGIN("any_kernel");
+
 TEST_CASE_FIXTURE(FdLeakCheck, "vivid's capture and output devices are found with their capabilities") {
     auto cap = capture_device();
     CHECK(cap.capabilities().driver == "vivid");
@@ -129,6 +131,8 @@ TEST_CASE_FIXTURE(FdLeakCheck, "NV12 in one V4L2 buffer is described as two plan
     CHECK(desc.planes[1].offset == 320u * 180u);
     CHECK(desc.planes[1].stride == 320);
 }
+
+TEST_SUITE_END();
 
 TEST_CASE_FIXTURE(FdLeakCheck, "a DMABUF ring captures into udmabuf buffers dmabridge allocated") {
     auto cap = capture_device();

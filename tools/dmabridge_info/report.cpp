@@ -47,20 +47,35 @@ KernelInfo kernel_info() {
     if (::uname(&u) == 0) k.release = u.release;
     k.udmabuf = udmabuf_available();
     k.heaps = list_dma_heaps();
-    // Probed on a real buffer, not guessed from the version.
+    // Probed on a real buffer, not guessed from the version: from udmabuf, a dma-heap, or GBM on
+    // a DRM device (the only exporter of kernels older than udmabuf and dma-heaps).
     std::optional<DmaBuf> probe;
     if (auto u_alloc = UdmabufAllocator::open()) {
         if (auto b = u_alloc->allocate_bytes(4096, "probe")) probe = std::move(*b);
-    } else if (auto h_alloc = DmaHeapAllocator::open()) {
-        if (auto b = h_alloc->allocate_bytes(4096, "probe")) probe = std::move(*b);
     }
     if (!probe) {
-        k.sync_file = "unknown (no udmabuf or dma-heap to probe with)";
+        if (auto h_alloc = DmaHeapAllocator::open())
+            if (auto b = h_alloc->allocate_bytes(4096, "probe")) probe = std::move(*b);
+    }
+    if (!probe) {
+        if (auto gbm = GbmAllocator::open()) {
+            ImageRequest r;
+            r.width = 64;
+            r.height = 64;
+            r.fourcc = fourcc::XRGB8888;
+            r.name = "probe";
+            if (auto desc = gbm->allocate(r)) probe = std::move(desc->planes[0].buffer);
+        }
+    }
+    if (!probe) {
+        k.sync_file = "unknown (no udmabuf, dma-heap or GBM device to probe with)";
         return k;
     }
     auto exported = probe->export_sync_file(Access::read);
     if (!exported) {
-        k.sync_file = exported.error().is(Errc::unsupported) ? "not supported by this kernel" : exported.error().message();
+        k.sync_file = exported.error().is(Errc::unsupported)
+                          ? "not supported by this kernel (SyncBridge falls back to cpu_wait: the CPU waits for fences)"
+                          : exported.error().message();
         return k;
     }
     auto imported = probe->import_sync_file(*exported, Access::write);
