@@ -4,7 +4,9 @@
 // by a factor they cannot see. The whole source tree is checked, so the class stays fixed.
 #include <filesystem>
 #include <fstream>
-#include <regex>
+#include <algorithm>
+#include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,9 +16,33 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// "0x" closing a string literal and followed by a decimal conversion, or a printf conversion
-// of a decimal right after "0x".
-const std::regex decimal_after_0x(R"re(0x"\s*(\+|<<)\s*(std::)?(to_string|n)\s*\(|0x%[-+ #0-9.]*(l|ll|z|j|h|hh)?[diu])re");
+// Where in `text` (a whole source file; a message may continue on the next line) "0x" closes a string literal followed by a decimal conversion
+// ("0x" + std::to_string(v), "0x" << n(v)), or a printf conversion of a decimal right after
+// "0x" ("0x%u", "0x%lld").
+std::size_t find_decimal_after_0x(const std::string& line) {
+    const auto skip_space = [&](std::size_t i) {
+        while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\n')) ++i;
+        return i;
+    };
+    const auto starts = [&](std::size_t i, const char* text) { return line.compare(i, std::strlen(text), text) == 0; };
+    for (std::size_t at = line.find("0x\""); at != std::string::npos; at = line.find("0x\"", at + 1)) {
+        std::size_t i = skip_space(at + 3);
+        if (starts(i, "+")) i += 1;
+        else if (starts(i, "<<")) i += 2;
+        else continue;
+        i = skip_space(i);
+        if (starts(i, "std::")) i += 5;
+        if (starts(i, "to_string") || starts(i, "n(") || starts(i, "n (")) return at;
+    }
+    for (std::size_t at = line.find("0x%"); at != std::string::npos; at = line.find("0x%", at + 1)) {
+        std::size_t i = at + 3;
+        while (i < line.size() && std::strchr("-+ #0123456789.lhzjt", line[i])) ++i;
+        if (i < line.size() && std::strchr("diu", line[i])) return at;
+    }
+    return std::string::npos;
+}
+
+bool decimal_after_0x(const std::string& text) { return find_decimal_after_0x(text) != std::string::npos; }
 
 std::vector<std::string> offending_lines(const fs::path& root) {
     std::vector<std::string> found;
@@ -27,10 +53,17 @@ std::vector<std::string> offending_lines(const fs::path& root) {
             const auto ext = entry.path().extension();
             if (ext != ".cpp" && ext != ".hpp" && ext != ".h" && ext != ".c") continue;
             std::ifstream in(entry.path());
-            std::string line;
-            for (int number = 1; std::getline(in, line); ++number)
-                if (std::regex_search(line, decimal_after_0x))
-                    found.push_back(entry.path().string() + ":" + std::to_string(number) + ": " + line);
+            std::stringstream whole;
+            whole << in.rdbuf();
+            const std::string text = whole.str();
+            for (std::size_t from = 0;;) {
+                const std::size_t at = find_decimal_after_0x(text.substr(from));
+                if (at == std::string::npos) break;
+                const std::size_t pos = from + at;
+                const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(pos), '\n');
+                found.push_back(entry.path().string() + ":" + std::to_string(line));
+                from = pos + 1;
+            }
         }
     }
     return found;
@@ -39,11 +72,12 @@ std::vector<std::string> offending_lines(const fs::path& root) {
 }  // namespace
 
 TEST_CASE("the pattern finds a 0x before a decimal number, and nothing else") {
-    CHECK(std::regex_search(R"(what + ": bits 0x" + std::to_string(bits))", decimal_after_0x));
-    CHECK(std::regex_search(R"(s += "0x" + n(v);)", decimal_after_0x));
-    CHECK(std::regex_search(R"(snprintf(buf, sizeof buf, "0x%u", v);)", decimal_after_0x));
-    CHECK_FALSE(std::regex_search(R"(snprintf(buf, sizeof buf, "0x%08x", v);)", decimal_after_0x));
-    CHECK_FALSE(std::regex_search(R"(what + ": bits " + detail::hex(bits))", decimal_after_0x));
+    CHECK(decimal_after_0x(R"(what + ": bits 0x" + std::to_string(bits))"));
+    CHECK(decimal_after_0x(R"(s += "0x" + n(v);)"));
+    CHECK(decimal_after_0x("what + \": bits 0x\" +\n    std::to_string(bits)"));  // across lines
+    CHECK(decimal_after_0x(R"(snprintf(buf, sizeof buf, "0x%u", v);)"));
+    CHECK_FALSE(decimal_after_0x(R"(snprintf(buf, sizeof buf, "0x%08x", v);)"));
+    CHECK_FALSE(decimal_after_0x(R"(what + ": bits " + detail::hex(bits))"));
 }
 
 TEST_CASE("no message in the source tree prints 0x before a decimal number") {
