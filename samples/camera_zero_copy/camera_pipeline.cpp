@@ -97,8 +97,11 @@ const vulkan::BufferUse shader_read{VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACC
 
 // One V4L2 buffer (zero_copy) or one staging set (copy) and the frame the GPU works on in it.
 struct Slot {
-    // The slot's commands, recorded when its buffers were (re)bound, submitted every frame.
-    vulkan::RecordedCommands commands;
+    // The slot's commands, recorded when its buffers were (re)bound, submitted every frame:
+    // [0] converts, [1] converts and copies the result into the slot's read-back buffer (recorded
+    // on the first frame that asks for a read-back).
+    std::array<vulkan::RecordedCommands, 2> commands;
+    bool read_back = false;  // the frame in flight was submitted with commands[1]
     vulkan::Submission submission;
     bool with_gpu = false;
     std::uint64_t number = 0;
@@ -220,7 +223,7 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
     auto vk = sample::DeviceFunctions::load(context);
     if (!vk) return vk.error();
     st->vk = *vk;
-    auto converter = GpuConverter::create(st->vk, format->width, format->height, n, options.readback);
+    auto converter = GpuConverter::create(st->vk, format->width, format->height, n, static_cast<bool>(options.read_back));
     if (!converter) return converter.error().with_context("camera: GPU converter");
     st->converter.emplace(std::move(*converter));
     st->slots.resize(n);
@@ -310,23 +313,28 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
     slot.next_releases.clear();
     const bool rebound = converter->bind(d.index, slot.imports[set.of_plane[0]]->handle(),
                                          slot.imports[set.of_plane[1]]->handle());
-    if (rebound || !slot.commands.handle()) {
+    if (rebound) {
+        for (auto& c : slot.commands) c = {};
+    }
+    slot.read_back = options.read_back && options.read_back(submitted);
+    auto& commands = slot.commands[slot.read_back ? 1 : 0];
+    if (!commands.handle()) {
         // The barriers name the buffers, which stay the same as long as the cache keeps them:
         // recorded on the slot's first frame, then submitted as they are.
-        auto commands = context->record([&](VkCommandBuffer cmd) {
+        auto recorded = context->record([&](VkCommandBuffer cmd) {
             std::vector<VkBufferMemoryBarrier> acquire_barriers, release_barriers;
             for (const auto& a : slot.acquires) acquire_barriers.push_back(a.buffer_barrier);
             for (const auto& r : slot.releases) release_barriers.push_back(r.buffer_barrier);
             vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
                                   nullptr, static_cast<std::uint32_t>(acquire_barriers.size()),
                                   acquire_barriers.data(), 0, nullptr);
-            converter->record(cmd, d.index, layout);
+            converter->record(cmd, d.index, layout, slot.read_back);
             vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, 0,
                                   0, nullptr, static_cast<std::uint32_t>(release_barriers.size()),
                                   release_barriers.data(), 0, nullptr);
         });
-        if (!commands) return commands.error().with_context("camera: record");
-        slot.commands = std::move(*commands);
+        if (!recorded) return recorded.error().with_context("camera: record");
+        commands = std::move(*recorded);
         slot.recorded_for.clear();
         for (const auto& i : slot.imports) slot.recorded_for.push_back(i.get());
     }
@@ -339,7 +347,7 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
         semaphores.wait_stages.push_back(a.wait_stage);
     }
     for (const auto& r : slot.releases) semaphores.signal.push_back(r.semaphore.handle());
-    auto submission = context->submit_async(slot.commands, semaphores);
+    auto submission = context->submit_async(commands, semaphores);
     if (!submission) return submission.error().with_context("camera: submit");
     slot.submission = std::move(*submission);
     const double cpu_submitted = thread_cpu_us();
@@ -419,13 +427,19 @@ Status CameraPipeline::State::submit_copy(const v4l2::Dequeued& d, double cpu_st
     if (auto ok = queue(d.index); !ok) return ok.error().with_context("camera: re-queue");
     const bool rebound =
         converter->bind(k, slot.staging[set.of_plane[0]].handle(), slot.staging[set.of_plane[1]].handle());
-    if (rebound || !slot.commands.handle()) {
-        // Host writes before the submit are visible to it (coherent memory, submission order).
-        auto commands = context->record([&](VkCommandBuffer cmd) { converter->record(cmd, k, layout); });
-        if (!commands) return commands.error().with_context("camera: record");
-        slot.commands = std::move(*commands);
+    if (rebound) {
+        for (auto& c : slot.commands) c = {};
     }
-    auto submission = context->submit_async(slot.commands, {});
+    slot.read_back = options.read_back && options.read_back(submitted);
+    auto& commands = slot.commands[slot.read_back ? 1 : 0];
+    if (!commands.handle()) {
+        // Host writes before the submit are visible to it (coherent memory, submission order).
+        auto recorded =
+            context->record([&](VkCommandBuffer cmd) { converter->record(cmd, k, layout, slot.read_back); });
+        if (!recorded) return recorded.error().with_context("camera: record");
+        commands = std::move(*recorded);
+    }
+    auto submission = context->submit_async(commands, {});
     if (!submission) return submission.error().with_context("camera: submit");
     slot.submission = std::move(*submission);
     cpu_samples.push_back(thread_cpu_us() - cpu_start);
@@ -448,7 +462,7 @@ Status CameraPipeline::State::finish(Slot& slot) {
         info.slot = slot.v4l2_index;
         info.sequence = slot.sequence;
         info.layout = layout;
-        info.rgba = converter->readback(k);
+        if (slot.read_back) info.rgba = converter->readback(k);
         if (options.path == Path::zero_copy) {
             info.source = &ring->buffer(slot.v4l2_index);
         } else {

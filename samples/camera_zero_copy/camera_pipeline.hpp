@@ -44,8 +44,11 @@ struct PipelineOptions {
     std::uint32_t fps = 0;
     std::uint32_t ring_size = 4;      ///< buffers asked of the driver
     Path path = Path::zero_copy;
-    /// Copy each converted frame into host memory for the on_frame callback (tests, PNGs).
-    bool readback = false;
+    /// Which converted frames to copy back into host memory for the on_frame callback (tests,
+    /// PNGs), by frame number (0, 1, ...); empty: none. Only the frames it selects pay for the
+    /// copy (width * height * 4 bytes on the GPU, then read by the host): the others are
+    /// submitted without it. Use read_back_all() where every frame must be checked.
+    std::function<bool(std::uint64_t number)> read_back;
     /// How long to wait for the driver's next frame or the GPU before giving up.
     dmabridge::Timeout timeout = std::chrono::seconds(10);
 };
@@ -60,11 +63,14 @@ struct FrameInfo {
     const dmabridge::BufferDesc* source = nullptr;
     /// copy: the bytes the GPU read (the staging copy), plane 0 and plane 1.
     std::span<const std::byte> staged0, staged1;
-    /// The converted frame (RGBA), when PipelineOptions::readback is set.
+    /// The converted frame (RGBA), when PipelineOptions::read_back selected this frame; else empty.
     std::span<const std::uint8_t> rgba;
 };
 
 using FrameCallback = std::function<void(const FrameInfo&)>;
+
+/// A PipelineOptions::read_back that selects every frame.
+inline bool read_back_all(std::uint64_t) { return true; }
 
 struct PipelineStats {
     std::uint64_t frames = 0;

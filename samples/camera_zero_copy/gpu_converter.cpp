@@ -46,7 +46,7 @@ bool GpuConverter::bind(std::uint32_t slot, VkBuffer plane0, VkBuffer plane1) {
     return true;
 }
 
-void GpuConverter::record(VkCommandBuffer cmd, std::uint32_t slot, const FrameLayout& layout) const {
+void GpuConverter::record(VkCommandBuffer cmd, std::uint32_t slot, const FrameLayout& layout, bool read_back) const {
     // The image is shared by every frame: this conversion's writes wait for the previous
     // frame's writes and read-back copy (submission order makes "previous" well defined). The
     // old contents are overwritten, so the old layout is UNDEFINED: the commands do not depend
@@ -65,7 +65,7 @@ void GpuConverter::record(VkCommandBuffer cmd, std::uint32_t slot, const FrameLa
                            VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0, nullptr, 0, nullptr, 1, &before);
 
     pipeline_.record_dispatch(cmd, std::as_bytes(std::span(&layout, 1)), layout.width, layout.height, slot);
-    if (readback_.empty()) return;
+    if (!read_back || readback_.empty()) return;
 
     VkImageMemoryBarrier to_copy = before;
     to_copy.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;

@@ -29,11 +29,12 @@ public:
     /// Returns true when the binding changed.
     bool bind(std::uint32_t slot, VkBuffer plane0, VkBuffer plane1);
 
-    /// Records the conversion of the frame `layout` describes in slot `slot`'s buffers, and the
-    /// read-back copy when the converter has read-back buffers. The caller records the barriers
+    /// Records the conversion of the frame `layout` describes in slot `slot`'s buffers, and, with
+    /// `read_back` (only when the converter was created with read-back buffers), the copy into
+    /// slot `slot`'s read-back buffer. The caller records the barriers
     /// that make the source buffers readable by the compute shader. The commands depend only on
     /// the arguments and the slot's binding: they can be recorded once and submitted many times.
-    void record(VkCommandBuffer cmd, std::uint32_t slot, const FrameLayout& layout) const;
+    void record(VkCommandBuffer cmd, std::uint32_t slot, const FrameLayout& layout, bool read_back) const;
 
     /// Slot `slot`'s last converted frame (RGBA, width * height * 4 bytes), once its work has
     /// completed (its fence waited for). Empty without read-back.

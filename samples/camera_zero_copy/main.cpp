@@ -3,10 +3,11 @@
 // copy of a pixel. Writes the first and last converted frames as PNGs and prints what it did.
 //
 //   camera_zero_copy [--device /dev/videoN] [--format YUYV|UYVY|NV12|NM12|XR24] [--size WxH]
-//                    [--frames N] [--fps N] [--ring N] [--output DIR] [--copy] [--validate]
+//                    [--frames N] [--fps N] [--ring N] [--output DIR] [--copy] [--readback] [--validate]
 //
 // --copy runs the baseline instead (the CPU copies each frame into a Vulkan buffer), for
-// comparison. --validate enables the Vulkan validation layer and fails on any message.
+// comparison. --readback copies every converted frame back to host memory (by default only the
+// two written as PNGs are). --validate enables the Vulkan validation layer and fails on any message.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -27,13 +28,14 @@ struct Args {
     std::uint64_t frames = 60;
     std::string output = "out/demo";
     bool validate = false;
+    bool readback_every_frame = false;
 };
 
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr,
                  "camera_zero_copy: %s\n"
                  "usage: camera_zero_copy [--device /dev/videoN] [--format YUYV|UYVY|NV12|NM12|XR24] [--size WxH]\n"
-                 "                        [--frames N] [--fps N] [--ring N] [--output DIR] [--copy] [--validate]\n",
+                 "                        [--frames N] [--fps N] [--ring N] [--output DIR] [--copy] [--readback] [--validate]\n",
                  why);
     std::exit(2);
 }
@@ -79,6 +81,8 @@ Args parse(int argc, char** argv) {
             a.output = value();
         } else if (arg == "--copy") {
             a.pipeline.path = camera::Path::copy;
+        } else if (arg == "--readback") {
+            a.readback_every_frame = true;
         } else if (arg == "--validate") {
             a.validate = true;
         } else {
@@ -92,7 +96,13 @@ Args parse(int argc, char** argv) {
 
 int main(int argc, char** argv) {
     Args args = parse(argc, argv);
-    args.pipeline.readback = true;  // for the PNGs
+    // Only the two frames written as PNGs are copied back to host memory (every frame with
+    // --readback, which measures a pipeline that ends on the CPU, like a GStreamer gldownload).
+    const std::uint64_t last = args.frames - 1;
+    if (args.readback_every_frame)
+        args.pipeline.read_back = camera::read_back_all;
+    else
+        args.pipeline.read_back = [last](std::uint64_t n) { return n == 0 || n == last; };
 
     dmabridge::vulkan::ContextOptions context_options;
     context_options.validation = args.validate;
@@ -120,7 +130,6 @@ int main(int argc, char** argv) {
 
     std::vector<std::string> written;
     std::string png_error;
-    const std::uint64_t last = args.frames - 1;
     auto stats = pipeline->run(args.frames, [&](const camera::FrameInfo& frame) {
         if (frame.number != 0 && frame.number != last) return;
         const std::string path = args.output + (frame.number == 0 ? "/camera_first.png" : "/camera_last.png");

@@ -1,100 +1,97 @@
 // SPDX-License-Identifier: MIT
 #include "png.hpp"
 
-#include <algorithm>
-#include <array>
+#include <png.h>
+
 #include <cerrno>
-#include <cstdio>
-#include <memory>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
 
 namespace sample {
 namespace {
 
-// CRC-32 (ISO 3309, polynomial 0xedb88320), as PNG chunks carry it.
-std::uint32_t crc32(std::string_view bytes, std::uint32_t crc = 0) {
-    static const auto table = [] {
-        std::array<std::uint32_t, 256> t{};
-        for (std::uint32_t n = 0; n < 256; ++n) {
-            std::uint32_t c = n;
-            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-            t[n] = c;
-        }
-        return t;
-    }();
-    crc = ~crc;
-    for (char ch : bytes) crc = table[(crc ^ static_cast<std::uint8_t>(ch)) & 0xff] ^ (crc >> 8);
-    return ~crc;
+using dmabridge::Errc;
+using dmabridge::Error;
+
+// Sizes as png_image and the span must agree on them; the row stride is width * 4.
+dmabridge::Status check_size(const char* operation, std::uint32_t width, std::uint32_t height, std::size_t bytes) {
+    if (width == 0 || height == 0 || width > std::numeric_limits<std::int32_t>::max() / 4 ||
+        bytes != std::size_t{width} * height * 4)
+        return Error::library(Errc::invalid_argument, std::string(operation) + ": " + std::to_string(bytes) +
+                                                          " bytes for " + std::to_string(width) + "x" +
+                                                          std::to_string(height) + " RGBA (expected width * height * 4)");
+    return {};
 }
 
-void put_be32(std::string& out, std::uint32_t v) {
-    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
-}
-
-void put_chunk(std::string& out, const char type[5], const std::string& data) {
-    put_be32(out, static_cast<std::uint32_t>(data.size()));
-    std::string body(type, 4);
-    body += data;
-    out += body;
-    put_be32(out, crc32(body));
+png_image rgba_image(std::uint32_t width, std::uint32_t height) {
+    png_image image;
+    std::memset(&image, 0, sizeof image);
+    image.version = PNG_IMAGE_VERSION;
+    image.width = width;
+    image.height = height;
+    image.format = PNG_FORMAT_RGBA;
+    return image;
 }
 
 }  // namespace
 
-std::string encode_png(std::uint32_t width, std::uint32_t height, std::span<const std::uint8_t> rgba) {
-    std::string ihdr;
-    put_be32(ihdr, width);
-    put_be32(ihdr, height);
-    ihdr += std::string("\x08\x06\x00\x00\x00", 5);  // 8 bits, RGBA, deflate, no filter, no interlace
-
-    // The raw scanlines: filter type 0 (none) before each row.
-    std::string raw;
-    const std::size_t row_bytes = std::size_t{width} * 4;
-    raw.reserve((row_bytes + 1) * height);
-    for (std::uint32_t y = 0; y < height; ++y) {
-        raw.push_back('\0');
-        raw.append(reinterpret_cast<const char*>(rgba.data()) + y * row_bytes, row_bytes);
-    }
-
-    // zlib stream of stored blocks (at most 65535 bytes each), then the Adler-32 of the data.
-    std::string z("\x78\x01", 2);
-    std::size_t pos = 0;
-    do {
-        const std::size_t n = std::min<std::size_t>(65535, raw.size() - pos);
-        const bool last = pos + n == raw.size();
-        z.push_back(last ? '\x01' : '\x00');
-        z.push_back(static_cast<char>(n & 0xff));
-        z.push_back(static_cast<char>(n >> 8));
-        z.push_back(static_cast<char>(~n & 0xff));
-        z.push_back(static_cast<char>((~n >> 8) & 0xff));
-        z.append(raw, pos, n);
-        pos += n;
-    } while (pos < raw.size());
-    std::uint32_t a = 1, b = 0;
-    for (char ch : raw) {
-        a = (a + static_cast<std::uint8_t>(ch)) % 65521;
-        b = (b + a) % 65521;
-    }
-    put_be32(z, (b << 16) | a);
-
-    std::string png("\x89PNG\r\n\x1a\n", 8);
-    put_chunk(png, "IHDR", ihdr);
-    put_chunk(png, "IDAT", z);
-    put_chunk(png, "IEND", {});
+dmabridge::Result<std::string> encode_png(std::uint32_t width, std::uint32_t height,
+                                          std::span<const std::uint8_t> rgba) {
+    if (auto ok = check_size("encode_png", width, height, rgba.size()); !ok) return ok.error();
+    png_image image = rgba_image(width, height);
+    // First ask for the size, then write into a buffer of that size.
+    png_alloc_size_t size = 0;
+    if (!png_image_write_to_memory(&image, nullptr, &size, 0, rgba.data(), 0, nullptr))
+        return Error::library(Errc::invalid_argument, std::string("encode_png: ") + image.message);
+    std::string png(size, '\0');
+    if (!png_image_write_to_memory(&image, png.data(), &size, 0, rgba.data(), 0, nullptr))
+        return Error::library(Errc::invalid_argument, std::string("encode_png: ") + image.message);
+    png.resize(size);
     return png;
 }
 
 dmabridge::Status write_png(const std::string& path, std::uint32_t width, std::uint32_t height,
                             std::span<const std::uint8_t> rgba) {
-    if (width == 0 || height == 0 || rgba.size() != std::size_t{width} * height * 4)
-        return dmabridge::Error::library(dmabridge::Errc::invalid_argument,
-                                         "write_png " + path + ": " + std::to_string(rgba.size()) + " bytes for " +
-                                             std::to_string(width) + "x" + std::to_string(height) + " RGBA");
-    const std::string png = encode_png(width, height, rgba);
-    const std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "wbe"), &std::fclose);
-    if (!file) return dmabridge::Error::from_errno(errno, "open " + path);
-    if (std::fwrite(png.data(), 1, png.size(), file.get()) != png.size() || std::fflush(file.get()) != 0)
-        return dmabridge::Error::from_errno(errno, "write " + path);
+    if (auto ok = check_size(("write_png " + path).c_str(), width, height, rgba.size()); !ok) return ok;
+    png_image image = rgba_image(width, height);
+    errno = 0;
+    if (!png_image_write_to_file(&image, path.c_str(), 0, rgba.data(), 0, nullptr)) {
+        const int err = errno;
+        std::string message = "write_png " + path + ": " + image.message;
+        png_image_free(&image);
+        return err != 0 ? Error::from_errno(err, message) : Error::library(Errc::invalid_argument, message);
+    }
     return {};
+}
+
+dmabridge::Result<Picture> decode_png(std::span<const std::uint8_t> png) {
+    png_image image;
+    std::memset(&image, 0, sizeof image);
+    image.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&image, png.data(), png.size()))
+        return Error::library(Errc::invalid_argument, std::string("decode_png: ") + image.message);
+    if (image.width == 0 || image.height == 0 || image.width > 16384 || image.height > 16384) {
+        const std::string size = std::to_string(image.width) + "x" + std::to_string(image.height);
+        png_image_free(&image);
+        return Error::library(Errc::invalid_argument, "decode_png: picture of " + size + " (limit 16384x16384)");
+    }
+    image.format = PNG_FORMAT_RGBA;
+    Picture picture{image.width, image.height, std::vector<std::uint8_t>(PNG_IMAGE_SIZE(image))};
+    if (!png_image_finish_read(&image, nullptr, picture.rgba.data(), 0, nullptr))
+        return Error::library(Errc::invalid_argument, std::string("decode_png: ") + image.message);
+    return picture;
+}
+
+dmabridge::Result<Picture> read_png(const std::string& path) {
+    std::ifstream file(path, std::ios::binary);
+    if (!file) return Error::from_errno(errno != 0 ? errno : ENOENT, "read_png: open " + path);
+    const std::vector<std::uint8_t> bytes{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+    if (file.bad()) return Error::from_errno(errno != 0 ? errno : EIO, "read_png: read " + path);
+    auto picture = decode_png(bytes);
+    if (!picture) return Error::library(Errc::invalid_argument, path + ": " + picture.error().message());
+    return picture;
 }
 
 }  // namespace sample

@@ -103,7 +103,7 @@ camera::PipelineOptions options_for(std::uint32_t pixel_format, std::string devi
     o.height = 480;
     o.fps = 30;
     o.ring_size = 4;
-    o.readback = true;
+    o.read_back = camera::read_back_all;
     return o;
 }
 
