@@ -22,6 +22,7 @@
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
 #include "gpu_converter.hpp"
+#include "pipeline_util.hpp"
 
 namespace camera {
 
@@ -36,34 +37,11 @@ const char* to_string(Path p) noexcept { return p == Path::zero_copy ? "zero-cop
 
 namespace {
 
-double thread_cpu_us() {
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
-}
-
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-// The distinct dma-bufs of a description, and for each plane the index of its dma-buf there:
-// NV12 from one V4L2 buffer has two planes in one dma-buf, NV12M one dma-buf per plane.
-struct BufferSet {
-    std::vector<const dmabridge::DmaBuf*> buffers;
-    std::array<std::size_t, 2> of_plane{0, 0};
-};
-
-BufferSet distinct_buffers(const dmabridge::BufferDesc& desc) {
-    BufferSet set;
-    for (std::size_t p = 0; p < desc.planes.size() && p < 2; ++p) {
-        const auto& buf = desc.planes[p].buffer;
-        auto it = std::find_if(set.buffers.begin(), set.buffers.end(),
-                               [&](const dmabridge::DmaBuf* b) { return b->id() == buf.id(); });
-        set.of_plane[p] = static_cast<std::size_t>(it - set.buffers.begin());
-        if (it == set.buffers.end()) set.buffers.push_back(&buf);
-    }
-    if (desc.planes.size() < 2) set.of_plane[1] = set.of_plane[0];
-    return set;
-}
+using detail::BufferSet;
+using detail::Clock;
+using detail::distinct_buffers;
+using detail::ms_since;
+using detail::thread_cpu_us;
 
 }  // namespace
 

@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: MIT
+#include "gl_converter.hpp"
+
+#include <GLES3/gl3.h>
+
+#include <string>
+#include <utility>
+
+#include <dmabridge/fourcc.hpp>
+
+namespace camera {
+namespace {
+
+using dmabridge::Errc;
+using dmabridge::Error;
+
+// A full-screen triangle from gl_VertexID alone: no vertex buffer.
+constexpr const char* vertex_source = R"(#version 300 es
+void main() {
+    vec2 p = vec2(float((gl_VertexID & 1) * 4 - 1), float((gl_VertexID >> 1) * 4 - 1));
+    gl_Position = vec4(p, 0.0, 1.0);
+}
+)";
+
+// Row y of the framebuffer (gl_FragCoord.y, counted from the bottom) is row y of the frame:
+// glReadPixels returns the bottom row first, so the frame comes back top row first.
+constexpr const char* fragment_source = R"(#version 300 es
+precision highp float;
+precision highp int;
+uniform highp sampler2D plane0;
+uniform highp sampler2D plane1;
+uniform int format;  // CameraFormat: 0 YUYV, 1 UYVY, 2 NV12, 3 XRGB8888
+out vec4 color;
+
+// The texel's bytes: UNORM8 k reads as k / 255.0, exactly recovered here.
+ivec4 bytes_at(highp sampler2D s, ivec2 p) { return ivec4(texelFetch(s, p, 0) * 255.0 + 0.5); }
+
+// BT.601 limited range in 8.8 fixed point, as shaders/camera_to_rgba.comp and conversion.cpp.
+ivec3 yuv_to_rgb(int y, int u, int v) {
+    int c = y - 16;
+    int d = u - 128;
+    int e = v - 128;
+    ivec3 rgb = ivec3(298 * c + 409 * e + 128, 298 * c - 100 * d - 208 * e + 128, 298 * c + 516 * d + 128) >> 8;
+    return clamp(rgb, 0, 255);
+}
+
+void main() {
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    ivec3 rgb;
+    if (format == 0 || format == 1) {
+        // One texel per pixel pair: Y0 U Y1 V (YUYV) or U Y0 V Y1 (UYVY).
+        ivec4 b = bytes_at(plane0, ivec2(p.x >> 1, p.y));
+        bool odd = (p.x & 1) == 1;
+        if (format == 0) rgb = yuv_to_rgb(odd ? b.z : b.x, b.y, b.w);
+        else rgb = yuv_to_rgb(odd ? b.w : b.y, b.x, b.z);
+    } else if (format == 2) {
+        ivec4 uv = bytes_at(plane1, p >> 1);
+        rgb = yuv_to_rgb(bytes_at(plane0, p).x, uv.x, uv.y);
+    } else {
+        ivec4 b = bytes_at(plane0, p);  // B G R X
+        rgb = ivec3(b.z, b.y, b.x);
+    }
+    // k / 255.0 is stored as exactly k in UNORM8.
+    color = vec4(vec3(rgb) / 255.0, 1.0);
+}
+)";
+
+const char* gl_error_name(GLenum e) {
+    switch (e) {
+        case GL_INVALID_ENUM: return "GL_INVALID_ENUM";
+        case GL_INVALID_VALUE: return "GL_INVALID_VALUE";
+        case GL_INVALID_OPERATION: return "GL_INVALID_OPERATION";
+        case GL_INVALID_FRAMEBUFFER_OPERATION: return "GL_INVALID_FRAMEBUFFER_OPERATION";
+        case GL_OUT_OF_MEMORY: return "GL_OUT_OF_MEMORY";
+        default: return "GL error";
+    }
+}
+
+// The first GL error since the last check, as an Error naming `what`.
+dmabridge::Status gl_check(const std::string& what) {
+    const GLenum e = glGetError();
+    if (e == GL_NO_ERROR) return {};
+    while (glGetError() != GL_NO_ERROR) {
+    }
+    return Error::library(Errc::unsupported, "GL camera converter: " + what + ": " + gl_error_name(e) + " (0x" +
+                                                 [&] {
+                                                     char hex[16];
+                                                     std::snprintf(hex, sizeof hex, "%04x", e);
+                                                     return std::string(hex);
+                                                 }() +
+                                                 ")");
+}
+
+dmabridge::Result<GLuint> compile(GLenum stage, const char* source) {
+    const GLuint shader = glCreateShader(stage);
+    glShaderSource(shader, 1, &source, nullptr);
+    glCompileShader(shader);
+    GLint ok = 0;
+    glGetShaderiv(shader, GL_COMPILE_STATUS, &ok);
+    if (!ok) {
+        char log[2048] = {};
+        glGetShaderInfoLog(shader, sizeof log, nullptr, log);
+        glDeleteShader(shader);
+        return Error::library(Errc::unsupported, std::string("GL camera converter: the ") +
+                                                     (stage == GL_VERTEX_SHADER ? "vertex" : "fragment") +
+                                                     " shader does not compile: " + log);
+    }
+    return shader;
+}
+
+struct GlFormat {
+    GLenum internal, format;
+};
+
+GlFormat gl_format_of(const TexelView& v) {
+    if (v.bytes_per_texel == 1) return {GL_R8, GL_RED};
+    if (v.bytes_per_texel == 2) return {GL_RG8, GL_RG};
+    return {GL_RGBA8, GL_RGBA};
+}
+
+}  // namespace
+
+std::vector<TexelView> texel_views(const FrameLayout& l) {
+    switch (l.format) {
+        case CameraFormat::yuyv:
+        case CameraFormat::uyvy:
+            return {{dmabridge::fourcc::ABGR8888, l.width / 2, l.height, 4, l.offset0, l.stride0, 0}};
+        case CameraFormat::xrgb8888:
+            return {{dmabridge::fourcc::ABGR8888, l.width, l.height, 4, l.offset0, l.stride0, 0}};
+        case CameraFormat::nv12:
+            return {{dmabridge::fourcc::R8, l.width, l.height, 1, l.offset0, l.stride0, 0},
+                    {dmabridge::fourcc::GR88, l.width / 2, l.height / 2, 2, l.offset1, l.stride1, 1}};
+    }
+    return {};
+}
+
+dmabridge::Result<std::vector<dmabridge::BufferDesc>> view_descriptions(const dmabridge::BufferDesc& frame,
+                                                                         const FrameLayout& layout) {
+    std::vector<dmabridge::BufferDesc> out;
+    for (const auto& v : texel_views(layout)) {
+        const auto plane = static_cast<std::size_t>(v.plane);
+        if (plane >= frame.planes.size())
+            return Error::library(Errc::invalid_argument, "GL camera: the frame has no plane " + std::to_string(plane));
+        auto buffer = frame.planes[plane].buffer.dup();
+        if (!buffer) return buffer.error().with_context("GL camera: view of plane " + std::to_string(plane));
+        dmabridge::BufferDesc d;
+        d.width = v.width;
+        d.height = v.height;
+        d.fourcc = v.drm_fourcc;
+        d.modifier = dmabridge::modifier::linear;
+        d.planes.push_back({std::move(*buffer), v.offset, v.stride});
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
+dmabridge::Result<GlConverter> GlConverter::create(const FrameLayout& layout, std::uint32_t slots, bool uploads) {
+    GlConverter c;
+    c.layout_ = layout;
+    c.views_ = texel_views(layout);
+    while (glGetError() != GL_NO_ERROR) {
+    }
+    auto vs = compile(GL_VERTEX_SHADER, vertex_source);
+    if (!vs) return vs.error();
+    auto fs = compile(GL_FRAGMENT_SHADER, fragment_source);
+    if (!fs) {
+        glDeleteShader(*vs);
+        return fs.error();
+    }
+    c.program_ = glCreateProgram();
+    glAttachShader(c.program_, *vs);
+    glAttachShader(c.program_, *fs);
+    glLinkProgram(c.program_);
+    glDeleteShader(*vs);
+    glDeleteShader(*fs);
+    GLint linked = 0;
+    glGetProgramiv(c.program_, GL_LINK_STATUS, &linked);
+    if (!linked) {
+        char log[2048] = {};
+        glGetProgramInfoLog(c.program_, sizeof log, nullptr, log);
+        return Error::library(Errc::unsupported, std::string("GL camera converter: the program does not link: ") + log);
+    }
+    glUseProgram(c.program_);
+    glUniform1i(glGetUniformLocation(c.program_, "plane0"), 0);
+    glUniform1i(glGetUniformLocation(c.program_, "plane1"), 1);
+    c.format_location_ = glGetUniformLocation(c.program_, "format");
+    glUniform1i(c.format_location_, static_cast<GLint>(layout.format));
+
+    c.targets_.resize(slots);
+    c.framebuffers_.resize(slots);
+    glGenTextures(static_cast<GLsizei>(slots), c.targets_.data());
+    glGenFramebuffers(static_cast<GLsizei>(slots), c.framebuffers_.data());
+    for (std::uint32_t s = 0; s < slots; ++s) {
+        glBindTexture(GL_TEXTURE_2D, c.targets_[s]);
+        glTexStorage2D(GL_TEXTURE_2D, 1, GL_RGBA8, static_cast<GLsizei>(layout.width),
+                       static_cast<GLsizei>(layout.height));
+        glBindFramebuffer(GL_FRAMEBUFFER, c.framebuffers_[s]);
+        glFramebufferTexture2D(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, c.targets_[s], 0);
+        const GLenum status = glCheckFramebufferStatus(GL_FRAMEBUFFER);
+        if (status != GL_FRAMEBUFFER_COMPLETE)
+            return Error::library(Errc::unsupported, "GL camera converter: the " + std::to_string(layout.width) + "x" +
+                                                         std::to_string(layout.height) +
+                                                         " RGBA8 target is not a complete framebuffer (status 0x" +
+                                                         std::to_string(status) + ")");
+    }
+    if (uploads) {
+        c.uploads_.resize(std::size_t{slots} * c.views_.size());
+        glGenTextures(static_cast<GLsizei>(c.uploads_.size()), c.uploads_.data());
+        for (std::size_t i = 0; i < c.uploads_.size(); ++i) {
+            const TexelView& v = c.views_[i % c.views_.size()];
+            glBindTexture(GL_TEXTURE_2D, c.uploads_[i]);
+            glTexStorage2D(GL_TEXTURE_2D, 1, gl_format_of(v).internal, static_cast<GLsizei>(v.width),
+                           static_cast<GLsizei>(v.height));
+            glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_NEAREST);
+            glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_NEAREST);
+        }
+    }
+    glBindTexture(GL_TEXTURE_2D, 0);
+    glBindFramebuffer(GL_FRAMEBUFFER, 0);
+    if (auto ok = gl_check("create"); !ok) return ok.error();
+    return c;
+}
+
+GlConverter::GlConverter(GlConverter&& o) noexcept
+    : layout_(o.layout_),
+      views_(std::move(o.views_)),
+      program_(std::exchange(o.program_, 0)),
+      format_location_(o.format_location_),
+      targets_(std::move(o.targets_)),
+      framebuffers_(std::move(o.framebuffers_)),
+      uploads_(std::move(o.uploads_)) {
+    o.targets_.clear();
+    o.framebuffers_.clear();
+    o.uploads_.clear();
+}
+
+GlConverter& GlConverter::operator=(GlConverter&& o) noexcept {
+    if (this != &o) {
+        release();
+        layout_ = o.layout_;
+        views_ = std::move(o.views_);
+        program_ = std::exchange(o.program_, 0);
+        format_location_ = o.format_location_;
+        targets_ = std::move(o.targets_);
+        framebuffers_ = std::move(o.framebuffers_);
+        uploads_ = std::move(o.uploads_);
+        o.targets_.clear();
+        o.framebuffers_.clear();
+        o.uploads_.clear();
+    }
+    return *this;
+}
+
+GlConverter::~GlConverter() { release(); }
+
+void GlConverter::release() noexcept {
+    if (!framebuffers_.empty()) glDeleteFramebuffers(static_cast<GLsizei>(framebuffers_.size()), framebuffers_.data());
+    if (!targets_.empty()) glDeleteTextures(static_cast<GLsizei>(targets_.size()), targets_.data());
+    if (!uploads_.empty()) glDeleteTextures(static_cast<GLsizei>(uploads_.size()), uploads_.data());
+    if (program_ != 0) glDeleteProgram(program_);
+    framebuffers_.clear();
+    targets_.clear();
+    uploads_.clear();
+    program_ = 0;
+}
+
+dmabridge::Status GlConverter::draw(std::uint32_t slot, unsigned int plane0, unsigned int plane1) {
+    if (slot >= framebuffers_.size())
+        return Error::library(Errc::invalid_argument, "GL camera converter: no slot " + std::to_string(slot));
+    glBindFramebuffer(GL_FRAMEBUFFER, framebuffers_[slot]);
+    glViewport(0, 0, static_cast<GLsizei>(layout_.width), static_cast<GLsizei>(layout_.height));
+    glUseProgram(program_);
+    glActiveTexture(GL_TEXTURE0);
+    glBindTexture(GL_TEXTURE_2D, plane0);
+    glActiveTexture(GL_TEXTURE1);
+    glBindTexture(GL_TEXTURE_2D, plane1 != 0 ? plane1 : plane0);
+    glDrawArrays(GL_TRIANGLES, 0, 3);
+    // The imported textures are unbound at once: nothing keeps a cached import referenced by
+    // GL state between frames.
+    glBindTexture(GL_TEXTURE_2D, 0);
+    glActiveTexture(GL_TEXTURE0);
+    glBindTexture(GL_TEXTURE_2D, 0);
+    glBindFramebuffer(GL_FRAMEBUFFER, 0);
+    return gl_check("draw into slot " + std::to_string(slot));
+}
+
+dmabridge::Result<std::uint64_t> GlConverter::upload_and_draw(std::uint32_t slot, std::span<const std::byte> plane0,
+                                                              std::span<const std::byte> plane1) {
+    if (slot >= framebuffers_.size() || uploads_.empty())
+        return Error::library(Errc::invalid_argument, "GL camera converter: no upload slot " + std::to_string(slot));
+    std::uint64_t bytes = 0;
+    glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
+    for (std::size_t i = 0; i < views_.size(); ++i) {
+        const TexelView& v = views_[i];
+        const auto source = v.plane == 0 ? plane0 : plane1;
+        // The caller checked the layout against these buffers (frame_layout()); checked again
+        // here because glTexSubImage2D reads exactly this many bytes.
+        const std::uint64_t row = std::uint64_t{v.width} * v.bytes_per_texel;
+        const std::uint64_t end = v.offset + std::uint64_t{v.stride} * (v.height - 1) + row;
+        if (v.stride % v.bytes_per_texel != 0 || end > source.size())
+            return Error::library(Errc::invalid_argument,
+                                  "GL camera converter: plane " + std::to_string(v.plane) + " upload of " +
+                                      std::to_string(end) + " bytes from a buffer of " + std::to_string(source.size()) +
+                                      " (stride " + std::to_string(v.stride) + ")");
+        glBindTexture(GL_TEXTURE_2D, uploads_[slot * views_.size() + i]);
+        glPixelStorei(GL_UNPACK_ROW_LENGTH, static_cast<GLint>(v.stride / v.bytes_per_texel));
+        glTexSubImage2D(GL_TEXTURE_2D, 0, 0, 0, static_cast<GLsizei>(v.width), static_cast<GLsizei>(v.height),
+                        gl_format_of(v).format, GL_UNSIGNED_BYTE, source.data() + v.offset);
+        bytes += row * v.height;
+    }
+    glPixelStorei(GL_UNPACK_ROW_LENGTH, 0);
+    glBindTexture(GL_TEXTURE_2D, 0);
+    if (auto ok = gl_check("upload into slot " + std::to_string(slot)); !ok) return ok.error();
+    const unsigned int second = views_.size() > 1 ? uploads_[slot * views_.size() + 1] : 0;
+    if (auto ok = draw(slot, uploads_[slot * views_.size()], second); !ok) return ok.error();
+    return bytes;
+}
+
+dmabridge::Status GlConverter::read_back(std::uint32_t slot, std::vector<std::uint8_t>& rgba) const {
+    if (slot >= framebuffers_.size())
+        return Error::library(Errc::invalid_argument, "GL camera converter: no slot " + std::to_string(slot));
+    rgba.resize(std::size_t{layout_.width} * layout_.height * 4);
+    glBindFramebuffer(GL_FRAMEBUFFER, framebuffers_[slot]);
+    glPixelStorei(GL_PACK_ALIGNMENT, 1);
+    glReadPixels(0, 0, static_cast<GLsizei>(layout_.width), static_cast<GLsizei>(layout_.height), GL_RGBA,
+                 GL_UNSIGNED_BYTE, rgba.data());
+    glBindFramebuffer(GL_FRAMEBUFFER, 0);
+    return gl_check("read back slot " + std::to_string(slot));
+}
+
+unsigned int GlConverter::target(std::uint32_t slot) const noexcept {
+    return slot < targets_.size() ? targets_[slot] : 0;
+}
+
+}  // namespace camera

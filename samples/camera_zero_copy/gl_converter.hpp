@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The OpenGL ES half of the camera pipeline's GL path: a fragment shader that converts one camera
+// frame to RGBA with the same integer arithmetic as the Vulkan compute shader and the CPU
+// reference (conversion.cpp), so all three give identical bytes.
+//
+// The shader reads the frame's bytes through plain 8-bit textures, never through the driver's
+// YUV sampling: a YUYV or UYVY frame W pixels wide is read as RGBA8 texels W/2 wide (each texel
+// one pixel pair's four bytes), XRGB8888 as RGBA8 (bytes B G R X), NV12 as R8 luma plus RG8
+// chroma at half size. texel_views() says which DRM formats to import a V4L2 buffer as.
+//
+// Every member issues GL calls: the context must be current on the calling thread.
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/result.hpp>
+
+#include "conversion.hpp"
+
+namespace camera {
+
+/// The 8-bit texel views of a frame's planes: what a dma-buf of the frame is imported as (DRM
+/// fourccs, sizes in texels), and what the copy path uploads.
+struct TexelView {
+    std::uint32_t drm_fourcc = 0;  ///< ABGR8888 (bytes R G B A = bytes 0..3), R8 or GR88
+    std::uint32_t width = 0;
+    std::uint32_t height = 0;
+    std::uint32_t bytes_per_texel = 0;
+    std::uint32_t offset = 0;      ///< from FrameLayout
+    std::uint32_t stride = 0;
+    int plane = 0;                 ///< the frame plane (0, or 1 for NV12's chroma)
+};
+
+/// One view per plane the shader reads (one, or two for NV12).
+std::vector<TexelView> texel_views(const FrameLayout& layout);
+
+/// Descriptions of `frame`'s planes as texel views, with their own references to its dma-bufs:
+/// what the zero-copy path imports into EGL. Errors: the dma-bufs' dup().
+dmabridge::Result<std::vector<dmabridge::BufferDesc>> view_descriptions(const dmabridge::BufferDesc& frame,
+                                                                         const FrameLayout& layout);
+
+class GlConverter {
+public:
+    /// A converter for frames of `layout`'s format and size, with `slots` RGBA targets (one per
+    /// frame in flight) and, with `uploads`, textures the copy path fills from host memory.
+    /// Errors: shader compilation or linking (with the driver's log), an incomplete framebuffer,
+    /// GL errors (named).
+    static dmabridge::Result<GlConverter> create(const FrameLayout& layout, std::uint32_t slots, bool uploads);
+    GlConverter(GlConverter&&) noexcept;
+    GlConverter& operator=(GlConverter&&) noexcept;
+    GlConverter(const GlConverter&) = delete;
+    GlConverter& operator=(const GlConverter&) = delete;
+    /// Deletes the program, framebuffers and textures (the context must be current).
+    ~GlConverter();
+
+    /// Converts the frame whose texel views are bound as `plane0` and `plane1` (GL_TEXTURE_2D
+    /// names; plane1 is 0 for one-plane formats) into slot `slot`'s target. Queues the work only.
+    dmabridge::Status draw(std::uint32_t slot, unsigned int plane0, unsigned int plane1);
+
+    /// Copy path: uploads the frame's bytes from host memory (`plane0`, `plane1`: the whole
+    /// buffers the layout's offsets count from) into slot `slot`'s own textures and converts
+    /// them. Returns the bytes uploaded.
+    dmabridge::Result<std::uint64_t> upload_and_draw(std::uint32_t slot, std::span<const std::byte> plane0,
+                                                     std::span<const std::byte> plane1);
+
+    /// Reads slot `slot`'s converted frame into `rgba` (width * height * 4 bytes, top row first).
+    /// Blocks until the slot's drawing completed.
+    dmabridge::Status read_back(std::uint32_t slot, std::vector<std::uint8_t>& rgba) const;
+
+    /// The RGBA texture of slot `slot` (what a renderer would sample next).
+    unsigned int target(std::uint32_t slot) const noexcept;
+
+private:
+    GlConverter() = default;
+    void release() noexcept;
+
+    FrameLayout layout_{};
+    std::vector<TexelView> views_;
+    unsigned int program_ = 0;
+    int format_location_ = -1;
+    std::vector<unsigned int> targets_;       // RGBA8 textures, one per slot
+    std::vector<unsigned int> framebuffers_;  // one per slot
+    std::vector<unsigned int> uploads_;       // copy path: views_.size() per slot
+};
+
+}  // namespace camera
