@@ -61,6 +61,7 @@ enum class Feature : std::uint32_t {
     native_fence_sync = 1u << 2,  ///< EGL_ANDROID_native_fence_sync and EGL_KHR_wait_sync
     texture_image = 1u << 3,      ///< EGL_KHR_gl_texture_2D_image (export_texture())
     debug = 1u << 4,              ///< GL_KHR_debug
+    fence_sync = 1u << 5,         ///< EGL_KHR_fence_sync (Context::fence())
 };
 constexpr Feature operator|(Feature a, Feature b) noexcept {
     return static_cast<Feature>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
