@@ -20,6 +20,8 @@ enum class ErrorDomain : std::uint8_t {
     system,   ///< code is an errno value from a system call
     vulkan,   ///< code is a VkResult
     library,  ///< code is an Errc value
+    egl,      ///< code is an EGL error (eglGetError(), e.g. EGL_BAD_MATCH 0x3009)
+    gl,       ///< code is a GL error (glGetError(), e.g. GL_INVALID_OPERATION 0x0502)
 };
 
 /// dmabridge's own error codes (ErrorDomain::library).
