@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: MIT
-// camera_zero_copy: frames from a V4L2 camera converted to RGBA on a Vulkan device, with no CPU
-// copy of a pixel. Writes the first and last converted frames as PNGs and prints what it did.
+// camera_zero_copy: frames from a V4L2 camera converted to RGBA on a Vulkan device (or with
+// OpenGL ES through EGL), with no CPU copy of a pixel. Writes the first and last converted frames
+// as PNGs and prints what it did.
 //
 //   camera_zero_copy [--device /dev/videoN] [--format YUYV|UYVY|NV12|NM12|XR24] [--size WxH]
-//                    [--frames N] [--fps N] [--ring N] [--output DIR] [--copy] [--readback] [--validate]
+//                    [--frames N] [--fps N] [--ring N] [--output DIR] [--api vulkan|gl] [--copy]
+//                    [--readback] [--validate]
 //
-// --copy runs the baseline instead (the CPU copies each frame into a Vulkan buffer), for
-// comparison. --readback copies every converted frame back to host memory (by default only the
-// two written as PNGs are). --validate enables the Vulkan validation layer and fails on any message.
+// --api gl converts with a GLES fragment shader on a headless EGL display (the device platform,
+// Mesa's software device where there is one) instead of a Vulkan compute shader. --copy runs the
+// baseline instead (the CPU copies each frame, then the GPU reads the copy), for comparison.
+// --readback copies every converted frame back to host memory (by default only the two written
+// as PNGs are). --validate enables the Vulkan validation layer (a GL debug context with --api gl)
+// and fails on any message.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -16,9 +21,13 @@
 #include <vector>
 
 #include <dmabridge/fourcc.hpp>
+#include <dmabridge/egl/context.hpp>
 #include <dmabridge/vulkan/context.hpp>
 
+#include <GLES3/gl3.h>
+
 #include "camera_pipeline.hpp"
+#include "gl_pipeline.hpp"
 #include "png.hpp"
 
 namespace {
@@ -29,13 +38,15 @@ struct Args {
     std::string output = "out/demo";
     bool validate = false;
     bool readback_every_frame = false;
+    bool gl = false;  // --api gl: OpenGL ES through EGL instead of Vulkan
 };
 
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr,
                  "camera_zero_copy: %s\n"
                  "usage: camera_zero_copy [--device /dev/videoN] [--format YUYV|UYVY|NV12|NM12|XR24] [--size WxH]\n"
-                 "                        [--frames N] [--fps N] [--ring N] [--output DIR] [--copy] [--readback] [--validate]\n",
+                 "                        [--frames N] [--fps N] [--ring N] [--output DIR] [--api vulkan|gl] [--copy] [--readback]\n"
+                 "                        [--validate]\n",
                  why);
     std::exit(2);
 }
@@ -81,6 +92,10 @@ Args parse(int argc, char** argv) {
             a.output = value();
         } else if (arg == "--copy") {
             a.pipeline.path = camera::Path::copy;
+        } else if (arg == "--api") {
+            const auto api = value();
+            if (api != "vulkan" && api != "gl") usage("--api takes vulkan or gl");
+            a.gl = api == "gl";
         } else if (arg == "--readback") {
             a.readback_every_frame = true;
         } else if (arg == "--validate") {
@@ -92,45 +107,26 @@ Args parse(int argc, char** argv) {
     return a;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    Args args = parse(argc, argv);
-    // Only the two frames written as PNGs are copied back to host memory (every frame with
-    // --readback, which measures a pipeline that ends on the CPU, like a GStreamer gldownload).
-    const std::uint64_t last = args.frames - 1;
-    if (args.readback_every_frame)
-        args.pipeline.read_back = camera::read_back_all;
-    else
-        args.pipeline.read_back = [last](std::uint64_t n) { return n == 0 || n == last; };
-
-    dmabridge::vulkan::ContextOptions context_options;
-    context_options.validation = args.validate;
-    auto context = dmabridge::vulkan::Context::create(context_options);
-    if (!context) {
-        std::fprintf(stderr, "camera_zero_copy: %s\n", context.error().message().c_str());
-        return 1;
-    }
-    auto pipeline = camera::CameraPipeline::create(*context, args.pipeline);
-    if (!pipeline) {
-        std::fprintf(stderr, "camera_zero_copy: %s\n", pipeline.error().message().c_str());
-        return 1;
-    }
+// Runs `pipeline` (Vulkan or GL) and prints what it did; writes the first and last frames.
+template <typename Pipeline>
+int run(Pipeline& pipeline, const Args& args, const std::string& api, const std::string& device_name) {
     std::error_code ec;
     std::filesystem::create_directories(args.output, ec);
     if (ec) {
         std::fprintf(stderr, "camera_zero_copy: cannot create %s: %s\n", args.output.c_str(), ec.message().c_str());
         return 1;
     }
-
-    const auto& layout = pipeline->layout();
-    std::printf("camera_zero_copy: %s, %s %ux%u, %s path, on %s\n", pipeline->device_path().c_str(),
+    const auto& layout = pipeline.layout();
+    std::printf("camera_zero_copy: %s, %s %ux%u, %s path, %s on %s\n", pipeline.device_path().c_str(),
                 camera::to_string(layout.format), layout.width, layout.height, camera::to_string(args.pipeline.path),
-                context->device().name().c_str());
+                api.c_str(), device_name.c_str());
 
+    const std::uint64_t last = args.frames - 1;
     std::vector<std::string> written;
     std::string png_error;
-    auto stats = pipeline->run(args.frames, [&](const camera::FrameInfo& frame) {
+    std::uint64_t read_back = 0;
+    auto stats = pipeline.run(args.frames, [&](const camera::FrameInfo& frame) {
+        if (!frame.rgba.empty()) ++read_back;
         if (frame.number != 0 && frame.number != last) return;
         const std::string path = args.output + (frame.number == 0 ? "/camera_first.png" : "/camera_last.png");
         if (auto ok = sample::write_png(path, frame.layout.width, frame.layout.height, frame.rgba); !ok)
@@ -161,6 +157,24 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "camera_zero_copy: %s\n", png_error.c_str());
         return 1;
     }
+    std::printf("read back to the CPU:   %llu frames\n", static_cast<unsigned long long>(read_back));
+    return 0;
+}
+
+int run_vulkan(const Args& args) {
+    dmabridge::vulkan::ContextOptions context_options;
+    context_options.validation = args.validate;
+    auto context = dmabridge::vulkan::Context::create(context_options);
+    if (!context) {
+        std::fprintf(stderr, "camera_zero_copy: %s\n", context.error().message().c_str());
+        return 1;
+    }
+    auto pipeline = camera::CameraPipeline::create(*context, args.pipeline);
+    if (!pipeline) {
+        std::fprintf(stderr, "camera_zero_copy: %s\n", pipeline.error().message().c_str());
+        return 1;
+    }
+    if (const int rc = run(*pipeline, args, "Vulkan", context->device().name()); rc != 0) return rc;
     if (args.validate) {
         const auto messages = context->validation_messages();
         for (const auto& m : messages) std::fprintf(stderr, "validation: %s\n", m.c_str());
@@ -168,4 +182,47 @@ int main(int argc, char** argv) {
         std::printf("validation layer: 0 messages\n");
     }
     return 0;
+}
+
+int run_gl(const Args& args) {
+    // --validate: a debug context, and any GL_KHR_debug message fails the run.
+    std::vector<std::string> messages;
+    dmabridge::egl::HeadlessOptions options;
+    if (args.validate) options.on_debug_message = [&](std::string_view m) { messages.emplace_back(m); };
+    auto gl = dmabridge::egl::Headless::create(options);
+    if (!gl) {
+        std::fprintf(stderr, "camera_zero_copy: %s\n", gl.error().message().c_str());
+        return 1;
+    }
+    int rc = 0;
+    {
+        auto pipeline = camera::GlCameraPipeline::create(gl->context(), args.pipeline);
+        if (!pipeline) {
+            std::fprintf(stderr, "camera_zero_copy: %s\n", pipeline.error().message().c_str());
+            return 1;
+        }
+        const char* renderer = reinterpret_cast<const char*>(glGetString(GL_RENDERER));
+        rc = run(*pipeline, args, "OpenGL ES", renderer ? renderer : "unknown GL renderer");
+    }
+    gl->context().collect();
+    if (rc == 0 && args.validate) {
+        for (const auto& m : messages) std::fprintf(stderr, "GL debug: %s\n", m.c_str());
+        if (!messages.empty()) return 1;
+        std::printf("GL debug output: 0 messages\n");
+    }
+    return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Args args = parse(argc, argv);
+    // Only the two frames written as PNGs are copied back to host memory (every frame with
+    // --readback, which measures a pipeline that ends on the CPU, like a GStreamer gldownload).
+    const std::uint64_t last = args.frames - 1;
+    if (args.readback_every_frame)
+        args.pipeline.read_back = camera::read_back_all;
+    else
+        args.pipeline.read_back = [last](std::uint64_t n) { return n == 0 || n == last; };
+    return args.gl ? run_gl(args) : run_vulkan(args);
 }
