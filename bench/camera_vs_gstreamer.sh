@@ -1,0 +1,53 @@
+#!/bin/sh
+# Runs inside the VM (ci/bench): the camera pipeline against GStreamer's own zero-copy GL path on
+# the same vivid source, 640x480 YUYV to RGBA, every frame read back to the CPU on both sides
+# (GStreamer: v4l2src io-mode=dmabuf ! glupload ! glcolorconvert ! gldownload; ours:
+# camera_zero_copy --api gl --readback, and the Vulkan path beside it).
+#
+# Steady frame rates: each pipeline runs twice, with N1 and N2 frames, and the rate is
+# (N2 - N1) / (t2 - t1), so start-up (driver, shader compilation, negotiation) cancels out.
+#
+#   metric camera_over_gstreamer_gl R         (goal >= 1.5): GL path over GStreamer
+#   metric camera_vulkan_over_gstreamer_gl R  (reported beside it): Vulkan path over GStreamer
+set -eu
+sample=${1:?usage: camera_vs_gstreamer.sh path/to/camera_zero_copy}
+n1=${N1:-20}
+n2=${N2:-60}
+device=/dev/video0
+out=$(mktemp -d /var/tmp/camera-vs-gst.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+
+v4l2-ctl -d "$device" --set-fmt-video=width=640,height=480,pixelformat=YUYV --set-parm=60 >/dev/null
+
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+
+# GStreamer's GL elements on the EGL device platform. Mesa would pick vgem's DRM device there
+# (kms_swrast, which crashes on imported dma-bufs: DESIGN.md), so /dev/dri is hidden from it in a
+# private mount namespace and Mesa uses llvmpipe, the device our GL path picks by its extension.
+gst() {  # frames
+    unshare -m sh -c "mount -t tmpfs none /dev/dri &&
+        GST_GL_PLATFORM=egl GST_GL_WINDOW=egl-device GST_REGISTRY=$out/registry.bin \
+        gst-launch-1.0 -q v4l2src device=$device io-mode=dmabuf num-buffers=$1 ! \
+            video/x-raw,format=YUY2,width=640,height=480 ! glupload ! glcolorconvert ! \
+            'video/x-raw(memory:GLMemory),format=RGBA' ! gldownload ! video/x-raw,format=RGBA ! \
+            fakesink sync=false" >"$out/gst-$1.log" 2>&1 || { cat "$out/gst-$1.log" >&2; exit 1; }
+}
+ours() {  # api frames
+    "$sample" --api "$1" --device "$device" --frames "$2" --fps 60 --readback --output "$out/$1-$2" \
+        >"$out/$1-$2.log" 2>&1 || { cat "$out/$1-$2.log" >&2; exit 1; }
+}
+steady() {  # name command...: prints the steady frame rate
+    name=$1; shift
+    s=$(now); "$@" "$n1"; t1=$(calc "$(now) - $s")
+    s=$(now); "$@" "$n2"; t2=$(calc "$(now) - $s")
+    rate=$(calc "($n2 - $n1) / ($t2 - $t1)")
+    echo "  $name: $n1 frames in $t1 s, $n2 frames in $t2 s: $rate frames/s steady" >&2
+    echo "$rate"
+}
+
+gst_fps=$(steady "GStreamer GL (v4l2src dmabuf, glupload, glcolorconvert, gldownload)" gst)
+gl_fps=$(steady "camera_zero_copy --api gl --readback" ours gl)
+vk_fps=$(steady "camera_zero_copy --api vulkan --readback" ours vulkan)
+echo "metric camera_over_gstreamer_gl $(calc "$gl_fps / $gst_fps")"
+echo "metric camera_vulkan_over_gstreamer_gl $(calc "$vk_fps / $gst_fps")"
