@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 
 #include <dmabridge/format.hpp>
@@ -253,38 +254,48 @@ Result<Context> Context::attach(DisplayHandle display, ContextHandle context, co
     return Context(std::move(s));
 }
 
-Result<DmaBufFormats> Context::formats() const {
-    if (!state_) return empty_error("egl formats").error();
-    auto& s = *state_;
-    std::lock_guard lock(s.formats_mutex);
-    if (s.formats) return *s.formats;
+namespace detail {
+
+Result<DmaBufFormats> query_formats(EGLDisplay display, PFNEGLQUERYDMABUFFORMATSEXTPROC query_formats_fn,
+                                    PFNEGLQUERYDMABUFMODIFIERSEXTPROC query_modifiers) {
     EGLint count = 0;
-    if (!s.eglQueryDmaBufFormatsEXT(s.display, 0, nullptr, &count))
-        return detail::egl_error("eglQueryDmaBufFormatsEXT (count)");
+    if (!query_formats_fn(display, 0, nullptr, &count)) return egl_error("eglQueryDmaBufFormatsEXT (count)");
     std::vector<EGLint> fourccs(static_cast<std::size_t>(count > 0 ? count : 0));
-    if (count > 0 && !s.eglQueryDmaBufFormatsEXT(s.display, count, fourccs.data(), &count))
-        return detail::egl_error("eglQueryDmaBufFormatsEXT");
-    fourccs.resize(static_cast<std::size_t>(count > 0 ? count : 0));
+    if (count > 0 && !query_formats_fn(display, count, fourccs.data(), &count))
+        return egl_error("eglQueryDmaBufFormatsEXT");
+    fourccs.resize(std::min(fourccs.size(), static_cast<std::size_t>(count > 0 ? count : 0)));
     DmaBufFormats out;
     for (EGLint fourcc : fourccs) {
         const auto code = static_cast<std::uint32_t>(fourcc);
         EGLint n = 0;
-        if (!s.eglQueryDmaBufModifiersEXT(s.display, fourcc, 0, nullptr, nullptr, &n))
-            return detail::egl_error("eglQueryDmaBufModifiersEXT (count) for " + fourcc_to_string(code));
+        if (!query_modifiers(display, fourcc, 0, nullptr, nullptr, &n))
+            return egl_error("eglQueryDmaBufModifiersEXT (count) for " + fourcc_to_string(code));
         if (n <= 0) {
             out.importable.add(code, modifier::invalid);
             continue;
         }
         std::vector<EGLuint64KHR> mods(static_cast<std::size_t>(n));
         std::vector<EGLBoolean> external(static_cast<std::size_t>(n));
-        if (!s.eglQueryDmaBufModifiersEXT(s.display, fourcc, n, mods.data(), external.data(), &n))
-            return detail::egl_error("eglQueryDmaBufModifiersEXT for " + fourcc_to_string(code));
+        if (!query_modifiers(display, fourcc, n, mods.data(), external.data(), &n))
+            return egl_error("eglQueryDmaBufModifiersEXT for " + fourcc_to_string(code));
         for (std::size_t i = 0; i < static_cast<std::size_t>(n) && i < mods.size(); ++i) {
             out.importable.add(code, mods[i]);
             if (external[i]) out.external_only.add(code, mods[i]);
         }
     }
-    s.formats = out;
+    return out;
+}
+
+}  // namespace detail
+
+Result<DmaBufFormats> Context::formats() const {
+    if (!state_) return empty_error("egl formats").error();
+    auto& s = *state_;
+    std::lock_guard lock(s.formats_mutex);
+    if (s.formats) return *s.formats;
+    auto out = detail::query_formats(s.display, s.eglQueryDmaBufFormatsEXT, s.eglQueryDmaBufModifiersEXT);
+    if (!out) return out.error();
+    s.formats = *out;
     return out;
 }
 

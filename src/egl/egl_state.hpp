@@ -99,6 +99,9 @@ Error egl_error(const std::string& what);
 Error egl_error(const std::string& what, EGLint code);
 // The first pending GL error after `what`, or success; drains every pending error.
 Status gl_check(const Context::State& s, const std::string& what);
+// The display's dma-buf formats (eglQueryDmaBufFormatsEXT / ModifiersEXT).
+Result<DmaBufFormats> query_formats(EGLDisplay display, PFNEGLQUERYDMABUFFORMATSEXTPROC query_formats_fn,
+                                    PFNEGLQUERYDMABUFMODIFIERSEXTPROC query_modifiers);
 // An error unless the context is current on this thread.
 Status require_current(const Context::State* s, const char* operation);
 }  // namespace detail

@@ -85,6 +85,42 @@ Result<std::vector<DeviceInfo>> list_devices() {
     return out;
 }
 
+Result<DisplayInfo> probe_device(int index) {
+    auto c = client();
+    if (!c) return c.error();
+    auto list = devices(*c);
+    if (!list) return list.error();
+    if (index < 0 || static_cast<std::size_t>(index) >= list->size())
+        return Error::library(Errc::not_found, "egl probe: device index " + std::to_string(index) + " but EGL lists " +
+                                                   std::to_string(list->size()) + " devices");
+    DisplayInfo info;
+    info.device = describe(*c, (*list)[static_cast<std::size_t>(index)], index);
+    const std::string what = "egl probe of device " + std::to_string(index);
+    EGLDisplay display =
+        c->eglGetPlatformDisplayEXT(EGL_PLATFORM_DEVICE_EXT, (*list)[static_cast<std::size_t>(index)], nullptr);
+    if (display == EGL_NO_DISPLAY) return detail::egl_error(what + ": eglGetPlatformDisplayEXT");
+    EGLint major = 0, minor = 0;
+    if (!eglInitialize(display, &major, &minor)) return detail::egl_error(what + ": eglInitialize");
+    const char* vendor = eglQueryString(display, EGL_VENDOR);
+    const char* version = eglQueryString(display, EGL_VERSION);
+    const char* ext = eglQueryString(display, EGL_EXTENSIONS);
+    info.vendor = vendor ? vendor : "";
+    info.version = version ? version : "";
+    for (const char* name : {"EGL_EXT_image_dma_buf_import", "EGL_EXT_image_dma_buf_import_modifiers",
+                             "EGL_MESA_image_dma_buf_export", "EGL_ANDROID_native_fence_sync", "EGL_KHR_wait_sync",
+                             "EGL_KHR_fence_sync", "EGL_KHR_surfaceless_context", "EGL_KHR_gl_texture_2D_image"})
+        if (has_word(ext, name)) info.extensions.emplace_back(name);
+    if (has_word(ext, "EGL_EXT_image_dma_buf_import_modifiers")) {
+        auto qf = reinterpret_cast<PFNEGLQUERYDMABUFFORMATSEXTPROC>(eglGetProcAddress("eglQueryDmaBufFormatsEXT"));
+        auto qm = reinterpret_cast<PFNEGLQUERYDMABUFMODIFIERSEXTPROC>(eglGetProcAddress("eglQueryDmaBufModifiersEXT"));
+        if (!qf || !qm) return Error::library(Errc::unsupported, what + ": no eglQueryDmaBuf*EXT entry points");
+        auto formats = detail::query_formats(display, qf, qm);
+        if (!formats) return formats.error().with_context(what);
+        info.formats = std::move(*formats);
+    }
+    return info;
+}
+
 struct Headless::Impl {
     DeviceInfo device;
     EGLDisplay display = EGL_NO_DISPLAY;

@@ -19,6 +19,14 @@ egl::Headless& egl_headless() {
         options.on_debug_message = [](std::string_view m) { egl_debug_log().emplace_back(m); };
         auto h = egl::Headless::create(options);
         REQUIRE_MESSAGE(h, (h ? "" : h.error().message()));
+        // Counted: every message but Mesa's performance notes ("Compiling fragment shader
+        // variant ..." when a sampler's state needs a new shader) and notifications.
+        auto control =
+            reinterpret_cast<PFNGLDEBUGMESSAGECONTROLKHRPROC>(eglGetProcAddress("glDebugMessageControlKHR"));
+        REQUIRE(static_cast<bool>(control));
+        control(GL_DONT_CARE, GL_DEBUG_TYPE_PERFORMANCE_KHR, GL_DONT_CARE, 0, nullptr, GL_FALSE);
+        control(GL_DONT_CARE, GL_DONT_CARE, GL_DEBUG_SEVERITY_NOTIFICATION_KHR, 0, nullptr, GL_FALSE);
+        REQUIRE(glGetError() == GL_NO_ERROR);
         return std::make_unique<egl::Headless>(std::move(*h));
     }();
     return *headless;
@@ -199,11 +207,14 @@ std::vector<std::uint8_t> read_rgba(const egl::Image& image) {
 
 std::vector<std::uint8_t> fill_quadrants(const egl::Image& image, std::uint8_t seed) {
     REQUIRE_FALSE(image.external());
-    const auto w = image.width(), h = image.height();
+    return fill_quadrants(image.texture(), image.width(), image.height(), seed);
+}
+
+std::vector<std::uint8_t> fill_quadrants(GLuint texture, std::uint32_t w, std::uint32_t h, std::uint8_t seed) {
     GLuint fbo = 0;
     GLC(glGenFramebuffers(1, &fbo));
     GLC(glBindFramebuffer(GL_FRAMEBUFFER, fbo));
-    GLC(glFramebufferTexture2D(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, image.texture(), 0));
+    GLC(glFramebufferTexture2D(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, texture, 0));
     REQUIRE(glCheckFramebufferStatus(GL_FRAMEBUFFER) == GL_FRAMEBUFFER_COMPLETE);
     GLC(glViewport(0, 0, static_cast<GLsizei>(w), static_cast<GLsizei>(h)));
     GLC(glEnable(GL_SCISSOR_TEST));

@@ -53,6 +53,8 @@ std::vector<std::uint8_t> read_rgba(const egl::Image& image);
 /// Fills the 2D texture of `image` through a framebuffer: four quadrants of solid colours (RGBA,
 /// 0..255) with glScissor + glClear, exact in every 8-bit format. Returns the expected RGBA bytes.
 std::vector<std::uint8_t> fill_quadrants(const egl::Image& image, std::uint8_t seed);
+/// The same for a GL_TEXTURE_2D `texture` of `width` x `height` that the test owns.
+std::vector<std::uint8_t> fill_quadrants(GLuint texture, std::uint32_t width, std::uint32_t height, std::uint8_t seed);
 /// The RGBA bytes GL reads from `bytes` laid out as `fourcc` (XR24, AR24, XB24, AB24), packed.
 std::vector<std::uint8_t> rgba_of(std::uint32_t fourcc, const std::vector<std::uint8_t>& packed, bool opaque);
 

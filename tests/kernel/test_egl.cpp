@@ -8,11 +8,13 @@
 #include <dmabridge/gbm_allocator.hpp>
 #include <dmabridge/udmabuf.hpp>
 
+#include <algorithm>
 #include <cstring>
 
 #include <doctest/doctest.h>
 
 #include "egl_harness.hpp"
+#include "report.hpp"
 #include "vgem.hpp"
 
 using namespace dmabridge;
@@ -330,6 +332,31 @@ TEST_CASE_FIXTURE(EglTest, "the import cache hits across new fds, misses on a ch
     CHECK(egl_context().counts().queued == 1);
     CHECK(egl_context().collect() == 1);
     CHECK(egl_context().counts().queued == 0);
+}
+
+TEST_CASE_FIXTURE(EglTest, "dmabridge-info lists the EGL software device, its formats, and EGL in the sharing matrix") {
+    info::Filters filters;
+    filters.device = "software";
+    const auto report = info::gather(filters);
+    auto sw = std::find_if(report.egl.begin(), report.egl.end(), [](const auto& e) { return e.software; });
+    REQUIRE(sw != report.egl.end());
+    CHECK(sw->error.empty());
+    CHECK(sw->index == egl_headless().device().index);
+    CHECK(sw->importable == egl_context().formats()->importable);
+    CHECK(sw->external_only.contains(fourcc::YUYV, modifier::linear));
+    CHECK(std::find(sw->extensions.begin(), sw->extensions.end(), "EGL_MESA_image_dma_buf_export") != sw->extensions.end());
+    auto pair = std::find_if(report.matrix.begin(), report.matrix.end(), [](const auto& m) {
+        return m.exporter == "dma-heap:system" && m.importer.rfind("egl:device", 0) == 0;
+    });
+    REQUIRE(pair != report.matrix.end());
+    CHECK(pair->common.contains(fourcc::XRGB8888, modifier::linear));
+    const auto json = info::to_json(report);
+    CHECK(json.find("\"egl\": [") != std::string::npos);
+    CHECK(json.find("\"external_only\": [{\"fourcc\"") != std::string::npos);
+    const auto text = info::to_text(report);
+    CHECK(text.find("EGL devices\n  device " + std::to_string(sw->index) + " (software)") != std::string::npos);
+    // Probing made no context current elsewhere: the test's context is still the current one.
+    CHECK(egl_context().is_current());
 }
 
 }  // TEST_SUITE("egl")

@@ -131,6 +131,15 @@ std::string to_json(const Report& r) {
           << ", \"capture_memory\": " << json_memory(v.capture_memory)
           << ", \"output_memory\": " << json_memory(v.output_memory) << ", \"error\": " << quoted(v.error) << "}";
     }
+    o << "\n  ],\n  \"egl\": [";
+    for (std::size_t i = 0; i < r.egl.size(); ++i) {
+        const auto& e = r.egl[i];
+        o << (i ? ",\n    " : "\n    ") << "{\"index\": " << e.index << ", \"software\": " << (e.software ? "true" : "false")
+          << ", \"drm_node\": " << quoted(e.drm_node) << ", \"vendor\": " << quoted(e.vendor)
+          << ", \"version\": " << quoted(e.version) << ", \"extensions\": " << json_strings(e.extensions)
+          << ", \"importable\": " << json_formats(e.importable) << ", \"external_only\": " << json_formats(e.external_only)
+          << ", \"error\": " << quoted(e.error) << "}";
+    }
     o << "\n  ],\n  \"matrix\": [";
     for (std::size_t i = 0; i < r.matrix.size(); ++i) {
         const auto& m = r.matrix[i];
@@ -187,6 +196,19 @@ std::string to_text(const Report& r) {
             o << "\n";
         }
         if (!v.error.empty()) o << "    error: " << v.error << "\n";
+    }
+    o << "\nEGL devices\n";
+    for (const auto& e : r.egl) {
+        if (!e.error.empty() && e.vendor.empty()) {
+            o << "  device " << e.index << ": " << e.error << "\n";
+            continue;
+        }
+        o << "  device " << e.index << (e.software ? " (software)" : "") << (e.drm_node.empty() ? "" : " " + e.drm_node)
+          << "  [" << e.vendor << ", EGL " << e.version << "]\n    offers:";
+        for (const auto& x : e.extensions) o << " " << x;
+        o << "\n    import:        " << text_formats(e.importable) << "\n    external only: "
+          << text_formats(e.external_only) << "\n";
+        if (!e.error.empty()) o << "    error: " << e.error << "\n";
     }
     o << "\nSharing (exporter -> importer: formats both accept; LINEAR unless marked)\n";
     for (const auto& m : r.matrix) o << "  " << m.exporter << " -> " << m.importer << ": " << text_formats(m.common) << "\n";

@@ -12,6 +12,7 @@
 #include <xf86drm.h>
 #include <xf86drmMode.h>
 
+#include <dmabridge/egl/context.hpp>
 #include <dmabridge/dmabridge.hpp>
 #include <dmabridge/vulkan/context.hpp>
 
@@ -278,6 +279,39 @@ std::vector<V4l2Info> v4l2_info(const Filters& f) {
     return out;
 }
 
+// The EGL devices and what their displays import (no context is made: nothing changes the
+// caller's current EGL binding).
+std::vector<EglInfo> egl_info(const Filters& f) {
+    std::vector<EglInfo> out;
+    auto devices = egl::list_devices();
+    if (!devices) {
+        EglInfo e;
+        e.error = devices.error().message();
+        out.push_back(std::move(e));
+        return out;
+    }
+    for (const auto& d : *devices) {
+        EglInfo e;
+        e.index = d.index;
+        e.software = d.software;
+        e.drm_node = d.drm_node;
+        const std::string name = "egl:device " + std::to_string(d.index) + (d.software ? " (software)" : "") +
+                                 (d.drm_node.empty() ? "" : " " + d.drm_node);
+        if (!f.device.empty() && name.find(f.device) == std::string::npos) continue;
+        if (auto p = egl::probe_device(d.index)) {
+            e.vendor = p->vendor;
+            e.version = p->version;
+            e.extensions = p->extensions;
+            e.importable = filtered(p->formats.importable, f);
+            e.external_only = filtered(p->formats.external_only, f);
+        } else {
+            e.error = p.error().message();
+        }
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
 FormatSet linear_set(const std::vector<V4l2FormatInfo>& formats) {
     FormatSet s;
     for (const auto& fi : formats)
@@ -293,6 +327,7 @@ Report gather(const Filters& f) {
     r.vulkan = vulkan_info(f);
     r.drm = drm_info(f);
     r.v4l2 = v4l2_info(f);
+    r.egl = egl_info(f);
 
     FormatSet plain;  // udmabuf and dma-heaps make LINEAR buffers of any layout dmabridge knows
     for (std::uint32_t code : table_fourccs()) plain.add(code, modifier::linear);
@@ -309,6 +344,12 @@ Report gather(const Filters& f) {
         if (!v.error.empty()) continue;
         if (!v.exportable.empty()) r.exporters.push_back({"vulkan:" + v.name, v.exportable});
         if (!v.importable.empty()) r.importers.push_back({"vulkan:" + v.name, v.importable});
+    }
+    for (const auto& e : r.egl) {
+        if (!e.error.empty() || e.importable.empty()) continue;
+        r.importers.push_back({"egl:device " + std::to_string(e.index) + (e.software ? " (software)" : "") +
+                                   (e.drm_node.empty() ? "" : " " + e.drm_node),
+                               e.importable});
     }
     for (const auto& e : r.exporters)
         for (const auto& i : r.importers)

@@ -39,6 +39,15 @@ struct DrmInfo {
     std::string error;
 };
 
+struct EglInfo {
+    int index = 0;                        // position in eglQueryDevicesEXT's list
+    bool software = false;                // EGL_MESA_device_software
+    std::string drm_node, vendor, version;
+    std::vector<std::string> extensions;  // the ones dmabridge's EGL adapter uses
+    FormatSet importable, external_only;  // eglQueryDmaBufFormatsEXT / ModifiersEXT
+    std::string error;
+};
+
 struct V4l2FormatInfo {
     std::uint32_t v4l2 = 0, drm = 0;
     std::vector<v4l2::FrameSize> sizes;
@@ -68,6 +77,7 @@ struct Report {
     std::vector<VulkanInfo> vulkan;
     std::vector<DrmInfo> drm;
     std::vector<V4l2Info> v4l2;
+    std::vector<EglInfo> egl;
     std::vector<Participant> exporters, importers;
     std::vector<MatrixEntry> matrix;
 };

@@ -267,6 +267,22 @@ struct DeviceInfo {
 /// missing (Errc::unsupported), eglQueryDevicesEXT fails.
 Result<std::vector<DeviceInfo>> list_devices();
 
+/// What one EGL device's display offers, read without a context.
+struct DisplayInfo {
+    DeviceInfo device;
+    std::string vendor;   ///< eglQueryString(EGL_VENDOR), e.g. "Mesa Project"
+    std::string version;  ///< eglQueryString(EGL_VERSION)
+    /// Which of the extensions the adapter uses the display offers, by name.
+    std::vector<std::string> extensions;
+    DmaBufFormats formats;  ///< empty when the display cannot import dma-bufs
+};
+
+/// Initializes the display of device `index` (EGL_EXT_platform_device) and reads its vendor,
+/// version, extensions and dma-buf formats; makes no context and changes no current binding. The
+/// display stays initialized (EGL keeps one per device and process). Costs a driver start.
+/// Errors: no such device, eglInitialize or the format queries fail (ErrorDomain::egl).
+Result<DisplayInfo> probe_device(int index);
+
 /// How to make a Headless display and context.
 struct HeadlessOptions {
     /// Use the first device whose extensions include this one. The default picks Mesa's software
