@@ -5,8 +5,7 @@
 // fds, and exits 0 only when everything held.
 //
 //   queue_peer (--fd N | --connect PATH) ROLE [ARGS]
-//   stream N [import]   acquire N frames, check every pixel, release; `import` also imports each
-//                       frame through a vulkan::ImportCache and prints its hits and misses
+//   stream N            acquire N frames, check every pixel, release
 //   hold K              acquire K frames, print "held", wait for a stdin line, release them, then
 //                       acquire and release until the producer hangs up
 //   mailbox             wait for a stdin line, acquire one frame, print "seq=S replaced=R"
@@ -15,11 +14,14 @@
 //   hostile             (with --connect) one connection per crafted message; prints
 //                       "closed NAME" once the producer hung up on each
 //   bad-producer        act as a producer that announces a pipe as a buffer
+//   produce N           act as the producer: 3 udmabuf buffers of 64x64 XRGB8888 written by the
+//                       CPU, N frames (even sequences with an explicit acquire fence, odd ones
+//                       implicit), then wait until every buffer came back
 #include <dmabridge/cpu_access.hpp>
 #include <dmabridge/devices.hpp>
 #include <dmabridge/queue/consumer.hpp>
-#include <dmabridge/vulkan/context.hpp>
-#include <dmabridge/vulkan/import_cache.hpp>
+#include <dmabridge/queue/producer.hpp>
+#include <dmabridge/udmabuf.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -113,15 +115,8 @@ int drain(queue::Consumer& consumer) {
     }
 }
 
-void stream(queue::Consumer& consumer, int count, bool import) {
-    std::optional<vulkan::Context> context;
-    std::optional<vulkan::ImportCache> cache;
-    if (import) {
-        auto c = vulkan::Context::create();
-        if (!c) die(c.error().message());
-        context.emplace(std::move(*c));
-        cache.emplace(context->device());
-    }
+void stream(queue::Consumer& consumer, int count) {
+    say("ready");
     std::uint64_t last = 0;
     for (int i = 0; i < count; ++i) {
         auto f = consumer.acquire(std::chrono::seconds(20));
@@ -131,15 +126,7 @@ void stream(queue::Consumer& consumer, int count, bool import) {
         auto ready = consumer.wait_ready(*f, std::chrono::seconds(10));
         if (!ready || *ready != WaitStatus::ready) die("acquire fence of frame " + std::to_string(i) + " did not signal");
         check_pixels(*f);
-        if (cache) {
-            auto img = cache->import(*f->desc);
-            if (!img) die(img.error().message());
-        }
         if (auto r = consumer.release(f->buffer); !r) die(r.error().message());
-    }
-    if (cache) {
-        const auto st = cache->stats();
-        say("cache hits=" + std::to_string(st.hits) + " misses=" + std::to_string(st.misses));
     }
 }
 
@@ -300,6 +287,54 @@ void bad_producer(int s) {
     say("hung up");
 }
 
+void produce(int socket, int count) {
+    auto conn = queue::Connection::from_socket(UniqueFd(socket));
+    if (!conn) die(conn.error().message());
+    auto producer = queue::Producer::create();
+    if (!producer) die(producer.error().message());
+    auto alloc = UdmabufAllocator::open();
+    if (!alloc) die(alloc.error().message());
+    for (int i = 0; i < 3; ++i) {
+        auto buf = alloc->allocate_bytes(64 * 64 * 4, "queue-peer");
+        if (!buf) die(buf.error().message());
+        BufferDesc d;
+        d.width = 64;
+        d.height = 64;
+        d.fourcc = fourcc::XRGB8888;
+        d.planes.push_back(PlaneDesc{std::move(*buf), 0, 256});
+        if (auto r = producer->add_buffer(std::move(d)); !r) die(r.error().message());
+    }
+    if (auto r = producer->add_consumer(std::move(*conn)); !r) die(r.error().message());
+    for (int seq = 1; seq <= count; ++seq) {
+        auto index = producer->dequeue(std::chrono::seconds(60));
+        if (!index) die(index.error().message());
+        const DmaBuf& buf = producer->buffer(*index)->planes[0].buffer;
+        {
+            auto map = Mapping::map(buf, Access::write);
+            if (!map) die(map.error().message());
+            auto access = CpuAccess::begin(buf, Access::write);
+            if (!access) die(access.error().message());
+            auto* p = reinterpret_cast<std::uint32_t*>(map->data());
+            for (std::size_t i = 0; i < 64 * 64; ++i) p[i] = pattern(static_cast<std::uint64_t>(seq), i);
+            if (auto e = access->end(); !e) die(e.error().message());
+        }
+        std::optional<SyncFile> fence;
+        if (seq % 2 == 0) {
+            auto f = buf.export_sync_file(Access::write);
+            if (!f) die(f.error().message());
+            fence = std::move(*f);
+        }
+        if (auto r = producer->queue(*index, std::move(fence), {static_cast<std::uint64_t>(seq), seq * 1000}); !r)
+            die(r.error().message());
+    }
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (producer->free_count() < 3) {
+        if (std::chrono::steady_clock::now() > end) die("the consumer did not release every buffer");
+        if (auto r = producer->dispatch(std::chrono::milliseconds(100)); !r) die(r.error().message());
+    }
+    say("released " + std::to_string(producer->stats().releases));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -310,6 +345,8 @@ int main(int argc, char** argv) {
     const std::size_t fds_expected = std::strcmp(argv[1], "--fd") == 0 ? fds_at_start - 1 : fds_at_start;
     if (role == "hostile") {
         hostile(argv[2]);
+    } else if (role == "produce") {
+        produce(std::atoi(argv[2]), argc > 4 ? std::atoi(argv[4]) : 1);
     } else if (role == "bad-producer") {
         const int s = std::atoi(argv[2]);
         bad_producer(s);
@@ -319,8 +356,9 @@ int main(int argc, char** argv) {
         if (!consumer) die(consumer.error().message());
         auto creds = consumer->producer_credentials();
         if (!creds || creds->pid != ::getppid()) die("the producer's credentials are not the parent's");
+        if (std::strcmp(argv[1], "--fd") == 0 && consumer->fd() != 3) die("the consumer does not poll the inherited socket");
         if (role == "stream") {
-            stream(*consumer, argc > 4 ? std::atoi(argv[4]) : 1, argc > 5 && std::string(argv[5]) == "import");
+            stream(*consumer, argc > 4 ? std::atoi(argv[4]) : 1);
         } else if (role == "hold") {
             const int k = argc > 4 ? std::atoi(argv[4]) : 1;
             std::vector<queue::AcquiredFrame> held;

@@ -20,8 +20,12 @@
 
 #include <doctest/doctest.h>
 
+#include <dmabridge/vulkan/import_cache.hpp>
+
 #include "fd_count.hpp"
 #include "vgem.hpp"
+#include "vk_fixture.hpp"
+#include "vk_object_count.hpp"
 
 using namespace dmabridge;
 using namespace std::chrono_literals;
@@ -182,6 +186,12 @@ void dispatch_until(queue::Producer& p, Pred done, std::chrono::milliseconds tim
     }
 }
 
+// The Vulkan device that imports (shared with the other kernel tests) exists before fds are counted.
+struct VkReady {
+    VkReady() { test::device_b(); }
+};
+struct VkReadyLeakCheck : VkReady, FdLeakCheck {};
+
 queue::Producer make_producer(std::size_t buffers, queue::Mode mode = queue::Mode::fifo,
                               std::vector<std::string>* lost = nullptr) {
     queue::ProducerOptions o;
@@ -223,21 +233,48 @@ TEST_CASE_FIXTURE(FdLeakCheck, "in one process the queue carries frames and thei
     CHECK(producer.stats().releases == 4);
 }
 
-TEST_CASE_FIXTURE(FdLeakCheck, "a stream crosses to another process with its pixels, and the consumer's import cache hits from the second time on") {
-    auto producer = make_producer(3);
+TEST_CASE_FIXTURE(VkReadyLeakCheck, "a stream crosses from another process with its pixels, and the consumer's import cache hits from the second time on") {
+    auto counted = vulkan::Device::attach(test::counted_handles(test::device_b().context()),
+                                          vulkan::Capability::import_memory | vulkan::Capability::modifiers);
+    REQUIRE(counted);
+    const auto vk_objects = test::live_vulkan_objects();
     auto link = socket_link();
-    Peer child({"--fd", "3", "stream", "8", "import"}, link.there.get());
+    Peer child({"--fd", "3", "produce", "8"}, link.there.get());
     link.there.reset();
-    auto id = producer.add_consumer(std::move(link.here));
-    REQUIRE(id);
-    auto creds = producer.consumer_credentials(*id);
-    REQUIRE(creds);
-    CHECK(creds->pid == child.pid());
-    for (std::uint64_t seq = 1; seq <= 8; ++seq) produce(producer, seq, seq % 2 == 0);
-    CHECK(child.line(120s) == "cache hits=5 misses=3");
-    child.expect_ok();
-    dispatch_until(producer, [&] { return producer.consumer_count() == 0; });
-    CHECK(producer.free_count() == 3);
+    {
+        auto consumer = queue::Consumer::create(std::move(link.here));
+        REQUIRE(consumer);
+        vulkan::ImportCache cache(*counted);
+        for (std::uint64_t seq = 1; seq <= 8; ++seq) {
+            auto f = consumer->acquire(60s);
+            REQUIRE_MESSAGE(f, (f ? "" : f.error().message()));
+            CHECK(f->info.sequence == seq);
+            CHECK(f->info.timestamp_ns == static_cast<std::int64_t>(seq) * 1000);
+            CHECK(f->acquire_fence.has_value() == (seq % 2 == 0));
+            REQUIRE(consumer->wait_ready(*f, 10s));
+            {
+                const DmaBuf& buf = f->desc->planes[0].buffer;
+                auto map = Mapping::map(buf, Access::read);
+                REQUIRE(map);
+                auto access = CpuAccess::begin(buf, Access::read);
+                REQUIRE(access);
+                const auto* p = reinterpret_cast<const std::uint32_t*>(map->data());
+                std::size_t wrong = 0;
+                for (std::size_t i = 0; i < side * side; ++i) wrong += p[i] != pattern(seq, i);
+                CHECK(wrong == 0);
+            }
+            auto image = cache.import(*f->desc);
+            REQUIRE_MESSAGE(image, (image ? "" : image.error().message()));
+            REQUIRE(consumer->release(f->buffer));
+        }
+        // Three buffers: each imported once, found again for every later frame.
+        CHECK(cache.stats().misses == 3);
+        CHECK(cache.stats().hits == 5);
+        CHECK(consumer->buffer_count() == 3);
+        CHECK(child.line() == "released 8");
+        child.expect_ok();
+    }
+    CHECK(test::live_vulkan_objects() == vk_objects);
 }
 
 TEST_CASE_FIXTURE(FdLeakCheck, "FIFO: the producer waits for a free buffer and times out while the consumer holds them all") {
@@ -258,6 +295,7 @@ TEST_CASE_FIXTURE(FdLeakCheck, "FIFO: the producer waits for a free buffer and t
     CHECK(none.error().message().find("2 buffers, 2 queued to consumers") != std::string::npos);
     child.tell("go");
     for (std::uint64_t seq = 3; seq <= 5; ++seq) produce(producer, seq);
+    dispatch_until(producer, [&] { return producer.stats().releases == 5; });
     { auto gone = std::move(producer); }
     CHECK(child.line() == "done frames=3");
     child.expect_ok();
@@ -361,6 +399,10 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a hostile consumer's crafted messages are each r
         REQUIRE(c);
         auto id = producer.add_consumer(std::move(*c));
         REQUIRE(id);
+        auto creds = producer.consumer_credentials(*id);
+        REQUIRE(creds);
+        CHECK(creds->pid == child.pid());
+        CHECK(creds->uid == ::getuid());
         if (i >= 7) produce(producer, ++seq);
         dispatch_until(producer, [&] { return lost.size() == i + 1; });
         CHECK_MESSAGE(lost[i].find(expected[i].second) != std::string::npos, lost[i]);
