@@ -291,13 +291,14 @@ Result<BufferIndex> Producer::dequeue(Timeout timeout) {
     auto& s = *state_;
     if (s.slots.empty()) return Error::library(Errc::invalid_argument, "queue producer: dequeue from a queue without buffers");
     const auto deadline = dmabridge::detail::deadline_after(timeout);
-    for (;;) {
+    for (bool first = true;; first = false) {
         if (auto i = s.take_free()) {
             s.slots[*i].dequeued = true;
             return static_cast<BufferIndex>(*i);
         }
         const int ms = dmabridge::detail::poll_ms_until(deadline);
-        if (deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline) {
+        // Even a zero timeout reads what waits once before giving up.
+        if (!first && deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline) {
             std::size_t queued = 0, fencing = 0;
             for (const Slot& slot : s.slots) {
                 queued += slot.holders > 0;

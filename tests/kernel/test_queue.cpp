@@ -231,6 +231,16 @@ TEST_CASE_FIXTURE(FdLeakCheck, "in one process the queue carries frames and thei
     CHECK(consumer->release(0).error().message().find("has not acquired") != std::string::npos);
     dispatch_until(producer, [&] { return producer.free_count() == 2; });
     CHECK(producer.stats().releases == 4);
+
+    // Moved-from endpoints fail at once, with EBADF.
+    auto moved_producer = std::move(producer);
+    auto moved_consumer = std::move(*consumer);
+    CHECK(producer.dequeue(0ms).error().is_errno(EBADF));
+    CHECK(producer.fd() == -1);
+    CHECK(consumer->acquire(0ms).error().is_errno(EBADF));
+    CHECK(consumer->release(0).error().is_errno(EBADF));
+    CHECK(queue::Consumer::create(queue::Connection()).error().is_errno(EBADF));
+    CHECK(moved_producer.add_consumer(queue::Connection()).error().is_errno(EBADF));
 }
 
 TEST_CASE_FIXTURE(VkReadyLeakCheck, "a stream crosses from another process with its pixels, and the consumer's import cache hits from the second time on") {

@@ -29,7 +29,8 @@ class Transport;
 }
 
 /// Who is at the other end of a connection: SO_PEERCRED for a socket (the peer's pid, uid and
-/// gid when it connected or made the pair), this process's own for an in-process channel.
+/// gid when it connected; for a socketpair, those of the process that made the pair, whoever
+/// holds the other end now), this process's own for an in-process channel.
 struct PeerCredentials {
     pid_t pid = 0;
     uid_t uid = 0;
