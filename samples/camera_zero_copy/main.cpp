@@ -4,6 +4,8 @@
 //
 //   camera_zero_copy [--device /dev/videoN] [--format YUYV|UYVY|NV12|NM12|XR24] [--size WxH]
 //                    [--frames N] [--fps N] [--ring N] [--output DIR] [--copy] [--validate]
+//   camera_zero_copy --serve PATH [--consumers N] [camera options]   (queue_mode.hpp)
+//   camera_zero_copy --connect PATH [--frames N] [--output DIR]
 //
 // --copy runs the baseline instead (the CPU copies each frame into a Vulkan buffer), for
 // comparison. --validate enables the Vulkan validation layer and fails on any message.
@@ -19,6 +21,7 @@
 
 #include "camera_pipeline.hpp"
 #include "png.hpp"
+#include "queue_mode.hpp"
 
 namespace {
 
@@ -27,6 +30,8 @@ struct Args {
     std::uint64_t frames = 60;
     std::string output = "out/demo";
     bool validate = false;
+    std::string serve, connect;      // --serve PATH / --connect PATH (queue_mode.hpp)
+    std::uint32_t consumers = 1;     // --consumers N: how many --serve waits for
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -79,6 +84,12 @@ Args parse(int argc, char** argv) {
             a.output = value();
         } else if (arg == "--copy") {
             a.pipeline.path = camera::Path::copy;
+        } else if (arg == "--serve") {
+            a.serve = value();
+        } else if (arg == "--connect") {
+            a.connect = value();
+        } else if (arg == "--consumers") {
+            a.consumers = parse_number(value(), "--consumers");
         } else if (arg == "--validate") {
             a.validate = true;
         } else {
@@ -92,6 +103,8 @@ Args parse(int argc, char** argv) {
 
 int main(int argc, char** argv) {
     Args args = parse(argc, argv);
+    if (!args.serve.empty()) return camera::serve({args.pipeline, args.serve, args.frames, args.consumers});
+    if (!args.connect.empty()) return camera::consume(args.connect, args.frames, args.output);
     args.pipeline.readback = true;  // for the PNGs
 
     dmabridge::vulkan::ContextOptions context_options;
