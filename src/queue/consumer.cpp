@@ -179,12 +179,13 @@ Result<Consumer> Consumer::create(Connection connection) {
 Result<AcquiredFrame> Consumer::acquire(Timeout timeout) {
     if (!state_) return closed_error();
     auto& s = *state_;
-    if (s.failed) return *s.failed;
+    // Frames that arrived before the connection failed are still handed out.
+    if (s.failed && s.ready.empty()) return *s.failed;
     const auto deadline = dmabridge::detail::deadline_after(timeout);
     for (;;) {
-        if (s.mode == Mode::fifo ? s.ready.empty() : true) {
+        if (!s.failed && (s.mode == Mode::fifo ? s.ready.empty() : true)) {
             auto r = s.read_available();
-            if (!r) return r.error();
+            if (!r && s.ready.empty()) return r.error();
         }
         if (!s.ready.empty()) {
             Pending p = std::move(s.ready.front());
@@ -195,6 +196,7 @@ Result<AcquiredFrame> Consumer::acquire(Timeout timeout) {
             ++s.stats.frames_acquired;
             return AcquiredFrame{p.buffer, &e.desc, std::move(p.fence), p.info};
         }
+        if (s.failed) return *s.failed;
         const int ms = dmabridge::detail::poll_ms_until(deadline);
         if (deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline)
             return Error::from_errno(ETIMEDOUT, "queue consumer: no frame within " + std::to_string(timeout.count()) + " ms");

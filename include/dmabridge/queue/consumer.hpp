@@ -12,8 +12,9 @@
 /// Everything the producer sends is checked: the wire format, fds (every announced fd must be a
 /// dma-buf, every fence a sync_file), the description (BufferDesc::validate), and ids (a frame
 /// of a buffer never announced, or of one this consumer holds, is refused). On the first fault,
-/// or when the producer hangs up, the connection is closed and acquire()/dispatch() return the
-/// reason from then on. Held frames stay usable until the Consumer is destroyed.
+/// or when the producer hangs up, the connection is closed; frames received before that are
+/// still acquired, then acquire()/dispatch() return the reason. Held frames stay usable until the
+/// Consumer is destroyed (release() of them then returns the connection's error).
 ///
 /// Thread safety: none; one thread drives a Consumer (its event loop polls fd()).
 

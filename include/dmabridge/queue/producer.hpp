@@ -24,6 +24,10 @@
 /// connection is closed, on_consumer_lost is called with the reason, and every buffer it held is
 /// returned once its implicit fences (the GPU's work on it) are done. The other consumers go on.
 ///
+/// Cost per frame in steady state, counted by bench/bench_queue across two processes: 3 system
+/// calls on the producer's thread and 3 on the consumer's with implicit sync, 8 and 7 with an
+/// acquire and a release fence (the fences' own dups included).
+///
 /// Thread safety: none; one thread drives a Producer (its event loop polls fd()).
 
 #include <cstddef>
