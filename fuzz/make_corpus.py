@@ -108,3 +108,22 @@ write('fuzz_fdinfo', 'no-trailing-newline', b'\x00' + b'pos:\t0\nexp_name:\tsyst
 write('fuzz_fdinfo', 'empty-name', b'\x01' + b'size:\t4096\nname:\n')
 write('fuzz_fdinfo', 'prefix-keys', b'\x01' + b'exp_name:\tdrm\nnamed:\tx\nname \tx\nname:  \t v\n')
 write('fuzz_fdinfo', 'custom-key', b'\x05ino: ' + b'ino:\t42\n')
+
+
+# fuzz_queue_message: u8 fds, then one datagram: u32 magic, u16 version, u16 type, u32 payload
+# length, u32 fd count, payload
+def qmsg(fds, mtype, payload, hdr_fds=None, version=1):
+    return struct.pack('<BIHHII', fds, 0x51424d44, version, mtype, len(payload), fds if hdr_fds is None else hdr_fds) + payload
+
+
+write('fuzz_queue_message', 'hello-fifo', qmsg(0, 1, struct.pack('<II', 0, 0)))
+write('fuzz_queue_message', 'hello-mailbox', qmsg(0, 1, struct.pack('<II', 1, 0)))
+write('fuzz_queue_message', 'announce-xr24-64x64', qmsg(1, 2, struct.pack('<IIIIQII', 0, 64, 64, fourcc('XR24'), LINEAR, 1, 0) + struct.pack('<IIQQ', 0, 0, 0, 256)))
+write('fuzz_queue_message', 'announce-nv12-one-fd', qmsg(1, 2, struct.pack('<IIIIQII', 3, 64, 64, fourcc('NV12'), LINEAR, 2, 0) + struct.pack('<IIQQ', 0, 0, 0, 64) + struct.pack('<IIQQ', 0, 0, 4096, 64)))
+write('fuzz_queue_message', 'announce-nv12-two-fds', qmsg(2, 2, struct.pack('<IIIIQII', 1, 64, 64, fourcc('NV12'), LINEAR, 2, 0) + struct.pack('<IIQQ', 0, 0, 0, 64) + struct.pack('<IIQQ', 1, 0, 0, 64)))
+write('fuzz_queue_message', 'frame-implicit', qmsg(0, 3, struct.pack('<IIQq', 2, 0, 17, 123456789)))
+write('fuzz_queue_message', 'frame-fence', qmsg(1, 3, struct.pack('<IIQq', 2, 1, 18, 123456790)))
+write('fuzz_queue_message', 'release', qmsg(0, 4, struct.pack('<II', 2, 0)))
+write('fuzz_queue_message', 'release-fence', qmsg(1, 4, struct.pack('<II', 2, 1)))
+write('fuzz_queue_message', 'release-fd-overcount', qmsg(3, 4, struct.pack('<II', 2, 1), hdr_fds=1))
+write('fuzz_queue_message', 'bad-version', qmsg(0, 4, struct.pack('<II', 2, 0), version=2))

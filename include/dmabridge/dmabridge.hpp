@@ -17,6 +17,9 @@
 #include <dmabridge/gbm_allocator.hpp>
 #include <dmabridge/import_key.hpp>
 #include <dmabridge/log.hpp>
+#include <dmabridge/queue/connection.hpp>
+#include <dmabridge/queue/consumer.hpp>
+#include <dmabridge/queue/producer.hpp>
 #include <dmabridge/result.hpp>
 #include <dmabridge/sync_file.hpp>
 #include <dmabridge/udmabuf.hpp>

@@ -6,6 +6,8 @@
 //   camera_zero_copy [--device /dev/videoN] [--format YUYV|UYVY|NV12|NM12|XR24] [--size WxH]
 //                    [--frames N] [--fps N] [--ring N] [--output DIR] [--api vulkan|gl] [--copy]
 //                    [--readback] [--validate]
+//   camera_zero_copy --serve PATH [--consumers N] [camera options]   (queue_mode.hpp)
+//   camera_zero_copy --connect PATH [--frames N] [--output DIR]
 //
 // --api gl converts with a GLES fragment shader on a headless EGL display (the device platform,
 // Mesa's software device where there is one) instead of a Vulkan compute shader. --copy runs the
@@ -29,6 +31,7 @@
 #include "camera_pipeline.hpp"
 #include "gl_pipeline.hpp"
 #include "png.hpp"
+#include "queue_mode.hpp"
 
 namespace {
 
@@ -39,6 +42,8 @@ struct Args {
     bool validate = false;
     bool readback_every_frame = false;
     bool gl = false;  // --api gl: OpenGL ES through EGL instead of Vulkan
+    std::string serve, connect;      // --serve PATH / --connect PATH (queue_mode.hpp)
+    std::uint32_t consumers = 1;     // --consumers N: how many --serve waits for
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -46,7 +51,9 @@ struct Args {
                  "camera_zero_copy: %s\n"
                  "usage: camera_zero_copy [--device /dev/videoN] [--format YUYV|UYVY|NV12|NM12|XR24] [--size WxH]\n"
                  "                        [--frames N] [--fps N] [--ring N] [--output DIR] [--api vulkan|gl] [--copy] [--readback]\n"
-                 "                        [--validate]\n",
+                 "                        [--validate]\n"
+                 "       camera_zero_copy --serve PATH [--consumers N] [camera options]\n"
+                 "       camera_zero_copy --connect PATH [--frames N] [--output DIR]\n",
                  why);
     std::exit(2);
 }
@@ -98,6 +105,12 @@ Args parse(int argc, char** argv) {
             a.gl = api == "gl";
         } else if (arg == "--readback") {
             a.readback_every_frame = true;
+        } else if (arg == "--serve") {
+            a.serve = value();
+        } else if (arg == "--connect") {
+            a.connect = value();
+        } else if (arg == "--consumers") {
+            a.consumers = parse_number(value(), "--consumers");
         } else if (arg == "--validate") {
             a.validate = true;
         } else {
@@ -217,6 +230,8 @@ int run_gl(const Args& args) {
 
 int main(int argc, char** argv) {
     Args args = parse(argc, argv);
+    if (!args.serve.empty()) return camera::serve({args.pipeline, args.serve, args.frames, args.consumers});
+    if (!args.connect.empty()) return camera::consume(args.connect, args.frames, args.output);
     // Only the two frames written as PNGs are copied back to host memory (every frame with
     // --readback, which measures a pipeline that ends on the CPU, like a GStreamer gldownload).
     const std::uint64_t last = args.frames - 1;

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file queue/connection.hpp
+/// The link between a queue's Producer and one Consumer: an in-process channel, or a Unix
+/// SOCK_SEQPACKET socket that carries fds with SCM_RIGHTS (a socketpair for a parent and its
+/// child, a socket path for independent processes). Producer and Consumer work the same over
+/// either, so switching is one line:
+///
+///     auto [to_consumer, to_producer] = *queue::Connection::local_pair();   // one process
+///     auto [to_consumer, to_producer] = *queue::Connection::socket_pair();  // parent and child
+///
+/// A Connection is a transport only; the protocol (announcements, frames, releases) belongs to
+/// Producer and Consumer. Everything a peer sends is checked there, fds included.
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <sys/types.h>
+
+#include <dmabridge/result.hpp>
+#include <dmabridge/unique_fd.hpp>
+
+namespace dmabridge::queue {
+
+namespace detail {
+class Transport;
+}
+
+/// Who is at the other end of a connection: SO_PEERCRED for a socket (the peer's pid, uid and
+/// gid when it connected; for a socketpair, those of the process that made the pair, whoever
+/// holds the other end now), this process's own for an in-process channel.
+struct PeerCredentials {
+    pid_t pid = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
+/// One end of a link. Move-only; a moved-from Connection is empty (valid() false, fd() -1, and
+/// Producer::add_consumer / Consumer::create refuse it with EBADF).
+/// Thread safety: one end belongs to one thread at a time; the two ends of an in-process pair
+/// may be used from different threads.
+class Connection {
+public:
+    /// Two ends of an in-process channel (a mutex-guarded message list and one eventfd per
+    /// direction: two fds). Sending dups the message's fds for the receiver, as the kernel does
+    /// for a socket, so each side owns its own fds exactly as across processes.
+    static Result<std::pair<Connection, Connection>> local_pair();
+    /// Two ends of a socketpair(AF_UNIX, SOCK_SEQPACKET), close-on-exec. Hand one end's socket
+    /// to a child with release_socket() (and dup2 it to a known fd before exec).
+    static Result<std::pair<Connection, Connection>> socket_pair();
+    /// Adopts a connected socket (e.g. inherited from a parent). Checks with getsockopt that it is
+    /// an AF_UNIX SOCK_SEQPACKET socket (Errc::invalid_argument otherwise, saying what it is) and
+    /// sets close-on-exec. The fd is closed on error.
+    static Result<Connection> from_socket(UniqueFd socket);
+    /// Connects to a Listener's path (socket + connect: two syscalls). Errors: connect's errno
+    /// (ENOENT no such path, ECONNREFUSED nobody listens, EACCES the path's permissions).
+    static Result<Connection> connect(std::string_view path);
+
+    /// An empty Connection (valid() false).
+    Connection() noexcept;
+    Connection(Connection&&) noexcept;
+    Connection& operator=(Connection&&) noexcept;
+    ~Connection();
+
+    /// True while this end holds a transport.
+    bool valid() const noexcept;
+    /// True for a socket, false for an in-process channel (or an empty Connection).
+    bool is_socket() const noexcept;
+    /// The fd that is readable when a message (or the peer's hang-up) waits: the socket, or the
+    /// in-process channel's eventfd. -1 when empty.
+    int fd() const noexcept;
+    /// The peer's credentials (one getsockopt for a socket; none in-process). EBADF when empty.
+    Result<PeerCredentials> peer_credentials() const;
+    /// Gives up the socket (to pass it to a child); the Connection is then empty. Refused with
+    /// Errc::invalid_argument for an in-process channel, EBADF when empty.
+    Result<UniqueFd> release_socket();
+
+    /// The transport, for Producer and Consumer.
+    detail::Transport* transport() const noexcept { return transport_.get(); }
+
+private:
+    friend class Listener;
+    explicit Connection(std::unique_ptr<detail::Transport> t) noexcept;
+    std::unique_ptr<detail::Transport> transport_;
+};
+
+/// A listening SOCK_SEQPACKET socket at a path, for consumers in independent processes. The
+/// path's permissions decide who may connect (the socket file is created with `mode`); the
+/// application may also check each accepted Connection's peer_credentials(). Move-only; the
+/// destructor closes the socket and removes the path it created.
+/// Thread safety: one thread at a time.
+class Listener {
+public:
+    /// socket, bind, chmod and listen (four syscalls). An existing socket file at `path` is
+    /// replaced only when nobody listens on it (a connect attempt is refused); any other
+    /// existing file fails with EADDRINUSE. Paths longer than sun_path (107 bytes) are refused
+    /// with Errc::invalid_argument.
+    static Result<Listener> listen(std::string_view path, mode_t mode = 0600);
+    Listener(Listener&&) noexcept;
+    Listener& operator=(Listener&&) noexcept;
+    ~Listener();
+
+    /// Readable when a consumer waits to be accepted. -1 when empty.
+    int fd() const noexcept { return socket_.get(); }
+    const std::string& path() const noexcept { return path_; }
+    /// Accepts one waiting consumer (accept4, non-blocking): EAGAIN when none waits.
+    Result<Connection> accept();
+
+private:
+    Listener(UniqueFd socket, std::string path) noexcept : socket_(std::move(socket)), path_(std::move(path)) {}
+    UniqueFd socket_;
+    std::string path_;
+};
+
+}  // namespace dmabridge::queue

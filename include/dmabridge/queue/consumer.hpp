@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file queue/consumer.hpp
+/// Consumer: the receiving end of a buffer queue (see queue/producer.hpp for the model).
+///
+/// Life cycle: create() on a Connection ... acquire() a frame: its buffer's description (whose
+/// dma-bufs are this consumer's own fds, the same DmaBufs every time that buffer comes back, so
+/// an ImportCache hits from the second time on) and its acquire fence ... wait_ready() (or hand
+/// the fence to the GPU) ... use the buffer ... release() it with a release fence (or none when
+/// the use is complete) ... acquire() the next.
+///
+/// Everything the producer sends is checked: the wire format, fds (every announced fd must be a
+/// dma-buf, every fence a sync_file), the description (BufferDesc::validate), and ids (a frame
+/// of a buffer never announced, or of one this consumer holds, is refused). On the first fault,
+/// or when the producer hangs up, the connection is closed; frames received before that are
+/// still acquired, then acquire()/dispatch() return the reason. Held frames stay usable until the
+/// Consumer is destroyed (release() of them then returns the connection's error).
+///
+/// Thread safety: none; one thread drives a Consumer (its event loop polls fd()).
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/queue/connection.hpp>
+#include <dmabridge/queue/producer.hpp>
+#include <dmabridge/result.hpp>
+#include <dmabridge/sync_file.hpp>
+
+namespace dmabridge::queue {
+
+/// An acquired frame.
+struct AcquiredFrame {
+    BufferIndex buffer = 0;
+    /// The buffer's description, owned by the Consumer: valid while it lives. Its DmaBufs are
+    /// the same objects (fds) for every frame of this buffer.
+    const BufferDesc* desc = nullptr;
+    /// The producer's acquire fence; std::nullopt for implicit sync (wait for the dma-buf's own
+    /// write fences, as wait_ready() does).
+    std::optional<SyncFile> acquire_fence;
+    FrameInfo info;
+};
+
+/// Counters of a Consumer.
+struct ConsumerStats {
+    std::uint64_t frames_received = 0;
+    std::uint64_t frames_acquired = 0;
+    std::uint64_t frames_replaced = 0;  ///< mailbox: frames given back unacquired for a newer one
+    std::uint64_t buffers_announced = 0;
+};
+
+/// The consuming end. Move-only; a moved-from Consumer fails every call with EBADF.
+class Consumer {
+public:
+    /// Takes the connection; reads nothing yet (announcements arrive with the first dispatch()
+    /// or acquire()). Errors: EBADF for an empty Connection.
+    static Result<Consumer> create(Connection connection);
+    Consumer(Consumer&&) noexcept;
+    Consumer& operator=(Consumer&&) noexcept;
+    /// Closes the connection: the producer takes back every held buffer once its implicit fences
+    /// are done.
+    ~Consumer();
+
+    /// The oldest queued frame (FIFO) or the newest (mailbox), reading the connection and
+    /// waiting up to `timeout` for one. Typical cost: one recvmsg (plus a poll when it waits,
+    /// an ioctl to check a received fence). Errors: ETIMEDOUT when no frame came in time
+    /// (nothing changes); once the connection failed, the reason (ECONNRESET when the producer
+    /// hung up, Errc::invalid_argument or not_a_dmabuf for what it sent).
+    Result<AcquiredFrame> acquire(Timeout timeout = forever);
+
+    /// Waits until the frame's buffer may be read: its acquire fence, or with implicit sync the
+    /// dma-bufs' write fences (poll). WaitStatus::timed_out when `timeout` passed first.
+    Result<WaitStatus> wait_ready(const AcquiredFrame& frame, Timeout timeout = forever) const;
+
+    /// Gives an acquired buffer back, with the fence that signals when this consumer's use of it
+    /// completes (std::nullopt when it has completed). One sendmsg. Errors:
+    /// Errc::invalid_argument for a buffer this consumer has not acquired (nothing is sent); the
+    /// send's errno.
+    Status release(BufferIndex buffer, std::optional<SyncFile> release_fence = std::nullopt);
+
+    /// Reads every message waiting (announcements, frames), waiting up to `timeout` for the
+    /// first. Returns how many it read. Errors as acquire().
+    Result<std::size_t> dispatch(Timeout timeout = Timeout{0});
+
+    /// Readable when the producer sent something (the connection's fd). -1 once moved from or
+    /// once the connection failed (acquire() then returns the reason at once).
+    int fd() const noexcept;
+    /// The producer's mode, known after its first message (FIFO until then).
+    Mode mode() const noexcept;
+    /// The description of announced buffer `index`; nullptr when unknown.
+    const BufferDesc* buffer(BufferIndex index) const noexcept;
+    std::size_t buffer_count() const noexcept;
+    /// Frames received and not acquired yet.
+    std::size_t queued_count() const noexcept;
+    /// The producer's credentials (Connection::peer_credentials).
+    Result<PeerCredentials> producer_credentials() const;
+    ConsumerStats stats() const noexcept;
+
+    struct State;
+
+private:
+    explicit Consumer(std::unique_ptr<State> state) noexcept;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace dmabridge::queue

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: MIT
+#include <dmabridge/queue/connection.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <mutex>
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../sys.hpp"
+#include "transport.hpp"
+
+namespace dmabridge::queue {
+
+using dmabridge::detail::last_error;
+namespace wire = dmabridge::detail::wire;
+
+namespace detail {
+namespace {
+
+// --- Unix SOCK_SEQPACKET socket ---
+
+class SocketTransport final : public Transport {
+public:
+    explicit SocketTransport(UniqueFd s) noexcept : socket_(std::move(s)) {}
+
+    Status send(std::span<const std::byte> bytes, std::span<const int> fds) override {
+        iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::max_fds)] = {};
+        if (!fds.empty()) {
+            if (fds.size() > wire::max_fds)
+                return Error::library(Errc::invalid_argument, "queue send: " + std::to_string(fds.size()) + " fds, at most " +
+                                                                  std::to_string(wire::max_fds));
+            msg.msg_control = control;
+            msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+            auto* c = reinterpret_cast<cmsghdr*>(control);  // the first header: msg_controllen >= CMSG_SPACE(0)
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+            std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+        }
+        ssize_t n;
+        do {
+            n = ::sendmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) return last_error("queue send on socket " + std::to_string(socket_.get()));
+        return {};
+    }
+
+    Result<std::optional<Received>> receive() override {
+        std::optional<Received> out(std::in_place);
+        // One byte more than the largest message: a longer datagram shows as MSG_TRUNC or as
+        // a size above max_message_size.
+        std::byte buf[wire::max_message_size + 1];
+        iovec iov{buf, sizeof buf};
+        // Room for more fds than any message may carry, so that an over-count arrives whole
+        // (and is closed here) rather than being cut by the kernel.
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4 * wire::max_fds)];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t n;
+        do {
+            n = ::recvmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<Received>{};
+            return last_error("queue receive on socket " + std::to_string(socket_.get()));
+        }
+        // Own every fd that arrived before anything else, whatever the message turns out to be.
+        std::size_t cmsg_count = 0;
+        bool foreign_cmsg = false;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            ++cmsg_count;
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(0)) {
+                const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (std::size_t i = 0; i < count; ++i) {
+                    int fd;
+                    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                    out->fds.emplace_back(fd);
+                }
+            } else {
+                foreign_cmsg = true;
+            }
+        }
+        if (msg.msg_flags & MSG_CTRUNC)
+            return Error::library(Errc::invalid_argument, "queue receive: the peer sent more fds than fit (" +
+                                                              std::to_string(out->fds.size()) + " arrived, MSG_CTRUNC)");
+        if (foreign_cmsg || cmsg_count > 1)
+            return Error::library(Errc::invalid_argument, "queue receive: " + std::to_string(cmsg_count) +
+                                                              " control messages, expected at most one SCM_RIGHTS");
+        if (n == 0 && out->fds.empty())
+            return Error::from_errno(ECONNRESET, "queue receive: the peer closed the connection");
+        if ((msg.msg_flags & MSG_TRUNC) || static_cast<std::size_t>(n) > wire::max_message_size)
+            return Error::library(Errc::invalid_argument,
+                                  "queue receive: a message longer than the " + std::to_string(wire::max_message_size) +
+                                      "-byte maximum");
+        if (out->fds.size() > wire::max_fds)
+            return Error::library(Errc::invalid_argument, "queue receive: " + std::to_string(out->fds.size()) +
+                                                              " fds in one message, at most " + std::to_string(wire::max_fds));
+        std::memcpy(out->bytes.data(), buf, static_cast<std::size_t>(n));
+        out->size = static_cast<std::size_t>(n);
+        return out;
+    }
+
+    int fd() const noexcept override { return socket_.get(); }
+    bool is_socket() const noexcept override { return true; }
+    Result<PeerCredentials> peer_credentials() const override {
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (::getsockopt(socket_.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+            return last_error("queue: SO_PEERCRED of socket " + std::to_string(socket_.get()));
+        return PeerCredentials{cred.pid, cred.uid, cred.gid};
+    }
+    UniqueFd take_socket() noexcept override { return std::move(socket_); }
+
+private:
+    UniqueFd socket_;
+};
+
+// --- in-process channel ---
+
+struct LocalMessage {
+    wire::Encoded bytes;
+    std::vector<UniqueFd> fds;
+};
+
+struct LocalShared {
+    std::mutex mutex;
+    std::deque<LocalMessage> queue[2];  // queue[i]: messages for end i
+    UniqueFd event[2];                  // event[i]: readable while queue[i] is non-empty or end 1-i closed
+    bool closed[2] = {false, false};
+};
+
+void signal_event(int fd) noexcept {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
+}
+
+void clear_event(int fd) noexcept {
+    std::uint64_t value;
+    [[maybe_unused]] ssize_t n = ::read(fd, &value, sizeof value);
+}
+
+class LocalTransport final : public Transport {
+public:
+    LocalTransport(std::shared_ptr<LocalShared> shared, int side) noexcept : shared_(std::move(shared)), side_(side) {}
+    ~LocalTransport() override {
+        std::lock_guard lock(shared_->mutex);
+        shared_->closed[side_] = true;
+        shared_->queue[side_].clear();
+        if (shared_->queue[1 - side_].empty()) signal_event(shared_->event[1 - side_].get());
+    }
+
+    Status send(std::span<const std::byte> bytes, std::span<const int> fds) override {
+        if (bytes.size() > wire::max_message_size || fds.size() > wire::max_fds)
+            return Error::library(Errc::invalid_argument, "queue send: message too large (" + std::to_string(bytes.size()) +
+                                                              " bytes, " + std::to_string(fds.size()) + " fds)");
+        LocalMessage m;
+        std::memcpy(m.bytes.bytes.data(), bytes.data(), bytes.size());
+        m.bytes.size = bytes.size();
+        for (int fd : fds) {
+            auto d = UniqueFd::dup_of(fd);
+            if (!d) return d.error().with_context("queue send (in-process)");
+            m.fds.push_back(std::move(*d));
+        }
+        std::lock_guard lock(shared_->mutex);
+        const int peer = 1 - side_;
+        if (shared_->closed[peer]) return Error::from_errno(EPIPE, "queue send (in-process): the peer closed the connection");
+        auto& q = shared_->queue[peer];
+        if (q.size() >= 4096) return Error::from_errno(EAGAIN, "queue send (in-process): the peer reads nothing (4096 messages wait)");
+        q.push_back(std::move(m));
+        if (q.size() == 1) signal_event(shared_->event[peer].get());
+        return {};
+    }
+
+    Result<std::optional<Received>> receive() override {
+        std::lock_guard lock(shared_->mutex);
+        auto& q = shared_->queue[side_];
+        if (q.empty()) {
+            if (shared_->closed[1 - side_])
+                return Error::from_errno(ECONNRESET, "queue receive (in-process): the peer closed the connection");
+            return std::optional<Received>{};
+        }
+        std::optional<Received> out(std::in_place);
+        LocalMessage& m = q.front();
+        std::memcpy(out->bytes.data(), m.bytes.bytes.data(), m.bytes.size);
+        out->size = m.bytes.size;
+        out->fds = std::move(m.fds);
+        q.pop_front();
+        if (q.empty() && !shared_->closed[1 - side_]) clear_event(shared_->event[side_].get());
+        return out;
+    }
+
+    int fd() const noexcept override { return shared_->event[side_].get(); }
+    bool is_socket() const noexcept override { return false; }
+    Result<PeerCredentials> peer_credentials() const override {
+        return PeerCredentials{::getpid(), ::getuid(), ::getgid()};
+    }
+
+private:
+    std::shared_ptr<LocalShared> shared_;
+    int side_;
+};
+
+}  // namespace
+}  // namespace detail
+
+Connection::Connection(std::unique_ptr<detail::Transport> t) noexcept : transport_(std::move(t)) {}
+Connection::Connection() noexcept = default;
+Connection::Connection(Connection&&) noexcept = default;
+Connection& Connection::operator=(Connection&&) noexcept = default;
+Connection::~Connection() = default;
+
+bool Connection::valid() const noexcept { return transport_ != nullptr; }
+bool Connection::is_socket() const noexcept { return transport_ && transport_->is_socket(); }
+int Connection::fd() const noexcept { return transport_ ? transport_->fd() : -1; }
+
+Result<PeerCredentials> Connection::peer_credentials() const {
+    if (!transport_) return Error::from_errno(EBADF, "queue connection: peer credentials of an empty connection");
+    return transport_->peer_credentials();
+}
+
+Result<UniqueFd> Connection::release_socket() {
+    if (!transport_) return Error::from_errno(EBADF, "queue connection: release_socket of an empty connection");
+    if (!transport_->is_socket())
+        return Error::library(Errc::invalid_argument, "queue connection: release_socket of an in-process channel");
+    UniqueFd s = transport_->take_socket();
+    transport_.reset();
+    return s;
+}
+
+Result<std::pair<Connection, Connection>> Connection::local_pair() {
+    auto shared = std::make_shared<detail::LocalShared>();
+    for (auto& e : shared->event) {
+        e.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (!e) return last_error("queue: eventfd for an in-process channel");
+    }
+    return std::pair<Connection, Connection>(Connection(std::make_unique<detail::LocalTransport>(shared, 0)),
+                                             Connection(std::make_unique<detail::LocalTransport>(shared, 1)));
+}
+
+Result<std::pair<Connection, Connection>> Connection::socket_pair() {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return last_error("queue: socketpair(SOCK_SEQPACKET)");
+    return std::pair<Connection, Connection>(Connection(std::make_unique<detail::SocketTransport>(UniqueFd(fds[0]))),
+                                             Connection(std::make_unique<detail::SocketTransport>(UniqueFd(fds[1]))));
+}
+
+Result<Connection> Connection::from_socket(UniqueFd socket) {
+    if (!socket) return Error::from_errno(EBADF, "queue: from_socket of an empty fd");
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(socket.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+        return last_error("queue: from_socket: fd " + std::to_string(socket.get()) + " is not a socket");
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (::getsockname(socket.get(), reinterpret_cast<sockaddr*>(&addr), &alen) != 0)
+        return last_error("queue: from_socket: getsockname of fd " + std::to_string(socket.get()));
+    if (addr.ss_family != AF_UNIX || type != SOCK_SEQPACKET)
+        return Error::library(Errc::invalid_argument, "queue: from_socket: fd " + std::to_string(socket.get()) +
+                                                          " is a socket of family " + std::to_string(addr.ss_family) +
+                                                          " type " + std::to_string(type) +
+                                                          ", expected AF_UNIX SOCK_SEQPACKET");
+    if (::fcntl(socket.get(), F_SETFD, FD_CLOEXEC) != 0) return last_error("queue: from_socket: F_SETFD");
+    return Connection(std::make_unique<detail::SocketTransport>(std::move(socket)));
+}
+
+namespace {
+Result<sockaddr_un> unix_address(std::string_view path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof addr.sun_path)
+        return Error::library(Errc::invalid_argument, "queue: socket path of " + std::to_string(path.size()) +
+                                                          " bytes (1 to " + std::to_string(sizeof addr.sun_path - 1) + ")");
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    return addr;
+}
+}  // namespace
+
+Result<Connection> Connection::connect(std::string_view path) {
+    auto addr = unix_address(path);
+    if (!addr) return addr.error();
+    UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (!s) return last_error("queue: socket(SOCK_SEQPACKET)");
+    int r;
+    do {
+        r = ::connect(s.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
+    } while (r != 0 && errno == EINTR);
+    if (r != 0) return last_error("queue: connect to " + std::string(path));
+    return Connection(std::make_unique<detail::SocketTransport>(std::move(s)));
+}
+
+Listener::Listener(Listener&& o) noexcept : socket_(std::move(o.socket_)), path_(std::move(o.path_)) { o.path_.clear(); }
+Listener& Listener::operator=(Listener&& o) noexcept {
+    if (this != &o) {
+        if (socket_ && !path_.empty()) ::unlink(path_.c_str());
+        socket_ = std::move(o.socket_);
+        path_ = std::move(o.path_);
+        o.path_.clear();
+    }
+    return *this;
+}
+Listener::~Listener() {
+    if (socket_ && !path_.empty()) ::unlink(path_.c_str());
+}
+
+Result<Listener> Listener::listen(std::string_view path, mode_t mode) {
+    auto addr = unix_address(path);
+    if (!addr) return addr.error();
+    const std::string p(path);
+    struct stat st{};
+    if (::lstat(p.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return Error::from_errno(EADDRINUSE, "queue: listen on " + p + ": a file that is not a socket is there");
+        auto probe = Connection::connect(path);
+        if (probe) return Error::from_errno(EADDRINUSE, "queue: listen on " + p + ": another producer listens there");
+        ::unlink(p.c_str());
+    }
+    UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!s) return last_error("queue: socket(SOCK_SEQPACKET)");
+    if (::bind(s.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) return last_error("queue: bind " + p);
+    if (::chmod(p.c_str(), mode) != 0 || ::listen(s.get(), 16) != 0) {
+        Error e = last_error("queue: listen on " + p);
+        ::unlink(p.c_str());
+        return e;
+    }
+    return Listener(std::move(s), p);
+}
+
+Result<Connection> Listener::accept() {
+    if (!socket_) return Error::from_errno(EBADF, "queue: accept on an empty listener");
+    int fd;
+    do {
+        fd = ::accept4(socket_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return last_error("queue: accept on " + path_);
+    return Connection(std::make_unique<detail::SocketTransport>(UniqueFd(fd)));
+}
+
+}  // namespace dmabridge::queue

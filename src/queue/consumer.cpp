@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: MIT
+#include <dmabridge/queue/consumer.hpp>
+
+#include <cerrno>
+#include <deque>
+#include <string>
+
+#include <poll.h>
+
+#include "../sys.hpp"
+#include "transport.hpp"
+
+namespace dmabridge::queue {
+
+namespace wire = dmabridge::detail::wire;
+
+namespace {
+constexpr std::size_t max_buffers = 64;
+
+struct Entry {
+    bool announced = false;
+    BufferDesc desc;
+    bool queued = false;    // a frame of it waits to be acquired
+    bool acquired = false;  // the application holds it
+};
+
+struct Pending {
+    BufferIndex buffer;
+    std::optional<SyncFile> fence;
+    FrameInfo info;
+};
+
+Error closed_error() { return Error::from_errno(EBADF, "queue consumer: used after move"); }
+}  // namespace
+
+struct Consumer::State {
+    Connection connection;
+    Mode mode = Mode::fifo;
+    bool hello = false;
+    std::vector<Entry> buffers;
+    std::deque<Pending> ready;
+    std::optional<Error> failed;
+    ConsumerStats stats;
+
+    Status fail(Error e) {
+        if (!failed) {
+            failed = e.with_context("queue consumer");
+            { Connection closing(std::move(connection)); }
+        }
+        return *failed;
+    }
+
+    Status send_release(BufferIndex b, const SyncFile* fence) {
+        const wire::Encoded bytes = wire::encode(wire::Release{b, fence ? wire::flag_fence : 0u});
+        const int fd = fence ? fence->fd() : -1;
+        return connection.transport()->send(bytes.view(), fence ? std::span<const int>(&fd, 1) : std::span<const int>());
+    }
+
+    Status handle(detail::Received& msg) {
+        auto parsed = wire::parse_message(msg.view(), msg.fds.size());
+        if (!parsed) return fail(parsed.error());
+        if (!hello && !std::holds_alternative<wire::Hello>(*parsed))
+            return fail(Error::library(Errc::invalid_argument, std::string("the producer sent a ") +
+                                                                   wire::type_name(*parsed) + " before its hello"));
+        if (const auto* h = std::get_if<wire::Hello>(&*parsed)) {
+            if (hello) return fail(Error::library(Errc::invalid_argument, "the producer sent a second hello"));
+            hello = true;
+            mode = h->mode == 1 ? Mode::mailbox : Mode::fifo;
+            return {};
+        }
+        if (const auto* a = std::get_if<wire::Announce>(&*parsed)) {
+            const std::string what = "announce of buffer " + std::to_string(a->buffer);
+            if (a->buffer >= max_buffers)
+                return fail(Error::library(Errc::invalid_argument, what + ": ids go up to " + std::to_string(max_buffers - 1)));
+            if (a->buffer < buffers.size() && buffers[a->buffer].announced)
+                return fail(Error::library(Errc::invalid_argument, what + ": announced before"));
+            std::vector<std::optional<DmaBuf>> bufs;
+            for (std::size_t i = 0; i < msg.fds.size(); ++i) {
+                auto d = DmaBuf::adopt(std::move(msg.fds[i]));
+                if (!d) return fail(d.error().with_context(what + " fd " + std::to_string(i)));
+                bufs.emplace_back(std::move(*d));
+            }
+            BufferDesc desc;
+            desc.width = a->width;
+            desc.height = a->height;
+            desc.fourcc = a->fourcc;
+            desc.modifier = a->modifier;
+            std::vector<int> holder(bufs.size(), -1);  // the plane that took fd i
+            for (std::uint32_t i = 0; i < a->plane_count; ++i) {
+                const auto& p = a->planes[i];
+                if (holder[p.fd_index] < 0) {
+                    holder[p.fd_index] = static_cast<int>(i);
+                    desc.planes.push_back(PlaneDesc{std::move(*bufs[p.fd_index]), p.offset, p.stride});
+                } else {
+                    auto d = desc.planes[static_cast<std::size_t>(holder[p.fd_index])].buffer.dup();
+                    if (!d) return fail(d.error().with_context(what));
+                    desc.planes.push_back(PlaneDesc{std::move(*d), p.offset, p.stride});
+                }
+            }
+            if (auto v = desc.validate(); !v) return fail(v.error().with_context(what));
+            if (buffers.size() <= a->buffer) buffers.resize(a->buffer + 1);
+            buffers[a->buffer].announced = true;
+            buffers[a->buffer].desc = std::move(desc);
+            ++stats.buffers_announced;
+            return {};
+        }
+        if (const auto* f = std::get_if<wire::Frame>(&*parsed)) {
+            const std::string what = "frame " + std::to_string(f->sequence) + " of buffer " + std::to_string(f->buffer);
+            if (f->buffer >= buffers.size() || !buffers[f->buffer].announced)
+                return fail(Error::library(Errc::invalid_argument, what + ": buffer never announced"));
+            Entry& e = buffers[f->buffer];
+            if (e.queued || e.acquired)
+                return fail(Error::library(Errc::invalid_argument,
+                                           what + ": this consumer still holds the buffer (" +
+                                               (e.acquired ? "acquired" : "queued") + ")"));
+            std::optional<SyncFile> fence;
+            if (f->flags & wire::flag_fence) {
+                auto sf = SyncFile::adopt(std::move(msg.fds[0]));
+                if (!sf) return fail(sf.error().with_context(what + " acquire fence"));
+                fence = std::move(*sf);
+            }
+            ++stats.frames_received;
+            if (mode == Mode::mailbox) {
+                while (!ready.empty()) {
+                    const BufferIndex old = ready.front().buffer;
+                    ready.pop_front();
+                    buffers[old].queued = false;
+                    ++stats.frames_replaced;
+                    if (auto r = send_release(old, nullptr); !r) return fail(r.error().with_context("give back replaced buffer " + std::to_string(old)));
+                }
+            }
+            e.queued = true;
+            ready.push_back(Pending{f->buffer, std::move(fence), FrameInfo{f->sequence, f->timestamp_ns}});
+            return {};
+        }
+        return fail(Error::library(Errc::invalid_argument, std::string("the producer sent a ") + wire::type_name(*parsed)));
+    }
+
+    // Reads one message; false when none waited.
+    Result<bool> read_one() {
+        auto got = connection.transport()->receive();
+        if (!got) return fail(got.error()).error();
+        if (!*got) return false;
+        if (auto h = handle(**got); !h) return h.error();
+        return true;
+    }
+
+    // Reads what waits: in FIFO until a frame is ready, in mailbox everything.
+    Result<std::size_t> read_available() {
+        std::size_t count = 0;
+        for (;;) {
+            if (mode == Mode::fifo && !ready.empty() && hello) return count;
+            auto r = read_one();
+            if (!r) return r.error();
+            if (!*r) return count;
+            ++count;
+        }
+    }
+
+    Result<WaitStatus> wait_readable(Timeout timeout) {
+        auto w = dmabridge::detail::poll_fd(connection.fd(), POLLIN, timeout, "queue consumer: wait for the producer");
+        return w;
+    }
+
+};
+
+Consumer::Consumer(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+Consumer::Consumer(Consumer&&) noexcept = default;
+Consumer& Consumer::operator=(Consumer&&) noexcept = default;
+Consumer::~Consumer() = default;
+
+Result<Consumer> Consumer::create(Connection connection) {
+    if (!connection.valid()) return Error::from_errno(EBADF, "queue consumer: create with an empty connection");
+    auto state = std::make_unique<State>();
+    state->connection = std::move(connection);
+    return Consumer(std::move(state));
+}
+
+Result<AcquiredFrame> Consumer::acquire(Timeout timeout) {
+    if (!state_) return closed_error();
+    auto& s = *state_;
+    // Frames that arrived before the connection failed are still handed out.
+    if (s.failed && s.ready.empty()) return *s.failed;
+    const auto deadline = dmabridge::detail::deadline_after(timeout);
+    for (;;) {
+        if (!s.failed && (s.mode == Mode::fifo ? s.ready.empty() : true)) {
+            auto r = s.read_available();
+            if (!r && s.ready.empty()) return r.error();
+        }
+        if (!s.ready.empty()) {
+            Pending p = std::move(s.ready.front());
+            s.ready.pop_front();
+            Entry& e = s.buffers[p.buffer];
+            e.queued = false;
+            e.acquired = true;
+            ++s.stats.frames_acquired;
+            return AcquiredFrame{p.buffer, &e.desc, std::move(p.fence), p.info};
+        }
+        if (s.failed) return *s.failed;
+        const int ms = dmabridge::detail::poll_ms_until(deadline);
+        if (deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline)
+            return Error::from_errno(ETIMEDOUT, "queue consumer: no frame within " + std::to_string(timeout.count()) + " ms");
+        auto w = s.wait_readable(Timeout{ms});
+        if (!w) return s.fail(w.error()).error();
+    }
+}
+
+Result<WaitStatus> Consumer::wait_ready(const AcquiredFrame& frame, Timeout timeout) const {
+    if (!state_) return closed_error();
+    if (frame.acquire_fence) return frame.acquire_fence->wait(timeout);
+    if (!frame.desc) return Error::library(Errc::invalid_argument, "queue consumer: wait_ready of a frame without a buffer");
+    // Implicit sync: the writers' fences of every distinct dma-buf. Planes of one buffer share
+    // its fences, so a second wait on them returns at once.
+    for (const PlaneDesc& p : frame.desc->planes) {
+        auto w = p.buffer.wait(Access::read, timeout);
+        if (!w || *w == WaitStatus::timed_out) return w;
+    }
+    return WaitStatus::ready;
+}
+
+Status Consumer::release(BufferIndex buffer, std::optional<SyncFile> release_fence) {
+    if (!state_) return closed_error();
+    auto& s = *state_;
+    if (buffer >= s.buffers.size() || !s.buffers[buffer].acquired)
+        return Error::library(Errc::invalid_argument, "queue consumer: release of buffer " + std::to_string(buffer) +
+                                                          " which this consumer has not acquired");
+    if (release_fence && !release_fence->valid())
+        return Error::from_errno(EBADF, "queue consumer: release of buffer " + std::to_string(buffer) + " with an empty fence");
+    s.buffers[buffer].acquired = false;
+    if (s.failed) return *s.failed;
+    if (auto r = s.send_release(buffer, release_fence ? &*release_fence : nullptr); !r)
+        return s.fail(r.error().with_context("release buffer " + std::to_string(buffer)));
+    return {};
+}
+
+Result<std::size_t> Consumer::dispatch(Timeout timeout) {
+    if (!state_) return closed_error();
+    auto& s = *state_;
+    if (s.failed) return *s.failed;
+    if (timeout != Timeout{0}) {
+        auto w = s.wait_readable(timeout);
+        if (!w) return s.fail(w.error()).error();
+        if (*w == WaitStatus::timed_out) return std::size_t{0};
+    }
+    std::size_t count = 0;
+    for (;;) {
+        auto r = s.read_one();
+        if (!r) return r.error();
+        if (!*r) return count;
+        ++count;
+    }
+}
+
+int Consumer::fd() const noexcept { return state_ && !state_->failed ? state_->connection.fd() : -1; }
+Mode Consumer::mode() const noexcept { return state_ ? state_->mode : Mode::fifo; }
+
+const BufferDesc* Consumer::buffer(BufferIndex index) const noexcept {
+    if (!state_ || index >= state_->buffers.size() || !state_->buffers[index].announced) return nullptr;
+    return &state_->buffers[index].desc;
+}
+
+std::size_t Consumer::buffer_count() const noexcept { return state_ ? static_cast<std::size_t>(state_->stats.buffers_announced) : 0; }
+std::size_t Consumer::queued_count() const noexcept { return state_ ? state_->ready.size() : 0; }
+
+Result<PeerCredentials> Consumer::producer_credentials() const {
+    if (!state_) return closed_error();
+    if (state_->failed) return *state_->failed;
+    return state_->connection.peer_credentials();
+}
+
+ConsumerStats Consumer::stats() const noexcept { return state_ ? state_->stats : ConsumerStats{}; }
+
+}  // namespace dmabridge::queue

@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: MIT
+#include <dmabridge/queue/producer.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+
+#include <sys/epoll.h>
+
+#include <dmabridge/fence_watcher.hpp>
+
+#include "../sys.hpp"
+#include "transport.hpp"
+
+namespace dmabridge::queue {
+
+namespace wire = dmabridge::detail::wire;
+using dmabridge::detail::last_error;
+
+namespace {
+constexpr std::size_t max_buffers = 64;
+
+struct Peer {
+    ConsumerId id = 0;
+    Connection connection;
+    std::vector<bool> holds;  // holds[b]: a frame of buffer b was queued to it and not released
+    bool lost = false;
+};
+
+struct Slot {
+    BufferDesc desc;
+    wire::Announce announce;
+    std::vector<int> fds;  // the distinct dma-bufs' fds, in announce fd_index order (borrowed from desc)
+    bool dequeued = false;
+    std::uint32_t holders = 0;          // consumers holding it
+    std::uint32_t pending_fences = 0;   // release fences (or a lost consumer's GPU work) not signalled
+    bool free() const noexcept { return !dequeued && holders == 0 && pending_fences == 0; }
+};
+
+Error closed_error() { return Error::from_errno(EBADF, "queue producer: used after move"); }
+}  // namespace
+
+struct Producer::State {
+    ProducerOptions options;
+    UniqueFd epoll;
+    FenceWatcher watcher;
+    std::vector<Slot> slots;
+    std::vector<std::unique_ptr<Peer>> peers;
+    ConsumerId next_id = 1;
+    std::size_t next_slot = 0;
+    ProducerStats stats;
+
+    State(ProducerOptions o, UniqueFd e, FenceWatcher w)
+        : options(std::move(o)), epoll(std::move(e)), watcher(std::move(w)) {}
+
+    Status send(Peer& peer, const wire::Message& m, std::span<const int> fds) {
+        const wire::Encoded bytes = wire::encode(m);
+        return peer.connection.transport()->send(bytes.view(), fds);
+    }
+
+    Peer* find(ConsumerId id) {
+        for (auto& p : peers)
+            if (p->id == id && !p->lost) return p.get();
+        return nullptr;
+    }
+
+    // Marks the buffer as waiting for `fence` (nothing when it already signalled).
+    void wait_then_free(std::size_t index, const SyncFile& fence) {
+        auto st = fence.status();
+        if (st && *st != FenceStatus::active) return;
+        auto w = watcher.watch(fence, [this, index](WatchId, WaitStatus) { --slots[index].pending_fences; });
+        if (w) ++slots[index].pending_fences;
+        else detail_log("watch a release fence of buffer " + std::to_string(index) + ": " + w.error().message());
+    }
+
+    static void detail_log(const std::string& m) { dmabridge::detail::log_message(LogLevel::warning, "queue producer: " + m); }
+
+    // Drops a consumer: closes its connection and returns what it held once the GPU is done
+    // with it (the dma-bufs' implicit fences, all of them).
+    void lose(Peer& peer, const Error& reason) {
+        if (peer.lost) return;
+        peer.lost = true;
+        ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, peer.connection.fd(), nullptr);
+        for (std::size_t b = 0; b < peer.holds.size(); ++b) {
+            if (!peer.holds[b]) continue;
+            peer.holds[b] = false;
+            Slot& slot = slots[b];
+            --slot.holders;
+            for (int fd_index = 0; fd_index < static_cast<int>(slot.fds.size()); ++fd_index) {
+                const DmaBuf* buf = nullptr;
+                for (const auto& p : slot.desc.planes)
+                    if (p.buffer.fd() == slot.fds[static_cast<std::size_t>(fd_index)]) buf = &p.buffer;
+                if (!buf) continue;
+                auto w = watcher.watch(*buf, Access::read_write, [this, b](WatchId, WaitStatus) {
+                    --slots[b].pending_fences;
+                    ++stats.buffers_reclaimed;
+                });
+                if (w) ++slot.pending_fences;
+                else detail_log("watch buffer " + std::to_string(b) + " of a lost consumer: " + w.error().message());
+            }
+        }
+        { Connection closing(std::move(peer.connection)); }  // the consumer sees the hang-up now
+        ++stats.consumers_lost;
+        if (options.on_consumer_lost) options.on_consumer_lost(peer.id, reason);
+    }
+
+    void erase_lost() {
+        std::erase_if(peers, [](const std::unique_ptr<Peer>& p) { return p->lost; });
+    }
+
+    // One message from `peer`; false when the peer was dropped.
+    bool read_one(Peer& peer) {
+        auto got = peer.connection.transport()->receive();
+        if (!got) {
+            lose(peer, got.error().with_context("consumer " + std::to_string(peer.id)));
+            return false;
+        }
+        if (!*got) return true;
+        detail::Received& msg = **got;
+        auto parsed = wire::parse_message(msg.view(), msg.fds.size());
+        if (!parsed) {
+            lose(peer, parsed.error().with_context("consumer " + std::to_string(peer.id)));
+            return false;
+        }
+        const auto* rel = std::get_if<wire::Release>(&*parsed);
+        if (!rel) {
+            lose(peer, Error::library(Errc::invalid_argument, "consumer " + std::to_string(peer.id) + " sent a " +
+                                                                  wire::type_name(*parsed) + ", only release is allowed"));
+            return false;
+        }
+        if (rel->buffer >= slots.size()) {
+            lose(peer, Error::library(Errc::invalid_argument, "consumer " + std::to_string(peer.id) +
+                                                                  " released unknown buffer " + std::to_string(rel->buffer) +
+                                                                  " (the queue has " + std::to_string(slots.size()) + ")"));
+            return false;
+        }
+        if (!peer.holds[rel->buffer]) {
+            lose(peer, Error::library(Errc::invalid_argument, "consumer " + std::to_string(peer.id) + " released buffer " +
+                                                                  std::to_string(rel->buffer) +
+                                                                  " which it does not hold (never queued to it, or released twice)"));
+            return false;
+        }
+        std::optional<SyncFile> fence;
+        if (rel->flags & wire::flag_fence) {
+            auto f = SyncFile::adopt(std::move(msg.fds[0]));
+            if (!f) {
+                lose(peer, f.error().with_context("consumer " + std::to_string(peer.id) + " release fence of buffer " +
+                                                  std::to_string(rel->buffer)));
+                return false;
+            }
+            fence = std::move(*f);
+        }
+        peer.holds[rel->buffer] = false;
+        --slots[rel->buffer].holders;
+        ++stats.releases;
+        if (fence) wait_then_free(rel->buffer, *fence);
+        return true;
+    }
+
+    Result<std::size_t> dispatch(Timeout timeout) {
+        epoll_event events[16];
+        const auto deadline = dmabridge::detail::deadline_after(timeout);
+        int n;
+        do {
+            n = ::epoll_wait(epoll.get(), events, 16, dmabridge::detail::poll_ms_until(deadline));
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) return last_error("queue producer: epoll_wait");
+        std::size_t handled = 0;
+        for (int i = 0; i < n; ++i) {
+            if (events[i].data.u64 == 0) {
+                auto d = watcher.dispatch(Timeout{0});
+                if (!d) return d.error().with_context("queue producer");
+                handled += *d;
+            } else if (Peer* p = find(events[i].data.u64)) {
+                read_one(*p);
+                ++handled;
+            }
+        }
+        erase_lost();
+        return handled;
+    }
+
+    std::optional<std::size_t> take_free() {
+        for (std::size_t k = 0; k < slots.size(); ++k) {
+            const std::size_t i = (next_slot + k) % slots.size();
+            if (slots[i].free()) {
+                next_slot = (i + 1) % slots.size();
+                return i;
+            }
+        }
+        return std::nullopt;
+    }
+};
+
+Producer::Producer(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+Producer::Producer(Producer&&) noexcept = default;
+Producer& Producer::operator=(Producer&&) noexcept = default;
+Producer::~Producer() = default;
+
+Result<Producer> Producer::create(ProducerOptions options) {
+    UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
+    if (!ep) return last_error("queue producer: epoll_create1");
+    auto watcher = FenceWatcher::create();
+    if (!watcher) return watcher.error().with_context("queue producer");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = 0;
+    if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, watcher->fd(), &ev) != 0) return last_error("queue producer: epoll_ctl(watcher)");
+    return Producer(std::make_unique<State>(std::move(options), std::move(ep), std::move(*watcher)));
+}
+
+Result<BufferIndex> Producer::add_buffer(BufferDesc desc) {
+    if (!state_) return closed_error();
+    auto& s = *state_;
+    if (s.slots.size() >= max_buffers)
+        return Error::library(Errc::limit_exceeded, "queue producer: add_buffer: the queue holds " +
+                                                        std::to_string(max_buffers) + " buffers already");
+    if (auto v = desc.validate(); !v) return v.error().with_context("queue producer: add_buffer");
+    if (desc.planes.size() > max_planes)
+        return Error::library(Errc::invalid_argument, "queue producer: add_buffer: " + std::to_string(desc.planes.size()) + " planes");
+    Slot slot;
+    const auto index = static_cast<BufferIndex>(s.slots.size());
+    slot.announce.buffer = index;
+    slot.announce.width = desc.width;
+    slot.announce.height = desc.height;
+    slot.announce.fourcc = desc.fourcc;
+    slot.announce.modifier = desc.modifier;
+    slot.announce.plane_count = static_cast<std::uint32_t>(desc.planes.size());
+    std::vector<BufferId> ids;
+    for (std::size_t i = 0; i < desc.planes.size(); ++i) {
+        const PlaneDesc& p = desc.planes[i];
+        auto it = std::find(ids.begin(), ids.end(), p.buffer.id());
+        if (it == ids.end()) {
+            ids.push_back(p.buffer.id());
+            slot.fds.push_back(p.buffer.fd());
+            it = ids.end() - 1;
+        }
+        slot.announce.planes[i] = {static_cast<std::uint32_t>(it - ids.begin()), p.offset, p.stride};
+    }
+    slot.announce.fd_count = static_cast<std::uint32_t>(slot.fds.size());
+    slot.desc = std::move(desc);
+    s.slots.push_back(std::move(slot));
+    for (auto& p : s.peers) {
+        p->holds.push_back(false);
+        if (auto r = s.send(*p, s.slots.back().announce, s.slots.back().fds); !r)
+            s.lose(*p, r.error().with_context("announce buffer " + std::to_string(index) + " to consumer " + std::to_string(p->id)));
+    }
+    s.erase_lost();
+    return index;
+}
+
+const BufferDesc* Producer::buffer(BufferIndex index) const noexcept {
+    if (!state_ || index >= state_->slots.size()) return nullptr;
+    return &state_->slots[index].desc;
+}
+
+std::size_t Producer::buffer_count() const noexcept { return state_ ? state_->slots.size() : 0; }
+
+Result<ConsumerId> Producer::add_consumer(Connection connection) {
+    if (!state_) return closed_error();
+    if (!connection.valid()) return Error::from_errno(EBADF, "queue producer: add_consumer with an empty connection");
+    auto& s = *state_;
+    auto peer = std::make_unique<Peer>();
+    peer->id = s.next_id++;
+    peer->connection = std::move(connection);
+    peer->holds.assign(s.slots.size(), false);
+    const std::string who = "queue producer: add consumer " + std::to_string(peer->id);
+    if (auto r = s.send(*peer, wire::Hello{s.options.mode == Mode::mailbox ? 1u : 0u}, {}); !r) return r.error().with_context(who);
+    for (const Slot& slot : s.slots)
+        if (auto r = s.send(*peer, slot.announce, slot.fds); !r) return r.error().with_context(who);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = peer->id;
+    if (::epoll_ctl(s.epoll.get(), EPOLL_CTL_ADD, peer->connection.fd(), &ev) != 0) return last_error(who + ": epoll_ctl");
+    const ConsumerId id = peer->id;
+    s.peers.push_back(std::move(peer));
+    return id;
+}
+
+std::size_t Producer::consumer_count() const noexcept { return state_ ? state_->peers.size() : 0; }
+
+Result<PeerCredentials> Producer::consumer_credentials(ConsumerId id) const {
+    if (!state_) return closed_error();
+    Peer* p = state_->find(id);
+    if (!p) return Error::library(Errc::not_found, "queue producer: no consumer " + std::to_string(id));
+    return p->connection.peer_credentials();
+}
+
+Result<BufferIndex> Producer::dequeue(Timeout timeout) {
+    if (!state_) return closed_error();
+    auto& s = *state_;
+    if (s.slots.empty()) return Error::library(Errc::invalid_argument, "queue producer: dequeue from a queue without buffers");
+    const auto deadline = dmabridge::detail::deadline_after(timeout);
+    for (bool first = true;; first = false) {
+        if (auto i = s.take_free()) {
+            s.slots[*i].dequeued = true;
+            return static_cast<BufferIndex>(*i);
+        }
+        const int ms = dmabridge::detail::poll_ms_until(deadline);
+        // Even a zero timeout reads what waits once before giving up.
+        if (!first && deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline) {
+            std::size_t queued = 0, fencing = 0;
+            for (const Slot& slot : s.slots) {
+                queued += slot.holders > 0;
+                fencing += slot.pending_fences > 0;
+            }
+            return Error::from_errno(ETIMEDOUT, "queue producer: no free buffer within " + std::to_string(timeout.count()) +
+                                                    " ms: " + std::to_string(s.slots.size()) + " buffers, " +
+                                                    std::to_string(queued) + " queued to consumers, " +
+                                                    std::to_string(fencing) + " waiting for release fences");
+        }
+        auto d = s.dispatch(Timeout{ms});
+        if (!d) return d.error();
+    }
+}
+
+Status Producer::queue(BufferIndex index, std::optional<SyncFile> acquire_fence, FrameInfo info) {
+    if (!state_) return closed_error();
+    auto& s = *state_;
+    if (index >= s.slots.size() || !s.slots[index].dequeued)
+        return Error::library(Errc::invalid_argument, "queue producer: queue buffer " + std::to_string(index) +
+                                                          " which is not dequeued (" + std::to_string(s.slots.size()) + " buffers)");
+    if (acquire_fence && !acquire_fence->valid())
+        return Error::from_errno(EBADF, "queue producer: queue buffer " + std::to_string(index) + " with an empty acquire fence");
+    Slot& slot = s.slots[index];
+    wire::Frame f{index, acquire_fence ? wire::flag_fence : 0u, info.sequence, info.timestamp_ns};
+    const int fence_fd = acquire_fence ? acquire_fence->fd() : -1;
+    std::span<const int> fds = acquire_fence ? std::span<const int>(&fence_fd, 1) : std::span<const int>();
+    for (auto& p : s.peers) {
+        if (p->lost) continue;
+        if (auto r = s.send(*p, f, fds); !r) {
+            s.lose(*p, r.error().with_context("queue frame of buffer " + std::to_string(index) + " to consumer " +
+                                              std::to_string(p->id)));
+            continue;
+        }
+        p->holds[index] = true;
+        ++slot.holders;
+    }
+    slot.dequeued = false;
+    ++s.stats.frames_queued;
+    s.erase_lost();
+    return {};
+}
+
+Status Producer::cancel(BufferIndex index) {
+    if (!state_) return closed_error();
+    if (index >= state_->slots.size() || !state_->slots[index].dequeued)
+        return Error::library(Errc::invalid_argument, "queue producer: cancel buffer " + std::to_string(index) + " which is not dequeued");
+    state_->slots[index].dequeued = false;
+    return {};
+}
+
+Result<std::size_t> Producer::dispatch(Timeout timeout) {
+    if (!state_) return closed_error();
+    return state_->dispatch(timeout);
+}
+
+int Producer::fd() const noexcept { return state_ ? state_->epoll.get() : -1; }
+
+std::size_t Producer::free_count() const noexcept {
+    if (!state_) return 0;
+    return static_cast<std::size_t>(std::count_if(state_->slots.begin(), state_->slots.end(), [](const Slot& s) { return s.free(); }));
+}
+
+ProducerStats Producer::stats() const noexcept { return state_ ? state_->stats : ProducerStats{}; }
+
+}  // namespace dmabridge::queue

@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The queue's transports: one datagram (bytes + fds) at a time. Not part of the public API.
+
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include <dmabridge/queue/connection.hpp>
+#include <dmabridge/result.hpp>
+#include <dmabridge/unique_fd.hpp>
+
+#include "../parse/queue_wire.hpp"
+
+namespace dmabridge::queue::detail {
+
+/// One received datagram. Every fd that arrived is owned here, so nothing leaks when the
+/// message is refused.
+struct Received {
+    std::array<std::byte, dmabridge::detail::wire::max_message_size> bytes{};
+    std::size_t size = 0;
+    std::vector<UniqueFd> fds;
+    std::span<const std::byte> view() const noexcept { return {bytes.data(), size}; }
+};
+
+class Transport {
+public:
+    virtual ~Transport() = default;
+    /// Sends one datagram; `fds` stay the caller's (the receiver gets its own). Never blocks:
+    /// a full peer gives EAGAIN.
+    virtual Status send(std::span<const std::byte> bytes, std::span<const int> fds) = 0;
+    /// The next datagram, nothing when none waits, ECONNRESET once the peer closed. A datagram
+    /// larger than max_message_size or with more than max_fds fds is an error (its fds closed).
+    virtual Result<std::optional<Received>> receive() = 0;
+    virtual int fd() const noexcept = 0;
+    virtual bool is_socket() const noexcept = 0;
+    virtual Result<PeerCredentials> peer_credentials() const = 0;
+    /// The socket fd for release_socket(); empty for in-process channels.
+    virtual UniqueFd take_socket() noexcept { return {}; }
+};
+
+}  // namespace dmabridge::queue::detail

@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: MIT
+// The buffer queue between real processes: this process produces (udmabuf buffers written by the
+// CPU), tests/kernel/queue_peer consumes (or attacks). Every child checks what it received and its
+// own fds, and exits 0 only when all held; this side checks its fds with FdLeakCheck.
+#include <dmabridge/cpu_access.hpp>
+#include <dmabridge/queue/consumer.hpp>
+#include <dmabridge/queue/producer.hpp>
+#include <dmabridge/udmabuf.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include <dmabridge/vulkan/import_cache.hpp>
+
+#include "fd_count.hpp"
+#include "vgem.hpp"
+#include "vk_fixture.hpp"
+#include "vk_object_count.hpp"
+
+using namespace dmabridge;
+using namespace std::chrono_literals;
+using dmabridge::test::FdLeakCheck;
+
+#ifndef QUEUE_PEER_PATH
+#error "QUEUE_PEER_PATH: the queue_peer binary"
+#endif
+
+namespace {
+
+constexpr std::uint32_t side = 64;
+
+std::uint32_t pattern(std::uint64_t s, std::size_t i) { return static_cast<std::uint32_t>(s * 2654435761u) ^ static_cast<std::uint32_t>(i); }
+
+std::vector<BufferDesc> make_buffers(std::size_t count) {
+    auto alloc = UdmabufAllocator::open();
+    REQUIRE_MESSAGE(alloc, (alloc ? "" : alloc.error().message()));
+    std::vector<BufferDesc> out;
+    for (std::size_t i = 0; i < count; ++i) {
+        auto buf = alloc->allocate_bytes(side * side * 4, "queue-test");
+        REQUIRE(buf);
+        BufferDesc d;
+        d.width = side;
+        d.height = side;
+        d.fourcc = fourcc::XRGB8888;
+        d.planes.push_back(PlaneDesc{std::move(*buf), 0, side * 4});
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
+void fill(const BufferDesc& desc, std::uint64_t sequence) {
+    const DmaBuf& buf = desc.planes[0].buffer;
+    auto map = Mapping::map(buf, Access::write);
+    REQUIRE(map);
+    auto access = CpuAccess::begin(buf, Access::write);
+    REQUIRE(access);
+    auto* p = reinterpret_cast<std::uint32_t*>(map->data());
+    for (std::size_t i = 0; i < side * side; ++i) p[i] = pattern(sequence, i);
+    REQUIRE(access->end());
+}
+
+// One queue_peer process, with a pipe to its stdin and one from its stdout.
+class Peer {
+public:
+    Peer(std::vector<std::string> args, int pass_fd = -1) {
+        int in[2], out[2];
+        REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
+        REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+        static char peer_path[] = QUEUE_PEER_PATH;
+        std::vector<char*> argv{peer_path};
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        pid_ = ::fork();
+        REQUIRE(pid_ >= 0);
+        if (pid_ == 0) {
+            // Only async-signal-safe calls between fork and exec.
+            int s = pass_fd >= 0 ? ::fcntl(pass_fd, F_DUPFD, 10) : -1;
+            ::dup2(in[0], 0);
+            ::dup2(out[1], 1);
+            if (s >= 0) {
+                ::dup2(s, 3);
+                ::close(s);
+            }
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+        ::close(in[0]);
+        ::close(out[1]);
+        in_.reset(in[1]);
+        out_.reset(out[0]);
+    }
+    ~Peer() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+    }
+    pid_t pid() const { return pid_; }
+
+    // The next stdout line (fails the test after `timeout`).
+    std::string line(std::chrono::milliseconds timeout = 60s) {
+        const auto end = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
+                std::string l = buffer_.substr(0, nl);
+                buffer_.erase(0, nl + 1);
+                return l;
+            }
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+            pollfd p{out_.get(), POLLIN, 0};
+            REQUIRE_MESSAGE(left.count() > 0, "queue_peer said nothing in time; so far: " << buffer_);
+            REQUIRE(::poll(&p, 1, static_cast<int>(left.count())) >= 0);
+            char chunk[256];
+            const ssize_t n = ::read(out_.get(), chunk, sizeof chunk);
+            if (n <= 0) return "EOF " + buffer_;
+            buffer_.append(chunk, static_cast<std::size_t>(n));
+        }
+    }
+    void tell(const std::string& l) {
+        const std::string s = l + "\n";
+        REQUIRE(::write(in_.get(), s.data(), s.size()) == static_cast<ssize_t>(s.size()));
+    }
+    // Waits for the exit; the exit code, or 128 + signal.
+    int wait() {
+        int status = 0;
+        REQUIRE(::waitpid(pid_, &status, 0) == pid_);
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    // Waits for the exit and checks the last line is "ok ...".
+    void expect_ok() {
+        std::string l, last;
+        while ((l = line()).rfind("EOF", 0) != 0) last = l;
+        CHECK_MESSAGE(last.rfind("ok", 0) == 0, "queue_peer's last line: " << last << " " << l);
+        CHECK(wait() == 0);
+    }
+
+private:
+    pid_t pid_ = -1;
+    UniqueFd in_, out_;
+    std::string buffer_;
+};
+
+// A socketpair whose second end goes to a child (as fd 3).
+struct SocketLink {
+    queue::Connection here;
+    UniqueFd there;
+};
+SocketLink socket_link() {
+    auto pair = queue::Connection::socket_pair();
+    REQUIRE(pair);
+    auto s = pair->second.release_socket();
+    REQUIRE(s);
+    return {std::move(pair->first), std::move(*s)};
+}
+
+void produce(queue::Producer& p, std::uint64_t sequence, bool explicit_fence = false) {
+    auto index = p.dequeue(20s);
+    REQUIRE_MESSAGE(index, (index ? "" : index.error().message()));
+    fill(*p.buffer(*index), sequence);
+    std::optional<SyncFile> fence;
+    if (explicit_fence) {
+        auto f = p.buffer(*index)->planes[0].buffer.export_sync_file(Access::write);
+        REQUIRE(f);
+        fence = std::move(*f);
+    }
+    REQUIRE(p.queue(*index, std::move(fence), {sequence, static_cast<std::int64_t>(sequence) * 1000}));
+}
+
+template <typename Pred>
+void dispatch_until(queue::Producer& p, Pred done, std::chrono::milliseconds timeout = 20s) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+        REQUIRE_MESSAGE(std::chrono::steady_clock::now() < end, "the producer waited in vain");
+        REQUIRE(p.dispatch(100ms));
+    }
+}
+
+// The Vulkan device that imports (shared with the other kernel tests) exists before fds are counted.
+struct VkReady {
+    VkReady() { test::device_b(); }
+};
+struct VkReadyLeakCheck : VkReady, FdLeakCheck {};
+
+queue::Producer make_producer(std::size_t buffers, queue::Mode mode = queue::Mode::fifo,
+                              std::vector<std::string>* lost = nullptr) {
+    queue::ProducerOptions o;
+    o.mode = mode;
+    if (lost) o.on_consumer_lost = [lost](queue::ConsumerId, const Error& e) { lost->push_back(e.message()); };
+    auto p = queue::Producer::create(o);
+    REQUIRE(p);
+    for (auto& d : make_buffers(buffers)) REQUIRE(p->add_buffer(std::move(d)));
+    return std::move(*p);
+}
+
+}  // namespace
+
+TEST_SUITE_BEGIN("queue");
+
+TEST_CASE_FIXTURE(FdLeakCheck, "in one process the queue carries frames and their pixels over the in-process channel") {
+    auto producer = make_producer(2);
+    auto pair = queue::Connection::local_pair();
+    REQUIRE(pair);
+    REQUIRE(producer.add_consumer(std::move(pair->first)));
+    auto consumer = queue::Consumer::create(std::move(pair->second));
+    REQUIRE(consumer);
+    for (std::uint64_t seq = 1; seq <= 4; ++seq) {
+        produce(producer, seq, seq % 2 == 0);
+        auto f = consumer->acquire(1s);
+        REQUIRE_MESSAGE(f, (f ? "" : f.error().message()));
+        CHECK(f->info.sequence == seq);
+        CHECK(f->acquire_fence.has_value() == (seq % 2 == 0));
+        REQUIRE(consumer->wait_ready(*f, 1s));
+        auto map = Mapping::map(f->desc->planes[0].buffer, Access::read);
+        REQUIRE(map);
+        CHECK(reinterpret_cast<const std::uint32_t*>(map->data())[77] == pattern(seq, 77));
+        // The same buffer comes back as the same DmaBuf (fd) every time.
+        CHECK(f->desc == consumer->buffer(f->buffer));
+        REQUIRE(consumer->release(f->buffer));
+    }
+    CHECK(consumer->release(0).error().message().find("has not acquired") != std::string::npos);
+    dispatch_until(producer, [&] { return producer.free_count() == 2; });
+    CHECK(producer.stats().releases == 4);
+
+    // Moved-from endpoints fail at once, with EBADF.
+    auto moved_producer = std::move(producer);
+    auto moved_consumer = std::move(*consumer);
+    CHECK(producer.dequeue(0ms).error().is_errno(EBADF));
+    CHECK(producer.fd() == -1);
+    CHECK(consumer->acquire(0ms).error().is_errno(EBADF));
+    CHECK(consumer->release(0).error().is_errno(EBADF));
+    CHECK(queue::Consumer::create(queue::Connection()).error().is_errno(EBADF));
+    CHECK(moved_producer.add_consumer(queue::Connection()).error().is_errno(EBADF));
+}
+
+TEST_CASE_FIXTURE(VkReadyLeakCheck, "a stream crosses from another process with its pixels, and the consumer's import cache hits from the second time on") {
+    auto counted = vulkan::Device::attach(test::counted_handles(test::device_b().context()),
+                                          vulkan::Capability::import_memory | vulkan::Capability::modifiers);
+    REQUIRE(counted);
+    const auto vk_objects = test::live_vulkan_objects();
+    auto link = socket_link();
+    Peer child({"--fd", "3", "produce", "8"}, link.there.get());
+    link.there.reset();
+    {
+        auto consumer = queue::Consumer::create(std::move(link.here));
+        REQUIRE(consumer);
+        vulkan::ImportCache cache(*counted);
+        for (std::uint64_t seq = 1; seq <= 8; ++seq) {
+            auto f = consumer->acquire(60s);
+            REQUIRE_MESSAGE(f, (f ? "" : f.error().message()));
+            CHECK(f->info.sequence == seq);
+            CHECK(f->info.timestamp_ns == static_cast<std::int64_t>(seq) * 1000);
+            CHECK(f->acquire_fence.has_value() == (seq % 2 == 0));
+            REQUIRE(consumer->wait_ready(*f, 10s));
+            {
+                const DmaBuf& buf = f->desc->planes[0].buffer;
+                auto map = Mapping::map(buf, Access::read);
+                REQUIRE(map);
+                auto access = CpuAccess::begin(buf, Access::read);
+                REQUIRE(access);
+                const auto* p = reinterpret_cast<const std::uint32_t*>(map->data());
+                std::size_t wrong = 0;
+                for (std::size_t i = 0; i < side * side; ++i) wrong += p[i] != pattern(seq, i);
+                CHECK(wrong == 0);
+            }
+            auto image = cache.import(*f->desc);
+            REQUIRE_MESSAGE(image, (image ? "" : image.error().message()));
+            REQUIRE(consumer->release(f->buffer));
+        }
+        // Three buffers: each imported once, found again for every later frame.
+        CHECK(cache.stats().misses == 3);
+        CHECK(cache.stats().hits == 5);
+        CHECK(consumer->buffer_count() == 3);
+        CHECK(child.line() == "released 8");
+        child.expect_ok();
+    }
+    CHECK(test::live_vulkan_objects() == vk_objects);
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "FIFO: the producer waits for a free buffer and times out while the consumer holds them all") {
+    auto producer = make_producer(2);
+    auto link = socket_link();
+    Peer child({"--fd", "3", "hold", "2"}, link.there.get());
+    link.there.reset();
+    REQUIRE(producer.add_consumer(std::move(link.here)));
+    produce(producer, 1);
+    produce(producer, 2);
+    CHECK(child.line() == "held");
+    CHECK(producer.free_count() == 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto none = producer.dequeue(100ms);
+    REQUIRE_FALSE(none);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 100ms);
+    CHECK(none.error().is_errno(ETIMEDOUT));
+    CHECK(none.error().message().find("2 buffers, 2 queued to consumers") != std::string::npos);
+    child.tell("go");
+    for (std::uint64_t seq = 3; seq <= 5; ++seq) produce(producer, seq);
+    dispatch_until(producer, [&] { return producer.stats().releases == 5; });
+    { auto gone = std::move(producer); }
+    CHECK(child.line() == "done frames=3");
+    child.expect_ok();
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "mailbox: a newer frame replaces the ones the consumer did not acquire, and they come back") {
+    auto producer = make_producer(4, queue::Mode::mailbox);
+    auto link = socket_link();
+    Peer child({"--fd", "3", "mailbox"}, link.there.get());
+    link.there.reset();
+    REQUIRE(producer.add_consumer(std::move(link.here)));
+    for (std::uint64_t seq = 1; seq <= 3; ++seq) produce(producer, seq);
+    CHECK(producer.free_count() == 1);
+    child.tell("go");
+    CHECK(child.line() == "seq=3 replaced=2");
+    dispatch_until(producer, [&] { return producer.free_count() == 4; });
+    CHECK(producer.stats().releases == 3);
+    { auto gone = std::move(producer); }
+    CHECK(child.line() == "done frames=0");
+    child.expect_ok();
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "fan-out: three consumer processes each receive every frame; a buffer is free once all released it") {
+    auto producer = make_producer(3);
+    std::vector<std::unique_ptr<Peer>> children;
+    for (int i = 0; i < 3; ++i) {
+        auto link = socket_link();
+        children.push_back(std::make_unique<Peer>(std::vector<std::string>{"--fd", "3", "stream", "6"}, link.there.get()));
+        link.there.reset();
+        REQUIRE(producer.add_consumer(std::move(link.here)));
+    }
+    for (std::uint64_t seq = 1; seq <= 6; ++seq) produce(producer, seq, seq == 3);
+    for (auto& c : children) c->expect_ok();
+    dispatch_until(producer, [&] { return producer.consumer_count() == 0; });
+    CHECK(producer.stats().releases == 18);
+    CHECK(producer.free_count() == 3);
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a consumer killed mid-frame: its buffer returns once the GPU is done with it, the other consumer goes on") {
+    std::vector<std::string> lost;
+    auto producer = make_producer(3, queue::Mode::fifo, &lost);
+    auto link_a = socket_link();
+    Peer victim({"--fd", "3", "hold", "1"}, link_a.there.get());
+    link_a.there.reset();
+    REQUIRE(producer.add_consumer(std::move(link_a.here)));
+    auto link_b = socket_link();
+    Peer survivor({"--fd", "3", "stream", "6"}, link_b.there.get());
+    link_b.there.reset();
+    REQUIRE(producer.add_consumer(std::move(link_b.here)));
+
+    produce(producer, 1);
+    CHECK(victim.line() == "held");
+    // The victim's GPU still reads the buffer: a vgem fence on it, unsignalled.
+    test::Vgem vgem;
+    const std::uint32_t handle = vgem.import_buffer(producer.buffer(0)->planes[0].buffer);
+    const std::uint32_t gpu = vgem.attach_fence(false, handle);
+    REQUIRE(::kill(victim.pid(), SIGKILL) == 0);
+    CHECK(victim.wait() == 128 + SIGKILL);
+    for (std::uint64_t seq = 2; seq <= 6; ++seq) produce(producer, seq);
+    survivor.expect_ok();
+    dispatch_until(producer, [&] { return producer.stats().consumers_lost == 2; });
+    REQUIRE(lost.size() == 2);
+    // Found dead by a failed send of frame 2 or by its hang-up, whichever came first.
+    CHECK_MESSAGE(lost[0].find("consumer 1") != std::string::npos, lost[0]);
+    CHECK_MESSAGE((lost[0].find("closed the connection") != std::string::npos ||
+                   lost[0].find("Broken pipe") != std::string::npos ||
+                   lost[0].find("Connection reset") != std::string::npos), lost[0]);
+    CHECK(producer.stats().buffers_reclaimed == 0);
+    CHECK(producer.free_count() == 2);
+    vgem.signal(gpu);
+    dispatch_until(producer, [&] { return producer.stats().buffers_reclaimed == 1; });
+    CHECK(producer.free_count() == 3);
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a hostile consumer's crafted messages are each refused, its connection closed, and the producer goes on") {
+    std::vector<std::string> lost;
+    auto producer = make_producer(2, queue::Mode::fifo, &lost);
+    const std::string path = "/tmp/dmabridge-queue-" + std::to_string(::getpid()) + ".sock";
+    auto listener = queue::Listener::listen(path);
+    REQUIRE(listener);
+    Peer child({"--connect", path, "hostile"});
+    const std::vector<std::pair<std::string, std::string>> expected = {
+        {"garbage", "bad magic"},
+        {"version", "version 9, this side speaks 1"},
+        {"truncated", "shorter than the 16-byte header"},
+        {"oversize", "longer than the"},
+        {"unknown-id", "released unknown buffer 99"},
+        {"never-queued", "released buffer 0 which it does not hold"},
+        {"wrong-direction", "sent a hello, only release is allowed"},
+        {"not-a-sync-file", "release fence of buffer"},
+        {"too-many-fds", "fds"},
+        {"fd-overcount", "header announces 0 fds but 1 arrived"},
+        {"double-release", "which it does not hold (never queued to it, or released twice)"},
+    };
+    std::uint64_t seq = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        CAPTURE(expected[i].first);
+        pollfd p{listener->fd(), POLLIN, 0};
+        REQUIRE(::poll(&p, 1, 20000) == 1);
+        auto c = listener->accept();
+        REQUIRE(c);
+        auto id = producer.add_consumer(std::move(*c));
+        REQUIRE(id);
+        auto creds = producer.consumer_credentials(*id);
+        REQUIRE(creds);
+        CHECK(creds->pid == child.pid());
+        CHECK(creds->uid == ::getuid());
+        if (i >= 7) produce(producer, ++seq);
+        dispatch_until(producer, [&] { return lost.size() == i + 1; });
+        CHECK_MESSAGE(lost[i].find(expected[i].second) != std::string::npos, lost[i]);
+        CHECK(child.line() == "closed " + expected[i].first);
+    }
+    child.expect_ok();
+    // Every buffer came back, and a well-behaved consumer is served as before.
+    dispatch_until(producer, [&] { return producer.free_count() == 2; });
+    auto pair = queue::Connection::local_pair();
+    REQUIRE(pair);
+    REQUIRE(producer.add_consumer(std::move(pair->first)));
+    auto consumer = queue::Consumer::create(std::move(pair->second));
+    REQUIRE(consumer);
+    produce(producer, ++seq);
+    auto f = consumer->acquire(1s);
+    REQUIRE(f);
+    CHECK(f->info.sequence == seq);
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a producer that announces a pipe as a buffer is refused with not_a_dmabuf and its fd closed") {
+    auto link = socket_link();
+    Peer child({"--fd", "3", "bad-producer"}, link.there.get());
+    link.there.reset();
+    {
+        auto consumer = queue::Consumer::create(std::move(link.here));
+        REQUIRE(consumer);
+        auto f = consumer->acquire(20s);
+        REQUIRE_FALSE(f);
+        CHECK_MESSAGE(f.error().is(Errc::not_a_dmabuf), f.error().message());
+        CHECK(f.error().message().find("announce of buffer 0 fd 0") != std::string::npos);
+        CHECK(consumer->acquire(0ms).error().is(Errc::not_a_dmabuf));  // stays failed
+    }
+    CHECK(child.line() == "hung up");
+    child.expect_ok();
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a release fence gates reuse: the buffer is not dequeued until the consumer's vgem fence signals") {
+    auto producer = make_producer(1);
+    auto link = socket_link();
+    Peer child({"--fd", "3", "fence"}, link.there.get());
+    link.there.reset();
+    REQUIRE(producer.add_consumer(std::move(link.here)));
+    produce(producer, 1);
+    CHECK(child.line() == "released");
+    dispatch_until(producer, [&] { return producer.stats().releases == 1; });
+    auto none = producer.dequeue(100ms);
+    REQUIRE_FALSE(none);
+    CHECK(none.error().message().find("1 waiting for release fences") != std::string::npos);
+    child.tell("signal");
+    CHECK(child.line() == "signalled");
+    auto index = producer.dequeue(20s);
+    REQUIRE(index);
+    REQUIRE(producer.cancel(*index));
+    { auto gone = std::move(producer); }
+    CHECK(child.line() == "done frames=0");
+    child.expect_ok();
+}
+
+TEST_SUITE_END();
