@@ -13,7 +13,14 @@
 #include <future>
 #include <memory>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <doctest/doctest.h>
+
+#include <dmabridge/unique_fd.hpp>
 
 #include "fd_count.hpp"
 #include "vk_fixture.hpp"
@@ -322,6 +329,65 @@ TEST_CASE_FIXTURE(WaylandLeakTest, "formats and modifiers the compositor did not
     CHECK_FALSE(display.roundtrip());  // NOLINT(bugprone-use-after-move)
     CHECK(display.fd() == -1);
 }
+
+#ifdef DMABRIDGE_WAYLAND_PRESENT
+TEST_CASE_FIXTURE(WaylandLeakTest, "the wayland_present sample's compute-shader frames show in weston") {
+    // The sample renders frame N with shaders/pattern.glsl, presents it and holds it on screen
+    // (--hold) until its stdin closes.
+    constexpr std::uint32_t frames = 4;
+    int to_child[2], from_child[2];
+    REQUIRE(::pipe2(to_child, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(from_child, O_CLOEXEC) == 0);
+    UniqueFd child_stdin(to_child[0]), stdin_writer(to_child[1]);
+    UniqueFd stdout_reader(from_child[0]), child_stdout(from_child[1]);
+    const std::string frames_arg = std::to_string(frames);
+    const std::string size_arg = std::to_string(size) + "x" + std::to_string(size);
+    const std::string display = session().weston->socket_path();
+    const char* argv[] = {DMABRIDGE_WAYLAND_PRESENT, "--frames", frames_arg.c_str(), "--size", size_arg.c_str(),
+                          "--display", display.c_str(), "--hold", nullptr};
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::dup2(child_stdin.get(), 0);
+        ::dup2(child_stdout.get(), 1);
+        ::execv(argv[0], const_cast<char* const*>(argv));
+        ::_exit(127);
+    }
+    child_stdin.reset();
+    child_stdout.reset();
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + 300s;
+    while (out.find("presented") == std::string::npos || out.back() != '\n') {
+        pollfd p{stdout_reader.get(), POLLIN, 0};
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+        char buf[512];
+        const ssize_t n = ::read(stdout_reader.get(), buf, sizeof buf);
+        if (n <= 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    INFO(out);
+    bool shown = out.find("presented " + frames_arg + " frames") != std::string::npos;
+    CHECK(shown);
+    if (shown) {
+        auto shot = capture();
+        std::size_t wrong = 0;
+        for (std::uint32_t y = 0; y < size; ++y)
+            for (std::uint32_t x = 0; x < size; ++x) {
+                const std::uint8_t* got = &shot.rgba[(y * size + x) * 4];
+                wrong += got[0] != ((x + 61 * frames) & 255) || got[1] != ((y + 97 * frames) & 255) ||
+                         got[2] != ((x ^ y ^ (29 * frames)) & 255);
+            }
+        CHECK(shot.width == size);
+        CHECK(wrong == 0);
+    }
+    stdin_writer.reset();  // the sample's end of the hold
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
+#endif
 
 TEST_CASE_FIXTURE(WaylandTest, "when weston dies, dispatch and present fail with the connection's error") {
     // Runs last: it stops the shared weston.
