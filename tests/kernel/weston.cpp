@@ -94,7 +94,8 @@ Result<Screenshot> read_png(const std::string& path) {
 
 }  // namespace
 
-Result<Weston> Weston::launch(std::uint32_t width, std::uint32_t height) {
+Result<Weston> Weston::launch(std::uint32_t width, std::uint32_t height, const std::string& shader_cache_dir,
+                              bool hide) {
     Weston w;
     const char* base = ::access("/run", W_OK) == 0 ? "/run" : "/tmp";
     std::string dir = std::string(base) + "/dmabridge-weston-XXXXXX";
@@ -115,11 +116,13 @@ Result<Weston> Weston::launch(std::uint32_t width, std::uint32_t height) {
                                      "--log=" + w.log_path_};
     auto argv = pointers(args);
     auto env_strings = child_environment(dir, "");
+    if (!shader_cache_dir.empty() && std::getenv("MESA_SHADER_CACHE_DIR") == nullptr)
+        env_strings.push_back("MESA_SHADER_CACHE_DIR=" + shader_cache_dir);
     auto envp = pointers(env_strings);
     const int out = ::open((dir + "/weston.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (out < 0) return Error::from_errno(errno, "open weston.out in " + dir);
     struct stat dri{};
-    const bool hide_dri = ::stat("/dev/dri", &dri) == 0;
+    const bool hide_dri = hide && ::stat("/dev/dri", &dri) == 0;
     const pid_t parent = ::getpid();
 
     w.started_ = now_seconds();

@@ -32,7 +32,12 @@ class Weston {
 public:
     /// Forks and execs weston (output `width` x `height`) in a private runtime directory; does
     /// not wait for it. Fails when fork fails or the runtime directory cannot be made.
-    static Result<Weston> launch(std::uint32_t width, std::uint32_t height);
+    /// `shader_cache_dir`, when not empty, is weston's MESA_SHADER_CACHE_DIR (unless the
+    /// environment sets one): llvmpipe's compiled shaders survive to the next run.
+    /// `hide_dri` false leaves /dev/dri visible: weston then renders with kms_swrast on vgem and
+    /// offers linux-dmabuf v4+ feedback naming vgem, but crashes on a client's dma-buf.
+    static Result<Weston> launch(std::uint32_t width, std::uint32_t height, const std::string& shader_cache_dir = {},
+                                 bool hide_dri = true);
 
     Weston(Weston&&) noexcept;
     Weston& operator=(Weston&&) noexcept;
