@@ -266,8 +266,13 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
             bool seen = false;  // planes sharing one dma-buf get the fence once
             for (std::size_t j = 0; j < i; ++j) seen = seen || slot.desc.planes[j].buffer.id() == plane.id();
             if (seen) continue;
-            if (auto r = plane.import_sync_file(*acquire, Access::write); !r)
-                return r.error().with_context(what + ": plane " + std::to_string(i));
+            if (auto r = plane.import_sync_file(*acquire, Access::write); !r) {
+                if (!r.error().is_errno(ENOTTY)) return r.error().with_context(what + ": plane " + std::to_string(i));
+                // A kernel before 6.0 cannot add fences to a dma-buf: the CPU waits instead.
+                auto waited = acquire->wait(forever);
+                if (!waited) return waited.error().with_context(what + ": wait for the acquire fence");
+                break;
+            }
         }
     }
     if (explicit_sync) {

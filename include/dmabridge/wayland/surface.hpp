@@ -30,7 +30,8 @@ enum class PresentSync : std::uint8_t {
     /// The acquire fence (if any) is put on the buffer's dma-bufs as a write fence
     /// (DMA_BUF_IOCTL_IMPORT_SYNC_FILE) before the commit; the compositor waits for the
     /// dma-buf's fences. Without a fence, the caller already published its GPU work on the
-    /// dma-bufs (vulkan::SyncBridge::publish) or finished writing.
+    /// dma-bufs (vulkan::SyncBridge::publish) or finished writing. On kernels without
+    /// DMA_BUF_IOCTL_IMPORT_SYNC_FILE (before 6.0) present() waits for the fence on the CPU.
     implicit,
     /// The acquire fence travels with the commit (zwp_linux_surface_synchronization_v1
     /// set_acquire_fence) and the compositor's release fence comes back per commit. Needs
