@@ -46,7 +46,7 @@ void feedback_format_table(void* data, zwp_linux_dmabuf_feedback_v1*, std::int32
     UniqueFd owned(fd);  // the event hands us the fd: closed whatever happens
     auto table = detail::read_format_table(owned.get(), size);
     if (!table) {
-        state->feedback_error = table.error();
+        if (!state->feedback_error) state->feedback_error = table.error();
         state->table.clear();
         return;
     }
@@ -56,6 +56,7 @@ void feedback_main_device(void* data, zwp_linux_dmabuf_feedback_v1*, wl_array* d
     auto* state = static_cast<Display::State*>(data);
     const auto bytes = array_bytes(device);
     if (bytes.size() != sizeof(dev_t)) {
+        if (state->feedback_error) return;  // the first problem is the one reported
         state->feedback_error = Error::library(Errc::invalid_argument, "linux-dmabuf main_device: " +
                                                                            std::to_string(bytes.size()) + " bytes, expected " +
                                                                            std::to_string(sizeof(dev_t)));
@@ -69,7 +70,8 @@ void feedback_tranche_done(void*, zwp_linux_dmabuf_feedback_v1*) {}
 void feedback_tranche_target_device(void*, zwp_linux_dmabuf_feedback_v1*, wl_array*) {}
 void feedback_tranche_formats(void* data, zwp_linux_dmabuf_feedback_v1*, wl_array* indices) {
     auto* state = static_cast<Display::State*>(data);
-    if (auto added = detail::add_tranche_formats(state->table, array_bytes(indices), state->pending_formats); !added)
+    if (auto added = detail::add_tranche_formats(state->table, array_bytes(indices), state->pending_formats);
+        !added && !state->feedback_error)
         state->feedback_error = added.error();
 }
 void feedback_tranche_flags(void*, zwp_linux_dmabuf_feedback_v1*, std::uint32_t) {}
