@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// A connection to a Wayland compositor and what it accepts as dma-bufs.
+//
+// Life cycle: Display::connect() -> negotiate() the formats the producer can export against
+// what the compositor accepts -> create_surface() (surface.hpp) -> present buffers -> dispatch()
+// events (buffer releases, configures, pings) from the application's loop whenever fd() is
+// readable -> destroy the surfaces, then the Display.
+//
+// Link dmabridge::wayland (libdmabridge_wayland, which links libwayland-client).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <sys/types.h>
+
+#include <dmabridge/access.hpp>
+#include <dmabridge/format_set.hpp>
+#include <dmabridge/result.hpp>
+
+namespace dmabridge::wayland {
+
+class Surface;
+struct SurfaceOptions;
+
+/// Options of Display::connect(). The zero value connects to $WAYLAND_DISPLAY and uses
+/// everything the compositor offers.
+struct DisplayOptions {
+    /// The display socket name or path; empty means $WAYLAND_DISPLAY (then "wayland-0").
+    std::string name;
+    /// The highest zwp_linux_dmabuf_v1 version to bind (3 to 5). Version 4 and later get the
+    /// default feedback (format table, main device, tranches); 3 gets format/modifier events.
+    std::uint32_t max_dmabuf_version = 5;
+    /// Bind zwp_linux_explicit_synchronization_v1 when the compositor offers it.
+    bool explicit_sync = true;
+    /// How long connect() waits for the compositor's globals and its format list.
+    Timeout timeout = std::chrono::seconds(10);
+};
+
+/// A connection to a compositor: the wl_display, its registry, and the globals dmabridge uses
+/// (wl_compositor, xdg_wm_base, zwp_linux_dmabuf_v1 and, when offered,
+/// zwp_linux_explicit_synchronization_v1).
+///
+/// Thread safety: not thread-safe. One thread calls every function of a Display and of its
+/// Surfaces (they share the event queue). Moved-from Displays fail every call.
+class Display {
+public:
+    /// Connects, binds the globals and waits (up to options.timeout) until the compositor has
+    /// sent its dma-buf formats: the v4 default feedback's `done`, or a roundtrip after the
+    /// v3 format/modifier events. Costs a socket connect and two or three roundtrips.
+    /// Fails with ENOENT-like errno from wl_display_connect when no compositor listens, with
+    /// Errc::unsupported naming the missing global when the compositor lacks wl_compositor,
+    /// xdg_wm_base or zwp_linux_dmabuf_v1 v3+, and with EPROTO naming the interface and code
+    /// when the compositor raises a protocol error. A malformed format table (size, indices)
+    /// fails with Errc::invalid_argument.
+    static Result<Display> connect(const DisplayOptions& options = {});
+
+    Display(Display&&) noexcept;
+    Display& operator=(Display&&) noexcept;
+    Display(const Display&) = delete;
+    Display& operator=(const Display&) = delete;
+    /// Releases the connection: it closes once the Display and every Surface made from it are
+    /// destroyed (Surfaces keep working until then).
+    ~Display();
+
+    /// The connection's fd: poll it for POLLIN, then call dispatch(0). -1 when moved from.
+    int fd() const noexcept;
+
+    /// Flushes pending requests, waits up to `timeout` for events (0: do not wait), reads and
+    /// dispatches them (buffer releases, configures, pings). Returns true when events were
+    /// dispatched, false when the timeout passed first. Fails with the protocol error
+    /// (EPROTO: interface, object id, code, and the compositor's message when it sent one) or
+    /// the socket's errno once the connection is broken; every later call fails the same way.
+    Result<bool> dispatch(Timeout timeout);
+
+    /// Sends a wl_display.sync and dispatches until the compositor answered it: every request
+    /// sent before has been processed. Costs a round trip to the compositor.
+    Status roundtrip();
+
+    /// The zwp_linux_dmabuf_v1 version bound (3, 4 or 5).
+    std::uint32_t dmabuf_version() const noexcept;
+
+    /// Every (fourcc, modifier) the compositor accepts: the union of its default feedback's
+    /// tranches (v4+) or its modifier events (v3).
+    const FormatSet& formats() const noexcept;
+
+    /// The compositor's main device (v4+ feedback), when it named one. A compositor rendering
+    /// in software (llvmpipe, no DRM node) names none.
+    std::optional<dev_t> main_device() const noexcept;
+
+    /// True when zwp_linux_explicit_synchronization_v1 is bound (acquire fences per commit,
+    /// release fences per buffer).
+    bool explicit_sync() const noexcept;
+
+    /// The (fourcc, modifier) pairs both the compositor accepts and `producer` can export (for
+    /// example vulkan::Device::exportable_formats()). Fails with Errc::unsupported, listing
+    /// both sides' fourccs, when nothing is common. No system call.
+    Result<FormatSet> negotiate(const FormatSet& producer) const;
+
+    /// Creates a mapped xdg toplevel surface: see Surface::create().
+    Result<Surface> create_surface(const SurfaceOptions& options);
+
+    struct State;
+
+private:
+    friend class Surface;
+    explicit Display(std::shared_ptr<State> state) noexcept;
+    std::shared_ptr<State> state_;
+};
+
+}  // namespace dmabridge::wayland

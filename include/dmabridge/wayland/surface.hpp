@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// A toplevel window of a Wayland compositor that shows dmabridge buffers.
+//
+// Life cycle: Display::create_surface() -> add_buffer() each buffer once (a wl_buffer is made
+// with zwp_linux_buffer_params_v1.create_immed) -> per frame: acquire_free() a buffer, render
+// into it, present() it with its acquire fence -> the compositor releases the previous one
+// (wl_buffer.release, dispatched by Display::dispatch()) -> ... -> destroy the Surface.
+//
+// Buffers are reused only after the compositor released them: acquire_free() never returns a
+// buffer that is attached to a commit the compositor has not released, and a buffer released
+// with an explicit release fence comes back with that fence (wait for it, or make the GPU wait
+// for it, before writing).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <dmabridge/access.hpp>
+#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/result.hpp>
+#include <dmabridge/sync_file.hpp>
+#include <dmabridge/wayland/display.hpp>
+
+namespace dmabridge::wayland {
+
+/// How a frame's rendering is made known to the compositor.
+enum class PresentSync : std::uint8_t {
+    /// The acquire fence (if any) is put on the buffer's dma-bufs as a write fence
+    /// (DMA_BUF_IOCTL_IMPORT_SYNC_FILE) before the commit; the compositor waits for the
+    /// dma-buf's fences. Without a fence, the caller already published its GPU work on the
+    /// dma-bufs (vulkan::SyncBridge::publish) or finished writing. On kernels without
+    /// DMA_BUF_IOCTL_IMPORT_SYNC_FILE (before 6.0) present() waits for the fence on the CPU.
+    implicit,
+    /// The acquire fence travels with the commit (zwp_linux_surface_synchronization_v1
+    /// set_acquire_fence) and the compositor's release fence comes back per commit. Needs
+    /// Display::explicit_sync(); present() fails otherwise.
+    explicit_fences,
+    /// explicit_fences where the compositor offers it, implicit otherwise.
+    automatic,
+};
+
+/// "implicit", "explicit" or "automatic".
+const char* to_string(PresentSync sync) noexcept;
+
+/// Options of Display::create_surface(). The zero value makes a toplevel titled "dmabridge".
+struct SurfaceOptions {
+    std::string title = "dmabridge";
+    std::string app_id = "dmabridge";
+    PresentSync sync = PresentSync::automatic;
+    /// How long create waits for the compositor's first configure (a surface is mapped only
+    /// after the first buffer that follows it).
+    Timeout configure_timeout = std::chrono::seconds(10);
+};
+
+/// A handle of a buffer added to a Surface: its index in the order of add_buffer() calls.
+using SurfaceBufferId = std::uint32_t;
+
+/// Counters of a Surface, for tests and statistics.
+struct SurfaceStats {
+    std::uint64_t presented = 0;           ///< commits with a buffer
+    std::uint64_t released = 0;            ///< wl_buffer.release events
+    std::uint64_t fenced_releases = 0;     ///< explicit releases that carried a fence
+    std::uint64_t immediate_releases = 0;  ///< explicit releases without a fence
+    std::uint64_t frames_done = 0;         ///< wl_surface.frame callbacks that fired
+};
+
+/// A mapped xdg toplevel showing dma-bufs.
+///
+/// Thread safety: not thread-safe; the thread that drives its Display calls every function.
+/// Moved-from Surfaces fail every call.
+class Surface {
+public:
+    /// Creates a wl_surface with an xdg_surface and xdg_toplevel role, commits it and
+    /// dispatches until the compositor's first configure (up to options.configure_timeout,
+    /// ETIMEDOUT after). Fails with Errc::unsupported when options.sync is explicit_fences
+    /// and the compositor offers no explicit synchronization.
+    static Result<Surface> create(Display& display, const SurfaceOptions& options = {});
+
+    Surface(Surface&&) noexcept;
+    Surface& operator=(Surface&&) noexcept;
+    Surface(const Surface&) = delete;
+    Surface& operator=(const Surface&) = delete;
+    /// Destroys the toplevel, the surface and every wl_buffer; the compositor stops showing
+    /// the window. The dma-bufs are closed (the compositor keeps its own references).
+    ~Surface();
+
+    /// The size the compositor asked for in its last configure (0 means "client's choice").
+    std::uint32_t configured_width() const noexcept;
+    std::uint32_t configured_height() const noexcept;
+
+    /// Validates `desc` (BufferDesc::validate), checks that the compositor accepts its
+    /// (fourcc, modifier) and makes a wl_buffer with create_immed. The Surface keeps the
+    /// description (and so the dma-bufs) until it is destroyed. Fails with Errc::unsupported
+    /// naming the fourcc and modifier when the compositor did not offer them, with the
+    /// validation error for a malformed description. A buffer the compositor still refuses on
+    /// import is reported as a protocol error by the next dispatch()/present().
+    /// Costs one small request per plane; no round trip.
+    Result<SurfaceBufferId> add_buffer(BufferDesc desc);
+
+    /// The description of buffer `id` (to render into), or nullptr for an unknown id.
+    const BufferDesc* buffer(SurfaceBufferId id) const noexcept;
+
+    /// Number of buffers added.
+    std::uint32_t buffer_count() const noexcept;
+
+    /// True while the compositor holds buffer `id`: from its present() until its release
+    /// (wl_buffer.release and, for an explicit commit, the buffer_release event).
+    bool busy(SurfaceBufferId id) const noexcept;
+
+    /// A buffer the compositor does not hold, dispatching the display until one is released
+    /// (up to `timeout`; ETIMEDOUT after, naming how many buffers are busy). Buffers are
+    /// handed out least recently presented first. Fails with Errc::not_found when no buffer
+    /// was added.
+    Result<SurfaceBufferId> acquire_free(Timeout timeout = forever);
+
+    /// The fence the compositor gave back with buffer `id`'s last explicit release, if any:
+    /// writes to the buffer must wait for it. Taking it clears it.
+    std::optional<SyncFile> take_release_fence(SurfaceBufferId id);
+
+    /// Attaches buffer `id`, damages all of it, asks for a frame callback and commits; then
+    /// flushes. `acquire` is the fence that signals when rendering into the buffer is done
+    /// (see PresentSync for where it goes); nullopt when the caller has made sure the
+    /// buffer's contents are complete or published on its dma-bufs. Fails with
+    /// Errc::invalid_argument for an unknown id or a buffer the compositor still holds
+    /// (present it only after acquire_free() returned it), and with the import or protocol
+    /// error. Costs an ioctl per plane for implicit sync with a fence, and a sendmsg.
+    Status present(SurfaceBufferId id, std::optional<SyncFile> acquire = std::nullopt);
+
+    /// The sync mode present() uses (automatic resolved against the compositor).
+    PresentSync sync() const noexcept;
+
+    /// The counters.
+    SurfaceStats stats() const noexcept;
+
+    struct State;
+
+private:
+    explicit Surface(std::shared_ptr<State> state) noexcept;
+    std::shared_ptr<State> state_;
+};
+
+}  // namespace dmabridge::wayland

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: MIT
+#include <dmabridge/wayland/display.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <poll.h>
+#include <unistd.h>
+
+#include <dmabridge/fourcc.hpp>
+#include <dmabridge/wayland/surface.hpp>
+
+#include "sys.hpp"
+#include "wayland/state.hpp"
+
+namespace dmabridge::wayland {
+
+namespace {
+
+std::span<const std::byte> array_bytes(const wl_array* array) {
+    if (array == nullptr || array->data == nullptr) return {};
+    return {static_cast<const std::byte*>(array->data), array->size};
+}
+
+// --- xdg_wm_base: answer pings, or the compositor declares us unresponsive. ---
+void wm_base_ping(void*, xdg_wm_base* wm_base, std::uint32_t serial) { xdg_wm_base_pong(wm_base, serial); }
+constexpr xdg_wm_base_listener wm_base_listener{.ping = wm_base_ping};
+
+// --- zwp_linux_dmabuf_v1 version 3: one modifier event per (format, modifier). ---
+void dmabuf_format(void*, zwp_linux_dmabuf_v1*, std::uint32_t) {}  // deprecated: the modifier events say it all
+void dmabuf_modifier(void* data, zwp_linux_dmabuf_v1*, std::uint32_t format, std::uint32_t hi, std::uint32_t lo) {
+    auto* state = static_cast<Display::State*>(data);
+    state->formats.add(format, static_cast<std::uint64_t>(hi) << 32 | lo);
+}
+constexpr zwp_linux_dmabuf_v1_listener dmabuf_listener{.format = dmabuf_format, .modifier = dmabuf_modifier};
+
+// --- zwp_linux_dmabuf_feedback_v1 (version 4+): format table, main device, tranches. ---
+void feedback_done(void* data, zwp_linux_dmabuf_feedback_v1*) {
+    auto* state = static_cast<Display::State*>(data);
+    state->formats = std::move(state->pending_formats);
+    state->pending_formats = {};
+    state->feedback_done = true;
+}
+void feedback_format_table(void* data, zwp_linux_dmabuf_feedback_v1*, std::int32_t fd, std::uint32_t size) {
+    auto* state = static_cast<Display::State*>(data);
+    UniqueFd owned(fd);  // the event hands us the fd: closed whatever happens
+    auto table = detail::read_format_table(owned.get(), size);
+    if (!table) {
+        if (!state->feedback_error) state->feedback_error = table.error();
+        state->table.clear();
+        return;
+    }
+    state->table = std::move(*table);
+}
+void feedback_main_device(void* data, zwp_linux_dmabuf_feedback_v1*, wl_array* device) {
+    auto* state = static_cast<Display::State*>(data);
+    const auto bytes = array_bytes(device);
+    if (bytes.size() != sizeof(dev_t)) {
+        if (state->feedback_error) return;  // the first problem is the one reported
+        state->feedback_error = Error::library(Errc::invalid_argument, "linux-dmabuf main_device: " +
+                                                                           std::to_string(bytes.size()) + " bytes, expected " +
+                                                                           std::to_string(sizeof(dev_t)));
+        return;
+    }
+    dev_t dev{};
+    std::memcpy(&dev, bytes.data(), sizeof dev);
+    state->main_device = dev;
+}
+void feedback_tranche_done(void*, zwp_linux_dmabuf_feedback_v1*) {}
+void feedback_tranche_target_device(void*, zwp_linux_dmabuf_feedback_v1*, wl_array*) {}
+void feedback_tranche_formats(void* data, zwp_linux_dmabuf_feedback_v1*, wl_array* indices) {
+    auto* state = static_cast<Display::State*>(data);
+    if (auto added = detail::add_tranche_formats(state->table, array_bytes(indices), state->pending_formats);
+        !added && !state->feedback_error)
+        state->feedback_error = added.error();
+}
+void feedback_tranche_flags(void*, zwp_linux_dmabuf_feedback_v1*, std::uint32_t) {}
+constexpr zwp_linux_dmabuf_feedback_v1_listener feedback_listener{
+    .done = feedback_done,
+    .format_table = feedback_format_table,
+    .main_device = feedback_main_device,
+    .tranche_done = feedback_tranche_done,
+    .tranche_target_device = feedback_tranche_target_device,
+    .tranche_formats = feedback_tranche_formats,
+    .tranche_flags = feedback_tranche_flags,
+};
+
+// --- wl_registry: bind what dmabridge uses. ---
+void registry_global(void* data, wl_registry* registry, std::uint32_t name, const char* interface,
+                     std::uint32_t version) {
+    auto* state = static_cast<Display::State*>(data);
+    const std::string_view iface(interface);
+    if (iface == wl_compositor_interface.name && state->compositor == nullptr && version >= 4) {
+        state->compositor_version = std::min<std::uint32_t>(version, 4);
+        state->compositor = static_cast<wl_compositor*>(
+            wl_registry_bind(registry, name, &wl_compositor_interface, state->compositor_version));
+    } else if (iface == xdg_wm_base_interface.name && state->wm_base == nullptr) {
+        state->wm_base = static_cast<xdg_wm_base*>(wl_registry_bind(registry, name, &xdg_wm_base_interface, 1));
+        xdg_wm_base_add_listener(state->wm_base, &wm_base_listener, state);
+    } else if (iface == zwp_linux_dmabuf_v1_interface.name && state->dmabuf == nullptr && version >= 3) {
+        state->dmabuf_version = std::min({version, state->options.max_dmabuf_version,
+                                          static_cast<std::uint32_t>(zwp_linux_dmabuf_v1_interface.version)});
+        state->dmabuf_version = std::max<std::uint32_t>(state->dmabuf_version, 3);
+        state->dmabuf = static_cast<zwp_linux_dmabuf_v1*>(
+            wl_registry_bind(registry, name, &zwp_linux_dmabuf_v1_interface, state->dmabuf_version));
+        if (state->dmabuf_version < 4) zwp_linux_dmabuf_v1_add_listener(state->dmabuf, &dmabuf_listener, state);
+    } else if (iface == zwp_linux_explicit_synchronization_v1_interface.name && state->explicit_sync == nullptr &&
+               state->options.explicit_sync) {
+        state->explicit_sync = static_cast<zwp_linux_explicit_synchronization_v1*>(wl_registry_bind(
+            registry, name, &zwp_linux_explicit_synchronization_v1_interface, std::min<std::uint32_t>(version, 2)));
+    }
+}
+void registry_global_remove(void*, wl_registry*, std::uint32_t) {}
+constexpr wl_registry_listener registry_listener{.global = registry_global, .global_remove = registry_global_remove};
+
+void sync_done(void* data, wl_callback* callback, std::uint32_t) {
+    *static_cast<bool*>(data) = true;
+    wl_callback_destroy(callback);
+}
+constexpr wl_callback_listener sync_listener{.done = sync_done};
+
+Error moved_from(const char* operation) {
+    return Error::library(Errc::invalid_argument, std::string("wayland::Display::") + operation +
+                                                      ": the Display was moved from");
+}
+
+}  // namespace
+
+Display::State::~State() {
+    if (feedback != nullptr) zwp_linux_dmabuf_feedback_v1_destroy(feedback);
+    if (explicit_sync != nullptr) zwp_linux_explicit_synchronization_v1_destroy(explicit_sync);
+    if (dmabuf != nullptr) zwp_linux_dmabuf_v1_destroy(dmabuf);
+    if (wm_base != nullptr) xdg_wm_base_destroy(wm_base);
+    if (compositor != nullptr) wl_compositor_destroy(compositor);
+    if (registry != nullptr) wl_registry_destroy(registry);
+    if (display != nullptr) {
+        wl_display_flush(display);
+        wl_display_disconnect(display);
+    }
+}
+
+Error Display::State::connection_error(const std::string& operation) {
+    if (broken) return broken->with_context(operation);
+    const int err = wl_display_get_error(display);
+    if (err == EPROTO) {
+        const wl_interface* interface = nullptr;
+        std::uint32_t id = 0;
+        const std::uint32_t code = wl_display_get_protocol_error(display, &interface, &id);
+        broken = Error::from_errno(EPROTO, "the compositor raised protocol error " + std::to_string(code) + " on " +
+                                               (interface != nullptr ? interface->name : "wl_display") + "@" +
+                                               std::to_string(id) + " (the connection is closed)");
+    } else {
+        broken = Error::from_errno(err != 0 ? err : EPIPE, "the Wayland connection failed");
+    }
+    return broken->with_context(operation);
+}
+
+Status Display::State::flush(const std::string& operation) {
+    if (broken) return broken->with_context(operation);
+    if (wl_display_flush(display) < 0 && errno != EAGAIN) return connection_error(operation);
+    return {};
+}
+
+Result<bool> Display::State::dispatch(Timeout timeout, const std::string& operation) {
+    if (broken) return broken->with_context(operation);
+    // Events already read (by an earlier read) go first.
+    int n = wl_display_dispatch_pending(display);
+    if (n < 0) return connection_error(operation);
+    if (n > 0) return true;
+    while (wl_display_prepare_read(display) != 0) {
+        n = wl_display_dispatch_pending(display);
+        if (n < 0) return connection_error(operation);
+        if (n > 0) return true;
+    }
+    if (wl_display_flush(display) < 0 && errno != EAGAIN) {
+        wl_display_cancel_read(display);
+        return connection_error(operation);
+    }
+    const auto ready = dmabridge::detail::poll_fd(wl_display_get_fd(display), POLLIN, timeout, "wayland dispatch");
+    if (!ready || *ready == WaitStatus::timed_out) {
+        wl_display_cancel_read(display);
+        if (!ready) return ready.error().with_context(operation);
+        return false;
+    }
+    if (wl_display_read_events(display) < 0) return connection_error(operation);
+    n = wl_display_dispatch_pending(display);
+    if (n < 0) return connection_error(operation);
+    return true;
+}
+
+Status Display::State::dispatch_until(const std::function<bool()>& done, Timeout timeout, const std::string& what) {
+    const auto deadline = dmabridge::detail::deadline_after(timeout);
+    while (!done()) {
+        const int ms = dmabridge::detail::poll_ms_until(deadline);
+        if (deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline)
+            return Error::from_errno(ETIMEDOUT, what + ": no answer from the compositor within " +
+                                                    std::to_string(timeout.count()) + " ms");
+        auto dispatched = dispatch(ms < 0 ? forever : Timeout(ms), what);
+        if (!dispatched) return dispatched.error();
+    }
+    return {};
+}
+
+Status Display::State::roundtrip(Timeout timeout, const std::string& what) {
+    if (broken) return broken->with_context(what);
+    bool done = false;
+    wl_callback* callback = wl_display_sync(display);
+    wl_callback_add_listener(callback, &sync_listener, &done);
+    auto waited = dispatch_until([&] { return done; }, timeout, what);
+    if (!done) wl_callback_destroy(callback);  // its event never came: nothing else refers to it
+    return waited;
+}
+
+Result<Display> Display::connect(const DisplayOptions& options) {
+    if (options.max_dmabuf_version < 3)
+        return Error::library(Errc::invalid_argument, "wayland::Display::connect: max_dmabuf_version " +
+                                                          std::to_string(options.max_dmabuf_version) +
+                                                          " < 3 (version 3 is the first with modifiers)");
+    auto state = std::make_shared<State>();
+    state->options = options;
+    const char* name = options.name.empty() ? nullptr : options.name.c_str();
+    state->display = wl_display_connect(name);
+    const std::string who = "connect to Wayland display " +
+                            (name != nullptr ? std::string(name)
+                                             : std::string(getenv("WAYLAND_DISPLAY") != nullptr ? getenv("WAYLAND_DISPLAY")
+                                                                                                : "wayland-0"));
+    if (state->display == nullptr) return dmabridge::detail::last_error(who);
+    state->registry = wl_display_get_registry(state->display);
+    wl_registry_add_listener(state->registry, &registry_listener, state.get());
+    if (auto r = state->roundtrip(options.timeout, who + ": registry"); !r) return r.error();
+
+    if (state->compositor == nullptr)
+        return Error::library(Errc::unsupported, who + ": the compositor offers no wl_compositor version 4 or later");
+    if (state->wm_base == nullptr)
+        return Error::library(Errc::unsupported, who + ": the compositor offers no xdg_wm_base");
+    if (state->dmabuf == nullptr)
+        return Error::library(Errc::unsupported,
+                              who + ": the compositor offers no zwp_linux_dmabuf_v1 version 3 or later");
+
+    if (state->dmabuf_version >= 4) {
+        state->feedback = zwp_linux_dmabuf_v1_get_default_feedback(state->dmabuf);
+        zwp_linux_dmabuf_feedback_v1_add_listener(state->feedback, &feedback_listener, state.get());
+        if (auto r = state->dispatch_until([&] { return state->feedback_done || state->feedback_error.has_value(); },
+                                           options.timeout, who + ": linux-dmabuf default feedback");
+            !r)
+            return r.error();
+    } else {
+        // The modifier events follow the bind; a round trip after it has them all.
+        if (auto r = state->roundtrip(options.timeout, who + ": linux-dmabuf formats"); !r) return r.error();
+    }
+    if (state->feedback_error) return state->feedback_error->with_context(who);
+    dmabridge::detail::log_message(LogLevel::info, who + ": linux-dmabuf v" + std::to_string(state->dmabuf_version) +
+                                                       ", " + std::to_string(state->formats.size()) +
+                                                       " format/modifier pairs, explicit sync " +
+                                                       (state->explicit_sync != nullptr ? "yes" : "no"));
+    return Display(std::move(state));
+}
+
+Display::Display(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
+Display::Display(Display&&) noexcept = default;
+Display& Display::operator=(Display&&) noexcept = default;
+Display::~Display() = default;
+
+int Display::fd() const noexcept { return state_ ? wl_display_get_fd(state_->display) : -1; }
+
+Result<bool> Display::dispatch(Timeout timeout) {
+    if (!state_) return moved_from("dispatch");
+    return state_->dispatch(timeout, "wayland::Display::dispatch");
+}
+
+Status Display::roundtrip() {
+    if (!state_) return moved_from("roundtrip");
+    return state_->roundtrip(state_->options.timeout, "wayland::Display::roundtrip");
+}
+
+std::uint32_t Display::dmabuf_version() const noexcept { return state_ ? state_->dmabuf_version : 0; }
+
+const FormatSet& Display::formats() const noexcept {
+    static const FormatSet empty;
+    return state_ ? state_->formats : empty;
+}
+
+std::optional<dev_t> Display::main_device() const noexcept {
+    return state_ ? state_->main_device : std::nullopt;
+}
+
+bool Display::explicit_sync() const noexcept { return state_ && state_->explicit_sync != nullptr; }
+
+namespace {
+std::string fourcc_list(const FormatSet& set) {
+    std::string out;
+    for (const auto code : set.fourccs()) {
+        if (!out.empty()) out += ' ';
+        out += fourcc_to_string(code);
+    }
+    return out.empty() ? "(none)" : out;
+}
+}  // namespace
+
+Result<FormatSet> Display::negotiate(const FormatSet& producer) const {
+    if (!state_) return moved_from("negotiate");
+    FormatSet common = state_->formats.intersect(producer);
+    if (common.empty())
+        return Error::library(Errc::unsupported,
+                              "wayland::Display::negotiate: no (fourcc, modifier) in common; the compositor accepts " +
+                                  std::to_string(state_->formats.size()) + " pairs of " + fourcc_list(state_->formats) +
+                                  "; the producer exports " + std::to_string(producer.size()) + " pairs of " +
+                                  fourcc_list(producer));
+    return common;
+}
+
+Result<Surface> Display::create_surface(const SurfaceOptions& options) {
+    if (!state_) return moved_from("create_surface");
+    return Surface::create(*this, options);
+}
+
+}  // namespace dmabridge::wayland

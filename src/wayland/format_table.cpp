@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+#include "wayland/format_table.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "sys.hpp"
+
+namespace dmabridge::wayland::detail {
+
+Result<std::vector<FormatTableEntry>> parse_format_table(std::span<const std::byte> bytes) {
+    if (bytes.empty() || bytes.size() % format_table_row_bytes != 0)
+        return Error::library(Errc::invalid_argument,
+                              "linux-dmabuf format table: size " + std::to_string(bytes.size()) +
+                                  " is not a positive multiple of " + std::to_string(format_table_row_bytes));
+    const std::size_t rows = bytes.size() / format_table_row_bytes;
+    if (rows > max_format_table_rows)
+        return Error::library(Errc::limit_exceeded, "linux-dmabuf format table: " + std::to_string(rows) +
+                                                        " rows > " + std::to_string(max_format_table_rows) +
+                                                        " (tranche indices are 16-bit)");
+    std::vector<FormatTableEntry> table(rows);
+    for (std::size_t i = 0; i < rows; ++i) {
+        const std::byte* row = bytes.data() + i * format_table_row_bytes;
+        std::memcpy(&table[i].fourcc, row, sizeof(std::uint32_t));
+        std::memcpy(&table[i].modifier, row + 8, sizeof(std::uint64_t));
+    }
+    return table;
+}
+
+Result<std::vector<FormatTableEntry>> read_format_table(int fd, std::uint64_t size) {
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) return dmabridge::detail::last_error("linux-dmabuf format table: fstat");
+    if (size == 0 || st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < size)
+        return Error::library(Errc::invalid_argument,
+                              "linux-dmabuf format table: announced size " + std::to_string(size) +
+                                  " but the file has " + std::to_string(st.st_size) + " bytes");
+    if (size > max_format_table_rows * format_table_row_bytes)
+        return Error::library(Errc::limit_exceeded, "linux-dmabuf format table: size " + std::to_string(size) +
+                                                        " > " +
+                                                        std::to_string(max_format_table_rows * format_table_row_bytes));
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) return dmabridge::detail::last_error("linux-dmabuf format table: mmap " + std::to_string(size) + " bytes");
+    auto table = parse_format_table(std::span(static_cast<const std::byte*>(map), size));
+    ::munmap(map, size);
+    return table;
+}
+
+Status add_tranche_formats(const std::vector<FormatTableEntry>& table, std::span<const std::byte> indices,
+                           FormatSet& out) {
+    if (indices.size() % sizeof(std::uint16_t) != 0)
+        return Error::library(Errc::invalid_argument, "linux-dmabuf tranche_formats: " +
+                                                          std::to_string(indices.size()) +
+                                                          " bytes is not a whole number of 16-bit indices");
+    const std::size_t count = indices.size() / sizeof(std::uint16_t);
+    for (std::size_t i = 0; i < count; ++i) {
+        std::uint16_t index = 0;
+        std::memcpy(&index, indices.data() + i * sizeof index, sizeof index);
+        if (index >= table.size())
+            return Error::library(Errc::invalid_argument, "linux-dmabuf tranche_formats: index " +
+                                                              std::to_string(index) + " (entry " + std::to_string(i) +
+                                                              ") is past the format table's " +
+                                                              std::to_string(table.size()) + " rows");
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+        std::uint16_t index = 0;
+        std::memcpy(&index, indices.data() + i * sizeof index, sizeof index);
+        out.add(table[index].fourcc, table[index].modifier);
+    }
+    return {};
+}
+
+}  // namespace dmabridge::wayland::detail

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The state behind Display and Surface. Not part of the public API.
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <wayland-client.h>
+
+#include "linux-dmabuf-v1-client.h"
+#include "linux-explicit-synchronization-v1-client.h"
+#include "xdg-shell-client.h"
+
+#include <dmabridge/format_set.hpp>
+#include <dmabridge/result.hpp>
+#include <dmabridge/wayland/display.hpp>
+#include <dmabridge/wayland/surface.hpp>
+
+#include "wayland/format_table.hpp"
+
+namespace dmabridge::wayland {
+
+struct Display::State {
+    wl_display* display = nullptr;
+    wl_registry* registry = nullptr;
+    wl_compositor* compositor = nullptr;
+    std::uint32_t compositor_version = 0;
+    xdg_wm_base* wm_base = nullptr;
+    zwp_linux_dmabuf_v1* dmabuf = nullptr;
+    std::uint32_t dmabuf_version = 0;
+    zwp_linux_dmabuf_feedback_v1* feedback = nullptr;
+    zwp_linux_explicit_synchronization_v1* explicit_sync = nullptr;
+    DisplayOptions options;
+
+    FormatSet formats;                    // what the compositor accepts (after the feedback's done)
+    std::optional<dev_t> main_device;
+    // The feedback being received: the table and the formats of its tranches so far.
+    std::vector<detail::FormatTableEntry> table;
+    FormatSet pending_formats;
+    bool feedback_done = false;
+    std::optional<Error> feedback_error;  // a malformed table or tranche, reported by connect()
+    std::optional<Error> broken;          // the connection failed: every later call returns it
+
+    ~State();
+
+    /// The error of a broken connection (protocol error or socket errno), remembered.
+    Error connection_error(const std::string& operation);
+    /// See Display::dispatch().
+    Result<bool> dispatch(Timeout timeout, const std::string& operation);
+    /// Dispatches until `done()` or the timeout (ETIMEDOUT naming `what`).
+    Status dispatch_until(const std::function<bool()>& done, Timeout timeout, const std::string& what);
+    /// A wl_display.sync round trip with a timeout.
+    Status roundtrip(Timeout timeout, const std::string& what);
+    /// wl_display_flush, keeping EAGAIN (the rest is sent by the next dispatch).
+    Status flush(const std::string& operation);
+};
+
+struct SurfaceBuffer {
+    BufferDesc desc;
+    wl_buffer* buffer = nullptr;
+    zwp_linux_buffer_release_v1* pending_release = nullptr;
+    bool awaiting_release = false;           // wl_buffer.release not yet received
+    bool awaiting_explicit_release = false;  // the commit's buffer_release event not yet received
+    std::optional<SyncFile> release_fence;
+    std::uint64_t presented_at = 0;          // sequence number of its last present (0: never)
+    struct Surface::State* surface = nullptr;
+};
+
+struct Surface::State {
+    std::shared_ptr<Display::State> display;
+    wl_surface* surface = nullptr;
+    xdg_surface* xdg = nullptr;
+    xdg_toplevel* toplevel = nullptr;
+    zwp_linux_surface_synchronization_v1* sync_object = nullptr;
+    wl_callback* frame = nullptr;
+    PresentSync sync = PresentSync::implicit;
+    std::vector<std::unique_ptr<SurfaceBuffer>> buffers;  // stable addresses: listener user data
+    bool configured = false;
+    std::uint32_t width = 0, height = 0;                  // last applied configure
+    std::uint32_t pending_width = 0, pending_height = 0;  // toplevel configure before its xdg_surface.configure
+    std::uint64_t sequence = 0;
+    SurfaceStats stats;
+
+    ~State();
+};
+
+}  // namespace dmabridge::wayland

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: MIT
+#include <dmabridge/wayland/surface.hpp>
+
+#include <climits>
+#include <cerrno>
+
+#include <dmabridge/fourcc.hpp>
+
+#include "sys.hpp"
+#include "wayland/state.hpp"
+
+namespace dmabridge::wayland {
+
+const char* to_string(PresentSync sync) noexcept {
+    switch (sync) {
+    case PresentSync::implicit: return "implicit";
+    case PresentSync::explicit_fences: return "explicit";
+    case PresentSync::automatic: return "automatic";
+    }
+    return "?";
+}
+
+namespace {
+
+Error moved_from(const char* operation) {
+    return Error::library(Errc::invalid_argument, std::string("wayland::Surface::") + operation +
+                                                      ": the Surface was moved from");
+}
+
+// --- xdg_surface / xdg_toplevel: the size the compositor wants, acknowledged at once. ---
+void xdg_surface_configure(void* data, xdg_surface* xdg, std::uint32_t serial) {
+    auto* state = static_cast<Surface::State*>(data);
+    xdg_surface_ack_configure(xdg, serial);
+    state->width = state->pending_width;
+    state->height = state->pending_height;
+    state->configured = true;
+}
+constexpr xdg_surface_listener xdg_surface_listener_{.configure = xdg_surface_configure};
+
+void toplevel_configure(void* data, xdg_toplevel*, std::int32_t width, std::int32_t height, wl_array*) {
+    auto* state = static_cast<Surface::State*>(data);
+    state->pending_width = width > 0 ? static_cast<std::uint32_t>(width) : 0;
+    state->pending_height = height > 0 ? static_cast<std::uint32_t>(height) : 0;
+}
+void toplevel_close(void*, xdg_toplevel*) {}
+void toplevel_configure_bounds(void*, xdg_toplevel*, std::int32_t, std::int32_t) {}
+void toplevel_wm_capabilities(void*, xdg_toplevel*, wl_array*) {}
+constexpr xdg_toplevel_listener toplevel_listener{
+    .configure = toplevel_configure,
+    .close = toplevel_close,
+    .configure_bounds = toplevel_configure_bounds,
+    .wm_capabilities = toplevel_wm_capabilities,
+};
+
+// --- wl_buffer.release: the compositor no longer reads the buffer (for this commit). ---
+void buffer_release(void* data, wl_buffer*) {
+    auto* slot = static_cast<SurfaceBuffer*>(data);
+    if (!slot->awaiting_release) return;  // a release for a commit we did not make: ignore
+    slot->awaiting_release = false;
+    ++slot->surface->stats.released;
+}
+constexpr wl_buffer_listener buffer_listener{.release = buffer_release};
+
+// --- zwp_linux_buffer_release_v1: the explicit release of one commit, with or without a fence. ---
+void finish_explicit_release(SurfaceBuffer* slot) {
+    zwp_linux_buffer_release_v1_destroy(slot->pending_release);  // a destructor event: the proxy is ours to free
+    slot->pending_release = nullptr;
+    slot->awaiting_explicit_release = false;
+}
+void fenced_release(void* data, zwp_linux_buffer_release_v1*, std::int32_t fd) {
+    auto* slot = static_cast<SurfaceBuffer*>(data);
+    auto fence = SyncFile::adopt(UniqueFd(fd));
+    if (fence) {
+        slot->release_fence = std::move(*fence);
+    } else {
+        // Not a sync_file: the safe reading is "not known to be done"; the fd is closed by adopt.
+        dmabridge::detail::log_message(LogLevel::warning,
+                                       "wayland fenced_release: " + fence.error().message() + " (ignored)");
+    }
+    ++slot->surface->stats.fenced_releases;
+    finish_explicit_release(slot);
+}
+void immediate_release(void* data, zwp_linux_buffer_release_v1*) {
+    auto* slot = static_cast<SurfaceBuffer*>(data);
+    slot->release_fence.reset();
+    ++slot->surface->stats.immediate_releases;
+    finish_explicit_release(slot);
+}
+constexpr zwp_linux_buffer_release_v1_listener explicit_release_listener{.fenced_release = fenced_release,
+                                                                         .immediate_release = immediate_release};
+
+// --- wl_surface.frame: a good time to draw the next frame. ---
+void frame_done(void* data, wl_callback* callback, std::uint32_t) {
+    auto* state = static_cast<Surface::State*>(data);
+    wl_callback_destroy(callback);
+    if (state->frame == callback) state->frame = nullptr;
+    ++state->stats.frames_done;
+}
+constexpr wl_callback_listener frame_listener{.done = frame_done};
+
+bool slot_busy(const SurfaceBuffer& slot) { return slot.awaiting_release || slot.awaiting_explicit_release; }
+
+}  // namespace
+
+Surface::State::~State() {
+    for (auto& slot : buffers) {
+        if (slot->pending_release != nullptr) zwp_linux_buffer_release_v1_destroy(slot->pending_release);
+        if (slot->buffer != nullptr) wl_buffer_destroy(slot->buffer);
+    }
+    if (frame != nullptr) wl_callback_destroy(frame);
+    if (sync_object != nullptr) zwp_linux_surface_synchronization_v1_destroy(sync_object);
+    if (toplevel != nullptr) xdg_toplevel_destroy(toplevel);
+    if (xdg != nullptr) xdg_surface_destroy(xdg);
+    if (surface != nullptr) wl_surface_destroy(surface);
+    if (display && display->display != nullptr) wl_display_flush(display->display);
+}
+
+Result<Surface> Surface::create(Display& display, const SurfaceOptions& options) {
+    if (!display.state_) return moved_from("create");
+    const auto& dstate = display.state_;
+    if (dstate->broken) return dstate->broken->with_context("wayland::Surface::create");
+    PresentSync sync = options.sync;
+    if (sync == PresentSync::automatic)
+        sync = dstate->explicit_sync != nullptr ? PresentSync::explicit_fences : PresentSync::implicit;
+    if (sync == PresentSync::explicit_fences && dstate->explicit_sync == nullptr)
+        return Error::library(Errc::unsupported, "wayland::Surface::create: explicit sync was asked for but the "
+                                                 "compositor offers no zwp_linux_explicit_synchronization_v1");
+
+    auto state = std::make_shared<State>();
+    state->display = dstate;
+    state->sync = sync;
+    state->surface = wl_compositor_create_surface(dstate->compositor);
+    state->xdg = xdg_wm_base_get_xdg_surface(dstate->wm_base, state->surface);
+    xdg_surface_add_listener(state->xdg, &xdg_surface_listener_, state.get());
+    state->toplevel = xdg_surface_get_toplevel(state->xdg);
+    xdg_toplevel_add_listener(state->toplevel, &toplevel_listener, state.get());
+    xdg_toplevel_set_title(state->toplevel, options.title.c_str());
+    xdg_toplevel_set_app_id(state->toplevel, options.app_id.c_str());
+    if (sync == PresentSync::explicit_fences)
+        state->sync_object = zwp_linux_explicit_synchronization_v1_get_synchronization(dstate->explicit_sync,
+                                                                                       state->surface);
+    wl_surface_commit(state->surface);
+    if (auto r = dstate->dispatch_until([&] { return state->configured; }, options.configure_timeout,
+                                        "wayland::Surface::create: first configure of \"" + options.title + "\"");
+        !r)
+        return r.error();
+    return Surface(std::move(state));
+}
+
+Surface::Surface(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
+Surface::Surface(Surface&&) noexcept = default;
+Surface& Surface::operator=(Surface&&) noexcept = default;
+Surface::~Surface() = default;
+
+std::uint32_t Surface::configured_width() const noexcept { return state_ ? state_->width : 0; }
+std::uint32_t Surface::configured_height() const noexcept { return state_ ? state_->height : 0; }
+PresentSync Surface::sync() const noexcept { return state_ ? state_->sync : PresentSync::implicit; }
+SurfaceStats Surface::stats() const noexcept { return state_ ? state_->stats : SurfaceStats{}; }
+std::uint32_t Surface::buffer_count() const noexcept {
+    return state_ ? static_cast<std::uint32_t>(state_->buffers.size()) : 0;
+}
+
+Result<SurfaceBufferId> Surface::add_buffer(BufferDesc desc) {
+    if (!state_) return moved_from("add_buffer");
+    auto& display = *state_->display;
+    if (display.broken) return display.broken->with_context("wayland::Surface::add_buffer");
+    if (auto valid = desc.validate(); !valid) return valid.error().with_context("wayland::Surface::add_buffer");
+    if (!display.formats.contains(desc.fourcc, desc.modifier))
+        return Error::library(Errc::unsupported, "wayland::Surface::add_buffer: the compositor does not accept " +
+                                                     fourcc_to_string(desc.fourcc) + " with modifier " +
+                                                     modifier_to_string(desc.modifier) + " (" +
+                                                     std::to_string(display.formats.modifiers(desc.fourcc).size()) +
+                                                     " modifiers offered for that fourcc)");
+    if (desc.width > static_cast<std::uint32_t>(INT32_MAX) || desc.height > static_cast<std::uint32_t>(INT32_MAX))
+        return Error::library(Errc::invalid_argument, "wayland::Surface::add_buffer: " + std::to_string(desc.width) +
+                                                          "x" + std::to_string(desc.height) + " does not fit int32");
+    for (std::size_t i = 0; i < desc.planes.size(); ++i) {
+        const auto& plane = desc.planes[i];
+        if (plane.offset > UINT32_MAX || plane.stride > UINT32_MAX)
+            return Error::library(Errc::invalid_argument,
+                                  "wayland::Surface::add_buffer: plane " + std::to_string(i) + " offset " +
+                                      std::to_string(plane.offset) + " or stride " + std::to_string(plane.stride) +
+                                      " does not fit the protocol's 32 bits");
+    }
+    auto* params = zwp_linux_dmabuf_v1_create_params(display.dmabuf);
+    for (std::size_t i = 0; i < desc.planes.size(); ++i) {
+        const auto& plane = desc.planes[i];
+        // libwayland duplicates the fd for the message: desc keeps its own.
+        zwp_linux_buffer_params_v1_add(params, plane.buffer.fd(), static_cast<std::uint32_t>(i),
+                                       static_cast<std::uint32_t>(plane.offset),
+                                       static_cast<std::uint32_t>(plane.stride),
+                                       static_cast<std::uint32_t>(desc.modifier >> 32),
+                                       static_cast<std::uint32_t>(desc.modifier & 0xffffffffu));
+    }
+    wl_buffer* buffer = zwp_linux_buffer_params_v1_create_immed(params, static_cast<std::int32_t>(desc.width),
+                                                                static_cast<std::int32_t>(desc.height), desc.fourcc, 0);
+    zwp_linux_buffer_params_v1_destroy(params);
+    auto slot = std::make_unique<SurfaceBuffer>();
+    slot->desc = std::move(desc);
+    slot->buffer = buffer;
+    slot->surface = state_.get();
+    wl_buffer_add_listener(buffer, &buffer_listener, slot.get());
+    state_->buffers.push_back(std::move(slot));
+    if (auto flushed = display.flush("wayland::Surface::add_buffer"); !flushed) return flushed.error();
+    return static_cast<SurfaceBufferId>(state_->buffers.size() - 1);
+}
+
+const BufferDesc* Surface::buffer(SurfaceBufferId id) const noexcept {
+    if (!state_ || id >= state_->buffers.size()) return nullptr;
+    return &state_->buffers[id]->desc;
+}
+
+bool Surface::busy(SurfaceBufferId id) const noexcept {
+    if (!state_ || id >= state_->buffers.size()) return false;
+    return slot_busy(*state_->buffers[id]);
+}
+
+std::optional<SyncFile> Surface::take_release_fence(SurfaceBufferId id) {
+    if (!state_ || id >= state_->buffers.size()) return std::nullopt;
+    return std::exchange(state_->buffers[id]->release_fence, std::nullopt);
+}
+
+Result<SurfaceBufferId> Surface::acquire_free(Timeout timeout) {
+    if (!state_) return moved_from("acquire_free");
+    if (state_->buffers.empty())
+        return Error::library(Errc::not_found, "wayland::Surface::acquire_free: no buffer was added");
+    std::optional<SurfaceBufferId> found;
+    auto pick = [&] {
+        for (std::size_t i = 0; i < state_->buffers.size(); ++i) {
+            const auto& slot = *state_->buffers[i];
+            if (slot_busy(slot)) continue;
+            if (!found || slot.presented_at < state_->buffers[*found]->presented_at)
+                found = static_cast<SurfaceBufferId>(i);
+        }
+        return found.has_value();
+    };
+    if (auto r = state_->display->dispatch_until(pick, timeout,
+                                                 "wayland::Surface::acquire_free: all " +
+                                                     std::to_string(state_->buffers.size()) +
+                                                     " buffers held by the compositor");
+        !r)
+        return r.error();
+    return *found;
+}
+
+Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
+    if (!state_) return moved_from("present");
+    auto& display = *state_->display;
+    const std::string what = "wayland::Surface::present buffer " + std::to_string(id);
+    if (display.broken) return display.broken->with_context(what);
+    if (id >= state_->buffers.size())
+        return Error::library(Errc::invalid_argument, what + ": unknown id (" + std::to_string(state_->buffers.size()) +
+                                                          " buffers added)");
+    auto& slot = *state_->buffers[id];
+    if (slot_busy(slot))
+        return Error::library(Errc::invalid_argument,
+                              what + ": the compositor still holds it (no release since its last present)");
+    if (acquire && !acquire->valid())
+        return Error::library(Errc::invalid_argument, what + ": the acquire fence is empty (moved from?)");
+
+    const bool explicit_sync = state_->sync == PresentSync::explicit_fences;
+    if (acquire && !explicit_sync) {
+        // Implicit sync: the fence joins the dma-bufs' own, where the compositor's import waits.
+        for (std::size_t i = 0; i < slot.desc.planes.size(); ++i) {
+            const auto& plane = slot.desc.planes[i].buffer;
+            bool seen = false;  // planes sharing one dma-buf get the fence once
+            for (std::size_t j = 0; j < i; ++j) seen = seen || slot.desc.planes[j].buffer.id() == plane.id();
+            if (seen) continue;
+            if (auto r = plane.import_sync_file(*acquire, Access::write); !r) {
+                if (!r.error().is_errno(ENOTTY)) return r.error().with_context(what + ": plane " + std::to_string(i));
+                // A kernel before 6.0 cannot add fences to a dma-buf: the CPU waits instead.
+                auto waited = acquire->wait(forever);
+                if (!waited) return waited.error().with_context(what + ": wait for the acquire fence");
+                break;
+            }
+        }
+    }
+    if (explicit_sync) {
+        if (acquire) zwp_linux_surface_synchronization_v1_set_acquire_fence(state_->sync_object, acquire->fd());
+        slot.pending_release = zwp_linux_surface_synchronization_v1_get_release(state_->sync_object);
+        zwp_linux_buffer_release_v1_add_listener(slot.pending_release, &explicit_release_listener, &slot);
+        slot.awaiting_explicit_release = true;
+    }
+    slot.release_fence.reset();
+    wl_surface_attach(state_->surface, slot.buffer, 0, 0);
+    wl_surface_damage_buffer(state_->surface, 0, 0, INT32_MAX, INT32_MAX);
+    if (state_->frame == nullptr) {
+        state_->frame = wl_surface_frame(state_->surface);
+        wl_callback_add_listener(state_->frame, &frame_listener, state_.get());
+    }
+    wl_surface_commit(state_->surface);
+    slot.awaiting_release = true;
+    slot.presented_at = ++state_->sequence;
+    ++state_->stats.presented;
+    return display.flush(what);  // the acquire fence's fd was duplicated into the message: ours closes here
+}
+
+}  // namespace dmabridge::wayland

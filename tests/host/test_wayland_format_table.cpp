@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT
+// linux-dmabuf v4 feedback as a compositor sends it, well-formed and hostile: the format table
+// (an fd and a size) and tranches of 16-bit indices into it.
+#include <cstring>
+#include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include <dmabridge/fourcc.hpp>
+#include <dmabridge/unique_fd.hpp>
+
+#include "wayland/format_table.hpp"
+
+using namespace dmabridge;
+using namespace dmabridge::wayland::detail;
+
+namespace {
+
+std::vector<std::byte> table_bytes(const std::vector<FormatTableEntry>& rows) {
+    std::vector<std::byte> bytes(rows.size() * format_table_row_bytes);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        std::memcpy(&bytes[i * 16], &rows[i].fourcc, 4);
+        std::memcpy(&bytes[i * 16 + 8], &rows[i].modifier, 8);
+    }
+    return bytes;
+}
+
+std::vector<std::byte> indices(std::initializer_list<std::uint16_t> list) {
+    std::vector<std::byte> out(list.size() * 2);
+    std::size_t i = 0;
+    for (auto v : list) std::memcpy(&out[2 * i++], &v, 2);
+    return out;
+}
+
+UniqueFd memfd_with(const std::vector<std::byte>& bytes) {
+    UniqueFd fd(::memfd_create("format-table", MFD_CLOEXEC));
+    REQUIRE(fd.valid());
+    REQUIRE(::write(fd.get(), bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+    return fd;
+}
+
+const std::vector<FormatTableEntry> rows = {
+    {fourcc::XRGB8888, modifier::linear},
+    {fourcc::ARGB8888, modifier::linear},
+    {fourcc::XRGB8888, 0x0100000000000001ull},
+};
+
+}  // namespace
+
+TEST_CASE("a compositor's format table and tranche indices become its format set") {
+    const auto bytes = table_bytes(rows);
+    auto table = parse_format_table(bytes);
+    REQUIRE(table);
+    REQUIRE(table->size() == 3);
+    CHECK(table->at(2).fourcc == fourcc::XRGB8888);
+    CHECK(table->at(2).modifier == 0x0100000000000001ull);
+    FormatSet set;
+    REQUIRE(add_tranche_formats(*table, indices({2, 0}), set));
+    CHECK(set.contains(fourcc::XRGB8888, modifier::linear));
+    CHECK(set.contains(fourcc::XRGB8888, 0x0100000000000001ull));
+    CHECK_FALSE(set.contains(fourcc::ARGB8888, modifier::linear));
+
+    auto fd = memfd_with(bytes);
+    auto mapped = read_format_table(fd.get(), bytes.size());
+    REQUIRE(mapped);
+    CHECK(mapped->size() == 3);
+}
+
+TEST_CASE("hostile format tables are refused with their numbers") {
+    auto bytes = table_bytes(rows);
+    CHECK(parse_format_table({}).error().is(Errc::invalid_argument));
+    auto odd = parse_format_table(std::span(bytes).first(40));
+    REQUIRE_FALSE(odd);
+    CHECK(odd.error().message().find("40") != std::string::npos);
+    std::vector<std::byte> huge((max_format_table_rows + 1) * format_table_row_bytes);
+    CHECK(parse_format_table(huge).error().is(Errc::limit_exceeded));
+
+    // A size past the file's end would fault on access: refused before mapping.
+    auto fd = memfd_with(bytes);
+    auto past_end = read_format_table(fd.get(), bytes.size() + 16);
+    REQUIRE_FALSE(past_end);
+    CHECK(past_end.error().message().find("64") != std::string::npos);
+    CHECK(read_format_table(fd.get(), 0).error().is(Errc::invalid_argument));
+    CHECK_FALSE(read_format_table(-1, 16));
+    UniqueFd big(::memfd_create("big-table", MFD_CLOEXEC));
+    REQUIRE(::ftruncate(big.get(), (max_format_table_rows + 1) * 16) == 0);
+    CHECK(read_format_table(big.get(), (max_format_table_rows + 1) * 16).error().is(Errc::limit_exceeded));
+}
+
+TEST_CASE("hostile tranche indices are refused and add nothing") {
+    auto table = parse_format_table(table_bytes(rows));
+    REQUIRE(table);
+    FormatSet set;
+    auto past = add_tranche_formats(*table, indices({0, 3}), set);
+    REQUIRE_FALSE(past);
+    CHECK(past.error().message().find("index 3") != std::string::npos);
+    CHECK(set.empty());  // the valid index before the bad one was not added either
+    auto odd = indices({1});
+    odd.push_back(std::byte{0});
+    CHECK(add_tranche_formats(*table, odd, set).error().is(Errc::invalid_argument));
+    CHECK(set.empty());
+    CHECK(add_tranche_formats({}, indices({0}), set).error().is(Errc::invalid_argument));  // no table sent
+    CHECK(add_tranche_formats(*table, {}, set));  // an empty tranche is allowed
+}

@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: MIT
+// The Wayland client against a compositor that lies: a small libwayland-server in a thread
+// offers wl_compositor, xdg_wm_base and zwp_linux_dmabuf_v1 v4, and answers the default
+// feedback request with crafted events (a table shorter than announced, indices past the
+// table, a main device of the wrong size, tranches before any table, no `done` at all).
+// Display::connect must fail with the numbers, leak no fd, and accept the honest feedback.
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <wayland-server.h>
+
+#include "linux-dmabuf-v1-server.h"
+#include "xdg-shell-server.h"
+
+#include <doctest/doctest.h>
+
+#include <dmabridge/fourcc.hpp>
+#include <dmabridge/wayland/display.hpp>
+
+#include "fd_count.hpp"
+
+using namespace dmabridge;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Row {
+    std::uint32_t fourcc;
+    std::uint32_t pad;
+    std::uint64_t modifier;
+};
+
+// What the fake compositor sends in answer to get_default_feedback.
+using FeedbackScript = std::function<void(wl_resource* feedback)>;
+
+void send_array(wl_resource* feedback, void (*send)(wl_resource*, wl_array*), const void* data, std::size_t size) {
+    wl_array array;
+    wl_array_init(&array);
+    std::memcpy(wl_array_add(&array, size), data, size);
+    send(feedback, &array);
+    wl_array_release(&array);
+}
+
+// A table fd of `rows`, truncated to `file_bytes` when that is smaller.
+int table_fd(const std::vector<Row>& rows, std::size_t file_bytes) {
+    const int fd = ::memfd_create("hostile-table", MFD_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, rows.data(), rows.size() * sizeof(Row)) == static_cast<ssize_t>(rows.size() * sizeof(Row)));
+    REQUIRE(::ftruncate(fd, static_cast<off_t>(file_bytes)) == 0);
+    return fd;
+}
+
+class FakeCompositor {
+public:
+    explicit FakeCompositor(FeedbackScript script) : script_(std::move(script)) {
+        char dir[] = "/tmp/dmabridge-wl-hostile-XXXXXX";
+        REQUIRE(::mkdtemp(dir) != nullptr);
+        dir_ = dir;
+        display_ = wl_display_create();
+        REQUIRE(display_ != nullptr);
+        socket_ = dir_ + "/wl-hostile";
+        // wl_display_add_socket puts relative names under XDG_RUNTIME_DIR: bind the full path
+        // through a listening fd instead, so the test does not touch the environment.
+        REQUIRE(wl_display_add_socket_fd(display_, listen_on(socket_)) == 0);
+        wl_global_create(display_, &wl_compositor_interface, 4, this, bind_compositor);
+        wl_global_create(display_, &xdg_wm_base_interface, 1, this, bind_wm_base);
+        wl_global_create(display_, &zwp_linux_dmabuf_v1_interface, 4, this, bind_dmabuf);
+        thread_ = std::thread([this] {
+            wl_event_loop* loop = wl_display_get_event_loop(display_);
+            while (!stop_) {
+                wl_event_loop_dispatch(loop, 20);
+                wl_display_flush_clients(display_);
+            }
+        });
+    }
+    ~FakeCompositor() {
+        stop_ = true;
+        thread_.join();
+        wl_display_destroy_clients(display_);
+        wl_display_destroy(display_);
+        ::unlink(socket_.c_str());
+        ::rmdir(dir_.c_str());
+    }
+    const std::string& socket() const { return socket_; }
+
+private:
+    static int listen_on(const std::string& path);
+
+    static void bind_compositor(wl_client* client, void*, std::uint32_t version, std::uint32_t id) {
+        wl_resource_create(client, &wl_compositor_interface, static_cast<int>(version), id);
+    }
+    static void destroy_resource(wl_client*, wl_resource* resource) { wl_resource_destroy(resource); }
+    static void create_positioner(wl_client*, wl_resource*, std::uint32_t) {}
+    static void get_xdg_surface(wl_client*, wl_resource*, std::uint32_t, wl_resource*) {}
+    static void pong(wl_client*, wl_resource*, std::uint32_t) {}
+    static constexpr struct xdg_wm_base_interface wm_base_impl{.destroy = destroy_resource,
+                                                               .create_positioner = create_positioner,
+                                                               .get_xdg_surface = get_xdg_surface,
+                                                               .pong = pong};
+    static void bind_wm_base(wl_client* client, void*, std::uint32_t version, std::uint32_t id) {
+        wl_resource* r = wl_resource_create(client, &xdg_wm_base_interface, static_cast<int>(version), id);
+        wl_resource_set_implementation(r, &wm_base_impl, nullptr, nullptr);
+    }
+    static void create_params(wl_client*, wl_resource*, std::uint32_t) {}
+    static void get_default_feedback(wl_client* client, wl_resource* dmabuf, std::uint32_t id) {
+        auto* self = static_cast<FakeCompositor*>(wl_resource_get_user_data(dmabuf));
+        wl_resource* feedback = wl_resource_create(client, &zwp_linux_dmabuf_feedback_v1_interface,
+                                                   wl_resource_get_version(dmabuf), id);
+        wl_resource_set_implementation(feedback, &feedback_impl, self, nullptr);
+        self->script_(feedback);
+    }
+    static void get_surface_feedback(wl_client*, wl_resource*, std::uint32_t, wl_resource*) {}
+    static constexpr struct zwp_linux_dmabuf_feedback_v1_interface feedback_impl{.destroy = destroy_resource};
+    static constexpr struct zwp_linux_dmabuf_v1_interface dmabuf_impl{.destroy = destroy_resource,
+                                                               .create_params = create_params,
+                                                               .get_default_feedback = get_default_feedback,
+                                                               .get_surface_feedback = get_surface_feedback};
+    static void bind_dmabuf(wl_client* client, void* data, std::uint32_t version, std::uint32_t id) {
+        wl_resource* r = wl_resource_create(client, &zwp_linux_dmabuf_v1_interface, static_cast<int>(version), id);
+        wl_resource_set_implementation(r, &dmabuf_impl, data, nullptr);
+    }
+
+    FeedbackScript script_;
+    std::string dir_, socket_;
+    wl_display* display_ = nullptr;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+}  // namespace
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+int FakeCompositor::listen_on(const std::string& path) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    REQUIRE(path.size() < sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 4) == 0);
+    return fd;
+}
+
+namespace {
+
+const std::vector<Row> rows = {{fourcc::XRGB8888, 0, modifier::linear},
+                               {fourcc::ARGB8888, 0, modifier::linear},
+                               {fourcc::NV12, 0, modifier::linear}};
+
+Result<wayland::Display> connect_to(const FakeCompositor& compositor, std::chrono::milliseconds timeout = 5s) {
+    wayland::DisplayOptions options;
+    options.name = compositor.socket();
+    options.timeout = timeout;
+    return wayland::Display::connect(options);
+}
+
+void send_table(wl_resource* feedback, std::size_t announced, std::size_t file_bytes) {
+    const int fd = table_fd(rows, file_bytes);
+    zwp_linux_dmabuf_feedback_v1_send_format_table(feedback, fd, static_cast<std::uint32_t>(announced));
+    ::close(fd);  // the message carries a duplicate
+}
+
+void send_tranche(wl_resource* feedback, std::vector<std::uint16_t> indices) {
+    const dev_t dev = makedev(226, 128);
+    send_array(feedback, zwp_linux_dmabuf_feedback_v1_send_tranche_target_device, &dev, sizeof dev);
+    send_array(feedback, zwp_linux_dmabuf_feedback_v1_send_tranche_formats, indices.data(),
+               indices.size() * sizeof(std::uint16_t));
+    zwp_linux_dmabuf_feedback_v1_send_tranche_flags(feedback, 0);
+    zwp_linux_dmabuf_feedback_v1_send_tranche_done(feedback);
+}
+
+void send_main_device(wl_resource* feedback) {
+    const dev_t dev = makedev(226, 128);
+    send_array(feedback, zwp_linux_dmabuf_feedback_v1_send_main_device, &dev, sizeof dev);
+}
+
+}  // namespace
+
+TEST_CASE("an honest v4 feedback gives the tranches' formats and the main device") {
+    dmabridge::test::FdLeakCheck leaks;
+    FakeCompositor compositor([](wl_resource* feedback) {
+        send_table(feedback, sizeof(Row) * rows.size(), sizeof(Row) * rows.size());
+        send_main_device(feedback);
+        send_tranche(feedback, {2});
+        send_tranche(feedback, {0});
+        zwp_linux_dmabuf_feedback_v1_send_done(feedback);
+    });
+    auto display = connect_to(compositor);
+    REQUIRE_MESSAGE(display, (display ? "" : display.error().message()));
+    CHECK(display->dmabuf_version() == 4);
+    REQUIRE(display->main_device().has_value());
+    CHECK(*display->main_device() == makedev(226, 128));
+    CHECK(display->formats().size() == 2);
+    CHECK(display->formats().contains(fourcc::NV12, modifier::linear));
+    CHECK(display->formats().contains(fourcc::XRGB8888, modifier::linear));
+    CHECK_FALSE(display->formats().contains(fourcc::ARGB8888, modifier::linear));
+    CHECK_FALSE(display->explicit_sync());  // not offered
+}
+
+TEST_CASE("lying feedback fails the connection with the numbers and leaks no fd") {
+    struct Case {
+        const char* name;
+        FeedbackScript script;
+        const char* expected;
+    };
+    const std::vector<Case> cases = {
+        {"a table shorter than announced",
+         [](wl_resource* f) {
+             send_table(f, sizeof(Row) * 3, sizeof(Row) * 2);
+             send_tranche(f, {0});
+             zwp_linux_dmabuf_feedback_v1_send_done(f);
+         },
+         "announced size 48 but the file has 32 bytes"},
+        {"an index past the table",
+         [](wl_resource* f) {
+             send_table(f, sizeof(Row) * 3, sizeof(Row) * 3);
+             send_tranche(f, {0, 5});
+             zwp_linux_dmabuf_feedback_v1_send_done(f);
+         },
+         "index 5"},
+        {"a table size that is not whole rows",
+         [](wl_resource* f) {
+             send_table(f, 20, sizeof(Row) * 3);
+             zwp_linux_dmabuf_feedback_v1_send_done(f);
+         },
+         "not a positive multiple of 16"},
+        {"a main device of the wrong size",
+         [](wl_resource* f) {
+             const std::uint32_t small = 7;
+             send_array(f, zwp_linux_dmabuf_feedback_v1_send_main_device, &small, sizeof small);
+             zwp_linux_dmabuf_feedback_v1_send_done(f);
+         },
+         "main_device: 4 bytes"},
+        {"tranches before any table",
+         [](wl_resource* f) {
+             send_tranche(f, {0});
+             zwp_linux_dmabuf_feedback_v1_send_done(f);
+         },
+         "past the format table's 0 rows"},
+    };
+    for (const auto& c : cases) {
+        const std::string name = c.name;
+        CAPTURE(name);
+        dmabridge::test::FdLeakCheck leaks;
+        FakeCompositor compositor(c.script);
+        auto display = connect_to(compositor);
+        REQUIRE_FALSE(display);
+        CHECK(display.error().is(Errc::invalid_argument));
+        CHECK_MESSAGE(display.error().message().find(c.expected) != std::string::npos, display.error().message());
+    }
+}
+
+TEST_CASE("a compositor that never finishes its feedback times out") {
+    dmabridge::test::FdLeakCheck leaks;
+    FakeCompositor compositor([](wl_resource* f) { send_table(f, sizeof(Row) * 3, sizeof(Row) * 3); });
+    const auto start = std::chrono::steady_clock::now();
+    auto display = connect_to(compositor, 300ms);
+    REQUIRE_FALSE(display);
+    CHECK(display.error().is_errno(ETIMEDOUT));
+    CHECK(display.error().message().find("default feedback") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - start >= 300ms);
+}
+
+TEST_CASE("no compositor: connect says which display it tried") {
+    wayland::DisplayOptions options;
+    options.name = "/nonexistent/dmabridge-no-such-display";
+    auto display = wayland::Display::connect(options);
+    REQUIRE_FALSE(display);
+    CHECK(display.error().domain() == ErrorDomain::system);
+    CHECK(display.error().message().find("/nonexistent/dmabridge-no-such-display") != std::string::npos);
+}
