@@ -3,6 +3,7 @@
 
 #include <GLES3/gl3.h>
 
+#include <cstdio>
 #include <string>
 #include <utility>
 
@@ -76,19 +77,20 @@ const char* gl_error_name(GLenum e) {
     }
 }
 
+std::string hex(unsigned int value) {
+    char text[16];
+    std::snprintf(text, sizeof text, "0x%04x", value);
+    return text;
+}
+
 // The first GL error since the last check, as an Error naming `what`.
 dmabridge::Status gl_check(const std::string& what) {
     const GLenum e = glGetError();
     if (e == GL_NO_ERROR) return {};
     while (glGetError() != GL_NO_ERROR) {
     }
-    return Error::library(Errc::unsupported, "GL camera converter: " + what + ": " + gl_error_name(e) + " (0x" +
-                                                 [&] {
-                                                     char hex[16];
-                                                     std::snprintf(hex, sizeof hex, "%04x", e);
-                                                     return std::string(hex);
-                                                 }() +
-                                                 ")");
+    return Error::library(Errc::unsupported,
+                          "GL camera converter: " + what + ": " + gl_error_name(e) + " (" + hex(e) + ")");
 }
 
 dmabridge::Result<GLuint> compile(GLenum stage, const char* source) {
@@ -200,8 +202,8 @@ dmabridge::Result<GlConverter> GlConverter::create(const FrameLayout& layout, st
         if (status != GL_FRAMEBUFFER_COMPLETE)
             return Error::library(Errc::unsupported, "GL camera converter: the " + std::to_string(layout.width) + "x" +
                                                          std::to_string(layout.height) +
-                                                         " RGBA8 target is not a complete framebuffer (status 0x" +
-                                                         std::to_string(status) + ")");
+                                                         " RGBA8 target is not a complete framebuffer (status " +
+                                                         hex(status) + ")");
     }
     if (uploads) {
         c.uploads_.resize(std::size_t{slots} * c.views_.size());
