@@ -39,6 +39,8 @@ void gl_ok(const char* what, const char* file, int line) {
 
 namespace {
 
+bool sampled_test_texture = false;  // a draw sampled a test's texture since the last unbind
+
 // Gallium keeps the last framebuffer and sampler views bound inside the driver, and with them
 // the last imported dma-buf (its fd) open: rebind harness-owned objects so that every test starts
 // and ends with none of its buffers referenced by the driver.
@@ -68,21 +70,27 @@ void unbind_driver_state() {
         glLinkProgram(program);
         gl_ok("harness objects", __FILE__, __LINE__);
     }
-    // Draw one triangle sampling the scratch texture into the scratch framebuffer, with nothing
-    // else bound to unit 0's 2D and external targets.
+    // Rebind the scratch framebuffer and clear it (no shader: cheap under emulation); after a
+    // draw that sampled a test's texture, also draw once sampling the scratch texture, so that
+    // the driver's bound sampler views let go of the test's buffer.
     GLC(glBindFramebuffer(GL_FRAMEBUFFER, fbo));
     GLC(glViewport(0, 0, 4, 4));
-    GLC(glUseProgram(program));
-    GLC(glActiveTexture(GL_TEXTURE0));
-    GLC(glBindTexture(GL_TEXTURE_EXTERNAL_OES, 0));
-    GLC(glBindTexture(GL_TEXTURE_2D, texture));
-    static const GLfloat tri[] = {-1.f, -1.f, 3.f, -1.f, -1.f, 3.f};
-    GLC(glEnableVertexAttribArray(0));
-    GLC(glVertexAttribPointer(0, 2, GL_FLOAT, GL_FALSE, 0, tri));
-    GLC(glDrawArrays(GL_TRIANGLES, 0, 3));
-    GLC(glDisableVertexAttribArray(0));
-    GLC(glBindTexture(GL_TEXTURE_2D, 0));
-    GLC(glUseProgram(0));
+    GLC(glClearColor(0.f, 0.f, 0.f, 0.f));
+    GLC(glClear(GL_COLOR_BUFFER_BIT));
+    if (sampled_test_texture) {
+        sampled_test_texture = false;
+        GLC(glUseProgram(program));
+        GLC(glActiveTexture(GL_TEXTURE0));
+        GLC(glBindTexture(GL_TEXTURE_EXTERNAL_OES, 0));
+        GLC(glBindTexture(GL_TEXTURE_2D, texture));
+        static const GLfloat tri[] = {-1.f, -1.f, 3.f, -1.f, -1.f, 3.f};
+        GLC(glEnableVertexAttribArray(0));
+        GLC(glVertexAttribPointer(0, 2, GL_FLOAT, GL_FALSE, 0, tri));
+        GLC(glDrawArrays(GL_TRIANGLES, 0, 3));
+        GLC(glDisableVertexAttribArray(0));
+        GLC(glBindTexture(GL_TEXTURE_2D, 0));
+        GLC(glUseProgram(0));
+    }
     GLC(glBindFramebuffer(GL_FRAMEBUFFER, 0));
     GLC(glFinish());
 }
@@ -193,6 +201,7 @@ std::vector<std::uint8_t> read_rgba(const egl::Image& image) {
         GLC(glEnableVertexAttribArray(0));
         GLC(glVertexAttribPointer(0, 2, GL_FLOAT, GL_FALSE, 0, tri));
         GLC(glDrawArrays(GL_TRIANGLES, 0, 3));
+        sampled_test_texture = true;
         GLC(glDisableVertexAttribArray(0));
         GLC(glBindTexture(GL_TEXTURE_EXTERNAL_OES, 0));
         GLC(glUseProgram(0));

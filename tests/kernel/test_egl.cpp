@@ -5,6 +5,7 @@
 #include <dmabridge/cpu_access.hpp>
 #include <dmabridge/dma_heap.hpp>
 #include <dmabridge/egl/import_cache.hpp>
+#include <dmabridge/egl/sync_bridge.hpp>
 #include <dmabridge/gbm_allocator.hpp>
 #include <dmabridge/udmabuf.hpp>
 
@@ -332,6 +333,37 @@ TEST_CASE_FIXTURE(EglTest, "the import cache hits across new fds, misses on a ch
     CHECK(egl_context().counts().queued == 1);
     CHECK(egl_context().collect() == 1);
     CHECK(egl_context().counts().queued == 0);
+}
+
+TEST_CASE_FIXTURE(EglTest, "empty and moved-from EGL objects fail at once") {
+    egl::Context copy = egl_context();
+    egl::Context moved = std::move(copy);
+    CHECK(moved.is_current());
+    for (const egl::Context* empty : {static_cast<const egl::Context*>(&copy), static_cast<const egl::Context*>(nullptr)}) {
+        egl::Context fresh;
+        const egl::Context& c = empty ? *empty : fresh;  // NOLINT(bugprone-use-after-move)
+        CHECK(c.empty());
+        CHECK_FALSE(c.is_current());
+        CHECK(c.features() == egl::Feature::none);
+        CHECK_FALSE(c.formats());
+        auto heap = DmaHeapAllocator::open();
+        REQUIRE(heap);
+        auto desc = heap->allocate(request(16, 16, fourcc::XRGB8888, "egl-empty"));
+        REQUIRE(desc);
+        auto image = c.import(*desc);
+        REQUIRE_FALSE(image);
+        CHECK(image.error().is(Errc::invalid_argument));
+        CHECK_FALSE(c.fence());
+        CHECK_FALSE(c.native_fence());
+        CHECK_FALSE(c.export_image(nullptr, 16, 16));
+        CHECK(c.collect() == 0);
+        CHECK(c.counts().images == 0);
+        egl::ImportCache cache(c);
+        auto miss = cache.import(*desc);
+        REQUIRE_FALSE(miss);
+        CHECK(miss.error().is(Errc::invalid_argument));
+        CHECK_FALSE(egl::SyncBridge::create(c));
+    }
 }
 
 TEST_CASE_FIXTURE(EglTest, "dmabridge-info lists the EGL software device, its formats, and EGL in the sharing matrix") {

@@ -56,11 +56,12 @@ public:
 
     /// GL. The image for `desc` and `options`: the cached one when the same buffers (by identity),
     /// fourcc, modifier, offsets, pitches, extent and target were imported before (a hit: no
-    /// syscall, one eglGetCurrentContext, no EGL or GL object made), otherwise Context::import
+    /// syscall, no EGL or GL call, so it works on any thread), otherwise Context::import
     /// (validation first: a refused description never reaches EGL) and kept with the cache's
     /// own references to the dma-bufs. Each miss also destroys what retirement left (collect()).
     /// Errors: a description without planes, with more than max_planes or with an empty plane
-    /// (before any lookup), the context not current; otherwise Context::import's.
+    /// (before any lookup), a miss while the context is not current or the Context is empty
+    /// (Errc::invalid_argument); otherwise Context::import's.
     Result<CachedImage> import(const BufferDesc& desc, const ImportOptions& options = {});
 
     /// Records a GL use of a cached image: the cache destroys it only after `use` completed.
