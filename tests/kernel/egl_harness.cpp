@@ -97,6 +97,8 @@ void unbind_driver_state() {
 
 }  // namespace
 
+void egl_note_sampled() { sampled_test_texture = true; }
+
 EglReady::EglReady() {
     egl_headless();
     unbind_driver_state();

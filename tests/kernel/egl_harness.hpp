@@ -22,6 +22,11 @@ namespace dmabridge::test {
 egl::Headless& egl_headless();
 inline const egl::Context& egl_context() { return egl_headless().context(); }
 
+/// Tells the harness that GL sampled a test's texture outside its helpers (a pipeline under
+/// test): llvmpipe's bound sampler views keep the last sampled buffer (and its dma-buf fd) until
+/// the next draw, so the fixture draws once from its own texture before counting fds.
+void egl_note_sampled();
+
 /// Every GL_KHR_debug message received so far.
 std::vector<std::string>& egl_debug_log();
 

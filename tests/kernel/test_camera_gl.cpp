@@ -26,6 +26,7 @@ TEST_CASE_FIXTURE(EglTest, "camera frames cross into GL without a CPU copy, iden
         REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
         const std::uint64_t frames = 8;
         const Run r = run_and_check(*pipeline, frames);
+        egl_note_sampled();
         CHECK(r.frames_checked == frames);
         // The fragment shader does the CPU reference's integer arithmetic: the same bytes.
         CHECK(r.worst == 0);
@@ -47,6 +48,7 @@ TEST_CASE_FIXTURE(EglTest, "the GL copy baseline converts the same way and count
     auto pipeline = camera::GlCameraPipeline::create(egl_context(), options);
     REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
     const Run r = run_and_check(*pipeline, 6);
+    egl_note_sampled();
     CHECK(r.stats.frames == 6);
     CHECK(r.worst == 0);
     CHECK(r.stats.bytes_copied_by_cpu == 6u * 640 * 480 * 2);
@@ -64,6 +66,7 @@ TEST_CASE_FIXTURE(EglTest, "the GL pipeline reads back only the frames asked for
         ++called;
         if (!f.rgba.empty()) with_pixels.push_back(f.number);
     });
+    egl_note_sampled();
     REQUIRE_MESSAGE(stats, (stats ? "" : stats.error().message()));
     CHECK(called == 6);
     CHECK(with_pixels == std::vector<std::uint64_t>{1, 4});

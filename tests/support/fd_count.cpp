@@ -2,9 +2,13 @@
 #include "fd_count.hpp"
 
 #include <chrono>
+#include <cstdlib>
+#include <map>
+#include <string>
 #include <thread>
 
 #include <dirent.h>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
@@ -20,7 +24,43 @@ std::size_t open_fd_count() {
     return count - 1;  // the directory stream's own fd
 }
 
-FdLeakCheck::FdLeakCheck() : baseline_(open_fd_count()) {}
+namespace {
+
+// Every open fd and what it refers to ("anon_inode:dmabuf", "/dev/video0", ...).
+std::map<int, std::string> open_fds() {
+    std::map<int, std::string> fds;
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (dir == nullptr) return fds;
+    const int own = ::dirfd(dir);
+    while (dirent* e = ::readdir(dir)) {
+        if (e->d_name[0] == '.') continue;
+        const int fd = std::atoi(e->d_name);
+        if (fd == own) continue;
+        char target[256] = {};
+        const std::string link = std::string("/proc/self/fd/") + e->d_name;
+        const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+        fds[fd] = n > 0 ? std::string(target, static_cast<std::size_t>(n)) : std::string("?");
+    }
+    ::closedir(dir);
+    return fds;
+}
+
+// "opened: 12 anon_inode:sync_file; closed: 9 /dev/dri/card0", for the failure message.
+std::string difference(const std::map<int, std::string>& before, const std::map<int, std::string>& after) {
+    std::string opened, closed;
+    for (const auto& [fd, what] : after)
+        if (auto it = before.find(fd); it == before.end() || it->second != what)
+            opened += " " + std::to_string(fd) + " " + what;
+    for (const auto& [fd, what] : before)
+        if (auto it = after.find(fd); it == after.end() || it->second != what)
+            closed += " " + std::to_string(fd) + " " + what;
+    return "opened:" + (opened.empty() ? std::string(" none") : opened) +
+           "; closed:" + (closed.empty() ? std::string(" none") : closed);
+}
+
+}  // namespace
+
+FdLeakCheck::FdLeakCheck() : baseline_(open_fd_count()), baseline_fds_(open_fds()) {}
 
 FdLeakCheck::~FdLeakCheck() {
     // Drivers that run submissions on their own threads (lavapipe) close a sync_file imported
@@ -31,7 +71,10 @@ FdLeakCheck::~FdLeakCheck() {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
         count = open_fd_count();
     }
-    CHECK_MESSAGE(count == baseline_, "the test leaked or closed file descriptors");
+    if (count != baseline_) {
+        CHECK_MESSAGE(count == baseline_,
+                      "the test leaked or closed file descriptors: " << difference(baseline_fds_, open_fds()));
+    }
 }
 
 }  // namespace dmabridge::test

@@ -4,6 +4,8 @@
 // counts the process's open fds when the test starts and checks the count when it ends.
 
 #include <cstddef>
+#include <map>
+#include <string>
 
 namespace dmabridge::test {
 
@@ -21,6 +23,7 @@ public:
 
 private:
     std::size_t baseline_;
+    std::map<int, std::string> baseline_fds_;  // fd -> what it refers to, for the failure message
 };
 
 }  // namespace dmabridge::test
