@@ -99,8 +99,19 @@ Result<DisplayInfo> probe_device(int index) {
     EGLDisplay display =
         c->eglGetPlatformDisplayEXT(EGL_PLATFORM_DEVICE_EXT, (*list)[static_cast<std::size_t>(index)], nullptr);
     if (display == EGL_NO_DISPLAY) return detail::egl_error(what + ": eglGetPlatformDisplayEXT");
+    // An uninitialized display answers no query: then this probe initialized it and terminates
+    // it again (no fds or driver threads left behind); a display in use stays as it was.
+    const bool was_initialized = eglQueryString(display, EGL_VENDOR) != nullptr;
+    if (!was_initialized) (void)eglGetError();
     EGLint major = 0, minor = 0;
     if (!eglInitialize(display, &major, &minor)) return detail::egl_error(what + ": eglInitialize");
+    struct Terminate {
+        EGLDisplay display;
+        bool active;
+        ~Terminate() {
+            if (active) eglTerminate(display);
+        }
+    } terminate{display, !was_initialized};
     const char* vendor = eglQueryString(display, EGL_VENDOR);
     const char* version = eglQueryString(display, EGL_VERSION);
     const char* ext = eglQueryString(display, EGL_EXTENSIONS);

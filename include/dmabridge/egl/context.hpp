@@ -278,8 +278,9 @@ struct DisplayInfo {
 };
 
 /// Initializes the display of device `index` (EGL_EXT_platform_device) and reads its vendor,
-/// version, extensions and dma-buf formats; makes no context and changes no current binding. The
-/// display stays initialized (EGL keeps one per device and process). Costs a driver start.
+/// version, extensions and dma-buf formats; makes no context and changes no current binding. A
+/// display this call initialized is terminated again; one already in use is left as it was.
+/// Costs a driver start.
 /// Errors: no such device, eglInitialize or the format queries fail (ErrorDomain::egl).
 Result<DisplayInfo> probe_device(int index);
 
