@@ -114,7 +114,10 @@ TEST_CASE_FIXTURE(FdLeakCheck, "an MMAP ring exports every buffer, and the drive
         CHECK(desc.planes[0].buffer.size() >= 614400);
     }
     const auto frames = stream(*ring, 6);
-    for (std::size_t i = 1; i < frames.size(); ++i) CHECK(frames[i].sequence > frames[i - 1].sequence);
+    // In capture order: vivid derives the sequence from the time since stream-on, so on a heavily
+    // loaded (emulated) machine two buffers can carry the same number; never a smaller one.
+    for (std::size_t i = 1; i < frames.size(); ++i) CHECK(frames[i].sequence >= frames[i - 1].sequence);
+    CHECK(frames.back().sequence > frames.front().sequence);
     CHECK(frames.back().bytes_used == 614400);
     CHECK_FALSE(frames.back().error);
     CHECK(nonzero_percent(ring->buffer(frames.back().index).planes[0].buffer, 614400) > 50);
