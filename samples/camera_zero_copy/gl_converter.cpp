@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include <dmabridge/egl/context.hpp>
 #include <dmabridge/fourcc.hpp>
 
 namespace camera {
@@ -66,17 +67,6 @@ void main() {
 }
 )";
 
-const char* gl_error_name(GLenum e) {
-    switch (e) {
-        case GL_INVALID_ENUM: return "GL_INVALID_ENUM";
-        case GL_INVALID_VALUE: return "GL_INVALID_VALUE";
-        case GL_INVALID_OPERATION: return "GL_INVALID_OPERATION";
-        case GL_INVALID_FRAMEBUFFER_OPERATION: return "GL_INVALID_FRAMEBUFFER_OPERATION";
-        case GL_OUT_OF_MEMORY: return "GL_OUT_OF_MEMORY";
-        default: return "GL error";
-    }
-}
-
 std::string hex(unsigned int value) {
     char text[16];
     std::snprintf(text, sizeof text, "0x%04x", value);
@@ -90,7 +80,7 @@ dmabridge::Status gl_check(const std::string& what) {
     while (glGetError() != GL_NO_ERROR) {
     }
     return Error::library(Errc::unsupported,
-                          "GL camera converter: " + what + ": " + gl_error_name(e) + " (" + hex(e) + ")");
+                          "GL camera converter: " + what + ": " + dmabridge::egl::gl_error_name(e) + " (" + hex(e) + ")");
 }
 
 dmabridge::Result<GLuint> compile(GLenum stage, const char* source) {
