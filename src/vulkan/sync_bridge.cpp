@@ -11,6 +11,7 @@
 #include <span>
 #include <vector>
 
+#include "../sync_file_probe.hpp"
 #include "../sys.hpp"
 #include "device_state.hpp"
 
@@ -151,14 +152,9 @@ struct SyncBridge::State {
     // ENOTTY (or ENOSYS) means an older kernel: the bridge falls back to CPU waits and says why.
     Status probe(const DmaBuf& buf) {
         if (probed.load(std::memory_order_acquire) || current_mode() == SyncMode::cpu_wait) return {};
-        auto fence = buf.export_sync_file(Access::read);
-        if (!fence) {
-            if (!fence.error().is(Errc::unsupported)) return fence.error().with_context("sync bridge: probe the kernel");
-            fall_back("probed: " + fence.error().message());
-        } else if (auto back = buf.import_sync_file(*fence, Access::read); !back) {
-            if (!back.error().is(Errc::unsupported)) return back.error().with_context("sync bridge: probe the kernel");
-            fall_back("probed: " + back.error().message());
-        }
+        auto unsupported = ::dmabridge::detail::probe_sync_file_ioctls(buf);
+        if (!unsupported) return unsupported.error().with_context("sync bridge: probe the kernel");
+        if (!unsupported->empty()) fall_back("probed: " + *unsupported);
         probed.store(true, std::memory_order_release);
         return {};
     }
