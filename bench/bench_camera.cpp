@@ -16,8 +16,8 @@
 //     already-imported frame; at 640x480 YUYV; median of three rounds.
 //   metric camera_gl_fps_over_limit R     (goal >= 0.9)
 //     the same for the OpenGL ES path (camera_zero_copy --api gl): the GL pipeline's frame rate
-//     over the lower of vivid's raw rate and the GL conversion shader drawn back to back on one
-//     already-imported frame (each draw flushed, glFinish at the end); median of three rounds.
+//     over the lower of vivid's raw rate and the GL conversion shader dispatched back to back on
+//     one already-imported frame (each dispatch flushed, glFinish at the end); median of three rounds.
 #include <dmabridge/egl/context.hpp>
 #include <dmabridge/egl/import_cache.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
@@ -146,7 +146,7 @@ double shader_fps(const vulkan::Context& ctx, std::uint32_t width, std::uint32_t
     return frames / seconds_since(start);
 }
 
-// The GL conversion shader alone: `frames` draws back to back from one imported V4L2 buffer,
+// The GL conversion shader alone: `frames` dispatches back to back from one imported V4L2 buffer,
 // each flushed on its own (glFlush: GL's unit of submitted work, as shader_fps submits each frame
 // to Vulkan separately), then one glFinish.
 double gl_shader_fps(const egl::Context& ctx, std::uint32_t width, std::uint32_t height, int frames) {
@@ -158,11 +158,11 @@ double gl_shader_fps(const egl::Context& ctx, std::uint32_t width, std::uint32_t
     egl::ImportCache cache(ctx);
     auto image = ok(cache.import(views.at(0), egl::ImportOptions{.target = egl::texture_2d}), "import");
     auto converter = ok(camera::GlConverter::create(layout, 1, false), "GL converter");
-    ok(converter.draw(0, image->texture(), 0), "warm-up draw");
+    ok(converter.convert(0, image->texture(), 0), "warm-up dispatch");
     glFinish();
     const auto start = clock_type::now();
     for (int i = 0; i < frames; ++i) {
-        ok(converter.draw(0, image->texture(), 0), "draw");
+        ok(converter.convert(0, image->texture(), 0), "dispatch");
         glFlush();
     }
     glFinish();

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gl_converter.hpp"
 
-#include <GLES3/gl3.h>
+#include <GLES3/gl31.h>
 
 #include <cstdio>
 #include <string>
@@ -16,56 +16,69 @@ namespace {
 using dmabridge::Errc;
 using dmabridge::Error;
 
-// A full-screen triangle from gl_VertexID alone: no vertex buffer.
-constexpr const char* vertex_source = R"(#version 300 es
-void main() {
-    vec2 p = vec2(float((gl_VertexID & 1) * 4 - 1), float((gl_VertexID >> 1) * 4 - 1));
-    gl_Position = vec4(p, 0.0, 1.0);
-}
-)";
-
-// Row y of the framebuffer (gl_FragCoord.y, counted from the bottom) is row y of the frame:
-// glReadPixels returns the bottom row first, so the frame comes back top row first.
-constexpr const char* fragment_source = R"(#version 300 es
+// The conversion, a GLES 3.1 compute shader specialized for one camera format (FORMAT, defined
+// in front of it by shader_source()). Each invocation converts one pixel pair: a YUYV or UYVY pair
+// shares one texel (its four bytes) and one chroma sample, so a pair per invocation halves the
+// invocations and texture fetches of a pixel per invocation; NV12 and XRGB8888 pairs are done the
+// same way for one code shape. Row y of the target is row y of the frame: glReadPixels returns
+// row 0 first, so the frame comes back top row first.
+constexpr const char* compute_body = R"(
 precision highp float;
 precision highp int;
+layout(local_size_x = 8, local_size_y = 8) in;
 uniform highp sampler2D plane0;
 uniform highp sampler2D plane1;
-uniform int format;  // CameraFormat: 0 YUYV, 1 UYVY, 2 NV12, 3 XRGB8888
-out vec4 color;
+uniform ivec2 size;  // the frame's width and height in pixels
+layout(rgba8, binding = 0) writeonly uniform highp image2D target;
 
 // The texel's bytes: UNORM8 k reads as k / 255.0, exactly recovered here.
 ivec4 bytes_at(highp sampler2D s, ivec2 p) { return ivec4(texelFetch(s, p, 0) * 255.0 + 0.5); }
 
+// k / 255.0 is stored as exactly k in UNORM8.
+vec4 rgba(ivec3 rgb) { return vec4(vec3(rgb) / 255.0, 1.0); }
+
 // BT.601 limited range in 8.8 fixed point, as shaders/camera_to_rgba.comp and conversion.cpp.
-ivec3 yuv_to_rgb(int y, int u, int v) {
+vec4 yuv(int y, int u, int v) {
     int c = y - 16;
     int d = u - 128;
     int e = v - 128;
     ivec3 rgb = ivec3(298 * c + 409 * e + 128, 298 * c - 100 * d - 208 * e + 128, 298 * c + 516 * d + 128) >> 8;
-    return clamp(rgb, 0, 255);
+    return rgba(clamp(rgb, 0, 255));
 }
 
 void main() {
-    ivec2 p = ivec2(gl_FragCoord.xy);
-    ivec3 rgb;
-    if (format == 0 || format == 1) {
-        // One texel per pixel pair: Y0 U Y1 V (YUYV) or U Y0 V Y1 (UYVY).
-        ivec4 b = bytes_at(plane0, ivec2(p.x >> 1, p.y));
-        bool odd = (p.x & 1) == 1;
-        if (format == 0) rgb = yuv_to_rgb(odd ? b.z : b.x, b.y, b.w);
-        else rgb = yuv_to_rgb(odd ? b.w : b.y, b.x, b.z);
-    } else if (format == 2) {
-        ivec4 uv = bytes_at(plane1, p >> 1);
-        rgb = yuv_to_rgb(bytes_at(plane0, p).x, uv.x, uv.y);
-    } else {
-        ivec4 b = bytes_at(plane0, p);  // B G R X
-        rgb = ivec3(b.z, b.y, b.x);
-    }
-    // k / 255.0 is stored as exactly k in UNORM8.
-    color = vec4(vec3(rgb) / 255.0, 1.0);
+    ivec2 pair = ivec2(gl_GlobalInvocationID.xy);
+    ivec2 p = ivec2(pair.x * 2, pair.y);  // the pair's first pixel
+    if (p.x >= size.x || p.y >= size.y) return;
+    ivec2 q = ivec2(min(p.x + 1, size.x - 1), p.y);  // its second (the first again at an odd width's end)
+    vec4 first;
+    vec4 second;
+#if FORMAT == 0  // YUYV: one texel per pair, Y0 U Y1 V
+    ivec4 b = bytes_at(plane0, pair);
+    first = yuv(b.x, b.y, b.w);
+    second = yuv(b.z, b.y, b.w);
+#elif FORMAT == 1  // UYVY: U Y0 V Y1
+    ivec4 b = bytes_at(plane0, pair);
+    first = yuv(b.y, b.x, b.z);
+    second = yuv(b.w, b.x, b.z);
+#elif FORMAT == 2  // NV12: full-size luma, one U V sample per 2x2 pixels
+    ivec4 uv = bytes_at(plane1, p >> 1);
+    first = yuv(bytes_at(plane0, p).x, uv.x, uv.y);
+    second = yuv(bytes_at(plane0, q).x, uv.x, uv.y);
+#else  // XRGB8888: bytes B G R X
+    first = rgba(bytes_at(plane0, p).zyx);
+    second = rgba(bytes_at(plane0, q).zyx);
+#endif
+    imageStore(target, p, first);
+    if (q.x != p.x) imageStore(target, q, second);
 }
 )";
+
+constexpr std::uint32_t group_size = 8;  // local_size_x and local_size_y above
+
+std::string shader_source(CameraFormat format) {
+    return "#version 310 es\n#define FORMAT " + std::to_string(static_cast<int>(format)) + "\n" + compute_body;
+}
 
 std::string hex(unsigned int value) {
     char text[16];
@@ -83,9 +96,10 @@ dmabridge::Status gl_check(const std::string& what) {
                           "GL camera converter: " + what + ": " + dmabridge::egl::gl_error_name(e) + " (" + hex(e) + ")");
 }
 
-dmabridge::Result<GLuint> compile(GLenum stage, const char* source) {
-    const GLuint shader = glCreateShader(stage);
-    glShaderSource(shader, 1, &source, nullptr);
+dmabridge::Result<GLuint> compile(const std::string& source) {
+    const GLuint shader = glCreateShader(GL_COMPUTE_SHADER);
+    const char* text = source.c_str();
+    glShaderSource(shader, 1, &text, nullptr);
     glCompileShader(shader);
     GLint ok = 0;
     glGetShaderiv(shader, GL_COMPILE_STATUS, &ok);
@@ -93,9 +107,8 @@ dmabridge::Result<GLuint> compile(GLenum stage, const char* source) {
         char log[2048] = {};
         glGetShaderInfoLog(shader, sizeof log, nullptr, log);
         glDeleteShader(shader);
-        return Error::library(Errc::unsupported, std::string("GL camera converter: the ") +
-                                                     (stage == GL_VERTEX_SHADER ? "vertex" : "fragment") +
-                                                     " shader does not compile: " + log);
+        return Error::library(Errc::unsupported,
+                              std::string("GL camera converter: the compute shader does not compile: ") + log);
     }
     return shader;
 }
@@ -152,19 +165,18 @@ dmabridge::Result<GlConverter> GlConverter::create(const FrameLayout& layout, st
     c.views_ = texel_views(layout);
     while (glGetError() != GL_NO_ERROR) {
     }
-    auto vs = compile(GL_VERTEX_SHADER, vertex_source);
-    if (!vs) return vs.error();
-    auto fs = compile(GL_FRAGMENT_SHADER, fragment_source);
-    if (!fs) {
-        glDeleteShader(*vs);
-        return fs.error();
-    }
+    GLint major = 0, minor = 0;
+    glGetIntegerv(GL_MAJOR_VERSION, &major);
+    glGetIntegerv(GL_MINOR_VERSION, &minor);
+    if (major < 3 || (major == 3 && minor < 1))
+        return Error::library(Errc::unsupported, "GL camera converter: needs OpenGL ES 3.1 (compute shaders); the "
+                                                 "context is " + std::to_string(major) + "." + std::to_string(minor));
+    auto cs = compile(shader_source(layout.format));
+    if (!cs) return cs.error();
     c.program_ = glCreateProgram();
-    glAttachShader(c.program_, *vs);
-    glAttachShader(c.program_, *fs);
+    glAttachShader(c.program_, *cs);
     glLinkProgram(c.program_);
-    glDeleteShader(*vs);
-    glDeleteShader(*fs);
+    glDeleteShader(*cs);
     GLint linked = 0;
     glGetProgramiv(c.program_, GL_LINK_STATUS, &linked);
     if (!linked) {
@@ -175,9 +187,12 @@ dmabridge::Result<GlConverter> GlConverter::create(const FrameLayout& layout, st
     glUseProgram(c.program_);
     glUniform1i(glGetUniformLocation(c.program_, "plane0"), 0);
     glUniform1i(glGetUniformLocation(c.program_, "plane1"), 1);
-    c.format_location_ = glGetUniformLocation(c.program_, "format");
-    glUniform1i(c.format_location_, static_cast<GLint>(layout.format));
+    glUniform2i(glGetUniformLocation(c.program_, "size"), static_cast<GLint>(layout.width),
+                static_cast<GLint>(layout.height));
+    glUseProgram(0);
 
+    // Immutable RGBA8 targets (glBindImageTexture needs immutable storage), each the colour
+    // attachment of a framebuffer that read_back() reads.
     c.targets_.resize(slots);
     c.framebuffers_.resize(slots);
     glGenTextures(static_cast<GLsizei>(slots), c.targets_.data());
@@ -217,7 +232,6 @@ GlConverter::GlConverter(GlConverter&& o) noexcept
     : layout_(o.layout_),
       views_(std::move(o.views_)),
       program_(std::exchange(o.program_, 0)),
-      format_location_(o.format_location_),
       targets_(std::move(o.targets_)),
       framebuffers_(std::move(o.framebuffers_)),
       uploads_(std::move(o.uploads_)) {
@@ -232,7 +246,6 @@ GlConverter& GlConverter::operator=(GlConverter&& o) noexcept {
         layout_ = o.layout_;
         views_ = std::move(o.views_);
         program_ = std::exchange(o.program_, 0);
-        format_location_ = o.format_location_;
         targets_ = std::move(o.targets_);
         framebuffers_ = std::move(o.framebuffers_);
         uploads_ = std::move(o.uploads_);
@@ -256,29 +269,33 @@ void GlConverter::release() noexcept {
     program_ = 0;
 }
 
-dmabridge::Status GlConverter::draw(std::uint32_t slot, unsigned int plane0, unsigned int plane1) {
-    if (slot >= framebuffers_.size())
+dmabridge::Status GlConverter::convert(std::uint32_t slot, unsigned int plane0, unsigned int plane1) {
+    if (slot >= targets_.size())
         return Error::library(Errc::invalid_argument, "GL camera converter: no slot " + std::to_string(slot));
-    glBindFramebuffer(GL_FRAMEBUFFER, framebuffers_[slot]);
-    glViewport(0, 0, static_cast<GLsizei>(layout_.width), static_cast<GLsizei>(layout_.height));
     glUseProgram(program_);
     glActiveTexture(GL_TEXTURE0);
     glBindTexture(GL_TEXTURE_2D, plane0);
     glActiveTexture(GL_TEXTURE1);
     glBindTexture(GL_TEXTURE_2D, plane1 != 0 ? plane1 : plane0);
-    glDrawArrays(GL_TRIANGLES, 0, 3);
+    glBindImageTexture(0, targets_[slot], 0, GL_FALSE, 0, GL_WRITE_ONLY, GL_RGBA8);
+    const std::uint32_t pairs = (layout_.width + 1) / 2;
+    glDispatchCompute((pairs + group_size - 1) / group_size, (layout_.height + group_size - 1) / group_size, 1);
+    // What reads the target next (read_back()'s glReadPixels, a renderer sampling target())
+    // sees the shader's image stores.
+    glMemoryBarrier(GL_FRAMEBUFFER_BARRIER_BIT | GL_TEXTURE_FETCH_BARRIER_BIT | GL_TEXTURE_UPDATE_BARRIER_BIT);
     // The imported textures are unbound at once: nothing keeps a cached import referenced by
     // GL state between frames.
+    glBindImageTexture(0, 0, 0, GL_FALSE, 0, GL_WRITE_ONLY, GL_RGBA8);
     glBindTexture(GL_TEXTURE_2D, 0);
     glActiveTexture(GL_TEXTURE0);
     glBindTexture(GL_TEXTURE_2D, 0);
-    glBindFramebuffer(GL_FRAMEBUFFER, 0);
-    return gl_check("draw into slot " + std::to_string(slot));
+    glUseProgram(0);
+    return gl_check("convert into slot " + std::to_string(slot));
 }
 
-dmabridge::Result<std::uint64_t> GlConverter::upload_and_draw(std::uint32_t slot, std::span<const std::byte> plane0,
+dmabridge::Result<std::uint64_t> GlConverter::upload_and_convert(std::uint32_t slot, std::span<const std::byte> plane0,
                                                               std::span<const std::byte> plane1) {
-    if (slot >= framebuffers_.size() || uploads_.empty())
+    if (slot >= targets_.size() || uploads_.empty())
         return Error::library(Errc::invalid_argument, "GL camera converter: no upload slot " + std::to_string(slot));
     std::uint64_t bytes = 0;
     glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
@@ -304,7 +321,7 @@ dmabridge::Result<std::uint64_t> GlConverter::upload_and_draw(std::uint32_t slot
     glBindTexture(GL_TEXTURE_2D, 0);
     if (auto ok = gl_check("upload into slot " + std::to_string(slot)); !ok) return ok.error();
     const unsigned int second = views_.size() > 1 ? uploads_[slot * views_.size() + 1] : 0;
-    if (auto ok = draw(slot, uploads_[slot * views_.size()], second); !ok) return ok.error();
+    if (auto ok = convert(slot, uploads_[slot * views_.size()], second); !ok) return ok.error();
     return bytes;
 }
 

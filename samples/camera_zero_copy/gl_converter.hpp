@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// The OpenGL ES half of the camera pipeline's GL path: a fragment shader that converts one camera
-// frame to RGBA with the same integer arithmetic as the Vulkan compute shader and the CPU
-// reference (conversion.cpp), so all three give identical bytes.
+// The OpenGL ES half of the camera pipeline's GL path: a GLES 3.1 compute shader that converts one
+// camera frame to RGBA with the same integer arithmetic as the Vulkan compute shader and the CPU
+// reference (conversion.cpp), so all three give identical bytes. One invocation converts a pixel
+// pair (a YUYV pair's one texel and one chroma sample are fetched once for both pixels).
 //
 // The shader reads the frame's bytes through plain 8-bit textures, never through the driver's
 // YUV sampling: a YUYV or UYVY frame W pixels wide is read as RGBA8 texels W/2 wide (each texel
@@ -46,8 +47,8 @@ class GlConverter {
 public:
     /// A converter for frames of `layout`'s format and size, with `slots` RGBA targets (one per
     /// frame in flight) and, with `uploads`, textures the copy path fills from host memory.
-    /// Errors: shader compilation or linking (with the driver's log), an incomplete framebuffer,
-    /// GL errors (named).
+    /// Errors: a context below OpenGL ES 3.1, shader compilation or linking (with the driver's
+    /// log), an incomplete framebuffer, GL errors (named).
     static dmabridge::Result<GlConverter> create(const FrameLayout& layout, std::uint32_t slots, bool uploads);
     GlConverter(GlConverter&&) noexcept;
     GlConverter& operator=(GlConverter&&) noexcept;
@@ -57,17 +58,18 @@ public:
     ~GlConverter();
 
     /// Converts the frame whose texel views are bound as `plane0` and `plane1` (GL_TEXTURE_2D
-    /// names; plane1 is 0 for one-plane formats) into slot `slot`'s target. Queues the work only.
-    dmabridge::Status draw(std::uint32_t slot, unsigned int plane0, unsigned int plane1);
+    /// names; plane1 is 0 for one-plane formats) into slot `slot`'s target: one compute dispatch
+    /// and a memory barrier for what reads the target next. Queues the work only.
+    dmabridge::Status convert(std::uint32_t slot, unsigned int plane0, unsigned int plane1);
 
     /// Copy path: uploads the frame's bytes from host memory (`plane0`, `plane1`: the whole
     /// buffers the layout's offsets count from) into slot `slot`'s own textures and converts
     /// them. Returns the bytes uploaded.
-    dmabridge::Result<std::uint64_t> upload_and_draw(std::uint32_t slot, std::span<const std::byte> plane0,
+    dmabridge::Result<std::uint64_t> upload_and_convert(std::uint32_t slot, std::span<const std::byte> plane0,
                                                      std::span<const std::byte> plane1);
 
     /// Reads slot `slot`'s converted frame into `rgba` (width * height * 4 bytes, top row first).
-    /// Blocks until the slot's drawing completed.
+    /// Blocks until the slot's conversion completed.
     dmabridge::Status read_back(std::uint32_t slot, std::vector<std::uint8_t>& rgba) const;
 
     /// The RGBA texture of slot `slot` (what a renderer would sample next).
@@ -80,7 +82,6 @@ private:
     FrameLayout layout_{};
     std::vector<TexelView> views_;
     unsigned int program_ = 0;
-    int format_location_ = -1;
     std::vector<unsigned int> targets_;       // RGBA8 textures, one per slot
     std::vector<unsigned int> framebuffers_;  // one per slot
     std::vector<unsigned int> uploads_;       // copy path: views_.size() per slot

@@ -198,7 +198,7 @@ Status GlCameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double
         return ok.error().with_context("GL camera: acquire");
     slot.read_back = options.read_back && options.read_back(submitted);
     const unsigned int plane1 = slot.imports.size() > 1 ? slot.imports[1]->texture() : 0;
-    if (auto ok = converter->draw(d.index, slot.imports[0]->texture(), plane1); !ok) return ok;
+    if (auto ok = converter->convert(d.index, slot.imports[0]->texture(), plane1); !ok) return ok;
     // The work's fence goes on the V4L2 buffer as a read fence: the driver, and the watcher
     // below, wait for it by themselves.
     auto done = bridge->release(frame, dmabridge::Access::read);
@@ -254,7 +254,7 @@ Status GlCameraPipeline::State::submit_copy(const v4l2::Dequeued& d, double cpu_
         const std::size_t b = set.of_plane[plane];
         return std::span<const std::byte>(slot.staging[b].data(), set.buffers[b]->size());
     };
-    auto uploaded = converter->upload_and_draw(k, bytes(0), bytes(1));
+    auto uploaded = converter->upload_and_convert(k, bytes(0), bytes(1));
     if (!uploaded) return uploaded.error();
     slot.read_back = options.read_back && options.read_back(submitted);
     auto done = context->fence();

@@ -6,9 +6,9 @@
 // zero_copy: the driver's buffers are exported (VIDIOC_EXPBUF) and imported into EGL once per
 //   ring slot through egl::ImportCache, as 8-bit texel views of their bytes (gl_converter.hpp).
 //   Per frame: dequeue, cached import, acquire (egl::SyncBridge: the buffer's fences become a
-//   GPU-side wait), draw, release (the GL work's native fence is added to the V4L2 buffer), and a
-//   FenceWatcher gives the slot back to the driver once that fence signalled. No pixel is touched
-//   by the CPU.
+//   GPU-side wait), convert (a compute dispatch), release (the GL work's native fence is added to
+//   the V4L2 buffer), and a FenceWatcher gives the slot back to the driver once that fence
+//   signalled. No pixel is touched by the CPU.
 // copy: the CPU uploads each frame from a mapping of the V4L2 buffer (glTexSubImage2D, inside a
 //   DMA_BUF_IOCTL_SYNC bracket), re-queues the buffer at once, and the same shader converts it.
 //

@@ -9,7 +9,7 @@
 //   camera_zero_copy --serve PATH [--consumers N] [camera options]   (queue_mode.hpp)
 //   camera_zero_copy --connect PATH [--frames N] [--output DIR]
 //
-// --api gl converts with a GLES fragment shader on a headless EGL display (the device platform,
+// --api gl converts with a GLES 3.1 compute shader on a headless EGL display (the device platform,
 // Mesa's software device where there is one) instead of a Vulkan compute shader. --copy runs the
 // baseline instead (the CPU copies each frame, then the GPU reads the copy), for comparison.
 // --readback copies every converted frame back to host memory (by default only the two written

@@ -45,7 +45,7 @@ bool sampled_test_texture = false;  // a draw sampled a test's texture since the
 // the last imported dma-buf (its fd) open: rebind harness-owned objects so that every test starts
 // and ends with none of its buffers referenced by the driver.
 void unbind_driver_state() {
-    static GLuint texture = 0, fbo = 0, program = 0;
+    static GLuint texture = 0, fbo = 0, program = 0, compute = 0, storage = 0;
     if (texture == 0) {
         glGenTextures(1, &texture);
         glBindTexture(GL_TEXTURE_2D, texture);
@@ -68,6 +68,24 @@ void unbind_driver_state() {
         }
         glBindAttribLocation(program, 0, "pos");
         glLinkProgram(program);
+        // The compute stage has sampler views of its own (the GL camera converter samples there).
+        const char* cs = "#version 310 es\nlayout(local_size_x = 1) in;\nuniform highp sampler2D tex;\n"
+                         "layout(std430, binding = 0) buffer Out { vec4 v; } o;\n"
+                         "void main() { o.v = texelFetch(tex, ivec2(0), 0); }\n";
+        compute = glCreateProgram();
+        GLuint sh = glCreateShader(GL_COMPUTE_SHADER);
+        glShaderSource(sh, 1, &cs, nullptr);
+        glCompileShader(sh);
+        glAttachShader(compute, sh);
+        glDeleteShader(sh);
+        glLinkProgram(compute);
+        GLint linked = 0;
+        glGetProgramiv(compute, GL_LINK_STATUS, &linked);
+        CHECK_MESSAGE(linked, "the harness's compute shader links");
+        glGenBuffers(1, &storage);
+        glBindBuffer(GL_SHADER_STORAGE_BUFFER, storage);
+        glBufferData(GL_SHADER_STORAGE_BUFFER, 16, nullptr, GL_DYNAMIC_DRAW);
+        glBindBuffer(GL_SHADER_STORAGE_BUFFER, 0);
         gl_ok("harness objects", __FILE__, __LINE__);
     }
     // Rebind the scratch framebuffer and clear it (no shader: cheap under emulation); after a
@@ -88,6 +106,10 @@ void unbind_driver_state() {
         GLC(glVertexAttribPointer(0, 2, GL_FLOAT, GL_FALSE, 0, tri));
         GLC(glDrawArrays(GL_TRIANGLES, 0, 3));
         GLC(glDisableVertexAttribArray(0));
+        GLC(glUseProgram(compute));
+        GLC(glBindBufferBase(GL_SHADER_STORAGE_BUFFER, 0, storage));
+        GLC(glDispatchCompute(1, 1, 1));
+        GLC(glBindBufferBase(GL_SHADER_STORAGE_BUFFER, 0, 0));
         GLC(glBindTexture(GL_TEXTURE_2D, 0));
         GLC(glUseProgram(0));
     }

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include <EGL/egl.h>
-#include <GLES3/gl3.h>
+#include <GLES3/gl31.h>
 #include <GLES2/gl2ext.h>
 
 #include <dmabridge/egl/context.hpp>
@@ -24,7 +24,8 @@ inline const egl::Context& egl_context() { return egl_headless().context(); }
 
 /// Tells the harness that GL sampled a test's texture outside its helpers (a pipeline under
 /// test): llvmpipe's bound sampler views keep the last sampled buffer (and its dma-buf fd) until
-/// the next draw, so the fixture draws once from its own texture before counting fds.
+/// the next draw or dispatch, so the fixture draws and dispatches once from its own texture
+/// before counting fds.
 void egl_note_sampled();
 
 /// Every GL_KHR_debug message received so far.
