@@ -5,14 +5,18 @@
 # camera_zero_copy --api gl --readback, and the Vulkan path beside it).
 #
 # Steady frame rates: each pipeline runs twice, with N1 and N2 frames, and the rate is
-# (N2 - N1) / (t2 - t1), so start-up (driver, shader compilation, negotiation) cancels out.
+# (N2 - N1) / (t2 - t1), so start-up (driver, shader compilation, negotiation) cancels out. Start-up
+# itself varies by several seconds from run to run here (the EGL driver's start took 11 to 24 s in
+# four runs of the same command), so N2 - N1 is large. Beside it, each side's rate inside one run is
+# printed as a cross-check: GStreamer's from its sink's debug timestamps (frame N1 to the last),
+# ours from the sample's own "frames:" timing of the two runs.
 #
 #   metric camera_over_gstreamer_gl R         (goal >= 1.5): GL path over GStreamer
 #   metric camera_vulkan_over_gstreamer_gl R  (reported beside it): Vulkan path over GStreamer
 set -eu
 sample=${1:?usage: camera_vs_gstreamer.sh path/to/camera_zero_copy}
 n1=${N1:-20}
-n2=${N2:-60}
+n2=${N2:-140}
 device=/dev/video0
 out=$(mktemp -d /var/tmp/camera-vs-gst.XXXXXX)
 trap 'rm -rf "$out"' EXIT
@@ -28,6 +32,7 @@ calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 gst() {  # frames
     unshare -m sh -c "mount -t tmpfs none /dev/dri &&
         GST_GL_PLATFORM=egl GST_GL_WINDOW=egl-device GST_REGISTRY=$out/registry.bin \
+        GST_DEBUG_NO_COLOR=1 GST_DEBUG=basesink:5 GST_DEBUG_FILE=$out/gst-$1.debug \
         gst-launch-1.0 -q v4l2src device=$device io-mode=dmabuf num-buffers=$1 ! \
             video/x-raw,format=YUY2,width=640,height=480 ! glupload ! glcolorconvert ! \
             'video/x-raw(memory:GLMemory),format=RGBA' ! gldownload ! video/x-raw,format=RGBA ! \
@@ -46,8 +51,24 @@ steady() {  # name command...: prints the steady frame rate
     echo "$rate"
 }
 
+# Cross-checks. GStreamer: the sink logs "rendering object" once per frame, after an elapsed time.
+gst_inside() {
+    grep "rendering object" "$out/gst-$n2.debug" | awk -v a="$n1" -v b="$n2" '
+        { split($1, t, ":"); s = t[1] * 3600 + t[2] * 60 + t[3]; if (NR == a) first = s; if (NR == b) last = s }
+        END { if (last > first) printf "%.3f", (b - a) / (last - first); else print "n/a" }'
+}
+# Ours: "frames: N in T s" (stream-on to the last frame), from both runs.
+ours_inside() {  # api
+    t1=$(awk '$1 == "frames:" { print $4 }' "$out/$1-$n1.log")
+    t2=$(awk '$1 == "frames:" { print $4 }' "$out/$1-$n2.log")
+    calc "($n2 - $n1) / ($t2 - $t1)"
+}
+
 gst_fps=$(steady "GStreamer GL (v4l2src dmabuf, glupload, glcolorconvert, gldownload)" gst)
+echo "  cross-check: GStreamer inside its $n2-frame run, frames $n1 to $n2: $(gst_inside) frames/s" >&2
 gl_fps=$(steady "camera_zero_copy --api gl --readback" ours gl)
+echo "  cross-check: the GL path by its own timing: $(ours_inside gl) frames/s" >&2
 vk_fps=$(steady "camera_zero_copy --api vulkan --readback" ours vulkan)
+echo "  cross-check: the Vulkan path by its own timing: $(ours_inside vulkan) frames/s" >&2
 echo "metric camera_over_gstreamer_gl $(calc "$gl_fps / $gst_fps")"
 echo "metric camera_vulkan_over_gstreamer_gl $(calc "$vk_fps / $gst_fps")"
