@@ -296,6 +296,15 @@ Result<BufferIndex> Producer::dequeue(Timeout timeout) {
             s.slots[*i].dequeued = true;
             return static_cast<BufferIndex>(*i);
         }
+        // No buffer is free; only a consumer's release or a release fence can free one. When
+        // none is with a consumer or fencing, every buffer is dequeued by the application itself
+        // and a wait would never end (with `forever`, a hang): refuse at once.
+        bool can_come_back = false;
+        for (const Slot& slot : s.slots) can_come_back = can_come_back || slot.holders > 0 || slot.pending_fences > 0;
+        if (!can_come_back)
+            return Error::from_errno(EDEADLK, "queue producer: all " + std::to_string(s.slots.size()) +
+                                                  " buffers are dequeued by the application; queue or cancel one "
+                                                  "before dequeueing again");
         const int ms = dmabridge::detail::poll_ms_until(deadline);
         // Even a zero timeout reads what waits once before giving up.
         if (!first && deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline) {

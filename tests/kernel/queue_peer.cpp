@@ -177,8 +177,9 @@ void raw_send(int s, std::span<const std::byte> bytes, const std::vector<int>& f
     if (::sendmsg(s, &msg, MSG_NOSIGNAL) < 0) die(std::string("raw send: ") + std::strerror(errno));
 }
 
-// Reads (and closes the fds of) messages until the producer hangs up. Returns the types seen.
-std::vector<int> read_until_hangup(int s, int stop_after_frames = -1) {
+// Reads (and closes the fds of) messages until the producer hangs up. Returns the types seen;
+// `last_frame_buffer`, when given, receives the buffer of the last frame read.
+std::vector<int> read_until_hangup(int s, int stop_after_frames = -1, std::uint32_t* last_frame_buffer = nullptr) {
     std::vector<int> types;
     int frames = 0;
     for (;;) {
@@ -201,6 +202,15 @@ std::vector<int> read_until_hangup(int s, int stop_after_frames = -1) {
         std::uint16_t type = 0;
         if (n >= 8) std::memcpy(&type, buf + 6, 2);
         types.push_back(type);
+        if (last_frame_buffer) {
+            // The frame's fds were closed above; parse it with the count that arrived.
+            std::size_t fds = 0;
+            for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+                fds += (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            auto m = wire::parse_message({buf, static_cast<std::size_t>(n)}, fds);
+            if (m)
+                if (const auto* f = std::get_if<wire::Frame>(&*m)) *last_frame_buffer = f->buffer;
+        }
         if (type == 3 && ++frames == stop_after_frames) return types;
     }
 }
@@ -252,7 +262,8 @@ void hostile(const char* path) {
     };
     for (const Attack& a : attacks) {
         const int s = raw_connect(path);
-        if (a.after_frame) read_until_hangup(s, 1);
+        std::uint32_t received = 0;
+        if (a.after_frame) read_until_hangup(s, 1, &received);
         std::vector<int> fds;
         for (int i = 0; i < a.fds; ++i) {
             int p[2];
@@ -260,8 +271,15 @@ void hostile(const char* path) {
             fds.push_back(p[0]);
             ::close(p[1]);
         }
-        raw_send(s, a.bytes, fds);
-        if (std::string(a.name) == "double-release") raw_send(s, a.bytes, fds);
+        if (std::string(a.name) == "double-release") {
+            // The buffer the frame came in (which one depends on when the producer got the
+            // earlier attackers' buffers back): the first release is valid, the second is not.
+            const auto release = encoded(wire::Release{received, 0});
+            raw_send(s, release, fds);
+            raw_send(s, release, fds);
+        } else {
+            raw_send(s, a.bytes, fds);
+        }
         for (int fd : fds) ::close(fd);
         read_until_hangup(s);
         ::close(s);

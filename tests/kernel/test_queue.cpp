@@ -232,6 +232,26 @@ TEST_CASE_FIXTURE(FdLeakCheck, "in one process the queue carries frames and thei
     dispatch_until(producer, [&] { return producer.free_count() == 2; });
     CHECK(producer.stats().releases == 4);
 
+    // Every buffer dequeued by the application: nothing can bring one back, so even a wait
+    // without limit fails at once instead of hanging; a cancel makes one free again.
+    auto a = producer.dequeue(0ms);
+    auto b = producer.dequeue(0ms);
+    REQUIRE(a);
+    REQUIRE(b);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto stuck = producer.dequeue(dmabridge::forever);
+    REQUIRE_FALSE(stuck);
+    CHECK(stuck.error().is_errno(EDEADLK));
+    CHECK(stuck.error().message().find("all 2 buffers are dequeued") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+    REQUIRE(producer.cancel(*a));
+    auto again = producer.dequeue(dmabridge::forever);
+    REQUIRE(again);
+    CHECK(*again == *a);
+    REQUIRE(producer.cancel(*again));
+    REQUIRE(producer.cancel(*b));
+    CHECK(producer.free_count() == 2);
+
     // Moved-from endpoints fail at once, with EBADF.
     auto moved_producer = std::move(producer);
     auto moved_consumer = std::move(*consumer);

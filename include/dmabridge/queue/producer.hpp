@@ -110,7 +110,9 @@ public:
     /// A free buffer to render into, marked dequeued. When none is free, reads the consumers'
     /// releases and waits for their fences (dispatch()) until one is, or `timeout` passes
     /// (then ETIMEDOUT, "no free buffer within N ms: B buffers, Q queued to consumers, F
-    /// waiting for release fences"). Costs nothing when a buffer is free.
+    /// waiting for release fences"). Costs nothing when a buffer is free. EDEADLK at once when
+    /// every buffer is dequeued by the application (none can come back, so any wait would never
+    /// end); Errc::invalid_argument for a queue without buffers.
     Result<BufferIndex> dequeue(Timeout timeout = forever);
 
     /// Queues a dequeued buffer to every consumer (one message to each, with a dup of
