@@ -34,6 +34,14 @@ int fail(const char* who, const Error& e) {
     return 1;
 }
 
+// The bytes of a frame a consumer writes as a PNG (plane1 empty when one dma-buf holds both
+// planes), and where.
+struct Snapshot {
+    std::string file;
+    FrameLayout layout;
+    std::vector<std::byte> plane0, plane1;
+};
+
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
 std::int64_t now_ns() {
@@ -155,6 +163,7 @@ int consume(const std::string& path, std::uint64_t frames, const std::string& ou
     std::uint64_t received = 0;
     clock_type::time_point first{};
     std::vector<std::string> written;
+    std::vector<Snapshot> snapshots;  // frames to write as PNGs once the stream ended
     for (; received < frames; ++received) {
         auto frame = consumer->acquire(std::chrono::seconds(30));
         if (!frame) {
@@ -171,26 +180,39 @@ int consume(const std::string& path, std::uint64_t frames, const std::string& ou
             if (!buffer) return fail("--connect", buffer.error());
         }
         if (received == 0 || received + 1 == frames) {
+            // Only the frame's bytes are copied while it is held; the conversion and the PNG
+            // encoding wait until the stream ended. In FIFO mode a consumer that holds a buffer
+            // for a PNG encode holds back the camera for every other consumer too.
             auto layout = frame_layout(*frame->desc);
             if (!layout) return fail("--connect", layout.error());
             const DmaBuf& b0 = frame->desc->planes[0].buffer;
             const DmaBuf& b1 = frame->desc->planes.size() > 1 ? frame->desc->planes[1].buffer : b0;
-            auto m0 = Mapping::map(b0, Access::read);
-            auto m1 = Mapping::map(b1, Access::read);
-            if (!m0 || !m1) return fail("--connect", m0 ? m1.error() : m0.error());
-            std::vector<std::uint8_t> rgba;
-            {
-                auto a0 = CpuAccess::begin(b0, Access::read);
-                if (!a0) return fail("--connect", a0.error());
-                rgba = convert_on_cpu(*layout, m0->bytes(), m1->bytes());
-            }
-            const std::string file = output + "/connect_" + tag + (received == 0 ? "_first.png" : "_last.png");
-            if (auto ok = sample::write_png(file, layout->width, layout->height, rgba); !ok) return fail("--connect", ok.error());
-            written.push_back(file);
+            Snapshot shot{output + "/connect_" + tag + (received == 0 ? "_first.png" : "_last.png"), *layout, {}, {}};
+            const auto copy = [](const DmaBuf& b, std::vector<std::byte>& into) -> Status {
+                auto map = Mapping::map(b, Access::read);
+                if (!map) return map.error();
+                auto cpu = CpuAccess::begin(b, Access::read);
+                if (!cpu) return cpu.error();
+                into.assign(map->bytes().begin(), map->bytes().end());
+                return cpu->end();
+            };
+            if (auto ok = copy(b0, shot.plane0); !ok) return fail("--connect", ok.error());
+            // plane1 stays empty when one dma-buf holds both planes.
+            if (&b1 != &b0 && b1.id() != b0.id())
+                if (auto ok = copy(b1, shot.plane1); !ok) return fail("--connect", ok.error());
+            snapshots.push_back(std::move(shot));
         }
         if (auto r = consumer->release(frame->buffer); !r) return fail("--connect", r.error());
     }
     const double s = seconds_since(first);
+    for (const Snapshot& shot : snapshots) {
+        const std::span<const std::byte> p0(shot.plane0);
+        const std::span<const std::byte> p1 = shot.plane1.empty() ? p0 : std::span<const std::byte>(shot.plane1);
+        const auto rgba = convert_on_cpu(shot.layout, p0, p1);
+        if (auto ok = sample::write_png(shot.file, shot.layout.width, shot.layout.height, rgba); !ok)
+            return fail("--connect", ok.error());
+        written.push_back(shot.file);
+    }
     const auto st = cache.stats();
     std::printf("camera_zero_copy --connect %s: %llu frames at %.1f fps, import cache %llu misses, %llu hits\n",
                 path.c_str(), static_cast<unsigned long long>(received),
