@@ -296,28 +296,25 @@ Result<BufferIndex> Producer::dequeue(Timeout timeout) {
             s.slots[*i].dequeued = true;
             return static_cast<BufferIndex>(*i);
         }
-        // No buffer is free; only a consumer's release or a release fence can free one. When
-        // none is with a consumer or fencing, every buffer is dequeued by the application itself
+        // No buffer is free; only a consumer's release or a release fence can free one.
+        std::size_t queued = 0, fencing = 0;
+        for (const Slot& slot : s.slots) {
+            queued += slot.holders > 0;
+            fencing += slot.pending_fences > 0;
+        }
+        // With none at a consumer or fencing, every buffer is dequeued by the application itself
         // and a wait would never end (with `forever`, a hang): refuse at once.
-        bool can_come_back = false;
-        for (const Slot& slot : s.slots) can_come_back = can_come_back || slot.holders > 0 || slot.pending_fences > 0;
-        if (!can_come_back)
+        if (queued == 0 && fencing == 0)
             return Error::from_errno(EDEADLK, "queue producer: all " + std::to_string(s.slots.size()) +
                                                   " buffers are dequeued by the application; queue or cancel one "
                                                   "before dequeueing again");
         const int ms = dmabridge::detail::poll_ms_until(deadline);
         // Even a zero timeout reads what waits once before giving up.
-        if (!first && deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline) {
-            std::size_t queued = 0, fencing = 0;
-            for (const Slot& slot : s.slots) {
-                queued += slot.holders > 0;
-                fencing += slot.pending_fences > 0;
-            }
+        if (!first && deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline)
             return Error::from_errno(ETIMEDOUT, "queue producer: no free buffer within " + std::to_string(timeout.count()) +
                                                     " ms: " + std::to_string(s.slots.size()) + " buffers, " +
                                                     std::to_string(queued) + " queued to consumers, " +
                                                     std::to_string(fencing) + " waiting for release fences");
-        }
         auto d = s.dispatch(Timeout{ms});
         if (!d) return d.error();
     }

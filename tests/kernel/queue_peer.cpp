@@ -193,8 +193,9 @@ std::vector<int> read_until_hangup(int s, int stop_after_frames = -1, std::uint3
         msg.msg_controllen = sizeof control;
         const ssize_t n = ::recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
         if (n <= 0) return types;
+        std::size_t fds_received = 0;
         for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-            for (std::size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+            for (std::size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i, ++fds_received) {
                 int fd;
                 std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
                 ::close(fd);
@@ -204,10 +205,7 @@ std::vector<int> read_until_hangup(int s, int stop_after_frames = -1, std::uint3
         types.push_back(type);
         if (last_frame_buffer) {
             // The frame's fds were closed above; parse it with the count that arrived.
-            std::size_t fds = 0;
-            for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-                fds += (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            auto m = wire::parse_message({buf, static_cast<std::size_t>(n)}, fds);
+            auto m = wire::parse_message({buf, static_cast<std::size_t>(n)}, fds_received);
             if (m)
                 if (const auto* f = std::get_if<wire::Frame>(&*m)) *last_frame_buffer = f->buffer;
         }
