@@ -10,17 +10,13 @@
 #include <optional>
 #include <vector>
 
-#include <poll.h>
-
-#include <linux/videodev2.h>
-
 #include <dmabridge/cpu_access.hpp>
-#include <dmabridge/fence_watcher.hpp>
-#include <dmabridge/v4l2/buffer_ring.hpp>
-#include <dmabridge/v4l2/device.hpp>
+#include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
+#include "camera_source.hpp"
+#include "frame_loop.hpp"
 #include "gpu_converter.hpp"
 #include "pipeline_util.hpp"
 
@@ -31,7 +27,7 @@ using dmabridge::Error;
 using dmabridge::Result;
 using dmabridge::Status;
 namespace vulkan = dmabridge::vulkan;
-namespace v4l2 = dmabridge::v4l2;
+namespace queue = dmabridge::queue;
 
 const char* to_string(Path p) noexcept { return p == Path::zero_copy ? "zero-copy" : "copy"; }
 
@@ -41,6 +37,7 @@ using detail::BufferSet;
 using detail::Clock;
 using detail::distinct_buffers;
 using detail::ms_since;
+using detail::release_fence;
 using detail::thread_cpu_us;
 
 }  // namespace
@@ -85,6 +82,10 @@ struct Slot {
     std::uint64_t number = 0;
     std::uint32_t v4l2_index = 0;
     std::uint32_t sequence = 0;
+    // zero_copy: the frame's buffer as the queue's consumer received it (its own fds, the same
+    // objects whenever the buffer comes back) and its distinct dma-bufs.
+    const dmabridge::BufferDesc* desc = nullptr;
+    BufferSet set;
     // zero_copy: the cached imports and the semaphores of the frame in flight.
     std::vector<vulkan::CachedBuffer> imports;
     std::vector<vulkan::Acquire> acquires;
@@ -92,8 +93,6 @@ struct Slot {
     // The next frame's releases, prepared when the slot went back to the driver: they depend
     // only on the slot's buffers, so preparing them is off the dequeue -> submit path.
     std::vector<vulkan::Release> next_releases;
-    std::uint32_t pending_watches = 0;
-    std::vector<dmabridge::WatchId> watches;
     // copy: one staging buffer per dma-buf of the V4L2 buffer.
     std::vector<sample::HostBuffer> staging;
     // The imports the commands (and next_releases) were made for.
@@ -109,15 +108,15 @@ struct Slot {
 struct CameraPipeline::State {
     const vulkan::Context* context = nullptr;
     PipelineOptions options;
-    double camera_fps = 0;
     sample::DeviceFunctions vk;
-    std::optional<v4l2::Device> device;
-    std::optional<v4l2::BufferRing> ring;  // after device: stops streaming before the device closes
+    // The camera: V4L2 device and ring, served through a queue. Its one consumer, per run():
+    // buffers come back to the driver when released with the GPU's fence and that signalled.
+    std::optional<CameraSource> source;
+    std::optional<queue::Consumer> consumer;
     FrameLayout layout;
-    std::vector<BufferSet> buffer_sets;                    // per V4L2 buffer
+    std::vector<BufferSet> buffer_sets;                    // copy: per V4L2 buffer, the ring's
     std::vector<std::vector<dmabridge::Mapping>> mappings;  // copy: per V4L2 buffer, per dma-buf
     std::vector<std::vector<std::uint32_t>> copy_bytes;     // copy: per V4L2 buffer, per dma-buf
-    std::optional<dmabridge::FenceWatcher> watcher;
     std::optional<vulkan::SyncBridge> bridge;
     std::optional<GpuConverter> converter;
     std::vector<Slot> slots;
@@ -125,12 +124,9 @@ struct CameraPipeline::State {
     std::optional<vulkan::ImportCache> cache;
 
     // run()'s bookkeeping.
-    std::deque<std::uint32_t> released;  // zero_copy: slots the watcher found idle, in that order
     std::deque<std::uint32_t> unpublished;  // zero_copy: slots submitted, not published yet
-    std::optional<Error> watch_error;
     std::deque<std::uint32_t> copy_fifo;  // copy: slots with the GPU, oldest first
-    std::uint32_t queued = 0;             // buffers with the driver
-    std::size_t incomplete_in_a_row = 0;  // frames skipped as incomplete since the last good one
+    std::size_t to_acquire = 0;           // frames the queue holds for the consumer
     std::uint32_t in_flight = 0;
     std::uint64_t submitted = 0, completed = 0, wanted = 0;
     PipelineStats stats;
@@ -138,19 +134,17 @@ struct CameraPipeline::State {
     vulkan::Context::SubmitSemaphores submit_semaphores;
     const FrameCallback* on_frame = nullptr;
 
-    Status queue(std::uint32_t index) {
-        if (auto ok = ring->queue(index); !ok) return ok;
-        ++queued;
-        return {};
-    }
-    Status submit_zero_copy(const v4l2::Dequeued& d, double cpu_start);
-    Status submit_copy(const v4l2::Dequeued& d, double cpu_start);
+    Status submit_zero_copy(const queue::AcquiredFrame& f, double cpu_start);
+    Status submit_copy(const queue::AcquiredFrame& f, double cpu_start);
     Status finish(Slot& slot);
-    // Puts the GPU's read fence of the slot's frame on its V4L2 buffers and watches them.
+    // Puts the GPU's read fence of the slot's frame on its V4L2 buffers and releases the buffer
+    // to the queue with that fence.
     Status publish(std::uint32_t index);
     // Publishes the submitted frames not published yet, oldest first; all but the newest when
     // `keep_newest` (see run()).
     Status publish_pending(bool keep_newest);
+    bool has_unpublished() const noexcept { return !unpublished.empty(); }
+    Status before_turn() { return {}; }
     // The next frame's releases of the slot's imported buffers, into slot.next_releases.
     Status prepare_releases(Slot& slot) {
         slot.next_releases.clear();
@@ -162,40 +156,31 @@ struct CameraPipeline::State {
         return {};
     }
     Status wait_for_gpu();
+    // Called by the source when buffer `index` came back from the queue, before the driver
+    // has it again: the frame in it is complete.
+    Status returned(std::uint32_t index) {
+        if (options.path != Path::zero_copy || index >= slots.size() || !slots[index].with_gpu) return {};
+        return finish(slots[index]);
+    }
 };
 
 Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, const PipelineOptions& options) {
     auto st = std::make_unique<State>();
     st->context = &context;
     st->options = options;
-    const std::uint32_t pixel_format = options.pixel_format ? options.pixel_format : V4L2_PIX_FMT_YUYV;
-    auto device = options.device.empty() ? v4l2::Device::find(v4l2::Direction::capture)
-                                         : v4l2::Device::open(options.device);
-    if (!device) return device.error().with_context("camera");
-    st->device.emplace(std::move(*device));
-    const auto& caps = st->device->capabilities();
-    if (!caps.capture || !caps.streaming)
-        return Error::library(Errc::unsupported, "camera: " + st->device->path() + " (" + caps.driver +
-                                                     ") cannot stream video capture");
-    auto format = st->device->set_format(v4l2::Direction::capture, options.width, options.height, pixel_format);
-    if (!format) return format.error().with_context("camera");
-    if (options.fps != 0) {
-        auto interval = st->device->set_frame_interval(v4l2::Direction::capture, {1, options.fps});
-        if (!interval) return interval.error().with_context("camera");
-        st->camera_fps = interval->numerator ? static_cast<double>(interval->denominator) / interval->numerator : 0;
-    }
-    if (options.ring_size == 0) return Error::library(Errc::invalid_argument, "camera: a ring of 0 buffers");
-    auto ring = v4l2::BufferRing::create_exported(*st->device, v4l2::Direction::capture, options.ring_size);
-    if (!ring) return ring.error().with_context("camera");
-    st->ring.emplace(std::move(*ring));
-    const auto n = static_cast<std::uint32_t>(st->ring->size());
+    auto source = CameraSource::open(options, "camera");
+    if (!source) return source.error();
+    st->source.emplace(std::move(*source));
+    const auto* format = &st->source->format();
+    const auto n = static_cast<std::uint32_t>(st->source->size());
 
     for (std::uint32_t i = 0; i < n; ++i) {
-        auto layout = frame_layout(st->ring->buffer(i));
+        auto layout = frame_layout(st->source->buffer(i));
         if (!layout)
-            return layout.error().with_context("camera: " + st->device->path() + " buffer " + std::to_string(i));
+            return layout.error().with_context("camera: " + st->source->device().path() + " buffer " +
+                                               std::to_string(i));
         st->layout = *layout;
-        st->buffer_sets.push_back(distinct_buffers(st->ring->buffer(i)));
+        st->buffer_sets.push_back(distinct_buffers(st->source->buffer(i)));
     }
 
     auto vk = sample::DeviceFunctions::load(context);
@@ -210,9 +195,6 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
         auto bridge = vulkan::SyncBridge::create(context.device());
         if (!bridge) return bridge.error();
         st->bridge.emplace(std::move(*bridge));
-        auto watcher = dmabridge::FenceWatcher::create();
-        if (!watcher) return watcher.error();
-        st->watcher.emplace(std::move(*watcher));
         // Room for every buffer of the ring: each is imported once, then always hit.
         st->cache.emplace(context.device(), vulkan::ImportCacheOptions{.max_entries = std::size_t{n} * 2});
     } else {
@@ -234,7 +216,7 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
         std::vector<std::uint32_t> size_image;
         for (const auto& plane : format->planes) size_image.push_back(plane.size_image);
         const auto sizes = copy_sizes(dmabuf_sizes, size_image);
-        if (!sizes) return sizes.error().with_context("camera: " + st->device->path());
+        if (!sizes) return sizes.error().with_context("camera: " + st->source->device().path());
         st->copy_bytes = sizes->bytes;
         for (std::size_t b = 0; b < sizes->staging.size(); ++b)
             for (auto& slot : st->slots) {
@@ -245,6 +227,8 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
                 slot.staging.push_back(std::move(*staging));
             }
     }
+    State* state = st.get();  // stable: the State lives on the heap, whoever owns it
+    st->source->on_returned([state](queue::BufferIndex index) { return state->returned(index); });
     return CameraPipeline(std::move(st));
 }
 
@@ -254,19 +238,23 @@ CameraPipeline& CameraPipeline::operator=(CameraPipeline&&) noexcept = default;
 CameraPipeline::~CameraPipeline() = default;
 
 const FrameLayout& CameraPipeline::layout() const noexcept { return state_->layout; }
-const std::string& CameraPipeline::device_path() const noexcept { return state_->device->path(); }
+const std::string& CameraPipeline::device_path() const noexcept { return state_->source->device().path(); }
 
-Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double cpu_start) {
-    Slot& slot = slots.at(d.index);
-    // The slot's last frame is complete (the slot came back from the driver after finish()). The
-    // import cache holds that frame's completion itself, whatever happens to the Submission.
+Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, double cpu_start) {
+    const std::uint32_t index = f.buffer;
+    Slot& slot = slots.at(index);
+    // The slot's last frame is complete (the buffer came back from the queue after finish()).
+    // The import cache holds that frame's completion itself, whatever happens to the Submission.
     const vulkan::Submission previous = std::move(slot.submission);
-    const BufferSet& set = buffer_sets.at(d.index);
-    // Cached imports: a miss the first time each V4L2 buffer comes, a hit ever after.
+    slot.desc = f.desc;
+    slot.set = distinct_buffers(*f.desc);
+    const BufferSet& set = slot.set;
+    // Cached imports: a miss the first time each V4L2 buffer comes, a hit ever after (in later
+    // runs too: another consumer's fds, the same dma-bufs).
     slot.imports.clear();
     for (const auto* buf : set.buffers) {
         auto imported = cache->import_buffer(*buf, source_usage);
-        if (!imported) return imported.error().with_context("camera: import V4L2 buffer " + std::to_string(d.index));
+        if (!imported) return imported.error().with_context("camera: import V4L2 buffer " + std::to_string(index));
         slot.imports.push_back(std::move(*imported));
     }
     slot.acquires.clear();
@@ -289,7 +277,7 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
             slot.releases[b].depends_on.push_back(std::move(*carried));
         }
     slot.next_releases.clear();
-    const bool rebound = converter->bind(d.index, slot.imports[set.of_plane[0]]->handle(),
+    const bool rebound = converter->bind(index, slot.imports[set.of_plane[0]]->handle(),
                                          slot.imports[set.of_plane[1]]->handle());
     if (rebound) {
         for (auto& c : slot.commands) c = {};
@@ -306,7 +294,7 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
             vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
                                   nullptr, static_cast<std::uint32_t>(acquire_barriers.size()),
                                   acquire_barriers.data(), 0, nullptr);
-            converter->record(cmd, d.index, layout, slot.read_back);
+            converter->record(cmd, index, layout, slot.read_back);
             vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, 0,
                                   0, nullptr, static_cast<std::uint32_t>(release_barriers.size()),
                                   release_barriers.data(), 0, nullptr);
@@ -335,7 +323,7 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
         if (auto used = cache->set_last_use(*slot.imports[b], slot.submission); !used)
             return used.error().with_context("camera: record the GPU's use");
     // Published by run() once it has tried to submit the next frame (publish_pending()).
-    unpublished.push_back(d.index);
+    unpublished.push_back(index);
     stats.cpu_us_after_submit += thread_cpu_us() - cpu_submitted;
     return {};
 }
@@ -343,11 +331,9 @@ Status CameraPipeline::State::submit_zero_copy(const v4l2::Dequeued& d, double c
 Status CameraPipeline::State::publish(std::uint32_t index) {
     const double cpu_start = thread_cpu_us();
     Slot& slot = slots[index];
-    const BufferSet& set = buffer_sets.at(index);
-    // The GPU's read fence goes on the V4L2 buffer; the watcher hands the slot back once every
-    // fence on it has signalled (Access::write: the driver will write into it next).
-    slot.pending_watches = 0;
-    slot.watches.clear();
+    const BufferSet& set = slot.set;
+    // The GPU's read fence goes on the V4L2 buffer, and with the release to the queue: the
+    // buffer goes back to the driver once it signalled (the producer's FenceWatcher).
     const auto wait_start = Clock::now();  // publish waits for the GPU in wait_for_submit mode
     for (std::size_t b = 0; b < set.buffers.size(); ++b)
         if (auto ok = bridge->publish(slot.releases[b], *set.buffers[b], dmabridge::Access::read,
@@ -355,22 +341,9 @@ Status CameraPipeline::State::publish(std::uint32_t index) {
             !ok)
             return ok.error().with_context("camera: publish");
     stats.fence_wait_ms += ms_since(wait_start);
-    for (std::size_t b = 0; b < set.buffers.size(); ++b) {
-        auto id = watcher->watch(
-            *set.buffers[b], dmabridge::Access::write,
-            [this, index](dmabridge::WatchId, dmabridge::WaitStatus status) {
-                if (status != dmabridge::WaitStatus::ready) {
-                    watch_error = Error::from_errno(ETIMEDOUT, "camera: the GPU kept V4L2 buffer " +
-                                                                      std::to_string(index) + " past the timeout");
-                    return;
-                }
-                if (--slots[index].pending_watches == 0) released.push_back(index);
-            },
-            options.timeout);
-        if (!id) return id.error().with_context("camera: watch");
-        slot.watches.push_back(*id);
-        ++slot.pending_watches;
-    }
+    auto fence = release_fence(set);
+    if (!fence) return fence.error().with_context("camera: release fence");
+    if (auto ok = consumer->release(index, std::move(*fence)); !ok) return ok.error().with_context("camera: release");
     stats.cpu_us_after_submit += thread_cpu_us() - cpu_start;
     return {};
 }
@@ -384,25 +357,25 @@ Status CameraPipeline::State::publish_pending(bool keep_newest) {
     return {};
 }
 
-Status CameraPipeline::State::submit_copy(const v4l2::Dequeued& d, double cpu_start) {
+Status CameraPipeline::State::submit_copy(const queue::AcquiredFrame& f, double cpu_start) {
     // The staging slot: round robin; the oldest frame's GPU work must be done before reuse.
     const auto k = static_cast<std::uint32_t>(submitted % slots.size());
     Slot& slot = slots[k];
     while (slot.with_gpu)
         if (auto ok = wait_for_gpu(); !ok) return ok;
     const vulkan::Submission previous = std::move(slot.submission);  // complete; freed on return
-    const BufferSet& set = buffer_sets.at(d.index);
+    const BufferSet& set = buffer_sets.at(f.buffer);
     for (std::size_t b = 0; b < set.buffers.size(); ++b) {
         // The copy the zero-copy path avoids, bracketed as the kernel asks for CPU access.
         auto cpu = dmabridge::CpuAccess::begin(*set.buffers[b], dmabridge::Access::read);
         if (!cpu) return cpu.error().with_context("camera: begin CPU access");
-        const std::uint32_t bytes = copy_bytes.at(d.index).at(b);
-        std::memcpy(slot.staging[b].data(), mappings[d.index][b].data(), bytes);
+        const std::uint32_t bytes = copy_bytes.at(f.buffer).at(b);
+        std::memcpy(slot.staging[b].data(), mappings[f.buffer][b].data(), bytes);
         if (auto ok = cpu->end(); !ok) return ok.error().with_context("camera: end CPU access");
         stats.bytes_copied_by_cpu += bytes;
     }
-    // The frame is copied: the driver can have its buffer back at once.
-    if (auto ok = queue(d.index); !ok) return ok.error().with_context("camera: re-queue");
+    // The frame is copied: the driver can have its buffer back at once (no fence: the CPU is done).
+    if (auto ok = consumer->release(f.buffer); !ok) return ok.error().with_context("camera: release");
     const bool rebound =
         converter->bind(k, slot.staging[set.of_plane[0]].handle(), slot.staging[set.of_plane[1]].handle());
     if (rebound) {
@@ -427,8 +400,8 @@ Status CameraPipeline::State::submit_copy(const v4l2::Dequeued& d, double cpu_st
 
 // The GPU is done with `slot`'s frame: report it, and (zero_copy) give the buffer back.
 Status CameraPipeline::State::finish(Slot& slot) {
-    // zero_copy: the watcher says every fence on the buffer signalled; the submit's fence should
-    // say the same. Counted if not; the wait below makes sure either way.
+    // zero_copy: the queue says the release fence signalled; the submit's fence should say the
+    // same. Counted if not; the wait below makes sure either way.
     if (options.path == Path::zero_copy && !slot.submission.done()) ++stats.released_before_gpu_done;
     // Makes the read-back visible to the host (a no-op wait when done).
     if (auto waited = slot.submission.wait(options.timeout); !waited || *waited != dmabridge::WaitStatus::ready)
@@ -442,7 +415,7 @@ Status CameraPipeline::State::finish(Slot& slot) {
         info.layout = layout;
         if (slot.read_back) info.rgba = converter->readback(k);
         if (options.path == Path::zero_copy) {
-            info.source = &ring->buffer(slot.v4l2_index);
+            info.source = slot.desc;
         } else {
             const BufferSet& set = buffer_sets.at(slot.v4l2_index);
             const auto bytes = [&](std::size_t b) {
@@ -461,7 +434,6 @@ Status CameraPipeline::State::finish(Slot& slot) {
         slot.acquires.clear();  // their semaphores were used by the completed submit
         slot.releases.clear();
         if (submitted < wanted) {
-            if (auto ok = queue(slot.v4l2_index); !ok) return ok.error().with_context("camera: re-queue");
             const double cpu_start = thread_cpu_us();
             if (auto ok = prepare_releases(slot); !ok) return ok;
             stats.cpu_us_after_submit += thread_cpu_us() - cpu_start;
@@ -470,7 +442,8 @@ Status CameraPipeline::State::finish(Slot& slot) {
     return {};
 }
 
-// Blocks until the GPU finishes something: the watcher (zero_copy) or the oldest copy frame.
+// Blocks until the GPU finishes something: the oldest copy frame, or (zero_copy) a buffer the
+// queue gives back (the source calls finish() for it).
 Status CameraPipeline::State::wait_for_gpu() {
     const auto start = Clock::now();
     if (options.path == Path::copy) {
@@ -482,12 +455,10 @@ Status CameraPipeline::State::wait_for_gpu() {
         if (!waited) return waited.error();
         return finish(slots[k]);
     }
-    auto ran = watcher->dispatch(options.timeout);
+    auto pumped = source->pump(options.timeout);
     stats.fence_wait_ms += ms_since(start);
-    if (!ran) return ran.error().with_context("camera: fence watcher");
-    if (watch_error) return *watch_error;
-    if (*ran == 0 && released.empty())
-        return Error::from_errno(ETIMEDOUT, "camera: no GPU work completed within the timeout");
+    if (!pumped) return pumped.error();
+    to_acquire += pumped->frames_queued;
     return {};
 }
 
@@ -495,137 +466,47 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
     State& st = *state_;
     st.stats = {};
     st.cpu_samples.clear();
-    st.stats.ring_size = static_cast<std::uint32_t>(st.ring->size());
-    st.stats.camera_fps = st.camera_fps;
+    st.stats.ring_size = static_cast<std::uint32_t>(st.source->size());
+    st.stats.camera_fps = st.source->camera_fps();
     st.stats.sync_mode = st.bridge ? std::string(vulkan::to_string(st.bridge->mode())) + ", releases " +
                                          vulkan::to_string(st.bridge->release_mode())
                                    : "none (CPU copy)";
     st.on_frame = &on_frame;
     st.wanted = frames;
     st.submitted = st.completed = 0;
-    st.queued = st.in_flight = 0;
-    st.incomplete_in_a_row = 0;
-    st.released.clear();
+    st.in_flight = 0;
     st.unpublished.clear();
-    st.watch_error.reset();
     const auto cache_before = st.cache ? st.cache->stats() : vulkan::ImportCacheStats{};
 
-    for (std::uint32_t i = 0; i < st.ring->size(); ++i)
-        if (auto ok = st.queue(i); !ok) return ok.error().with_context("camera: queue");
-    if (auto ok = st.ring->stream_on(); !ok) return ok.error().with_context("camera");
+    auto consumer = st.source->start_local();
+    if (!consumer) return consumer.error();
+    st.consumer.emplace(std::move(*consumer));
     const auto start = Clock::now();
-    const std::string device = st.device->path();
 
-    Status status;
-    while (status && st.completed < frames) {
-        // Slots the GPU released since the last turn.
-        while (status && !st.released.empty()) {
-            const std::uint32_t index = st.released.front();
-            st.released.pop_front();
-            status = st.finish(st.slots[index]);
-        }
-        if (!status || st.completed >= frames) break;
-        if (st.submitted == frames || st.queued == 0) {
-            // Everything is submitted, or every buffer is with the GPU: only the GPU can move.
-            status = st.publish_pending(false);
-            if (status) status = st.wait_for_gpu();
-            continue;
-        }
-        std::array<pollfd, 2> fds{pollfd{st.device->fd(), POLLIN, 0}, pollfd{-1, POLLIN, 0}};
-        if (st.watcher) fds[1].fd = st.watcher->fd();
-        // Frames not published yet are published before the loop sleeps: their slots come back
-        // through the watcher, which needs their fences.
-        int ready = st.unpublished.empty() ? 0 : ::poll(fds.data(), fds.size(), 0);
-        if (ready == 0 && !st.unpublished.empty()) status = st.publish_pending(false);
-        if (!status) break;
-        if (ready == 0) ready = ::poll(fds.data(), fds.size(), static_cast<int>(st.options.timeout.count()));
-        if (ready < 0 && errno == EINTR) continue;
-        if (ready < 0) {
-            status = Error::from_errno(errno, "camera: poll");
-            break;
-        }
-        if (ready == 0) {
-            status = Error::from_errno(ETIMEDOUT, "camera: no frame from " + device + " within " +
-                                                         std::to_string(st.options.timeout.count()) + " ms");
-            break;
-        }
-        if (fds[1].revents) {
-            auto ran = st.watcher->dispatch(dmabridge::Timeout{0});
-            if (!ran) status = ran.error();
-            else if (st.watch_error) status = *st.watch_error;
-            if (!status) break;
-        }
-        if (!fds[0].revents) continue;
-        const double cpu_start = thread_cpu_us();
-        auto d = st.ring->dequeue(dmabridge::Timeout{0});
-        if (!d) {
-            status = d.error().with_context("camera");
-            break;
-        }
-        if (!d->has_value()) continue;
-        --st.queued;
-        const v4l2::Dequeued frame = **d;
-        if (frame.error) {
-            ++st.stats.driver_errors;
-            status = st.queue(frame.index);
-            continue;
-        }
-        if (frame.incomplete) {
-            // Fewer bytes than the layout covers (bytesused), or not where it says: the rest
-            // of the buffer is an older frame's. Neither path converts it.
-            ++st.stats.incomplete_frames;
-            // A driver that never fills the layout (data always at an offset) would starve the
-            // loop: give up after every buffer of the ring came back so, twice.
-            if (++st.incomplete_in_a_row > 2 * st.ring->size()) {
-                status = Error::library(
-                    Errc::unsupported,
-                    "camera: " + device + " delivered " + std::to_string(st.incomplete_in_a_row) +
-                        " frames in a row that do not fill the frame layout from byte 0 (buffer plane 0: bytesused " +
-                        std::to_string(frame.plane_bytes_used[0]) + ", data_offset " +
-                        std::to_string(frame.plane_data_offset[0]) + ")");
-                break;
-            }
-            status = st.queue(frame.index);
-            continue;
-        }
-        st.incomplete_in_a_row = 0;
-        Slot& slot = st.slots[st.options.path == Path::zero_copy ? frame.index : st.submitted % st.slots.size()];
-        status = st.options.path == Path::zero_copy ? st.submit_zero_copy(frame, cpu_start)
-                                                    : st.submit_copy(frame, cpu_start);
-        if (!status) break;
-        slot.with_gpu = true;
-        slot.number = st.submitted++;
-        slot.v4l2_index = frame.index;
-        slot.sequence = frame.sequence;
-        st.stats.max_in_flight = std::max(st.stats.max_in_flight, ++st.in_flight);
-        // The frames before this one are published now, this one after the next submit (or
-        // before the loop sleeps). Where publish() waits for the GPU (ReleaseMode::
-        // wait_for_submit: lavapipe), the next frame is then already queued behind the one
-        // waited for, so the GPU does not idle between frames and the next vkQueueSubmit does
-        // not have to wake an idle queue (about 110 us against 30 us in the VM).
-        status = st.publish_pending(true);
-    }
+    const Status status = detail::stream_frames(st, frames, "camera");
     // Whatever happened, leave nothing on the GPU and nothing streaming.
     for (auto& slot : st.slots)
         if (slot.with_gpu) (void)slot.submission.wait(st.options.timeout);
     for (auto& slot : st.slots) {
-        if (st.watcher)
-            for (auto id : slot.watches) (void)st.watcher->cancel(id);
-        slot.watches.clear();
         slot.with_gpu = false;
         slot.acquires.clear();
         slot.releases.clear();
         slot.next_releases.clear();
+        slot.desc = nullptr;  // the consumer's, gone below
+        slot.set = {};
     }
     st.copy_fifo.clear();
     st.in_flight = 0;
-    st.released.clear();
     st.unpublished.clear();
-    const auto stopped = st.ring->stream_off();
+    st.consumer.reset();
+    const auto stopped = st.source->stop();
     if (!status) return status.error();
-    if (!stopped) return stopped.error().with_context("camera");
+    if (!stopped) return stopped.error();
 
     PipelineStats s = st.stats;
+    const auto source_stats = st.source->stats();
+    s.driver_errors = source_stats.driver_errors;
+    s.incomplete_frames = source_stats.incomplete_frames;
     s.frames = st.completed;
     s.seconds = ms_since(start) / 1000.0;
     s.fps = s.seconds > 0 ? static_cast<double>(s.frames) / s.seconds : 0;

@@ -2,15 +2,21 @@
 #pragma once
 // CameraPipeline: V4L2 capture -> GPU conversion to RGBA, on either of two paths.
 //
-// zero_copy: the driver's buffers are exported (VIDIOC_EXPBUF) and imported into Vulkan once per
-//   ring slot through an ImportCache. Per frame: dequeue, cached import, acquire (SyncBridge),
-//   convert, release and publish the GPU's read fence on the buffer; a FenceWatcher gives the
-//   slot back to the driver once that fence signalled. The CPU touches no pixel.
+// The camera is a CameraSource: the driver's buffers, exported (VIDIOC_EXPBUF), served through a
+// buffer queue (dmabridge/queue) to one consumer in this process, as camera_zero_copy --serve
+// serves them to other processes. The queue does the ring's bookkeeping: a buffer goes back to
+// the driver once the consumer released it and the release fence signalled.
+//
+// zero_copy: each buffer the consumer receives is imported into Vulkan once through an
+//   ImportCache. Per frame: acquire from the queue, cached import, acquire the buffer's fences
+//   (SyncBridge), convert, publish the GPU's read fence on the buffer and release the buffer to
+//   the queue with that fence. The CPU touches no pixel.
 // copy: what most programs do today. The CPU copies each frame (through a mapping, inside a
-//   DMA_BUF_IOCTL_SYNC bracket) into a host-visible Vulkan buffer, re-queues the slot at once,
+//   DMA_BUF_IOCTL_SYNC bracket) into a host-visible Vulkan buffer, releases the buffer at once,
 //   and the same shader converts the copy.
 //
-// One thread drives everything: run() polls the V4L2 device and the watcher together.
+// One thread drives everything: run() polls the V4L2 device and the queue's producer together
+// (CameraSource::pump).
 
 #include <cstdint>
 #include <functional>
@@ -59,7 +65,8 @@ struct FrameInfo {
     std::uint32_t slot = 0;        ///< the V4L2 buffer index
     std::uint32_t sequence = 0;    ///< the driver's frame counter
     FrameLayout layout;
-    /// zero_copy: the V4L2 buffer the GPU read, not yet given back to the driver.
+    /// zero_copy: the V4L2 buffer the GPU read (as the queue's consumer received it), not yet
+    /// given back to the driver.
     const dmabridge::BufferDesc* source = nullptr;
     /// copy: the bytes the GPU read (the staging copy), plane 0 and plane 1.
     std::span<const std::byte> staged0, staged1;
@@ -84,15 +91,16 @@ struct PipelineStats {
     std::uint64_t cache_misses = 0;
     std::uint64_t bytes_copied_by_cpu = 0;
     double fence_wait_ms = 0;              ///< time the thread was blocked on the GPU (fences, publish)
-    /// CPU time of the thread (CLOCK_THREAD_CPUTIME_ID) per frame from dequeue to submit: the
-    /// mean, and the median (which one-off stalls such as page faults do not move).
+    /// CPU time of the thread (CLOCK_THREAD_CPUTIME_ID) per frame from the queue's acquire to
+    /// the submit: the mean, and the median (which one-off stalls such as page faults do not move).
     double cpu_us_dequeue_to_submit = 0;
     double cpu_us_dequeue_to_submit_median = 0;
-    /// CPU time per frame outside dequeue -> submit (zero_copy): publishing the GPU's fence,
-    /// watching the buffer, preparing the slot's next release when it goes back to the driver.
+    /// CPU time per frame outside acquire -> submit (zero_copy): publishing the GPU's fence,
+    /// releasing the buffer to the queue, preparing the slot's next release when it comes back.
     double cpu_us_after_submit = 0;
-    /// zero_copy: buffers the fence watcher found idle while the submit's VkFence had not
-    /// signalled yet. The slot is re-queued only after that fence anyway; 0 is expected.
+    /// zero_copy: buffers the queue gave back (their release fence signalled) while the submit's
+    /// VkFence had not signalled yet. The frame is finished only after that fence anyway; 0 is
+    /// expected.
     std::uint64_t released_before_gpu_done = 0;
     std::uint32_t ring_size = 0;           ///< buffers the driver gave
     double camera_fps = 0;                 ///< the driver's frame rate (0: unknown)
@@ -123,8 +131,9 @@ public:
     ~CameraPipeline();
 
     /// Streams until `frames` frames were converted, calling `on_frame` for each as the GPU
-    /// finishes it (before a zero-copy slot goes back to the driver), then stops streaming. On
-    /// error too, nothing is left on the GPU or streaming. May be called again.
+    /// finishes it (before a zero-copy buffer goes back to the driver), then stops streaming. On
+    /// error too, nothing is left on the GPU or streaming. May be called again (a new queue
+    /// consumer each time; the import cache stays, so later runs only hit).
     dmabridge::Result<PipelineStats> run(std::uint64_t frames, const FrameCallback& on_frame = {});
 
     /// The negotiated frame layout of the ring's buffers.

@@ -3,14 +3,17 @@
 // GlCameraPipeline: the camera pipeline on OpenGL ES (camera_zero_copy --api gl), with the same
 // two paths, options, callback and statistics as the Vulkan CameraPipeline.
 //
-// zero_copy: the driver's buffers are exported (VIDIOC_EXPBUF) and imported into EGL once per
-//   ring slot through egl::ImportCache, as 8-bit texel views of their bytes (gl_converter.hpp).
-//   Per frame: dequeue, cached import, acquire (egl::SyncBridge: the buffer's fences become a
-//   GPU-side wait), convert (a compute dispatch), release (the GL work's native fence is added to
-//   the V4L2 buffer), and a FenceWatcher gives the slot back to the driver once that fence
-//   signalled. No pixel is touched by the CPU.
+// The camera is a CameraSource, as for CameraPipeline: the driver's exported buffers served
+// through a buffer queue to one consumer in this process.
+//
+// zero_copy: each buffer the consumer receives is imported into EGL once through
+//   egl::ImportCache, as 8-bit texel views of its bytes (gl_converter.hpp). Per frame: acquire
+//   from the queue, cached import, acquire the buffer's fences (egl::SyncBridge: a GPU-side wait),
+//   convert (a compute dispatch), add the GL work's native fence to the buffer and release it to
+//   the queue with that fence: the driver has it back once it signalled. No pixel is touched by
+//   the CPU.
 // copy: the CPU uploads each frame from a mapping of the V4L2 buffer (glTexSubImage2D, inside a
-//   DMA_BUF_IOCTL_SYNC bracket), re-queues the buffer at once, and the same shader converts it.
+//   DMA_BUF_IOCTL_SYNC bracket), releases the buffer at once, and the same shader converts it.
 //
 // One thread drives everything, with the context current on it.
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// What the Vulkan and GL camera pipelines share: the thread's CPU clock, and the distinct
-// dma-bufs of a V4L2 buffer.
+// What the Vulkan and GL camera pipelines share: the thread's CPU clock, the distinct dma-bufs
+// of a V4L2 buffer, and the fence a frame's buffer is released to the queue with.
 
 #include <algorithm>
 #include <array>
@@ -10,7 +10,10 @@
 #include <ctime>
 #include <vector>
 
+#include <dmabridge/access.hpp>
 #include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/result.hpp>
+#include <dmabridge/sync_file.hpp>
 
 namespace camera::detail {
 
@@ -44,6 +47,18 @@ inline BufferSet distinct_buffers(const dmabridge::BufferDesc& desc) {
     }
     if (desc.planes.size() < 2) set.of_plane[1] = set.of_plane[0];
     return set;
+}
+
+/// Every fence on the set's dma-bufs (the GPU's read fence, once published there) as one
+/// sync_file: the release fence of the frame, after which the driver may write the buffer again.
+inline dmabridge::Result<dmabridge::SyncFile> release_fence(const BufferSet& set) {
+    auto fence = set.buffers.at(0)->export_sync_file(dmabridge::Access::write);
+    for (std::size_t b = 1; fence && b < set.buffers.size(); ++b) {
+        auto more = set.buffers[b]->export_sync_file(dmabridge::Access::write);
+        if (!more) return more.error();
+        fence = dmabridge::SyncFile::merge(*fence, *more, "camera-release");
+    }
+    return fence;
 }
 
 }  // namespace camera::detail

@@ -7,18 +7,16 @@
 #include <optional>
 #include <vector>
 
-#include <linux/videodev2.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <dmabridge/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
-#include <dmabridge/v4l2/buffer_ring.hpp>
-#include <dmabridge/v4l2/device.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 
+#include "camera_source.hpp"
 #include "conversion.hpp"
 #include "png.hpp"
 
@@ -44,47 +42,16 @@ struct Snapshot {
 
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
-std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch()).count();
-}
-
-// Gives every free queue buffer back to the driver.
-Status requeue_free(queue::Producer& producer, v4l2::BufferRing& ring) {
-    while (producer.free_count() > 0) {
-        auto index = producer.dequeue(Timeout{0});
-        if (!index) return index.error();
-        if (auto q = ring.queue(*index); !q) return q.error();
-    }
-    return {};
-}
-
-// Runs the capture loop until `frames` frames went to the queue (to nobody, when no consumer is
-// attached). Returns the frames per second.
-Result<double> capture(v4l2::Device& device, v4l2::BufferRing& ring, queue::Producer& producer, std::uint64_t frames,
-                       std::uint64_t& sequence) {
+// Streams until `frames` frames went to the queue (to nobody, when no consumer is attached).
+// Returns the frames per second.
+Result<double> capture(CameraSource& source, std::uint64_t frames) {
     clock_type::time_point start{};
     for (std::uint64_t done = 0; done < frames;) {
-        pollfd fds[2] = {{device.fd(), POLLIN, 0}, {producer.fd(), POLLIN, 0}};
-        if (::poll(fds, 2, 10000) == 0)
-            return Error::from_errno(ETIMEDOUT, "serve: neither the camera nor a consumer did anything for 10 s");
-        if (fds[1].revents) {
-            if (auto d = producer.dispatch(Timeout{0}); !d) return d.error();
-        }
-        if (fds[0].revents) {
-            auto got = ring.dequeue(Timeout{0});
-            if (!got) return got.error();
-            if (*got) {
-                const auto& frame = **got;
-                if (frame.error || frame.incomplete) {
-                    if (auto q = ring.queue(frame.index); !q) return q.error();
-                } else {
-                    if (done == 0) start = clock_type::now();
-                    if (auto q = producer.queue(frame.index, std::nullopt, {sequence++, now_ns()}); !q) return q.error();
-                    ++done;
-                }
-            }
-        }
-        if (auto r = requeue_free(producer, ring); !r) return r.error();
+        auto pumped = source.pump(std::chrono::seconds(10));
+        if (!pumped) return pumped.error();
+        if (pumped->frames_queued == 0) continue;
+        if (done == 0) start = clock_type::now();
+        done += pumped->frames_queued;
     }
     const double s = seconds_since(start);
     return s > 0 && frames > 1 ? static_cast<double>(frames - 1) / s : 0.0;
@@ -93,32 +60,18 @@ Result<double> capture(v4l2::Device& device, v4l2::BufferRing& ring, queue::Prod
 }  // namespace
 
 int serve(const ServeOptions& options) {
-    const auto& o = options.camera;
-    auto device = o.device.empty() ? v4l2::Device::find(v4l2::Direction::capture) : v4l2::Device::open(o.device);
-    if (!device) return fail("--serve", device.error());
-    auto format = device->set_format(v4l2::Direction::capture, o.width, o.height,
-                                     o.pixel_format ? o.pixel_format : V4L2_PIX_FMT_YUYV);
-    if (!format) return fail("--serve", format.error());
-    if (o.fps != 0)
-        if (auto i = device->set_frame_interval(v4l2::Direction::capture, {1, o.fps}); !i) return fail("--serve", i.error());
-    auto ring = v4l2::BufferRing::create_exported(*device, v4l2::Direction::capture, o.ring_size);
-    if (!ring) return fail("--serve", ring.error());
-    auto producer = queue::Producer::create();
-    if (!producer) return fail("--serve", producer.error());
-    for (std::uint32_t i = 0; i < ring->size(); ++i) {
-        auto desc = ring->buffer(i).dup();
-        if (!desc) return fail("--serve", desc.error());
-        if (auto r = producer->add_buffer(std::move(*desc)); !r) return fail("--serve", r.error());
-    }
+    // The V4L2 ring behind a queue Producer: a buffer goes back to the driver once every
+    // consumer released it and the release fences signalled.
+    auto source = CameraSource::open(options.camera, "camera");
+    if (!source) return fail("--serve", source.error());
     auto listener = queue::Listener::listen(options.path, 0660);
     if (!listener) return fail("--serve", listener.error());
-    if (auto r = requeue_free(*producer, *ring); !r) return fail("--serve", r.error());
-    if (auto r = ring->stream_on(); !r) return fail("--serve", r.error());
-    std::printf("camera_zero_copy --serve %s: %s %ux%u, %zu buffers\n", options.path.c_str(), device->path().c_str(),
-                format->width, format->height, ring->size());
+    if (auto r = source->start(); !r) return fail("--serve", r.error());
+    queue::Producer& producer = *source->producer();
+    std::printf("camera_zero_copy --serve %s: %s %ux%u, %zu buffers\n", options.path.c_str(),
+                source->device().path().c_str(), source->format().width, source->format().height, source->size());
     std::fflush(stdout);
 
-    std::uint64_t sequence = 0;
     // Consumers connected meanwhile wait in the listen backlog. Streaming goes on (to nobody)
     // until all of them are there, so the driver keeps its rate; then they are added together
     // and all receive the same frames.
@@ -134,18 +87,18 @@ int serve(const ServeOptions& options) {
             waiting.push_back(std::move(*c));
             continue;
         }
-        if (auto r = capture(*device, *ring, *producer, 1, sequence); !r) return fail("--serve", r.error());
+        if (auto r = capture(*source, 1); !r) return fail("--serve", r.error());
     }
     // The camera's raw rate, measured now that every consumer has started (and waits, idle).
-    auto raw = capture(*device, *ring, *producer, std::min<std::uint64_t>(60, options.frames), sequence);
+    auto raw = capture(*source, std::min<std::uint64_t>(60, options.frames));
     if (!raw) return fail("--serve", raw.error());
     for (auto& c : waiting)
-        if (auto id = producer->add_consumer(std::move(c)); !id) return fail("--serve", id.error());
-    auto served = capture(*device, *ring, *producer, options.frames, sequence);
+        if (auto id = producer.add_consumer(std::move(c)); !id) return fail("--serve", id.error());
+    auto served = capture(*source, options.frames);
     if (!served) return fail("--serve", served.error());
     std::printf("served %llu frames to %zu consumers at %.1f fps; raw capture %.1f fps\n",
-                static_cast<unsigned long long>(options.frames), producer->consumer_count(), *served, *raw);
-    std::printf("consumers lost: %llu\n", static_cast<unsigned long long>(producer->stats().consumers_lost));
+                static_cast<unsigned long long>(options.frames), producer.consumer_count(), *served, *raw);
+    std::printf("consumers lost: %llu\n", static_cast<unsigned long long>(producer.stats().consumers_lost));
     return 0;
 }
 

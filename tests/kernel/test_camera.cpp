@@ -15,6 +15,8 @@
 
 #include "camera_check.hpp"
 #include "camera_pipeline.hpp"
+#include "camera_source.hpp"
+#include "vgem.hpp"
 #include "vivid_nodes.hpp"
 #include "vk_fixture.hpp"
 
@@ -69,6 +71,63 @@ TEST_CASE_FIXTURE(VkTest, "NV12M from a multi-planar device: one dma-buf per pla
     // Two dma-bufs per slot: two imports per slot, then hits.
     CHECK(r.stats.cache_misses == 2 * r.stats.ring_size);
     CHECK(r.stats.cache_hits == 2 * (8 - r.stats.ring_size));
+}
+
+TEST_CASE_FIXTURE(VkTest, "the camera's buffers go back to the driver only once released and the release fence signalled") {
+    // The queue does the pipelines' ring bookkeeping: this is what keeps the driver from writing
+    // a buffer the GPU still reads. A vgem fence stands for the GPU's read.
+    auto source = camera::CameraSource::open(options_for(V4L2_PIX_FMT_YUYV), "camera");
+    REQUIRE_MESSAGE(source, (source ? "" : source.error().message()));
+    std::vector<queue::BufferIndex> returned;
+    source->on_returned([&](queue::BufferIndex i) {
+        returned.push_back(i);
+        return Status{};
+    });
+    auto consumer = source->start_local();
+    REQUIRE_MESSAGE(consumer, (consumer ? "" : consumer.error().message()));
+    CHECK(returned.size() == source->size());  // every buffer went to the driver at the start
+    CHECK(source->with_driver() == source->size());
+    returned.clear();
+    // Takes frames until one is queued; acquires it.
+    const auto next_frame = [&] {
+        for (;;) {
+            auto pumped = source->pump(5s);
+            REQUIRE_MESSAGE(pumped, (pumped ? "" : pumped.error().message()));
+            if (pumped->frames_queued) break;
+        }
+        auto f = consumer->acquire(0ms);
+        REQUIRE_MESSAGE(f, (f ? "" : f.error().message()));
+        return std::move(*f);
+    };
+    auto held = next_frame();
+    const DmaBuf& buf = held.desc->planes[0].buffer;
+    Vgem vgem;
+    const std::uint32_t gpu_read = vgem.attach_fence(false, vgem.import_buffer(buf));
+    auto release_fence = buf.export_sync_file(Access::write);
+    REQUIRE(release_fence);
+    REQUIRE(consumer->release(held.buffer, std::move(*release_fence)));
+    // Frames go on (each released at once, with no fence) while the held buffer stays out.
+    for (int frames = 0; frames < 6; ++frames) {
+        auto f = next_frame();
+        CHECK(f.buffer != held.buffer);
+        REQUIRE(consumer->release(f.buffer));
+    }
+    CHECK(std::count(returned.begin(), returned.end(), held.buffer) == 0);
+    CHECK(source->with_driver() < source->size());
+    vgem.signal(gpu_read);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::count(returned.begin(), returned.end(), held.buffer) == 0) {
+        REQUIRE(std::chrono::steady_clock::now() < deadline);
+        auto pumped = source->pump(1s);
+        REQUIRE_MESSAGE(pumped, (pumped ? "" : pumped.error().message()));
+        for (std::size_t i = 0; i < pumped->frames_queued; ++i) {
+            auto f = consumer->acquire(0ms);
+            REQUIRE(f);
+            REQUIRE(consumer->release(f->buffer));
+        }
+    }
+    CHECK(source->stats().frames_queued >= 7);  // the held frame and the six after it
+    CHECK(source->stop());
 }
 
 TEST_CASE_FIXTURE(VkTest, "the copy baseline converts the same way and counts every byte it copied") {

@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: MIT
+#include "camera_source.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <ctime>
+
+#include <linux/videodev2.h>
+#include <poll.h>
+
+#include <dmabridge/v4l2/buffer_ring.hpp>
+
+#include "camera_pipeline.hpp"
+
+namespace camera {
+
+using dmabridge::Errc;
+using dmabridge::Error;
+using dmabridge::Result;
+using dmabridge::Status;
+using dmabridge::Timeout;
+namespace queue = dmabridge::queue;
+namespace v4l2 = dmabridge::v4l2;
+
+struct CameraSource::State {
+    std::string who;
+    std::optional<v4l2::Device> device;
+    v4l2::Format format;
+    double camera_fps = 0;
+    std::optional<v4l2::BufferRing> ring;  // after device: stops streaming before the device closes
+    std::optional<queue::Producer> producer;
+    std::function<Status(queue::BufferIndex)> on_returned;
+    std::size_t with_driver = 0;
+    std::size_t incomplete_in_a_row = 0;
+    SourceStats stats;
+
+    Status to_driver(std::uint32_t index) {
+        if (auto ok = ring->queue(index); !ok) return ok.error().with_context(who + ": re-queue");
+        ++with_driver;
+        return {};
+    }
+    // Every buffer the producer has free goes back to the driver (after on_returned).
+    Result<std::size_t> return_free() {
+        std::size_t n = 0;
+        while (producer->free_count() > 0) {
+            auto index = producer->dequeue(Timeout{0});  // a free buffer: no system call
+            if (!index) return index.error().with_context(who);
+            if (on_returned)
+                if (auto ok = on_returned(*index); !ok) return ok.error();
+            if (auto ok = to_driver(*index); !ok) return ok.error();
+            ++n;
+        }
+        return n;
+    }
+    // One frame from the driver, when it has one.
+    Result<std::size_t> take_frame();
+};
+
+Result<CameraSource> CameraSource::open(const PipelineOptions& options, std::string who) {
+    auto st = std::make_unique<State>();
+    st->who = std::move(who);
+    auto device = options.device.empty() ? v4l2::Device::find(v4l2::Direction::capture)
+                                         : v4l2::Device::open(options.device);
+    if (!device) return device.error().with_context(st->who);
+    st->device.emplace(std::move(*device));
+    const auto& caps = st->device->capabilities();
+    if (!caps.capture || !caps.streaming)
+        return Error::library(Errc::unsupported, st->who + ": " + st->device->path() + " (" + caps.driver +
+                                                     ") cannot stream video capture");
+    const std::uint32_t pixel_format = options.pixel_format ? options.pixel_format : V4L2_PIX_FMT_YUYV;
+    auto format = st->device->set_format(v4l2::Direction::capture, options.width, options.height, pixel_format);
+    if (!format) return format.error().with_context(st->who);
+    st->format = *format;
+    if (options.fps != 0) {
+        auto interval = st->device->set_frame_interval(v4l2::Direction::capture, {1, options.fps});
+        if (!interval) return interval.error().with_context(st->who);
+        st->camera_fps = interval->numerator ? static_cast<double>(interval->denominator) / interval->numerator : 0;
+    }
+    if (options.ring_size == 0) return Error::library(Errc::invalid_argument, st->who + ": a ring of 0 buffers");
+    auto ring = v4l2::BufferRing::create_exported(*st->device, v4l2::Direction::capture, options.ring_size);
+    if (!ring) return ring.error().with_context(st->who);
+    st->ring.emplace(std::move(*ring));
+    return CameraSource(std::move(st));
+}
+
+CameraSource::CameraSource(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+CameraSource::CameraSource(CameraSource&&) noexcept = default;
+CameraSource& CameraSource::operator=(CameraSource&&) noexcept = default;
+CameraSource::~CameraSource() {
+    if (state_) (void)stop();
+}
+
+const v4l2::Device& CameraSource::device() const noexcept { return *state_->device; }
+const v4l2::Format& CameraSource::format() const noexcept { return state_->format; }
+double CameraSource::camera_fps() const noexcept { return state_->camera_fps; }
+std::size_t CameraSource::size() const noexcept { return state_->ring->size(); }
+const dmabridge::BufferDesc& CameraSource::buffer(std::uint32_t index) const { return state_->ring->buffer(index); }
+queue::Producer* CameraSource::producer() noexcept { return state_->producer ? &*state_->producer : nullptr; }
+std::size_t CameraSource::with_driver() const noexcept { return state_->with_driver; }
+SourceStats CameraSource::stats() const noexcept { return state_->stats; }
+
+void CameraSource::on_returned(std::function<Status(queue::BufferIndex)> callback) {
+    state_->on_returned = std::move(callback);
+}
+
+Status CameraSource::start(queue::ProducerOptions options) {
+    State& st = *state_;
+    if (st.producer) return Error::library(Errc::invalid_argument, st.who + ": the camera streams already");
+    auto producer = queue::Producer::create(std::move(options));
+    if (!producer) return producer.error().with_context(st.who);
+    for (std::uint32_t i = 0; i < st.ring->size(); ++i) {
+        auto desc = st.ring->buffer(i).dup();
+        if (!desc) return desc.error().with_context(st.who);
+        auto index = producer->add_buffer(std::move(*desc));
+        if (!index) return index.error().with_context(st.who);
+    }
+    st.producer.emplace(std::move(*producer));
+    st.stats = {};
+    st.incomplete_in_a_row = 0;
+    st.with_driver = 0;
+    // Every buffer is free: all of them to the driver (on_returned sees them: no frame yet).
+    if (auto n = st.return_free(); !n) {
+        (void)stop();
+        return n.error();
+    }
+    if (auto ok = st.ring->stream_on(); !ok) {
+        (void)stop();
+        return ok.error().with_context(st.who);
+    }
+    return {};
+}
+
+Result<queue::Consumer> CameraSource::start_local(queue::ProducerOptions options) {
+    auto pair = queue::Connection::local_pair();
+    if (!pair) return pair.error().with_context(state_->who);
+    auto consumer = queue::Consumer::create(std::move(pair->second));
+    if (!consumer) return consumer.error().with_context(state_->who);
+    if (auto ok = start(std::move(options)); !ok) return ok.error();
+    if (auto id = state_->producer->add_consumer(std::move(pair->first)); !id) {
+        (void)stop();
+        return id.error().with_context(state_->who);
+    }
+    return consumer;
+}
+
+Status CameraSource::stop() {
+    State& st = *state_;
+    if (!st.producer) return {};
+    // Consumers in this process may still import the buffers: they keep their own fds.
+    st.producer.reset();
+    st.with_driver = 0;
+    if (auto ok = st.ring->stream_off(); !ok) return ok.error().with_context(st.who);
+    return {};
+}
+
+Result<std::size_t> CameraSource::State::take_frame() {
+    auto d = ring->dequeue(Timeout{0});
+    if (!d) return d.error().with_context(who);
+    if (!d->has_value()) return std::size_t{0};
+    --with_driver;
+    const v4l2::Dequeued frame = **d;
+    if (frame.error) {
+        ++stats.driver_errors;
+        if (auto ok = to_driver(frame.index); !ok) return ok.error();
+        return std::size_t{0};
+    }
+    if (frame.incomplete) {
+        // Fewer bytes than the layout covers (bytesused), or not where it says: the rest of the
+        // buffer is an older frame's. Nobody gets it.
+        ++stats.incomplete_frames;
+        // A driver that never fills the layout (data always at an offset) would starve the
+        // consumers: give up after every buffer of the ring came back so, twice.
+        if (++incomplete_in_a_row > 2 * ring->size())
+            return Error::library(Errc::unsupported,
+                                  who + ": " + device->path() + " delivered " + std::to_string(incomplete_in_a_row) +
+                                      " frames in a row that do not fill the frame layout from byte 0 (buffer plane 0: "
+                                      "bytesused " +
+                                      std::to_string(frame.plane_bytes_used[0]) + ", data_offset " +
+                                      std::to_string(frame.plane_data_offset[0]) + ")");
+        if (auto ok = to_driver(frame.index); !ok) return ok.error();
+        return std::size_t{0};
+    }
+    incomplete_in_a_row = 0;
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const queue::FrameInfo info{frame.sequence, static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec};
+    // Implicit sync: the driver adds no fences, its frame is complete once dequeued.
+    if (auto ok = producer->queue(frame.index, std::nullopt, info); !ok) return ok.error().with_context(who);
+    ++stats.frames_queued;
+    return std::size_t{1};
+}
+
+Result<PumpResult> CameraSource::pump(Timeout timeout) {
+    State& st = *state_;
+    if (!st.producer) return Error::library(Errc::invalid_argument, st.who + ": the camera is not streaming");
+    PumpResult result;
+    // Buffers freed since the last call (a release without a fence, a frame queued to nobody).
+    auto returned = st.return_free();
+    if (!returned) return returned.error();
+    result.buffers_returned += *returned;
+    // The device only when it has buffers to fill: nothing else can come from it.
+    std::array<pollfd, 2> fds{pollfd{st.with_driver ? st.device->fd() : -1, POLLIN, 0},
+                              pollfd{st.producer->fd(), POLLIN, 0}};
+    const int wait_ms = *returned ? 0 : static_cast<int>(std::min<long long>(timeout.count(), 1LL << 30));
+    const int ready = ::poll(fds.data(), fds.size(), wait_ms);
+    if (ready < 0 && errno != EINTR) return Error::from_errno(errno, st.who + ": poll");
+    if (ready == 0 && wait_ms > 0)
+        return Error::from_errno(ETIMEDOUT, st.who + ": no frame from " + st.device->path() +
+                                                " and no buffer back from a consumer within " +
+                                                std::to_string(timeout.count()) + " ms (" +
+                                                std::to_string(st.ring->size()) + " buffers, " +
+                                                std::to_string(st.with_driver) + " with the driver)");
+    if (ready <= 0) return result;
+    if (fds[1].revents) {
+        // Releases and their fences: the buffers freed go to the driver below.
+        if (auto ran = st.producer->dispatch(Timeout{0}); !ran) return ran.error().with_context(st.who);
+    }
+    if (fds[0].revents) {
+        auto queued = st.take_frame();
+        if (!queued) return queued.error();
+        result.frames_queued += *queued;
+    }
+    returned = st.return_free();
+    if (!returned) return returned.error();
+    result.buffers_returned += *returned;
+    return result;
+}
+
+}  // namespace camera

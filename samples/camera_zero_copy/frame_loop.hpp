@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The run loop the Vulkan and GL camera pipelines share. Frames come from the pipeline's
+// CameraSource through its queue (one consumer in this process): each is acquired, submitted to
+// the GPU and released to the queue with the GPU's fence (zero_copy) or at once after the CPU
+// copy (copy). A zero-copy buffer comes back through the source once that fence signalled; the
+// source then calls the pipeline's finish() for it before the driver has it again.
+//
+// What it needs of a pipeline's State (see CameraPipeline::State, GlCameraPipeline::State):
+//   source, consumer, options, slots (with_gpu, number, v4l2_index, sequence), stats,
+//   submitted, completed, to_acquire, in_flight;
+//   submit_zero_copy(frame, cpu_start), submit_copy(frame, cpu_start);
+//   before_turn(): what completed since the last turn (GL's copies);
+//   publish_pending(bool keep_newest), has_unpublished(): releases submitted but not made yet
+//     (Vulkan: see CameraPipeline::State::publish_pending);
+//   wait_for_gpu(): blocks until the GPU finished something (copy: the oldest frame; zero_copy:
+//     source->pump with the timeout, adding its frames to to_acquire).
+
+#include <algorithm>
+#include <cstdint>
+
+#include <dmabridge/result.hpp>
+
+#include "camera_pipeline.hpp"
+#include "pipeline_util.hpp"
+
+namespace camera::detail {
+
+template <typename State>
+dmabridge::Status stream_frames(State& st, std::uint64_t frames, const char* who) {
+    dmabridge::Status status;
+    st.to_acquire = 0;
+    while (status && st.completed < frames) {
+        status = st.before_turn();
+        while (status && st.to_acquire > 0 && st.completed < frames) {
+            --st.to_acquire;
+            const double cpu_start = thread_cpu_us();
+            auto f = st.consumer->acquire(dmabridge::Timeout{0});
+            if (!f) {
+                status = f.error().with_context(std::string(who) + ": acquire");
+                break;
+            }
+            if (st.submitted == frames) {  // enough frames: back to the driver at once
+                status = st.consumer->release(f->buffer);
+                continue;
+            }
+            const bool zero_copy = st.options.path == Path::zero_copy;
+            auto& slot = st.slots[zero_copy ? f->buffer : st.submitted % st.slots.size()];
+            status = zero_copy ? st.submit_zero_copy(*f, cpu_start) : st.submit_copy(*f, cpu_start);
+            if (!status) break;
+            slot.with_gpu = true;
+            slot.number = st.submitted++;
+            slot.v4l2_index = f->buffer;
+            slot.sequence = static_cast<std::uint32_t>(f->info.sequence);
+            st.stats.max_in_flight = std::max(st.stats.max_in_flight, ++st.in_flight);
+            // The frames before this one are released now, this one after the next submit (or
+            // before the loop sleeps): see CameraPipeline::State::publish_pending.
+            status = st.publish_pending(true);
+        }
+        if (!status || st.completed >= frames) break;
+        if (st.submitted == frames || (st.options.path == Path::zero_copy && st.source->with_driver() == 0)) {
+            // Everything is submitted, or every buffer is with the GPU: only the GPU can move.
+            status = st.publish_pending(false);
+            if (status) status = st.wait_for_gpu();
+            continue;
+        }
+        // Releases not made yet are made before the loop sleeps: their buffers come back
+        // through the queue, which needs their fences.
+        auto pumped = st.source->pump(st.has_unpublished() ? dmabridge::Timeout{0} : st.options.timeout);
+        if (!pumped) {
+            status = pumped.error();
+            break;
+        }
+        st.to_acquire += pumped->frames_queued;
+        if (pumped->frames_queued == 0 && pumped->buffers_returned == 0 && st.has_unpublished())
+            status = st.publish_pending(false);
+    }
+    return status;
+}
+
+}  // namespace camera::detail
