@@ -46,7 +46,7 @@ public:
     /// Opens options.device (empty: the first capture device), sets the format exactly (an
     /// adjusted format is an error naming what the driver offers), the frame rate (options.fps,
     /// when not 0) and allocates a ring of options.ring_size exported buffers. `who` prefixes
-    /// every error ("camera", "GL camera", "serve").
+    /// every error ("camera", "GL camera").
     static dmabridge::Result<CameraSource> open(const PipelineOptions& options, std::string who);
     CameraSource(CameraSource&&) noexcept;
     CameraSource& operator=(CameraSource&&) noexcept;
@@ -71,16 +71,17 @@ public:
     /// The producer (between start() and stop(); nullptr otherwise), to add consumers.
     dmabridge::queue::Producer* producer() noexcept;
 
-    /// Called with a buffer's index when it came back from every consumer (released, release
-    /// fences signalled), just before it goes back to the driver: the last moment its frame is
-    /// intact. An error stops pump() with it.
+    /// Called with a buffer's index whenever it goes to the driver: in start() for every buffer
+    /// (no frame yet), and after each frame once it came back from every consumer (released,
+    /// release fences signalled; at once for a frame queued to nobody): the last moment that
+    /// frame is intact. An error stops pump() with it.
     void on_returned(std::function<dmabridge::Status(dmabridge::queue::BufferIndex)> callback);
 
     /// Waits up to `timeout` for the driver or the consumers, then handles what is ready: a
     /// frame the driver delivered goes to the queue, buffers consumers gave back go to the
     /// driver. Timeout{0} never blocks. Errors: ETIMEDOUT when a wait of more than 0 ms saw
     /// nothing (naming the device and where the buffers are); Errc::unsupported when the driver
-    /// delivered twice the ring's size of incomplete frames in a row; the producer's, the
+    /// delivered more than twice the ring's size of incomplete frames in a row; the producer's, the
     /// driver's and on_returned's.
     dmabridge::Result<PumpResult> pump(dmabridge::Timeout timeout);
 

@@ -17,7 +17,9 @@
 //     source->pump with the timeout, adding its frames to to_acquire).
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <string>
 
 #include <dmabridge/result.hpp>
 
@@ -30,7 +32,21 @@ template <typename State>
 dmabridge::Status stream_frames(State& st, std::uint64_t frames, const char* who) {
     dmabridge::Status status;
     st.to_acquire = 0;
+    // A frame on the GPU that never completes (its release fence never signals) must end the
+    // run: the camera's frames keep pump() busy, so no wait alone times out.
+    auto progress_at = Clock::now();
+    std::uint64_t completed_before = st.completed;
     while (status && st.completed < frames) {
+        if (st.completed != completed_before || st.in_flight == 0) {
+            completed_before = st.completed;
+            progress_at = Clock::now();
+        } else if (Clock::now() - progress_at > st.options.timeout) {
+            status = dmabridge::Error::from_errno(
+                ETIMEDOUT, std::string(who) + ": " + std::to_string(st.in_flight) +
+                               " frames stayed on the GPU (or in the queue) past the timeout of " +
+                               std::to_string(st.options.timeout.count()) + " ms");
+            break;
+        }
         status = st.before_turn();
         while (status && st.to_acquire > 0 && st.completed < frames) {
             --st.to_acquire;
@@ -54,7 +70,7 @@ dmabridge::Status stream_frames(State& st, std::uint64_t frames, const char* who
             slot.sequence = static_cast<std::uint32_t>(f->info.sequence);
             st.stats.max_in_flight = std::max(st.stats.max_in_flight, ++st.in_flight);
             // The frames before this one are released now, this one after the next submit (or
-            // before the loop sleeps): see CameraPipeline::State::publish_pending.
+            // before the loop sleeps): why, see CameraPipeline::State::publish_pending.
             status = st.publish_pending(true);
         }
         if (!status || st.completed >= frames) break;

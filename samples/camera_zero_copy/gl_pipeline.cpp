@@ -204,6 +204,13 @@ Status GlCameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, 
             return ok.error().with_context("GL camera: record the GPU's use");
     auto fence = release_fence(distinct_buffers(frame));
     if (!fence) return fence.error().with_context("GL camera: release fence");
+    if (!*fence) {  // no fence to give (a kernel before 6.0): the GL work must be done first
+        const auto gpu_start = Clock::now();
+        auto waited = slot.done->wait(options.timeout);
+        stats.fence_wait_ms += ms_since(gpu_start);
+        if (!waited || *waited != dmabridge::WaitStatus::ready)
+            return Error::from_errno(ETIMEDOUT, "GL camera: the GPU did not finish a frame in time");
+    }
     if (auto ok = consumer->release(index, std::move(*fence)); !ok) return ok.error().with_context("GL camera: release");
     stats.cpu_us_after_submit += thread_cpu_us() - cpu_after;
     return {};
@@ -334,20 +341,26 @@ Result<PipelineStats> GlCameraPipeline::run(std::uint64_t frames, const FrameCal
     if (!consumer) return consumer.error();
     st.consumer.emplace(std::move(*consumer));
     const auto start = Clock::now();
+    // Whatever happens (an error, or on_frame throwing), leave nothing on the GPU and nothing
+    // streaming.
+    const auto end_run = [&st] {
+        for (auto& slot : st.slots) {
+            if (slot.done) (void)slot.done->wait(st.options.timeout);
+            slot.imports.clear();
+            slot.done.reset();
+            slot.with_gpu = false;
+            slot.desc = nullptr;  // the consumer's, gone below
+        }
+        st.copy_fifo.clear();
+        st.in_flight = 0;
+        for (auto& v : st.views) v.clear();
+        st.consumer.reset();
+        return st.source->stop();
+    };
+    detail::ScopeExit on_throw{[&] { (void)end_run(); }};
     const Status status = detail::stream_frames(st, frames, "GL camera");
-    // Whatever happened, leave nothing on the GPU and nothing streaming.
-    for (auto& slot : st.slots) {
-        if (slot.done) (void)slot.done->wait(st.options.timeout);
-        slot.imports.clear();
-        slot.done.reset();
-        slot.with_gpu = false;
-        slot.desc = nullptr;  // the consumer's, gone below
-    }
-    st.copy_fifo.clear();
-    st.in_flight = 0;
-    for (auto& v : st.views) v.clear();
-    st.consumer.reset();
-    const auto stopped = st.source->stop();
+    on_throw.armed = false;
+    const auto stopped = end_run();
     if (!status) return status.error();
     if (!stopped) return stopped.error();
 

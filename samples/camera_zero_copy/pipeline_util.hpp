@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstddef>
 #include <ctime>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include <dmabridge/access.hpp>
@@ -49,16 +51,36 @@ inline BufferSet distinct_buffers(const dmabridge::BufferDesc& desc) {
     return set;
 }
 
+/// Calls `f` when it goes out of scope unless disarmed: a run's cleanup also when a callback
+/// throws (the tests' on_frame REQUIREs).
+template <typename F>
+struct ScopeExit {
+    F f;
+    bool armed = true;
+    explicit ScopeExit(F fn) : f(std::move(fn)) {}
+    ScopeExit(const ScopeExit&) = delete;
+    ScopeExit& operator=(const ScopeExit&) = delete;
+    ~ScopeExit() {
+        if (armed) f();
+    }
+};
+template <typename F>
+ScopeExit(F) -> ScopeExit<F>;
+
 /// Every fence on the set's dma-bufs (the GPU's read fence, once published there) as one
 /// sync_file: the release fence of the frame, after which the driver may write the buffer again.
-inline dmabridge::Result<dmabridge::SyncFile> release_fence(const BufferSet& set) {
+/// std::nullopt on a kernel without DMA_BUF_IOCTL_EXPORT_SYNC_FILE (before 6.0): the caller then
+/// waits for the frame's GPU work itself and releases with no fence.
+inline dmabridge::Result<std::optional<dmabridge::SyncFile>> release_fence(const BufferSet& set) {
     auto fence = set.buffers.at(0)->export_sync_file(dmabridge::Access::write);
+    if (!fence && fence.error().is(dmabridge::Errc::unsupported)) return std::optional<dmabridge::SyncFile>{};
     for (std::size_t b = 1; fence && b < set.buffers.size(); ++b) {
         auto more = set.buffers[b]->export_sync_file(dmabridge::Access::write);
         if (!more) return more.error();
         fence = dmabridge::SyncFile::merge(*fence, *more, "camera-release");
     }
-    return fence;
+    if (!fence) return fence.error();
+    return std::optional<dmabridge::SyncFile>(std::move(*fence));
 }
 
 }  // namespace camera::detail

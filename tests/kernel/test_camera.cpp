@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <set>
+#include <stdexcept>
 
 #include <linux/videodev2.h>
 
@@ -128,6 +129,20 @@ TEST_CASE_FIXTURE(VkTest, "the camera's buffers go back to the driver only once 
     }
     CHECK(source->stats().frames_queued >= 7);  // the held frame and the six after it
     CHECK(source->stop());
+}
+
+TEST_CASE_FIXTURE(VkTest, "an on_frame that throws leaves nothing streaming: the next run streams again") {
+    auto pipeline = camera::CameraPipeline::create(device_b().context(), options_for(V4L2_PIX_FMT_YUYV));
+    REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
+    CHECK_THROWS_AS(pipeline->run(5,
+                                  [](const camera::FrameInfo& f) {
+                                      if (f.number == 1) throw std::runtime_error("the application gave up");
+                                  }),
+                    std::runtime_error);
+    // Had the throw left the camera streaming (or the queue's consumer alive), this would fail.
+    auto again = pipeline->run(3);
+    REQUIRE_MESSAGE(again, (again ? "" : again.error().message()));
+    CHECK(again->frames == 3);
 }
 
 TEST_CASE_FIXTURE(VkTest, "the copy baseline converts the same way and counts every byte it copied") {
