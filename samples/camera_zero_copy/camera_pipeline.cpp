@@ -250,8 +250,10 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
     // The slot's last frame is complete (the buffer came back from the queue after finish()).
     // The import cache holds that frame's completion itself, whatever happens to the Submission.
     const vulkan::Submission previous = std::move(slot.submission);
-    slot.desc = f.desc;
-    slot.set = distinct_buffers(*f.desc);
+    if (slot.desc != f.desc) {  // the buffer's first frame of this run: the consumer's objects stay
+        slot.desc = f.desc;
+        slot.set = distinct_buffers(*f.desc);
+    }
     const BufferSet& set = slot.set;
     // Cached imports: a miss the first time each V4L2 buffer comes, a hit ever after (in later
     // runs too: another consumer's fds, the same dma-bufs).
@@ -487,17 +489,9 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
     st.submitted = st.completed = 0;
     st.in_flight = 0;
     st.unpublished.clear();
-    const auto cache_before = st.cache ? st.cache->stats() : vulkan::ImportCacheStats{};
-
-    auto consumer = st.source->start_local();
-    if (!consumer) return consumer.error();
-    st.consumer.emplace(std::move(*consumer));
-    const auto start = Clock::now();
-
-    // Whatever happens (an error, or on_frame throwing), leave nothing on the GPU and nothing
-    // streaming. Every slot's last submission is waited for, also one whose frame failed after
+    // Every slot's last submission is waited for at the end, also one whose frame failed after
     // its submit.
-    const auto end_run = [&st] {
+    return detail::run_frames(st, frames, "camera", [&st] {
         for (auto& slot : st.slots)
             if (slot.submission.fence() != VK_NULL_HANDLE) (void)slot.submission.wait(st.options.timeout);
         for (auto& slot : st.slots) {
@@ -505,44 +499,12 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
             slot.acquires.clear();
             slot.releases.clear();
             slot.next_releases.clear();
-            slot.desc = nullptr;  // the consumer's, gone below
+            slot.desc = nullptr;  // the consumer's, gone after this
             slot.set = {};
         }
         st.copy_fifo.clear();
-        st.in_flight = 0;
         st.unpublished.clear();
-        st.consumer.reset();
-        return st.source->stop();
-    };
-    detail::ScopeExit on_throw{[&] { (void)end_run(); }};
-    const Status status = detail::stream_frames(st, frames, "camera");
-    on_throw.armed = false;
-    const auto stopped = end_run();
-    if (!status) return status.error();
-    if (!stopped) return stopped.error();
-
-    PipelineStats s = st.stats;
-    const auto source_stats = st.source->stats();
-    s.driver_errors = source_stats.driver_errors;
-    s.incomplete_frames = source_stats.incomplete_frames;
-    s.frames = st.completed;
-    s.seconds = ms_since(start) / 1000.0;
-    s.fps = s.seconds > 0 ? static_cast<double>(s.frames) / s.seconds : 0;
-    if (st.cache) {
-        const auto after = st.cache->stats();
-        s.cache_hits = after.hits - cache_before.hits;
-        s.cache_misses = after.misses - cache_before.misses;
-    }
-    if (s.frames > 0) s.cpu_us_after_submit /= static_cast<double>(s.frames);
-    if (!st.cpu_samples.empty()) {
-        auto samples = st.cpu_samples;
-        double sum = 0;
-        for (double v : samples) sum += v;
-        s.cpu_us_dequeue_to_submit = sum / static_cast<double>(samples.size());
-        std::sort(samples.begin(), samples.end());
-        s.cpu_us_dequeue_to_submit_median = samples[samples.size() / 2];
-    }
-    return s;
+    });
 }
 
 }  // namespace camera

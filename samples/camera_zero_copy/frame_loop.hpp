@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// The run loop the Vulkan and GL camera pipelines share. Frames come from the pipeline's
+// The run loop the Vulkan and GL camera pipelines share (stream_frames), and what their run()
+// does around it (run_frames). Frames come from the pipeline's
 // CameraSource through its queue (one consumer in this process): each is acquired, submitted to
 // the GPU and released to the queue with the GPU's fence (zero_copy) or at once after the CPU
 // copy (copy). A zero-copy buffer comes back through the source once that fence signalled; the
@@ -8,7 +9,7 @@
 //
 // What it needs of a pipeline's State (see CameraPipeline::State, GlCameraPipeline::State):
 //   source, consumer, options, slots (with_gpu, number, v4l2_index, sequence), stats,
-//   submitted, completed, to_acquire, in_flight;
+//   cpu_samples, cache (an optional import cache), submitted, completed, to_acquire, in_flight;
 //   submit_zero_copy(frame, cpu_start), submit_copy(frame, cpu_start);
 //   before_turn(): what completed since the last turn (GL's copies);
 //   publish_pending(bool keep_newest), has_unpublished(): releases submitted but not made yet
@@ -20,6 +21,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include <dmabridge/result.hpp>
 
@@ -92,6 +94,56 @@ dmabridge::Status stream_frames(State& st, std::uint64_t frames, const char* who
             status = st.publish_pending(false);
     }
     return status;
+}
+
+/// What both pipelines' run() do once their State is reset for a run: start the source with one
+/// consumer in this process, stream `frames` frames, end the run and sum up its statistics.
+/// `drop_frames` waits for the GPU work of every frame and forgets what points into the consumer;
+/// then the consumer goes and the source stops. That end comes whatever happens: an error, or
+/// on_frame throwing.
+template <typename State, typename DropFrames>
+dmabridge::Result<PipelineStats> run_frames(State& st, std::uint64_t frames, const char* who, DropFrames drop_frames) {
+    using CacheStats = decltype(st.cache->stats());
+    const CacheStats cache_before = st.cache ? st.cache->stats() : CacheStats{};
+    auto consumer = st.source->start_local();
+    if (!consumer) return consumer.error();
+    st.consumer.emplace(std::move(*consumer));
+    const auto start = Clock::now();
+    const auto end_run = [&] {
+        drop_frames();
+        st.in_flight = 0;
+        st.consumer.reset();
+        return st.source->stop();
+    };
+    ScopeExit on_throw{[&] { (void)end_run(); }};
+    const dmabridge::Status status = stream_frames(st, frames, who);
+    on_throw.armed = false;
+    const auto stopped = end_run();
+    if (!status) return status.error();
+    if (!stopped) return stopped.error();
+
+    PipelineStats s = st.stats;
+    const auto source_stats = st.source->stats();
+    s.driver_errors = source_stats.driver_errors;
+    s.incomplete_frames = source_stats.incomplete_frames;
+    s.frames = st.completed;
+    s.seconds = ms_since(start) / 1000.0;
+    s.fps = s.seconds > 0 ? static_cast<double>(s.frames) / s.seconds : 0;
+    if (st.cache) {
+        const auto after = st.cache->stats();
+        s.cache_hits = after.hits - cache_before.hits;
+        s.cache_misses = after.misses - cache_before.misses;
+    }
+    if (s.frames > 0) s.cpu_us_after_submit /= static_cast<double>(s.frames);
+    if (!st.cpu_samples.empty()) {
+        auto samples = st.cpu_samples;
+        double sum = 0;
+        for (double v : samples) sum += v;
+        s.cpu_us_dequeue_to_submit = sum / static_cast<double>(samples.size());
+        std::sort(samples.begin(), samples.end());
+        s.cpu_us_dequeue_to_submit_median = samples[samples.size() / 2];
+    }
+    return s;
 }
 
 }  // namespace camera::detail

@@ -45,8 +45,10 @@ struct GlSlot {
     std::uint32_t sequence = 0;
     // When the GL work of the frame completed (the release's native fence, or a GL fence).
     std::shared_ptr<const dmabridge::Completion> done;
-    // zero_copy: the frame's buffer as the queue's consumer received it, and its cached imports.
+    // zero_copy: the frame's buffer as the queue's consumer received it (the same objects
+    // whenever the buffer comes back), its distinct dma-bufs, and its cached imports.
     const dmabridge::BufferDesc* desc = nullptr;
+    BufferSet set;
     std::vector<egl::CachedImage> imports;
     // copy: the CPU's copy of the frame, per dma-buf of the V4L2 buffer.
     std::vector<std::vector<std::byte>> staging;
@@ -171,7 +173,10 @@ Status GlCameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, 
     const std::uint32_t index = f.buffer;
     GlSlot& slot = slots.at(index);
     const dmabridge::BufferDesc& frame = *f.desc;
-    slot.desc = f.desc;
+    if (slot.desc != f.desc) {  // the buffer's first frame of this run: the consumer's objects stay
+        slot.desc = f.desc;
+        slot.set = distinct_buffers(frame);
+    }
     if (views.at(index).empty()) {
         auto made = view_descriptions(frame, layout);
         if (!made) return made.error().with_context("GL camera: buffer " + std::to_string(index));
@@ -202,7 +207,7 @@ Status GlCameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, 
     for (const auto& image : slot.imports)
         if (auto ok = cache->set_last_use(*image, slot.done); !ok)
             return ok.error().with_context("GL camera: record the GPU's use");
-    auto fence = release_fence(distinct_buffers(frame));
+    auto fence = release_fence(slot.set);
     if (!fence) return fence.error().with_context("GL camera: release fence");
     if (!*fence) {  // no fence to give (a kernel before 6.0): the GL work must be done first
         const auto gpu_start = Clock::now();
@@ -335,57 +340,18 @@ Result<PipelineStats> GlCameraPipeline::run(std::uint64_t frames, const FrameCal
     st.in_flight = 0;
     st.copy_fifo.clear();
     for (auto& v : st.views) v.clear();  // of the last run's consumer
-    const auto cache_before = st.cache ? st.cache->stats() : egl::ImportCacheStats{};
-
-    auto consumer = st.source->start_local();
-    if (!consumer) return consumer.error();
-    st.consumer.emplace(std::move(*consumer));
-    const auto start = Clock::now();
-    // Whatever happens (an error, or on_frame throwing), leave nothing on the GPU and nothing
-    // streaming.
-    const auto end_run = [&st] {
+    return detail::run_frames(st, frames, "GL camera", [&st] {
         for (auto& slot : st.slots) {
             if (slot.done) (void)slot.done->wait(st.options.timeout);
             slot.imports.clear();
             slot.done.reset();
             slot.with_gpu = false;
-            slot.desc = nullptr;  // the consumer's, gone below
+            slot.desc = nullptr;  // the consumer's, gone after this
+            slot.set = {};
         }
         st.copy_fifo.clear();
-        st.in_flight = 0;
         for (auto& v : st.views) v.clear();
-        st.consumer.reset();
-        return st.source->stop();
-    };
-    detail::ScopeExit on_throw{[&] { (void)end_run(); }};
-    const Status status = detail::stream_frames(st, frames, "GL camera");
-    on_throw.armed = false;
-    const auto stopped = end_run();
-    if (!status) return status.error();
-    if (!stopped) return stopped.error();
-
-    PipelineStats s = st.stats;
-    const auto source_stats = st.source->stats();
-    s.driver_errors = source_stats.driver_errors;
-    s.incomplete_frames = source_stats.incomplete_frames;
-    s.frames = st.completed;
-    s.seconds = ms_since(start) / 1000.0;
-    s.fps = s.seconds > 0 ? static_cast<double>(s.frames) / s.seconds : 0;
-    if (st.cache) {
-        const auto after = st.cache->stats();
-        s.cache_hits = after.hits - cache_before.hits;
-        s.cache_misses = after.misses - cache_before.misses;
-    }
-    if (s.frames > 0) s.cpu_us_after_submit /= static_cast<double>(s.frames);
-    if (!st.cpu_samples.empty()) {
-        auto samples = st.cpu_samples;
-        double sum = 0;
-        for (double v : samples) sum += v;
-        s.cpu_us_dequeue_to_submit = sum / static_cast<double>(samples.size());
-        std::sort(samples.begin(), samples.end());
-        s.cpu_us_dequeue_to_submit_median = samples[samples.size() / 2];
-    }
-    return s;
+    });
 }
 
 }  // namespace camera
