@@ -7,7 +7,7 @@
 //                                           hit for a new fd of the same buffer   (goal >= 100)
 //
 // The EGL display is Mesa's software device (llvmpipe), as in the tests.
-#include <dmabridge/dma_heap.hpp>
+#include <dmabridge/alloc/dma_heap.hpp>
 #include <dmabridge/egl/context.hpp>
 #include <dmabridge/egl/import_cache.hpp>
 

@@ -4,8 +4,8 @@
 // poll()er on another thread). Both are medians of many round trips.
 //
 //   metric fence_wake_over_eventfd R   (goal <= 2)
-#include <dmabridge/devices.hpp>
-#include <dmabridge/fence_watcher.hpp>
+#include <dmabridge/kernel/devices.hpp>
+#include <dmabridge/kernel/fence_watcher.hpp>
 
 #include <algorithm>
 #include <atomic>

@@ -11,9 +11,9 @@
 //       consumer in two processes over a socketpair; every frame carries an acquire fence and
 //       a release fence (dups of signalled sync_files, counted too). N is the larger side; a
 //       comment line gives both, and the same without fences. Goal: N <= 12.
+#include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
-#include <dmabridge/udmabuf.hpp>
 
 #include <algorithm>
 #include <chrono>

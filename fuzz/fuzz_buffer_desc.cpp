@@ -7,7 +7,7 @@
 // Input: u32 width, u32 height, u32 fourcc, u64 modifier, u8 plane count (0-7), then per plane
 // u64 offset, u64 stride, u64 buffer size.
 
-#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
 
 #include "fuzz_input.hpp"
 #include "layout_oracle.hpp"

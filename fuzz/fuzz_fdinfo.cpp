@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "../src/parse/fdinfo.hpp"
+#include "base/fdinfo.hpp"
 #include "fuzz_input.hpp"
 
 namespace {

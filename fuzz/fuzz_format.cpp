@@ -2,7 +2,7 @@
 // Fuzzes the format tables for every u32 fourcc and extent: find_format()/format_info(),
 // row_bytes(), plane_rows(), linear_layout() with any alignments, fourcc_to_string(),
 // modifier_to_string(), and the fourcc maps of the V4L2 and Vulkan adapters. The layout facts
-// are checked against a table written here from drm_fourcc.h, independently of src/format.cpp,
+// are checked against a table written here from drm_fourcc.h, independently of src/format/format.cpp,
 // and every size is recomputed with 128-bit arithmetic.
 //
 // Input: u32 fourcc, u32 width, u32 height, u8 stride-alignment selector, u32 raw stride
@@ -10,9 +10,9 @@
 // u32 V4L2 fourcc, u32 VkFormat (its low 31 bits). A selector below 0x80 picks the power of two 1 << (sel % 32),
 // otherwise the raw value is used.
 
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/format.hpp>
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/format.hpp>
+#include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/v4l2/device.hpp>
 #include <dmabridge/vulkan/format.hpp>
 

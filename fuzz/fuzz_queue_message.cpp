@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Fuzzes the buffer queue's wire format (src/parse/queue_wire.cpp): any datagram a peer can send,
+// Fuzzes the buffer queue's wire format (src/queue/wire.cpp): any datagram a peer can send,
 // with any number of fds beside it. A message that parses encodes back to exactly the bytes that
 // arrived, with as many fds as arrived; its fields stay within their limits.
 //
@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-#include "../src/parse/queue_wire.hpp"
+#include "queue/wire.hpp"
 #include "fuzz_input.hpp"
 
 using namespace dmabridge::detail;

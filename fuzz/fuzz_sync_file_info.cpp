@@ -9,12 +9,12 @@
 // pad, sync_fence_info pointer), then the array the kernel filled: as many whole struct
 // sync_fence_info (80 bytes each) as the rest holds.
 
-#include <dmabridge/sync_file.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 
 #include <cstring>
 #include <vector>
 
-#include "../src/parse/sync_file_info.hpp"
+#include "kernel/sync_file_info.hpp"
 #include "fuzz_input.hpp"
 
 using namespace dmabridge;

@@ -9,11 +9,11 @@
 // Input: u8 flags (bit 0: read the multi-planar member), then the bytes of a struct v4l2_format
 // (as the kernel's uapi lays it out on this machine; missing bytes are zero).
 
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/format.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/format.hpp>
 #include <dmabridge/v4l2/device.hpp>
 
-#include "../src/parse/v4l2_format.hpp"
+#include "v4l2/format_parser.hpp"
 #include "fuzz_input.hpp"
 #include "layout_oracle.hpp"
 

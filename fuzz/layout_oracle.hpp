@@ -4,8 +4,8 @@
 // with 128-bit arithmetic that cannot overflow for 32- and 64-bit inputs: every colour plane's
 // rows lie inside its buffer. Shared by the description and the V4L2 format targets.
 
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/format.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/format.hpp>
 
 #include "fuzz_input.hpp"
 

@@ -10,7 +10,7 @@
 #include <optional>
 #include <vector>
 
-#include <dmabridge/cpu_access.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>

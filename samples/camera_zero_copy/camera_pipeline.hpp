@@ -26,9 +26,9 @@
 #include <string>
 #include <vector>
 
-#include <dmabridge/access.hpp>
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/vulkan/context.hpp>
 
 #include "conversion.hpp"

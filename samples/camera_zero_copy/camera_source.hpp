@@ -18,10 +18,10 @@
 #include <optional>
 #include <string>
 
-#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
-#include <dmabridge/result.hpp>
 #include <dmabridge/v4l2/device.hpp>
 
 namespace camera {

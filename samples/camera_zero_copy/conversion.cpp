@@ -5,7 +5,7 @@
 #include <limits>
 #include <string>
 
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 
 namespace camera {
 

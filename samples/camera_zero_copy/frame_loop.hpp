@@ -23,7 +23,7 @@
 #include <string>
 #include <utility>
 
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
 
 #include "camera_pipeline.hpp"
 #include "pipeline_util.hpp"

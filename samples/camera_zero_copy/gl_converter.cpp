@@ -8,7 +8,7 @@
 #include <utility>
 
 #include <dmabridge/egl/context.hpp>
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 
 namespace camera {
 namespace {

@@ -16,8 +16,8 @@
 #include <span>
 #include <vector>
 
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
 
 #include "conversion.hpp"
 

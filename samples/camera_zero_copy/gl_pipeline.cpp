@@ -9,9 +9,9 @@
 #include <optional>
 #include <vector>
 
-#include <dmabridge/cpu_access.hpp>
 #include <dmabridge/egl/import_cache.hpp>
 #include <dmabridge/egl/sync_bridge.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
 
 #include "camera_source.hpp"

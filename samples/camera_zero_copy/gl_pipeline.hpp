@@ -20,8 +20,8 @@
 #include <memory>
 #include <string>
 
+#include <dmabridge/base/result.hpp>
 #include <dmabridge/egl/context.hpp>
-#include <dmabridge/result.hpp>
 
 #include "camera_pipeline.hpp"
 

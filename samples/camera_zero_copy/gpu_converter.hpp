@@ -10,7 +10,7 @@
 
 #include <vulkan/vulkan_core.h>
 
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
 
 #include "conversion.hpp"
 #include "vulkan_compute.hpp"

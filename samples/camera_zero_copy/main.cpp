@@ -22,8 +22,8 @@
 #include <string_view>
 #include <vector>
 
-#include <dmabridge/fourcc.hpp>
 #include <dmabridge/egl/context.hpp>
+#include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/vulkan/context.hpp>
 
 #include <GLES3/gl3.h>

@@ -12,10 +12,10 @@
 #include <utility>
 #include <vector>
 
-#include <dmabridge/access.hpp>
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/result.hpp>
-#include <dmabridge/sync_file.hpp>
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 
 namespace camera::detail {
 

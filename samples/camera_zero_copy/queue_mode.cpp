@@ -10,7 +10,7 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <dmabridge/cpu_access.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
 #include <dmabridge/vulkan/context.hpp>

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
 
 namespace sample {
 

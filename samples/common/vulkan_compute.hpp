@@ -13,7 +13,7 @@
 
 #include <vulkan/vulkan_core.h>
 
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
 #include <dmabridge/vulkan/context.hpp>
 
 namespace sample {

@@ -28,9 +28,9 @@
 
 #include <vulkan/vulkan_core.h>
 
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/fourcc.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>

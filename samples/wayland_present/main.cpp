@@ -34,8 +34,8 @@
 
 #include <vulkan/vulkan_core.h>
 
-#include <dmabridge/fourcc.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
-#include "import_cache_core.hpp"
+#include "cache/import_cache_core.hpp"
 
 #include <algorithm>
 #include <chrono>
 
-#include "../sys.hpp"
+#include "base/sys.hpp"
 
 namespace dmabridge {
 namespace {

@@ -23,10 +23,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/completion.hpp>
-#include <dmabridge/import_key.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/cache/import_key.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/completion.hpp>
 
 namespace dmabridge::detail {
 

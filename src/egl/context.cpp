@@ -2,7 +2,7 @@
 // egl::Context: attach to the application's display and context, entry points, extensions,
 // formats, import of BufferDescs as EGLImages + textures, export, fences, and the queue of
 // objects dropped off the GL thread.
-#include "egl_state.hpp"
+#include "egl/egl_state.hpp"
 
 #include <cerrno>
 #include <climits>
@@ -10,11 +10,11 @@
 #include <algorithm>
 #include <cstring>
 
-#include <dmabridge/format.hpp>
-#include <dmabridge/fourcc.hpp>
-#include <dmabridge/log.hpp>
+#include <dmabridge/base/log.hpp>
+#include <dmabridge/format/format.hpp>
+#include <dmabridge/format/fourcc.hpp>
 
-#include "../sys.hpp"
+#include "base/sys.hpp"
 
 namespace dmabridge::egl {
 

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 // egl::Headless and list_devices(): an EGL display on the device platform and a surfaceless
 // OpenGL ES context, for programs without a display of their own.
-#include "egl_state.hpp"
+#include "egl/egl_state.hpp"
 
 #include <cstring>
 
-#include <dmabridge/log.hpp>
+#include <dmabridge/base/log.hpp>
 
-#include "../sys.hpp"
+#include "base/sys.hpp"
 
 namespace dmabridge::egl {
 

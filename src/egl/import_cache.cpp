@@ -7,8 +7,8 @@
 // from any thread.
 #include <dmabridge/egl/import_cache.hpp>
 
-#include "../cache/import_cache_core.hpp"
-#include "egl_state.hpp"
+#include "cache/import_cache_core.hpp"
+#include "egl/egl_state.hpp"
 
 namespace dmabridge::egl {
 

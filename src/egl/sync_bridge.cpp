@@ -9,11 +9,11 @@
 #include <mutex>
 #include <unordered_set>
 
-#include <dmabridge/log.hpp>
+#include <dmabridge/base/log.hpp>
 
-#include "../sync_file_probe.hpp"
-#include "../sys.hpp"
-#include "egl_state.hpp"
+#include "kernel/sync_file_probe.hpp"
+#include "base/sys.hpp"
+#include "egl/egl_state.hpp"
 
 namespace dmabridge::egl {
 

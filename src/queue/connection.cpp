@@ -13,8 +13,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../sys.hpp"
-#include "transport.hpp"
+#include "base/sys.hpp"
+#include "queue/transport.hpp"
 
 namespace dmabridge::queue {
 

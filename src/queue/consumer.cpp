@@ -7,8 +7,8 @@
 
 #include <poll.h>
 
-#include "../sys.hpp"
-#include "transport.hpp"
+#include "base/sys.hpp"
+#include "queue/transport.hpp"
 
 namespace dmabridge::queue {
 

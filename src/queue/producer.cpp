@@ -7,10 +7,10 @@
 
 #include <sys/epoll.h>
 
-#include <dmabridge/fence_watcher.hpp>
+#include <dmabridge/kernel/fence_watcher.hpp>
 
-#include "../sys.hpp"
-#include "transport.hpp"
+#include "base/sys.hpp"
+#include "queue/transport.hpp"
 
 namespace dmabridge::queue {
 

@@ -7,11 +7,11 @@
 #include <span>
 #include <vector>
 
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/base/unique_fd.hpp>
 #include <dmabridge/queue/connection.hpp>
-#include <dmabridge/result.hpp>
-#include <dmabridge/unique_fd.hpp>
 
-#include "../parse/queue_wire.hpp"
+#include "queue/wire.hpp"
 
 namespace dmabridge::queue::detail {
 

@@ -11,11 +11,11 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 
-#include <dmabridge/format.hpp>
+#include <dmabridge/format/format.hpp>
 
-#include "../checked_math.hpp"
-#include "../sys.hpp"
-#include "ioctl.hpp"
+#include "base/checked_math.hpp"
+#include "base/sys.hpp"
+#include "v4l2/ioctl.hpp"
 
 namespace dmabridge::v4l2 {
 namespace {

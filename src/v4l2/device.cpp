@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/v4l2/device.hpp>
-#include "../parse/v4l2_format.hpp"
+#include "v4l2/format_parser.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -15,8 +15,8 @@
 #include <linux/videodev2.h>
 #include <sys/ioctl.h>
 
-#include "../sys.hpp"
-#include "ioctl.hpp"
+#include "base/sys.hpp"
+#include "v4l2/ioctl.hpp"
 
 namespace dmabridge::v4l2 {
 namespace {

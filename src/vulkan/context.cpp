@@ -13,7 +13,7 @@
 
 #include <dlfcn.h>
 
-#include "device_state.hpp"
+#include "vulkan/device_state.hpp"
 
 namespace dmabridge::vulkan {
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Attaching to an application's device: extension requirements, entry points, capabilities,
 // and what the device can do with each format and modifier.
-#include <dmabridge/format.hpp>
+#include <dmabridge/format/format.hpp>
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/format.hpp>
 
@@ -13,7 +13,7 @@
 
 #include <fcntl.h>
 
-#include "device_state.hpp"
+#include "vulkan/device_state.hpp"
 
 namespace dmabridge::vulkan {
 namespace detail {

@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <string>
 
-#include <dmabridge/access.hpp>
-#include <dmabridge/result.hpp>
-#include <dmabridge/unique_fd.hpp>
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/base/unique_fd.hpp>
 #include <dmabridge/vulkan/device.hpp>
 
 namespace dmabridge::vulkan::detail {

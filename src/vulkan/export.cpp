@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "../memory_allocator.hpp"
-#include "../sys.hpp"
-#include "device_state.hpp"
-#include "resources_builder.hpp"
+#include "alloc/memory_allocator.hpp"
+#include "base/sys.hpp"
+#include "vulkan/device_state.hpp"
+#include "vulkan/resources_builder.hpp"
 
 namespace dmabridge::vulkan {
 namespace {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/vulkan/format.hpp>
 
-#include <dmabridge/format.hpp>
+#include <dmabridge/format/format.hpp>
 
 #include <algorithm>
 #include <iterator>

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "device_state.hpp"
-#include "resources_builder.hpp"
-#include "../sys.hpp"
+#include "vulkan/device_state.hpp"
+#include "vulkan/resources_builder.hpp"
+#include "base/sys.hpp"
 
 namespace dmabridge::vulkan {
 namespace {

@@ -9,8 +9,8 @@
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/format.hpp>
 
-#include "../cache/import_cache_core.hpp"
-#include "device_state.hpp"
+#include "cache/import_cache_core.hpp"
+#include "vulkan/device_state.hpp"
 
 namespace dmabridge::vulkan {
 namespace {

@@ -4,8 +4,8 @@
 #include <optional>
 #include <utility>
 
-#include "device_state.hpp"
-#include "resources_builder.hpp"
+#include "vulkan/device_state.hpp"
+#include "vulkan/resources_builder.hpp"
 
 namespace dmabridge::vulkan {
 

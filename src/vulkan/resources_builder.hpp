@@ -10,7 +10,7 @@
 
 #include <dmabridge/vulkan/resources.hpp>
 
-#include "device_state.hpp"
+#include "vulkan/device_state.hpp"
 
 namespace dmabridge::vulkan {
 

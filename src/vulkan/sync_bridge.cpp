@@ -11,9 +11,9 @@
 #include <span>
 #include <vector>
 
-#include "../sync_file_probe.hpp"
-#include "../sys.hpp"
-#include "device_state.hpp"
+#include "kernel/sync_file_probe.hpp"
+#include "base/sys.hpp"
+#include "vulkan/device_state.hpp"
 
 namespace dmabridge::vulkan {
 

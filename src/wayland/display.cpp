@@ -7,10 +7,10 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/wayland/surface.hpp>
 
-#include "sys.hpp"
+#include "base/sys.hpp"
 #include "wayland/state.hpp"
 
 namespace dmabridge::wayland {

@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "sys.hpp"
+#include "base/sys.hpp"
 
 namespace dmabridge::wayland::detail {
 

@@ -8,8 +8,8 @@
 #include <span>
 #include <vector>
 
-#include <dmabridge/format_set.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/format_set.hpp>
 
 namespace dmabridge::wayland::detail {
 

@@ -14,8 +14,8 @@
 #include "linux-explicit-synchronization-v1-client.h"
 #include "xdg-shell-client.h"
 
-#include <dmabridge/format_set.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/format_set.hpp>
 #include <dmabridge/wayland/display.hpp>
 #include <dmabridge/wayland/surface.hpp>
 

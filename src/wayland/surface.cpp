@@ -4,9 +4,9 @@
 #include <climits>
 #include <cerrno>
 
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 
-#include "sys.hpp"
+#include "base/sys.hpp"
 #include "wayland/state.hpp"
 
 namespace dmabridge::wayland {

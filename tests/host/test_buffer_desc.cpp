@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/format.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/format.hpp>
 
 #include <cstdint>
 #include <string>

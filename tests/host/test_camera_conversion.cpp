@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The camera sample's host-side pieces: the CPU reference conversion (which the kernel tests
 // hold the GPU to), the frame-layout checks in front of the shader, and the PNG writer.
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 
 #include <array>
 #include <cstring>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-#include <dmabridge/dmabuf.hpp>
-#include <dmabridge/sync_file.hpp>
-#include <dmabridge/unique_fd.hpp>
+#include <dmabridge/base/unique_fd.hpp>
+#include <dmabridge/kernel/dmabuf.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 
 #include <cstdio>
 #include <string>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-#include <dmabridge/format.hpp>
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/format.hpp>
+#include <dmabridge/format/fourcc.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The parsers of what the kernel and drivers return (src/parse/), which the fuzz targets in fuzz/
+// The parsers of what the kernel and drivers return (src/base/fdinfo, src/kernel/sync_file_info, src/v4l2/format_parser), which the fuzz targets in fuzz/
 // also run: the cases a fuzzer's short inputs cannot reach (lines of megabytes) and the ones
 // each parser promises by name.
 #include <dmabridge/v4l2/device.hpp>
@@ -9,9 +9,9 @@
 
 #include <doctest/doctest.h>
 
-#include "parse/fdinfo.hpp"
-#include "parse/sync_file_info.hpp"
-#include "parse/v4l2_format.hpp"
+#include "base/fdinfo.hpp"
+#include "kernel/sync_file_info.hpp"
+#include "v4l2/format_parser.hpp"
 
 using namespace dmabridge;
 

@@ -6,7 +6,7 @@
 
 #include <doctest/doctest.h>
 
-#include "parse/queue_wire.hpp"
+#include "queue/wire.hpp"
 
 using namespace dmabridge;
 namespace wire = dmabridge::detail::wire;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Tables that need no device: DRM fourcc <-> VkFormat, extension requirements, format sets.
-#include <dmabridge/format_set.hpp>
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/format_set.hpp>
+#include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/format.hpp>
 

@@ -9,8 +9,8 @@
 
 #include <doctest/doctest.h>
 
-#include <dmabridge/fourcc.hpp>
-#include <dmabridge/unique_fd.hpp>
+#include <dmabridge/base/unique_fd.hpp>
+#include <dmabridge/format/fourcc.hpp>
 
 #include "wayland/format_table.hpp"
 

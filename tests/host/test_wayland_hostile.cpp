@@ -24,7 +24,7 @@
 
 #include <doctest/doctest.h>
 
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/wayland/display.hpp>
 
 #include "fd_count.hpp"

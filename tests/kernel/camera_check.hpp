@@ -2,7 +2,7 @@
 #pragma once
 // What the camera pipeline tests (Vulkan and GL) share: each converted frame checked against the
 // CPU conversion of the same captured bytes, and the pipelines' options.
-#include <dmabridge/cpu_access.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 
 #include <algorithm>
 #include <cstdlib>

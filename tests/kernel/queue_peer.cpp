@@ -17,11 +17,11 @@
 //   produce N           act as the producer: 3 udmabuf buffers of 64x64 XRGB8888 written by the
 //                       CPU, N frames (even sequences with an explicit acquire fence, odd ones
 //                       implicit), then wait until every buffer came back
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/devices.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/kernel/devices.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
-#include <dmabridge/udmabuf.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -36,7 +36,7 @@
 #include <vector>
 #include <xf86drm.h>
 
-#include "../../src/parse/queue_wire.hpp"
+#include "queue/wire.hpp"
 #include "vgem_uapi.hpp"
 
 using namespace dmabridge;

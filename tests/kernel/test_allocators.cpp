@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Every exporter against the real kernel: udmabuf, the system dma-heap, and GBM on vgem.
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/devices.hpp>
-#include <dmabridge/dma_heap.hpp>
-#include <dmabridge/format.hpp>
-#include <dmabridge/gbm_allocator.hpp>
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/dma_heap.hpp>
+#include <dmabridge/alloc/gbm_allocator.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/format/format.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/kernel/devices.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -23,7 +23,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <dmabridge/log.hpp>
+#include <dmabridge/base/log.hpp>
 
 #include <doctest/doctest.h>
 

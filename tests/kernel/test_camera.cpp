@@ -2,7 +2,7 @@
 // Camera -> GPU through the zero-copy pipeline of samples/camera_zero_copy, on vivid and the
 // validating Vulkan device: every converted frame is checked against a CPU conversion of the
 // same captured bytes, cache and re-queue behaviour is counted, and bad inputs fail clearly.
-#include <dmabridge/cpu_access.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/v4l2/device.hpp>
 

@@ -3,11 +3,11 @@
 // output with V4L2_MEMORY_DMABUF, and looped back by vivid to its capture (an HDMI input
 // "connected to" the HDMI output, Linux 6.11's replacement of the Loop Video control). The
 // captured bytes must be the GPU's picture.
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/v4l2/device.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
-#include <dmabridge/cpu_access.hpp>
 
 #include <array>
 

@@ -4,13 +4,13 @@
 // without their CLOEXEC flag are stopped and recorded by a seccomp filter (that catches fds
 // that live only inside a call, such as a read of /proc or sysfs), and afterwards no fd of the
 // process may lack FD_CLOEXEC that did not before (that catches fds made by ioctls).
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/devices.hpp>
-#include <dmabridge/dma_heap.hpp>
-#include <dmabridge/fence_watcher.hpp>
-#include <dmabridge/gbm_allocator.hpp>
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/dma_heap.hpp>
+#include <dmabridge/alloc/gbm_allocator.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/kernel/devices.hpp>
+#include <dmabridge/kernel/fence_watcher.hpp>
 
 #include <algorithm>
 #include <functional>

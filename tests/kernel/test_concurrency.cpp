@@ -2,7 +2,7 @@
 // Where threads meet: the fence watcher with watches added and cancelled from several threads and
 // from its own callbacks, and one sync bridge driven from two threads. Run plain, under ASan, and
 // in the ThreadSanitizer build (ci/test), with the import cache's eight-thread test.
-#include <dmabridge/fence_watcher.hpp>
+#include <dmabridge/kernel/fence_watcher.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The dma-buf core against real dma-bufs (udmabuf and vgem, in the VM).
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/dmabuf.hpp>
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/kernel/dmabuf.hpp>
 
 #include <cstring>
 #include <string>

@@ -2,12 +2,12 @@
 // The EGL adapter against Mesa's EGL (software device, llvmpipe) in the VM: attach, formats,
 // pixels that cross between dma-heap / udmabuf / GBM / CPU and GL, export, the import cache, and
 // descriptions refused before EGL sees them.
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/dma_heap.hpp>
+#include <dmabridge/alloc/dma_heap.hpp>
+#include <dmabridge/alloc/gbm_allocator.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/egl/import_cache.hpp>
 #include <dmabridge/egl/sync_bridge.hpp>
-#include <dmabridge/gbm_allocator.hpp>
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 
 #include <algorithm>
 #include <cstring>

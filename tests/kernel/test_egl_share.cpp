@@ -3,10 +3,10 @@
 // vgem fences and vivid: Vulkan export -> GL import, GL export -> Vulkan import, a vgem write
 // fence holding GL back, GL's release fence on the dma-buf, and camera frames sampled through
 // GL_TEXTURE_EXTERNAL_OES against the CPU reference conversion.
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/dma_heap.hpp>
+#include <dmabridge/alloc/dma_heap.hpp>
 #include <dmabridge/egl/import_cache.hpp>
 #include <dmabridge/egl/sync_bridge.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/v4l2/device.hpp>
 

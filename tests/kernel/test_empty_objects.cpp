@@ -3,12 +3,12 @@
 // (EBADF or Errc::invalid_argument), none blocks, none succeeds, none looks like the buffer it
 // held. One test per type. Every call runs under a time limit, so that a call that would block
 // fails the test instead of hanging it.
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/dma_heap.hpp>
-#include <dmabridge/fence_watcher.hpp>
-#include <dmabridge/gbm_allocator.hpp>
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/dma_heap.hpp>
+#include <dmabridge/alloc/gbm_allocator.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/kernel/fence_watcher.hpp>
 
 #include <atomic>
 #include <chrono>

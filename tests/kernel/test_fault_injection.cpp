@@ -4,10 +4,10 @@
 // with the errnos that call can return. Each failure must give a clear error or be retried:
 // never a crash, a hang, a leaked fd or Vulkan object, or an import cache left inconsistent.
 // Also proves the sync bridge's fallback on a kernel whose sync_file ioctls answer ENOTTY.
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/dma_heap.hpp>
-#include <dmabridge/fence_watcher.hpp>
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/dma_heap.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/kernel/fence_watcher.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The fence watcher against real dma-fences (vgem): many buffers, random signal order,
 // cancellation from callbacks, the event-loop fd, timeouts.
-#include <dmabridge/fence_watcher.hpp>
+#include <dmabridge/kernel/fence_watcher.hpp>
 
 #include <algorithm>
 #include <atomic>

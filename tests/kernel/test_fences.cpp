@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Implicit fences on real dma-bufs: vgem fences gate poll(), exported sync_files and imports.
-#include <dmabridge/dmabuf.hpp>
-#include <dmabridge/sync_file.hpp>
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/kernel/dmabuf.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 
 #include <atomic>
 #include <chrono>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The import cache on a real device: hits across new fds, misses on new layouts, the bound,
 // eviction that waits for the GPU, and concurrent use.
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 
 #include <atomic>

@@ -7,9 +7,9 @@
 //   kernel_without_sync_file_ioctls  runs only on kernels older than 6.0 (bullseye's 5.10)
 //   (no suite)                       needs udmabuf, the system heap, the sync_file ioctls and a
 //                                    Vulkan driver that shares dma-bufs: 6.12 and 7.x
-#include <dmabridge/devices.hpp>
-#include <dmabridge/dmabuf.hpp>
-#include <dmabridge/gbm_allocator.hpp>
+#include <dmabridge/alloc/gbm_allocator.hpp>
+#include <dmabridge/kernel/devices.hpp>
+#include <dmabridge/kernel/dmabuf.hpp>
 
 #include <algorithm>
 #include <cerrno>

@@ -2,10 +2,10 @@
 // The buffer queue between real processes: this process produces (udmabuf buffers written by the
 // CPU), tests/kernel/queue_peer consumes (or attacks). Every child checks what it received and its
 // own fds, and exits 0 only when all held; this side checks its fds with FdLeakCheck.
-#include <dmabridge/cpu_access.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
-#include <dmabridge/udmabuf.hpp>
 
 #include <chrono>
 #include <csignal>

@@ -6,8 +6,8 @@
 // buffers; hostile descriptions are refused; buffers are freed and new ones allocated. After a
 // warm-up the open fds, the live Vulkan objects (counted through the dispatch table) and the
 // resident memory are sampled: they must stay flat. `ci/soak [minutes]` runs it in the VM.
-#include <dmabridge/fence_watcher.hpp>
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/kernel/fence_watcher.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 

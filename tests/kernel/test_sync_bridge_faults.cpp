@@ -3,7 +3,7 @@
 // (played by VkInterposer), a kernel whose sync_file ioctls answer ENOTTY (a seccomp filter on
 // one thread: the real ioctl, refused by the real kernel), a log handler that calls back into
 // the bridge, and waits given Timeout::max() or a huge value, which must wait.
-#include <dmabridge/log.hpp>
+#include <dmabridge/base/log.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 

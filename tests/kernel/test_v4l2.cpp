@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // V4L2 against vivid: discovery, formats, negotiation, and buffer rings in both memory modes,
 // with frames really written by the driver into dma-bufs.
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/v4l2/device.hpp>
 

@@ -3,7 +3,7 @@
 // instances): layouts the driver cannot honour are refused before it sees them, output offsets
 // reach it as data_offset, probes leave a live ring alone, nodes of the wrong kind fail at
 // open, and EAGAIN from the non-blocking nodes is an answer, never a loop.
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/v4l2/device.hpp>
 
@@ -19,7 +19,7 @@
 
 #include <doctest/doctest.h>
 
-#include "../../src/v4l2/ioctl.hpp"
+#include "v4l2/ioctl.hpp"
 #include "fd_count.hpp"
 #include "report.hpp"
 #include "vivid_nodes.hpp"

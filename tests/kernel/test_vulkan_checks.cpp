@@ -4,8 +4,8 @@
 // dedicated-only disjoint imports; and what it must not fail for (a refused DMA_BUF_SET_NAME).
 // A Device attached through VkInterposer (the application's vkGetInstanceProcAddr, wrapped)
 // counts what the adapter calls and plays devices with other capabilities.
-#include <dmabridge/log.hpp>
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/base/log.hpp>
 #include <dmabridge/vulkan/format.hpp>
 
 #include <mutex>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Hostile descriptions on a real device: each refused with a clear error before anything is
 // made, no fds leaked (fixture), no Vulkan objects leaked (a device destroyed under validation).
-#include <dmabridge/udmabuf.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 
 #include <string>

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // GBM and Vulkan accept each other's descriptions: a GBM (vgem) buffer imported by Vulkan, and a
 // Vulkan export imported by GBM, both without a copy.
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/gbm_allocator.hpp>
+#include <dmabridge/alloc/gbm_allocator.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 
 #include <cstring>

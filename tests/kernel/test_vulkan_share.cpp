@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Images and buffers that cross between two Vulkan devices as dma-bufs, with pixel checks read
 // back on the importing device.
-#include <dmabridge/cpu_access.hpp>
-#include <dmabridge/format.hpp>
+#include <dmabridge/format/format.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/vulkan/device.hpp>
 
 #include <cstring>

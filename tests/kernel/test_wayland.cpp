@@ -24,7 +24,7 @@
 
 #include <doctest/doctest.h>
 
-#include <dmabridge/unique_fd.hpp>
+#include <dmabridge/base/unique_fd.hpp>
 
 #include "fd_count.hpp"
 #include "vk_fixture.hpp"

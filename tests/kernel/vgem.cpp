@@ -11,7 +11,7 @@
 
 #include <doctest/doctest.h>
 
-#include <dmabridge/devices.hpp>
+#include <dmabridge/kernel/devices.hpp>
 
 namespace uapi = dmabridge::test::vgem_uapi;
 

@@ -6,8 +6,8 @@
 
 #include <cstdint>
 
-#include <dmabridge/dmabuf.hpp>
-#include <dmabridge/unique_fd.hpp>
+#include <dmabridge/base/unique_fd.hpp>
+#include <dmabridge/kernel/dmabuf.hpp>
 
 namespace dmabridge::test {
 

@@ -5,7 +5,7 @@
 
 #include <doctest/doctest.h>
 
-#include <dmabridge/format.hpp>
+#include <dmabridge/format/format.hpp>
 
 namespace dmabridge::test {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
 

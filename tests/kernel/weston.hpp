@@ -17,7 +17,7 @@
 
 #include <sys/types.h>
 
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/result.hpp>
 
 namespace dmabridge::test {
 

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string>
 
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 
 #include "report.hpp"
 

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include <dmabridge/fourcc.hpp>
+#include <dmabridge/format/fourcc.hpp>
 
 #include "report.hpp"
 

@@ -12,8 +12,8 @@
 #include <xf86drm.h>
 #include <xf86drmMode.h>
 
-#include <dmabridge/egl/context.hpp>
 #include <dmabridge/dmabridge.hpp>
+#include <dmabridge/egl/context.hpp>
 #include <dmabridge/vulkan/context.hpp>
 
 namespace dmabridge::info {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include <dmabridge/format_set.hpp>
+#include <dmabridge/format/format_set.hpp>
 #include <dmabridge/v4l2/device.hpp>
 
 namespace dmabridge::info {

@@ -34,12 +34,12 @@
 #include <string_view>
 #include <vector>
 
-#include <dmabridge/allocator.hpp>
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/completion.hpp>
-#include <dmabridge/format_set.hpp>
-#include <dmabridge/result.hpp>
-#include <dmabridge/sync_file.hpp>
+#include <dmabridge/alloc/allocator.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/format_set.hpp>
+#include <dmabridge/kernel/completion.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 
 namespace dmabridge::egl {
 

@@ -19,12 +19,12 @@
 #include <cstddef>
 #include <memory>
 
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/completion.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/cache/import_key.hpp>
 #include <dmabridge/egl/context.hpp>
-#include <dmabridge/import_key.hpp>
-#include <dmabridge/result.hpp>
-#include <dmabridge/sync_file.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/completion.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 
 namespace dmabridge::detail {
 class ImportCacheCore;

@@ -29,11 +29,11 @@
 #include <memory>
 #include <string>
 
-#include <dmabridge/access.hpp>
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/completion.hpp>
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
 #include <dmabridge/egl/context.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/completion.hpp>
 
 namespace dmabridge::egl {
 

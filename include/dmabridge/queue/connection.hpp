@@ -19,8 +19,8 @@
 
 #include <sys/types.h>
 
-#include <dmabridge/result.hpp>
-#include <dmabridge/unique_fd.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/base/unique_fd.hpp>
 
 namespace dmabridge::queue {
 

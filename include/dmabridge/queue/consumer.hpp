@@ -23,11 +23,11 @@
 #include <memory>
 #include <optional>
 
-#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 #include <dmabridge/queue/connection.hpp>
 #include <dmabridge/queue/producer.hpp>
-#include <dmabridge/result.hpp>
-#include <dmabridge/sync_file.hpp>
 
 namespace dmabridge::queue {
 

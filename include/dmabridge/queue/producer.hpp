@@ -37,11 +37,11 @@
 #include <optional>
 #include <vector>
 
-#include <dmabridge/access.hpp>
-#include <dmabridge/buffer_desc.hpp>
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 #include <dmabridge/queue/connection.hpp>
-#include <dmabridge/result.hpp>
-#include <dmabridge/sync_file.hpp>
 
 namespace dmabridge::queue {
 

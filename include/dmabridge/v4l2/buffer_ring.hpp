@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include <dmabridge/access.hpp>
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/v4l2/device.hpp>
 
 namespace dmabridge::v4l2 {

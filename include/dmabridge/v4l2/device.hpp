@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include <dmabridge/result.hpp>
-#include <dmabridge/unique_fd.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/base/unique_fd.hpp>
 
 namespace dmabridge::v4l2 {
 

@@ -13,9 +13,9 @@
 
 #include <vulkan/vulkan_core.h>
 
-#include <dmabridge/access.hpp>
-#include <dmabridge/completion.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/kernel/completion.hpp>
 #include <dmabridge/vulkan/device.hpp>
 
 namespace dmabridge::vulkan {

@@ -17,11 +17,11 @@
 
 #include <vulkan/vulkan_core.h>
 
-#include <dmabridge/allocator.hpp>
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/dmabuf.hpp>
-#include <dmabridge/format_set.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/alloc/allocator.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/format_set.hpp>
+#include <dmabridge/kernel/dmabuf.hpp>
 #include <dmabridge/vulkan/resources.hpp>
 
 namespace dmabridge::vulkan {

@@ -13,7 +13,7 @@
 
 #include <vulkan/vulkan_core.h>
 
-#include <dmabridge/format.hpp>
+#include <dmabridge/format/format.hpp>
 
 namespace dmabridge::vulkan {
 

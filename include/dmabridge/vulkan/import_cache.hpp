@@ -33,11 +33,11 @@
 
 #include <vulkan/vulkan_core.h>
 
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/completion.hpp>
-#include <dmabridge/import_key.hpp>
-#include <dmabridge/result.hpp>
-#include <dmabridge/sync_file.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/cache/import_key.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/completion.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 #include <dmabridge/vulkan/device.hpp>
 
 namespace dmabridge::detail {

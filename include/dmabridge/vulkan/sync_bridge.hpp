@@ -53,10 +53,10 @@
 
 #include <vulkan/vulkan_core.h>
 
-#include <dmabridge/access.hpp>
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/result.hpp>
-#include <dmabridge/sync_file.hpp>
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 #include <dmabridge/vulkan/device.hpp>
 
 namespace dmabridge::vulkan {

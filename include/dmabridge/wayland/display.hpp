@@ -16,9 +16,9 @@
 
 #include <sys/types.h>
 
-#include <dmabridge/access.hpp>
-#include <dmabridge/format_set.hpp>
-#include <dmabridge/result.hpp>
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/format_set.hpp>
 
 namespace dmabridge::wayland {
 

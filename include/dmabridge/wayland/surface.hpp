@@ -17,10 +17,10 @@
 #include <optional>
 #include <string>
 
-#include <dmabridge/access.hpp>
-#include <dmabridge/buffer_desc.hpp>
-#include <dmabridge/result.hpp>
-#include <dmabridge/sync_file.hpp>
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 #include <dmabridge/wayland/display.hpp>
 
 namespace dmabridge::wayland {

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Small system-call helpers shared by the kernel-object modules. Not part of the public API.
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <sys/ioctl.h>
+
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/log.hpp>
+#include <dmabridge/base/result.hpp>
+
+namespace dmabridge::detail {
+
+/// ioctl() retried while it fails with EINTR or EAGAIN (as DMA_BUF_IOCTL_SYNC requires).
+template <typename Arg>
+int ioctl_retry(int fd, unsigned long request, Arg arg) noexcept {
+    int r;
+    do {
+        r = ::ioctl(fd, request, arg);
+    } while (r == -1 && (errno == EINTR || errno == EAGAIN));
+    return r;
+}
+
+/// The clock every deadline in dmabridge is measured on.
+using deadline_clock = std::chrono::steady_clock;
+
+/// The point in time `timeout` from now, saturated: a negative timeout (forever) gives nothing,
+/// and a timeout too large to add to the clock (Timeout::max(), any "no limit" value) gives
+/// deadline_clock::time_point::max(), which never passes. Never overflows.
+std::optional<deadline_clock::time_point> deadline_after(Timeout timeout) noexcept;
+
+/// Milliseconds left until `deadline` for poll()/epoll_wait(): 0 once it has passed, rounded up,
+/// and at most INT_MAX (the caller loops until the deadline really passed). -1 for no deadline.
+int poll_ms_until(const std::optional<deadline_clock::time_point>& deadline) noexcept;
+
+/// `value` in hexadecimal with its "0x" prefix, for masks and codes in messages. A "0x" is only
+/// ever written by this function: never put "0x" before a decimal number.
+std::string hex(std::uint64_t value);
+
+/// An Error from the current errno with `context`.
+Error last_error(std::string context);
+
+/// poll() for `events` on `fd`, retrying EINTR with the time that remains.
+Result<WaitStatus> poll_fd(int fd, short events, Timeout timeout, const char* what);
+
+/// Reads a small text file (proc, sysfs) whole, with open(O_RDONLY | O_CLOEXEC) and read(): no
+/// fd of the library ever lacks close-on-exec, even for the length of a read.
+Result<std::string> read_text_file(const std::string& path);
+
+/// The value of the first line "<key><spaces><value>" of `text` (for "/proc/meminfo"-style
+/// files, key including its ':'), or nothing.
+std::optional<std::string> find_key(const std::string& text, const std::string& key);
+
+/// Reads `/proc/self/fdinfo/<fd>` and returns the value of `key` ("exp_name", "name", ...),
+/// an empty string when the key is absent.
+Result<std::string> fdinfo_value(int fd, const char* key);
+
+/// Writes a message to the installed log handler, if any.
+void log_message(LogLevel level, const std::string& message);
+
+}  // namespace dmabridge::detail
