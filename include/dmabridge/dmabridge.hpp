@@ -32,6 +32,7 @@
 #include <dmabridge/kernel/sync_file.hpp>
 
 #include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/buffer_fences.hpp>
 #include <dmabridge/format/format.hpp>
 #include <dmabridge/format/format_set.hpp>
 #include <dmabridge/format/fourcc.hpp>
@@ -57,3 +58,5 @@
 #include <dmabridge/queue/producer.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/v4l2/device.hpp>
+
+#include <dmabridge/bridge/capture_source.hpp>

@@ -15,7 +15,6 @@
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
-#include "camera_source.hpp"
 #include "frame_loop.hpp"
 #include "gpu_converter.hpp"
 #include "pipeline_util.hpp"
@@ -111,7 +110,7 @@ struct CameraPipeline::State {
     sample::DeviceFunctions vk;
     // The camera: V4L2 device and ring, served through a queue. Its one consumer, per run():
     // buffers come back to the driver when released with the GPU's fence and that signalled.
-    std::optional<CameraSource> source;
+    std::optional<dmabridge::v4l2::CaptureSource> source;
     std::optional<queue::Consumer> consumer;
     FrameLayout layout;
     std::vector<BufferSet> buffer_sets;                    // copy: per V4L2 buffer, the ring's
@@ -172,7 +171,7 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
     auto st = std::make_unique<State>();
     st->context = &context;
     st->options = options;
-    auto source = CameraSource::open(options, "camera");
+    auto source = dmabridge::v4l2::CaptureSource::open(capture_options(options), "camera");
     if (!source) return source.error();
     st->source.emplace(std::move(*source));
     const auto* format = &st->source->format();
@@ -347,7 +346,7 @@ Status CameraPipeline::State::publish(std::uint32_t index) {
             !ok)
             return ok.error().with_context("camera: publish");
     stats.fence_wait_ms += ms_since(wait_start);
-    auto fence = release_fence(set);
+    auto fence = release_fence(*slot.desc);
     if (!fence) return fence.error().with_context("camera: release fence");
     if (!*fence) {  // no fence to give (a kernel before 6.0): the GPU's work must be done first
         const auto gpu_start = Clock::now();
@@ -480,7 +479,7 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
     st.stats = {};
     st.cpu_samples.clear();
     st.stats.ring_size = static_cast<std::uint32_t>(st.source->size());
-    st.stats.camera_fps = st.source->camera_fps();
+    st.stats.camera_fps = st.source->frame_rate();
     st.stats.sync_mode = st.bridge ? std::string(vulkan::to_string(st.bridge->mode())) + ", releases " +
                                          vulkan::to_string(st.bridge->release_mode())
                                    : "none (CPU copy)";

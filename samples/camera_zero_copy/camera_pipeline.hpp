@@ -2,7 +2,7 @@
 #pragma once
 // CameraPipeline: V4L2 capture -> GPU conversion to RGBA, on either of two paths.
 //
-// The camera is a CameraSource: the driver's buffers, exported (VIDIOC_EXPBUF), served through a
+// The camera is a dmabridge::v4l2::CaptureSource: the driver's buffers, exported (VIDIOC_EXPBUF), served through a
 // buffer queue (dmabridge/queue) to one consumer in this process, as camera_zero_copy --serve
 // serves them to other processes. The queue does the ring's bookkeeping: a buffer goes back to
 // the driver once the consumer released it and the release fence signalled.
@@ -16,7 +16,7 @@
 //   and the same shader converts the copy.
 //
 // One thread drives everything: run() polls the V4L2 device and the queue's producer together
-// (CameraSource::pump).
+// (CaptureSource::pump).
 
 #include <cstdint>
 #include <functional>
@@ -26,8 +26,11 @@
 #include <string>
 #include <vector>
 
+#include <linux/videodev2.h>
+
 #include <dmabridge/base/access.hpp>
 #include <dmabridge/base/result.hpp>
+#include <dmabridge/bridge/capture_source.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/vulkan/context.hpp>
 
@@ -78,6 +81,12 @@ using FrameCallback = std::function<void(const FrameInfo&)>;
 
 /// A PipelineOptions::read_back that selects every frame.
 inline bool read_back_all(std::uint64_t) { return true; }
+
+/// What the pipelines open their camera with: the capture part of `options`.
+inline dmabridge::v4l2::CaptureOptions capture_options(const PipelineOptions& options) {
+    return {options.device, options.pixel_format ? options.pixel_format : V4L2_PIX_FMT_YUYV, options.width,
+            options.height, options.fps, options.ring_size};
+}
 
 struct PipelineStats {
     std::uint64_t frames = 0;

@@ -2,7 +2,7 @@
 #pragma once
 // The run loop the Vulkan and GL camera pipelines share (stream_frames), and what their run()
 // does around it (run_frames). Frames come from the pipeline's
-// CameraSource through its queue (one consumer in this process): each is acquired, submitted to
+// CaptureSource through its queue (one consumer in this process): each is acquired, submitted to
 // the GPU and released to the queue with the GPU's fence (zero_copy) or at once after the CPU
 // copy (copy). A zero-copy buffer comes back through the source once that fence signalled; the
 // source then calls the pipeline's finish() for it before the driver has it again.

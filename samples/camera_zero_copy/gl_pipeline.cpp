@@ -14,7 +14,6 @@
 #include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
 
-#include "camera_source.hpp"
 #include "frame_loop.hpp"
 #include "gl_converter.hpp"
 #include "pipeline_util.hpp"
@@ -61,7 +60,7 @@ struct GlCameraPipeline::State {
     PipelineOptions options;
     // The camera: V4L2 device and ring, served through a queue. Its one consumer, per run():
     // buffers come back to the driver when released with the GL work's fence and that signalled.
-    std::optional<CameraSource> source;
+    std::optional<dmabridge::v4l2::CaptureSource> source;
     std::optional<queue::Consumer> consumer;
     FrameLayout layout;
     std::vector<BufferSet> buffer_sets;                     // per V4L2 buffer (the ring's)
@@ -108,7 +107,7 @@ Result<GlCameraPipeline> GlCameraPipeline::create(const egl::Context& context, c
     auto st = std::make_unique<State>();
     st->context = &context;
     st->options = options;
-    auto source = CameraSource::open(options, "GL camera");
+    auto source = dmabridge::v4l2::CaptureSource::open(capture_options(options), "GL camera");
     if (!source) return source.error();
     st->source.emplace(std::move(*source));
     const auto n = static_cast<std::uint32_t>(st->source->size());
@@ -207,7 +206,7 @@ Status GlCameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, 
     for (const auto& image : slot.imports)
         if (auto ok = cache->set_last_use(*image, slot.done); !ok)
             return ok.error().with_context("GL camera: record the GPU's use");
-    auto fence = release_fence(slot.set);
+    auto fence = release_fence(*slot.desc);
     if (!fence) return fence.error().with_context("GL camera: release fence");
     if (!*fence) {  // no fence to give (a kernel before 6.0): the GL work must be done first
         const auto gpu_start = Clock::now();
@@ -327,7 +326,7 @@ Result<PipelineStats> GlCameraPipeline::run(std::uint64_t frames, const FrameCal
     st.stats = {};
     st.cpu_samples.clear();
     st.stats.ring_size = static_cast<std::uint32_t>(st.source->size());
-    st.stats.camera_fps = st.source->camera_fps();
+    st.stats.camera_fps = st.source->frame_rate();
     if (st.bridge) {
         st.stats.sync_mode = std::string("EGL ") + egl::to_string(st.bridge->mode());
         if (const auto why = st.bridge->reason(); !why.empty()) st.stats.sync_mode += " (" + why + ")";

@@ -3,7 +3,7 @@
 // GlCameraPipeline: the camera pipeline on OpenGL ES (camera_zero_copy --api gl), with the same
 // two paths, options, callback and statistics as the Vulkan CameraPipeline.
 //
-// The camera is a CameraSource, as for CameraPipeline: the driver's exported buffers served
+// The camera is a dmabridge::v4l2::CaptureSource, as for CameraPipeline: the driver's exported buffers served
 // through a buffer queue to one consumer in this process.
 //
 // zero_copy: each buffer the consumer receives is imported into EGL once through

@@ -15,6 +15,7 @@
 #include <dmabridge/base/access.hpp>
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/buffer_fences.hpp>
 #include <dmabridge/kernel/sync_file.hpp>
 
 namespace camera::detail {
@@ -40,14 +41,9 @@ struct BufferSet {
 
 inline BufferSet distinct_buffers(const dmabridge::BufferDesc& desc) {
     BufferSet set;
-    for (std::size_t p = 0; p < desc.planes.size() && p < 2; ++p) {
-        const auto& buf = desc.planes[p].buffer;
-        auto it = std::find_if(set.buffers.begin(), set.buffers.end(),
-                               [&](const dmabridge::DmaBuf* b) { return b->id() == buf.id(); });
-        set.of_plane[p] = static_cast<std::size_t>(it - set.buffers.begin());
-        if (it == set.buffers.end()) set.buffers.push_back(&buf);
-    }
-    if (desc.planes.size() < 2) set.of_plane[1] = set.of_plane[0];
+    set.buffers = desc.distinct_buffers();
+    const auto index = desc.plane_buffer_indices();
+    if (!index.empty()) set.of_plane = {index[0], index.size() > 1 ? index[1] : index[0]};
     return set;
 }
 
@@ -67,20 +63,12 @@ struct ScopeExit {
 template <typename F>
 ScopeExit(F) -> ScopeExit<F>;
 
-/// Every fence on the set's dma-bufs (the GPU's read fence, once published there) as one
+/// Every fence on the frame's dma-bufs (the GPU's read fence, once published there) as one
 /// sync_file: the release fence of the frame, after which the driver may write the buffer again.
 /// std::nullopt on a kernel without DMA_BUF_IOCTL_EXPORT_SYNC_FILE (before 6.0): the caller then
 /// waits for the frame's GPU work itself and releases with no fence.
-inline dmabridge::Result<std::optional<dmabridge::SyncFile>> release_fence(const BufferSet& set) {
-    auto fence = set.buffers.at(0)->export_sync_file(dmabridge::Access::write);
-    if (!fence && fence.error().is(dmabridge::Errc::unsupported)) return std::optional<dmabridge::SyncFile>{};
-    for (std::size_t b = 1; fence && b < set.buffers.size(); ++b) {
-        auto more = set.buffers[b]->export_sync_file(dmabridge::Access::write);
-        if (!more) return more.error();
-        fence = dmabridge::SyncFile::merge(*fence, *more, "camera-release");
-    }
-    if (!fence) return fence.error();
-    return std::optional<dmabridge::SyncFile>(std::move(*fence));
+inline dmabridge::Result<std::optional<dmabridge::SyncFile>> release_fence(const dmabridge::BufferDesc& frame) {
+    return dmabridge::export_fences(frame, dmabridge::Access::write, "camera-release");
 }
 
 }  // namespace camera::detail

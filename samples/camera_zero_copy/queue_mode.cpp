@@ -10,13 +10,14 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <dmabridge/bridge/capture_source.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 
-#include "camera_source.hpp"
+#include "camera_pipeline.hpp"
 #include "conversion.hpp"
 #include "png.hpp"
 
@@ -44,7 +45,7 @@ double seconds_since(clock_type::time_point t) { return std::chrono::duration<do
 
 // Streams until `frames` frames went to the queue (to nobody, when no consumer is attached).
 // Returns the frames per second.
-Result<double> capture(CameraSource& source, std::uint64_t frames) {
+Result<double> capture(dmabridge::v4l2::CaptureSource& source, std::uint64_t frames) {
     clock_type::time_point start{};
     for (std::uint64_t done = 0; done < frames;) {
         auto pumped = source.pump(std::chrono::seconds(10));
@@ -62,7 +63,7 @@ Result<double> capture(CameraSource& source, std::uint64_t frames) {
 int serve(const ServeOptions& options) {
     // The V4L2 ring behind a queue Producer: a buffer goes back to the driver once every
     // consumer released it and the release fences signalled.
-    auto source = CameraSource::open(options.camera, "camera");
+    auto source = dmabridge::v4l2::CaptureSource::open(capture_options(options.camera), "camera");
     if (!source) return fail("--serve", source.error());
     auto listener = queue::Listener::listen(options.path, 0660);
     if (!listener) return fail("--serve", listener.error());

@@ -65,19 +65,7 @@ ImportKey buffer_key(const DmaBuf& dmabuf, std::uint64_t usage) noexcept {
     return k;
 }
 
-Status check_lookup(const BufferDesc& desc, const char* operation) {
-    if (desc.planes.empty())
-        return Error::library(Errc::invalid_argument, std::string(operation) + ": the description has no planes");
-    if (desc.planes.size() > max_planes)
-        return Error::library(Errc::invalid_argument, std::string(operation) + ": " +
-                                                          std::to_string(desc.planes.size()) + " planes > at most " +
-                                                          std::to_string(max_planes));
-    for (std::size_t i = 0; i < desc.planes.size(); ++i)
-        if (desc.planes[i].buffer.fd() < 0)
-            return Error::from_errno(EBADF, std::string(operation) + ": plane " + std::to_string(i) +
-                                                ": the dma-buf was moved from or released (fd -1)");
-    return {};
-}
+Status check_lookup(const BufferDesc& desc, const char* operation) { return desc.check_planes(operation); }
 
 ImportCacheCore::ImportCacheCore(std::size_t max_entries, std::string what)
     : max_entries_(std::max<std::size_t>(max_entries, 1)), what_(std::move(what)) {}

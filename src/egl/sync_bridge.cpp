@@ -27,27 +27,6 @@ public:
     std::string describe() const override { return "GL work finished (glFinish)"; }
 };
 
-// The distinct dma-bufs of `desc`, in plane order.
-std::vector<const DmaBuf*> distinct_buffers(const BufferDesc& desc) {
-    std::vector<const DmaBuf*> out;
-    for (const auto& p : desc.planes) {
-        bool seen = false;
-        for (const auto* b : out) seen = seen || b->id() == p.buffer.id();
-        if (!seen) out.push_back(&p.buffer);
-    }
-    return out;
-}
-
-Status check_desc(const BufferDesc& desc, const char* operation) {
-    if (desc.planes.empty())
-        return Error::library(Errc::invalid_argument, std::string(operation) + ": the description has no planes");
-    for (std::size_t i = 0; i < desc.planes.size(); ++i)
-        if (desc.planes[i].buffer.fd() < 0)
-            return Error::library(Errc::invalid_argument, std::string(operation) + ": plane " + std::to_string(i) +
-                                                              " has no dma-buf (moved from or released)");
-    return {};
-}
-
 }  // namespace
 
 const char* to_string(SyncMode mode) noexcept { return mode == SyncMode::native_fence ? "native_fence" : "cpu_wait"; }
@@ -169,9 +148,9 @@ std::string SyncBridge::reason() const {
 
 Status SyncBridge::acquire(const BufferDesc& desc, Access access) {
     if (!state_) return Error::library(Errc::invalid_argument, "egl acquire: the SyncBridge is empty (moved from)");
-    if (auto c = check_desc(desc, "egl acquire"); !c) return c;
+    if (auto c = desc.check_planes("egl acquire"); !c) return c;
     if (auto c = detail::require_current(state_->context.state().get(), "egl acquire"); !c) return c;
-    for (const auto* b : distinct_buffers(desc))
+    for (const auto* b : desc.distinct_buffers())
         if (auto a = state_->acquire_one(*b, access); !a) return a;
     return {};
 }
@@ -185,9 +164,9 @@ Status SyncBridge::acquire(const DmaBuf& dmabuf, Access access) {
 
 Result<std::shared_ptr<const Completion>> SyncBridge::release(const BufferDesc& desc, Access access) {
     if (!state_) return Error::library(Errc::invalid_argument, "egl release: the SyncBridge is empty (moved from)");
-    if (auto c = check_desc(desc, "egl release"); !c) return c.error();
+    if (auto c = desc.check_planes("egl release"); !c) return c.error();
     if (auto c = detail::require_current(state_->context.state().get(), "egl release"); !c) return c.error();
-    return state_->release_all(distinct_buffers(desc), access);
+    return state_->release_all(desc.distinct_buffers(), access);
 }
 
 Result<std::shared_ptr<const Completion>> SyncBridge::release(const DmaBuf& dmabuf, Access access) {

@@ -2,6 +2,7 @@
 #include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/format/format.hpp>
 
+#include <cerrno>
 #include <span>
 #include <string>
 #include <vector>
@@ -117,20 +118,48 @@ ImageLayout BufferDesc::layout() const {
     return l;
 }
 
+std::vector<std::size_t> BufferDesc::plane_buffer_indices() const {
+    // Numbered by identity: two fds of one buffer are one buffer. At most max_planes planes in a
+    // valid description, so the quadratic search is a handful of comparisons.
+    std::vector<std::size_t> index(planes.size());
+    std::size_t distinct = 0;
+    for (std::size_t i = 0; i < planes.size(); ++i) {
+        index[i] = distinct;
+        for (std::size_t j = 0; j < i; ++j)
+            if (planes[j].buffer.id() == planes[i].buffer.id()) {
+                index[i] = index[j];
+                break;
+            }
+        if (index[i] == distinct) ++distinct;
+    }
+    return index;
+}
+
+std::vector<const DmaBuf*> BufferDesc::distinct_buffers() const {
+    std::vector<const DmaBuf*> out;
+    const auto index = plane_buffer_indices();
+    for (std::size_t i = 0; i < planes.size(); ++i)
+        if (index[i] == out.size()) out.push_back(&planes[i].buffer);
+    return out;
+}
+
+Status BufferDesc::check_planes(std::string_view operation) const {
+    const std::string what(operation);
+    if (planes.empty()) return invalid(what + ": the description has no planes");
+    if (planes.size() > max_planes)
+        return invalid(what + ": " + n(planes.size()) + " planes > at most " + n(max_planes));
+    for (std::size_t i = 0; i < planes.size(); ++i)
+        if (planes[i].buffer.fd() < 0)
+            return Error::from_errno(EBADF, what + ": plane " + n(i) + " has no dma-buf (moved from or released)");
+    return {};
+}
+
 Status BufferDesc::validate() const {
     for (std::size_t i = 0; i < planes.size(); ++i)
         if (planes[i].buffer.fd() < 0)
             return invalid("buffer " + fourcc_to_string(fourcc) + ": plane " + n(i) + " has no dma-buf");
-    // Number the dma-bufs by identity: two fds of one buffer are one buffer.
-    std::vector<std::uint32_t> buffers(planes.size());
-    for (std::size_t i = 0; i < planes.size(); ++i) {
-        buffers[i] = static_cast<std::uint32_t>(i);
-        for (std::size_t j = 0; j < i; ++j)
-            if (planes[j].buffer.id() == planes[i].buffer.id()) {
-                buffers[i] = buffers[j];
-                break;
-            }
-    }
+    const auto index = plane_buffer_indices();
+    std::vector<std::uint32_t> buffers(index.begin(), index.end());
     return validate_layout(layout(), buffers);
 }
 

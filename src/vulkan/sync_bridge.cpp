@@ -249,14 +249,6 @@ struct SyncBridge::State {
 
 namespace {
 
-std::vector<const DmaBuf*> distinct_buffers(const BufferDesc& desc) {
-    std::vector<const DmaBuf*> out;
-    for (const auto& p : desc.planes)
-        if (std::none_of(out.begin(), out.end(), [&](const DmaBuf* b) { return b->id() == p.buffer.id(); }))
-            out.push_back(&p.buffer);
-    return out;
-}
-
 VkImageMemoryBarrier image_barrier(const Image& image, VkImageLayout from, VkImageLayout to, std::uint32_t src_family,
                                    std::uint32_t dst_family, VkAccessFlags src_access, VkAccessFlags dst_access) {
     VkImageMemoryBarrier b{};
@@ -378,7 +370,7 @@ Result<Acquire> SyncBridge::acquire_image(const BufferDesc& desc, const Image& i
                                           VkImageLayout old_layout) {
     if (!state_) return detail::moved_from("sync bridge: acquire", "SyncBridge");
     if (!image.valid()) return detail::moved_from("sync bridge: acquire", "Image");
-    const auto bufs = distinct_buffers(desc);
+    const auto bufs = desc.distinct_buffers();
     if (auto ok = check_buffers("sync bridge: acquire", bufs); !ok) return ok.error();
     auto out = state_->acquire(bufs, access, use.stage);
     if (!out) return out.error();
@@ -507,7 +499,7 @@ Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBu
 
 Status SyncBridge::publish(Release& release, const BufferDesc& desc, Access access, VkFence submit_fence) {
     if (!state_) return detail::moved_from("sync bridge: publish", "SyncBridge");
-    const auto bufs = distinct_buffers(desc);
+    const auto bufs = desc.distinct_buffers();
     if (auto ok = check_buffers("sync bridge: publish", bufs); !ok) return ok.error();
     return publish_to(*state_, release, bufs, access, submit_fence);
 }

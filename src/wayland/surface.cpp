@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <dmabridge/wayland/surface.hpp>
 
+#include <dmabridge/format/buffer_fences.hpp>
+
 #include <climits>
 #include <cerrno>
 
@@ -260,19 +262,13 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
 
     const bool explicit_sync = state_->sync == PresentSync::explicit_fences;
     if (acquire && !explicit_sync) {
-        // Implicit sync: the fence joins the dma-bufs' own, where the compositor's import waits.
-        for (std::size_t i = 0; i < slot.desc.planes.size(); ++i) {
-            const auto& plane = slot.desc.planes[i].buffer;
-            bool seen = false;  // planes sharing one dma-buf get the fence once
-            for (std::size_t j = 0; j < i; ++j) seen = seen || slot.desc.planes[j].buffer.id() == plane.id();
-            if (seen) continue;
-            if (auto r = plane.import_sync_file(*acquire, Access::write); !r) {
-                if (!r.error().is_errno(ENOTTY)) return r.error().with_context(what + ": plane " + std::to_string(i));
-                // A kernel before 6.0 cannot add fences to a dma-buf: the CPU waits instead.
-                auto waited = acquire->wait(forever);
-                if (!waited) return waited.error().with_context(what + ": wait for the acquire fence");
-                break;
-            }
+        // Implicit sync: the fence joins every distinct dma-buf's own, where the compositor's
+        // import waits.
+        if (auto r = attach_fence(slot.desc, *acquire, Access::write); !r) {
+            if (!r.error().is(Errc::unsupported)) return r.error().with_context(what);
+            // A kernel before 6.0 cannot add fences to a dma-buf: the CPU waits instead.
+            auto waited = acquire->wait(forever);
+            if (!waited) return waited.error().with_context(what + ": wait for the acquire fence");
         }
     }
     if (explicit_sync) {

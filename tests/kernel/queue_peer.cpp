@@ -13,6 +13,9 @@
 //                       print "released", wait for a stdin line, signal, then like hold's end
 //   hostile             (with --connect) one connection per crafted message; prints
 //                       "closed NAME" once the producer hung up on each
+//   checksum N ROWBYTES acquire N frames of any producer (a camera), print "frame SEQ SUM" for
+//                       each (FNV-1a over plane 0's rows, read through a CPU mapping), release,
+//                       then acquire and release until the producer hangs up
 //   bad-producer        act as a producer that announces a pipe as a buffer
 //   produce N           act as the producer: 3 udmabuf buffers of 64x64 XRGB8888 written by the
 //                       CPU, N frames (even sequences with an explicit acquire fence, odd ones
@@ -126,6 +129,34 @@ void stream(queue::Consumer& consumer, int count) {
         auto ready = consumer.wait_ready(*f, std::chrono::seconds(10));
         if (!ready || *ready != WaitStatus::ready) die("acquire fence of frame " + std::to_string(i) + " did not signal");
         check_pixels(*f);
+        if (auto r = consumer.release(f->buffer); !r) die(r.error().message());
+    }
+}
+
+// FNV-1a over the rows of plane 0 (width x bytes_per_row_of_plane_0 / stride: the row bytes only,
+// not the padding), the same function the capture tests compute on the producer's side.
+std::uint64_t plane0_checksum(const BufferDesc& desc, std::uint64_t row_bytes) {
+    const DmaBuf& buf = desc.planes[0].buffer;
+    auto map = Mapping::map(buf, Access::read);
+    if (!map) die(map.error().message());
+    auto access = CpuAccess::begin(buf, Access::read);
+    if (!access) die(access.error().message());
+    std::uint64_t h = 1469598103934665603ull;
+    const auto* base = reinterpret_cast<const unsigned char*>(map->data()) + desc.planes[0].offset;
+    for (std::uint32_t y = 0; y < desc.height; ++y)
+        for (std::uint64_t x = 0; x < row_bytes; ++x) h = (h ^ base[y * desc.planes[0].stride + x]) * 1099511628211ull;
+    if (auto e = access->end(); !e) die(e.error().message());
+    return h;
+}
+
+void checksum_role(queue::Consumer& consumer, int count, std::uint64_t row_bytes) {
+    say("ready");
+    for (int i = 0; i < count; ++i) {
+        auto f = consumer.acquire(std::chrono::seconds(20));
+        if (!f) die("acquire " + std::to_string(i) + ": " + f.error().message());
+        auto ready = consumer.wait_ready(*f, std::chrono::seconds(10));
+        if (!ready || *ready != WaitStatus::ready) die("frame " + std::to_string(i) + " never became ready");
+        say("frame " + std::to_string(f->info.sequence) + " " + std::to_string(plane0_checksum(*f->desc, row_bytes)));
         if (auto r = consumer.release(f->buffer); !r) die(r.error().message());
     }
 }
@@ -396,6 +427,9 @@ int main(int argc, char** argv) {
             check_pixels(*f);
             say("seq=" + std::to_string(f->info.sequence) + " replaced=" + std::to_string(consumer->stats().frames_replaced));
             if (auto r = consumer->release(f->buffer); !r) die(r.error().message());
+            say("done frames=" + std::to_string(drain(*consumer)));
+        } else if (role == "checksum") {
+            checksum_role(*consumer, argc > 4 ? std::atoi(argv[4]) : 1, argc > 5 ? std::strtoull(argv[5], nullptr, 10) : 0);
             say("done frames=" + std::to_string(drain(*consumer)));
         } else if (role == "fence") {
             fence_role(*consumer);

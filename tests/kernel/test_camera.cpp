@@ -16,7 +16,7 @@
 
 #include "camera_check.hpp"
 #include "camera_pipeline.hpp"
-#include "camera_source.hpp"
+#include <dmabridge/bridge/capture_source.hpp>
 #include "vgem.hpp"
 #include "vivid_nodes.hpp"
 #include "vk_fixture.hpp"
@@ -77,7 +77,7 @@ TEST_CASE_FIXTURE(VkTest, "NV12M from a multi-planar device: one dma-buf per pla
 TEST_CASE_FIXTURE(VkTest, "the camera's buffers go back to the driver only once released and the release fence signalled") {
     // The queue does the pipelines' ring bookkeeping: this is what keeps the driver from writing
     // a buffer the GPU still reads. A vgem fence stands for the GPU's read.
-    auto source = camera::CameraSource::open(options_for(V4L2_PIX_FMT_YUYV), "camera");
+    auto source = dmabridge::v4l2::CaptureSource::open(camera::capture_options(options_for(V4L2_PIX_FMT_YUYV)), "camera");
     REQUIRE_MESSAGE(source, (source ? "" : source.error().message()));
     std::vector<queue::BufferIndex> returned;
     source->on_returned([&](queue::BufferIndex i) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <dmabridge/base/result.hpp>
@@ -74,11 +75,25 @@ struct BufferDesc {
     /// were read when the DmaBufs were made.
     Status validate() const;
 
+    /// The check every operation on a description makes first: at least one plane and at most
+    /// max_planes (else Errc::invalid_argument), and every plane holding a dma-buf (a plane whose
+    /// DmaBuf was moved from or released: EBADF, naming the plane). `operation` starts the
+    /// message. Costs no syscall. validate() checks this and the layout.
+    Status check_planes(std::string_view operation) const;
+
     /// The description's numbers (each plane's buffer_size is its dma-buf's size).
     ImageLayout layout() const;
 
     /// A copy holding new references (one dup per plane).
     Result<BufferDesc> dup() const;
+
+    /// The distinct dma-bufs of the planes, in plane order: planes that share one buffer (same
+    /// BufferId, even through different fds: NV12 in one V4L2 buffer) appear once. The pointers
+    /// point into `planes` and stay valid while the description is neither changed nor moved.
+    /// Costs no syscall. What fences, imports and transports act on once per buffer.
+    std::vector<const DmaBuf*> distinct_buffers() const;
+    /// For each plane, the index of its dma-buf in distinct_buffers().
+    std::vector<std::size_t> plane_buffer_indices() const;
 
     /// "640x480 XR24 LINEAR, plane 0: offset 0 stride 2560 (buffer 1228800 bytes)", for logs.
     std::string describe() const;

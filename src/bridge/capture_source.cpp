@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "camera_source.hpp"
+#include <dmabridge/bridge/capture_source.hpp>
 
 #include <algorithm>
 #include <array>
@@ -11,29 +11,20 @@
 
 #include <dmabridge/v4l2/buffer_ring.hpp>
 
-#include "camera_pipeline.hpp"
+namespace dmabridge::v4l2 {
 
-namespace camera {
 
-using dmabridge::Errc;
-using dmabridge::Error;
-using dmabridge::Result;
-using dmabridge::Status;
-using dmabridge::Timeout;
-namespace queue = dmabridge::queue;
-namespace v4l2 = dmabridge::v4l2;
-
-struct CameraSource::State {
+struct CaptureSource::State {
     std::string who;
-    std::optional<v4l2::Device> device;
-    v4l2::Format format;
-    double camera_fps = 0;
-    std::optional<v4l2::BufferRing> ring;  // after device: stops streaming before the device closes
+    std::optional<Device> device;
+    Format format;
+    double frame_rate = 0;
+    std::optional<BufferRing> ring;  // after device: stops streaming before the device closes
     std::optional<queue::Producer> producer;
     std::function<Status(queue::BufferIndex)> on_returned;
     std::size_t with_driver = 0;
     std::size_t incomplete_in_a_row = 0;
-    SourceStats stats;
+    CaptureStats stats;
 
     Status to_driver(std::uint32_t index) {
         if (auto ok = ring->queue(index); !ok) return ok.error().with_context(who + ": re-queue");
@@ -57,11 +48,11 @@ struct CameraSource::State {
     Result<std::size_t> take_frame();
 };
 
-Result<CameraSource> CameraSource::open(const PipelineOptions& options, std::string who) {
+Result<CaptureSource> CaptureSource::open(const CaptureOptions& options, std::string who) {
     auto st = std::make_unique<State>();
     st->who = std::move(who);
-    auto device = options.device.empty() ? v4l2::Device::find(v4l2::Direction::capture)
-                                         : v4l2::Device::open(options.device);
+    auto device = options.device.empty() ? Device::find(Direction::capture)
+                                         : Device::open(options.device);
     if (!device) return device.error().with_context(st->who);
     st->device.emplace(std::move(*device));
     const auto& caps = st->device->capabilities();
@@ -69,42 +60,50 @@ Result<CameraSource> CameraSource::open(const PipelineOptions& options, std::str
         return Error::library(Errc::unsupported, st->who + ": " + st->device->path() + " (" + caps.driver +
                                                      ") cannot stream video capture");
     const std::uint32_t pixel_format = options.pixel_format ? options.pixel_format : V4L2_PIX_FMT_YUYV;
-    auto format = st->device->set_format(v4l2::Direction::capture, options.width, options.height, pixel_format);
+    auto format = st->device->set_format(Direction::capture, options.width, options.height, pixel_format);
     if (!format) return format.error().with_context(st->who);
     st->format = *format;
     if (options.fps != 0) {
-        auto interval = st->device->set_frame_interval(v4l2::Direction::capture, {1, options.fps});
+        auto interval = st->device->set_frame_interval(Direction::capture, {1, options.fps});
         if (!interval) return interval.error().with_context(st->who);
-        st->camera_fps = interval->numerator ? static_cast<double>(interval->denominator) / interval->numerator : 0;
+        st->frame_rate = interval->numerator ? static_cast<double>(interval->denominator) / interval->numerator : 0;
     }
     if (options.ring_size == 0) return Error::library(Errc::invalid_argument, st->who + ": a ring of 0 buffers");
-    auto ring = v4l2::BufferRing::create_exported(*st->device, v4l2::Direction::capture, options.ring_size);
+    auto ring = BufferRing::create_exported(*st->device, Direction::capture, options.ring_size);
     if (!ring) return ring.error().with_context(st->who);
     st->ring.emplace(std::move(*ring));
-    return CameraSource(std::move(st));
+    return CaptureSource(std::move(st));
 }
 
-CameraSource::CameraSource(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
-CameraSource::CameraSource(CameraSource&&) noexcept = default;
-CameraSource& CameraSource::operator=(CameraSource&&) noexcept = default;
-CameraSource::~CameraSource() {
+CaptureSource::CaptureSource(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+CaptureSource::CaptureSource(CaptureSource&&) noexcept = default;
+CaptureSource& CaptureSource::operator=(CaptureSource&&) noexcept = default;
+CaptureSource::~CaptureSource() {
     if (state_) (void)stop();
 }
 
-const v4l2::Device& CameraSource::device() const noexcept { return *state_->device; }
-const v4l2::Format& CameraSource::format() const noexcept { return state_->format; }
-double CameraSource::camera_fps() const noexcept { return state_->camera_fps; }
-std::size_t CameraSource::size() const noexcept { return state_->ring->size(); }
-const dmabridge::BufferDesc& CameraSource::buffer(std::uint32_t index) const { return state_->ring->buffer(index); }
-queue::Producer* CameraSource::producer() noexcept { return state_->producer ? &*state_->producer : nullptr; }
-std::size_t CameraSource::with_driver() const noexcept { return state_->with_driver; }
-SourceStats CameraSource::stats() const noexcept { return state_->stats; }
+const Device& CaptureSource::device() const noexcept { return *state_->device; }
+const Format& CaptureSource::format() const noexcept { return state_->format; }
+double CaptureSource::frame_rate() const noexcept { return state_->frame_rate; }
+std::size_t CaptureSource::size() const noexcept { return state_->ring->size(); }
+const BufferDesc& CaptureSource::buffer(std::uint32_t index) const { return state_->ring->buffer(index); }
+queue::Producer* CaptureSource::producer() noexcept {
+    return state_ && state_->producer ? &*state_->producer : nullptr;
+}
+bool CaptureSource::streaming() const noexcept { return state_ && state_->producer; }
+std::size_t CaptureSource::with_driver() const noexcept { return state_ ? state_->with_driver : 0; }
+int CaptureSource::device_fd() const noexcept {
+    return state_ && state_->producer && state_->with_driver ? state_->device->fd() : -1;
+}
+int CaptureSource::producer_fd() const noexcept { return state_ && state_->producer ? state_->producer->fd() : -1; }
+CaptureStats CaptureSource::stats() const noexcept { return state_->stats; }
 
-void CameraSource::on_returned(std::function<Status(queue::BufferIndex)> callback) {
-    state_->on_returned = std::move(callback);
+void CaptureSource::on_returned(std::function<Status(queue::BufferIndex)> callback) {
+    if (state_) state_->on_returned = std::move(callback);
 }
 
-Status CameraSource::start(queue::ProducerOptions options) {
+Status CaptureSource::start(queue::ProducerOptions options) {
+    if (!state_) return Error::library(Errc::invalid_argument, "capture start: the CaptureSource is empty (moved from)");
     State& st = *state_;
     if (st.producer) return Error::library(Errc::invalid_argument, st.who + ": the camera streams already");
     auto producer = queue::Producer::create(std::move(options));
@@ -131,7 +130,8 @@ Status CameraSource::start(queue::ProducerOptions options) {
     return {};
 }
 
-Result<queue::Consumer> CameraSource::start_local(queue::ProducerOptions options) {
+Result<queue::Consumer> CaptureSource::start_local(queue::ProducerOptions options) {
+    if (!state_) return Error::library(Errc::invalid_argument, "capture start: the CaptureSource is empty (moved from)");
     auto pair = queue::Connection::local_pair();
     if (!pair) return pair.error().with_context(state_->who);
     auto consumer = queue::Consumer::create(std::move(pair->second));
@@ -144,9 +144,9 @@ Result<queue::Consumer> CameraSource::start_local(queue::ProducerOptions options
     return consumer;
 }
 
-Status CameraSource::stop() {
+Status CaptureSource::stop() {
+    if (!state_ || !state_->producer) return {};
     State& st = *state_;
-    if (!st.producer) return {};
     // Consumers in this process may still import the buffers: they keep their own fds.
     st.producer.reset();
     st.with_driver = 0;
@@ -154,12 +154,12 @@ Status CameraSource::stop() {
     return {};
 }
 
-Result<std::size_t> CameraSource::State::take_frame() {
+Result<std::size_t> CaptureSource::State::take_frame() {
     auto d = ring->dequeue(Timeout{0});
     if (!d) return d.error().with_context(who);
     if (!d->has_value()) return std::size_t{0};
     --with_driver;
-    const v4l2::Dequeued frame = **d;
+    const Dequeued frame = **d;
     if (frame.error) {
         ++stats.driver_errors;
         if (auto ok = to_driver(frame.index); !ok) return ok.error();
@@ -191,7 +191,8 @@ Result<std::size_t> CameraSource::State::take_frame() {
     return std::size_t{1};
 }
 
-Result<PumpResult> CameraSource::pump(Timeout timeout) {
+Result<PumpResult> CaptureSource::pump(Timeout timeout) {
+    if (!state_) return Error::library(Errc::invalid_argument, "capture pump: the CaptureSource is empty (moved from)");
     State& st = *state_;
     if (!st.producer) return Error::library(Errc::invalid_argument, st.who + ": the camera is not streaming");
     PumpResult result;
@@ -227,4 +228,4 @@ Result<PumpResult> CameraSource::pump(Timeout timeout) {
     return result;
 }
 
-}  // namespace camera
+}  // namespace dmabridge::v4l2
