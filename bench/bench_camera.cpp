@@ -10,6 +10,12 @@
 //     the copy baseline over the zero-copy path, at 1920x1080 YUYV; median of interleaved rounds,
 //     steady state (every ring slot already imported), with the camera at 30 frames per second;
 //     per path and round, the median over its frames (the mean is printed too).
+//   metric camera_syscalls_zero_copy_over_copy R   (goal <= 1)
+//     system calls per frame of the whole process's threads (the application's and lavapipe's;
+//     counted, not timed: every call trapped by a seccomp user-notification filter that the
+//     Vulkan context, the pipeline and their threads are created under), zero-copy path over
+//     copy path, 640x480 YUYV at the camera's own rate, steady state; the per-call breakdown of
+//     each path is printed as a comment line.
 //   metric camera_fps_over_limit R        (goal >= 0.9)
 //     frames per second of the whole zero-copy pipeline over the lower of two ceilings: vivid's
 //     raw capture rate with no consumer, and the conversion shader run back to back on one
@@ -29,10 +35,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include <linux/videodev2.h>
+#include <sys/syscall.h>
 
 #include <GLES3/gl3.h>
 
@@ -40,6 +49,7 @@
 #include "gl_converter.hpp"
 #include "gl_pipeline.hpp"
 #include "gpu_converter.hpp"
+#include "syscall_tap.hpp"
 
 using namespace dmabridge;
 using clock_type = std::chrono::steady_clock;
@@ -169,12 +179,84 @@ double gl_shader_fps(const egl::Context& ctx, std::uint32_t width, std::uint32_t
     return frames / seconds_since(start);
 }
 
+// The name of a system call for the breakdown, for the calls a camera loop makes.
+std::string syscall_name(long nr) {
+    switch (nr) {
+    case SYS_ioctl: return "ioctl";
+    case SYS_poll: return "poll";
+    case SYS_ppoll: return "ppoll";
+    case SYS_read: return "read";
+    case SYS_write: return "write";
+    case SYS_close: return "close";
+    case SYS_fcntl: return "fcntl";
+    case SYS_futex: return "futex";
+    case SYS_clock_gettime: return "clock_gettime";
+    case SYS_mmap: return "mmap";
+    case SYS_munmap: return "munmap";
+    case SYS_epoll_wait: return "epoll_wait";
+    case SYS_epoll_ctl: return "epoll_ctl";
+    case SYS_sendmsg: return "sendmsg";
+    case SYS_recvmsg: return "recvmsg";
+    case SYS_sched_yield: return "sched_yield";
+    case SYS_fstat: return "fstat";
+    case SYS_newfstatat: return "newfstatat";
+    case SYS_dup: return "dup";
+    case SYS_getpid: return "getpid";
+    case SYS_madvise: return "madvise";
+    default: return "#" + std::to_string(nr);
+    }
+}
+
+// System calls per steady-state frame of `path`, every thread of the process counted: the
+// context, the pipeline and lavapipe's threads are all made under the tap. Prints which calls.
+double syscalls_per_frame(camera::Path path, std::uint32_t fps, const char* name) {
+    test::SyscallTap tap;
+    std::uint64_t begin = 0, middle = 0, end = 0, short_frames = 0, long_frames = 0;
+    const bool ran = tap.run([&](test::SyscallTap& t) {
+        auto ctx = ok(vulkan::Context::create(), "Vulkan context");
+        const auto o = options(640, 480, path, fps);
+        auto pipeline = ok(camera::CameraPipeline::create(ctx, o), "create pipeline");
+        ok(pipeline.run(o.ring_size * 2), "warm-up run");
+        // Each run's start and end (stream on and off, a consumer made) are in both counts: the
+        // difference of a short and a long run is what the frames between them cost.
+        begin = t.count();
+        short_frames = ok(pipeline.run(10), "short run").frames;
+        middle = t.count();
+        long_frames = ok(pipeline.run(40), "long run").frames;
+        end = t.count();
+    });
+    if (!ran) {
+        std::fprintf(stderr, "bench_camera: syscall tap: %s\n", tap.error().c_str());
+        std::exit(1);
+    }
+    const double frames = static_cast<double>(long_frames - short_frames);
+    const double per_frame = (static_cast<double>(end - middle) - static_cast<double>(middle - begin)) / frames;
+    // The breakdown: the long run's calls less the short run's, by name.
+    std::map<std::string, double> by_name;
+    const auto& calls = tap.calls();
+    for (std::uint64_t i = begin; i < end && i < calls.size(); ++i)
+        by_name[syscall_name(calls[i])] += i >= middle ? 1.0 : -1.0;
+    std::printf("# %s: %.1f system calls per frame:", name, per_frame);
+    for (const auto& [call, count] : by_name)
+        if (count / frames >= 0.05 || count / frames <= -0.05) std::printf(" %s %.1f", call.c_str(), count / frames);
+    std::printf("\n");
+    return per_frame;
+}
+
 }  // namespace
 
-// `bench_camera gl` runs only the GL path's metric.
+// `bench_camera gl` runs only the GL path's metric; `bench_camera syscalls` only the count.
 int main(int argc, char** argv) {
     const bool gl_only = argc > 1 && std::string_view(argv[1]) == "gl";
+    const bool syscalls_only = argc > 1 && std::string_view(argv[1]) == "syscalls";
     const std::uint32_t fps = fastest_fps(640, 480);
+    if (!gl_only) {
+        // Counted first: the tap's filter applies to threads made under it, not to this one.
+        const double zero = syscalls_per_frame(camera::Path::zero_copy, fps, "zero-copy");
+        const double copy = syscalls_per_frame(camera::Path::copy, fps, "copy");
+        std::printf("metric camera_syscalls_zero_copy_over_copy %.2f\n", zero / copy);
+        if (syscalls_only) return 0;
+    }
     const double raw = raw_capture_fps(640, 480, fps, 60);
     if (!gl_only) {
         auto ctx = ok(vulkan::Context::create(), "Vulkan context");

@@ -321,20 +321,17 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
     auto submission = context->submit_async(commands, semaphores);
     if (!submission) return submission.error().with_context("camera: submit");
     slot.submission = std::move(*submission);
-    const double cpu_submitted = thread_cpu_us();
-    cpu_samples.push_back(cpu_submitted - cpu_start);
+    cpu_samples.push_back(thread_cpu_us() - cpu_start);
 
     for (std::size_t b = 0; b < set.buffers.size(); ++b)
         if (auto used = cache->set_last_use(*slot.imports[b], slot.submission); !used)
             return used.error().with_context("camera: record the GPU's use");
     // Published by run() once it has tried to submit the next frame (publish_pending()).
     unpublished.push_back(index);
-    stats.cpu_us_after_submit += thread_cpu_us() - cpu_submitted;
     return {};
 }
 
 Status CameraPipeline::State::publish(std::uint32_t index) {
-    const double cpu_start = thread_cpu_us();
     Slot& slot = slots[index];
     const BufferSet& set = slot.set;
     // The GPU's read fence goes on the V4L2 buffer, and with the release to the queue: the
@@ -346,6 +343,15 @@ Status CameraPipeline::State::publish(std::uint32_t index) {
             !ok)
             return ok.error().with_context("camera: publish");
     stats.fence_wait_ms += ms_since(wait_start);
+    // A release without a semaphore was published by waiting for the submit on the CPU
+    // (ReleaseMode::wait_for_submit, or a kernel without sync_file ioctls): the GPU is done with
+    // the buffer, and a release fence would only be an already-signalled sync_file to export,
+    // pass and watch.
+    if (std::none_of(slot.releases.begin(), slot.releases.end(),
+                     [](const vulkan::Release& r) { return r.semaphore.handle() != VK_NULL_HANDLE; })) {
+        if (auto ok = consumer->release(index); !ok) return ok.error().with_context("camera: release");
+        return {};
+    }
     auto fence = release_fence(*slot.desc);
     if (!fence) return fence.error().with_context("camera: release fence");
     if (!*fence) {  // no fence to give (a kernel before 6.0): the GPU's work must be done first
@@ -356,7 +362,6 @@ Status CameraPipeline::State::publish(std::uint32_t index) {
             return Error::from_errno(ETIMEDOUT, "camera: the GPU did not finish a frame in time");
     }
     if (auto ok = consumer->release(index, std::move(*fence)); !ok) return ok.error().with_context("camera: release");
-    stats.cpu_us_after_submit += thread_cpu_us() - cpu_start;
     return {};
 }
 
@@ -445,11 +450,8 @@ Status CameraPipeline::State::finish(Slot& slot) {
     if (options.path == Path::zero_copy) {
         slot.acquires.clear();  // their semaphores were used by the completed submit
         slot.releases.clear();
-        if (submitted < wanted) {
-            const double cpu_start = thread_cpu_us();
+        if (submitted < wanted)
             if (auto ok = prepare_releases(slot); !ok) return ok;
-            stats.cpu_us_after_submit += thread_cpu_us() - cpu_start;
-        }
     }
     return {};
 }

@@ -104,8 +104,10 @@ struct PipelineStats {
     /// the submit: the mean, and the median (which one-off stalls such as page faults do not move).
     double cpu_us_dequeue_to_submit = 0;
     double cpu_us_dequeue_to_submit_median = 0;
-    /// CPU time per frame outside acquire -> submit (zero_copy): publishing the GPU's fence,
-    /// releasing the buffer to the queue, preparing the slot's next release when it comes back.
+    /// CPU time of the thread per frame outside acquire -> submit: pumping the camera,
+    /// publishing the GPU's fence, releasing the buffer, preparing the slot's next release. The
+    /// run's thread CPU time less the acquire -> submit samples, over the frames: two clock reads
+    /// per run, none per frame (CLOCK_THREAD_CPUTIME_ID is a system call).
     double cpu_us_after_submit = 0;
     /// zero_copy: buffers the queue gave back (their release fence signalled) while the submit's
     /// VkFence had not signalled yet. The frame is finished only after that fence anyway; 0 is

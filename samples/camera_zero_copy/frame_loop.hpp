@@ -109,6 +109,7 @@ dmabridge::Result<PipelineStats> run_frames(State& st, std::uint64_t frames, con
     if (!consumer) return consumer.error();
     st.consumer.emplace(std::move(*consumer));
     const auto start = Clock::now();
+    const double cpu_at_start = thread_cpu_us();
     const auto end_run = [&] {
         drop_frames();
         st.in_flight = 0;
@@ -117,6 +118,7 @@ dmabridge::Result<PipelineStats> run_frames(State& st, std::uint64_t frames, con
     };
     ScopeExit on_throw{[&] { (void)end_run(); }};
     const dmabridge::Status status = stream_frames(st, frames, who);
+    const double cpu_of_run = thread_cpu_us() - cpu_at_start;
     on_throw.armed = false;
     const auto stopped = end_run();
     if (!status) return status.error();
@@ -134,11 +136,11 @@ dmabridge::Result<PipelineStats> run_frames(State& st, std::uint64_t frames, con
         s.cache_hits = after.hits - cache_before.hits;
         s.cache_misses = after.misses - cache_before.misses;
     }
-    if (s.frames > 0) s.cpu_us_after_submit /= static_cast<double>(s.frames);
     if (!st.cpu_samples.empty()) {
         auto samples = st.cpu_samples;
         double sum = 0;
         for (double v : samples) sum += v;
+        if (s.frames > 0) s.cpu_us_after_submit = std::max(0.0, cpu_of_run - sum) / static_cast<double>(s.frames);
         s.cpu_us_dequeue_to_submit = sum / static_cast<double>(samples.size());
         std::sort(samples.begin(), samples.end());
         s.cpu_us_dequeue_to_submit_median = samples[samples.size() / 2];

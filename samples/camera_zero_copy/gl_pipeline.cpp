@@ -202,7 +202,6 @@ Status GlCameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, 
     slot.done = *done;
     cpu_samples.push_back(thread_cpu_us() - cpu_start);
 
-    const double cpu_after = thread_cpu_us();
     for (const auto& image : slot.imports)
         if (auto ok = cache->set_last_use(*image, slot.done); !ok)
             return ok.error().with_context("GL camera: record the GPU's use");
@@ -216,7 +215,6 @@ Status GlCameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, 
             return Error::from_errno(ETIMEDOUT, "GL camera: the GPU did not finish a frame in time");
     }
     if (auto ok = consumer->release(index, std::move(*fence)); !ok) return ok.error().with_context("GL camera: release");
-    stats.cpu_us_after_submit += thread_cpu_us() - cpu_after;
     return {};
 }
 

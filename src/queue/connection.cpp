@@ -136,10 +136,17 @@ struct LocalMessage {
     std::vector<UniqueFd> fds;
 };
 
+// The eventfd of each end is a doorbell, not a counter: it is rung when a message arrives and the
+// bell is silent, and silenced only by a receive() that finds the queue empty. A sender and a
+// receiver that keep up with each other (a camera's frames and their releases, both sides awake)
+// so make no system call per message; a receiver that drains the queue and then polls pays one
+// read() for the readiness it finds stale. Invariant: queue[i] non-empty or end 1-i closed
+// implies event[i] readable (rung[i]).
 struct LocalShared {
     std::mutex mutex;
     std::deque<LocalMessage> queue[2];  // queue[i]: messages for end i
-    UniqueFd event[2];                  // event[i]: readable while queue[i] is non-empty or end 1-i closed
+    UniqueFd event[2];                  // event[i]: end i's doorbell
+    bool rung[2] = {false, false};      // event[i] is readable now
     bool closed[2] = {false, false};
 };
 
@@ -160,7 +167,7 @@ public:
         std::lock_guard lock(shared_->mutex);
         shared_->closed[side_] = true;
         shared_->queue[side_].clear();
-        if (shared_->queue[1 - side_].empty()) signal_event(shared_->event[1 - side_].get());
+        ring(1 - side_);  // the peer's receive() reports the hang-up
     }
 
     Status send(std::span<const std::byte> bytes, std::span<const int> fds) override {
@@ -181,7 +188,7 @@ public:
         auto& q = shared_->queue[peer];
         if (q.size() >= 4096) return Error::from_errno(EAGAIN, "queue send (in-process): the peer reads nothing (4096 messages wait)");
         q.push_back(std::move(m));
-        if (q.size() == 1) signal_event(shared_->event[peer].get());
+        ring(peer);
         return {};
     }
 
@@ -191,6 +198,10 @@ public:
         if (q.empty()) {
             if (shared_->closed[1 - side_])
                 return Error::from_errno(ECONNRESET, "queue receive (in-process): the peer closed the connection");
+            if (shared_->rung[side_]) {  // a stale ring: silence it before the caller polls again
+                clear_event(shared_->event[side_].get());
+                shared_->rung[side_] = false;
+            }
             return std::optional<Received>{};
         }
         std::optional<Received> out(std::in_place);
@@ -199,7 +210,8 @@ public:
         out->size = m.bytes.size;
         out->fds = std::move(m.fds);
         q.pop_front();
-        if (q.empty() && !shared_->closed[1 - side_]) clear_event(shared_->event[side_].get());
+        // The doorbell stays rung (see LocalShared): silencing it here would cost a read() now
+        // and a write() for the next message.
         return out;
     }
 
@@ -210,6 +222,13 @@ public:
     }
 
 private:
+    // Rings end `end`'s doorbell unless it is rung already. Called with the mutex held.
+    void ring(int end) noexcept {
+        if (shared_->rung[end]) return;
+        signal_event(shared_->event[end].get());
+        shared_->rung[end] = true;
+    }
+
     std::shared_ptr<LocalShared> shared_;
     int side_;
 };

@@ -69,7 +69,11 @@ public:
     /// True for a socket, false for an in-process channel (or an empty Connection).
     bool is_socket() const noexcept;
     /// The fd that is readable when a message (or the peer's hang-up) waits: the socket, or the
-    /// in-process channel's eventfd. -1 when empty.
+    /// in-process channel's eventfd. -1 when empty. The eventfd may also be readable when
+    /// nothing waits: it stays readable after the last message was taken, until a receive finds
+    /// the channel empty (so two ends that keep up with each other make no system call per
+    /// message); the Producer's and Consumer's dispatch() and acquire() then find nothing and
+    /// the next poll sleeps.
     int fd() const noexcept;
     /// The peer's credentials (one getsockopt for a socket; none in-process). EBADF when empty.
     Result<PeerCredentials> peer_credentials() const;

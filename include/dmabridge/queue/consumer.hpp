@@ -84,7 +84,8 @@ public:
     /// first. Returns how many it read. Errors as acquire().
     Result<std::size_t> dispatch(Timeout timeout = Timeout{0});
 
-    /// Readable when the producer sent something (the connection's fd). -1 once moved from or
+    /// Readable when the producer sent something (the connection's fd; an in-process channel's
+    /// may be readable with nothing to read, see Connection::fd()). -1 once moved from or
     /// once the connection failed (acquire() then returns the reason at once).
     int fd() const noexcept;
     /// The producer's mode, known after its first message (FIFO until then).
