@@ -41,7 +41,6 @@
 #include <vector>
 
 #include <linux/videodev2.h>
-#include <sys/syscall.h>
 
 #include <GLES3/gl3.h>
 
@@ -163,11 +162,10 @@ double gl_shader_fps(const egl::Context& ctx, std::uint32_t width, std::uint32_t
     auto dev = ok(v4l2::Device::find(v4l2::Direction::capture), "find camera");
     ok(dev.set_format(v4l2::Direction::capture, width, height, V4L2_PIX_FMT_YUYV), "set format");
     auto ring = ok(v4l2::BufferRing::create_exported(dev, v4l2::Direction::capture, 1), "ring");
-    const auto layout = ok(camera::frame_layout(ring.buffer(0)), "layout");
-    auto views = ok(camera::view_descriptions(ring.buffer(0), layout), "views");
+    auto views = ok(dmabridge::texel_views(ring.buffer(0)), "views");
     egl::ImportCache cache(ctx);
     auto image = ok(cache.import(views.at(0), egl::ImportOptions{.target = egl::texture_2d}), "import");
-    auto converter = ok(camera::GlConverter::create(layout, 1, false), "GL converter");
+    auto converter = ok(camera::GlConverter::create(ring.buffer(0).layout(), 1, false), "GL converter");
     ok(converter.convert(0, image->texture(), 0), "warm-up dispatch");
     glFinish();
     const auto start = clock_type::now();
@@ -177,34 +175,6 @@ double gl_shader_fps(const egl::Context& ctx, std::uint32_t width, std::uint32_t
     }
     glFinish();
     return frames / seconds_since(start);
-}
-
-// The name of a system call for the breakdown, for the calls a camera loop makes.
-std::string syscall_name(long nr) {
-    switch (nr) {
-    case SYS_ioctl: return "ioctl";
-    case SYS_poll: return "poll";
-    case SYS_ppoll: return "ppoll";
-    case SYS_read: return "read";
-    case SYS_write: return "write";
-    case SYS_close: return "close";
-    case SYS_fcntl: return "fcntl";
-    case SYS_futex: return "futex";
-    case SYS_clock_gettime: return "clock_gettime";
-    case SYS_mmap: return "mmap";
-    case SYS_munmap: return "munmap";
-    case SYS_epoll_wait: return "epoll_wait";
-    case SYS_epoll_ctl: return "epoll_ctl";
-    case SYS_sendmsg: return "sendmsg";
-    case SYS_recvmsg: return "recvmsg";
-    case SYS_sched_yield: return "sched_yield";
-    case SYS_fstat: return "fstat";
-    case SYS_newfstatat: return "newfstatat";
-    case SYS_dup: return "dup";
-    case SYS_getpid: return "getpid";
-    case SYS_madvise: return "madvise";
-    default: return "#" + std::to_string(nr);
-    }
 }
 
 // System calls per steady-state frame of `path`, every thread of the process counted: the
@@ -235,7 +205,7 @@ double syscalls_per_frame(camera::Path path, std::uint32_t fps, const char* name
     std::map<std::string, double> by_name;
     const auto& calls = tap.calls();
     for (std::uint64_t i = begin; i < end && i < calls.size(); ++i)
-        by_name[syscall_name(calls[i])] += i >= middle ? 1.0 : -1.0;
+        by_name[test::syscall_name(calls[i])] += i >= middle ? 1.0 : -1.0;
     std::printf("# %s: %.1f system calls per frame:", name, per_frame);
     for (const auto& [call, count] : by_name)
         if (count / frames >= 0.05 || count / frames <= -0.05) std::printf(" %s %.1f", call.c_str(), count / frames);

@@ -117,7 +117,7 @@ struct GlFormat {
     GLenum internal, format;
 };
 
-GlFormat gl_format_of(const TexelView& v) {
+GlFormat gl_format_of(const dmabridge::TexelPlane& v) {
     if (v.bytes_per_texel == 1) return {GL_R8, GL_RED};
     if (v.bytes_per_texel == 2) return {GL_RG8, GL_RG};
     return {GL_RGBA8, GL_RGBA};
@@ -125,44 +125,16 @@ GlFormat gl_format_of(const TexelView& v) {
 
 }  // namespace
 
-std::vector<TexelView> texel_views(const FrameLayout& l) {
-    switch (l.format) {
-        case CameraFormat::yuyv:
-        case CameraFormat::uyvy:
-            return {{dmabridge::fourcc::ABGR8888, l.width / 2, l.height, 4, l.offset0, l.stride0, 0}};
-        case CameraFormat::xrgb8888:
-            return {{dmabridge::fourcc::ABGR8888, l.width, l.height, 4, l.offset0, l.stride0, 0}};
-        case CameraFormat::nv12:
-            return {{dmabridge::fourcc::R8, l.width, l.height, 1, l.offset0, l.stride0, 0},
-                    {dmabridge::fourcc::GR88, l.width / 2, l.height / 2, 2, l.offset1, l.stride1, 1}};
-    }
-    return {};
-}
-
-dmabridge::Result<std::vector<dmabridge::BufferDesc>> view_descriptions(const dmabridge::BufferDesc& frame,
-                                                                         const FrameLayout& layout) {
-    std::vector<dmabridge::BufferDesc> out;
-    for (const auto& v : texel_views(layout)) {
-        const auto plane = static_cast<std::size_t>(v.plane);
-        if (plane >= frame.planes.size())
-            return Error::library(Errc::invalid_argument, "GL camera: the frame has no plane " + std::to_string(plane));
-        auto buffer = frame.planes[plane].buffer.dup();
-        if (!buffer) return buffer.error().with_context("GL camera: view of plane " + std::to_string(plane));
-        dmabridge::BufferDesc d;
-        d.width = v.width;
-        d.height = v.height;
-        d.fourcc = v.drm_fourcc;
-        d.modifier = dmabridge::modifier::linear;
-        d.planes.push_back({std::move(*buffer), v.offset, v.stride});
-        out.push_back(std::move(d));
-    }
-    return out;
-}
-
-dmabridge::Result<GlConverter> GlConverter::create(const FrameLayout& layout, std::uint32_t slots, bool uploads) {
+dmabridge::Result<GlConverter> GlConverter::create(const dmabridge::ImageLayout& frame, std::uint32_t slots,
+                                                   bool uploads) {
+    auto frame_numbers = frame_layout(frame);
+    if (!frame_numbers) return frame_numbers.error().with_context("GL camera converter");
+    auto views = dmabridge::texel_planes(frame);
+    if (!views) return views.error().with_context("GL camera converter");
+    const FrameLayout& layout = *frame_numbers;
     GlConverter c;
     c.layout_ = layout;
-    c.views_ = texel_views(layout);
+    c.views_ = std::move(*views);
     while (glGetError() != GL_NO_ERROR) {
     }
     GLint major = 0, minor = 0;
@@ -214,7 +186,7 @@ dmabridge::Result<GlConverter> GlConverter::create(const FrameLayout& layout, st
         c.uploads_.resize(std::size_t{slots} * c.views_.size());
         glGenTextures(static_cast<GLsizei>(c.uploads_.size()), c.uploads_.data());
         for (std::size_t i = 0; i < c.uploads_.size(); ++i) {
-            const TexelView& v = c.views_[i % c.views_.size()];
+            const dmabridge::TexelPlane& v = c.views_[i % c.views_.size()];
             glBindTexture(GL_TEXTURE_2D, c.uploads_[i]);
             glTexStorage2D(GL_TEXTURE_2D, 1, gl_format_of(v).internal, static_cast<GLsizei>(v.width),
                            static_cast<GLsizei>(v.height));
@@ -300,12 +272,12 @@ dmabridge::Result<std::uint64_t> GlConverter::upload_and_convert(std::uint32_t s
     std::uint64_t bytes = 0;
     glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
     for (std::size_t i = 0; i < views_.size(); ++i) {
-        const TexelView& v = views_[i];
+        const dmabridge::TexelPlane& v = views_[i];
         const auto source = v.plane == 0 ? plane0 : plane1;
         // The caller checked the layout against these buffers (frame_layout()); checked again
         // here because glTexSubImage2D reads exactly this many bytes.
         const std::uint64_t row = std::uint64_t{v.width} * v.bytes_per_texel;
-        const std::uint64_t end = v.offset + std::uint64_t{v.stride} * (v.height - 1) + row;
+        const std::uint64_t end = v.offset + v.stride * (v.height - 1) + row;
         if (v.stride % v.bytes_per_texel != 0 || end > source.size())
             return Error::library(Errc::invalid_argument,
                                   "GL camera converter: plane " + std::to_string(v.plane) + " upload of " +

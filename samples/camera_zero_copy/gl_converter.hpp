@@ -8,7 +8,8 @@
 // The shader reads the frame's bytes through plain 8-bit textures, never through the driver's
 // YUV sampling: a YUYV or UYVY frame W pixels wide is read as RGBA8 texels W/2 wide (each texel
 // one pixel pair's four bytes), XRGB8888 as RGBA8 (bytes B G R X), NV12 as R8 luma plus RG8
-// chroma at half size. texel_views() says which DRM formats to import a V4L2 buffer as.
+// chroma at half size: the library's texel views (dmabridge/format/texel_view.hpp), which the
+// zero-copy path imports into EGL and the copy path uploads.
 //
 // Every member issues GL calls: the context must be current on the calling thread.
 
@@ -18,38 +19,20 @@
 
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/texel_view.hpp>
 
 #include "conversion.hpp"
 
 namespace camera {
 
-/// The 8-bit texel views of a frame's planes: what a dma-buf of the frame is imported as (DRM
-/// fourccs, sizes in texels), and what the copy path uploads.
-struct TexelView {
-    std::uint32_t drm_fourcc = 0;  ///< ABGR8888 (bytes R G B A = bytes 0..3), R8 or GR88
-    std::uint32_t width = 0;
-    std::uint32_t height = 0;
-    std::uint32_t bytes_per_texel = 0;
-    std::uint32_t offset = 0;      ///< from FrameLayout
-    std::uint32_t stride = 0;
-    int plane = 0;                 ///< the frame plane (0, or 1 for NV12's chroma)
-};
-
-/// One view per plane the shader reads (one, or two for NV12).
-std::vector<TexelView> texel_views(const FrameLayout& layout);
-
-/// Descriptions of `frame`'s planes as texel views, with their own references to its dma-bufs:
-/// what the zero-copy path imports into EGL. Errors: the dma-bufs' dup().
-dmabridge::Result<std::vector<dmabridge::BufferDesc>> view_descriptions(const dmabridge::BufferDesc& frame,
-                                                                         const FrameLayout& layout);
-
 class GlConverter {
 public:
-    /// A converter for frames of `layout`'s format and size, with `slots` RGBA targets (one per
-    /// frame in flight) and, with `uploads`, textures the copy path fills from host memory.
-    /// Errors: a context below OpenGL ES 3.1, shader compilation or linking (with the driver's
-    /// log), an incomplete framebuffer, GL errors (named).
-    static dmabridge::Result<GlConverter> create(const FrameLayout& layout, std::uint32_t slots, bool uploads);
+    /// A converter for frames of `frame`'s format, size and layout, with `slots` RGBA targets
+    /// (one per frame in flight) and, with `uploads`, textures the copy path fills from host
+    /// memory. Errors: frame_layout()'s and texel_planes()'s, a context below OpenGL ES 3.1,
+    /// shader compilation or linking (with the driver's log), an incomplete framebuffer, GL
+    /// errors (named).
+    static dmabridge::Result<GlConverter> create(const dmabridge::ImageLayout& frame, std::uint32_t slots, bool uploads);
     GlConverter(GlConverter&&) noexcept;
     GlConverter& operator=(GlConverter&&) noexcept;
     GlConverter(const GlConverter&) = delete;
@@ -80,7 +63,7 @@ private:
     void release() noexcept;
 
     FrameLayout layout_{};
-    std::vector<TexelView> views_;
+    std::vector<dmabridge::TexelPlane> views_;
     unsigned int program_ = 0;
     std::vector<unsigned int> targets_;       // RGBA8 textures, one per slot
     std::vector<unsigned int> framebuffers_;  // one per slot

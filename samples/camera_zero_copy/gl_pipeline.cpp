@@ -119,7 +119,7 @@ Result<GlCameraPipeline> GlCameraPipeline::create(const egl::Context& context, c
         st->layout = *layout;
         st->buffer_sets.push_back(distinct_buffers(st->source->buffer(i)));
     }
-    auto converter = GlConverter::create(st->layout, n, options.path == Path::copy);
+    auto converter = GlConverter::create(st->source->buffer(0).layout(), n, options.path == Path::copy);
     if (!converter) return converter.error();
     st->converter.emplace(std::move(*converter));
     st->slots.resize(n);
@@ -127,7 +127,7 @@ Result<GlCameraPipeline> GlCameraPipeline::create(const egl::Context& context, c
     if (options.path == Path::zero_copy) {
         // Checked now, on the ring's descriptions (the consumer's are the same buffers).
         for (std::uint32_t i = 0; i < n; ++i)
-            if (auto views = view_descriptions(st->source->buffer(i), st->layout); !views)
+            if (auto views = dmabridge::texel_views(st->source->buffer(i)); !views)
                 return views.error().with_context("GL camera: buffer " + std::to_string(i));
         st->views.resize(n);
         auto bridge = egl::SyncBridge::create(context);
@@ -177,7 +177,7 @@ Status GlCameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, 
         slot.set = distinct_buffers(frame);
     }
     if (views.at(index).empty()) {
-        auto made = view_descriptions(frame, layout);
+        auto made = dmabridge::texel_views(frame);
         if (!made) return made.error().with_context("GL camera: buffer " + std::to_string(index));
         views[index] = std::move(*made);
     }

@@ -35,6 +35,7 @@
 #include <vulkan/vulkan_core.h>
 
 #include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_fences.hpp>
 #include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
@@ -225,10 +226,11 @@ public:
         if (!ring.submission.done()) {  // the buffer's previous rendering: long done, as it was shown
             if (auto waited = ring.submission.wait(); !waited) return waited.error();
         }
-        // The compositor may still read the buffer until its release fence signals: make it one
-        // of the dma-buf's fences, which the write acquire below waits for on the GPU.
+        // The compositor may still read the buffer until its release fence signals: make it a
+        // fence of every dma-buf of the buffer, which the write acquire below waits for on the GPU.
         if (auto fence = surface_->take_release_fence(*id)) {
-            if (auto r = desc.planes[0].buffer.import_sync_file(*fence, dmabridge::Access::read); !r) {
+            if (auto r = dmabridge::attach_fence(desc, *fence, dmabridge::Access::read); !r) {
+                if (!r.error().is(dmabridge::Errc::unsupported)) return r.error();
                 if (auto w = fence->wait(); !w) return w.error();  // no IMPORT_SYNC_FILE: wait here
             }
         }
@@ -260,9 +262,9 @@ public:
         // ... and, for explicit sync, also travels with the commit.
         std::optional<dmabridge::SyncFile> acquire_fence;
         if (surface_->sync() == wayland::PresentSync::explicit_fences) {
-            auto fence = desc.planes[0].buffer.export_sync_file(dmabridge::Access::read);
+            auto fence = dmabridge::export_fences(desc, dmabridge::Access::read, "present-acquire");
             if (!fence) return fence.error();
-            acquire_fence = std::move(*fence);
+            acquire_fence = std::move(*fence);  // nothing on a kernel without EXPORT_SYNC_FILE
         }
         return surface_->present(*id, std::move(acquire_fence));
     }

@@ -38,6 +38,36 @@ std::optional<deadline_clock::time_point> deadline_after(Timeout timeout) noexce
 /// and at most INT_MAX (the caller loops until the deadline really passed). -1 for no deadline.
 int poll_ms_until(const std::optional<deadline_clock::time_point>& deadline) noexcept;
 
+/// The end of a wait that polls in a loop until something happens (a frame, a free buffer, the
+/// compositor's answer) or the time is up: one loop shape for every such wait of the library.
+///
+///     for (Deadline deadline(timeout);;) {
+///         if (something_ready()) return it;
+///         auto ms = deadline.wait_ms();
+///         if (!ms) return ETIMEDOUT;
+///         poll(..., *ms);
+///     }
+class Deadline {
+public:
+    explicit Deadline(Timeout timeout) noexcept : at_(deadline_after(timeout)) {}
+    /// Milliseconds to poll for (-1: no limit), or nothing once the deadline has passed. Reads
+    /// the clock a second time only when the rounded wait is 0, to tell "almost" from "passed".
+    std::optional<int> wait_ms() const noexcept {
+        const int ms = poll_ms_until(at_);
+        if (at_ && ms == 0 && deadline_clock::now() >= *at_) return std::nullopt;
+        return ms;
+    }
+    /// The same, as a Timeout (`forever` for no limit).
+    std::optional<Timeout> wait_timeout() const noexcept {
+        auto ms = wait_ms();
+        if (!ms) return std::nullopt;
+        return *ms < 0 ? forever : Timeout(*ms);
+    }
+
+private:
+    std::optional<deadline_clock::time_point> at_;
+};
+
 /// `value` in hexadecimal with its "0x" prefix, for masks and codes in messages. A "0x" is only
 /// ever written by this function: never put "0x" before a decimal number.
 std::string hex(std::uint64_t value);

@@ -26,18 +26,6 @@ constexpr GLenum kTextureHeight = 0x1001;  // GL_TEXTURE_HEIGHT
 constexpr GLenum kMajorVersion = 0x821B;   // GL_MAJOR_VERSION
 constexpr GLenum kMinorVersion = 0x821C;   // GL_MINOR_VERSION
 
-bool has_extension(const char* list, std::string_view name) {
-    if (!list) return false;
-    std::string_view rest(list);
-    while (!rest.empty()) {
-        const auto space = rest.find(' ');
-        const auto word = rest.substr(0, space);
-        if (word == name) return true;
-        if (space == std::string_view::npos) break;
-        rest.remove_prefix(space + 1);
-    }
-    return false;
-}
 
 template <typename F>
 bool load(F& fn, const char* name) {
@@ -52,6 +40,20 @@ Status empty_error(const char* operation) {
 }  // namespace
 
 namespace detail {
+
+bool has_extension(const char* list, std::string_view name) {
+    if (!list) return false;
+    std::string_view rest(list);
+    while (!rest.empty()) {
+        const auto space = rest.find(' ');
+        const auto word = rest.substr(0, space);
+        if (word == name) return true;
+        if (space == std::string_view::npos) break;
+        rest.remove_prefix(space + 1);
+    }
+    return false;
+}
+
 
 Error egl_error(const std::string& what, EGLint code) {
     char hex[16];
@@ -186,7 +188,7 @@ Result<Context> Context::attach(DisplayHandle display, ContextHandle context, co
     if (!egl_ext) return detail::egl_error("egl attach: eglQueryString(EGL_EXTENSIONS)");
     for (const char* need : {"EGL_KHR_image_base", "EGL_EXT_image_dma_buf_import",
                              "EGL_EXT_image_dma_buf_import_modifiers"}) {
-        if (!has_extension(egl_ext, need))
+        if (!detail::has_extension(egl_ext, need))
             return Error::library(Errc::unsupported, std::string("egl attach: the display lacks ") + need);
     }
 
@@ -216,26 +218,26 @@ Result<Context> Context::attach(DisplayHandle display, ContextHandle context, co
 
     const auto* gl_ext = reinterpret_cast<const char*>(s->glGetString(GL_EXTENSIONS));
     if (!gl_ext) return Error::library(Errc::unsupported, "egl attach: glGetString(GL_EXTENSIONS) returned null");
-    if (!has_extension(gl_ext, "GL_OES_EGL_image"))
+    if (!detail::has_extension(gl_ext, "GL_OES_EGL_image"))
         return Error::library(Errc::unsupported, "egl attach: the context lacks GL_OES_EGL_image");
 
     Feature f = Feature::none;
-    if (has_extension(gl_ext, "GL_OES_EGL_image_external")) f = f | Feature::external_texture;
-    if (has_extension(gl_ext, "GL_KHR_debug")) f = f | Feature::debug;
-    if (has_extension(egl_ext, "EGL_MESA_image_dma_buf_export") &&
+    if (detail::has_extension(gl_ext, "GL_OES_EGL_image_external")) f = f | Feature::external_texture;
+    if (detail::has_extension(gl_ext, "GL_KHR_debug")) f = f | Feature::debug;
+    if (detail::has_extension(egl_ext, "EGL_MESA_image_dma_buf_export") &&
         load(s->eglExportDMABUFImageQueryMESA, "eglExportDMABUFImageQueryMESA") &&
         load(s->eglExportDMABUFImageMESA, "eglExportDMABUFImageMESA"))
         f = f | Feature::dmabuf_export;
-    if (has_extension(egl_ext, "EGL_KHR_fence_sync") && load(s->eglCreateSyncKHR, "eglCreateSyncKHR") &&
+    if (detail::has_extension(egl_ext, "EGL_KHR_fence_sync") && load(s->eglCreateSyncKHR, "eglCreateSyncKHR") &&
         load(s->eglDestroySyncKHR, "eglDestroySyncKHR") && load(s->eglClientWaitSyncKHR, "eglClientWaitSyncKHR") &&
         load(s->eglGetSyncAttribKHR, "eglGetSyncAttribKHR")) {
         f = f | Feature::fence_sync;
-        if (has_extension(egl_ext, "EGL_ANDROID_native_fence_sync") && has_extension(egl_ext, "EGL_KHR_wait_sync") &&
+        if (detail::has_extension(egl_ext, "EGL_ANDROID_native_fence_sync") && detail::has_extension(egl_ext, "EGL_KHR_wait_sync") &&
             load(s->eglWaitSyncKHR, "eglWaitSyncKHR") &&
             load(s->eglDupNativeFenceFDANDROID, "eglDupNativeFenceFDANDROID"))
             f = f | Feature::native_fence_sync;
     }
-    if (has_extension(egl_ext, "EGL_KHR_gl_texture_2D_image")) {
+    if (detail::has_extension(egl_ext, "EGL_KHR_gl_texture_2D_image")) {
         // glGetTexLevelParameteriv is GLES 3.1 core.
         GLint major = 0, minor = 0;
         s->glGetIntegerv(kMajorVersion, &major);

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -104,6 +105,9 @@ Result<DmaBufFormats> query_formats(EGLDisplay display, PFNEGLQUERYDMABUFFORMATS
                                     PFNEGLQUERYDMABUFMODIFIERSEXTPROC query_modifiers);
 // An error unless the context is current on this thread.
 Status require_current(const Context::State* s, const char* operation);
+// True when the space-separated extension string `list` (EGL's, GL's, a device's; null allowed)
+// names `name` as a whole word.
+bool has_extension(const char* list, std::string_view name);
 }  // namespace detail
 
 }  // namespace dmabridge::egl

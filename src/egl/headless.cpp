@@ -19,23 +19,12 @@ struct Client {
     PFNEGLGETPLATFORMDISPLAYEXTPROC eglGetPlatformDisplayEXT = nullptr;
 };
 
-bool has_word(const char* list, const char* name) {
-    if (!list) return false;
-    const std::size_t n = std::strlen(name);
-    for (const char* p = list; (p = std::strstr(p, name)) != nullptr; p += n) {
-        const bool start = p == list || p[-1] == ' ';
-        const bool end = p[n] == '\0' || p[n] == ' ';
-        if (start && end) return true;
-    }
-    return false;
-}
-
 Result<Client> client() {
     const char* ext = eglQueryString(EGL_NO_DISPLAY, EGL_EXTENSIONS);
     if (!ext) return Error::library(Errc::unsupported, "egl devices: EGL has no client extensions (EGL 1.5 / "
                                                        "EGL_EXT_client_extensions)");
     for (const char* need : {"EGL_EXT_device_enumeration", "EGL_EXT_device_query", "EGL_EXT_platform_device"})
-        if (!has_word(ext, need) && !(std::strcmp(need, "EGL_EXT_device_enumeration") == 0 && has_word(ext, "EGL_EXT_device_base")))
+        if (!detail::has_extension(ext, need) && !(std::strcmp(need, "EGL_EXT_device_enumeration") == 0 && detail::has_extension(ext, "EGL_EXT_device_base")))
             return Error::library(Errc::unsupported, std::string("egl devices: EGL lacks ") + need);
     Client c;
     c.eglQueryDevicesEXT = reinterpret_cast<PFNEGLQUERYDEVICESEXTPROC>(eglGetProcAddress("eglQueryDevicesEXT"));
@@ -66,10 +55,10 @@ DeviceInfo describe(const Client& c, EGLDeviceEXT d, int index) {
         return std::string(s ? s : "");
     };
     info.extensions = str(EGL_EXTENSIONS);
-    if (has_word(info.extensions.c_str(), "EGL_EXT_device_drm")) info.drm_node = str(EGL_DRM_DEVICE_FILE_EXT);
-    if (has_word(info.extensions.c_str(), "EGL_EXT_device_drm_render_node"))
+    if (detail::has_extension(info.extensions.c_str(), "EGL_EXT_device_drm")) info.drm_node = str(EGL_DRM_DEVICE_FILE_EXT);
+    if (detail::has_extension(info.extensions.c_str(), "EGL_EXT_device_drm_render_node"))
         info.render_node = str(EGL_DRM_RENDER_NODE_FILE_EXT);
-    info.software = has_word(info.extensions.c_str(), "EGL_MESA_device_software");
+    info.software = detail::has_extension(info.extensions.c_str(), "EGL_MESA_device_software");
     return info;
 }
 
@@ -120,8 +109,8 @@ Result<DisplayInfo> probe_device(int index) {
     for (const char* name : {"EGL_EXT_image_dma_buf_import", "EGL_EXT_image_dma_buf_import_modifiers",
                              "EGL_MESA_image_dma_buf_export", "EGL_ANDROID_native_fence_sync", "EGL_KHR_wait_sync",
                              "EGL_KHR_fence_sync", "EGL_KHR_surfaceless_context", "EGL_KHR_gl_texture_2D_image"})
-        if (has_word(ext, name)) info.extensions.emplace_back(name);
-    if (has_word(ext, "EGL_EXT_image_dma_buf_import_modifiers")) {
+        if (detail::has_extension(ext, name)) info.extensions.emplace_back(name);
+    if (detail::has_extension(ext, "EGL_EXT_image_dma_buf_import_modifiers")) {
         auto qf = reinterpret_cast<PFNEGLQUERYDMABUFFORMATSEXTPROC>(eglGetProcAddress("eglQueryDmaBufFormatsEXT"));
         auto qm = reinterpret_cast<PFNEGLQUERYDMABUFMODIFIERSEXTPROC>(eglGetProcAddress("eglQueryDmaBufModifiersEXT"));
         if (!qf || !qm) return Error::library(Errc::unsupported, what + ": no eglQueryDmaBuf*EXT entry points");
@@ -176,7 +165,7 @@ Result<Headless> Headless::create(const HeadlessOptions& options) {
     } else {
         for (std::size_t i = 0; i < list->size() && chosen < 0; ++i) {
             auto info = describe(*c, (*list)[i], static_cast<int>(i));
-            if (options.device_extension.empty() || has_word(info.extensions.c_str(), options.device_extension.c_str()))
+            if (options.device_extension.empty() || detail::has_extension(info.extensions.c_str(), options.device_extension.c_str()))
                 chosen = static_cast<int>(i);
         }
         if (chosen < 0)
@@ -190,11 +179,11 @@ Result<Headless> Headless::create(const HeadlessOptions& options) {
     EGLint major = 0, minor = 0;
     if (!eglInitialize(impl->display, &major, &minor)) return detail::egl_error(what + ": eglInitialize");
     const char* ext = eglQueryString(impl->display, EGL_EXTENSIONS);
-    if (!has_word(ext, "EGL_KHR_surfaceless_context"))
+    if (!detail::has_extension(ext, "EGL_KHR_surfaceless_context"))
         return Error::library(Errc::unsupported, what + ": the display lacks EGL_KHR_surfaceless_context");
     if (!eglBindAPI(EGL_OPENGL_ES_API)) return detail::egl_error(what + ": eglBindAPI(EGL_OPENGL_ES_API)");
     EGLConfig config = EGL_NO_CONFIG_KHR;
-    if (!has_word(ext, "EGL_KHR_no_config_context")) {
+    if (!detail::has_extension(ext, "EGL_KHR_no_config_context")) {
         const EGLint want[] = {EGL_RENDERABLE_TYPE, options.gles_major >= 3 ? EGL_OPENGL_ES3_BIT : EGL_OPENGL_ES2_BIT,
                                EGL_SURFACE_TYPE, 0, EGL_NONE};
         EGLint n = 0;

@@ -22,6 +22,35 @@ using dmabridge::detail::last_error;
 namespace wire = dmabridge::detail::wire;
 
 namespace detail {
+
+Status send_datagram(int socket, std::span<const std::byte> bytes, std::span<const int> fds, bool nonblocking) {
+    if (fds.size() > max_datagram_fds)
+        return Error::library(Errc::invalid_argument, "send on socket " + std::to_string(socket) + ": " +
+                                                          std::to_string(fds.size()) + " fds, at most " +
+                                                          std::to_string(max_datagram_fds));
+    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_datagram_fds)] = {};
+    if (!fds.empty()) {
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+        auto* c = reinterpret_cast<cmsghdr*>(control);  // the first header: msg_controllen >= CMSG_SPACE(0)
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    const int flags = MSG_NOSIGNAL | (nonblocking ? MSG_DONTWAIT : 0);
+    ssize_t n;
+    do {
+        n = ::sendmsg(socket, &msg, flags);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return last_error("queue send on socket " + std::to_string(socket));
+    return {};
+}
+
 namespace {
 
 // --- Unix SOCK_SEQPACKET socket ---
@@ -31,29 +60,10 @@ public:
     explicit SocketTransport(UniqueFd s) noexcept : socket_(std::move(s)) {}
 
     Status send(std::span<const std::byte> bytes, std::span<const int> fds) override {
-        iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::max_fds)] = {};
-        if (!fds.empty()) {
-            if (fds.size() > wire::max_fds)
-                return Error::library(Errc::invalid_argument, "queue send: " + std::to_string(fds.size()) + " fds, at most " +
-                                                                  std::to_string(wire::max_fds));
-            msg.msg_control = control;
-            msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-            auto* c = reinterpret_cast<cmsghdr*>(control);  // the first header: msg_controllen >= CMSG_SPACE(0)
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-            std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-        }
-        ssize_t n;
-        do {
-            n = ::sendmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-        } while (n < 0 && errno == EINTR);
-        if (n < 0) return last_error("queue send on socket " + std::to_string(socket_.get()));
-        return {};
+        if (fds.size() > wire::max_fds)
+            return Error::library(Errc::invalid_argument, "queue send: " + std::to_string(fds.size()) + " fds, at most " +
+                                                              std::to_string(wire::max_fds));
+        return send_datagram(socket_.get(), bytes, fds, true);
     }
 
     Result<std::optional<Received>> receive() override {

@@ -15,7 +15,7 @@ namespace dmabridge::queue {
 namespace wire = dmabridge::detail::wire;
 
 namespace {
-constexpr std::size_t max_buffers = 64;
+using wire::max_buffers;
 
 struct Entry {
     bool announced = false;
@@ -181,7 +181,7 @@ Result<AcquiredFrame> Consumer::acquire(Timeout timeout) {
     auto& s = *state_;
     // Frames that arrived before the connection failed are still handed out.
     if (s.failed && s.ready.empty()) return *s.failed;
-    const auto deadline = dmabridge::detail::deadline_after(timeout);
+    const dmabridge::detail::Deadline deadline(timeout);
     for (;;) {
         if (!s.failed && (s.mode == Mode::fifo ? s.ready.empty() : true)) {
             auto r = s.read_available();
@@ -197,10 +197,10 @@ Result<AcquiredFrame> Consumer::acquire(Timeout timeout) {
             return AcquiredFrame{p.buffer, &e.desc, std::move(p.fence), p.info};
         }
         if (s.failed) return *s.failed;
-        const int ms = dmabridge::detail::poll_ms_until(deadline);
-        if (deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline)
+        const auto wait = deadline.wait_timeout();
+        if (!wait)
             return Error::from_errno(ETIMEDOUT, "queue consumer: no frame within " + std::to_string(timeout.count()) + " ms");
-        auto w = s.wait_readable(Timeout{ms});
+        auto w = s.wait_readable(*wait);
         if (!w) return s.fail(w.error()).error();
     }
 }

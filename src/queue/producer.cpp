@@ -18,7 +18,7 @@ namespace wire = dmabridge::detail::wire;
 using dmabridge::detail::last_error;
 
 namespace {
-constexpr std::size_t max_buffers = 64;
+using wire::max_buffers;
 
 struct Peer {
     ConsumerId id = 0;
@@ -290,7 +290,7 @@ Result<BufferIndex> Producer::dequeue(Timeout timeout) {
     if (!state_) return closed_error();
     auto& s = *state_;
     if (s.slots.empty()) return Error::library(Errc::invalid_argument, "queue producer: dequeue from a queue without buffers");
-    const auto deadline = dmabridge::detail::deadline_after(timeout);
+    const dmabridge::detail::Deadline deadline(timeout);
     for (bool first = true;; first = false) {
         if (auto i = s.take_free()) {
             s.slots[*i].dequeued = true;
@@ -308,14 +308,14 @@ Result<BufferIndex> Producer::dequeue(Timeout timeout) {
             return Error::from_errno(EDEADLK, "queue producer: all " + std::to_string(s.slots.size()) +
                                                   " buffers are dequeued by the application; queue or cancel one "
                                                   "before dequeueing again");
-        const int ms = dmabridge::detail::poll_ms_until(deadline);
         // Even a zero timeout reads what waits once before giving up.
-        if (!first && deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline)
+        const auto wait = deadline.wait_timeout();
+        if (!first && !wait)
             return Error::from_errno(ETIMEDOUT, "queue producer: no free buffer within " + std::to_string(timeout.count()) +
                                                     " ms: " + std::to_string(s.slots.size()) + " buffers, " +
                                                     std::to_string(queued) + " queued to consumers, " +
                                                     std::to_string(fencing) + " waiting for release fences");
-        auto d = s.dispatch(Timeout{ms});
+        auto d = s.dispatch(wait.value_or(Timeout{0}));
         if (!d) return d.error();
     }
 }

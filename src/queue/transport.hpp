@@ -24,6 +24,15 @@ struct Received {
     std::span<const std::byte> view() const noexcept { return {bytes.data(), size}; }
 };
 
+/// The most fds send_datagram() passes: more than any message may carry, so that the tests'
+/// hostile peers can send an over-count through the same code.
+inline constexpr std::size_t max_datagram_fds = 16;
+
+/// Sends one datagram with its fds (SCM_RIGHTS) on a SOCK_SEQPACKET socket, retrying EINTR;
+/// `nonblocking` adds MSG_DONTWAIT (a full peer gives EAGAIN). The fds stay the caller's. No
+/// SIGPIPE: a closed peer gives EPIPE.
+Status send_datagram(int socket, std::span<const std::byte> bytes, std::span<const int> fds, bool nonblocking);
+
 class Transport {
 public:
     virtual ~Transport() = default;

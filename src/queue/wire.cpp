@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include "queue/wire.hpp"
 
+#include <bit>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 namespace dmabridge::detail::wire {
 namespace {
@@ -13,11 +15,26 @@ constexpr std::size_t announce_plane_size = 24;
 constexpr std::size_t frame_size = 24;
 constexpr std::size_t release_size = 8;
 
+// The wire is little-endian whatever the host: every field goes through here.
+template <typename T>
+T little_endian(T value) noexcept {
+    static_assert(std::is_integral_v<T>, "wire fields are integers");
+    if constexpr (std::endian::native == std::endian::big) {
+        using U = std::make_unsigned_t<T>;
+        const auto in = static_cast<U>(value);
+        U swapped = 0;
+        for (std::size_t i = 0; i < sizeof in; ++i) swapped = static_cast<U>((swapped << 8) | ((in >> (8 * i)) & 0xffu));
+        return static_cast<T>(swapped);
+    }
+    return value;
+}
+
 class Writer {
 public:
     explicit Writer(Encoded& out) noexcept : out_(out) {}
     template <typename T>
     void put(T value) noexcept {
+        value = little_endian(value);
         std::memcpy(out_.bytes.data() + out_.size, &value, sizeof value);
         out_.size += sizeof value;
     }
@@ -35,7 +52,7 @@ public:
         T value{};
         if (pos_ + sizeof value <= bytes_.size()) std::memcpy(&value, bytes_.data() + pos_, sizeof value);
         pos_ += sizeof value;
-        return value;
+        return little_endian(value);
     }
 
 private:

@@ -28,6 +28,9 @@ inline constexpr std::size_t header_size = 16;
 inline constexpr std::size_t max_message_size = header_size + 32 + 24 * max_planes;
 /// The most fds one message may carry (an announcement with one dma-buf per plane).
 inline constexpr std::size_t max_fds = max_planes;
+/// Buffer ids go from 0 to max_buffers - 1: a producer announces at most this many buffers, and
+/// a consumer refuses an announcement of a higher id.
+inline constexpr std::size_t max_buffers = 64;
 
 enum class Type : std::uint16_t {
     hello = 1,     ///< producer -> consumer, first message: the queue's mode

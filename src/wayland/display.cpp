@@ -189,13 +189,13 @@ Result<bool> Display::State::dispatch(Timeout timeout, const std::string& operat
 }
 
 Status Display::State::dispatch_until(const std::function<bool()>& done, Timeout timeout, const std::string& what) {
-    const auto deadline = dmabridge::detail::deadline_after(timeout);
+    const dmabridge::detail::Deadline deadline(timeout);
     while (!done()) {
-        const int ms = dmabridge::detail::poll_ms_until(deadline);
-        if (deadline && ms == 0 && dmabridge::detail::deadline_clock::now() >= *deadline)
+        const auto wait = deadline.wait_timeout();
+        if (!wait)
             return Error::from_errno(ETIMEDOUT, what + ": no answer from the compositor within " +
                                                     std::to_string(timeout.count()) + " ms");
-        auto dispatched = dispatch(ms < 0 ? forever : Timeout(ms), what);
+        auto dispatched = dispatch(*wait, what);
         if (!dispatched) return dispatched.error();
     }
     return {};

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <dmabridge/format/format.hpp>
 #include <dmabridge/format/fourcc.hpp>
+#include <dmabridge/format/texel_view.hpp>
 
 #include <doctest/doctest.h>
 
@@ -92,4 +93,41 @@ TEST_CASE("linear layout refuses empty, overflowing and misaligned requests") {
     auto huge = linear_layout(fourcc::XRGB8888, 0xffffffffu, 2);
     REQUIRE_FALSE(huge);
     CHECK(huge.error().message().find("too large") != std::string::npos);
+}
+
+TEST_CASE("texel views read packed and semi-planar YUV as plain 8-bit texels") {
+    using dmabridge::ImageLayout;
+    using dmabridge::texel_planes;
+    namespace fourcc = dmabridge::fourcc;
+    // YUYV 640x480, stride 1280: one ABGR8888 texel per pixel pair.
+    auto yuyv = texel_planes(ImageLayout{640, 480, fourcc::YUYV, 0, {{0, 1280, 1280 * 480}}});
+    REQUIRE(yuyv);
+    REQUIRE(yuyv->size() == 1);
+    CHECK((*yuyv)[0].fourcc == fourcc::ABGR8888);
+    CHECK((*yuyv)[0].width == 320);
+    CHECK((*yuyv)[0].height == 480);
+    CHECK((*yuyv)[0].bytes_per_texel == 4);
+    CHECK((*yuyv)[0].stride == 1280);
+    // NV12 in one buffer: R8 luma, GR88 chroma at half size, offsets and strides kept.
+    auto nv12 = texel_planes(ImageLayout{64, 32, fourcc::NV12, 0, {{0, 64, 4096}, {2048, 64, 4096}}});
+    REQUIRE_MESSAGE(nv12, (nv12 ? "" : nv12.error().message()));
+    REQUIRE(nv12->size() == 2);
+    CHECK((*nv12)[0].fourcc == fourcc::R8);
+    CHECK((*nv12)[1].fourcc == fourcc::GR88);
+    CHECK((*nv12)[1].plane == 1);
+    CHECK((*nv12)[1].width == 32);
+    CHECK((*nv12)[1].height == 16);
+    CHECK((*nv12)[1].offset == 2048);
+    // Refusals: an odd width of a 4:2:x format, a tiled modifier, a format with no view, a plane
+    // past its buffer.
+    auto odd = texel_planes(ImageLayout{63, 32, fourcc::NV12, 0, {{0, 64, 4096}, {2048, 64, 4096}}});
+    REQUIRE_FALSE(odd);
+    CHECK(odd.error().message().find("63x32") != std::string::npos);
+    auto tiled = texel_planes(ImageLayout{640, 480, fourcc::YUYV, 0x0100000000000001ull, {{0, 1280, 1280 * 480}}});
+    REQUIRE_FALSE(tiled);
+    CHECK(tiled.error().is(dmabridge::Errc::unsupported));
+    CHECK_FALSE(texel_planes(ImageLayout{64, 64, fourcc::P010, 0, {{0, 128, 16384}, {8192, 128, 16384}}}));
+    auto short_buffer = texel_planes(ImageLayout{640, 480, fourcc::YUYV, 0, {{0, 1280, 1280 * 479}}});
+    REQUIRE_FALSE(short_buffer);
+    CHECK(short_buffer.error().is(dmabridge::Errc::invalid_argument));
 }

@@ -39,6 +39,7 @@
 #include <vector>
 #include <xf86drm.h>
 
+#include "queue/transport.hpp"
 #include "queue/wire.hpp"
 #include "vgem_uapi.hpp"
 
@@ -191,21 +192,7 @@ void fence_role(queue::Consumer& consumer) {
 // --- raw peers: they speak the wire format by hand ---
 
 void raw_send(int s, std::span<const std::byte> bytes, const std::vector<int>& fds) {
-    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)] = {};
-    if (!fds.empty()) {
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-        auto* c = reinterpret_cast<cmsghdr*>(control);  // the first header: msg_controllen >= CMSG_SPACE(0)
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    if (::sendmsg(s, &msg, MSG_NOSIGNAL) < 0) die(std::string("raw send: ") + std::strerror(errno));
+    if (auto r = queue::detail::send_datagram(s, bytes, fds, false); !r) die("raw send: " + r.error().message());
 }
 
 // Reads (and closes the fds of) messages until the producer hangs up. Returns the types seen;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Implicit fences on real dma-bufs: vgem fences gate poll(), exported sync_files and imports.
 #include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/format/buffer_fences.hpp>
 #include <dmabridge/kernel/dmabuf.hpp>
 #include <dmabridge/kernel/sync_file.hpp>
 
@@ -278,4 +279,54 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a sync_file wait given Timeout::max() or another
         REQUIRE(fence);
         check_waits_until_signalled(vgem, fence_id, [&] { return fence->wait(t); });
     }
+}
+
+// export_fences / attach_fence: once per distinct dma-buf of a description, whatever the planes.
+TEST_CASE_FIXTURE(FdLeakCheck, "a description's fences are exported and attached once per distinct dma-buf") {
+    Vgem vgem;
+    // NV12 as two planes of buffer A (two fds of it) plus an XR24-sized buffer B on its own
+    // plane: three planes, two buffers.
+    DmaBuf a = vgem.create_buffer();
+    DmaBuf b = vgem.create_buffer();
+    BufferDesc desc;
+    desc.width = 16;
+    desc.height = 16;
+    desc.fourcc = fourcc::NV12;
+    desc.planes.push_back({a.dup().value(), 0, 16});
+    desc.planes.push_back({a.dup().value(), 1024, 16});
+    desc.planes.push_back({std::move(b), 0, 16});
+    CHECK(desc.distinct_buffers().size() == 2);
+    CHECK(desc.plane_buffer_indices() == std::vector<std::size_t>{0, 0, 1});
+
+    // Idle: a signalled sync_file.
+    auto idle = export_fences(desc, Access::write);
+    REQUIRE_MESSAGE(idle, (idle ? "" : idle.error().message()));
+    REQUIRE(idle->has_value());
+    CHECK(ready((*idle)->wait(now)));
+
+    // A write fence on the second buffer only: the merged export waits for it.
+    const auto on_b = vgem.attach_fence(true, vgem.import_buffer(desc.planes[2].buffer));
+    auto pending = export_fences(desc, Access::read);
+    REQUIRE(pending);
+    REQUIRE(pending->has_value());
+    CHECK_FALSE(ready((*pending)->wait(now)));
+
+    // Attached to the whole description, an unsignalled fence (the export above) reaches both
+    // buffers: buffer A, idle until now, is busy for writers.
+    REQUIRE(attach_fence(desc, **pending, Access::read));
+    CHECK(ready(desc.planes[0].buffer.wait(Access::read, now)));
+    CHECK_FALSE(ready(desc.planes[0].buffer.wait(Access::write, now)));
+    vgem.signal(on_b);
+    CHECK(ready((*pending)->wait(5s)));
+    CHECK(ready(desc.planes[0].buffer.wait(Access::write, 5s)));
+    CHECK(ready(desc.planes[2].buffer.wait(Access::write, 5s)));
+
+    // A description with a released plane, or none, is refused before any ioctl.
+    BufferDesc empty;
+    CHECK(export_fences(empty, Access::read).error().is(Errc::invalid_argument));
+    { DmaBuf gone = std::move(desc.planes[1].buffer); }
+    auto refused = attach_fence(desc, **idle, Access::read);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().is_errno(EBADF));
+    CHECK(refused.error().message().find("plane 1") != std::string::npos);
 }

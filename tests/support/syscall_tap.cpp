@@ -112,6 +112,11 @@ std::string syscall_name(long nr) {
         case SYS_epoll_wait: return "epoll_wait";
         case SYS_epoll_ctl: return "epoll_ctl";
         case SYS_memfd_create: return "memfd_create";
+        case SYS_clock_gettime: return "clock_gettime";
+        case SYS_sendmsg: return "sendmsg";
+        case SYS_recvmsg: return "recvmsg";
+        case SYS_sched_yield: return "sched_yield";
+        case SYS_madvise: return "madvise";
         default: return "syscall " + std::to_string(nr);
     }
 }
