@@ -29,9 +29,7 @@ Result<BufferPlan> plan_buffer(const std::string& backend, std::uint64_t size, s
     auto rounded = align_up(size, static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
     if (!rounded || *rounded > static_cast<std::uint64_t>(INT64_MAX))
         return Error::library(Errc::invalid_argument, plan.what + ": the size overflows");
-    if (name.size() > max_dmabuf_name_length)
-        return Error::library(Errc::invalid_argument, plan.what + ": the name is longer than " +
-                                                          std::to_string(max_dmabuf_name_length) + " bytes");
+    if (auto ok = check_dmabuf_name(name, plan.what + ": name"); !ok) return ok.error();
     plan.size = *rounded;
     plan.name = name.empty() ? std::string(default_buffer_name) : std::string(name);
     return plan;
@@ -42,9 +40,7 @@ Status check_image_request(const ImageRequest& request, const std::string& backe
     if (request.width == 0 || request.height == 0)
         return Error::library(Errc::invalid_argument, what + ": the extent is empty");
     if (!find_format(request.fourcc)) return Error::library(Errc::unknown_format, what + ": unknown DRM fourcc");
-    if (request.name.size() > max_dmabuf_name_length)
-        return Error::library(Errc::invalid_argument, what + ": name \"" + request.name + "\" is longer than " +
-                                                          std::to_string(max_dmabuf_name_length) + " bytes");
+    if (auto ok = check_dmabuf_name(request.name, what + ": name"); !ok) return ok;
     return {};
 }
 

@@ -81,14 +81,21 @@ Result<std::string> DmaBuf::name() const {
     return detail::fdinfo_value(fd(), "name");
 }
 
-Status DmaBuf::set_name(std::string_view name) const {
-    if (!valid()) return no_fd("set dma-buf name");
+Status check_dmabuf_name(std::string_view name, std::string_view what) {
+    if (name.find('\0') != std::string_view::npos)
+        return Error::library(Errc::invalid_argument, std::string(what) + ": the name has a NUL byte at " +
+                                                          std::to_string(name.find('\0')) +
+                                                          " (the kernel would cut it there)");
     if (name.size() > max_dmabuf_name_length)
         return Error::library(Errc::invalid_argument,
-                              "set dma-buf name \"" + std::string(name) + "\": " + std::to_string(name.size()) +
+                              std::string(what) + " \"" + std::string(name) + "\": " + std::to_string(name.size()) +
                                   " bytes, the kernel takes at most " + std::to_string(max_dmabuf_name_length));
-    if (name.find('\0') != std::string_view::npos)
-        return Error::library(Errc::invalid_argument, "set dma-buf name: the name contains a NUL byte");
+    return {};
+}
+
+Status DmaBuf::set_name(std::string_view name) const {
+    if (!valid()) return no_fd("set dma-buf name");
+    if (auto ok = check_dmabuf_name(name, "set dma-buf name"); !ok) return ok;
     std::string copy(name);
     // The ioctl number encodes the pointer size; on 64-bit this is DMA_BUF_SET_NAME_B.
     if (::ioctl(fd(), DMA_BUF_SET_NAME, copy.c_str()) != 0)

@@ -105,18 +105,19 @@ struct Consumer::State {
             return {};
         }
         if (const auto* f = std::get_if<wire::Frame>(&*parsed)) {
-            const std::string what = "frame " + std::to_string(f->sequence) + " of buffer " + std::to_string(f->buffer);
+            // Built only for an error: this is every frame's path.
+            const auto what = [f] { return "frame " + std::to_string(f->sequence) + " of buffer " + std::to_string(f->buffer); };
             if (f->buffer >= buffers.size() || !buffers[f->buffer].announced)
-                return fail(Error::library(Errc::invalid_argument, what + ": buffer never announced"));
+                return fail(Error::library(Errc::invalid_argument, what() + ": buffer never announced"));
             Entry& e = buffers[f->buffer];
             if (e.queued || e.acquired)
                 return fail(Error::library(Errc::invalid_argument,
-                                           what + ": this consumer still holds the buffer (" +
+                                           what() + ": this consumer still holds the buffer (" +
                                                (e.acquired ? "acquired" : "queued") + ")"));
             std::optional<SyncFile> fence;
             if (f->flags & wire::flag_fence) {
                 auto sf = SyncFile::adopt(std::move(msg.fds[0]));
-                if (!sf) return fail(sf.error().with_context(what + " acquire fence"));
+                if (!sf) return fail(sf.error().with_context(what() + " acquire fence"));
                 fence = std::move(*sf);
             }
             ++stats.frames_received;

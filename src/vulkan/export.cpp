@@ -186,8 +186,7 @@ Result<ExportedBuffer> Device::export_buffer(std::uint64_t size, VkBufferUsageFl
     const auto& s = *state_;
     const std::string what = "export buffer of " + std::to_string(size) + " bytes on " + name();
     if (size == 0) return Error::library(Errc::invalid_argument, what + ": the size is zero");
-    if (label.size() > max_dmabuf_name_length)
-        return Error::library(Errc::invalid_argument, what + ": the name is longer than 31 bytes");
+    if (auto ok = check_dmabuf_name(label, what + ": name"); !ok) return ok.error();
     if (!has(Capability::export_memory))
         return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf export");
     const auto external = detail::query_buffer_support(s, usage);

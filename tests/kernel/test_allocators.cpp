@@ -184,6 +184,24 @@ TEST_CASE_FIXTURE(FdLeakCheck, "zero, huge and unsupported requests fail with cl
         auto long_name = alloc->allocate(request(64, 64, fourcc::XRGB8888, std::string(40, 'x')));
         REQUIRE_FALSE(long_name);
         CHECK(long_name.error().is(Errc::invalid_argument));
+
+        // A NUL byte would have the kernel keep only what stands before it: refused, by image
+        // requests and byte allocations alike.
+        using namespace std::string_literals;
+        auto nul_name = alloc->allocate(request(64, 64, fourcc::XRGB8888, "cam\0era"s));
+        REQUIRE_FALSE(nul_name);
+        CHECK(nul_name.error().is(Errc::invalid_argument));
+        CHECK(nul_name.error().message().find("NUL byte at 3") != std::string::npos);
+    }
+    // Byte allocations the same.
+    auto u_bytes = UdmabufAllocator::open();
+    REQUIRE(u_bytes);
+    auto h_bytes = DmaHeapAllocator::open();
+    REQUIRE(h_bytes);
+    for (MemoryAllocator* bytes : {static_cast<MemoryAllocator*>(&*u_bytes), static_cast<MemoryAllocator*>(&*h_bytes)}) {
+        auto nul_bytes = bytes->allocate_bytes(4096, std::string_view("cam\0era", 7));
+        REQUIRE_FALSE(nul_bytes);
+        CHECK(nul_bytes.error().message().find("NUL byte at 3") != std::string::npos);
     }
     // Linear-only allocators refuse a modifier list without LINEAR.
     auto u = open_allocator("udmabuf");

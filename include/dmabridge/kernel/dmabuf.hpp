@@ -36,6 +36,11 @@ struct BufferId {
 /// The longest name DMA_BUF_SET_NAME accepts, without the terminating NUL.
 inline constexpr std::size_t max_dmabuf_name_length = 31;
 
+/// Checks a name for DMA_BUF_SET_NAME before anything is allocated or named: at most
+/// max_dmabuf_name_length bytes and no NUL byte (the kernel would silently cut the name at it).
+/// Errc::invalid_argument naming `what` and the problem. Costs no syscall.
+Status check_dmabuf_name(std::string_view name, std::string_view what);
+
 /// Owns one fd of a dma-buf. Move-only; `dup()` makes a second reference.
 /// An object that was moved from or released holds no fd: every operation on it fails at once
 /// with EBADF ("holds no fd"), none blocks or succeeds.
@@ -82,7 +87,8 @@ public:
     /// The name set with set_name (or by the exporter); empty when none. From /proc/self/fdinfo.
     Result<std::string> name() const;
     /// Names the buffer for debugging (DMA_BUF_SET_NAME; visible in fdinfo and debugfs).
-    /// At most max_dmabuf_name_length bytes; longer names fail with Errc::invalid_argument.
+    /// At most max_dmabuf_name_length bytes and no NUL byte (check_dmabuf_name()); other names
+    /// fail with Errc::invalid_argument before the ioctl.
     Status set_name(std::string_view name) const;
 
     /// A second reference to the same buffer (a new fd, F_DUPFD_CLOEXEC).
