@@ -28,50 +28,10 @@ const char* to_string(ReleaseMode mode) noexcept {
     return "unknown";
 }
 
-// Exportable semaphores whose payload was exported (which unsignals a binary semaphore), kept
-// for the next release: creating one per frame is a measurable share of a frame's CPU time.
-struct detail::SemaphorePool {
-    explicit SemaphorePool(std::shared_ptr<const DeviceState> d) : device(std::move(d)) {}
-    ~SemaphorePool() {
-        for (VkSemaphore s : free) device->vkDestroySemaphore(device->device(), s, nullptr);
-    }
-    SemaphorePool(const SemaphorePool&) = delete;
-    SemaphorePool& operator=(const SemaphorePool&) = delete;
-
-    // Enough for every release of a few frames in flight; more are destroyed.
-    static constexpr std::size_t max_free = 32;
-    std::shared_ptr<const DeviceState> device;
-    std::mutex mutex;
-    std::vector<VkSemaphore> free;
-
-    std::optional<Semaphore> take() {
-        std::lock_guard lock(mutex);
-        if (free.empty()) return std::nullopt;
-        Semaphore s(device, free.back());
-        free.pop_back();
-        return s;
-    }
-    // `s` goes back to `pool` when destroyed (after its submit completed: the owner's duty).
-    static void adopt(Semaphore& s, std::shared_ptr<SemaphorePool> pool) { s.pool_ = std::move(pool); }
-    void give_back(VkSemaphore s) {
-        std::lock_guard lock(mutex);
-        if (free.size() < max_free) {
-            free.push_back(s);
-            return;
-        }
-        device->vkDestroySemaphore(device->device(), s, nullptr);
-    }
-};
-
 void Semaphore::reset() noexcept {
     if (!handle_) return;
-    if (pool_) {
-        pool_->give_back(handle_);
-    } else {
-        device_->vkDestroySemaphore(device_->device(), handle_, nullptr);
-    }
+    device_->vkDestroySemaphore(device_->device(), handle_, nullptr);
     handle_ = VK_NULL_HANDLE;
-    pool_.reset();
 }
 
 Semaphore& Semaphore::operator=(Semaphore&& o) noexcept {
@@ -79,7 +39,6 @@ Semaphore& Semaphore::operator=(Semaphore&& o) noexcept {
         reset();
         device_ = std::move(o.device_);
         handle_ = std::exchange(o.handle_, VK_NULL_HANDLE);
-        pool_ = std::move(o.pool_);
     }
     return *this;
 }
@@ -109,9 +68,8 @@ std::string hex(std::uint32_t v) {
 }  // namespace
 
 struct SyncBridge::State {
-    explicit State(Device d) : device(std::move(d)), pool(std::make_shared<detail::SemaphorePool>(device.state())) {}
+    explicit State(Device d) : device(std::move(d)) {}
     Device device;
-    std::shared_ptr<detail::SemaphorePool> pool;
     SyncBridgeOptions options;
     mutable std::mutex mutex;
     SyncMode mode = SyncMode::sync_file;
@@ -160,8 +118,6 @@ struct SyncBridge::State {
     }
 
     Result<Semaphore> make_semaphore(bool exportable) const {
-        if (exportable)
-            if (auto reused = pool->take()) return std::move(*reused);
         const auto& s = *device.state();
         VkExportSemaphoreCreateInfo export_info{};
         export_info.sType = VK_STRUCTURE_TYPE_EXPORT_SEMAPHORE_CREATE_INFO;
@@ -463,8 +419,7 @@ Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBu
             if (!cloexec) return cloexec.error();
             owned = std::move(*cloexec);
         }
-        // Unsignaled again: reusable by a later release once its submit completed.
-        detail::SemaphorePool::adopt(release.semaphore, st.pool);
+        // Unsignaled again, and never reused: destroyed with the Release (see Semaphore).
         std::optional<SyncFile> fence;
         if (owned) {
             auto adopted = SyncFile::adopt(std::move(owned));

@@ -105,20 +105,20 @@ struct BufferUse {
     VkAccessFlags access = VK_ACCESS_MEMORY_READ_BIT | VK_ACCESS_MEMORY_WRITE_BIT;
 };
 
-namespace detail {
-struct SemaphorePool;
-}
-
 /// A binary semaphore owned by dmabridge. Move-only; destroyed with the object (after the
-/// submits that use it completed: that is the owner's duty). A release semaphore whose payload
-/// publish() exported goes back to its SyncBridge's pool instead, to be reused.
+/// submits that use it completed: that is the owner's duty). Never reused: a release semaphore
+/// whose payload publish() exported as a sync_file is destroyed with its Release, and the next
+/// release gets a new one. (Reusing exported semaphores let one thread's submit signal a
+/// semaphore whose earlier signal, from another thread, the validation layer had not yet seen
+/// consumed by the export: a QueueForwardProgress error under load. A new semaphore has no
+/// history to confuse; it costs one vkCreateSemaphore and one vkDestroySemaphore a release.)
 class Semaphore {
 public:
     Semaphore() = default;
     Semaphore(std::shared_ptr<const detail::DeviceState> device, VkSemaphore handle) noexcept
         : device_(std::move(device)), handle_(handle) {}
     Semaphore(Semaphore&& o) noexcept
-        : device_(std::move(o.device_)), handle_(std::exchange(o.handle_, VK_NULL_HANDLE)), pool_(std::move(o.pool_)) {}
+        : device_(std::move(o.device_)), handle_(std::exchange(o.handle_, VK_NULL_HANDLE)) {}
     Semaphore& operator=(Semaphore&& o) noexcept;
     Semaphore(const Semaphore&) = delete;
     Semaphore& operator=(const Semaphore&) = delete;
@@ -126,11 +126,9 @@ public:
     VkSemaphore handle() const noexcept { return handle_; }
 
 private:
-    friend struct detail::SemaphorePool;
     void reset() noexcept;
     std::shared_ptr<const detail::DeviceState> device_;
     VkSemaphore handle_ = VK_NULL_HANDLE;
-    std::shared_ptr<detail::SemaphorePool> pool_;  // set once the semaphore is unsignaled and reusable
 };
 
 /// What a submit needs before it touches a shared buffer.
