@@ -5,6 +5,7 @@
 #include <array>
 #include <cerrno>
 #include <ctime>
+#include <stdexcept>
 
 #include <linux/videodev2.h>
 #include <poll.h>
@@ -84,9 +85,12 @@ CaptureSource::~CaptureSource() {
 
 const Device& CaptureSource::device() const noexcept { return *state_->device; }
 const Format& CaptureSource::format() const noexcept { return state_->format; }
-double CaptureSource::frame_rate() const noexcept { return state_->frame_rate; }
-std::size_t CaptureSource::size() const noexcept { return state_->ring->size(); }
-const BufferDesc& CaptureSource::buffer(std::uint32_t index) const { return state_->ring->buffer(index); }
+double CaptureSource::frame_rate() const noexcept { return state_ ? state_->frame_rate : 0; }
+std::size_t CaptureSource::size() const noexcept { return state_ ? state_->ring->size() : 0; }
+const BufferDesc& CaptureSource::buffer(std::uint32_t index) const {
+    if (!state_) throw std::out_of_range("capture source: buffer of an empty (moved-from) CaptureSource");
+    return state_->ring->buffer(index);
+}
 queue::Producer* CaptureSource::producer() noexcept {
     return state_ && state_->producer ? &*state_->producer : nullptr;
 }
@@ -96,7 +100,7 @@ int CaptureSource::device_fd() const noexcept {
     return state_ && state_->producer && state_->with_driver ? state_->device->fd() : -1;
 }
 int CaptureSource::producer_fd() const noexcept { return state_ && state_->producer ? state_->producer->fd() : -1; }
-CaptureStats CaptureSource::stats() const noexcept { return state_->stats; }
+CaptureStats CaptureSource::stats() const noexcept { return state_ ? state_->stats : CaptureStats{}; }
 
 void CaptureSource::on_returned(std::function<Status(queue::BufferIndex)> callback) {
     if (state_) state_->on_returned = std::move(callback);
@@ -171,6 +175,8 @@ Result<std::size_t> CaptureSource::State::take_frame() {
         ++stats.incomplete_frames;
         // A driver that never fills the layout (data always at an offset) would starve the
         // consumers: give up after every buffer of the ring came back so, twice.
+        // The buffer goes back first: giving up must not take it out of circulation.
+        if (auto ok = to_driver(frame.index); !ok) return ok.error();
         if (++incomplete_in_a_row > 2 * ring->size())
             return Error::library(Errc::unsupported,
                                   who + ": " + device->path() + " delivered " + std::to_string(incomplete_in_a_row) +
@@ -178,7 +184,6 @@ Result<std::size_t> CaptureSource::State::take_frame() {
                                       "bytesused " +
                                       std::to_string(frame.plane_bytes_used[0]) + ", data_offset " +
                                       std::to_string(frame.plane_data_offset[0]) + ")");
-        if (auto ok = to_driver(frame.index); !ok) return ok.error();
         return std::size_t{0};
     }
     incomplete_in_a_row = 0;

@@ -272,3 +272,34 @@ TEST_CASE_FIXTURE(VkTest, "on lavapipe a release waits for its submit instead of
     CHECK(ready(fenced.source.desc.planes[0].buffer.wait(Access::write, now)));
     check_no_validation_messages();
 }
+
+TEST_CASE_FIXTURE(VkTest, "a release published after its submit's fence wait leaves nothing for the next release to trip on") {
+    // Each release gets a new semaphore. The 1.3.239 validation layer drops the wait that a
+    // SYNC_FD export stands for when it has already retired the signal (a fence wait on the
+    // queue, by this thread or any other, came first): a semaphore reused after such an export
+    // looks still signalled, and the next submit that signals it is reported
+    // (UNASSIGNED-CoreValidation-DrawState-QueueForwardProgress). That is how pooled release
+    // semaphores made 'one sync bridge driven from two threads' flaky; here the order is forced.
+    auto source = export_on(device_a(), 32, 8);
+    vulkan::ImportCache cache(device_b().device());
+    auto image = cache.import(source.desc);
+    REQUIRE(image);
+    auto sync = bridge(false);
+    for (int frame = 0; frame < 3; ++frame) {
+        CAPTURE(frame);
+        auto acquire = sync.acquire_image(source.desc, **image, Access::read, transfer_src);
+        REQUIRE(acquire);
+        auto release = sync.prepare_release_image(**image, transfer_src, {&*acquire});
+        REQUIRE(release);
+        REQUIRE(release->semaphore.handle() != VK_NULL_HANDLE);
+        auto submit = device_b().context().submit_async(
+            [&](VkCommandBuffer cmd) { record_barriers(cmd, {acquire->image_barrier, release->image_barrier}); },
+            {{acquire->semaphore.handle()}, {acquire->wait_stage}, {release->semaphore.handle()}});
+        REQUIRE(submit);
+        REQUIRE(ready(submit->wait(5000ms)));  // the layer retires the signal here
+        auto published = sync.publish(*release, source.desc, Access::read, submit->fence());
+        REQUIRE_MESSAGE(published, (published ? "" : published.error().message()));
+        CHECK(ready(source.desc.planes[0].buffer.wait(Access::write, now)));
+        check_no_validation_messages();
+    }
+}
