@@ -18,12 +18,6 @@
 
 namespace dmabridge {
 
-Error Error::from_errno(int err, std::string context) {
-    context += ": ";
-    context += std::strerror(err);
-    return Error(ErrorDomain::system, err, std::move(context));
-}
-
 const char* to_string(Access access) noexcept {
     switch (access) {
     case Access::read: return "read";

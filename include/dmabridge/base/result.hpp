@@ -33,6 +33,10 @@ enum class Errc : int {
     unknown_format,        ///< a DRM fourcc dmabridge has no layout description for
     not_found,             ///< a device, heap or entry does not exist
     limit_exceeded,        ///< a size is above a limit the kernel or driver enforces
+    /// The object called, or one passed in (a DmaBuf, SyncFile, a plane's dma-buf), is empty:
+    /// it was moved from, released, or default-constructed. Every public type answers this
+    /// condition with this one code, at once, without blocking.
+    empty_object,
 };
 
 /// An error: its domain, its code and a message with context. Copyable and cheap to move.
@@ -70,8 +74,16 @@ private:
     std::string message_;
 };
 
+namespace detail {
+/// Reading the side of a Result that is not there: prints what was read and, for an error, its
+/// message to stderr, then std::abort(). Never throws.
+[[noreturn]] void bad_result_access(const char* side, const Error* error) noexcept;
+}  // namespace detail
+
 /// A value of type T or an Error. Test with `if (r)`, read with `*r`, `r->`, `r.value()` or
-/// `r.error()`; reading the side that is not there is a programming error (asserted).
+/// `r.error()`. Reading the side that is not there is a programming error that ends the process
+/// (std::abort() after printing the error's message to stderr), in every build type: a Result
+/// never throws, not even std::bad_variant_access.
 template <typename T>
 class [[nodiscard]] Result {
 public:
@@ -81,18 +93,25 @@ public:
     bool ok() const noexcept { return v_.index() == 0; }
     explicit operator bool() const noexcept { return ok(); }
 
-    T& value() & { assert(ok()); return std::get<0>(v_); }
-    const T& value() const& { assert(ok()); return std::get<0>(v_); }
-    T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
+    T& value() & { check_value(); return std::get<0>(v_); }
+    const T& value() const& { check_value(); return std::get<0>(v_); }
+    T&& value() && { check_value(); return std::get<0>(std::move(v_)); }
     T& operator*() & { return value(); }
     const T& operator*() const& { return value(); }
     T&& operator*() && { return std::move(*this).value(); }
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
 
-    const Error& error() const { assert(!ok()); return std::get<1>(v_); }
+    const Error& error() const {
+        if (ok()) detail::bad_result_access("error() of a Result that holds a value", nullptr);
+        return std::get<1>(v_);
+    }
 
 private:
+    // After this check std::get cannot throw: the index is the one asked for.
+    void check_value() const noexcept {
+        if (!ok()) detail::bad_result_access("the value of a Result that holds an error", std::get_if<1>(&v_));
+    }
     std::variant<T, Error> v_;
 };
 
@@ -105,7 +124,10 @@ public:
 
     bool ok() const noexcept { return !failed_; }
     explicit operator bool() const noexcept { return ok(); }
-    const Error& error() const { assert(failed_); return error_; }
+    const Error& error() const {
+        if (!failed_) detail::bad_result_access("error() of a Status that succeeded", nullptr);
+        return error_;
+    }
 
 private:
     Error error_{ErrorDomain::library, 0, {}};
