@@ -37,7 +37,7 @@ Result<DmaHeapAllocator> DmaHeapAllocator::open(std::string_view heap, LinearLay
 
 Result<DmaBuf> DmaHeapAllocator::allocate_bytes(std::uint64_t size, std::string_view name) {
     if (!dev_)
-        return Error::from_errno(EBADF, "dma-heap: allocate " + std::to_string(size) +
+        return Error::library(Errc::empty_object, "dma-heap: allocate " + std::to_string(size) +
                                             " bytes: the allocator holds no heap (moved from)");
     auto plan = detail::plan_buffer(backend_name(), size, name);
     if (!plan) return plan.error();

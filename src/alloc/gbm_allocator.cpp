@@ -114,7 +114,7 @@ Result<GbmAllocator> GbmAllocator::open(std::string_view node) {
 
 namespace {
 Error moved_from(const std::string& what) {
-    return Error::from_errno(EBADF, "gbm: " + what + ": the allocator holds no device (moved from)");
+    return Error::library(Errc::empty_object, "gbm: " + what + ": the allocator holds no device (moved from)");
 }
 const std::string no_node;
 }  // namespace

@@ -44,7 +44,7 @@ Result<UdmabufAllocator> UdmabufAllocator::open(std::string_view device, LinearL
 
 Result<DmaBuf> UdmabufAllocator::allocate_bytes(std::uint64_t size, std::string_view name) {
     if (!dev_)
-        return Error::from_errno(EBADF, backend_name() + ": allocate " + std::to_string(size) +
+        return Error::library(Errc::empty_object, backend_name() + ": allocate " + std::to_string(size) +
                                             " bytes: the allocator holds no device (moved from)");
     auto plan = detail::plan_buffer(backend_name(), size, name);
     if (!plan) return plan.error();

@@ -107,7 +107,7 @@ void CaptureSource::on_returned(std::function<Status(queue::BufferIndex)> callba
 }
 
 Status CaptureSource::start(queue::ProducerOptions options) {
-    if (!state_) return Error::library(Errc::invalid_argument, "capture start: the CaptureSource is empty (moved from)");
+    if (!state_) return Error::library(Errc::empty_object, "capture start: the CaptureSource is empty (moved from)");
     State& st = *state_;
     if (st.producer) return Error::library(Errc::invalid_argument, st.who + ": the camera streams already");
     auto producer = queue::Producer::create(std::move(options));
@@ -135,7 +135,7 @@ Status CaptureSource::start(queue::ProducerOptions options) {
 }
 
 Result<queue::Consumer> CaptureSource::start_local(queue::ProducerOptions options) {
-    if (!state_) return Error::library(Errc::invalid_argument, "capture start: the CaptureSource is empty (moved from)");
+    if (!state_) return Error::library(Errc::empty_object, "capture start: the CaptureSource is empty (moved from)");
     auto pair = queue::Connection::local_pair();
     if (!pair) return pair.error().with_context(state_->who);
     auto consumer = queue::Consumer::create(std::move(pair->second));
@@ -197,7 +197,7 @@ Result<std::size_t> CaptureSource::State::take_frame() {
 }
 
 Result<PumpResult> CaptureSource::pump(Timeout timeout) {
-    if (!state_) return Error::library(Errc::invalid_argument, "capture pump: the CaptureSource is empty (moved from)");
+    if (!state_) return Error::library(Errc::empty_object, "capture pump: the CaptureSource is empty (moved from)");
     State& st = *state_;
     if (!st.producer) return Error::library(Errc::invalid_argument, st.who + ": the camera is not streaming");
     PumpResult result;

@@ -295,7 +295,7 @@ Status BufferRing::queue(std::uint32_t index, std::uint32_t bytes_used) {
 
 Status BufferRing::queue(std::uint32_t index, std::span<const std::uint32_t> bytes_used) {
     const std::string what = device_ + ": queue buffer " + n(index);
-    if (fd_ < 0) return Error::library(Errc::invalid_argument, what + ": the ring was moved from");
+    if (fd_ < 0) return Error::library(Errc::empty_object, what + ": the ring was moved from");
     if (index >= buffers_.size()) return Error::library(Errc::invalid_argument, what + " of " + n(buffers_.size()));
     const std::size_t count = format_.planes.size();
     if (!bytes_used.empty() && bytes_used.size() != count)

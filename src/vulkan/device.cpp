@@ -53,7 +53,7 @@ Error vk_error(VkResult result, const std::string& context) {
 }
 
 Error moved_from(const std::string& operation, const char* type) {
-    return Error::library(Errc::invalid_argument, operation + ": the " + type + " is empty (moved from)");
+    return Error::library(Errc::empty_object, operation + ": the " + type + " is empty (moved from)");
 }
 
 Result<VkFormat> resolve_format(std::uint32_t fourcc, VkFormat override_format, const std::string& what) {

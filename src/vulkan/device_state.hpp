@@ -74,7 +74,7 @@ Error vk_error(VkResult result, const std::string& context);
 /// The name of a VkResult, e.g. "VK_ERROR_INVALID_EXTERNAL_HANDLE".
 const char* vk_result_name(VkResult result) noexcept;
 
-/// The error of a call on an object that was moved from (or never made): Errc::invalid_argument,
+/// The error of a call on an object that was moved from (or never made): Errc::empty_object,
 /// "<operation>: the <type> is empty (moved from)". Such calls fail at once and touch nothing.
 Error moved_from(const std::string& operation, const char* type);
 

@@ -148,30 +148,56 @@ Result<Image> Device::import_image(const BufferDesc& desc, const ImageOptions& o
     const VkImage image = builder.image.handle();
     builder.set_modifier(desc.modifier);
 
+    // One dma-buf is imported once per image, whatever number of planes it holds: a disjoint image
+    // whose planes are {A, A, B} gets two memories, A's bound to planes 0 and 1 (at memory offset 0:
+    // the explicit layouts carry the planes' offsets). Importing A twice would make two memory objects
+    // of one buffer object on one device, which is safe only on drivers that reference-count their
+    // imports of one buffer (shared/PITFALLS.md), so the library does not rely on it.
+    const std::uint32_t bind_count = disjoint ? static_cast<std::uint32_t>(desc.planes.size()) : 1;
     std::array<VkBindImageMemoryInfo, max_planes> binds{};
     std::array<VkBindImagePlaneMemoryInfo, max_planes> plane_binds{};
-    const std::uint32_t memories = disjoint ? static_cast<std::uint32_t>(desc.planes.size()) : 1;
-    for (std::uint32_t i = 0; i < memories; ++i) {
-        const auto reqs = detail::image_requirements(s, image, disjoint ? static_cast<int>(i) : -1);
-        if (disjoint && reqs.requires_dedicated)
+    std::array<detail::Requirements, max_planes> reqs{};
+    for (std::uint32_t i = 0; i < bind_count; ++i) {
+        reqs[i] = detail::image_requirements(s, image, disjoint ? static_cast<int>(i) : -1);
+        if (disjoint && reqs[i].requires_dedicated)
             return Error::library(Errc::unsupported, what + ": plane " + n(i) +
                                                          " of the disjoint image requires a dedicated allocation, which "
                                                          "a disjoint image cannot have; put the planes in one dma-buf");
-        const bool dedicated = !disjoint && (reqs.requires_dedicated || reqs.prefers_dedicated || entry->dedicated_only);
-        auto memory = import_memory(s, desc.planes[i].buffer, reqs.memory.size, reqs.memory.memoryTypeBits, image,
-                                    VK_NULL_HANDLE, dedicated, what + (disjoint ? ": plane " + n(i) : std::string()));
+    }
+    const std::vector<std::size_t> buffer_of =
+        disjoint ? desc.plane_buffer_indices() : std::vector<std::size_t>(1, 0);
+    const std::size_t buffers = 1 + *std::max_element(buffer_of.begin(), buffer_of.end());
+    for (std::size_t b = 0; b < buffers; ++b) {
+        // What every plane in this dma-buf needs: the largest size, the memory types all accept.
+        std::uint64_t size = 0;
+        std::uint32_t type_bits = ~0u;
+        std::string planes_text;
+        std::size_t first = bind_count;
+        for (std::uint32_t i = 0; i < bind_count; ++i) {
+            if (buffer_of[i] != b) continue;
+            if (first == bind_count) first = i;
+            size = std::max<std::uint64_t>(size, reqs[i].memory.size);
+            type_bits &= reqs[i].memory.memoryTypeBits;
+            planes_text += (planes_text.empty() ? "" : ", ") + n(i);
+        }
+        const bool dedicated = !disjoint && (reqs[0].requires_dedicated || reqs[0].prefers_dedicated || entry->dedicated_only);
+        auto memory = import_memory(s, desc.planes[first].buffer, size, type_bits, image, VK_NULL_HANDLE, dedicated,
+                                    what + (disjoint ? ": the dma-buf of plane " + planes_text : std::string()));
         if (!memory) return memory.error();
-        builder.add_memory(*memory, reqs.memory.size);
-        binds[i].sType = VK_STRUCTURE_TYPE_BIND_IMAGE_MEMORY_INFO;
-        binds[i].image = image;
-        binds[i].memory = *memory;
-        if (disjoint) {
-            plane_binds[i].sType = VK_STRUCTURE_TYPE_BIND_IMAGE_PLANE_MEMORY_INFO;
-            plane_binds[i].planeAspect = memory_plane_aspect[i];
-            binds[i].pNext = &plane_binds[i];
+        builder.add_memory(*memory, size);
+        for (std::uint32_t i = 0; i < bind_count; ++i) {
+            if (buffer_of[i] != b) continue;
+            binds[i].sType = VK_STRUCTURE_TYPE_BIND_IMAGE_MEMORY_INFO;
+            binds[i].image = image;
+            binds[i].memory = *memory;
+            if (disjoint) {
+                plane_binds[i].sType = VK_STRUCTURE_TYPE_BIND_IMAGE_PLANE_MEMORY_INFO;
+                plane_binds[i].planeAspect = memory_plane_aspect[i];
+                binds[i].pNext = &plane_binds[i];
+            }
         }
     }
-    if (VkResult r = s.vkBindImageMemory2(s.device(), memories, binds.data()); r != VK_SUCCESS)
+    if (VkResult r = s.vkBindImageMemory2(s.device(), bind_count, binds.data()); r != VK_SUCCESS)
         return detail::vk_error(r, what + ": vkBindImageMemory2");
     // Plain linear tiling cannot be told a layout: the driver's must be the description's. It is
     // read after binding, as drivers (lavapipe) place planes only then.
@@ -200,7 +226,7 @@ Result<Buffer> Device::import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags us
     const std::string what = "import " + n(size) + " bytes of a " + n(dmabuf.size()) + "-byte dma-buf as a buffer on " + name();
     if (!has(Capability::import_memory))
         return Error::library(Errc::unsupported, what + ": the device was not attached with dma-buf import");
-    if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, what + ": no dma-buf");
+    if (dmabuf.fd() < 0) return Error::library(Errc::empty_object, what + ": the dma-buf holds no fd (moved from or released)");
     if (size > dmabuf.size()) return Error::library(Errc::invalid_argument, what + ": larger than the dma-buf");
     const auto external = detail::query_buffer_support(s, usage);
     if (!external.importable)

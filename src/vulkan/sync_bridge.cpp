@@ -307,7 +307,7 @@ std::string SyncBridge::mode_reason() const {
 
 Status SyncBridge::probe_kernel(const DmaBuf& dmabuf) {
     if (!state_) return detail::moved_from("sync bridge: probe the kernel", "SyncBridge");
-    if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, "sync bridge: probe the kernel: no dma-buf (moved from?)");
+    if (dmabuf.fd() < 0) return Error::library(Errc::empty_object, "sync bridge: probe the kernel: the dma-buf holds no fd (moved from or released)");
     return state_->probe(dmabuf);
 }
 
@@ -315,9 +315,9 @@ namespace {
 // What every entry point checks first: an empty (moved-from) bridge, image or buffer, or a
 // description whose planes have no dma-buf, fails at once.
 Status check_buffers(const char* what, std::span<const DmaBuf* const> bufs) {
-    if (bufs.empty()) return Error::library(Errc::invalid_argument, std::string(what) + ": the description has no planes");
+    if (bufs.empty()) return Error::library(Errc::empty_object, std::string(what) + ": the description has no planes (moved from?)");
     for (const DmaBuf* b : bufs)
-        if (b->fd() < 0) return Error::library(Errc::invalid_argument, std::string(what) + ": a plane has no dma-buf (moved from?)");
+        if (b->fd() < 0) return Error::library(Errc::empty_object, std::string(what) + ": a plane's dma-buf holds no fd (moved from or released)");
     return {};
 }
 }  // namespace

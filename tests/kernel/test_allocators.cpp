@@ -128,6 +128,31 @@ TEST_CASE_FIXTURE(FdLeakCheck, "every allocator's XRGB8888 image round-trips a p
     }
 }
 
+TEST_CASE_FIXTURE(FdLeakCheck, "a moved-from allocator of every kind fails allocations at once with Errc::empty_object") {
+    for (const char* which : {"udmabuf", "dma-heap", "gbm"}) {
+        CAPTURE(which);
+        auto original = open_allocator(which);
+        std::unique_ptr<Allocator> taker;
+        if (auto* u = dynamic_cast<UdmabufAllocator*>(original.get()))
+            taker = std::make_unique<UdmabufAllocator>(std::move(*u));
+        else if (auto* h = dynamic_cast<DmaHeapAllocator*>(original.get()))
+            taker = std::make_unique<DmaHeapAllocator>(std::move(*h));
+        else if (auto* g = dynamic_cast<GbmAllocator*>(original.get()))
+            taker = std::make_unique<GbmAllocator>(std::move(*g));
+        REQUIRE(taker);
+        auto empty = original->allocate(request(64, 32, fourcc::XRGB8888));
+        REQUIRE_FALSE(empty);
+        CHECK_MESSAGE(empty.error().is(Errc::empty_object), empty.error().message());
+        auto fine = taker->allocate(request(64, 32, fourcc::XRGB8888));
+        CHECK_MESSAGE(fine, (fine ? "" : fine.error().message()));
+        if (auto* m = dynamic_cast<MemoryAllocator*>(original.get())) {
+            auto bytes = m->allocate_bytes(4096);
+            REQUIRE_FALSE(bytes);
+            CHECK(bytes.error().is(Errc::empty_object));
+        }
+    }
+}
+
 TEST_CASE_FIXTURE(FdLeakCheck, "udmabuf and dma-heap NV12 images place both planes in one buffer") {
     for (const std::string which : {"udmabuf", "dma-heap"}) {
         CAPTURE(which);

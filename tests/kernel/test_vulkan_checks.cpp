@@ -208,6 +208,63 @@ TEST_CASE_FIXTURE(VkTest, "disjoint planes are asked with the DISJOINT flag and 
     }
 }
 
+// Planes {A, A, B} in a disjoint image (lavapipe has no DISJOINT DRM-modifier images, so the
+// image is the interposer's; its memory is imported by the driver for real): A is imported once
+// and bound to planes 0 and 1, B once and bound to plane 2. Importing A twice would make two memory
+// objects of one buffer object on one device, which only reference-counting drivers survive.
+TEST_CASE_FIXTURE(VkTest, "a disjoint image imports each distinct dma-buf once and binds it to each of its planes") {
+    VkInterposer spy;
+    spy.fake_format = VK_FORMAT_G8_B8_R8_3PLANE_420_UNORM;
+    spy.fake_plane_count = 3;
+    spy.fake_image_accepted = true;
+    auto device = attach_interposed(spy, device_b().context().handles());
+    auto alloc = UdmabufAllocator::open();
+    REQUIRE(alloc);
+    auto a = alloc->allocate_bytes(8192, "y-and-u");
+    auto b = alloc->allocate_bytes(4096, "v");
+    REQUIRE(a);
+    REQUIRE(b);
+    auto a2 = a->dup();
+    REQUIRE(a2);
+    BufferDesc desc;
+    desc.width = 64;
+    desc.height = 64;
+    desc.fourcc = fourcc::YUV420;
+    desc.modifier = modifier::linear;
+    desc.planes.push_back({std::move(*a), 0, 64});
+    desc.planes.push_back({std::move(*a2), 4096, 32});
+    desc.planes.push_back({std::move(*b), 0, 32});
+    REQUIRE(desc.validate());
+    spy.reset_counts();
+    {
+        auto image = device.import_image(desc);
+        REQUIRE_MESSAGE(image, (image ? "" : image.error().message()));
+        CHECK(spy.allocate_calls == 2);
+        CHECK(image->memory_count() == 2);
+        REQUIRE(spy.fake_binds.size() == 3);
+        CHECK(spy.fake_binds[0].plane == VK_IMAGE_ASPECT_MEMORY_PLANE_0_BIT_EXT);
+        CHECK(spy.fake_binds[1].plane == VK_IMAGE_ASPECT_MEMORY_PLANE_1_BIT_EXT);
+        CHECK(spy.fake_binds[2].plane == VK_IMAGE_ASPECT_MEMORY_PLANE_2_BIT_EXT);
+        CHECK(spy.fake_binds[0].memory == image->memory(0));
+        CHECK(spy.fake_binds[1].memory == image->memory(0));  // A, bound twice, imported once
+        CHECK(spy.fake_binds[2].memory == image->memory(1));
+        CHECK(image->memory(0) != image->memory(1));
+    }
+    // Planes in three distinct dma-bufs still get three memories.
+    auto c = alloc->allocate_bytes(4096, "u");
+    REQUIRE(c);
+    desc.planes[1] = {std::move(*c), 0, 32};
+    REQUIRE(desc.validate());
+    spy.reset_counts();
+    spy.fake_binds.clear();
+    auto three = device.import_image(desc);
+    REQUIRE_MESSAGE(three, (three ? "" : three.error().message()));
+    CHECK(spy.allocate_calls == 3);
+    CHECK(three->memory_count() == 3);
+    REQUIRE(spy.fake_binds.size() == 3);
+    for (std::uint32_t i = 0; i < 3; ++i) CHECK(spy.fake_binds[i].memory == three->memory(i));
+}
+
 TEST_CASE_FIXTURE(VkTest, "a refused DMA_BUF_SET_NAME does not fail an export") {
     std::mutex mutex;
     std::vector<std::string> warnings;

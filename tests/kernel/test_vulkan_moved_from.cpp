@@ -23,7 +23,7 @@ using Clock = std::chrono::steady_clock;
 template <typename R>
 bool refused(const R& r) {
     if (r) return false;
-    CHECK_MESSAGE(r.error().is(Errc::invalid_argument), r.error().message());
+    CHECK_MESSAGE(r.error().is(Errc::empty_object), r.error().message());
     return true;
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "vk_interpose.hpp"
 
+#include <cstdint>
 #include <cstring>
 
 #include <doctest/doctest.h>
@@ -18,6 +19,12 @@ PFN_vkGetPhysicalDeviceExternalBufferProperties real_buffer_props = nullptr;
 PFN_vkCreateImage real_create_image = nullptr;
 PFN_vkCreateBuffer real_create_buffer = nullptr;
 PFN_vkAllocateMemory real_allocate = nullptr;
+PFN_vkGetImageMemoryRequirements2 real_image_requirements = nullptr;
+PFN_vkBindImageMemory2 real_bind_image = nullptr;
+PFN_vkDestroyImage real_destroy_image = nullptr;
+
+// The handle of an accepted image of the fake format (the driver never sees it).
+const VkImage fake_image = reinterpret_cast<VkImage>(std::uintptr_t{0xfa4e0001});
 
 template <typename T>
 T* find_in_chain(void* next, VkStructureType type) {
@@ -43,7 +50,7 @@ VKAPI_ATTR void VKAPI_CALL format_props(VkPhysicalDevice pd, VkFormat format, Vk
     if (auto* list = find_in_chain<VkDrmFormatModifierPropertiesListEXT>(
             props->pNext, VK_STRUCTURE_TYPE_DRM_FORMAT_MODIFIER_PROPERTIES_LIST_EXT)) {
         if (list->pDrmFormatModifierProperties && list->drmFormatModifierCount >= 1)
-            list->pDrmFormatModifierProperties[0] = {0 /* LINEAR */, 2, fake_features};
+            list->pDrmFormatModifierProperties[0] = {0 /* LINEAR */, active->fake_plane_count, fake_features};
         list->drmFormatModifierCount = 1;
     }
 }
@@ -89,9 +96,31 @@ VKAPI_ATTR VkResult VKAPI_CALL create_image(VkDevice device, const VkImageCreate
     ++active->create_image_calls;
     if (info->format == active->fake_format) {
         ++active->fake_create_image_calls;
-        return VK_ERROR_FORMAT_NOT_SUPPORTED;  // the driver never sees the fake format
+        if (!active->fake_image_accepted) return VK_ERROR_FORMAT_NOT_SUPPORTED;  // the driver never sees it
+        *image = fake_image;
+        return VK_SUCCESS;
     }
     return real_create_image(device, info, alloc, image);
+}
+
+VKAPI_ATTR void VKAPI_CALL image_requirements(VkDevice device, const VkImageMemoryRequirementsInfo2* info,
+                                              VkMemoryRequirements2* reqs) {
+    if (info->image != fake_image) return real_image_requirements(device, info, reqs);
+    reqs->memoryRequirements = {4096, 4096, ~0u};
+}
+
+VKAPI_ATTR VkResult VKAPI_CALL bind_image(VkDevice device, std::uint32_t count, const VkBindImageMemoryInfo* binds) {
+    if (count == 0 || binds[0].image != fake_image) return real_bind_image(device, count, binds);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        const auto* plane =
+            find_in_chain<VkBindImagePlaneMemoryInfo>(binds[i].pNext, VK_STRUCTURE_TYPE_BIND_IMAGE_PLANE_MEMORY_INFO);
+        active->fake_binds.push_back({binds[i].memory, plane ? plane->planeAspect : VkImageAspectFlagBits{}});
+    }
+    return VK_SUCCESS;
+}
+
+VKAPI_ATTR void VKAPI_CALL destroy_image(VkDevice device, VkImage image, const VkAllocationCallbacks* alloc) {
+    if (image != fake_image) real_destroy_image(device, image, alloc);
 }
 
 VKAPI_ATTR VkResult VKAPI_CALL create_buffer(VkDevice device, const VkBufferCreateInfo* info,
@@ -116,6 +145,9 @@ VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL device_proc(VkDevice device, const char
     if (std::strcmp(name, "vkCreateImage") == 0) return as_void(&create_image);
     if (std::strcmp(name, "vkCreateBuffer") == 0) return as_void(&create_buffer);
     if (std::strcmp(name, "vkAllocateMemory") == 0) return as_void(&allocate);
+    if (std::strcmp(name, "vkGetImageMemoryRequirements2") == 0) return as_void(&image_requirements);
+    if (std::strcmp(name, "vkBindImageMemory2") == 0) return as_void(&bind_image);
+    if (std::strcmp(name, "vkDestroyImage") == 0) return as_void(&destroy_image);
     if (std::strcmp(name, "vkGetDeviceProcAddr") == 0) return as_void(&device_proc);
     return real_gdpa(device, name);
 }
@@ -157,6 +189,10 @@ vulkan::DeviceHandles VkInterposer::wrap(const vulkan::DeviceHandles& real) {
     real_create_image = reinterpret_cast<PFN_vkCreateImage>(real_gdpa(real.device, "vkCreateImage"));
     real_create_buffer = reinterpret_cast<PFN_vkCreateBuffer>(real_gdpa(real.device, "vkCreateBuffer"));
     real_allocate = reinterpret_cast<PFN_vkAllocateMemory>(real_gdpa(real.device, "vkAllocateMemory"));
+    real_image_requirements =
+        reinterpret_cast<PFN_vkGetImageMemoryRequirements2>(real_gdpa(real.device, "vkGetImageMemoryRequirements2"));
+    real_bind_image = reinterpret_cast<PFN_vkBindImageMemory2>(real_gdpa(real.device, "vkBindImageMemory2"));
+    real_destroy_image = reinterpret_cast<PFN_vkDestroyImage>(real_gdpa(real.device, "vkDestroyImage"));
     vulkan::DeviceHandles out = real;
     out.get_instance_proc_addr = &instance_proc;
     return out;

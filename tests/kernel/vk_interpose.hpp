@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include <dmabridge/vulkan/device.hpp>
 
@@ -33,6 +34,18 @@ struct VkInterposer {
     bool fake_disjoint_refused = false;
     /// ... or answer DEDICATED_ONLY.
     bool fake_disjoint_dedicated_only = false;
+    /// Memory planes of the fake format's LINEAR modifier (2: NV12-like; 3: YUV420-like).
+    std::uint32_t fake_plane_count = 2;
+    /// vkCreateImage of the fake format succeeds with a handle that never reaches the driver:
+    /// its memory requirements are answered here (4096 bytes a plane, every memory type), its
+    /// vkBindImageMemory2 is recorded in `fake_binds` and succeeds, its vkDestroyImage is a no-op.
+    /// The memory bound to it is real (imported by the driver).
+    bool fake_image_accepted = false;
+    struct Bind {
+        VkDeviceMemory memory;
+        VkImageAspectFlagBits plane;  ///< 0 when the bind has no plane info
+    };
+    std::vector<Bind> fake_binds;
 
     // --- What dmabridge called ---
     std::atomic<int> format_queries{0};         ///< vkGetPhysicalDevice(Image)FormatProperties2

@@ -30,7 +30,7 @@ public:
     /// memory now). More than the machine's memory (MemTotal) or than what is available
     /// (MemAvailable) is refused before the ioctl with Errc::limit_exceeded: the kernel would
     /// wake the OOM killer rather than fail. A failing DMA_BUF_SET_NAME is logged as a warning;
-    /// the buffer is returned unnamed. On a moved-from allocator: EBADF at once.
+    /// the buffer is returned unnamed. On a moved-from allocator: Errc::empty_object at once.
     Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = {}) override;
 
     std::string backend_name() const override { return "dma-heap:" + heap_; }

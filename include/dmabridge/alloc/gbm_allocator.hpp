@@ -45,7 +45,7 @@ public:
     /// An image whose smallest possible (linear, unpadded) size exceeds the machine's memory
     /// (MemTotal) is refused before GBM sees it, with Errc::limit_exceeded. A failing
     /// DMA_BUF_SET_NAME is logged as a warning; the planes stay unnamed. Errors carry the
-    /// request and GBM's errno. On a moved-from allocator: EBADF at once (backend_name() and
+    /// request and GBM's errno. On a moved-from allocator: Errc::empty_object at once (backend_name() and
     /// node() then name no node).
     Result<BufferDesc> allocate(const ImageRequest& request) override;
 

@@ -31,7 +31,7 @@ public:
     /// that allocates, with Errc::limit_exceeded naming the limit: above the udmabuf module's
     /// size_limit_mb, above MemAvailable (the kernel would wake the OOM killer rather than
     /// fail). A failing DMA_BUF_SET_NAME is logged as a warning; the buffer is returned unnamed.
-    /// On a moved-from allocator: EBADF at once.
+    /// On a moved-from allocator: Errc::empty_object at once.
     Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = {}) override;
 
     std::string backend_name() const override { return "udmabuf"; }

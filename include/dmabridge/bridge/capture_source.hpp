@@ -83,7 +83,7 @@ public:
 
     /// Starts streaming: a new queue::Producer (`options`) with the ring's buffers, every buffer
     /// given to the driver, then STREAMON. Consumers are added with producer()->add_consumer().
-    /// Errors: Errc::invalid_argument when it streams already or was moved from; the producer's
+    /// Errors: Errc::invalid_argument when it streams already, Errc::empty_object when it was moved from; the producer's
     /// and the driver's (nothing is left streaming after an error).
     Status start(queue::ProducerOptions options = {});
     /// start() with one consumer in this process (over Connection::local_pair()), returned.

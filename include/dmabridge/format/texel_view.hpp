@@ -45,6 +45,14 @@ Result<std::vector<TexelPlane>> texel_planes(const ImageLayout& layout);
 /// new reference to its plane's dma-buf: what an importer (EGL, Vulkan) takes. The layout is
 /// checked with desc.validate() first. Costs one dup() per view. Errors: texel_planes()'s,
 /// validate()'s, dup()'s.
+///
+/// Where the library relies on the driver: the views of planes that share one dma-buf (NV12 in
+/// one V4L2 buffer) are separate images of one buffer, so importing them on one device (two
+/// EGLImages, two VkImages) imports that dma-buf twice. That is safe on drivers that keep one
+/// buffer object per dma-buf and reference-count its imports (every Mesa driver does: a DRM fd
+/// has one GEM handle per buffer and the winsys shares it), not on a driver that would free the
+/// buffer object when the first import goes. A multi-plane import of the image itself (one
+/// vulkan::Device::import_image, one EGLImage of all planes) imports each dma-buf once.
 Result<std::vector<BufferDesc>> texel_views(const BufferDesc& desc);
 
 }  // namespace dmabridge

@@ -73,7 +73,7 @@ public:
     bool done() const;
     /// Waits for the work; WaitStatus::timed_out when `timeout` passes first. `forever` and any
     /// large timeout up to Timeout::max() wait (saturated, never wrapped into a short wait).
-    /// An empty (moved-from or default-made) Submission fails at once with Errc::invalid_argument.
+    /// An empty (moved-from or default-made) Submission fails at once with Errc::empty_object.
     Result<WaitStatus> wait(Timeout timeout = forever) const;
     /// The work's completion, sharing the fence: while it is held the fence is neither reset nor
     /// reused, whatever happens to the Submission. Null for an empty (moved-from) Submission.
@@ -120,7 +120,7 @@ private:
 /// (Vulkan requires recording into one pool to be serialized): they may call the Context from
 /// the same thread, but must not wait for another thread that submits to it.
 /// A moved-from Context is empty: device() is an empty Device, handles() are null, and every
-/// submit or record fails at once with Errc::invalid_argument.
+/// submit or record fails at once with Errc::empty_object.
 class Context {
 public:
     /// Opens the loader, creates an instance (with the validation layer if asked), picks the

@@ -127,7 +127,7 @@ struct ExportedBuffer {
 /// Thread safety: every member is safe to call from several threads, as the Vulkan calls it
 /// makes are (the application must not destroy the device meanwhile).
 /// A moved-from Device is empty: valid() is false, handles are null, capabilities() is none,
-/// and every operation fails at once with Errc::invalid_argument, making no Vulkan call.
+/// and every operation fails at once with Errc::empty_object, making no Vulkan call.
 class Device {
 public:
     /// Loads dmabridge's entry points and checks that the device was created with what `needs`

@@ -33,9 +33,12 @@ public:
     VkExtent2D extent() const noexcept { return extent_; }
     std::uint64_t modifier() const noexcept { return modifier_; }
     VkImageUsageFlags usage() const noexcept { return usage_; }
-    /// The memory objects bound to the image (1 or one per plane).
+    /// The memory objects bound to the image: one per distinct dma-buf of an imported image (1
+    /// when all planes share one; an NV12 image whose planes are {A, A} or a 3-plane image whose
+    /// planes are {A, A, B} in a disjoint image gets one memory per buffer, bound to each of its
+    /// planes), one for an exported image. `i` < memory_count(); others give VK_NULL_HANDLE.
     std::uint32_t memory_count() const noexcept { return memory_count_; }
-    VkDeviceMemory memory(std::uint32_t i = 0) const noexcept { return memory_[i]; }
+    VkDeviceMemory memory(std::uint32_t i = 0) const noexcept { return i < memory_count_ ? memory_[i] : VK_NULL_HANDLE; }
     /// Bytes of device memory the image's allocations cover.
     std::uint64_t size() const noexcept { return size_; }
     bool valid() const noexcept { return image_ != VK_NULL_HANDLE; }

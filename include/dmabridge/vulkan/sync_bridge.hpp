@@ -161,9 +161,9 @@ struct Release {
 /// The bridge for one device. Thread-safe; the log handler is never called under the bridge's
 /// lock, so a handler may call back into the bridge.
 /// A moved-from SyncBridge is empty: mode() is cpu_wait, mode_reason() says it is empty, and
-/// every operation fails at once with Errc::invalid_argument. Acquires, releases and publishes
-/// given an empty (moved-from) Image or Buffer, or a description without planes or with a
-/// plane without dma-buf, fail the same way before anything is done.
+/// every operation fails at once with Errc::empty_object. Acquires, releases and publishes
+/// given an empty (moved-from) Image or Buffer, or a description without planes (moved from)
+/// or with a plane whose dma-buf holds no fd, fail the same way before anything is done.
 class SyncBridge {
 public:
     /// Chooses the mode: sync_file when the device has Capability::sync_fd and can import
