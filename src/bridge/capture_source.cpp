@@ -7,13 +7,31 @@
 #include <ctime>
 #include <stdexcept>
 
+#include <cstring>
+#include <vector>
+
 #include <linux/videodev2.h>
 #include <poll.h>
+#include <sys/epoll.h>
 
+#include <dmabridge/base/log.hpp>
+#include <dmabridge/base/unique_fd.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
+
+#include "base/sys.hpp"
 
 namespace dmabridge::v4l2 {
 
+
+// The producer of a stream that stop() ended while its consumers still held some of its buffers
+// (acquired, queued to them, or released with a fence that had not signalled). It stays, with its
+// consumers connected, until every such buffer came back; only then is it destroyed (its consumers
+// see the end of the stream). A buffer it still lends never goes to the driver, whichever stream
+// runs meanwhile: the driver would overwrite a frame a consumer, or its GPU, may still read.
+struct Draining {
+    queue::Producer producer;
+    std::uint64_t serial = 0;  // what State::lender records
+};
 
 struct CaptureSource::State {
     std::string who;
@@ -26,23 +44,67 @@ struct CaptureSource::State {
     std::size_t with_driver = 0;
     std::size_t incomplete_in_a_row = 0;
     CaptureStats stats;
+    // Per buffer: with the driver now; the serial of the draining producer that still lends it
+    // (0: none); held back from the driver by the current stream until that lender returns it.
+    std::vector<bool> at_driver;
+    std::vector<std::uint64_t> lender;
+    std::vector<bool> parked;
+    std::vector<std::unique_ptr<Draining>> draining;
+    std::uint64_t next_serial = 1;
+    UniqueFd drain_epoll;  // the draining producers' fds, one fd to poll (created on first use)
 
     Status to_driver(std::uint32_t index) {
         if (auto ok = ring->queue(index); !ok) return ok.error().with_context(who + ": re-queue");
         ++with_driver;
+        at_driver[index] = true;
         return {};
     }
-    // Every buffer the producer has free goes back to the driver (after on_returned).
+    // A buffer free in the current stream goes to the driver (after on_returned), unless a
+    // draining producer still lends it: then it waits, parked, for that producer to return it.
+    Status give_back(std::uint32_t index) {
+        if (lender[index] != 0) {
+            parked[index] = true;
+            return {};
+        }
+        if (on_returned)
+            if (auto ok = on_returned(index); !ok) return ok.error();
+        return to_driver(index);
+    }
+    // Every buffer the producer has free goes back to the driver (or is parked).
     Result<std::size_t> return_free() {
         std::size_t n = 0;
         while (producer->free_count() > 0) {
             auto index = producer->dequeue(Timeout{0});  // a free buffer: no system call
             if (!index) return index.error().with_context(who);
-            if (on_returned)
-                if (auto ok = on_returned(*index); !ok) return ok.error();
-            if (auto ok = to_driver(*index); !ok) return ok.error();
-            ++n;
+            if (auto ok = give_back(*index); !ok) return ok.error();
+            n += lender[*index] == 0;
         }
+        return n;
+    }
+    // Reads what the draining producers' consumers sent; every buffer they returned is free
+    // again: to the driver when the current stream parked it. A producer that lends nothing more
+    // is destroyed. Returns how many buffers went to the driver.
+    Result<std::size_t> drain() {
+        std::size_t n = 0;
+        for (auto& d : draining) {
+            if (auto ran = d->producer.dispatch(Timeout{0}); !ran) return ran.error().with_context(who + ": draining");
+            while (d->producer.free_count() > 0) {
+                auto index = d->producer.dequeue(Timeout{0});
+                if (!index) return index.error().with_context(who + ": draining");
+                if (lender[*index] != d->serial) continue;  // lent by an older stream: not this one's
+                lender[*index] = 0;
+                if (parked[*index]) {
+                    parked[*index] = false;
+                    if (auto ok = give_back(*index); !ok) return ok.error();
+                    ++n;
+                }
+            }
+        }
+        std::erase_if(draining, [&](const std::unique_ptr<Draining>& d) {
+            if (std::find(lender.begin(), lender.end(), d->serial) != lender.end()) return false;
+            (void)::epoll_ctl(drain_epoll.get(), EPOLL_CTL_DEL, d->producer.fd(), nullptr);
+            return true;
+        });
         return n;
     }
     // One frame from the driver, when it has one.
@@ -73,6 +135,9 @@ Result<CaptureSource> CaptureSource::open(const CaptureOptions& options, std::st
     auto ring = BufferRing::create_exported(*st->device, Direction::capture, options.ring_size);
     if (!ring) return ring.error().with_context(st->who);
     st->ring.emplace(std::move(*ring));
+    st->at_driver.assign(st->ring->size(), false);
+    st->lender.assign(st->ring->size(), 0);
+    st->parked.assign(st->ring->size(), false);
     return CaptureSource(std::move(st));
 }
 
@@ -100,6 +165,14 @@ int CaptureSource::device_fd() const noexcept {
     return state_ && state_->producer && state_->with_driver ? state_->device->fd() : -1;
 }
 int CaptureSource::producer_fd() const noexcept { return state_ && state_->producer ? state_->producer->fd() : -1; }
+int CaptureSource::draining_fd() const noexcept {
+    return state_ && !state_->draining.empty() ? state_->drain_epoll.get() : -1;
+}
+std::size_t CaptureSource::lent() const noexcept {
+    return state_ ? static_cast<std::size_t>(std::count_if(state_->lender.begin(), state_->lender.end(),
+                                                           [](std::uint64_t l) { return l != 0; }))
+                  : 0;
+}
 CaptureStats CaptureSource::stats() const noexcept { return state_ ? state_->stats : CaptureStats{}; }
 
 void CaptureSource::on_returned(std::function<Status(queue::BufferIndex)> callback) {
@@ -110,6 +183,7 @@ Status CaptureSource::start(queue::ProducerOptions options) {
     if (!state_) return Error::library(Errc::empty_object, "capture start: the CaptureSource is empty (moved from)");
     State& st = *state_;
     if (st.producer) return Error::library(Errc::invalid_argument, st.who + ": the camera streams already");
+    if (auto drained = st.drain(); !drained) return drained.error();
     auto producer = queue::Producer::create(std::move(options));
     if (!producer) return producer.error().with_context(st.who);
     for (std::uint32_t i = 0; i < st.ring->size(); ++i) {
@@ -151,10 +225,44 @@ Result<queue::Consumer> CaptureSource::start_local(queue::ProducerOptions option
 Status CaptureSource::stop() {
     if (!state_ || !state_->producer) return {};
     State& st = *state_;
-    // Consumers in this process may still import the buffers: they keep their own fds.
-    st.producer.reset();
+    // STREAMOFF first: the driver gives every buffer back and writes no more.
+    Status off = st.ring->stream_off();
     st.with_driver = 0;
-    if (auto ok = st.ring->stream_off(); !ok) return ok.error().with_context(st.who);
+    queue::Producer producer = std::move(*st.producer);
+    st.producer.reset();
+    // Buffers with the driver, and those parked for an older stream, are no consumer's.
+    for (std::uint32_t i = 0; i < st.at_driver.size(); ++i) {
+        if (st.at_driver[i] || st.parked[i]) (void)producer.cancel(i);
+        st.at_driver[i] = false;
+        st.parked[i] = false;
+    }
+    // Read the releases already sent, then take back whatever is free; what is not is lent.
+    (void)producer.dispatch(Timeout{0});
+    std::vector<bool> returned(st.lender.size(), false);
+    while (producer.free_count() > 0) {
+        auto index = producer.dequeue(Timeout{0});
+        if (!index) break;
+        returned[*index] = true;
+    }
+    bool lends = false;
+    auto d = std::make_unique<Draining>(Draining{std::move(producer), st.next_serial++});
+    for (std::uint32_t i = 0; i < st.lender.size(); ++i)
+        if (!returned[i] && st.lender[i] == 0) {
+            st.lender[i] = d->serial;
+            lends = true;
+        }
+    if (lends) {
+        // Kept, consumers connected, until they return what they hold (pump() drains it).
+        if (!st.drain_epoll) st.drain_epoll = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        if (!st.drain_epoll || ::epoll_ctl(st.drain_epoll.get(), EPOLL_CTL_ADD, d->producer.fd(), &ev) != 0) {
+            // Without a way to wait for it, keep it anyway: pump() still dispatches it each call.
+            dmabridge::detail::log_message(LogLevel::warning, st.who + ": cannot watch a stopped stream's producer: " + std::strerror(errno));
+        }
+        st.draining.push_back(std::move(d));
+    }
+    if (!off) return off.error().with_context(st.who);
     return {};
 }
 
@@ -164,6 +272,7 @@ Result<std::size_t> CaptureSource::State::take_frame() {
     if (!d->has_value()) return std::size_t{0};
     --with_driver;
     const Dequeued frame = **d;
+    at_driver[frame.index] = false;
     if (frame.error) {
         ++stats.driver_errors;
         if (auto ok = to_driver(frame.index); !ok) return ok.error();
@@ -199,16 +308,22 @@ Result<std::size_t> CaptureSource::State::take_frame() {
 Result<PumpResult> CaptureSource::pump(Timeout timeout) {
     if (!state_) return Error::library(Errc::empty_object, "capture pump: the CaptureSource is empty (moved from)");
     State& st = *state_;
-    if (!st.producer) return Error::library(Errc::invalid_argument, st.who + ": the camera is not streaming");
+    if (!st.producer && st.draining.empty())
+        return Error::library(Errc::invalid_argument, st.who + ": the camera is not streaming");
     PumpResult result;
     // Buffers freed since the last call (a release without a fence, a frame queued to nobody).
-    auto returned = st.return_free();
-    if (!returned) return returned.error();
-    result.buffers_returned += *returned;
+    std::size_t returned_now = 0;
+    if (st.producer) {
+        auto returned = st.return_free();
+        if (!returned) return returned.error();
+        returned_now += *returned;
+    }
     // The device only when it has buffers to fill: nothing else can come from it.
-    std::array<pollfd, 2> fds{pollfd{st.with_driver ? st.device->fd() : -1, POLLIN, 0},
-                              pollfd{st.producer->fd(), POLLIN, 0}};
-    const int wait_ms = *returned ? 0 : static_cast<int>(std::min<long long>(timeout.count(), 1LL << 30));
+    const bool drains = !st.draining.empty();
+    std::array<pollfd, 3> fds{pollfd{st.producer && st.with_driver ? st.device->fd() : -1, POLLIN, 0},
+                              pollfd{st.producer ? st.producer->fd() : -1, POLLIN, 0},
+                              pollfd{drains ? st.drain_epoll.get() : -1, POLLIN, 0}};
+    const int wait_ms = returned_now ? 0 : static_cast<int>(std::min<long long>(timeout.count(), 1LL << 30));
     const int ready = ::poll(fds.data(), fds.size(), wait_ms);
     if (ready < 0 && errno != EINTR) return Error::from_errno(errno, st.who + ": poll");
     if (ready == 0 && wait_ms > 0)
@@ -216,20 +331,28 @@ Result<PumpResult> CaptureSource::pump(Timeout timeout) {
                                                 " and no buffer back from a consumer within " +
                                                 std::to_string(timeout.count()) + " ms (" +
                                                 std::to_string(st.ring->size()) + " buffers, " +
-                                                std::to_string(st.with_driver) + " with the driver)");
-    if (ready <= 0) return result;
-    if (fds[1].revents) {
+                                                std::to_string(st.with_driver) + " with the driver, " +
+                                                std::to_string(lent()) + " held by consumers of a stopped stream)");
+    if (drains && ((ready > 0 && fds[2].revents) || !st.drain_epoll)) {
+        auto drained = st.drain();
+        if (!drained) return drained.error();
+        returned_now += *drained;
+    }
+    if (ready > 0 && fds[1].revents) {
         // Releases and their fences: the buffers freed go to the driver below.
         if (auto ran = st.producer->dispatch(Timeout{0}); !ran) return ran.error().with_context(st.who);
     }
-    if (fds[0].revents) {
+    if (ready > 0 && fds[0].revents) {
         auto queued = st.take_frame();
         if (!queued) return queued.error();
         result.frames_queued += *queued;
     }
-    returned = st.return_free();
-    if (!returned) return returned.error();
-    result.buffers_returned += *returned;
+    if (st.producer) {
+        auto returned = st.return_free();
+        if (!returned) return returned.error();
+        returned_now += *returned;
+    }
+    result.buffers_returned = returned_now;
     return result;
 }
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -90,6 +91,19 @@ void pump_until(v4l2::CaptureSource& source, queue::Consumer* local, Done done, 
     }
 }
 
+// After stop(): releases every frame still queued to `consumer` and pumps the source until no
+// consumer of a stopped stream holds a buffer.
+void release_until_drained(v4l2::CaptureSource& source, queue::Consumer& consumer) {
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (source.lent() > 0) {
+        REQUIRE_MESSAGE(std::chrono::steady_clock::now() < give_up, "the stopped stream's buffers never came back");
+        for (auto f = consumer.acquire(0ms); f; f = consumer.acquire(0ms)) REQUIRE(consumer.release(f->buffer));
+        auto pumped = source.pump(200ms);
+        REQUIRE_MESSAGE((pumped || pumped.error().is_errno(ETIMEDOUT)), (pumped ? "" : pumped.error().message()));
+    }
+    CHECK(source.draining_fd() == -1);
+}
+
 }  // namespace
 
 TEST_CASE_FIXTURE(FdLeakCheck, "a camera's frames reach a consumer in this process and one in another, byte for byte the same") {
@@ -135,6 +149,8 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a camera's frames reach a consumer in this proce
     CHECK(distinct.size() > 1);
     CHECK(source.stats().frames_queued >= 8);
     REQUIRE(source.stop());
+    // The other process releases what was still queued to it; then the stream ends for it.
+    release_until_drained(source, *local);
     peer.expect_ok();
 }
 
@@ -200,11 +216,70 @@ TEST_CASE_FIXTURE(FdLeakCheck, "stop ends the stream for its consumers, and a se
         CHECK(source.producer() == nullptr);
         CHECK(source.device_fd() == -1);
         CHECK(source.producer_fd() == -1);
+        // Frames queued to the consumer before the stop still reach it; once it released them,
+        // the stopped stream's producer goes and the consumer sees the end of the stream.
+        release_until_drained(source, *local);
         auto after = local->acquire(1s);
         REQUIRE_FALSE(after);
         CHECK(after.error().is_errno(ECONNRESET));
         REQUIRE(source.stop());  // harmless twice
     }
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a restart gives the driver no buffer that a consumer of the stopped stream still holds") {
+    auto source = open_camera(4);
+    std::vector<queue::BufferIndex> returned;
+    source.on_returned([&](queue::BufferIndex i) {
+        returned.push_back(i);
+        return Status{};
+    });
+    auto old = source.start_local();
+    REQUIRE_MESSAGE(old, (old ? "" : old.error().message()));
+    std::optional<queue::AcquiredFrame> kept;
+    pump_until(
+        source, nullptr,
+        [&] {
+            if (auto f = old->acquire(0ms)) kept.emplace(std::move(*f));
+            return kept.has_value();
+        },
+        [](const queue::AcquiredFrame&) {});
+    const queue::BufferIndex held = kept->buffer;
+    const std::uint64_t sum = checksum(*kept->desc);
+    REQUIRE(source.stop());
+    CHECK(source.lent() >= 1);
+    CHECK(source.draining_fd() >= 0);
+
+    // A new stream with a new consumer runs over the other buffers, many times round.
+    returned.clear();
+    auto fresh = source.start_local();
+    REQUIRE_MESSAGE(fresh, (fresh ? "" : fresh.error().message()));
+    CHECK(source.with_driver() == source.size() - source.lent());
+    std::uint64_t frames = 0;
+    pump_until(source, &*fresh, [&] { return frames >= 8; }, [&](const queue::AcquiredFrame& f) {
+        ++frames;
+        CHECK(f.buffer != held);
+    });
+    CHECK(std::count(returned.begin(), returned.end(), held) == 0);
+    CHECK(checksum(*kept->desc) == sum);  // the driver never wrote into the held frame
+    CHECK(source.lent() >= 1);
+
+    // Its release (and that of frames still queued to it) lets the old producer go: the buffer
+    // rejoins the ring, and the old consumer sees the end of its stream.
+    REQUIRE(old->release(held));
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (source.lent() > 0 || std::count(returned.begin(), returned.end(), held) == 0) {
+        REQUIRE_MESSAGE(std::chrono::steady_clock::now() < give_up, "the held buffer never came back");
+        for (auto f = old->acquire(0ms); f; f = old->acquire(0ms)) REQUIRE(old->release(f->buffer));
+        for (auto f = fresh->acquire(0ms); f; f = fresh->acquire(0ms)) REQUIRE(fresh->release(f->buffer));
+        auto pumped = source.pump(200ms);
+        REQUIRE_MESSAGE((pumped || pumped.error().is_errno(ETIMEDOUT)), (pumped ? "" : pumped.error().message()));
+    }
+    CHECK(source.draining_fd() == -1);
+    auto end = old->acquire(1s);
+    REQUIRE_FALSE(end);
+    CHECK(end.error().is_errno(ECONNRESET));
+    REQUIRE(source.stop());
+    release_until_drained(source, *fresh);
 }
 
 TEST_CASE_FIXTURE(FdLeakCheck, "frames the driver flags as errors go back to it and reach no consumer") {

@@ -88,10 +88,18 @@ public:
     Status start(queue::ProducerOptions options = {});
     /// start() with one consumer in this process (over Connection::local_pair()), returned.
     Result<queue::Consumer> start_local(queue::ProducerOptions options = {});
-    /// Stops streaming and destroys the producer: its consumers see the end of the stream
-    /// (ECONNRESET); buffers they still import stay alive with them. STREAMOFF takes every
-    /// buffer back from the driver. Harmless when not streaming.
+    /// Stops streaming: STREAMOFF takes every buffer back from the driver, and the stream's
+    /// producer stops sending frames. Its consumers stay connected while they hold any of its
+    /// buffers (a frame acquired or queued to them and not yet released, or released with a
+    /// fence that has not signalled): pump() keeps reading their releases, and only when all
+    /// came back is the producer destroyed and its consumers see the end of the stream
+    /// (ECONNRESET). Until then those buffers go to no driver, not even after a new start():
+    /// a restart never overwrites a frame an old consumer, or its GPU, may still read (lent()
+    /// counts them). A consumer that never releases keeps its buffers out of the ring; the
+    /// ProducerOptions policy given to start() bounds that. Harmless when not streaming.
     Status stop();
+    /// Buffers that consumers of stopped streams still hold (see stop()); 0 once all came back.
+    std::size_t lent() const noexcept;
     /// True between start() and stop().
     bool streaming() const noexcept;
     /// The producer between start() and stop() (nullptr otherwise), to add consumers and read
@@ -111,12 +119,18 @@ public:
     /// pump(Timeout{0}).
     int device_fd() const noexcept;
     int producer_fd() const noexcept;
+    /// One fd for the producers of stopped streams that wait for their buffers (see stop()); -1
+    /// when none waits. Poll it for POLLIN too, and call pump(Timeout{0}) when it is readable.
+    int draining_fd() const noexcept;
 
     /// Waits up to `timeout` for the driver or the consumers, then handles what is ready: a
     /// frame the driver delivered goes to the queue, buffers the consumers gave back go to the
     /// driver. Timeout{0} never blocks. Costs, per frame: one poll, the DQBUF, the queue's send
     /// to each consumer, and the QBUF when the buffer returns.
-    /// Errors: Errc::invalid_argument when not streaming; ETIMEDOUT when a wait of more than
+    /// After stop(), while consumers of the stopped stream still hold buffers, pump() also
+    /// reads their releases (with no stream running it does only that).
+    /// Errors: Errc::invalid_argument when neither streaming nor waiting for a stopped stream's
+    /// buffers (lent() == 0); ETIMEDOUT when a wait of more than
     /// 0 ms saw nothing (naming the device and where the buffers are); Errc::unsupported when the
     /// driver delivered more than twice the ring's size of incomplete frames in a row; the
     /// producer's, the driver's and on_returned's.
