@@ -10,7 +10,8 @@
 ///     vulkan/ egl/ | v4l2/ queue/ wayland/   API adapters | transports (none includes another)
 ///     alloc/ cache/                  exporters of memory | the import cache's keys
 ///     format/                        fourccs, layouts, format sets, the buffer description
-///     kernel/                        dma-buf, sync_file, CPU access, the fence watcher, devices
+///     kernel/                        dma-buf, sync_file, syncobj timelines, CPU access, the fence
+///                                    watcher, devices
 ///     base/                          results and errors, logging, owned fds
 ///
 /// The Wayland client is an optional component with its own library (CMake target
@@ -30,6 +31,7 @@
 #include <dmabridge/kernel/dmabuf.hpp>
 #include <dmabridge/kernel/fence_watcher.hpp>
 #include <dmabridge/kernel/sync_file.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 
 #include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/format/buffer_fences.hpp>

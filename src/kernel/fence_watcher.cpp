@@ -5,6 +5,7 @@
 #include <atomic>
 #include <map>
 #include <optional>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -13,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <xf86drm.h>
 
 #include "base/sys.hpp"
 
@@ -179,6 +181,39 @@ Result<WatchId> FenceWatcher::watch(const DmaBuf& buf, Access access, WatchCallb
 Result<WatchId> FenceWatcher::watch(const SyncFile& fence, WatchCallback callback, Timeout timeout) {
     if (!state_) return moved_from("watch sync_file");
     return state_->add(fence.fd(), EPOLLIN, std::move(callback), timeout, "watch sync_file");
+}
+
+Result<WatchId> FenceWatcher::watch(const Timeline& timeline, std::uint64_t point, WatchCallback callback,
+                                    Timeout timeout, PointState state) {
+    const std::string what = "watch point " + std::to_string(point) + " of a syncobj timeline";
+    if (!state_) return moved_from(what.c_str());
+    if (!timeline.valid()) return Error::library(Errc::empty_object, "fence watcher: " + what + ": the Timeline is empty (moved from)");
+    UniqueFd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!event) return detail::last_error("fence watcher: " + what + ": eventfd");
+    // The kernel signals the eventfd once the point reaches the state, from a fence callback or
+    // once a fence is submitted for it; the eventfd then reads as readable like a sync_file.
+    const std::uint32_t flags = state == PointState::submitted ? DRM_SYNCOBJ_WAIT_FLAGS_WAIT_AVAILABLE : 0;
+    if (drmSyncobjEventfd(timeline.device_fd(), timeline.handle(), point, event.get(), flags) == 0)
+        return state_->add(event.get(), EPOLLIN, std::move(callback), timeout, "fence watcher: watch timeline point");
+    const int err = errno;
+    if (err != EINVAL && err != ENOTTY)
+        return Error::from_errno(err, "fence watcher: " + what + ": DRM_IOCTL_SYNCOBJ_EVENTFD");
+    // No SYNCOBJ_EVENTFD (before Linux 6.6): what can be watched without it.
+    auto submitted = timeline.wait(point, Timeout{0}, PointState::submitted);
+    if (!submitted) return submitted.error().with_context("fence watcher");
+    if (*submitted != WaitStatus::ready)
+        return Error::library(Errc::unsupported,
+                              "fence watcher: " + what + ": the kernel has no DRM_IOCTL_SYNCOBJ_EVENTFD (Linux 6.6) "
+                              "and nothing was submitted for the point yet; watch it once submitted");
+    if (state == PointState::submitted) {
+        const std::uint64_t one = 1;  // submitted already: readable at once
+        if (::write(event.get(), &one, sizeof one) != sizeof one)
+            return detail::last_error("fence watcher: " + what + ": eventfd write");
+        return state_->add(event.get(), EPOLLIN, std::move(callback), timeout, "fence watcher: watch timeline point");
+    }
+    auto fence = timeline.export_sync_file(point);
+    if (!fence) return fence.error().with_context("fence watcher");
+    return state_->add(fence->fd(), EPOLLIN, std::move(callback), timeout, "fence watcher: watch timeline point");
 }
 
 bool FenceWatcher::cancel(WatchId id) { return state_ && static_cast<bool>(state_->take(id)); }

@@ -18,6 +18,7 @@
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/kernel/dmabuf.hpp>
 #include <dmabridge/kernel/sync_file.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 
 namespace dmabridge {
 
@@ -28,7 +29,7 @@ using WatchId = std::uint64_t;
 /// WaitStatus::timed_out when the watch's timeout passed first.
 using WatchCallback = std::function<void(WatchId, WaitStatus)>;
 
-/// An epoll-based watcher of dma-bufs and sync_files. Thread-safe: watch() and cancel() may be
+/// An epoll-based watcher of dma-bufs, sync_files and syncobj timeline points. Thread-safe: watch() and cancel() may be
 /// called from any thread, callbacks included; dispatch() from one thread at a time.
 /// Move: the watches and a running thread go with the watcher (the thread works on state on
 /// the heap, never on the object). A moved-from watcher is empty: watch(), dispatch() and
@@ -51,6 +52,18 @@ public:
     Result<WatchId> watch(const DmaBuf& buf, Access access, WatchCallback callback, Timeout timeout = forever);
     /// Calls `callback` once every fence of `fence` signalled, or once `timeout` passed.
     Result<WatchId> watch(const SyncFile& fence, WatchCallback callback, Timeout timeout = forever);
+    /// Calls `callback` once `point` of `timeline` reached `state` (signalled; or submitted: a
+    /// fence stands for it), or once `timeout` passed. A point nothing submitted yet is watched
+    /// too. Many points of many timelines, in any order, go through the one fd(). Costs one
+    /// eventfd per pending watch, armed with DRM_IOCTL_SYNCOBJ_EVENTFD (Linux 6.6); the timeline
+    /// may be destroyed meanwhile (the kernel keeps what the watch needs).
+    /// Before 6.6 (the ioctl answers EINVAL or ENOTTY) a point that is already submitted is
+    /// watched through its sync_file (Timeline::export_sync_file()), and PointState::submitted
+    /// of a submitted point calls back at the next dispatch; a point nothing submitted yet fails
+    /// with Errc::unsupported saying so (watch it once submitted, or wait on a thread with
+    /// Timeline::wait()).
+    Result<WatchId> watch(const Timeline& timeline, std::uint64_t point, WatchCallback callback, Timeout timeout,
+                          PointState state = PointState::signalled);
 
     /// Cancels a watch: its callback will not run (unless it is running right now). Safe from
     /// inside callbacks. Returns false when the watch already completed or never existed.
