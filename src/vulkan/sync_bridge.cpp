@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kernel/sync_file_probe.hpp"
@@ -160,6 +162,29 @@ struct SyncBridge::State {
         return merged;
     }
 
+    // Makes `out` wait for `fences`: a binary semaphore with the sync_file imported (temporarily:
+    // SYNC_FD imports must be), and a second reference kept in out.fences for later releases.
+    Status wait_on(Acquire& out, SyncFile fences) {
+        auto sem = make_semaphore(false);
+        if (!sem) return sem.error();
+        const auto& s = *device.state();
+        auto copy = fences.dup();
+        if (!copy) return copy.error();
+        UniqueFd fd = fences.release();
+        VkImportSemaphoreFdInfoKHR import{};
+        import.sType = VK_STRUCTURE_TYPE_IMPORT_SEMAPHORE_FD_INFO_KHR;
+        import.semaphore = sem->handle();
+        import.flags = VK_SEMAPHORE_IMPORT_TEMPORARY_BIT;
+        import.handleType = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT;
+        import.fd = fd.get();
+        if (VkResult r = s.vkImportSemaphoreFdKHR(s.device(), &import); r != VK_SUCCESS)
+            return detail::vk_error(r, "vkImportSemaphoreFdKHR");  // fd still ours: closed
+        (void)fd.release();  // the semaphore owns it now
+        out.semaphore = std::move(*sem);
+        out.fences = std::move(*copy);
+        return {};
+    }
+
     Result<Acquire> acquire(std::span<const DmaBuf* const> bufs, Access access, VkPipelineStageFlags stage) {
         Acquire out;
         out.wait_stage = stage;
@@ -169,24 +194,7 @@ struct SyncBridge::State {
             if (!fences) return fences.error();
             if (current_mode() == SyncMode::sync_file) {
                 if (!*fences) return out;  // idle: the submit waits for nothing
-                auto sem = make_semaphore(false);
-                if (!sem) return sem.error();
-                const auto& s = *device.state();
-                auto copy = (*fences)->dup();
-                if (!copy) return copy.error().with_context("sync bridge: acquire");
-                std::optional<SyncFile> keep = std::move(*copy);
-                UniqueFd fd = (*fences)->release();
-                VkImportSemaphoreFdInfoKHR import{};
-                import.sType = VK_STRUCTURE_TYPE_IMPORT_SEMAPHORE_FD_INFO_KHR;
-                import.semaphore = sem->handle();
-                import.flags = VK_SEMAPHORE_IMPORT_TEMPORARY_BIT;  // SYNC_FD imports must be temporary
-                import.handleType = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT;
-                import.fd = fd.get();
-                if (VkResult r = s.vkImportSemaphoreFdKHR(s.device(), &import); r != VK_SUCCESS)
-                    return detail::vk_error(r, "sync bridge: vkImportSemaphoreFdKHR");  // fd still ours: closed
-                (void)fd.release();  // the semaphore owns it now
-                out.semaphore = std::move(*sem);
-                out.fences = std::move(keep);
+                if (auto ok = wait_on(out, std::move(**fences)); !ok) return ok.error().with_context("sync bridge: acquire");
                 return out;
             }
         }
@@ -391,6 +399,25 @@ Result<Release> SyncBridge::prepare_release_buffer(const Buffer& buffer, const B
 
 namespace {
 
+// The release semaphore's completion as a sync_file (std::nullopt: signalled already). Valid only
+// once a signal of the semaphore was submitted; exporting resets it, so a Release publishes once.
+Result<std::optional<SyncFile>> export_release(const detail::DeviceState& s, Release& release) {
+    VkSemaphoreGetFdInfoKHR get{};
+    get.sType = VK_STRUCTURE_TYPE_SEMAPHORE_GET_FD_INFO_KHR;
+    get.semaphore = release.semaphore.handle();
+    get.handleType = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT;
+    int fd = -1;
+    if (VkResult r = s.vkGetSemaphoreFdKHR(s.device(), &get, &fd); r != VK_SUCCESS)
+        return detail::vk_error(r, "sync bridge: publish: vkGetSemaphoreFdKHR (was the submit queued?)");
+    if (fd < 0) return std::optional<SyncFile>{};  // -1 means "already signalled"
+    // FD_CLOEXEC before anything else: the fd must not leak into a child of a fork+exec.
+    auto cloexec = detail::adopt_driver_fd(fd, "sync bridge: publish: vkGetSemaphoreFdKHR");
+    if (!cloexec) return cloexec.error();
+    auto adopted = SyncFile::adopt(std::move(*cloexec));
+    if (!adopted) return adopted.error().with_context("sync bridge: publish");
+    return std::optional<SyncFile>(std::move(*adopted));
+}
+
 Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBuf* const> bufs, Access access,
                   VkFence submit_fence) {
     const auto& s = *st.device.state();
@@ -404,28 +431,9 @@ Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBu
             for (const DmaBuf* buf : bufs)
                 if (auto added = buf->import_sync_file(dependency, access); !added)
                     return added.error().with_context("sync bridge: publish");
-        VkSemaphoreGetFdInfoKHR get{};
-        get.sType = VK_STRUCTURE_TYPE_SEMAPHORE_GET_FD_INFO_KHR;
-        get.semaphore = release.semaphore.handle();
-        get.handleType = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_SYNC_FD_BIT;
-        int fd = -1;
-        // Valid only once a signal of the semaphore was submitted; exporting resets it.
-        if (VkResult r = s.vkGetSemaphoreFdKHR(s.device(), &get, &fd); r != VK_SUCCESS)
-            return detail::vk_error(r, "sync bridge: publish: vkGetSemaphoreFdKHR (was the submit queued?)");
-        // FD_CLOEXEC before anything else: the fd must not leak into a child of a fork+exec.
-        UniqueFd owned;
-        if (fd >= 0) {  // -1 means "already signalled": nothing to add
-            auto cloexec = detail::adopt_driver_fd(fd, "sync bridge: publish: vkGetSemaphoreFdKHR");
-            if (!cloexec) return cloexec.error();
-            owned = std::move(*cloexec);
-        }
-        // Unsignaled again, and never reused: destroyed with the Release (see Semaphore).
-        std::optional<SyncFile> fence;
-        if (owned) {
-            auto adopted = SyncFile::adopt(std::move(owned));
-            if (!adopted) return adopted.error().with_context("sync bridge: publish");
-            fence = std::move(*adopted);
-        }
+        auto exported = export_release(s, release);
+        if (!exported) return exported.error();
+        std::optional<SyncFile> fence = std::move(*exported);
         if (!fence) return {};
         for (const DmaBuf* buf : bufs) {
             auto added = buf->import_sync_file(*fence, access);
@@ -464,6 +472,57 @@ Status SyncBridge::publish(Release& release, const DmaBuf& dmabuf, Access access
     const DmaBuf* const one[] = {&dmabuf};
     if (auto ok = check_buffers("sync bridge: publish", one); !ok) return ok.error();
     return publish_to(*state_, release, one, access, submit_fence);
+}
+
+Result<Acquire> SyncBridge::acquire_point(const Timeline& timeline, std::uint64_t point, VkPipelineStageFlags stage,
+                                          Timeout submit_timeout) {
+    const std::string what = "sync bridge: acquire point " + std::to_string(point) + " of a syncobj timeline";
+    if (!state_) return detail::moved_from(what, "SyncBridge");
+    if (!timeline.valid()) return Error::library(Errc::empty_object, what + ": the Timeline is empty (moved from)");
+    State& st = *state_;
+    Acquire out;
+    out.wait_stage = stage;
+    if (st.current_mode() == SyncMode::cpu_wait) {
+        auto waited = timeline.wait(point, st.options.cpu_wait_timeout);
+        if (!waited) return waited.error().with_context(what + " (CPU wait)");
+        if (*waited == WaitStatus::timed_out)
+            return Error::library(Errc::limit_exceeded, what + " (CPU wait): the point did not signal within the timeout");
+        out.waited_on_cpu = true;
+        return out;
+    }
+    auto submitted = timeline.wait(point, submit_timeout, PointState::submitted);
+    if (!submitted) return submitted.error().with_context(what);
+    if (*submitted == WaitStatus::timed_out)
+        return Error::from_errno(ETIMEDOUT, what + ": nothing was submitted for the point within " +
+                                                std::to_string(submit_timeout.count()) + " ms");
+    auto fence = timeline.export_sync_file(point);
+    if (!fence) return fence.error().with_context(what);
+    if (auto status = fence->status(); status && *status == FenceStatus::signaled) return out;  // nothing to wait for
+    if (auto ok = st.wait_on(out, std::move(*fence)); !ok) return ok.error().with_context(what);
+    return out;
+}
+
+Status SyncBridge::publish_point(Release& release, Timeline& timeline, std::uint64_t point, VkFence submit_fence) {
+    const std::string what = "sync bridge: publish to point " + std::to_string(point) + " of a syncobj timeline";
+    if (!state_) return detail::moved_from(what, "SyncBridge");
+    if (!timeline.valid()) return Error::library(Errc::empty_object, what + ": the Timeline is empty (moved from)");
+    State& st = *state_;
+    const auto& s = *st.device.state();
+    if (release.semaphore.handle() && st.current_mode() == SyncMode::sync_file) {
+        // A timeline point is not "idle" before its fence arrives (waiters wait for the submit),
+        // so nothing has to be added first even where the export below blocks (lavapipe).
+        auto exported = export_release(s, release);
+        if (!exported) return exported.error().with_context(what);
+        if (!*exported) return timeline.signal(point);  // signalled already
+        if (auto ok = timeline.import_sync_file(point, **exported); !ok) return ok.error().with_context(what);
+        return {};
+    }
+    if (submit_fence == VK_NULL_HANDLE)
+        return Error::library(Errc::invalid_argument, what + ": a release without a semaphore needs the submit's fence");
+    if (VkResult r = s.vkWaitForFences(s.device(), 1, &submit_fence, VK_TRUE, UINT64_MAX); r != VK_SUCCESS)
+        return detail::vk_error(r, what + " (CPU wait for the GPU)");
+    if (auto ok = timeline.signal(point); !ok) return ok.error().with_context(what);
+    return {};
 }
 
 }  // namespace dmabridge::vulkan

@@ -57,6 +57,7 @@
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/kernel/sync_file.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/vulkan/device.hpp>
 
 namespace dmabridge::vulkan {
@@ -214,6 +215,28 @@ public:
     /// semaphore (wait_for_submit, cpu_wait) waits for before returning: null is an error there.
     Status publish(Release& release, const BufferDesc& desc, Access access, VkFence submit_fence);
     Status publish(Release& release, const DmaBuf& dmabuf, Access access, VkFence submit_fence);
+
+    /// Explicit sync with a DRM syncobj timeline, the portable way (SYNC_FD, whichever device
+    /// the timeline lives on; no OPAQUE_FD timeline semaphore, which only the same device and
+    /// driver could share). Before a submit that must wait for `point` of `timeline`: the
+    /// point's fence as a semaphore to wait on at `stage` (the point exported as a sync_file and
+    /// imported, temporarily, into a binary semaphore). The point must be submitted for that:
+    /// up to `submit_timeout` is waited for a submit (Timeout{0}: none; ETIMEDOUT after it,
+    /// naming the point). A point already signalled gives no semaphore. In cpu_wait mode the CPU
+    /// waits for the point (options.cpu_wait_timeout) and no semaphore is given. No barrier is
+    /// filled: acquire the buffers the submit touches as usual.
+    /// Errors: Errc::empty_object for an empty bridge or Timeline; the timeline's; Vulkan's.
+    Result<Acquire> acquire_point(const Timeline& timeline, std::uint64_t point, VkPipelineStageFlags stage,
+                                  Timeout submit_timeout);
+    /// After the submit that signals `release.semaphore` was queued: its completion becomes the
+    /// fence of `point` (the semaphore's sync_file imported into the point), without waiting. A
+    /// Release without a semaphore (wait_for_submit, cpu_wait) waits for `submit_fence` on the
+    /// CPU, then signals the point. A Release publishes once (exporting its semaphore consumes
+    /// the signal): to give the same completion to buffers too, publish it to the point and
+    /// then Timeline::attach_to() each buffer. Errors: Errc::empty_object for an empty bridge or
+    /// Timeline; Timeline::import_sync_file()'s and signal()'s (a point not above the last
+    /// submitted one); Errc::invalid_argument for a null fence where one is needed.
+    Status publish_point(Release& release, Timeline& timeline, std::uint64_t point, VkFence submit_fence);
 
     struct State;
 
