@@ -6,7 +6,9 @@
 #include <dmabridge/egl/sync_bridge.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <mutex>
+#include <string>
 #include <unordered_set>
 
 #include <dmabridge/base/log.hpp>
@@ -174,6 +176,48 @@ Result<std::shared_ptr<const Completion>> SyncBridge::release(const DmaBuf& dmab
     if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, "egl release: the dma-buf was moved from");
     if (auto c = detail::require_current(state_->context.state().get(), "egl release"); !c) return c.error();
     return state_->release_all({&dmabuf}, access);
+}
+
+Status SyncBridge::acquire_point(const Timeline& timeline, std::uint64_t point, Timeout submit_timeout) {
+    const std::string what = "egl acquire point " + std::to_string(point) + " of a syncobj timeline";
+    if (!state_) return Error::library(Errc::empty_object, what + ": the SyncBridge is empty (moved from)");
+    if (!timeline.valid()) return Error::library(Errc::empty_object, what + ": the Timeline is empty (moved from)");
+    State& st = *state_;
+    if (auto c = detail::require_current(st.context.state().get(), what.c_str()); !c) return c;
+    if (st.current_mode() == SyncMode::cpu_wait) {
+        auto w = timeline.wait(point, st.options.cpu_wait_timeout);
+        if (!w) return w.error().with_context(what + " (cpu wait)");
+        if (*w == WaitStatus::timed_out)
+            return Error::library(Errc::limit_exceeded, what + " (cpu wait): the point did not signal within " +
+                                                            std::to_string(st.options.cpu_wait_timeout.count()) + " ms");
+        return {};
+    }
+    auto submitted = timeline.wait(point, submit_timeout, PointState::submitted);
+    if (!submitted) return submitted.error().with_context(what);
+    if (*submitted == WaitStatus::timed_out)
+        return Error::from_errno(ETIMEDOUT, what + ": nothing was submitted for the point within " +
+                                                std::to_string(submit_timeout.count()) + " ms");
+    auto fence = timeline.export_sync_file(point);
+    if (!fence) return fence.error().with_context(what);
+    if (auto status = fence->status(); status && *status == FenceStatus::signaled) return {};
+    return st.gpu_wait(std::move(*fence));
+}
+
+Result<std::shared_ptr<const Completion>> SyncBridge::release_point(Timeline& timeline, std::uint64_t point) {
+    const std::string what = "egl release to point " + std::to_string(point) + " of a syncobj timeline";
+    if (!state_) return Error::library(Errc::empty_object, what + ": the SyncBridge is empty (moved from)");
+    if (!timeline.valid()) return Error::library(Errc::empty_object, what + ": the Timeline is empty (moved from)");
+    State& st = *state_;
+    if (auto c = detail::require_current(st.context.state().get(), what.c_str()); !c) return c.error();
+    if (st.current_mode() == SyncMode::cpu_wait) {
+        st.context.state()->glFinish();
+        if (auto ok = timeline.signal(point); !ok) return ok.error().with_context(what);
+        return std::shared_ptr<const Completion>(std::make_shared<Ended>());
+    }
+    auto fence = st.context.native_fence();
+    if (!fence) return fence.error().with_context(what);
+    if (auto ok = timeline.import_sync_file(point, *fence); !ok) return ok.error().with_context(what);
+    return completion_of(std::move(*fence));
 }
 
 }  // namespace dmabridge::egl

@@ -33,15 +33,14 @@ struct Gate {
     }
 };
 
+// No doctest assertion inside: the signaller thread calls it too. 0xdeadbeef when unreadable.
 std::uint32_t first_word(const DmaBuf& buf) {
     auto map = Mapping::map(buf, Access::read);
-    REQUIRE(map);
     auto cpu = CpuAccess::begin(buf, Access::read);
-    REQUIRE(cpu);
+    if (!map || !cpu) return 0xdeadbeefu;
     std::uint32_t word = 0;
     std::memcpy(&word, map->data(), sizeof word);
-    REQUIRE(cpu->end());
-    return word;
+    return cpu->end() ? word : 0xdeadbeefu;
 }
 
 WaitStatus state_of(const Timeline& t, std::uint64_t point, Timeout timeout) {
@@ -98,7 +97,8 @@ TEST_CASE_FIXTURE(VkTest, "a submit gated by a timeline point writes a buffer, a
         WaitStatus point2_before = WaitStatus::ready;
         std::thread signaller([&] {
             std::this_thread::sleep_for(300ms);
-            point2_before = state_of(t, 2, 0ms);
+            auto w = t.wait(2, 0ms);
+            point2_before = w ? *w : WaitStatus::ready;
             word_before = first_word(target->dmabuf);
             gate.vgem.signal(gate.id);
         });

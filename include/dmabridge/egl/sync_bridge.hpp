@@ -32,6 +32,7 @@
 #include <dmabridge/base/access.hpp>
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/egl/context.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/kernel/completion.hpp>
 
@@ -80,6 +81,20 @@ public:
     /// glFinish, and an already-complete completion.
     Result<std::shared_ptr<const Completion>> release(const BufferDesc& desc, Access access);
     Result<std::shared_ptr<const Completion>> release(const DmaBuf& dmabuf, Access access);
+
+    /// GL. Explicit sync with a DRM syncobj timeline: makes the GL commands issued after it wait
+    /// for `point` of `timeline` (server side: the point's sync_file as a native fence and
+    /// eglWaitSyncKHR). The point must be submitted for that: up to `submit_timeout` is waited
+    /// for a submit (ETIMEDOUT after it, naming the point). A signalled point costs nothing
+    /// more. cpu_wait: the CPU waits for the point (options.cpu_wait_timeout).
+    /// Errors: Errc::empty_object for an empty bridge or Timeline; the context not current; the
+    /// timeline's and EGL's.
+    Status acquire_point(const Timeline& timeline, std::uint64_t point, Timeout submit_timeout);
+    /// GL. After the GL work: its completion becomes the fence of `point` (glFlush, a native
+    /// fence imported into the point; no CPU wait), and is returned. cpu_wait: glFinish, then the
+    /// point is signalled. Errors: as acquire_point(); Timeline::import_sync_file()'s and
+    /// signal()'s (a point not above the last submitted one).
+    Result<std::shared_ptr<const Completion>> release_point(Timeline& timeline, std::uint64_t point);
 
     struct State;
 
