@@ -7,7 +7,7 @@
 /// (`ci/check-layers` keeps it so):
 ///
 ///     bridge/                        what joins two transports (V4L2 capture served through the queue)
-///     vulkan/ egl/ | v4l2/ queue/ wayland/   API adapters | transports (none includes another)
+///     vulkan/ egl/ kms/ | v4l2/ queue/ wayland/   API adapters | transports (none includes another)
 ///     alloc/ cache/                  exporters of memory | the import cache's keys
 ///     format/                        fourccs, layouts, format sets, the buffer description
 ///     kernel/                        dma-buf, sync_file, syncobj timelines, CPU access, the fence
@@ -49,6 +49,8 @@
 #include <dmabridge/egl/context.hpp>
 #include <dmabridge/egl/import_cache.hpp>
 #include <dmabridge/egl/sync_bridge.hpp>
+#include <dmabridge/kms/commit.hpp>
+#include <dmabridge/kms/device.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/format.hpp>

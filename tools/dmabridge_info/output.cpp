@@ -118,7 +118,8 @@ std::string to_json(const Report& r) {
           << ", \"gbm_node\": " << quoted(d.gbm_node) << ", \"gbm_formats\": " << json_formats(d.gbm_formats)
           << ", \"planes\": [";
         for (std::size_t p = 0; p < d.plane_formats.size(); ++p) o << (p ? ", " : "") << json_formats(d.plane_formats[p]);
-        o << "], \"planes_note\": " << quoted(d.planes_note) << ", \"error\": " << quoted(d.error) << "}";
+        o << "], \"plane_types\": " << json_strings(d.plane_types) << ", \"connectors\": " << json_strings(d.connectors)
+          << ", \"planes_note\": " << quoted(d.planes_note) << ", \"error\": " << quoted(d.error) << "}";
     }
     o << "\n  ],\n  \"v4l2\": [";
     for (std::size_t i = 0; i < r.v4l2.size(); ++i) {
@@ -172,8 +173,14 @@ std::string to_text(const Report& r) {
         o << "  " << d.primary_node << " " << d.render_node << "  [" << d.driver << "]  GBM: "
           << (d.gbm_node.empty() ? "cannot allocate" : "allocates on " + d.gbm_node) << "\n";
         if (!d.gbm_node.empty()) o << "    formats: " << text_formats(d.gbm_formats) << "\n";
+        if (!d.connectors.empty()) {
+            o << "    connectors:";
+            for (const auto& c : d.connectors) o << " " << c << ";";
+            o << "\n";
+        }
         for (std::size_t p = 0; p < d.plane_formats.size(); ++p)
-            o << "    plane " << p << ": " << text_formats(d.plane_formats[p]) << "\n";
+            o << "    plane " << (p < d.plane_types.size() ? d.plane_types[p] : std::to_string(p)) << ": "
+              << text_formats(d.plane_formats[p]) << "\n";
         if (!d.planes_note.empty()) o << "    planes: " << d.planes_note << "\n";
         if (!d.error.empty() && d.gbm_node.empty()) o << "    " << d.error << "\n";
     }

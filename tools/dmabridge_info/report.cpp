@@ -150,28 +150,21 @@ std::vector<VulkanInfo> vulkan_info(const Filters& f) {
 
 // The formats each KMS plane of the primary node scans out (drmModeGetPlane; LINEAR is what
 // every plane takes, modifiers beyond it would need the IN_FORMATS blob).
+// The KMS planes as the library sees them (kms::Device: IN_FORMATS with modifiers, the plain list
+// with LINEAR otherwise), so that the tool and the library never disagree.
 void plane_formats(DrmInfo& d, const Filters& f) {
     if (d.primary_node.empty()) return;
-    UniqueFd fd(::open(d.primary_node.c_str(), O_RDWR | O_CLOEXEC));
-    if (!fd) {
-        d.planes_note = "cannot open " + d.primary_node;
+    auto device = kms::Device::open(d.primary_node);
+    if (!device) {
+        d.planes_note = device.error().message();
         return;
     }
-    drmSetClientCap(fd.get(), DRM_CLIENT_CAP_UNIVERSAL_PLANES, 1);
-    drmModePlaneResPtr res = drmModeGetPlaneResources(fd.get());
-    if (!res) {
-        d.planes_note = "no KMS planes (" + std::string(std::strerror(errno)) + ")";
-        return;
+    for (const auto& plane : device->planes()) {
+        d.plane_formats.push_back(filtered(plane.formats, f));
+        d.plane_types.push_back(std::string(kms::to_string(plane.type)) + " " + std::to_string(plane.id));
     }
-    for (std::uint32_t i = 0; i < res->count_planes; ++i) {
-        drmModePlanePtr plane = drmModeGetPlane(fd.get(), res->planes[i]);
-        if (!plane) continue;
-        FormatSet set;
-        for (std::uint32_t k = 0; k < plane->count_formats; ++k) set.add(plane->formats[k], modifier::linear);
-        d.plane_formats.push_back(filtered(set, f));
-        drmModeFreePlane(plane);
-    }
-    drmModeFreePlaneResources(res);
+    for (const auto& c : device->connectors())
+        d.connectors.push_back(c.name + (c.writeback ? " (writeback)" : c.connected ? " (connected)" : " (disconnected)"));
     if (d.plane_formats.empty()) d.planes_note = "no KMS planes";
 }
 

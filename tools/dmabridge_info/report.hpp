@@ -34,8 +34,10 @@ struct DrmInfo {
     std::string primary_node, render_node, driver;
     std::string gbm_node;  // where GBM allocates; empty when it cannot
     FormatSet gbm_formats;
-    std::vector<FormatSet> plane_formats;  // per KMS plane of the primary node (IN_FORMATS)
-    std::string planes_note;               // why there are none, e.g. "no KMS (render-only driver)"
+    std::vector<FormatSet> plane_formats;  // per KMS plane of the primary node (kms::Device: IN_FORMATS)
+    std::vector<std::string> plane_types;  // per plane: "primary 31", "overlay 40", "cursor 45"
+    std::vector<std::string> connectors;   // "Virtual-1 (connected)", "Writeback-1 (writeback)"
+    std::string planes_note;               // why there are none: kms::Device's error
     std::string error;
 };
 

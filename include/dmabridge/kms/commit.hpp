@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file kms/commit.hpp
+/// kms::Commit: one atomic request (a mode set, plane states, fences, writeback) built up and
+/// then checked (TEST_ONLY) or applied. Atomic only: the device was opened with the atomic cap.
+///
+/// Fences: a plane given an in-fence (a SyncFile) is shown only once it signalled
+/// (IN_FENCE_FD); without one the kernel waits for the framebuffer's dma-buf fences (implicit
+/// sync). A CRTC's out-fence (OUT_FENCE_PTR) signals when the commit is on screen; a writeback
+/// fence (WRITEBACK_OUT_FENCE_PTR) when the capture is written.
+///
+/// Lifetimes: the kernel keeps a reference to every framebuffer a plane shows, so removing a
+/// Framebuffer that is on screen never frees memory the display reads (with CLOSEFB it even
+/// stays on screen; see Framebuffer). A Commit borrows the Framebuffers it is given until it
+/// is applied.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
+#include <dmabridge/kms/device.hpp>
+
+namespace dmabridge::kms {
+
+/// A rectangle in pixels. A zero width or height means "the whole framebuffer" for a source and
+/// "the source's size" for a destination.
+struct Rect {
+    std::int32_t x = 0, y = 0;
+    std::uint32_t width = 0, height = 0;
+};
+
+/// What applying a commit gave back.
+struct CommitFences {
+    std::optional<SyncFile> out_fence;        ///< per want_out_fence(): signals once shown
+    std::optional<SyncFile> writeback_fence;  ///< per capture(): signals once the capture is written
+};
+
+/// One atomic request. Not thread-safe; cheap to build, one per frame.
+class Commit {
+public:
+    explicit Commit(const Device& device);
+
+    /// Drives `connector` from `crtc` with `mode` (a MODE_ID blob, ACTIVE = 1, the connector's
+    /// CRTC_ID). Needs apply(allow_modeset = true).
+    Commit& set_mode(std::uint32_t crtc, std::uint32_t connector, const Mode& mode);
+    /// Turns `crtc` off (ACTIVE = 0, no mode). Needs allow_modeset.
+    Commit& disable_crtc(std::uint32_t crtc);
+    /// Shows `fb` on `plane` in `crtc`: its `source` part (whole framebuffer when empty) at
+    /// `destination` (the source's size at its position when empty). `in_fence` (dup'd) holds the
+    /// flip until it signals; none means implicit sync.
+    Commit& show(std::uint32_t plane, std::uint32_t crtc, const Framebuffer& fb, Rect source = {},
+                 Rect destination = {}, const SyncFile* in_fence = nullptr);
+    /// Turns `plane` off (FB_ID and CRTC_ID 0).
+    Commit& hide(std::uint32_t plane);
+    /// Asks for `crtc`'s out-fence.
+    Commit& want_out_fence(std::uint32_t crtc);
+    /// Captures what `crtc` composes into `target` through the writeback connector `connector`
+    /// (its CRTC_ID, WRITEBACK_FB_ID, WRITEBACK_OUT_FENCE_PTR). `target` must have the CRTC's
+    /// mode size and a format of the connector's WRITEBACK_PIXEL_FORMATS.
+    Commit& capture(std::uint32_t connector, std::uint32_t crtc, const Framebuffer& target);
+
+    /// TEST_ONLY: whether the device would take the commit. The error names every plane's
+    /// framebuffer (format, modifier, size) and the first property that could not be set.
+    Status test(bool allow_modeset = false) const;
+    /// Applies the commit and waits until it is (a blocking commit: the in-fences signalled and
+    /// the new state is on screen). Returns the fences asked for.
+    Result<CommitFences> apply(bool allow_modeset = false);
+
+private:
+    struct Setting {
+        std::uint32_t object;
+        std::uint32_t object_type;
+        std::string property;
+        std::uint64_t value;
+    };
+    Result<int> run(std::uint32_t flags, CommitFences* fences) const;
+    std::string describe() const;
+    std::shared_ptr<Device::State> device_;
+    std::vector<Setting> settings_;
+    std::vector<Mode> modes_;          // owned copies for set_mode's blobs
+    std::vector<SyncFile> in_fences_;  // dups, alive until apply
+    std::vector<std::string> shown_;   // "plane P: FB (fourcc modifier WxH)" for errors
+    std::optional<std::uint32_t> out_fence_crtc_;
+    std::optional<std::uint32_t> writeback_connector_;
+    std::string error_;  // a setting that could not even be built
+};
+
+}  // namespace dmabridge::kms

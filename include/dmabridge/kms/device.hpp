@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file kms/device.hpp
+/// kms::Device: a DRM device with modesetting (a primary node, /dev/dri/cardN), its connectors,
+/// CRTCs and planes, and framebuffers made from BufferDescs.
+///
+/// Every plane's formats come from its IN_FORMATS blob as a FormatSet with modifiers (the plain
+/// format list with LINEAR where the driver has no blob), so a plane takes part in the same
+/// negotiation as Vulkan, GBM, EGL and V4L2 (FormatSet::intersect).
+///
+/// GEM handles: drmPrimeFDToHandle gives the same handle for every import of one buffer on one
+/// DRM file, and a GEM handle has no reference count: one GEM_CLOSE frees it for every user.
+/// The device therefore imports on a DRM file of its own (the same device opened again, never
+/// the application's fd, whose handles the application may close), counts the users of each
+/// handle (every plane of every framebuffer), and closes a handle when its last user goes.
+/// Two framebuffers of one buffer, two planes in one dma-buf, a buffer arriving again as a new
+/// fd: all share the handle safely, in any order of removal.
+///
+/// Thread safety: every member may be called from several threads; a Framebuffer may outlive its
+/// Device (it keeps what it needs).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/base/unique_fd.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/format_set.hpp>
+
+namespace dmabridge::kms {
+
+/// A display mode, as the kernel's drm_mode_modeinfo (the fields an atomic MODE_ID blob holds).
+struct Mode {
+    std::uint32_t clock = 0;  ///< pixel clock in kHz
+    std::uint16_t hdisplay = 0, hsync_start = 0, hsync_end = 0, htotal = 0, hskew = 0;
+    std::uint16_t vdisplay = 0, vsync_start = 0, vsync_end = 0, vtotal = 0, vscan = 0;
+    std::uint32_t vrefresh = 0;  ///< Hz, as the kernel reports it
+    std::uint32_t flags = 0;
+    std::uint32_t type = 0;
+    std::string name;        ///< e.g. "1024x768"
+    bool preferred = false;  ///< DRM_MODE_TYPE_PREFERRED
+    /// The refresh rate in mHz computed from the timings (more exact than vrefresh).
+    std::uint32_t refresh_mhz() const noexcept;
+};
+
+/// A connector: an output (HDMI-A-1, Virtual-1) or a writeback connector.
+struct Connector {
+    std::uint32_t id = 0;
+    std::string name;        ///< type and index, e.g. "Virtual-1", "Writeback-1"
+    bool connected = false;  ///< DRM_MODE_CONNECTED
+    bool writeback = false;  ///< a writeback connector (visible with the writeback client cap)
+    std::vector<Mode> modes;
+    std::uint32_t possible_crtcs = 0;  ///< bit i: CRTC index i can drive it (through its encoders)
+};
+
+/// A CRTC: composes planes into one picture for its connectors.
+struct Crtc {
+    std::uint32_t id = 0;
+    std::uint32_t index = 0;  ///< its index, as possible_crtcs bits count
+    bool active = false;      ///< a mode is set (it shows something now)
+};
+
+enum class PlaneType : std::uint8_t { overlay, primary, cursor };
+const char* to_string(PlaneType type) noexcept;
+
+/// A plane: scans out one framebuffer into a CRTC's picture.
+struct Plane {
+    std::uint32_t id = 0;
+    PlaneType type = PlaneType::overlay;
+    std::uint32_t possible_crtcs = 0;  ///< bit i: CRTC index i
+    /// (fourcc, modifier) pairs the plane scans out: its IN_FORMATS blob, or its format list
+    /// with LINEAR where the driver has no blob.
+    FormatSet formats;
+    std::optional<std::uint64_t> zpos;  ///< where the driver exposes zpos
+    bool rotation = false;              ///< has a "rotation" property
+    bool scaling = false;               ///< has "SCALING_FILTER" (scales where the driver allows)
+};
+
+class Framebuffer;
+
+/// A DRM device with modesetting. Move-only; a moved-from Device fails every call with
+/// Errc::empty_object.
+class Device {
+public:
+    /// Opens `path` (a primary node, "/dev/dri/card1"), or when empty the first primary node
+    /// whose driver does atomic modesetting. Sets the client caps universal planes, atomic and
+    /// writeback connectors, and reads the connectors, CRTCs and planes. Errors: the open's
+    /// errno; Errc::unsupported for a node without modesetting or atomic (naming the driver);
+    /// Errc::not_found when no node qualifies (naming each one tried and why).
+    static Result<Device> open(const std::string& path = "");
+    /// The same on an fd the application has (borrowed: the device keeps a dup for its atomic
+    /// commits; the caller may close its own). The client caps are set on that file.
+    static Result<Device> attach(int fd);
+
+    Device(Device&&) noexcept;
+    Device& operator=(Device&&) noexcept;
+    Device(const Device&) = delete;
+    Device& operator=(const Device&) = delete;
+    ~Device();
+
+    bool valid() const noexcept { return state_ != nullptr; }
+    /// The fd commits go through (this device's dup of the node or of the attached fd); -1 when
+    /// moved from. Poll it for page-flip events.
+    int fd() const noexcept;
+    /// The kernel driver's name ("vkms", "i915", ...).
+    const std::string& driver() const noexcept;
+    const std::vector<Connector>& connectors() const noexcept;
+    const std::vector<Crtc>& crtcs() const noexcept;
+    const std::vector<Plane>& planes() const noexcept;
+    /// Re-reads connectors, CRTCs and planes (after a hotplug).
+    Status refresh();
+
+    /// A framebuffer of `desc` (validated first, before any ioctl that could take its fds):
+    /// each distinct dma-buf imported once (PRIME) on the device's own import file, then
+    /// DRM_IOCTL_MODE_ADDFB2 with the description's modifier (passed only when it is not
+    /// DRM_FORMAT_MOD_INVALID). Errors: the description's; Errc::limit_exceeded for a size past
+    /// the device's limits (naming both); the ioctls' errno with the planes' numbers.
+    Result<Framebuffer> add_framebuffer(const BufferDesc& desc) const;
+
+    /// GEM handles this device holds on its import file now (for tests and leak checks).
+    std::size_t gem_handles() const;
+
+    struct State;
+
+private:
+    friend class Commit;
+    explicit Device(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
+    std::shared_ptr<State> state_;
+};
+
+/// A framebuffer made by Device::add_framebuffer. Move-only. Destroying it removes the
+/// framebuffer (DRM_IOCTL_MODE_CLOSEFB where the kernel has it, Linux 6.8: a framebuffer still
+/// on a plane stays on screen until a commit replaces it; RMFB before, which turns such a plane
+/// off) and then releases its GEM handles (closed when no other framebuffer uses them).
+class Framebuffer {
+public:
+    Framebuffer() = default;
+    Framebuffer(Framebuffer&& other) noexcept;
+    Framebuffer& operator=(Framebuffer&& other) noexcept;
+    Framebuffer(const Framebuffer&) = delete;
+    Framebuffer& operator=(const Framebuffer&) = delete;
+    ~Framebuffer();
+
+    /// The framebuffer's id (FB_ID of a plane); 0 when empty.
+    std::uint32_t id() const noexcept { return id_; }
+    std::uint32_t width() const noexcept { return width_; }
+    std::uint32_t height() const noexcept { return height_; }
+    std::uint32_t fourcc() const noexcept { return fourcc_; }
+    std::uint64_t modifier() const noexcept { return modifier_; }
+    bool valid() const noexcept { return id_ != 0; }
+    /// Removes the framebuffer now (as the destructor does); harmless when empty.
+    void reset() noexcept;
+
+private:
+    friend class Device;
+    std::shared_ptr<Device::State> device_;
+    std::uint32_t id_ = 0;
+    std::uint32_t width_ = 0, height_ = 0, fourcc_ = 0;
+    std::uint64_t modifier_ = 0;
+    std::vector<std::uint32_t> handles_;  // one per plane (repeats for planes of one buffer)
+};
+
+}  // namespace dmabridge::kms

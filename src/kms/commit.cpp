@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: MIT
+// kms::Commit: settings collected as (object, property name, value) and turned into one
+// drmModeAtomicReq when checked or applied; the property ids are looked up by name then, so
+// that an error can say which property of which object the device does not have.
+#include <dmabridge/kms/commit.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <utility>
+
+#include <xf86drm.h>
+#include <xf86drmMode.h>
+
+#include <dmabridge/format/fourcc.hpp>
+
+#include "base/sys.hpp"
+#include "kms/device_state.hpp"
+
+namespace dmabridge::kms {
+
+namespace {
+
+std::string n(std::uint64_t v) { return std::to_string(v); }
+
+// Settings whose value is not the value: an index into the commit's own lists.
+constexpr const char* mode_blob = "MODE_ID";
+constexpr const char* in_fence = "IN_FENCE_FD";
+constexpr const char* out_fence = "OUT_FENCE_PTR";
+constexpr const char* writeback_fence = "WRITEBACK_OUT_FENCE_PTR";
+
+drmModeModeInfo modeinfo_of(const Mode& m) {
+    drmModeModeInfo out{};
+    out.clock = m.clock;
+    out.hdisplay = m.hdisplay;
+    out.hsync_start = m.hsync_start;
+    out.hsync_end = m.hsync_end;
+    out.htotal = m.htotal;
+    out.hskew = m.hskew;
+    out.vdisplay = m.vdisplay;
+    out.vsync_start = m.vsync_start;
+    out.vsync_end = m.vsync_end;
+    out.vtotal = m.vtotal;
+    out.vscan = m.vscan;
+    out.vrefresh = m.vrefresh;
+    out.flags = m.flags;
+    out.type = m.type;
+    std::strncpy(out.name, m.name.c_str(), sizeof out.name - 1);
+    return out;
+}
+
+// The id of property `name` of an object, 0 when it has none.
+std::uint32_t property_id(int fd, std::uint32_t object, std::uint32_t type, const std::string& name) {
+    drmModeObjectProperties* props = drmModeObjectGetProperties(fd, object, type);
+    if (!props) return 0;
+    std::uint32_t id = 0;
+    for (std::uint32_t i = 0; i < props->count_props && id == 0; ++i) {
+        drmModePropertyRes* prop = drmModeGetProperty(fd, props->props[i]);
+        if (!prop) continue;
+        if (name == prop->name) id = prop->prop_id;
+        drmModeFreeProperty(prop);
+    }
+    drmModeFreeObjectProperties(props);
+    return id;
+}
+
+const char* type_name(std::uint32_t type) {
+    switch (type) {
+    case DRM_MODE_OBJECT_CRTC: return "CRTC";
+    case DRM_MODE_OBJECT_CONNECTOR: return "connector";
+    case DRM_MODE_OBJECT_PLANE: return "plane";
+    default: return "object";
+    }
+}
+
+}  // namespace
+
+Commit::Commit(const Device& device) : device_(device.state_) {
+    if (!device_) error_ = "the kms::Device is empty (moved from)";
+}
+
+Commit& Commit::set_mode(std::uint32_t crtc, std::uint32_t connector, const Mode& mode) {
+    modes_.push_back(mode);
+    settings_.push_back({crtc, DRM_MODE_OBJECT_CRTC, mode_blob, modes_.size() - 1});
+    settings_.push_back({crtc, DRM_MODE_OBJECT_CRTC, "ACTIVE", 1});
+    settings_.push_back({connector, DRM_MODE_OBJECT_CONNECTOR, "CRTC_ID", crtc});
+    return *this;
+}
+
+Commit& Commit::disable_crtc(std::uint32_t crtc) {
+    settings_.push_back({crtc, DRM_MODE_OBJECT_CRTC, "ACTIVE", 0});
+    settings_.push_back({crtc, DRM_MODE_OBJECT_CRTC, mode_blob, ~std::uint64_t{0}});  // no mode
+    return *this;
+}
+
+Commit& Commit::show(std::uint32_t plane, std::uint32_t crtc, const Framebuffer& fb, Rect source, Rect destination,
+                     const SyncFile* fence) {
+    if (!fb.valid()) {
+        error_ = "plane " + n(plane) + ": the Framebuffer is empty (moved from or removed)";
+        return *this;
+    }
+    if (source.width == 0 || source.height == 0) source = {0, 0, fb.width(), fb.height()};
+    if (destination.width == 0 || destination.height == 0) {
+        destination.width = source.width;
+        destination.height = source.height;
+    }
+    const auto set = [&](const char* name, std::uint64_t value) {
+        settings_.push_back({plane, DRM_MODE_OBJECT_PLANE, name, value});
+    };
+    set("FB_ID", fb.id());
+    set("CRTC_ID", crtc);
+    // Source coordinates are 16.16 fixed point; destination ones signed integers.
+    set("SRC_X", std::uint64_t(std::uint32_t(source.x)) << 16);
+    set("SRC_Y", std::uint64_t(std::uint32_t(source.y)) << 16);
+    set("SRC_W", std::uint64_t{source.width} << 16);
+    set("SRC_H", std::uint64_t{source.height} << 16);
+    set("CRTC_X", static_cast<std::uint64_t>(static_cast<std::int64_t>(destination.x)));
+    set("CRTC_Y", static_cast<std::uint64_t>(static_cast<std::int64_t>(destination.y)));
+    set("CRTC_W", destination.width);
+    set("CRTC_H", destination.height);
+    if (fence) {
+        if (!fence->valid()) {
+            error_ = "plane " + n(plane) + ": the in-fence is empty (moved from or released)";
+            return *this;
+        }
+        auto copy = fence->dup();
+        if (!copy) {
+            error_ = "plane " + n(plane) + ": " + copy.error().message();
+            return *this;
+        }
+        in_fences_.push_back(std::move(*copy));
+        set(in_fence, in_fences_.size() - 1);
+    }
+    shown_.push_back("plane " + n(plane) + ": framebuffer " + n(fb.id()) + " (" + fourcc_to_string(fb.fourcc()) + " " +
+                     modifier_to_string(fb.modifier()) + " " + n(fb.width()) + "x" + n(fb.height()) + ", source " +
+                     n(source.width) + "x" + n(source.height) + "+" + std::to_string(source.x) + "+" +
+                     std::to_string(source.y) + ", on CRTC " + n(crtc) + " at " + std::to_string(destination.x) + "," +
+                     std::to_string(destination.y) + " " + n(destination.width) + "x" + n(destination.height) + ")");
+    return *this;
+}
+
+Commit& Commit::hide(std::uint32_t plane) {
+    settings_.push_back({plane, DRM_MODE_OBJECT_PLANE, "FB_ID", 0});
+    settings_.push_back({plane, DRM_MODE_OBJECT_PLANE, "CRTC_ID", 0});
+    return *this;
+}
+
+Commit& Commit::want_out_fence(std::uint32_t crtc) {
+    out_fence_crtc_ = crtc;
+    return *this;
+}
+
+Commit& Commit::capture(std::uint32_t connector, std::uint32_t crtc, const Framebuffer& target) {
+    if (!target.valid()) {
+        error_ = "writeback connector " + n(connector) + ": the target Framebuffer is empty";
+        return *this;
+    }
+    settings_.push_back({connector, DRM_MODE_OBJECT_CONNECTOR, "CRTC_ID", crtc});
+    settings_.push_back({connector, DRM_MODE_OBJECT_CONNECTOR, "WRITEBACK_FB_ID", target.id()});
+    writeback_connector_ = connector;
+    shown_.push_back("writeback connector " + n(connector) + ": framebuffer " + n(target.id()) + " (" +
+                     fourcc_to_string(target.fourcc()) + " " + n(target.width()) + "x" + n(target.height()) + ")");
+    return *this;
+}
+
+std::string Commit::describe() const {
+    std::string out;
+    for (const auto& s : shown_) out += (out.empty() ? "" : "; ") + s;
+    return out.empty() ? "no plane" : out;
+}
+
+Result<int> Commit::run(std::uint32_t flags, CommitFences* fences) const {
+    const std::string what = std::string("kms ") + ((flags & DRM_MODE_ATOMIC_TEST_ONLY) ? "test" : "commit");
+    if (!error_.empty()) {
+        if (!device_) return Error::library(Errc::empty_object, what + ": " + error_);
+        return Error::library(Errc::invalid_argument, what + ": " + error_);
+    }
+    const int fd = device_->fd.get();
+    drmModeAtomicReqPtr req = drmModeAtomicAlloc();
+    if (!req) return Error::from_errno(ENOMEM, what + ": drmModeAtomicAlloc");
+    std::vector<std::uint32_t> blobs;
+    // The kernel writes the out-fences as 32-bit fds (measured on vkms: s32, not s64).
+    std::int32_t out_fd = -1, writeback_fd = -1;
+    const auto cleanup = [&] {
+        drmModeAtomicFree(req);
+        for (std::uint32_t b : blobs) (void)drmModeDestroyPropertyBlob(fd, b);
+    };
+    const auto add = [&](std::uint32_t object, std::uint32_t type, const std::string& name,
+                         std::uint64_t value) -> Status {
+        const std::uint32_t prop = property_id(fd, object, type, name);
+        if (prop == 0)
+            return Error::library(Errc::unsupported, what + ": " + type_name(type) + " " + n(object) +
+                                                         " has no property " + name + " (" + describe() + ")");
+        if (drmModeAtomicAddProperty(req, object, prop, value) < 0)
+            return Error::from_errno(ENOMEM, what + ": drmModeAtomicAddProperty");
+        return {};
+    };
+    for (const Setting& s : settings_) {
+        std::uint64_t value = s.value;
+        if (s.property == mode_blob && value != ~std::uint64_t{0}) {
+            const drmModeModeInfo info = modeinfo_of(modes_[value]);
+            std::uint32_t blob = 0;
+            if (drmModeCreatePropertyBlob(fd, &info, sizeof info, &blob) != 0) {
+                const int err = errno;
+                cleanup();
+                return Error::from_errno(err, what + ": MODE_ID blob of mode " + modes_[s.value].name);
+            }
+            blobs.push_back(blob);
+            value = blob;
+        } else if (s.property == mode_blob) {
+            value = 0;
+        } else if (s.property == in_fence) {
+            value = static_cast<std::uint64_t>(in_fences_[value].fd());
+        }
+        if (auto ok = add(s.object, s.object_type, s.property, value); !ok) {
+            cleanup();
+            return ok.error();
+        }
+    }
+    if (!(flags & DRM_MODE_ATOMIC_TEST_ONLY)) {
+        if (out_fence_crtc_)
+            if (auto ok = add(*out_fence_crtc_, DRM_MODE_OBJECT_CRTC, out_fence,
+                              static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&out_fd)));
+                !ok) {
+                cleanup();
+                return ok.error();
+            }
+        if (writeback_connector_)
+            if (auto ok = add(*writeback_connector_, DRM_MODE_OBJECT_CONNECTOR, writeback_fence,
+                              static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&writeback_fd)));
+                !ok) {
+                cleanup();
+                return ok.error();
+            }
+    }
+    const int rc = drmModeAtomicCommit(fd, req, flags, nullptr);
+    const int err = errno;
+    cleanup();
+    if (rc != 0) return Error::from_errno(err, what + " refused: " + describe());
+    if (fences) {
+        if (out_fd >= 0) {
+            auto f = SyncFile::adopt(UniqueFd(out_fd));
+            if (!f) return f.error().with_context(what + ": out-fence");
+            fences->out_fence = std::move(*f);
+        }
+        if (writeback_fd >= 0) {
+            auto f = SyncFile::adopt(UniqueFd(writeback_fd));
+            if (!f) return f.error().with_context(what + ": writeback fence");
+            fences->writeback_fence = std::move(*f);
+        }
+    }
+    return 0;
+}
+
+Status Commit::test(bool allow_modeset) const {
+    std::uint32_t flags = DRM_MODE_ATOMIC_TEST_ONLY;
+    if (allow_modeset) flags |= DRM_MODE_ATOMIC_ALLOW_MODESET;
+    auto r = run(flags, nullptr);
+    if (!r) return r.error();
+    return {};
+}
+
+Result<CommitFences> Commit::apply(bool allow_modeset) {
+    CommitFences fences;
+    auto r = run(allow_modeset ? DRM_MODE_ATOMIC_ALLOW_MODESET : 0u, &fences);
+    if (!r) return r.error();
+    in_fences_.clear();
+    return fences;
+}
+
+}  // namespace dmabridge::kms
