@@ -228,8 +228,14 @@ namespace {
 
 Result<Device::State*> fill(Device::State& st, const std::string& who) {
     st.driver = driver_name(st.fd.get());
-    if (auto ok = set_caps(st.fd.get(), who + " (" + (st.driver.empty() ? "unknown driver" : st.driver) + ")"); !ok)
-        return ok.error();
+    const std::string named = who + " (" + (st.driver.empty() ? "unknown driver" : st.driver) + ")";
+    // Render-only drivers (vgem, most GPUs' render nodes) answer every KMS call with EOPNOTSUPP.
+    if (drmModeRes* res = drmModeGetResources(st.fd.get()))
+        drmModeFreeResources(res);
+    else
+        return Error::library(Errc::unsupported, named + ": no modesetting (no KMS resources: " +
+                                                     std::strerror(errno) + "); a render-only driver?");
+    if (auto ok = set_caps(st.fd.get(), named); !ok) return ok.error();
     // The device opened again for imports: handles on it are the library's alone.
     char* node = drmGetDeviceNameFromFd2(st.fd.get());
     if (!node) return Error::library(Errc::unsupported, who + ": cannot find the device node of the fd");
