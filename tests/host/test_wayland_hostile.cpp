@@ -224,6 +224,18 @@ TEST_CASE("lying feedback fails the connection with the numbers and leaks no fd"
              zwp_linux_dmabuf_feedback_v1_send_done(f);
          },
          "announced size 48 but the file has 32 bytes"},
+        {"a table truncated after its size was announced",
+         [](wl_resource* f) {
+             // The client reads the table only when it dispatches the event: the file is
+             // already empty then (a mapped read of it would have been a SIGBUS).
+             const int fd = table_fd(rows, sizeof(Row) * 3);
+             zwp_linux_dmabuf_feedback_v1_send_format_table(f, fd, sizeof(Row) * 3);
+             REQUIRE(::ftruncate(fd, 0) == 0);
+             ::close(fd);
+             send_tranche(f, {0});
+             zwp_linux_dmabuf_feedback_v1_send_done(f);
+         },
+         "announced size 48 but the file has 0 bytes"},
         {"an index past the table",
          [](wl_resource* f) {
              send_table(f, sizeof(Row) * 3, sizeof(Row) * 3);

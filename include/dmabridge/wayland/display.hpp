@@ -53,8 +53,10 @@ public:
     /// Fails with ENOENT-like errno from wl_display_connect when no compositor listens, with
     /// Errc::unsupported naming the missing global when the compositor lacks wl_compositor,
     /// xdg_wm_base or zwp_linux_dmabuf_v1 v3+, and with EPROTO naming the interface and code
-    /// when the compositor raises a protocol error. A malformed format table (size, indices)
-    /// fails with Errc::invalid_argument.
+    /// when the compositor raises a protocol error. A malformed format table (size, indices, a
+    /// file that is not regular or shorter than announced, also when the compositor shrinks it
+    /// meanwhile: it is read, never mapped, so that cannot raise SIGBUS) fails with
+    /// Errc::invalid_argument; a table announced larger than 65536 rows with Errc::limit_exceeded.
     static Result<Display> connect(const DisplayOptions& options = {});
 
     Display(Display&&) noexcept;
