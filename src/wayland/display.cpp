@@ -163,13 +163,16 @@ Status Display::State::flush(const std::string& operation) {
 
 Result<bool> Display::State::dispatch(Timeout timeout, const std::string& operation) {
     if (broken) return broken->with_context(operation);
-    // Events already read (by an earlier read) go first.
+    // Events already read (by an earlier read) go first. A handler can find the compositor
+    // breaking the protocol (a release "fence" that is none): that error is returned at once.
     int n = wl_display_dispatch_pending(display);
     if (n < 0) return connection_error(operation);
+    if (broken) return broken->with_context(operation);
     if (n > 0) return true;
     while (wl_display_prepare_read(display) != 0) {
         n = wl_display_dispatch_pending(display);
         if (n < 0) return connection_error(operation);
+        if (broken) return broken->with_context(operation);
         if (n > 0) return true;
     }
     if (wl_display_flush(display) < 0 && errno != EAGAIN) {
@@ -185,6 +188,7 @@ Result<bool> Display::State::dispatch(Timeout timeout, const std::string& operat
     if (wl_display_read_events(display) < 0) return connection_error(operation);
     n = wl_display_dispatch_pending(display);
     if (n < 0) return connection_error(operation);
+    if (broken) return broken->with_context(operation);
     return true;
 }
 

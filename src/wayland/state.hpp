@@ -64,9 +64,11 @@ struct SurfaceBuffer {
     zwp_linux_buffer_release_v1* pending_release = nullptr;
     bool awaiting_release = false;           // wl_buffer.release not yet received
     bool awaiting_explicit_release = false;  // the commit's buffer_release event not yet received
+    bool unknown_release = false;            // released with a "fence" that is none: never free again
     std::optional<SyncFile> release_fence;
     std::uint64_t presented_at = 0;          // sequence number of its last present (0: never)
     struct Surface::State* surface = nullptr;
+    SurfaceBufferId index = 0;               // its id, for messages
 };
 
 struct Surface::State {

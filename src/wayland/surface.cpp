@@ -71,15 +71,25 @@ void finish_explicit_release(SurfaceBuffer* slot) {
 }
 void fenced_release(void* data, zwp_linux_buffer_release_v1*, std::int32_t fd) {
     auto* slot = static_cast<SurfaceBuffer*>(data);
-    auto fence = SyncFile::adopt(UniqueFd(fd));
-    if (fence) {
-        slot->release_fence = std::move(*fence);
-    } else {
-        // Not a sync_file: the safe reading is "not known to be done"; the fd is closed by adopt.
-        dmabridge::detail::log_message(LogLevel::warning,
-                                       "wayland fenced_release: " + fence.error().message() + " (ignored)");
-    }
     ++slot->surface->stats.fenced_releases;
+    auto fence = SyncFile::adopt(UniqueFd(fd));  // the fd is closed by adopt when it fails
+    if (!fence) {
+        // The compositor says "free once this fence signals" and sends something that is no
+        // fence: when it stops reading the buffer is unknowable, so the buffer is never handed
+        // out again, and the connection is treated as broken (as libwayland treats a malformed
+        // message): every later call of the Display and its Surfaces returns this error.
+        slot->unknown_release = true;
+        zwp_linux_buffer_release_v1_destroy(slot->pending_release);
+        slot->pending_release = nullptr;
+        auto& display = *slot->surface->display;
+        if (!display.broken)
+            display.broken = Error::from_errno(
+                EPROTO, "the compositor's fenced_release of buffer " + std::to_string(slot->index) +
+                            " carried an fd that is not a sync_file (" + fence.error().message() +
+                            "); the buffer stays busy and the connection is treated as broken");
+        return;
+    }
+    slot->release_fence = std::move(*fence);
     finish_explicit_release(slot);
 }
 void immediate_release(void* data, zwp_linux_buffer_release_v1*) {
@@ -100,7 +110,9 @@ void frame_done(void* data, wl_callback* callback, std::uint32_t) {
 }
 constexpr wl_callback_listener frame_listener{.done = frame_done};
 
-bool slot_busy(const SurfaceBuffer& slot) { return slot.awaiting_release || slot.awaiting_explicit_release; }
+bool slot_busy(const SurfaceBuffer& slot) {
+    return slot.awaiting_release || slot.awaiting_explicit_release || slot.unknown_release;
+}
 
 }  // namespace
 
@@ -201,6 +213,7 @@ Result<SurfaceBufferId> Surface::add_buffer(BufferDesc desc) {
     slot->desc = std::move(desc);
     slot->buffer = buffer;
     slot->surface = state_.get();
+    slot->index = static_cast<SurfaceBufferId>(state_->buffers.size());
     wl_buffer_add_listener(buffer, &buffer_listener, slot.get());
     state_->buffers.push_back(std::move(slot));
     if (auto flushed = display.flush("wayland::Surface::add_buffer"); !flushed) return flushed.error();

@@ -75,6 +75,9 @@ public:
     /// dispatched, false when the timeout passed first. Fails with the protocol error
     /// (EPROTO: interface, object id, code, and the compositor's message when it sent one) or
     /// the socket's errno once the connection is broken; every later call fails the same way.
+    /// The library also declares the connection broken (EPROTO, saying what the compositor
+    /// sent) when the compositor breaks a rule libwayland cannot check, such as a
+    /// fenced_release whose fd is not a sync_file (see Surface::take_release_fence()).
     Result<bool> dispatch(Timeout timeout);
 
     /// Sends a wl_display.sync and dispatches until the compositor answered it: every request

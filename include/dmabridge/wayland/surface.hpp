@@ -117,6 +117,10 @@ public:
 
     /// The fence the compositor gave back with buffer `id`'s last explicit release, if any:
     /// writes to the buffer must wait for it. Taking it clears it.
+    /// A fenced release whose fd is not a sync_file never frees the buffer: when the compositor
+    /// stops reading it cannot be known, so the buffer stays busy() and the connection is
+    /// treated as broken (the dispatch that received it, and every later call, fail with
+    /// EPROTO naming the buffer).
     std::optional<SyncFile> take_release_fence(SurfaceBufferId id);
 
     /// Attaches buffer `id`, damages all of it, asks for a frame callback and commits; then

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: MIT
+// The Wayland Surface against a scripted compositor (tests/support/fake_compositor) with real
+// dma-bufs (vgem) and real fences: what weston never does on purpose. A release "fence" that is
+// not a sync_file; the release fence and the acquire fence of a buffer whose planes are
+// distinct dma-bufs. In the VM (vgem), no weston needed.
+#include <dmabridge/wayland/display.hpp>
+#include <dmabridge/wayland/surface.hpp>
+
+#include <chrono>
+#include <cstring>
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <wayland-server.h>
+
+#include "linux-explicit-synchronization-v1-server.h"
+
+#include <doctest/doctest.h>
+
+#include <dmabridge/format/fourcc.hpp>
+
+#include "fake_compositor.hpp"
+#include "fd_count.hpp"
+#include "vgem.hpp"
+
+using namespace dmabridge;
+using namespace dmabridge::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::uint32_t side = 64;
+
+FakeCompositorOptions options(bool explicit_sync) {
+    FakeCompositorOptions o;
+    o.explicit_sync = explicit_sync;
+    o.formats = {{fourcc::XBGR8888, modifier::linear}, {fourcc::NV12, modifier::linear}};
+    return o;
+}
+
+wayland::Display connect_to(const FakeCompositor& compositor) {
+    wayland::DisplayOptions o;
+    o.name = compositor.socket();
+    o.timeout = 10s;
+    auto d = wayland::Display::connect(o);
+    REQUIRE_MESSAGE(d, (d ? "" : d.error().message()));
+    return std::move(*d);
+}
+
+wayland::Surface surface_on(wayland::Display& display, wayland::PresentSync sync) {
+    wayland::SurfaceOptions o;
+    o.sync = sync;
+    o.configure_timeout = 10s;
+    auto s = display.create_surface(o);
+    REQUIRE_MESSAGE(s, (s ? "" : s.error().message()));
+    return std::move(*s);
+}
+
+// A 64x64 XBGR8888 buffer in one vgem dma-buf.
+BufferDesc rgb_buffer(Vgem& vgem) {
+    BufferDesc d;
+    d.width = side;
+    d.height = side;
+    d.fourcc = fourcc::XBGR8888;
+    d.planes.push_back({vgem.create_buffer(side * side * 4), 0, side * 4});
+    return d;
+}
+
+}  // namespace
+
+TEST_SUITE("wayland") {
+
+TEST_CASE("a release 'fence' that is not a sync_file keeps the buffer busy and breaks the connection") {
+    FdLeakCheck leaks;
+    Vgem vgem;
+    auto script = options(true);
+    // The compositor answers each replaced commit with a memfd as its release fence.
+    script.release = [](FakeCommit& previous, FakeCommit&) {
+        if (previous.buffer != nullptr) wl_buffer_send_release(previous.buffer);
+        if (previous.release != nullptr) {
+            const int not_a_fence = ::memfd_create("not-a-fence", MFD_CLOEXEC);
+            REQUIRE(not_a_fence >= 0);
+            zwp_linux_buffer_release_v1_send_fenced_release(previous.release, not_a_fence);
+            ::close(not_a_fence);  // the event carries a duplicate
+            wl_resource_destroy(previous.release);
+            previous.release = nullptr;
+        }
+    };
+    FakeCompositor compositor(script);
+    auto display = connect_to(compositor);
+    REQUIRE(display.explicit_sync());
+    auto surface = surface_on(display, wayland::PresentSync::explicit_fences);
+    auto a = surface.add_buffer(rgb_buffer(vgem));
+    auto b = surface.add_buffer(rgb_buffer(vgem));
+    REQUIRE(a);
+    REQUIRE(b);
+    REQUIRE(surface.present(*a));
+    REQUIRE(surface.present(*b));  // the compositor releases A with its "fence"
+
+    // Before: A came back free, as if the compositor had stopped reading it.
+    auto freed = surface.acquire_free(5s);
+    REQUIRE_FALSE(freed);
+    CHECK(freed.error().is_errno(EPROTO));
+    CHECK_MESSAGE(freed.error().message().find("not a sync_file") != std::string::npos, freed.error().message());
+    CHECK(surface.busy(*a));
+    CHECK_FALSE(surface.take_release_fence(*a).has_value());
+    // Every later call says the same.
+    auto again = surface.present(*a);
+    REQUIRE_FALSE(again);
+    CHECK(again.error().message().find("not a sync_file") != std::string::npos);
+    auto dispatched = display.dispatch(0ms);
+    REQUIRE_FALSE(dispatched);
+    CHECK(dispatched.error().is_errno(EPROTO));
+}
+
+}  // TEST_SUITE
