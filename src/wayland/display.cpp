@@ -163,33 +163,58 @@ Status Display::State::flush(const std::string& operation) {
 
 Result<bool> Display::State::dispatch(Timeout timeout, const std::string& operation) {
     if (broken) return broken->with_context(operation);
-    // Events already read (by an earlier read) go first. A handler can find the compositor
-    // breaking the protocol (a release "fence" that is none): that error is returned at once.
-    int n = wl_display_dispatch_pending(display);
-    if (n < 0) return connection_error(operation);
-    if (broken) return broken->with_context(operation);
-    if (n > 0) return true;
-    while (wl_display_prepare_read(display) != 0) {
-        n = wl_display_dispatch_pending(display);
+    const dmabridge::detail::Deadline deadline(timeout);
+    for (;;) {
+        // Events already read (by an earlier read) go first. A handler can find the compositor
+        // breaking the protocol (a release "fence" that is none): that error is returned at once.
+        int n = wl_display_dispatch_pending(display);
         if (n < 0) return connection_error(operation);
         if (broken) return broken->with_context(operation);
         if (n > 0) return true;
+        while (wl_display_prepare_read(display) != 0) {
+            n = wl_display_dispatch_pending(display);
+            if (n < 0) return connection_error(operation);
+            if (broken) return broken->with_context(operation);
+            if (n > 0) return true;
+        }
+        // Send what is queued. EAGAIN means the socket is full and part of it is still in
+        // libwayland's buffer: the compositor may answer nothing before it has that part (a
+        // roundtrip's sync, a commit), so the wait below is also for the socket to take more,
+        // as every wl_display_flush user must. Waiting for events alone could sleep until the
+        // timeout with our own requests unsent.
+        bool unsent = false;
+        if (wl_display_flush(display) < 0) {
+            if (errno != EAGAIN) {
+                wl_display_cancel_read(display);
+                return connection_error(operation);
+            }
+            unsent = true;
+        }
+        const auto left = deadline.wait_ms();  // nothing once passed: then one poll that does not block
+        pollfd p{wl_display_get_fd(display), static_cast<short>(POLLIN | (unsent ? POLLOUT : 0)), 0};
+        const int ready = ::poll(&p, 1, left ? *left : 0);
+        if (ready < 0) {
+            const int err = errno;
+            wl_display_cancel_read(display);
+            if (err == EINTR) continue;
+            return Error::from_errno(err, "wayland dispatch: poll").with_context(operation);
+        }
+        if (ready == 0) {
+            wl_display_cancel_read(display);
+            if (!left) return false;
+            continue;  // a rounded-down wait: the deadline decides on the next turn
+        }
+        if ((p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
+            // Writable only: send the rest on the next turn, then wait again.
+            wl_display_cancel_read(display);
+            continue;
+        }
+        if (wl_display_read_events(display) < 0) return connection_error(operation);
+        n = wl_display_dispatch_pending(display);
+        if (n < 0) return connection_error(operation);
+        if (broken) return broken->with_context(operation);
+        return true;
     }
-    if (wl_display_flush(display) < 0 && errno != EAGAIN) {
-        wl_display_cancel_read(display);
-        return connection_error(operation);
-    }
-    const auto ready = dmabridge::detail::poll_fd(wl_display_get_fd(display), POLLIN, timeout, "wayland dispatch");
-    if (!ready || *ready == WaitStatus::timed_out) {
-        wl_display_cancel_read(display);
-        if (!ready) return ready.error().with_context(operation);
-        return false;
-    }
-    if (wl_display_read_events(display) < 0) return connection_error(operation);
-    n = wl_display_dispatch_pending(display);
-    if (n < 0) return connection_error(operation);
-    if (broken) return broken->with_context(operation);
-    return true;
 }
 
 Status Display::State::dispatch_until(const std::function<bool()>& done, Timeout timeout, const std::string& what) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -197,4 +198,47 @@ TEST_CASE("no compositor: connect says which display it tried") {
     REQUIRE_FALSE(display);
     CHECK(display.error().domain() == ErrorDomain::system);
     CHECK(display.error().message().find("/nonexistent/dmabridge-no-such-display") != std::string::npos);
+}
+
+TEST_CASE("a compositor that stops reading: the client waits for its socket too, not only for events") {
+    // The client's requests fill its socket while the compositor reads nothing; the rest stays
+    // in libwayland's buffer. A roundtrip's sync is behind them: the compositor cannot answer it
+    // before the client sends it, and the client can send it only once the socket takes more.
+    // A client waiting for events alone sleeps until its timeout.
+    dmabridge::test::FdLeakCheck leaks;
+    dmabridge::test::FakeCompositorOptions options;
+    options.formats = {{fourcc::XRGB8888, modifier::linear}};
+    FakeCompositor compositor(options);
+    wayland::DisplayOptions display_options;
+    display_options.name = compositor.socket();
+    display_options.timeout = 5s;
+    auto display = wayland::Display::connect(display_options);
+    REQUIRE_MESSAGE(display, (display ? "" : display.error().message()));
+    // A small send buffer: a few kilobytes of requests fill the socket.
+    const int small = 4096;
+    REQUIRE(::setsockopt(display->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+
+    compositor.pause_reading(true);
+    constexpr std::uint32_t pings = 3000;  // 3000 pongs: 36 kB of requests
+    compositor.ping(pings);
+    // Answer every ping: the pongs fill the socket, the rest waits in libwayland's buffer.
+    for (int i = 0; i < 1000; ++i) {
+        auto dispatched = display->dispatch(200ms);
+        REQUIRE_MESSAGE(dispatched, (dispatched ? "" : dispatched.error().message()));
+        if (!*dispatched) break;
+    }
+    CHECK(compositor.pongs == 0);
+
+    // The compositor reads again 300 ms into the roundtrip; it sends nothing until the sync.
+    std::thread resume([&] {
+        std::this_thread::sleep_for(300ms);
+        compositor.pause_reading(false);
+    });
+    const auto start = std::chrono::steady_clock::now();
+    auto roundtrip = display->roundtrip();
+    const auto took = std::chrono::steady_clock::now() - start;
+    resume.join();
+    REQUIRE_MESSAGE(roundtrip, (roundtrip ? "" : roundtrip.error().message()));
+    CHECK(took < 4s);
+    CHECK(compositor.pongs == pings);
 }

@@ -71,7 +71,10 @@ public:
     int fd() const noexcept;
 
     /// Flushes pending requests, waits up to `timeout` for events (0: do not wait), reads and
-    /// dispatches them (buffer releases, configures, pings). Returns true when events were
+    /// dispatches them (buffer releases, configures, pings). While requests remain unsent (the
+    /// socket was full: the compositor reads slowly) it also waits for the socket to take more
+    /// and sends them, so that a compositor that answers only once it has them is not waited
+    /// for in vain. Returns true when events were
     /// dispatched, false when the timeout passed first. Fails with the protocol error
     /// (EPROTO: interface, object id, code, and the compositor's message when it sent one) or
     /// the socket's errno once the connection is broken; every later call fails the same way.
