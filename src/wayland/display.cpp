@@ -120,8 +120,8 @@ void sync_done(void* data, wl_callback* callback, std::uint32_t) {
 constexpr wl_callback_listener sync_listener{.done = sync_done};
 
 Error moved_from(const char* operation) {
-    return Error::library(Errc::invalid_argument, std::string("wayland::Display::") + operation +
-                                                      ": the Display was moved from");
+    return Error::library(Errc::empty_object, std::string("wayland::Display::") + operation +
+                                                  ": the Display is empty (moved from)");
 }
 
 }  // namespace

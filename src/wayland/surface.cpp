@@ -25,8 +25,8 @@ const char* to_string(PresentSync sync) noexcept {
 namespace {
 
 Error moved_from(const char* operation) {
-    return Error::library(Errc::invalid_argument, std::string("wayland::Surface::") + operation +
-                                                      ": the Surface was moved from");
+    return Error::library(Errc::empty_object, std::string("wayland::Surface::") + operation +
+                                                  ": the Surface is empty (moved from)");
 }
 
 // --- xdg_surface / xdg_toplevel: the size the compositor wants, acknowledged at once. ---
@@ -130,7 +130,8 @@ Surface::State::~State() {
 }
 
 Result<Surface> Surface::create(Display& display, const SurfaceOptions& options) {
-    if (!display.state_) return moved_from("create");
+    if (!display.state_)
+        return Error::library(Errc::empty_object, "wayland::Surface::create: the Display is empty (moved from)");
     const auto& dstate = display.state_;
     if (dstate->broken) return dstate->broken->with_context("wayland::Surface::create");
     PresentSync sync = options.sync;
@@ -178,6 +179,10 @@ Result<SurfaceBufferId> Surface::add_buffer(BufferDesc desc) {
     if (!state_) return moved_from("add_buffer");
     auto& display = *state_->display;
     if (display.broken) return display.broken->with_context("wayland::Surface::add_buffer");
+    for (std::size_t i = 0; i < desc.planes.size(); ++i)
+        if (!desc.planes[i].buffer.valid())
+            return Error::library(Errc::empty_object, "wayland::Surface::add_buffer: plane " + std::to_string(i) +
+                                                          "'s dma-buf is empty (moved from or released)");
     if (auto valid = desc.validate(); !valid) return valid.error().with_context("wayland::Surface::add_buffer");
     if (!display.formats.contains(desc.fourcc, desc.modifier))
         return Error::library(Errc::unsupported, "wayland::Surface::add_buffer: the compositor does not accept " +
@@ -271,7 +276,7 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
         return Error::library(Errc::invalid_argument,
                               what + ": the compositor still holds it (no release since its last present)");
     if (acquire && !acquire->valid())
-        return Error::library(Errc::invalid_argument, what + ": the acquire fence is empty (moved from?)");
+        return Error::library(Errc::empty_object, what + ": the acquire fence is empty (moved from or released)");
 
     const bool explicit_sync = state_->sync == PresentSync::explicit_fences;
     if (acquire && !explicit_sync) {

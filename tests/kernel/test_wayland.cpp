@@ -348,9 +348,12 @@ TEST_CASE_FIXTURE(WaylandLeakTest, "formats and modifiers the compositor did not
 
     // Moved-from objects fail.
     auto moved_surface = std::move(surface);
-    CHECK_FALSE(surface.present(0));  // NOLINT(bugprone-use-after-move): that is the test
+    CHECK(surface.present(0).error().is(Errc::empty_object));  // NOLINT(bugprone-use-after-move): that is the test
+    CHECK(surface.add_buffer({}).error().is(Errc::empty_object));  // NOLINT(bugprone-use-after-move)
     auto moved_display = std::move(display);
-    CHECK_FALSE(display.roundtrip());  // NOLINT(bugprone-use-after-move)
+    CHECK(display.roundtrip().error().is(Errc::empty_object));  // NOLINT(bugprone-use-after-move)
+    CHECK(display.dispatch(0ms).error().is(Errc::empty_object));  // NOLINT(bugprone-use-after-move)
+    CHECK(display.create_surface({}).error().is(Errc::empty_object));  // NOLINT(bugprone-use-after-move)
     CHECK(display.fd() == -1);
 }
 

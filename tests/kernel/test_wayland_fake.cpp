@@ -68,6 +68,14 @@ BufferDesc rgb_buffer(Vgem& vgem) {
     return d;
 }
 
+// A sync_file of a dma-buf's (signalled) fences: a real fence the test owns.
+SyncFile vgem_fence_file(Vgem& vgem) {
+    auto buffer = vgem.create_buffer(4096);
+    auto fence = buffer.export_sync_file(Access::read);
+    REQUIRE_MESSAGE(fence, (fence ? "" : fence.error().message()));
+    return std::move(*fence);
+}
+
 }  // namespace
 
 TEST_SUITE("wayland") {
@@ -113,6 +121,30 @@ TEST_CASE("a release 'fence' that is not a sync_file keeps the buffer busy and b
     auto dispatched = display.dispatch(0ms);
     REQUIRE_FALSE(dispatched);
     CHECK(dispatched.error().is_errno(EPROTO));
+}
+
+TEST_CASE("empty objects given to a Surface fail with Errc::empty_object before anything is sent") {
+    FdLeakCheck leaks;
+    Vgem vgem;
+    FakeCompositor compositor(options(false));
+    auto display = connect_to(compositor);
+    auto surface = surface_on(display, wayland::PresentSync::implicit);
+    auto desc = rgb_buffer(vgem);
+    auto moved_plane = std::move(desc.planes[0].buffer);
+    auto empty_plane = surface.add_buffer(std::move(desc));
+    REQUIRE_FALSE(empty_plane);
+    CHECK(empty_plane.error().is(Errc::empty_object));
+    CHECK(surface.buffer_count() == 0);
+    auto id = surface.add_buffer(rgb_buffer(vgem));
+    REQUIRE(id);
+    auto fence = std::optional<SyncFile>(vgem_fence_file(vgem));
+    auto taken = std::move(*fence);
+    auto empty_fence = surface.present(*id, std::move(fence));
+    REQUIRE_FALSE(empty_fence);
+    CHECK(empty_fence.error().is(Errc::empty_object));
+    CHECK_FALSE(surface.busy(*id));
+    CHECK(compositor.commits == 0);
+    CHECK(display.roundtrip());
 }
 
 }  // TEST_SUITE

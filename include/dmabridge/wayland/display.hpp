@@ -44,7 +44,8 @@ struct DisplayOptions {
 /// zwp_linux_explicit_synchronization_v1).
 ///
 /// Thread safety: not thread-safe. One thread calls every function of a Display and of its
-/// Surfaces (they share the event queue). Moved-from Displays fail every call.
+/// Surfaces (they share the event queue). A moved-from Display fails every call at once with
+/// Errc::empty_object (fd() returns -1, the queries their zero values).
 class Display {
 public:
     /// Connects, binds the globals and waits (up to options.timeout) until the compositor has

@@ -69,7 +69,9 @@ struct SurfaceStats {
 /// A mapped xdg toplevel showing dma-bufs.
 ///
 /// Thread safety: not thread-safe; the thread that drives its Display calls every function.
-/// Moved-from Surfaces fail every call.
+/// A moved-from Surface fails every call at once with Errc::empty_object (the queries return
+/// their zero values); so do add_buffer() with a plane whose DmaBuf is empty and present() with
+/// an empty acquire SyncFile.
 class Surface {
 public:
     /// Creates a wl_surface with an xdg_surface and xdg_toplevel role, commits it and
