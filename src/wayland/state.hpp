@@ -65,7 +65,8 @@ struct SurfaceBuffer {
     bool awaiting_release = false;           // wl_buffer.release not yet received
     bool awaiting_explicit_release = false;  // the commit's buffer_release event not yet received
     bool unknown_release = false;            // released with a "fence" that is none: never free again
-    std::optional<SyncFile> release_fence;
+    std::optional<SyncFile> release_fence;   // for take_release_fence()
+    std::optional<SyncFile> cpu_wait_fence;  // a release fence no dma-buf took: acquire_free waits for it
     std::uint64_t presented_at = 0;          // sequence number of its last present (0: never)
     struct Surface::State* surface = nullptr;
     SurfaceBufferId index = 0;               // its id, for messages

@@ -89,6 +89,20 @@ void fenced_release(void* data, zwp_linux_buffer_release_v1*, std::int32_t fd) {
                             "); the buffer stays busy and the connection is treated as broken");
         return;
     }
+    // The compositor may read the buffer until the fence signals: it joins every distinct
+    // dma-buf's fences as a read fence, so whoever writes next and waits for the dma-bufs (a
+    // GPU acquire through the sync bridge, DmaBuf::wait, another process) waits for it too;
+    // every client did this by hand, and usually for plane 0 only.
+    if (auto attached = attach_fence(slot->desc, *fence, Access::read); !attached) {
+        // Before Linux 6.0 a dma-buf takes no fence: acquire_free() waits for it on the CPU.
+        if (!attached.error().is(Errc::unsupported))
+            dmabridge::detail::log_message(LogLevel::warning, "wayland release of buffer " + std::to_string(slot->index) +
+                                                                  ": " + attached.error().message() +
+                                                                  " (acquire_free waits for the fence instead)");
+        auto copy = fence->dup();
+        if (copy) slot->cpu_wait_fence = std::move(*copy);
+        else slot->unknown_release = true;  // no fd left to wait with: never handed out again
+    }
     slot->release_fence = std::move(*fence);
     finish_explicit_release(slot);
 }
@@ -244,6 +258,7 @@ Result<SurfaceBufferId> Surface::acquire_free(Timeout timeout) {
     if (!state_) return moved_from("acquire_free");
     if (state_->buffers.empty())
         return Error::library(Errc::not_found, "wayland::Surface::acquire_free: no buffer was added");
+    const dmabridge::detail::Deadline deadline(timeout);
     std::optional<SurfaceBufferId> found;
     auto pick = [&] {
         for (std::size_t i = 0; i < state_->buffers.size(); ++i) {
@@ -260,6 +275,20 @@ Result<SurfaceBufferId> Surface::acquire_free(Timeout timeout) {
                                                      " buffers held by the compositor");
         !r)
         return r.error();
+    auto& slot = *state_->buffers[*found];
+    if (slot.cpu_wait_fence) {
+        // The release fence could not go on the dma-bufs (before Linux 6.0): it is waited for
+        // here, within the same timeout, so that a buffer handed out is never still read.
+        const auto left = deadline.wait_timeout();
+        auto waited = slot.cpu_wait_fence->wait(left ? *left : Timeout(0));
+        if (!waited) return waited.error().with_context("wayland::Surface::acquire_free: release fence of buffer " +
+                                                        std::to_string(*found));
+        if (*waited == WaitStatus::timed_out)
+            return Error::from_errno(ETIMEDOUT, "wayland::Surface::acquire_free: the release fence of buffer " +
+                                                    std::to_string(*found) + " did not signal within " +
+                                                    std::to_string(timeout.count()) + " ms");
+        slot.cpu_wait_fence.reset();
+    }
     return *found;
 }
 
@@ -289,6 +318,15 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
             if (!waited) return waited.error().with_context(what + ": wait for the acquire fence");
         }
     }
+    if (explicit_sync && !acquire) {
+        // The caller published its rendering on the dma-bufs (or finished writing): the
+        // acquire fence is what a reader of every distinct dma-buf must wait for, merged into
+        // one. Before Linux 6.0 there is none to export: the commit goes without (the caller
+        // finished writing, as PresentSync::implicit documents for that kernel).
+        auto exported = export_fences(slot.desc, Access::read, "dmabridge-acquire");
+        if (!exported) return exported.error().with_context(what + ": export the dma-bufs' fences");
+        acquire = std::move(*exported);
+    }
     if (explicit_sync) {
         if (acquire) zwp_linux_surface_synchronization_v1_set_acquire_fence(state_->sync_object, acquire->fd());
         slot.pending_release = zwp_linux_surface_synchronization_v1_get_release(state_->sync_object);
@@ -296,6 +334,7 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
         slot.awaiting_explicit_release = true;
     }
     slot.release_fence.reset();
+    slot.cpu_wait_fence.reset();  // presented again: the caller has made sure it was free
     wl_surface_attach(state_->surface, slot.buffer, 0, 0);
     wl_surface_damage_buffer(state_->surface, 0, 0, INT32_MAX, INT32_MAX);
     if (state_->frame == nullptr) {

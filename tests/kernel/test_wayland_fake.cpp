@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <mutex>
+#include <optional>
 
 #include <poll.h>
 #include <sys/mman.h>
@@ -66,6 +68,22 @@ BufferDesc rgb_buffer(Vgem& vgem) {
     d.fourcc = fourcc::XBGR8888;
     d.planes.push_back({vgem.create_buffer(side * side * 4), 0, side * 4});
     return d;
+}
+
+// A 64x64 NV12 buffer whose two planes are two vgem dma-bufs (as NV12M from V4L2).
+BufferDesc two_buffer_nv12(Vgem& vgem) {
+    BufferDesc d;
+    d.width = side;
+    d.height = side;
+    d.fourcc = fourcc::NV12;
+    d.planes.push_back({vgem.create_buffer(side * side), 0, side});
+    d.planes.push_back({vgem.create_buffer(side * side / 2), 0, side});
+    return d;
+}
+
+bool fd_ready(int fd, short events) {
+    pollfd p{fd, events, 0};
+    return ::poll(&p, 1, 0) == 1;
 }
 
 // A sync_file of a dma-buf's (signalled) fences: a real fence the test owns.
@@ -145,6 +163,75 @@ TEST_CASE("empty objects given to a Surface fail with Errc::empty_object before 
     CHECK_FALSE(surface.busy(*id));
     CHECK(compositor.commits == 0);
     CHECK(display.roundtrip());
+}
+
+TEST_CASE("explicit sync with a buffer of two dma-bufs: the acquire fence covers both, the release fence lands on both") {
+    FdLeakCheck leaks;
+    Vgem vgem;
+    // The compositor's release fence: a vgem fence the test signals, exported as a sync_file.
+    auto release_source = vgem.create_buffer(4096);
+    const auto release_fence_id = vgem.attach_fence(true);
+    auto release_fence = release_source.export_sync_file(Access::read);
+    REQUIRE(release_fence);
+    std::optional<SyncFile> received_acquire;
+    std::mutex received_mutex;
+    auto script = options(true);
+    script.on_commit = [&](FakeCommit& commit) {
+        std::lock_guard lock(received_mutex);
+        if (!received_acquire && commit.acquire_fence.valid()) {
+            auto fence = SyncFile::adopt(UniqueFd(::dup(commit.acquire_fence.get())));
+            REQUIRE(fence);
+            received_acquire = std::move(*fence);
+        }
+    };
+    const int release_fd = release_fence->fd();
+    script.release = [&](FakeCommit& previous, FakeCommit&) {
+        wl_buffer_send_release(previous.buffer);
+        zwp_linux_buffer_release_v1_send_fenced_release(previous.release, release_fd);
+        wl_resource_destroy(previous.release);
+        previous.release = nullptr;
+    };
+    FakeCompositor compositor(script);
+    auto display = connect_to(compositor);
+    auto surface = surface_on(display, wayland::PresentSync::explicit_fences);
+    auto a = surface.add_buffer(two_buffer_nv12(vgem));
+    auto b = surface.add_buffer(two_buffer_nv12(vgem));
+    REQUIRE_MESSAGE(a, (a ? "" : a.error().message()));
+    REQUIRE(b);
+    REQUIRE(surface.buffer(*a)->distinct_buffers().size() == 2);
+
+    // The rendering of A's chroma plane (its second dma-buf) is still under way.
+    const auto chroma = vgem.import_buffer(surface.buffer(*a)->planes[1].buffer);
+    const auto chroma_write = vgem.attach_fence(true, chroma);
+    REQUIRE(surface.present(*a));  // no fence given: the Surface exports the dma-bufs' fences
+    REQUIRE(display.roundtrip());
+    {
+        std::lock_guard lock(received_mutex);
+        REQUIRE_MESSAGE(received_acquire.has_value(), "the commit carried no acquire fence");
+        CHECK(received_acquire->status().value() == FenceStatus::active);  // waits for the chroma plane
+    }
+    vgem.signal(chroma_write);
+    {
+        std::lock_guard lock(received_mutex);
+        auto waited = received_acquire->wait(5s);
+        REQUIRE(waited);
+        CHECK(*waited == WaitStatus::ready);
+    }
+
+    // B replaces A; the compositor releases A with a fence that has not signalled.
+    REQUIRE(surface.present(*b));
+    auto freed = surface.acquire_free(5s);
+    REQUIRE_MESSAGE(freed, (freed ? "" : freed.error().message()));
+    CHECK(*freed == *a);
+    const auto& desc = *surface.buffer(*a);
+    // Both dma-bufs carry the release fence: a writer of either waits (POLLOUT: all fences).
+    CHECK_FALSE(fd_ready(desc.planes[0].buffer.fd(), POLLOUT));
+    CHECK_FALSE(fd_ready(desc.planes[1].buffer.fd(), POLLOUT));
+    CHECK(fd_ready(desc.planes[1].buffer.fd(), POLLIN));  // a read fence: readers do not wait
+    vgem.signal(release_fence_id);
+    CHECK(desc.planes[0].buffer.wait(Access::write, 5s).value() == WaitStatus::ready);
+    CHECK(desc.planes[1].buffer.wait(Access::write, 5s).value() == WaitStatus::ready);
+    CHECK(surface.take_release_fence(*a).has_value());  // still given to whoever wants it
 }
 
 }  // TEST_SUITE

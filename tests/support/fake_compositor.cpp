@@ -137,6 +137,7 @@ struct FakeCompositor::Impl {
             next.acquire_fence = std::move(s.pending_acquire);
             next.release = std::exchange(s.pending_release, nullptr);
             ++self->commits;
+            if (options.on_commit) options.on_commit(next);
             if (s.current.buffer != nullptr) {
                 if (options.release) options.release(s.current, next);
                 else release_previous(s.current, next);

@@ -48,6 +48,7 @@ struct FakeCompositorOptions {
     std::vector<std::pair<std::uint32_t, std::uint64_t>> formats;
     FeedbackScript feedback;           ///< replaces the honest feedback when set
     ReleaseScript release;             ///< replaces release_previous when set
+    std::function<void(FakeCommit& current)> on_commit;  ///< sees every commit with a buffer first
 };
 
 class FakeCompositor {

@@ -8,9 +8,11 @@
 // (wl_buffer.release, dispatched by Display::dispatch()) -> ... -> destroy the Surface.
 //
 // Buffers are reused only after the compositor released them: acquire_free() never returns a
-// buffer that is attached to a commit the compositor has not released, and a buffer released
-// with an explicit release fence comes back with that fence (wait for it, or make the GPU wait
-// for it, before writing).
+// buffer that is attached to a commit the compositor has not released. A buffer released with
+// an explicit release fence comes back with that fence on every distinct dma-buf (a read fence:
+// whoever writes and waits for the dma-bufs' fences, such as vulkan::SyncBridge's acquire, waits
+// for it); before Linux 6.0, where a dma-buf takes no fence, acquire_free() waits for it on the
+// CPU instead.
 
 #include <cstdint>
 #include <memory>
@@ -34,8 +36,11 @@ enum class PresentSync : std::uint8_t {
     /// DMA_BUF_IOCTL_IMPORT_SYNC_FILE (before 6.0) present() waits for the fence on the CPU.
     implicit,
     /// The acquire fence travels with the commit (zwp_linux_surface_synchronization_v1
-    /// set_acquire_fence) and the compositor's release fence comes back per commit. Needs
-    /// Display::explicit_sync(); present() fails otherwise.
+    /// set_acquire_fence) and the compositor's release fence comes back per commit. Without a
+    /// fence given to present(), the acquire fence is exported from the buffer's dma-bufs (the
+    /// writers' fences of every distinct dma-buf, merged): publish the rendering on them
+    /// (vulkan::SyncBridge::publish) and present. Needs Display::explicit_sync(); present()
+    /// fails otherwise.
     explicit_fences,
     /// explicit_fences where the compositor offers it, implicit otherwise.
     automatic,
@@ -118,7 +123,9 @@ public:
     Result<SurfaceBufferId> acquire_free(Timeout timeout = forever);
 
     /// The fence the compositor gave back with buffer `id`'s last explicit release, if any:
-    /// writes to the buffer must wait for it. Taking it clears it.
+    /// writes to the buffer must wait for it. It is also on every distinct dma-buf of the
+    /// buffer already (see the top of this file): take it only to make a wait explicit (a
+    /// Vulkan semaphore import, for example). Taking it clears it.
     /// A fenced release whose fd is not a sync_file never frees the buffer: when the compositor
     /// stops reading it cannot be known, so the buffer stays busy() and the connection is
     /// treated as broken (the dispatch that received it, and every later call, fail with
@@ -128,7 +135,9 @@ public:
     /// Attaches buffer `id`, damages all of it, asks for a frame callback and commits; then
     /// flushes. `acquire` is the fence that signals when rendering into the buffer is done
     /// (see PresentSync for where it goes); nullopt when the caller has made sure the
-    /// buffer's contents are complete or published on its dma-bufs. Fails with
+    /// buffer's contents are complete or published on its dma-bufs (for explicit sync the
+    /// Surface then exports the dma-bufs' fences for the commit: one ioctl per distinct
+    /// dma-buf and a merge per extra one). Fails with
     /// Errc::invalid_argument for an unknown id or a buffer the compositor still holds
     /// (present it only after acquire_free() returned it), and with the import or protocol
     /// error. Costs an ioctl per plane for implicit sync with a fence, and a sendmsg.
