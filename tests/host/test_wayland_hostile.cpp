@@ -27,6 +27,7 @@
 
 #include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/wayland/display.hpp>
+#include <dmabridge/wayland/surface.hpp>
 
 #include "fake_compositor.hpp"
 #include "fd_count.hpp"
@@ -93,6 +94,15 @@ void send_main_device(wl_resource* feedback) {
 }
 
 }  // namespace
+
+// Waits are bounded by the caller: neither acquire_free nor dispatch compiles without a timeout.
+template <typename S>
+concept waits_without_a_timeout = requires(S& s) { s.acquire_free(); };
+template <typename D>
+concept dispatches_without_a_timeout = requires(D& d) { d.dispatch(); };
+static_assert(!waits_without_a_timeout<wayland::Surface>);
+static_assert(!dispatches_without_a_timeout<wayland::Display>);
+static_assert(requires(wayland::Surface& s) { s.acquire_free(forever); });  // an explicit forever stays
 
 TEST_CASE("an honest v4 feedback gives the tranches' formats and the main device") {
     dmabridge::test::FdLeakCheck leaks;

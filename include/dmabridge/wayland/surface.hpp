@@ -119,8 +119,10 @@ public:
     /// A buffer the compositor does not hold, dispatching the display until one is released
     /// (up to `timeout`; ETIMEDOUT after, naming how many buffers are busy). Buffers are
     /// handed out least recently presented first. Fails with Errc::not_found when no buffer
-    /// was added.
-    Result<SurfaceBufferId> acquire_free(Timeout timeout = forever);
+    /// was added. The timeout has no default: a compositor that never releases (hung, or
+    /// hostile) would otherwise block the caller for good; pass `forever` to say so
+    /// explicitly, 0 to only poll.
+    Result<SurfaceBufferId> acquire_free(Timeout timeout);
 
     /// The fence the compositor gave back with buffer `id`'s last explicit release, if any:
     /// writes to the buffer must wait for it. It is also on every distinct dma-buf of the
