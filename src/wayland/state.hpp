@@ -24,7 +24,10 @@
 namespace dmabridge::wayland {
 
 struct Display::State {
-    wl_display* display = nullptr;
+    wl_display* display = nullptr;       // the connection: ours (connect) or the application's (adopt)
+    bool owns_display = true;            // false: adopted, never disconnected
+    wl_event_queue* queue = nullptr;     // every proxy of the library lives here
+    wl_display* wrapper = nullptr;       // a proxy wrapper of `display` on `queue` (registry, syncs)
     wl_registry* registry = nullptr;
     wl_compositor* compositor = nullptr;
     std::uint32_t compositor_version = 0;
@@ -45,6 +48,10 @@ struct Display::State {
     std::optional<Error> broken;          // the connection failed: every later call returns it
 
     ~State();
+
+    /// Makes the queue, the wrapper and the registry, binds the globals and waits for the
+    /// dma-buf formats. `who` starts every message.
+    Status init(const std::string& who);
 
     /// The error of a broken connection (protocol error or socket errno), remembered.
     Error connection_error(const std::string& operation);
@@ -75,6 +82,8 @@ struct SurfaceBuffer {
 struct Surface::State {
     std::shared_ptr<Display::State> display;
     wl_surface* surface = nullptr;
+    bool owns_surface = true;              // false: adopted, never destroyed
+    wl_surface* surface_wrapper = nullptr; // adopted: a wrapper on the library's queue (frame callbacks)
     xdg_surface* xdg = nullptr;
     xdg_toplevel* toplevel = nullptr;
     zwp_linux_surface_synchronization_v1* sync_object = nullptr;

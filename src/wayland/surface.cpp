@@ -130,6 +130,18 @@ bool slot_busy(const SurfaceBuffer& slot) {
 
 }  // namespace
 
+namespace {
+Result<PresentSync> resolve_sync(const Display::State& display, PresentSync sync, const char* operation) {
+    if (sync == PresentSync::automatic)
+        sync = display.explicit_sync != nullptr ? PresentSync::explicit_fences : PresentSync::implicit;
+    if (sync == PresentSync::explicit_fences && display.explicit_sync == nullptr)
+        return Error::library(Errc::unsupported, std::string("wayland::Surface::") + operation +
+                                                     ": explicit sync was asked for but the compositor offers no "
+                                                     "zwp_linux_explicit_synchronization_v1");
+    return sync;
+}
+}  // namespace
+
 Surface::State::~State() {
     for (auto& slot : buffers) {
         if (slot->pending_release != nullptr) zwp_linux_buffer_release_v1_destroy(slot->pending_release);
@@ -139,7 +151,8 @@ Surface::State::~State() {
     if (sync_object != nullptr) zwp_linux_surface_synchronization_v1_destroy(sync_object);
     if (toplevel != nullptr) xdg_toplevel_destroy(toplevel);
     if (xdg != nullptr) xdg_surface_destroy(xdg);
-    if (surface != nullptr) wl_surface_destroy(surface);
+    if (surface_wrapper != nullptr) wl_proxy_wrapper_destroy(surface_wrapper);
+    if (surface != nullptr && owns_surface) wl_surface_destroy(surface);  // an adopted one stays the application's
     if (display && display->display != nullptr) wl_display_flush(display->display);
 }
 
@@ -148,12 +161,9 @@ Result<Surface> Surface::create(Display& display, const SurfaceOptions& options)
         return Error::library(Errc::empty_object, "wayland::Surface::create: the Display is empty (moved from)");
     const auto& dstate = display.state_;
     if (dstate->broken) return dstate->broken->with_context("wayland::Surface::create");
-    PresentSync sync = options.sync;
-    if (sync == PresentSync::automatic)
-        sync = dstate->explicit_sync != nullptr ? PresentSync::explicit_fences : PresentSync::implicit;
-    if (sync == PresentSync::explicit_fences && dstate->explicit_sync == nullptr)
-        return Error::library(Errc::unsupported, "wayland::Surface::create: explicit sync was asked for but the "
-                                                 "compositor offers no zwp_linux_explicit_synchronization_v1");
+    auto resolved = resolve_sync(*dstate, options.sync, "create");
+    if (!resolved) return resolved.error();
+    const PresentSync sync = *resolved;
 
     auto state = std::make_shared<State>();
     state->display = dstate;
@@ -173,6 +183,38 @@ Result<Surface> Surface::create(Display& display, const SurfaceOptions& options)
                                         "wayland::Surface::create: first configure of \"" + options.title + "\"");
         !r)
         return r.error();
+    return Surface(std::move(state));
+}
+
+
+Result<Surface> Surface::adopt(Display& display, wl_surface* surface, PresentSync sync) {
+    if (!display.state_)
+        return Error::library(Errc::empty_object, "wayland::Surface::adopt: the Display is empty (moved from)");
+    if (surface == nullptr) return Error::library(Errc::empty_object, "wayland::Surface::adopt: the wl_surface is null");
+    const auto& dstate = display.state_;
+    if (dstate->broken) return dstate->broken->with_context("wayland::Surface::adopt");
+    auto* proxy = reinterpret_cast<wl_proxy*>(surface);
+    if (std::string_view(wl_proxy_get_class(proxy)) != wl_surface_interface.name)
+        return Error::library(Errc::invalid_argument, std::string("wayland::Surface::adopt: the proxy is a ") +
+                                                          wl_proxy_get_class(proxy) + ", not a wl_surface");
+    if (wl_proxy_get_display(proxy) != dstate->display)
+        return Error::library(Errc::invalid_argument,
+                              "wayland::Surface::adopt: the wl_surface belongs to another connection than the Display's");
+    auto resolved = resolve_sync(*dstate, sync, "adopt");
+    if (!resolved) return resolved.error();
+
+    auto state = std::make_shared<State>();
+    state->display = dstate;
+    state->sync = *resolved;
+    state->surface = surface;
+    state->owns_surface = false;
+    state->surface_wrapper = static_cast<wl_surface*>(wl_proxy_create_wrapper(surface));
+    if (state->surface_wrapper == nullptr) return dmabridge::detail::last_error("wayland::Surface::adopt: wl_proxy_create_wrapper");
+    wl_proxy_set_queue(reinterpret_cast<wl_proxy*>(state->surface_wrapper), dstate->queue);
+    state->configured = true;  // the application's business
+    if (state->sync == PresentSync::explicit_fences)
+        state->sync_object = zwp_linux_explicit_synchronization_v1_get_synchronization(dstate->explicit_sync, surface);
+    if (auto flushed = dstate->flush("wayland::Surface::adopt"); !flushed) return flushed.error();
     return Surface(std::move(state));
 }
 
@@ -338,7 +380,10 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
     wl_surface_attach(state_->surface, slot.buffer, 0, 0);
     wl_surface_damage_buffer(state_->surface, 0, 0, INT32_MAX, INT32_MAX);
     if (state_->frame == nullptr) {
-        state_->frame = wl_surface_frame(state_->surface);
+        // From the wrapper of an adopted surface: the callback lands on the library's queue,
+        // not on the application's (a callback inherits the queue of the proxy that made it).
+        state_->frame = wl_surface_frame(state_->surface_wrapper != nullptr ? state_->surface_wrapper
+                                                                            : state_->surface);
         wl_callback_add_listener(state_->frame, &frame_listener, state_.get());
     }
     wl_surface_commit(state_->surface);

@@ -25,6 +25,8 @@
 #include <dmabridge/kernel/sync_file.hpp>
 #include <dmabridge/wayland/display.hpp>
 
+struct wl_surface;
+
 namespace dmabridge::wayland {
 
 /// How a frame's rendering is made known to the compositor.
@@ -84,6 +86,31 @@ public:
     /// ETIMEDOUT after). Fails with Errc::unsupported when options.sync is explicit_fences
     /// and the compositor offers no explicit synchronization.
     static Result<Surface> create(Display& display, const SurfaceOptions& options = {});
+
+    /// Presents into a wl_surface the application made and keeps (a toolkit's window, a
+    /// subsurface): the Surface attaches, damages and commits buffers on it and asks for frame
+    /// callbacks (delivered on the library's queue), with `sync` as for create(). It makes no
+    /// role, no xdg objects and no configure handling: the application gives the surface its
+    /// role and acknowledges configures before the first present(), and attaches no buffers
+    /// of its own while the Surface presents. configured_width()/configured_height() stay 0.
+    ///
+    /// Ownership: the application keeps `surface`; the Surface never destroys it. Its
+    /// destructor destroys only the library's objects (wl_buffers, frame callback, the
+    /// zwp_linux_surface_synchronization_v1): destroy it after the application attached
+    /// something else or destroyed the window, since the buffer last shown goes with it.
+    /// `surface` must outlive the Surface.
+    ///
+    /// Explicit sync: the protocol allows one synchronization object per wl_surface; a surface
+    /// for which the application made one must be adopted with PresentSync::implicit (the
+    /// compositor would otherwise end the connection with synchronization_exists).
+    ///
+    /// Threading: as the Display's (display.hpp); the application must not use `surface`
+    /// from another thread while a call of this Surface runs.
+    ///
+    /// Fails with Errc::empty_object for a moved-from `display` or a null `surface`,
+    /// Errc::invalid_argument for a proxy that is not a wl_surface or belongs to another
+    /// connection, Errc::unsupported as create() for explicit sync. Costs no round trip.
+    static Result<Surface> adopt(Display& display, wl_surface* surface, PresentSync sync = PresentSync::automatic);
 
     Surface(Surface&&) noexcept;
     Surface& operator=(Surface&&) noexcept;
