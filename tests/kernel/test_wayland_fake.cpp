@@ -10,8 +10,12 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <thread>
 
+#include <linux/dma-buf.h>
 #include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -25,6 +29,7 @@
 
 #include "fake_compositor.hpp"
 #include "fd_count.hpp"
+#include "syscall_filter.hpp"
 #include "vgem.hpp"
 
 using namespace dmabridge;
@@ -232,6 +237,122 @@ TEST_CASE("explicit sync with a buffer of two dma-bufs: the acquire fence covers
     CHECK(desc.planes[0].buffer.wait(Access::write, 5s).value() == WaitStatus::ready);
     CHECK(desc.planes[1].buffer.wait(Access::write, 5s).value() == WaitStatus::ready);
     CHECK(surface.take_release_fence(*a).has_value());  // still given to whoever wants it
+}
+
+TEST_CASE("where a dma-buf takes no fence (IMPORT_SYNC_FILE answers ENOTTY, as before Linux 6.0), present() and acquire_free() wait on the CPU") {
+    // The kernel's answer before 6.0, injected on this thread alone (seccomp): the fallbacks run
+    // with real, unsignalled vgem fences, which 5.10 cannot export (see the next suite).
+    FdLeakCheck leaks;
+    Vgem vgem;
+    auto fence_source = vgem.create_buffer(4096);
+    const auto acquire_id = vgem.attach_fence(true);
+    auto acquire = fence_source.export_sync_file(Access::read);
+    REQUIRE(acquire);
+    auto release_source = vgem.create_buffer(4096);
+    const auto release_id = vgem.attach_fence(true);
+    auto release = release_source.export_sync_file(Access::read);
+    REQUIRE(release);
+    const int release_fd = release->fd();
+    auto script = options(true);
+    script.release = [&](FakeCommit& previous, FakeCommit&) {
+        wl_buffer_send_release(previous.buffer);
+        if (previous.release != nullptr) {
+            zwp_linux_buffer_release_v1_send_fenced_release(previous.release, release_fd);
+            wl_resource_destroy(previous.release);
+            previous.release = nullptr;
+        }
+    };
+    FakeCompositor compositor(script);
+    auto display = connect_to(compositor);
+    auto implicit = surface_on(display, wayland::PresentSync::implicit);
+    auto with_fences = surface_on(display, wayland::PresentSync::explicit_fences);
+    auto id = implicit.add_buffer(rgb_buffer(vgem));
+    auto a = with_fences.add_buffer(rgb_buffer(vgem));
+    auto b = with_fences.add_buffer(rgb_buffer(vgem));
+    REQUIRE(id);
+    REQUIRE(a);
+    REQUIRE(b);
+
+    std::thread signaler([&] {
+        std::this_thread::sleep_for(300ms);
+        vgem.signal(acquire_id);
+        std::this_thread::sleep_for(300ms);
+        vgem.signal(release_id);
+    });
+    std::chrono::steady_clock::duration present_took{}, acquire_took{};
+    Result<wayland::SurfaceBufferId> early = wayland::SurfaceBufferId{0}, freed = wayland::SurfaceBufferId{0};
+    Status presented;
+    run_with_failing_syscall(SYS_ioctl, 1, static_cast<std::uint32_t>(DMA_BUF_IOCTL_IMPORT_SYNC_FILE), ENOTTY, [&] {
+        // Implicit sync: the acquire fence cannot join the dma-buf's: present() waits for it.
+        auto start = std::chrono::steady_clock::now();
+        presented = implicit.present(*id, std::move(*acquire));
+        present_took = std::chrono::steady_clock::now() - start;
+        // Explicit sync: the release fence of A cannot go on A's dma-buf: acquire_free() waits.
+        REQUIRE(with_fences.present(*a));
+        REQUIRE(with_fences.present(*b));  // the compositor releases A with the unsignalled fence
+        REQUIRE(display.roundtrip());
+        early = with_fences.acquire_free(0ms);
+        start = std::chrono::steady_clock::now();
+        freed = with_fences.acquire_free(5s);
+        acquire_took = std::chrono::steady_clock::now() - start;
+    });
+    signaler.join();
+    REQUIRE_MESSAGE(presented, (presented ? "" : presented.error().message()));
+    CHECK(present_took >= 250ms);  // until the acquire fence signalled
+    REQUIRE_FALSE(early);          // released, but its fence has not signalled: not handed out
+    CHECK(early.error().is_errno(ETIMEDOUT));
+    CHECK_MESSAGE(early.error().message().find("release fence of buffer 0") != std::string::npos,
+                  early.error().message());
+    REQUIRE_MESSAGE(freed, (freed ? "" : freed.error().message()));
+    CHECK(*freed == *a);
+    CHECK(acquire_took >= 100ms);  // until the release fence signalled
+    CHECK(compositor.commits == 3);
+}
+
+}  // TEST_SUITE
+
+TEST_SUITE("wayland_without_sync_file_ioctls") {
+
+TEST_CASE("before Linux 6.0: the sync_file ioctls answer ENOTTY and a Surface presents without them") {
+    // Runs on kernels older than 6.0 (ci/test: bullseye's 5.10). No exporter of sync_files exists
+    // there in the VM (no sw_sync, vgem and vivid make none), so a fence cannot even be given to
+    // present(); the fallbacks with real fences run on 6.12 with the ioctl's ENOTTY injected.
+    FdLeakCheck leaks;
+    Vgem vgem;
+    auto probe = vgem.create_buffer(4096);
+    dma_buf_import_sync_file import{};
+    import.flags = DMA_BUF_SYNC_WRITE;
+    import.fd = -1;
+    errno = 0;
+    REQUIRE_MESSAGE(::ioctl(probe.fd(), DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &import) == -1,
+                    "this kernel imports sync_files: the test belongs to kernels older than 6.0");
+    REQUIRE(errno == ENOTTY);
+    CHECK(probe.export_sync_file(Access::read).error().is(Errc::unsupported));
+
+    bool acquire_sent = false;
+    auto script = options(true);
+    script.on_commit = [&](FakeCommit& commit) { acquire_sent = acquire_sent || commit.acquire_fence.valid(); };
+    FakeCompositor compositor(script);
+    auto display = connect_to(compositor);
+    auto implicit = surface_on(display, wayland::PresentSync::implicit);
+    auto explicit_surface = surface_on(display, wayland::PresentSync::explicit_fences);
+    auto id = implicit.add_buffer(rgb_buffer(vgem));
+    auto a = explicit_surface.add_buffer(rgb_buffer(vgem));
+    auto b = explicit_surface.add_buffer(rgb_buffer(vgem));
+    REQUIRE(id);
+    REQUIRE(a);
+    REQUIRE(b);
+    REQUIRE(implicit.present(*id));
+    // Explicit sync with no fence given: nothing can be exported, the commit goes without one.
+    auto first = explicit_surface.present(*a);
+    REQUIRE_MESSAGE(first, (first ? "" : first.error().message()));
+    REQUIRE(explicit_surface.present(*b));
+    auto freed = explicit_surface.acquire_free(5s);  // the compositor's immediate release of A
+    REQUIRE_MESSAGE(freed, (freed ? "" : freed.error().message()));
+    CHECK(*freed == *a);
+    compositor.run([] {});
+    CHECK_FALSE(acquire_sent);
+    CHECK(compositor.commits == 3);
 }
 
 }  // TEST_SUITE
