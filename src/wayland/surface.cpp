@@ -128,9 +128,7 @@ bool slot_busy(const SurfaceBuffer& slot) {
     return slot.awaiting_release || slot.awaiting_explicit_release || slot.unknown_release;
 }
 
-}  // namespace
-
-namespace {
+// The sync mode a Surface uses: automatic resolved against what the compositor offers.
 Result<PresentSync> resolve_sync(const Display::State& display, PresentSync sync, const char* operation) {
     if (sync == PresentSync::automatic)
         sync = display.explicit_sync != nullptr ? PresentSync::explicit_fences : PresentSync::implicit;
@@ -140,6 +138,7 @@ Result<PresentSync> resolve_sync(const Display::State& display, PresentSync sync
                                                      "zwp_linux_explicit_synchronization_v1");
     return sync;
 }
+
 }  // namespace
 
 Surface::State::~State() {
@@ -185,7 +184,6 @@ Result<Surface> Surface::create(Display& display, const SurfaceOptions& options)
         return r.error();
     return Surface(std::move(state));
 }
-
 
 Result<Surface> Surface::adopt(Display& display, wl_surface* surface, PresentSync sync) {
     if (!display.state_)

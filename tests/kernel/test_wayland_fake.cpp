@@ -6,6 +6,7 @@
 #include <dmabridge/wayland/display.hpp>
 #include <dmabridge/wayland/surface.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -273,10 +274,14 @@ TEST_CASE("where a dma-buf takes no fence (IMPORT_SYNC_FILE answers ENOTTY, as b
     REQUIRE(a);
     REQUIRE(b);
 
+    std::atomic<bool> early_seen{false};
     std::thread signaler([&] {
         std::this_thread::sleep_for(300ms);
         vgem.signal(acquire_id);
-        std::this_thread::sleep_for(300ms);
+        // The release fence signals only 200 ms after acquire_free(0) found A not yet free.
+        const auto give_up = std::chrono::steady_clock::now() + 20s;
+        while (!early_seen && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(5ms);
+        std::this_thread::sleep_for(200ms);
         vgem.signal(release_id);
     });
     std::chrono::steady_clock::duration present_took{}, acquire_took{};
@@ -292,6 +297,7 @@ TEST_CASE("where a dma-buf takes no fence (IMPORT_SYNC_FILE answers ENOTTY, as b
         REQUIRE(with_fences.present(*b));  // the compositor releases A with the unsignalled fence
         REQUIRE(display.roundtrip());
         early = with_fences.acquire_free(0ms);
+        early_seen = true;
         start = std::chrono::steady_clock::now();
         freed = with_fences.acquire_free(5s);
         acquire_took = std::chrono::steady_clock::now() - start;

@@ -169,7 +169,7 @@ public:
     /// dma-buf and a merge per extra one). Fails with
     /// Errc::invalid_argument for an unknown id or a buffer the compositor still holds
     /// (present it only after acquire_free() returned it), and with the import or protocol
-    /// error. Costs an ioctl per plane for implicit sync with a fence, and a sendmsg.
+    /// error. Costs an ioctl per distinct dma-buf for implicit sync with a fence, and a sendmsg.
     Status present(SurfaceBufferId id, std::optional<SyncFile> acquire = std::nullopt);
 
     /// The sync mode present() uses (automatic resolved against the compositor).
