@@ -5,10 +5,11 @@
 // The formats both sides can do are negotiated (the device's exportable (fourcc, modifier)
 // pairs against the compositor's linux-dmabuf formats), a ring of images is exported once and
 // each becomes a wl_buffer once (create_immed). Per frame: take a buffer the compositor has
-// released, make the GPU wait for the compositor's release fence (put on the dma-buf as a read
-// fence), fill it with frame N's pattern, and present it with its rendering fence: on the
-// dma-bufs (implicit sync, through the SyncBridge) or with the commit (explicit sync). Nothing
-// waits on the CPU but the compositor's releases.
+// released (the Surface has put the compositor's release fence on its dma-bufs), fill it with
+// frame N's pattern on the GPU (whose acquire waits for the dma-bufs' fences), publish the
+// rendering's fence on the dma-bufs through the SyncBridge and present: the Surface hands the
+// fence to the compositor on the dma-bufs (implicit sync) or with the commit (explicit sync).
+// Nothing waits on the CPU but the compositor's releases.
 //
 //   wayland_present [--frames N] [--size WxH] [--buffers N] [--sync implicit|explicit|auto]
 //                   [--display NAME] [--device NAME] [--hold]
@@ -35,7 +36,6 @@
 #include <vulkan/vulkan_core.h>
 
 #include <dmabridge/base/result.hpp>
-#include <dmabridge/format/buffer_fences.hpp>
 #include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
@@ -226,14 +226,8 @@ public:
         if (!ring.submission.done()) {  // the buffer's previous rendering: long done, as it was shown
             if (auto waited = ring.submission.wait(); !waited) return waited.error();
         }
-        // The compositor may still read the buffer until its release fence signals: make it a
-        // fence of every dma-buf of the buffer, which the write acquire below waits for on the GPU.
-        if (auto fence = surface_->take_release_fence(*id)) {
-            if (auto r = dmabridge::attach_fence(desc, *fence, dmabridge::Access::read); !r) {
-                if (!r.error().is(dmabridge::Errc::unsupported)) return r.error();
-                if (auto w = fence->wait(); !w) return w.error();  // no IMPORT_SYNC_FILE: wait here
-            }
-        }
+        // The compositor's release fence, if any, is already on the buffer's dma-bufs (the
+        // Surface put it there): the write acquire below makes the GPU wait for it.
         const vulkan::ImageUse write{VK_IMAGE_LAYOUT_GENERAL, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                                      VK_ACCESS_SHADER_WRITE_BIT};
         auto acquire = bridge_->acquire_image(desc, ring.image, dmabridge::Access::write, write,
@@ -256,17 +250,11 @@ public:
             {{ring.acquire->semaphore.handle()}, {ring.acquire->wait_stage}, {ring.release->semaphore.handle()}});
         if (!submitted) return submitted.error().with_context("submit");
         ring.submission = std::move(*submitted);
-        // The rendering's completion becomes the dma-buf's write fence (implicit sync) ...
+        // The rendering's completion becomes the dma-bufs' write fence; present() hands it to the
+        // compositor there (implicit sync) or exports it from them for the commit (explicit).
         if (auto r = bridge_->publish(*ring.release, desc, dmabridge::Access::write, ring.submission.fence()); !r)
             return r.error().with_context("publish");
-        // ... and, for explicit sync, also travels with the commit.
-        std::optional<dmabridge::SyncFile> acquire_fence;
-        if (surface_->sync() == wayland::PresentSync::explicit_fences) {
-            auto fence = dmabridge::export_fences(desc, dmabridge::Access::read, "present-acquire");
-            if (!fence) return fence.error();
-            acquire_fence = std::move(*fence);  // nothing on a kernel without EXPORT_SYNC_FILE
-        }
-        return surface_->present(*id, std::move(acquire_fence));
+        return surface_->present(*id);
     }
 
     // Waits until the compositor has processed every commit, then for the GPU's last work.

@@ -120,8 +120,8 @@ void sync_done(void* data, wl_callback* callback, std::uint32_t) {
 constexpr wl_callback_listener sync_listener{.done = sync_done};
 
 Error moved_from(const char* operation) {
-    return Error::library(Errc::invalid_argument, std::string("wayland::Display::") + operation +
-                                                      ": the Display was moved from");
+    return Error::library(Errc::empty_object, std::string("wayland::Display::") + operation +
+                                                  ": the Display is empty (moved from)");
 }
 
 }  // namespace
@@ -133,9 +133,11 @@ Display::State::~State() {
     if (wm_base != nullptr) xdg_wm_base_destroy(wm_base);
     if (compositor != nullptr) wl_compositor_destroy(compositor);
     if (registry != nullptr) wl_registry_destroy(registry);
+    if (wrapper != nullptr) wl_proxy_wrapper_destroy(wrapper);
+    if (queue != nullptr) wl_event_queue_destroy(queue);  // after every proxy on it
     if (display != nullptr) {
         wl_display_flush(display);
-        wl_display_disconnect(display);
+        if (owns_display) wl_display_disconnect(display);  // an adopted display stays the application's
     }
 }
 
@@ -163,29 +165,58 @@ Status Display::State::flush(const std::string& operation) {
 
 Result<bool> Display::State::dispatch(Timeout timeout, const std::string& operation) {
     if (broken) return broken->with_context(operation);
-    // Events already read (by an earlier read) go first.
-    int n = wl_display_dispatch_pending(display);
-    if (n < 0) return connection_error(operation);
-    if (n > 0) return true;
-    while (wl_display_prepare_read(display) != 0) {
-        n = wl_display_dispatch_pending(display);
+    const dmabridge::detail::Deadline deadline(timeout);
+    for (;;) {
+        // Events already read (by an earlier read) go first. A handler can find the compositor
+        // breaking the protocol (a release "fence" that is none): that error is returned at once.
+        int n = wl_display_dispatch_queue_pending(display, queue);
         if (n < 0) return connection_error(operation);
+        if (broken) return broken->with_context(operation);
         if (n > 0) return true;
+        while (wl_display_prepare_read_queue(display, queue) != 0) {
+            n = wl_display_dispatch_queue_pending(display, queue);
+            if (n < 0) return connection_error(operation);
+            if (broken) return broken->with_context(operation);
+            if (n > 0) return true;
+        }
+        // Send what is queued. EAGAIN means the socket is full and part of it is still in
+        // libwayland's buffer: the compositor may answer nothing before it has that part (a
+        // roundtrip's sync, a commit), so the wait below is also for the socket to take more,
+        // as every wl_display_flush user must. Waiting for events alone could sleep until the
+        // timeout with our own requests unsent.
+        bool unsent = false;
+        if (wl_display_flush(display) < 0) {
+            if (errno != EAGAIN) {
+                wl_display_cancel_read(display);
+                return connection_error(operation);
+            }
+            unsent = true;
+        }
+        const auto left = deadline.wait_ms();  // nothing once passed: then one poll that does not block
+        pollfd p{wl_display_get_fd(display), static_cast<short>(POLLIN | (unsent ? POLLOUT : 0)), 0};
+        const int ready = ::poll(&p, 1, left ? *left : 0);
+        if (ready < 0) {
+            const int err = errno;
+            wl_display_cancel_read(display);
+            if (err == EINTR) continue;
+            return Error::from_errno(err, "wayland dispatch: poll").with_context(operation);
+        }
+        if (ready == 0) {
+            wl_display_cancel_read(display);
+            if (!left) return false;
+            continue;  // a rounded-down wait: the deadline decides on the next turn
+        }
+        if ((p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
+            // Writable only: send the rest on the next turn, then wait again.
+            wl_display_cancel_read(display);
+            continue;
+        }
+        if (wl_display_read_events(display) < 0) return connection_error(operation);
+        n = wl_display_dispatch_queue_pending(display, queue);
+        if (n < 0) return connection_error(operation);
+        if (broken) return broken->with_context(operation);
+        return true;
     }
-    if (wl_display_flush(display) < 0 && errno != EAGAIN) {
-        wl_display_cancel_read(display);
-        return connection_error(operation);
-    }
-    const auto ready = dmabridge::detail::poll_fd(wl_display_get_fd(display), POLLIN, timeout, "wayland dispatch");
-    if (!ready || *ready == WaitStatus::timed_out) {
-        wl_display_cancel_read(display);
-        if (!ready) return ready.error().with_context(operation);
-        return false;
-    }
-    if (wl_display_read_events(display) < 0) return connection_error(operation);
-    n = wl_display_dispatch_pending(display);
-    if (n < 0) return connection_error(operation);
-    return true;
 }
 
 Status Display::State::dispatch_until(const std::function<bool()>& done, Timeout timeout, const std::string& what) {
@@ -204,18 +235,65 @@ Status Display::State::dispatch_until(const std::function<bool()>& done, Timeout
 Status Display::State::roundtrip(Timeout timeout, const std::string& what) {
     if (broken) return broken->with_context(what);
     bool done = false;
-    wl_callback* callback = wl_display_sync(display);
+    wl_callback* callback = wl_display_sync(wrapper);  // on the library's queue
     wl_callback_add_listener(callback, &sync_listener, &done);
     auto waited = dispatch_until([&] { return done; }, timeout, what);
     if (!done) wl_callback_destroy(callback);  // its event never came: nothing else refers to it
     return waited;
 }
 
-Result<Display> Display::connect(const DisplayOptions& options) {
+Status Display::State::init(const std::string& who) {
+    // A queue of the library's own: its registry, globals, feedback, surfaces and callbacks are
+    // dispatched by dispatch() alone, and dispatch() dispatches nothing else. Proxies inherit
+    // the queue of the proxy that made them, so the wrapper's registry puts all of them there.
+    queue = wl_display_create_queue(display);
+    if (queue == nullptr) return dmabridge::detail::last_error(who + ": wl_display_create_queue");
+    wrapper = static_cast<wl_display*>(wl_proxy_create_wrapper(display));
+    if (wrapper == nullptr) return dmabridge::detail::last_error(who + ": wl_proxy_create_wrapper");
+    wl_proxy_set_queue(reinterpret_cast<wl_proxy*>(wrapper), queue);
+    registry = wl_display_get_registry(wrapper);
+    wl_registry_add_listener(registry, &registry_listener, this);
+    if (auto r = roundtrip(options.timeout, who + ": registry"); !r) return r.error();
+
+    if (compositor == nullptr)
+        return Error::library(Errc::unsupported, who + ": the compositor offers no wl_compositor version 4 or later");
+    if (wm_base == nullptr) return Error::library(Errc::unsupported, who + ": the compositor offers no xdg_wm_base");
+    if (dmabuf == nullptr)
+        return Error::library(Errc::unsupported,
+                              who + ": the compositor offers no zwp_linux_dmabuf_v1 version 3 or later");
+
+    if (dmabuf_version >= 4) {
+        feedback = zwp_linux_dmabuf_v1_get_default_feedback(dmabuf);
+        zwp_linux_dmabuf_feedback_v1_add_listener(feedback, &feedback_listener, this);
+        if (auto r = dispatch_until([&] { return feedback_done || feedback_error.has_value(); }, options.timeout,
+                                    who + ": linux-dmabuf default feedback");
+            !r)
+            return r.error();
+    } else {
+        // The modifier events follow the bind; a round trip after it has them all.
+        if (auto r = roundtrip(options.timeout, who + ": linux-dmabuf formats"); !r) return r.error();
+    }
+    if (feedback_error) return feedback_error->with_context(who);
+    dmabridge::detail::log_message(LogLevel::info, who + ": linux-dmabuf v" + std::to_string(dmabuf_version) + ", " +
+                                                       std::to_string(formats.size()) +
+                                                       " format/modifier pairs, explicit sync " +
+                                                       (explicit_sync != nullptr ? "yes" : "no"));
+    return {};
+}
+
+namespace {
+Status check_options(const DisplayOptions& options, const char* operation) {
     if (options.max_dmabuf_version < 3)
-        return Error::library(Errc::invalid_argument, "wayland::Display::connect: max_dmabuf_version " +
+        return Error::library(Errc::invalid_argument, std::string("wayland::Display::") + operation +
+                                                          ": max_dmabuf_version " +
                                                           std::to_string(options.max_dmabuf_version) +
                                                           " < 3 (version 3 is the first with modifiers)");
+    return {};
+}
+}  // namespace
+
+Result<Display> Display::connect(const DisplayOptions& options) {
+    if (auto ok = check_options(options, "connect"); !ok) return ok.error();
     auto state = std::make_shared<State>();
     state->options = options;
     const char* name = options.name.empty() ? nullptr : options.name.c_str();
@@ -225,34 +303,21 @@ Result<Display> Display::connect(const DisplayOptions& options) {
                                              : std::string(getenv("WAYLAND_DISPLAY") != nullptr ? getenv("WAYLAND_DISPLAY")
                                                                                                 : "wayland-0"));
     if (state->display == nullptr) return dmabridge::detail::last_error(who);
-    state->registry = wl_display_get_registry(state->display);
-    wl_registry_add_listener(state->registry, &registry_listener, state.get());
-    if (auto r = state->roundtrip(options.timeout, who + ": registry"); !r) return r.error();
+    if (auto r = state->init(who); !r) return r.error();
+    return Display(std::move(state));
+}
 
-    if (state->compositor == nullptr)
-        return Error::library(Errc::unsupported, who + ": the compositor offers no wl_compositor version 4 or later");
-    if (state->wm_base == nullptr)
-        return Error::library(Errc::unsupported, who + ": the compositor offers no xdg_wm_base");
-    if (state->dmabuf == nullptr)
-        return Error::library(Errc::unsupported,
-                              who + ": the compositor offers no zwp_linux_dmabuf_v1 version 3 or later");
-
-    if (state->dmabuf_version >= 4) {
-        state->feedback = zwp_linux_dmabuf_v1_get_default_feedback(state->dmabuf);
-        zwp_linux_dmabuf_feedback_v1_add_listener(state->feedback, &feedback_listener, state.get());
-        if (auto r = state->dispatch_until([&] { return state->feedback_done || state->feedback_error.has_value(); },
-                                           options.timeout, who + ": linux-dmabuf default feedback");
-            !r)
-            return r.error();
-    } else {
-        // The modifier events follow the bind; a round trip after it has them all.
-        if (auto r = state->roundtrip(options.timeout, who + ": linux-dmabuf formats"); !r) return r.error();
-    }
-    if (state->feedback_error) return state->feedback_error->with_context(who);
-    dmabridge::detail::log_message(LogLevel::info, who + ": linux-dmabuf v" + std::to_string(state->dmabuf_version) +
-                                                       ", " + std::to_string(state->formats.size()) +
-                                                       " format/modifier pairs, explicit sync " +
-                                                       (state->explicit_sync != nullptr ? "yes" : "no"));
+Result<Display> Display::adopt(wl_display* display, const DisplayOptions& options) {
+    if (display == nullptr)
+        return Error::library(Errc::empty_object, "wayland::Display::adopt: the wl_display is null");
+    if (auto ok = check_options(options, "adopt"); !ok) return ok.error();
+    auto state = std::make_shared<State>();
+    state->options = options;
+    state->display = display;
+    state->owns_display = false;
+    const std::string who = "wayland::Display::adopt";
+    if (wl_display_get_error(display) != 0) return state->connection_error(who);
+    if (auto r = state->init(who); !r) return r.error();
     return Display(std::move(state));
 }
 

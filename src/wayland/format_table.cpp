@@ -5,8 +5,8 @@
 #include <cstring>
 #include <string>
 
-#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/sys.hpp"
 
@@ -32,21 +32,41 @@ Result<std::vector<FormatTableEntry>> parse_format_table(std::span<const std::by
 }
 
 Result<std::vector<FormatTableEntry>> read_format_table(int fd, std::uint64_t size) {
+    constexpr std::uint64_t max_bytes = max_format_table_rows * format_table_row_bytes;
+    if (size == 0)
+        return Error::library(Errc::invalid_argument, "linux-dmabuf format table: announced size 0");
+    // The announced size bounds the buffer before anything is read: a compositor announcing
+    // 4 GiB gets no 4 GiB allocation.
+    if (size > max_bytes)
+        return Error::library(Errc::limit_exceeded, "linux-dmabuf format table: size " + std::to_string(size) +
+                                                        " > " + std::to_string(max_bytes));
+    // Only a regular file (weston and wlroots send a memfd): a pipe or socket has no offsets,
+    // and the read of another kind of file could block on the compositor.
     struct stat st{};
     if (::fstat(fd, &st) != 0) return dmabridge::detail::last_error("linux-dmabuf format table: fstat");
-    if (size == 0 || st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < size)
+    if (!S_ISREG(st.st_mode))
         return Error::library(Errc::invalid_argument,
-                              "linux-dmabuf format table: announced size " + std::to_string(size) +
-                                  " but the file has " + std::to_string(st.st_size) + " bytes");
-    if (size > max_format_table_rows * format_table_row_bytes)
-        return Error::library(Errc::limit_exceeded, "linux-dmabuf format table: size " + std::to_string(size) +
-                                                        " > " +
-                                                        std::to_string(max_format_table_rows * format_table_row_bytes));
-    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) return dmabridge::detail::last_error("linux-dmabuf format table: mmap " + std::to_string(size) + " bytes");
-    auto table = parse_format_table(std::span(static_cast<const std::byte*>(map), size));
-    ::munmap(map, size);
-    return table;
+                              "linux-dmabuf format table: the fd is not a regular file (mode " +
+                                  dmabridge::detail::hex(st.st_mode & S_IFMT) + ")");
+    // Read, not mapped: the file is the compositor's and it can shrink it at any moment (the
+    // protocol asks for no seal). A mapping read past the new end raises SIGBUS and kills the
+    // client; pread sees a short file and the table is refused.
+    std::vector<std::byte> bytes(size);
+    std::size_t got = 0;
+    while (got < size) {
+        const ssize_t n = ::pread(fd, bytes.data() + got, size - got, static_cast<off_t>(got));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return dmabridge::detail::last_error("linux-dmabuf format table: read " + std::to_string(size) +
+                                                 " bytes at " + std::to_string(got));
+        }
+        if (n == 0)
+            return Error::library(Errc::invalid_argument, "linux-dmabuf format table: announced size " +
+                                                              std::to_string(size) + " but the file has " +
+                                                              std::to_string(got) + " bytes");
+        got += static_cast<std::size_t>(n);
+    }
+    return parse_format_table(bytes);
 }
 
 Status add_tranche_formats(const std::vector<FormatTableEntry>& table, std::span<const std::byte> indices,

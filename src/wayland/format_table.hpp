@@ -30,9 +30,13 @@ inline constexpr std::size_t max_format_table_rows = 65536;
 /// 16, (limit_exceeded) when it has more than max_format_table_rows rows.
 Result<std::vector<FormatTableEntry>> parse_format_table(std::span<const std::byte> bytes);
 
-/// Maps `size` bytes of the table fd the compositor sent (read-only, private) and parses them.
-/// Checks the file is at least `size` bytes first (a shorter file would fault on access).
-/// Costs an fstat, an mmap and a munmap; does not take or close `fd`.
+/// Reads `size` bytes of the table fd the compositor sent (pread from offset 0, short reads
+/// continued) and parses them. Never maps the file: the compositor may shrink it at any time,
+/// and a mapping read past its end would kill the process with SIGBUS. Fails (limit_exceeded)
+/// for a size above max_format_table_rows rows before allocating or reading anything,
+/// (invalid_argument) for size 0, an fd that is not a regular file, or a file that ends before
+/// `size` bytes ("announced size N but the file has M bytes"). Costs an fstat and one or more
+/// preads; does not take or close `fd`.
 Result<std::vector<FormatTableEntry>> read_format_table(int fd, std::uint64_t size);
 
 /// Adds the rows that a tranche's index array names to `out`. The array is u16 indices in

@@ -24,7 +24,10 @@
 namespace dmabridge::wayland {
 
 struct Display::State {
-    wl_display* display = nullptr;
+    wl_display* display = nullptr;       // the connection: ours (connect) or the application's (adopt)
+    bool owns_display = true;            // false: adopted, never disconnected
+    wl_event_queue* queue = nullptr;     // every proxy of the library lives here
+    wl_display* wrapper = nullptr;       // a proxy wrapper of `display` on `queue` (registry, syncs)
     wl_registry* registry = nullptr;
     wl_compositor* compositor = nullptr;
     std::uint32_t compositor_version = 0;
@@ -46,6 +49,10 @@ struct Display::State {
 
     ~State();
 
+    /// Makes the queue, the wrapper and the registry, binds the globals and waits for the
+    /// dma-buf formats. `who` starts every message.
+    Status init(const std::string& who);
+
     /// The error of a broken connection (protocol error or socket errno), remembered.
     Error connection_error(const std::string& operation);
     /// See Display::dispatch().
@@ -64,14 +71,19 @@ struct SurfaceBuffer {
     zwp_linux_buffer_release_v1* pending_release = nullptr;
     bool awaiting_release = false;           // wl_buffer.release not yet received
     bool awaiting_explicit_release = false;  // the commit's buffer_release event not yet received
-    std::optional<SyncFile> release_fence;
+    bool unknown_release = false;            // released with a "fence" that is none: never free again
+    std::optional<SyncFile> release_fence;   // for take_release_fence()
+    std::optional<SyncFile> cpu_wait_fence;  // a release fence no dma-buf took: acquire_free waits for it
     std::uint64_t presented_at = 0;          // sequence number of its last present (0: never)
     struct Surface::State* surface = nullptr;
+    SurfaceBufferId index = 0;               // its id, for messages
 };
 
 struct Surface::State {
     std::shared_ptr<Display::State> display;
     wl_surface* surface = nullptr;
+    bool owns_surface = true;              // false: adopted, never destroyed
+    wl_surface* surface_wrapper = nullptr; // adopted: a wrapper on the library's queue (frame callbacks)
     xdg_surface* xdg = nullptr;
     xdg_toplevel* toplevel = nullptr;
     zwp_linux_surface_synchronization_v1* sync_object = nullptr;

@@ -25,8 +25,8 @@ const char* to_string(PresentSync sync) noexcept {
 namespace {
 
 Error moved_from(const char* operation) {
-    return Error::library(Errc::invalid_argument, std::string("wayland::Surface::") + operation +
-                                                      ": the Surface was moved from");
+    return Error::library(Errc::empty_object, std::string("wayland::Surface::") + operation +
+                                                  ": the Surface is empty (moved from)");
 }
 
 // --- xdg_surface / xdg_toplevel: the size the compositor wants, acknowledged at once. ---
@@ -71,15 +71,39 @@ void finish_explicit_release(SurfaceBuffer* slot) {
 }
 void fenced_release(void* data, zwp_linux_buffer_release_v1*, std::int32_t fd) {
     auto* slot = static_cast<SurfaceBuffer*>(data);
-    auto fence = SyncFile::adopt(UniqueFd(fd));
-    if (fence) {
-        slot->release_fence = std::move(*fence);
-    } else {
-        // Not a sync_file: the safe reading is "not known to be done"; the fd is closed by adopt.
-        dmabridge::detail::log_message(LogLevel::warning,
-                                       "wayland fenced_release: " + fence.error().message() + " (ignored)");
-    }
     ++slot->surface->stats.fenced_releases;
+    auto fence = SyncFile::adopt(UniqueFd(fd));  // the fd is closed by adopt when it fails
+    if (!fence) {
+        // The compositor says "free once this fence signals" and sends something that is no
+        // fence: when it stops reading the buffer is unknowable, so the buffer is never handed
+        // out again, and the connection is treated as broken (as libwayland treats a malformed
+        // message): every later call of the Display and its Surfaces returns this error.
+        slot->unknown_release = true;
+        zwp_linux_buffer_release_v1_destroy(slot->pending_release);
+        slot->pending_release = nullptr;
+        auto& display = *slot->surface->display;
+        if (!display.broken)
+            display.broken = Error::from_errno(
+                EPROTO, "the compositor's fenced_release of buffer " + std::to_string(slot->index) +
+                            " carried an fd that is not a sync_file (" + fence.error().message() +
+                            "); the buffer stays busy and the connection is treated as broken");
+        return;
+    }
+    // The compositor may read the buffer until the fence signals: it joins every distinct
+    // dma-buf's fences as a read fence, so whoever writes next and waits for the dma-bufs (a
+    // GPU acquire through the sync bridge, DmaBuf::wait, another process) waits for it too;
+    // every client did this by hand, and usually for plane 0 only.
+    if (auto attached = attach_fence(slot->desc, *fence, Access::read); !attached) {
+        // Before Linux 6.0 a dma-buf takes no fence: acquire_free() waits for it on the CPU.
+        if (!attached.error().is(Errc::unsupported))
+            dmabridge::detail::log_message(LogLevel::warning, "wayland release of buffer " + std::to_string(slot->index) +
+                                                                  ": " + attached.error().message() +
+                                                                  " (acquire_free waits for the fence instead)");
+        auto copy = fence->dup();
+        if (copy) slot->cpu_wait_fence = std::move(*copy);
+        else slot->unknown_release = true;  // no fd left to wait with: never handed out again
+    }
+    slot->release_fence = std::move(*fence);
     finish_explicit_release(slot);
 }
 void immediate_release(void* data, zwp_linux_buffer_release_v1*) {
@@ -100,7 +124,20 @@ void frame_done(void* data, wl_callback* callback, std::uint32_t) {
 }
 constexpr wl_callback_listener frame_listener{.done = frame_done};
 
-bool slot_busy(const SurfaceBuffer& slot) { return slot.awaiting_release || slot.awaiting_explicit_release; }
+bool slot_busy(const SurfaceBuffer& slot) {
+    return slot.awaiting_release || slot.awaiting_explicit_release || slot.unknown_release;
+}
+
+// The sync mode a Surface uses: automatic resolved against what the compositor offers.
+Result<PresentSync> resolve_sync(const Display::State& display, PresentSync sync, const char* operation) {
+    if (sync == PresentSync::automatic)
+        sync = display.explicit_sync != nullptr ? PresentSync::explicit_fences : PresentSync::implicit;
+    if (sync == PresentSync::explicit_fences && display.explicit_sync == nullptr)
+        return Error::library(Errc::unsupported, std::string("wayland::Surface::") + operation +
+                                                     ": explicit sync was asked for but the compositor offers no "
+                                                     "zwp_linux_explicit_synchronization_v1");
+    return sync;
+}
 
 }  // namespace
 
@@ -113,20 +150,19 @@ Surface::State::~State() {
     if (sync_object != nullptr) zwp_linux_surface_synchronization_v1_destroy(sync_object);
     if (toplevel != nullptr) xdg_toplevel_destroy(toplevel);
     if (xdg != nullptr) xdg_surface_destroy(xdg);
-    if (surface != nullptr) wl_surface_destroy(surface);
+    if (surface_wrapper != nullptr) wl_proxy_wrapper_destroy(surface_wrapper);
+    if (surface != nullptr && owns_surface) wl_surface_destroy(surface);  // an adopted one stays the application's
     if (display && display->display != nullptr) wl_display_flush(display->display);
 }
 
 Result<Surface> Surface::create(Display& display, const SurfaceOptions& options) {
-    if (!display.state_) return moved_from("create");
+    if (!display.state_)
+        return Error::library(Errc::empty_object, "wayland::Surface::create: the Display is empty (moved from)");
     const auto& dstate = display.state_;
     if (dstate->broken) return dstate->broken->with_context("wayland::Surface::create");
-    PresentSync sync = options.sync;
-    if (sync == PresentSync::automatic)
-        sync = dstate->explicit_sync != nullptr ? PresentSync::explicit_fences : PresentSync::implicit;
-    if (sync == PresentSync::explicit_fences && dstate->explicit_sync == nullptr)
-        return Error::library(Errc::unsupported, "wayland::Surface::create: explicit sync was asked for but the "
-                                                 "compositor offers no zwp_linux_explicit_synchronization_v1");
+    auto resolved = resolve_sync(*dstate, options.sync, "create");
+    if (!resolved) return resolved.error();
+    const PresentSync sync = *resolved;
 
     auto state = std::make_shared<State>();
     state->display = dstate;
@@ -149,6 +185,37 @@ Result<Surface> Surface::create(Display& display, const SurfaceOptions& options)
     return Surface(std::move(state));
 }
 
+Result<Surface> Surface::adopt(Display& display, wl_surface* surface, PresentSync sync) {
+    if (!display.state_)
+        return Error::library(Errc::empty_object, "wayland::Surface::adopt: the Display is empty (moved from)");
+    if (surface == nullptr) return Error::library(Errc::empty_object, "wayland::Surface::adopt: the wl_surface is null");
+    const auto& dstate = display.state_;
+    if (dstate->broken) return dstate->broken->with_context("wayland::Surface::adopt");
+    auto* proxy = reinterpret_cast<wl_proxy*>(surface);
+    if (std::string_view(wl_proxy_get_class(proxy)) != wl_surface_interface.name)
+        return Error::library(Errc::invalid_argument, std::string("wayland::Surface::adopt: the proxy is a ") +
+                                                          wl_proxy_get_class(proxy) + ", not a wl_surface");
+    if (wl_proxy_get_display(proxy) != dstate->display)
+        return Error::library(Errc::invalid_argument,
+                              "wayland::Surface::adopt: the wl_surface belongs to another connection than the Display's");
+    auto resolved = resolve_sync(*dstate, sync, "adopt");
+    if (!resolved) return resolved.error();
+
+    auto state = std::make_shared<State>();
+    state->display = dstate;
+    state->sync = *resolved;
+    state->surface = surface;
+    state->owns_surface = false;
+    state->surface_wrapper = static_cast<wl_surface*>(wl_proxy_create_wrapper(surface));
+    if (state->surface_wrapper == nullptr) return dmabridge::detail::last_error("wayland::Surface::adopt: wl_proxy_create_wrapper");
+    wl_proxy_set_queue(reinterpret_cast<wl_proxy*>(state->surface_wrapper), dstate->queue);
+    state->configured = true;  // the application's business
+    if (state->sync == PresentSync::explicit_fences)
+        state->sync_object = zwp_linux_explicit_synchronization_v1_get_synchronization(dstate->explicit_sync, surface);
+    if (auto flushed = dstate->flush("wayland::Surface::adopt"); !flushed) return flushed.error();
+    return Surface(std::move(state));
+}
+
 Surface::Surface(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
 Surface::Surface(Surface&&) noexcept = default;
 Surface& Surface::operator=(Surface&&) noexcept = default;
@@ -166,6 +233,10 @@ Result<SurfaceBufferId> Surface::add_buffer(BufferDesc desc) {
     if (!state_) return moved_from("add_buffer");
     auto& display = *state_->display;
     if (display.broken) return display.broken->with_context("wayland::Surface::add_buffer");
+    for (std::size_t i = 0; i < desc.planes.size(); ++i)
+        if (!desc.planes[i].buffer.valid())
+            return Error::library(Errc::empty_object, "wayland::Surface::add_buffer: plane " + std::to_string(i) +
+                                                          "'s dma-buf is empty (moved from or released)");
     if (auto valid = desc.validate(); !valid) return valid.error().with_context("wayland::Surface::add_buffer");
     if (!display.formats.contains(desc.fourcc, desc.modifier))
         return Error::library(Errc::unsupported, "wayland::Surface::add_buffer: the compositor does not accept " +
@@ -201,6 +272,7 @@ Result<SurfaceBufferId> Surface::add_buffer(BufferDesc desc) {
     slot->desc = std::move(desc);
     slot->buffer = buffer;
     slot->surface = state_.get();
+    slot->index = static_cast<SurfaceBufferId>(state_->buffers.size());
     wl_buffer_add_listener(buffer, &buffer_listener, slot.get());
     state_->buffers.push_back(std::move(slot));
     if (auto flushed = display.flush("wayland::Surface::add_buffer"); !flushed) return flushed.error();
@@ -226,6 +298,7 @@ Result<SurfaceBufferId> Surface::acquire_free(Timeout timeout) {
     if (!state_) return moved_from("acquire_free");
     if (state_->buffers.empty())
         return Error::library(Errc::not_found, "wayland::Surface::acquire_free: no buffer was added");
+    const dmabridge::detail::Deadline deadline(timeout);
     std::optional<SurfaceBufferId> found;
     auto pick = [&] {
         for (std::size_t i = 0; i < state_->buffers.size(); ++i) {
@@ -242,6 +315,20 @@ Result<SurfaceBufferId> Surface::acquire_free(Timeout timeout) {
                                                      " buffers held by the compositor");
         !r)
         return r.error();
+    auto& slot = *state_->buffers[*found];
+    if (slot.cpu_wait_fence) {
+        // The release fence could not go on the dma-bufs (before Linux 6.0): it is waited for
+        // here, within the same timeout, so that a buffer handed out is never still read.
+        const auto left = deadline.wait_timeout();
+        auto waited = slot.cpu_wait_fence->wait(left ? *left : Timeout(0));
+        if (!waited) return waited.error().with_context("wayland::Surface::acquire_free: release fence of buffer " +
+                                                        std::to_string(*found));
+        if (*waited == WaitStatus::timed_out)
+            return Error::from_errno(ETIMEDOUT, "wayland::Surface::acquire_free: the release fence of buffer " +
+                                                    std::to_string(*found) + " did not signal within " +
+                                                    std::to_string(timeout.count()) + " ms");
+        slot.cpu_wait_fence.reset();
+    }
     return *found;
 }
 
@@ -258,7 +345,7 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
         return Error::library(Errc::invalid_argument,
                               what + ": the compositor still holds it (no release since its last present)");
     if (acquire && !acquire->valid())
-        return Error::library(Errc::invalid_argument, what + ": the acquire fence is empty (moved from?)");
+        return Error::library(Errc::empty_object, what + ": the acquire fence is empty (moved from or released)");
 
     const bool explicit_sync = state_->sync == PresentSync::explicit_fences;
     if (acquire && !explicit_sync) {
@@ -271,6 +358,15 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
             if (!waited) return waited.error().with_context(what + ": wait for the acquire fence");
         }
     }
+    if (explicit_sync && !acquire) {
+        // The caller published its rendering on the dma-bufs (or finished writing): the
+        // acquire fence is what a reader of every distinct dma-buf must wait for, merged into
+        // one. Before Linux 6.0 there is none to export: the commit goes without (the caller
+        // finished writing, as PresentSync::implicit documents for that kernel).
+        auto exported = export_fences(slot.desc, Access::read, "dmabridge-acquire");
+        if (!exported) return exported.error().with_context(what + ": export the dma-bufs' fences");
+        acquire = std::move(*exported);
+    }
     if (explicit_sync) {
         if (acquire) zwp_linux_surface_synchronization_v1_set_acquire_fence(state_->sync_object, acquire->fd());
         slot.pending_release = zwp_linux_surface_synchronization_v1_get_release(state_->sync_object);
@@ -278,10 +374,14 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
         slot.awaiting_explicit_release = true;
     }
     slot.release_fence.reset();
+    slot.cpu_wait_fence.reset();  // presented again: the caller has made sure it was free
     wl_surface_attach(state_->surface, slot.buffer, 0, 0);
     wl_surface_damage_buffer(state_->surface, 0, 0, INT32_MAX, INT32_MAX);
     if (state_->frame == nullptr) {
-        state_->frame = wl_surface_frame(state_->surface);
+        // From the wrapper of an adopted surface: the callback lands on the library's queue,
+        // not on the application's (a callback inherits the queue of the proxy that made it).
+        state_->frame = wl_surface_frame(state_->surface_wrapper != nullptr ? state_->surface_wrapper
+                                                                            : state_->surface);
         wl_callback_add_listener(state_->frame, &frame_listener, state_.get());
     }
     wl_surface_commit(state_->surface);

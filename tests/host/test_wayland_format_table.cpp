@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT
 // linux-dmabuf v4 feedback as a compositor sends it, well-formed and hostile: the format table
 // (an fd and a size) and tranches of 16-bit indices into it.
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -85,6 +89,14 @@ TEST_CASE("hostile format tables are refused with their numbers") {
     CHECK(past_end.error().message().find("64") != std::string::npos);
     CHECK(read_format_table(fd.get(), 0).error().is(Errc::invalid_argument));
     CHECK_FALSE(read_format_table(-1, 16));
+    // Not a regular file: a pipe could block the client's read forever.
+    int pipe_fds[2];
+    REQUIRE(::pipe2(pipe_fds, O_CLOEXEC) == 0);
+    UniqueFd pipe_read(pipe_fds[0]), pipe_write(pipe_fds[1]);
+    auto from_pipe = read_format_table(pipe_read.get(), 16);
+    REQUIRE_FALSE(from_pipe);
+    CHECK(from_pipe.error().is(Errc::invalid_argument));
+    CHECK(from_pipe.error().message().find("not a regular file") != std::string::npos);
     UniqueFd big(::memfd_create("big-table", MFD_CLOEXEC));
     REQUIRE(::ftruncate(big.get(), (max_format_table_rows + 1) * 16) == 0);
     CHECK(read_format_table(big.get(), (max_format_table_rows + 1) * 16).error().is(Errc::limit_exceeded));
@@ -104,4 +116,42 @@ TEST_CASE("hostile tranche indices are refused and add nothing") {
     CHECK(set.empty());
     CHECK(add_tranche_formats({}, indices({0}), set).error().is(Errc::invalid_argument));  // no table sent
     CHECK(add_tranche_formats(*table, {}, set));  // an empty tranche is allowed
+}
+
+TEST_CASE("a format table the compositor shrinks while it is read fails cleanly, never with SIGBUS") {
+    // The table fd is the compositor's file: it can truncate it at any time, also between the
+    // client's size check and its read. A mapping read past the new end raises SIGBUS and kills
+    // the client; read_format_table must only ever see a short table (or the whole one).
+    const auto bytes = table_bytes(rows);
+    auto fd = memfd_with(bytes);
+    std::atomic<bool> stop{false};
+    std::thread shrinker([&] {
+        while (!stop) {
+            (void)!::ftruncate(fd.get(), 0);
+            (void)!::pwrite(fd.get(), bytes.data(), bytes.size(), 0);
+        }
+    });
+    std::size_t whole = 0, short_tables = 0, wrong = 0;
+    std::string first_wrong;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    while (std::chrono::steady_clock::now() < until || whole == 0 || short_tables == 0) {
+        auto table = read_format_table(fd.get(), bytes.size());
+        // A read during the rewrite can see zeros where rows were still being written: whatever
+        // it read, a table has the announced number of rows, and a refusal names the sizes.
+        if (table && table->size() == rows.size()) {
+            ++whole;
+        } else if (!table && table.error().is(Errc::invalid_argument) &&
+                   table.error().message().find("announced size 48 but the file has") != std::string::npos) {
+            ++short_tables;
+        } else if (wrong++ == 0) {
+            first_wrong = table ? std::to_string(table->size()) + " rows" : table.error().message();
+        }
+        if (std::chrono::steady_clock::now() > until + std::chrono::seconds(10)) break;
+    }
+    stop = true;
+    shrinker.join();
+    INFO(whole << " whole tables, " << short_tables << " short ones");
+    CHECK(whole > 0);
+    CHECK(short_tables > 0);
+    CHECK_MESSAGE(wrong == 0, first_wrong);
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The Wayland client against a compositor that lies: a small libwayland-server in a thread
-// offers wl_compositor, xdg_wm_base and zwp_linux_dmabuf_v1 v4, and answers the default
-// feedback request with crafted events (a table shorter than announced, indices past the
+// (tests/support/fake_compositor) offers wl_compositor, xdg_wm_base and zwp_linux_dmabuf_v1 v4,
+// and answers the default feedback request with crafted events (a table shorter than announced, indices past the
 // table, a main device of the wrong size, tranches before any table, no `done` at all).
 // Display::connect must fail with the numbers, leak no fd, and accept the honest feedback.
 #include <atomic>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -26,11 +27,15 @@
 
 #include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/wayland/display.hpp>
+#include <dmabridge/wayland/surface.hpp>
 
+#include "fake_compositor.hpp"
 #include "fd_count.hpp"
 
 using namespace dmabridge;
 using namespace std::chrono_literals;
+using dmabridge::test::FakeCompositor;
+using dmabridge::test::FeedbackScript;
 
 namespace {
 
@@ -39,9 +44,6 @@ struct Row {
     std::uint32_t pad;
     std::uint64_t modifier;
 };
-
-// What the fake compositor sends in answer to get_default_feedback.
-using FeedbackScript = std::function<void(wl_resource* feedback)>;
 
 void send_array(wl_resource* feedback, void (*send)(wl_resource*, wl_array*), const void* data, std::size_t size) {
     wl_array array;
@@ -59,102 +61,6 @@ int table_fd(const std::vector<Row>& rows, std::size_t file_bytes) {
     REQUIRE(::ftruncate(fd, static_cast<off_t>(file_bytes)) == 0);
     return fd;
 }
-
-class FakeCompositor {
-public:
-    explicit FakeCompositor(FeedbackScript script) : script_(std::move(script)) {
-        char dir[] = "/tmp/dmabridge-wl-hostile-XXXXXX";
-        REQUIRE(::mkdtemp(dir) != nullptr);
-        dir_ = dir;
-        display_ = wl_display_create();
-        REQUIRE(display_ != nullptr);
-        socket_ = dir_ + "/wl-hostile";
-        // wl_display_add_socket puts relative names under XDG_RUNTIME_DIR: bind the full path
-        // through a listening fd instead, so the test does not touch the environment.
-        REQUIRE(wl_display_add_socket_fd(display_, listen_on(socket_)) == 0);
-        wl_global_create(display_, &wl_compositor_interface, 4, this, bind_compositor);
-        wl_global_create(display_, &xdg_wm_base_interface, 1, this, bind_wm_base);
-        wl_global_create(display_, &zwp_linux_dmabuf_v1_interface, 4, this, bind_dmabuf);
-        thread_ = std::thread([this] {
-            wl_event_loop* loop = wl_display_get_event_loop(display_);
-            while (!stop_) {
-                wl_event_loop_dispatch(loop, 20);
-                wl_display_flush_clients(display_);
-            }
-        });
-    }
-    ~FakeCompositor() {
-        stop_ = true;
-        thread_.join();
-        wl_display_destroy_clients(display_);
-        wl_display_destroy(display_);
-        ::unlink(socket_.c_str());
-        ::rmdir(dir_.c_str());
-    }
-    const std::string& socket() const { return socket_; }
-
-private:
-    static int listen_on(const std::string& path);
-
-    static void bind_compositor(wl_client* client, void*, std::uint32_t version, std::uint32_t id) {
-        wl_resource_create(client, &wl_compositor_interface, static_cast<int>(version), id);
-    }
-    static void destroy_resource(wl_client*, wl_resource* resource) { wl_resource_destroy(resource); }
-    static void create_positioner(wl_client*, wl_resource*, std::uint32_t) {}
-    static void get_xdg_surface(wl_client*, wl_resource*, std::uint32_t, wl_resource*) {}
-    static void pong(wl_client*, wl_resource*, std::uint32_t) {}
-    static constexpr struct xdg_wm_base_interface wm_base_impl{.destroy = destroy_resource,
-                                                               .create_positioner = create_positioner,
-                                                               .get_xdg_surface = get_xdg_surface,
-                                                               .pong = pong};
-    static void bind_wm_base(wl_client* client, void*, std::uint32_t version, std::uint32_t id) {
-        wl_resource* r = wl_resource_create(client, &xdg_wm_base_interface, static_cast<int>(version), id);
-        wl_resource_set_implementation(r, &wm_base_impl, nullptr, nullptr);
-    }
-    static void create_params(wl_client*, wl_resource*, std::uint32_t) {}
-    static void get_default_feedback(wl_client* client, wl_resource* dmabuf, std::uint32_t id) {
-        auto* self = static_cast<FakeCompositor*>(wl_resource_get_user_data(dmabuf));
-        wl_resource* feedback = wl_resource_create(client, &zwp_linux_dmabuf_feedback_v1_interface,
-                                                   wl_resource_get_version(dmabuf), id);
-        wl_resource_set_implementation(feedback, &feedback_impl, self, nullptr);
-        self->script_(feedback);
-    }
-    static void get_surface_feedback(wl_client*, wl_resource*, std::uint32_t, wl_resource*) {}
-    static constexpr struct zwp_linux_dmabuf_feedback_v1_interface feedback_impl{.destroy = destroy_resource};
-    static constexpr struct zwp_linux_dmabuf_v1_interface dmabuf_impl{.destroy = destroy_resource,
-                                                               .create_params = create_params,
-                                                               .get_default_feedback = get_default_feedback,
-                                                               .get_surface_feedback = get_surface_feedback};
-    static void bind_dmabuf(wl_client* client, void* data, std::uint32_t version, std::uint32_t id) {
-        wl_resource* r = wl_resource_create(client, &zwp_linux_dmabuf_v1_interface, static_cast<int>(version), id);
-        wl_resource_set_implementation(r, &dmabuf_impl, data, nullptr);
-    }
-
-    FeedbackScript script_;
-    std::string dir_, socket_;
-    wl_display* display_ = nullptr;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-};
-
-}  // namespace
-
-#include <sys/socket.h>
-#include <sys/un.h>
-
-int FakeCompositor::listen_on(const std::string& path) {
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    REQUIRE(path.size() < sizeof addr.sun_path);
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(fd, 4) == 0);
-    return fd;
-}
-
-namespace {
 
 const std::vector<Row> rows = {{fourcc::XRGB8888, 0, modifier::linear},
                                {fourcc::ARGB8888, 0, modifier::linear},
@@ -188,6 +94,15 @@ void send_main_device(wl_resource* feedback) {
 }
 
 }  // namespace
+
+// Waits are bounded by the caller: neither acquire_free nor dispatch compiles without a timeout.
+template <typename S>
+concept waits_without_a_timeout = requires(S& s) { s.acquire_free(); };
+template <typename D>
+concept dispatches_without_a_timeout = requires(D& d) { d.dispatch(); };
+static_assert(!waits_without_a_timeout<wayland::Surface>);
+static_assert(!dispatches_without_a_timeout<wayland::Display>);
+static_assert(requires(wayland::Surface& s) { s.acquire_free(forever); });  // an explicit forever stays
 
 TEST_CASE("an honest v4 feedback gives the tranches' formats and the main device") {
     dmabridge::test::FdLeakCheck leaks;
@@ -224,6 +139,18 @@ TEST_CASE("lying feedback fails the connection with the numbers and leaks no fd"
              zwp_linux_dmabuf_feedback_v1_send_done(f);
          },
          "announced size 48 but the file has 32 bytes"},
+        {"a table truncated after its size was announced",
+         [](wl_resource* f) {
+             // The client reads the table only when it dispatches the event: the file is
+             // already empty then (a mapped read of it would have been a SIGBUS).
+             const int fd = table_fd(rows, sizeof(Row) * 3);
+             zwp_linux_dmabuf_feedback_v1_send_format_table(f, fd, sizeof(Row) * 3);
+             REQUIRE(::ftruncate(fd, 0) == 0);
+             ::close(fd);
+             send_tranche(f, {0});
+             zwp_linux_dmabuf_feedback_v1_send_done(f);
+         },
+         "announced size 48 but the file has 0 bytes"},
         {"an index past the table",
          [](wl_resource* f) {
              send_table(f, sizeof(Row) * 3, sizeof(Row) * 3);
@@ -281,4 +208,47 @@ TEST_CASE("no compositor: connect says which display it tried") {
     REQUIRE_FALSE(display);
     CHECK(display.error().domain() == ErrorDomain::system);
     CHECK(display.error().message().find("/nonexistent/dmabridge-no-such-display") != std::string::npos);
+}
+
+TEST_CASE("a compositor that stops reading: the client waits for its socket too, not only for events") {
+    // The client's requests fill its socket while the compositor reads nothing; the rest stays
+    // in libwayland's buffer. A roundtrip's sync is behind them: the compositor cannot answer it
+    // before the client sends it, and the client can send it only once the socket takes more.
+    // A client waiting for events alone sleeps until its timeout.
+    dmabridge::test::FdLeakCheck leaks;
+    dmabridge::test::FakeCompositorOptions options;
+    options.formats = {{fourcc::XRGB8888, modifier::linear}};
+    FakeCompositor compositor(options);
+    wayland::DisplayOptions display_options;
+    display_options.name = compositor.socket();
+    display_options.timeout = 5s;
+    auto display = wayland::Display::connect(display_options);
+    REQUIRE_MESSAGE(display, (display ? "" : display.error().message()));
+    // A small send buffer: a few kilobytes of requests fill the socket.
+    const int small = 4096;
+    REQUIRE(::setsockopt(display->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+
+    compositor.pause_reading(true);
+    constexpr std::uint32_t pings = 3000;  // 3000 pongs: 36 kB of requests
+    compositor.ping(pings);
+    // Answer every ping: the pongs fill the socket, the rest waits in libwayland's buffer.
+    for (int i = 0; i < 1000; ++i) {
+        auto dispatched = display->dispatch(200ms);
+        REQUIRE_MESSAGE(dispatched, (dispatched ? "" : dispatched.error().message()));
+        if (!*dispatched) break;
+    }
+    CHECK(compositor.pongs == 0);
+
+    // The compositor reads again 300 ms into the roundtrip; it sends nothing until the sync.
+    std::thread resume([&] {
+        std::this_thread::sleep_for(300ms);
+        compositor.pause_reading(false);
+    });
+    const auto start = std::chrono::steady_clock::now();
+    auto roundtrip = display->roundtrip();
+    const auto took = std::chrono::steady_clock::now() - start;
+    resume.join();
+    REQUIRE_MESSAGE(roundtrip, (roundtrip ? "" : roundtrip.error().message()));
+    CHECK(took < 4s);
+    CHECK(compositor.pongs == pings);
 }

@@ -22,6 +22,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <wayland-client.h>
+
+#include "xdg-shell-client.h"
+
 #include <doctest/doctest.h>
 
 #include <dmabridge/base/unique_fd.hpp>
@@ -348,9 +352,12 @@ TEST_CASE_FIXTURE(WaylandLeakTest, "formats and modifiers the compositor did not
 
     // Moved-from objects fail.
     auto moved_surface = std::move(surface);
-    CHECK_FALSE(surface.present(0));  // NOLINT(bugprone-use-after-move): that is the test
+    CHECK(surface.present(0).error().is(Errc::empty_object));  // NOLINT(bugprone-use-after-move): that is the test
+    CHECK(surface.add_buffer({}).error().is(Errc::empty_object));  // NOLINT(bugprone-use-after-move)
     auto moved_display = std::move(display);
-    CHECK_FALSE(display.roundtrip());  // NOLINT(bugprone-use-after-move)
+    CHECK(display.roundtrip().error().is(Errc::empty_object));  // NOLINT(bugprone-use-after-move)
+    CHECK(display.dispatch(0ms).error().is(Errc::empty_object));  // NOLINT(bugprone-use-after-move)
+    CHECK(display.create_surface({}).error().is(Errc::empty_object));  // NOLINT(bugprone-use-after-move)
     CHECK(display.fd() == -1);
 }
 
@@ -443,6 +450,135 @@ TEST_CASE_FIXTURE(WaylandLeakTest, "the wayland_present sample's compute-shader 
     CHECK(WEXITSTATUS(status) == 0);
 }
 #endif
+
+namespace {
+
+// An application that knows nothing of dmabridge: its own connection, globals and xdg toplevel,
+// made with libwayland on its default queue (as SDL, GTK or Qt would).
+struct Application {
+    wl_display* display = nullptr;
+    wl_registry* registry = nullptr;
+    wl_compositor* compositor = nullptr;
+    xdg_wm_base* wm_base = nullptr;
+    wl_surface* surface = nullptr;
+    xdg_surface* xdg = nullptr;
+    xdg_toplevel* toplevel = nullptr;
+    bool configured = false;
+
+    static void global(void* data, wl_registry* registry, std::uint32_t name, const char* interface, std::uint32_t) {
+        auto* app = static_cast<Application*>(data);
+        if (std::string_view(interface) == wl_compositor_interface.name)
+            app->compositor = static_cast<wl_compositor*>(wl_registry_bind(registry, name, &wl_compositor_interface, 4));
+        else if (std::string_view(interface) == xdg_wm_base_interface.name)
+            app->wm_base = static_cast<xdg_wm_base*>(wl_registry_bind(registry, name, &xdg_wm_base_interface, 1));
+    }
+    static void global_remove(void*, wl_registry*, std::uint32_t) {}
+    static constexpr wl_registry_listener registry_listener{.global = global, .global_remove = global_remove};
+    static void ping(void*, xdg_wm_base* wm_base, std::uint32_t serial) { xdg_wm_base_pong(wm_base, serial); }
+    static constexpr xdg_wm_base_listener wm_base_listener{.ping = ping};
+    static void configure(void* data, xdg_surface* xdg, std::uint32_t serial) {
+        xdg_surface_ack_configure(xdg, serial);
+        static_cast<Application*>(data)->configured = true;
+    }
+    static constexpr xdg_surface_listener xdg_listener{.configure = configure};
+
+    explicit Application(const std::string& socket) {
+        display = wl_display_connect(socket.c_str());
+        REQUIRE(display != nullptr);
+        registry = wl_display_get_registry(display);
+        wl_registry_add_listener(registry, &registry_listener, this);
+        REQUIRE(wl_display_roundtrip(display) >= 0);
+        REQUIRE(compositor != nullptr);
+        REQUIRE(wm_base != nullptr);
+        xdg_wm_base_add_listener(wm_base, &wm_base_listener, this);
+        surface = wl_compositor_create_surface(compositor);
+        xdg = xdg_wm_base_get_xdg_surface(wm_base, surface);
+        xdg_surface_add_listener(xdg, &xdg_listener, this);
+        toplevel = xdg_surface_get_toplevel(xdg);
+        xdg_toplevel_set_title(toplevel, "application");
+        wl_surface_commit(surface);
+        for (int i = 0; i < 600 && !configured; ++i) REQUIRE(wl_display_roundtrip(display) >= 0);
+        REQUIRE(configured);
+    }
+    ~Application() {
+        xdg_toplevel_destroy(toplevel);
+        xdg_surface_destroy(xdg);
+        wl_surface_destroy(surface);
+        xdg_wm_base_destroy(wm_base);
+        wl_compositor_destroy(compositor);
+        wl_registry_destroy(registry);
+        wl_display_disconnect(display);
+    }
+    Application(const Application&) = delete;
+    Application& operator=(const Application&) = delete;
+};
+
+void set_true(void* data, wl_callback* callback, std::uint32_t) {
+    *static_cast<bool*>(data) = true;
+    wl_callback_destroy(callback);
+}
+constexpr wl_callback_listener set_true_listener{.done = set_true};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(WaylandLeakTest, "an application's own wl_display and wl_surface: frames land in them, and the application's objects and events stay its own") {
+    const auto device = counted_device();
+    Application app(session().weston->socket_path());
+    bool app_sync_done = false;
+    {
+        auto display = wayland::Display::adopt(app.display, display_options());
+        REQUIRE_MESSAGE(display, (display ? "" : display.error().message()));
+        CHECK(display->fd() == wl_display_get_fd(app.display));
+        CHECK(display->formats().contains(fourcc::XBGR8888, modifier::linear));
+        auto surface = wayland::Surface::adopt(*display, app.surface, wayland::PresentSync::automatic);
+        REQUIRE_MESSAGE(surface, (surface ? "" : surface.error().message()));
+        CHECK(surface->sync() == wayland::PresentSync::explicit_fences);  // weston offers it
+
+        // The application's own round trip, sent before the library dispatches: its answer is
+        // read by the library's dispatch but must wait on the application's queue.
+        wl_callback* app_sync = wl_display_sync(app.display);
+        wl_callback_add_listener(app_sync, &set_true_listener, &app_sync_done);
+        REQUIRE(wl_display_flush(app.display) >= 0);
+
+        auto a = rendered(device, 6);
+        auto b = rendered(device, 7);
+        auto id_a = surface->add_buffer(std::move(a.desc));
+        auto id_b = surface->add_buffer(std::move(b.desc));
+        REQUIRE_MESSAGE(id_a, (id_a ? "" : id_a.error().message()));
+        REQUIRE(id_b);
+        auto frames = surface->stats().frames_done;
+        REQUIRE(surface->present(*id_a));
+        wait_frame(*display, *surface, frames);  // the frame callback came on the library's queue
+        REQUIRE(display->roundtrip());
+        CHECK_FALSE(app_sync_done);  // read, queued for the application, not dispatched by the library
+
+        frames = surface->stats().frames_done;
+        REQUIRE(surface->present(*id_b));
+        wait_frame(*display, *surface, frames);
+        auto freed = surface->acquire_free(120s);
+        REQUIRE_MESSAGE(freed, (freed ? "" : freed.error().message()));
+        CHECK(*freed == *id_a);  // weston released A once B replaced it
+        auto shot = capture();
+        CHECK_MESSAGE(compare(shot, 7).empty(), compare(shot, 7));  // B is what the application's window shows
+
+        // Refusals: a null surface, a proxy that is not a wl_surface.
+        CHECK(wayland::Surface::adopt(*display, nullptr).error().is(Errc::empty_object));
+        CHECK(wayland::Surface::adopt(*display, reinterpret_cast<wl_surface*>(app.toplevel)).error().is(Errc::invalid_argument));
+        CHECK(wayland::Display::adopt(nullptr).error().is(Errc::empty_object));
+    }
+    // The library's objects are gone; the application's connection and window still work.
+    CHECK(wl_display_dispatch_pending(app.display) >= 0);
+    CHECK(app_sync_done);
+    xdg_toplevel_set_title(app.toplevel, "application, after dmabridge");
+    wl_surface_attach(app.surface, nullptr, 0, 0);
+    wl_surface_commit(app.surface);
+    bool after = false;
+    wl_callback* after_sync = wl_display_sync(app.display);
+    wl_callback_add_listener(after_sync, &set_true_listener, &after);
+    REQUIRE(wl_display_roundtrip(app.display) >= 0);
+    CHECK(after);
+    CHECK(wl_display_get_error(app.display) == 0);
+}
 
 TEST_CASE_FIXTURE(WaylandTest, "when weston dies, dispatch and present fail with the connection's error") {
     // Runs last: it stops the shared weston.

@@ -8,6 +8,10 @@
 // readable -> destroy the surfaces, then the Display.
 //
 // Link dmabridge::wayland (libdmabridge_wayland, which links libwayland-client).
+//
+// Inside a toolkit (SDL, GTK, Qt, a game engine) that already has a connection and a window:
+// Display::adopt() the toolkit's wl_display and Surface::adopt() its wl_surface (surface.hpp)
+// instead; the library then works beside the toolkit on an event queue of its own.
 
 #include <cstdint>
 #include <memory>
@@ -15,6 +19,8 @@
 #include <string>
 
 #include <sys/types.h>
+
+struct wl_display;
 
 #include <dmabridge/base/access.hpp>
 #include <dmabridge/base/result.hpp>
@@ -25,10 +31,11 @@ namespace dmabridge::wayland {
 class Surface;
 struct SurfaceOptions;
 
-/// Options of Display::connect(). The zero value connects to $WAYLAND_DISPLAY and uses
-/// everything the compositor offers.
+/// Options of Display::connect() and Display::adopt(). The zero value connects to
+/// $WAYLAND_DISPLAY and uses everything the compositor offers.
 struct DisplayOptions {
     /// The display socket name or path; empty means $WAYLAND_DISPLAY (then "wayland-0").
+    /// Not used by adopt().
     std::string name;
     /// The highest zwp_linux_dmabuf_v1 version to bind (3 to 5). Version 4 and later get the
     /// default feedback (format table, main device, tranches); 3 gets format/modifier events.
@@ -43,8 +50,13 @@ struct DisplayOptions {
 /// (wl_compositor, xdg_wm_base, zwp_linux_dmabuf_v1 and, when offered,
 /// zwp_linux_explicit_synchronization_v1).
 ///
+/// Every proxy the library makes lives on an event queue of its own (wl_event_queue), and
+/// dispatch() dispatches that queue alone: the library never dispatches events of another
+/// queue, and objects it did not make never get its listeners.
+///
 /// Thread safety: not thread-safe. One thread calls every function of a Display and of its
-/// Surfaces (they share the event queue). Moved-from Displays fail every call.
+/// Surfaces (they share the library's event queue). A moved-from Display fails every call at once with
+/// Errc::empty_object (fd() returns -1, the queries their zero values).
 class Display {
 public:
     /// Connects, binds the globals and waits (up to options.timeout) until the compositor has
@@ -53,26 +65,64 @@ public:
     /// Fails with ENOENT-like errno from wl_display_connect when no compositor listens, with
     /// Errc::unsupported naming the missing global when the compositor lacks wl_compositor,
     /// xdg_wm_base or zwp_linux_dmabuf_v1 v3+, and with EPROTO naming the interface and code
-    /// when the compositor raises a protocol error. A malformed format table (size, indices)
-    /// fails with Errc::invalid_argument.
+    /// when the compositor raises a protocol error. A malformed format table (size, indices, a
+    /// file that is not regular or shorter than announced, also when the compositor shrinks it
+    /// meanwhile: it is read, never mapped, so that cannot raise SIGBUS) fails with
+    /// Errc::invalid_argument; a table announced larger than 65536 rows with Errc::limit_exceeded.
     static Result<Display> connect(const DisplayOptions& options = {});
+
+    /// Uses a connection the application made and keeps (`display`, for example from
+    /// SDL_GetPointerProperty(..., SDL_PROP_WINDOW_WAYLAND_DISPLAY_POINTER),
+    /// gdk_wayland_display_get_wl_display() or QNativeInterface::QWaylandApplication::display()):
+    /// makes an event queue of its own and a registry on it, binds the globals it uses there
+    /// (its own bindings, beside the application's) and waits for the dma-buf formats as
+    /// connect() does, with `options` but for `name`. Costs two or three round trips on the
+    /// library's queue; the application's events that arrive meanwhile are read and queued on
+    /// their own queues, never dispatched.
+    ///
+    /// Ownership: the application keeps `display`. The Display never disconnects it: its
+    /// destructor destroys only the library's proxies and queue (after the last Surface made
+    /// from it is gone). `display` must outlive the Display and every Surface made from it.
+    ///
+    /// Threading: the library's calls (this, dispatch(), the Surfaces') run on one thread of the
+    /// application's choosing; the application may use `display` from other threads as
+    /// libwayland allows. Its event loop must read with wl_display_prepare_read() (or
+    /// wl_display_dispatch()), as SDL, GTK and Qt do: events the library's dispatch() reads
+    /// for the application's queues wait there until the application dispatches them, and a
+    /// loop that polls the fd without first dispatching what is pending would not see them.
+    ///
+    /// Fails with Errc::empty_object for a null `display`, with the connection's error when it
+    /// is already broken, and otherwise as connect() (missing globals, protocol errors,
+    /// malformed feedback, ETIMEDOUT).
+    static Result<Display> adopt(wl_display* display, const DisplayOptions& options = {});
 
     Display(Display&&) noexcept;
     Display& operator=(Display&&) noexcept;
     Display(const Display&) = delete;
     Display& operator=(const Display&) = delete;
     /// Releases the connection: it closes once the Display and every Surface made from it are
-    /// destroyed (Surfaces keep working until then).
+    /// destroyed (Surfaces keep working until then). An adopted connection is not closed: only
+    /// the library's own proxies and event queue are destroyed.
     ~Display();
 
     /// The connection's fd: poll it for POLLIN, then call dispatch(0). -1 when moved from.
+    /// For an adopted display this is the application's own connection fd.
     int fd() const noexcept;
 
     /// Flushes pending requests, waits up to `timeout` for events (0: do not wait), reads and
-    /// dispatches them (buffer releases, configures, pings). Returns true when events were
+    /// dispatches them (buffer releases, configures, pings). While requests remain unsent (the
+    /// socket was full: the compositor reads slowly) it also waits for the socket to take more
+    /// and sends them, so that a compositor that answers only once it has them is not waited
+    /// for in vain. Returns true when events were
     /// dispatched, false when the timeout passed first. Fails with the protocol error
     /// (EPROTO: interface, object id, code, and the compositor's message when it sent one) or
     /// the socket's errno once the connection is broken; every later call fails the same way.
+    /// The library also declares the connection broken (EPROTO, saying what the compositor
+    /// sent) when the compositor breaks a rule libwayland cannot check, such as a
+    /// fenced_release whose fd is not a sync_file (see Surface::take_release_fence()).
+    /// Every wait of a Display and its Surfaces has a bound the caller chose: this one's
+    /// timeout (no default; `forever` waits without limit), DisplayOptions::timeout for
+    /// connect() and roundtrip(), SurfaceOptions::configure_timeout for create_surface().
     Result<bool> dispatch(Timeout timeout);
 
     /// Sends a wl_display.sync and dispatches until the compositor answered it: every request

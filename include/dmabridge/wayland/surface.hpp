@@ -8,9 +8,11 @@
 // (wl_buffer.release, dispatched by Display::dispatch()) -> ... -> destroy the Surface.
 //
 // Buffers are reused only after the compositor released them: acquire_free() never returns a
-// buffer that is attached to a commit the compositor has not released, and a buffer released
-// with an explicit release fence comes back with that fence (wait for it, or make the GPU wait
-// for it, before writing).
+// buffer that is attached to a commit the compositor has not released. A buffer released with
+// an explicit release fence comes back with that fence on every distinct dma-buf (a read fence:
+// whoever writes and waits for the dma-bufs' fences, such as vulkan::SyncBridge's acquire, waits
+// for it); before Linux 6.0, where a dma-buf takes no fence, acquire_free() waits for it on the
+// CPU instead.
 
 #include <cstdint>
 #include <memory>
@@ -23,6 +25,8 @@
 #include <dmabridge/kernel/sync_file.hpp>
 #include <dmabridge/wayland/display.hpp>
 
+struct wl_surface;
+
 namespace dmabridge::wayland {
 
 /// How a frame's rendering is made known to the compositor.
@@ -34,8 +38,11 @@ enum class PresentSync : std::uint8_t {
     /// DMA_BUF_IOCTL_IMPORT_SYNC_FILE (before 6.0) present() waits for the fence on the CPU.
     implicit,
     /// The acquire fence travels with the commit (zwp_linux_surface_synchronization_v1
-    /// set_acquire_fence) and the compositor's release fence comes back per commit. Needs
-    /// Display::explicit_sync(); present() fails otherwise.
+    /// set_acquire_fence) and the compositor's release fence comes back per commit. Without a
+    /// fence given to present(), the acquire fence is exported from the buffer's dma-bufs (the
+    /// writers' fences of every distinct dma-buf, merged): publish the rendering on them
+    /// (vulkan::SyncBridge::publish) and present. Needs Display::explicit_sync(); present()
+    /// fails otherwise.
     explicit_fences,
     /// explicit_fences where the compositor offers it, implicit otherwise.
     automatic,
@@ -69,7 +76,9 @@ struct SurfaceStats {
 /// A mapped xdg toplevel showing dma-bufs.
 ///
 /// Thread safety: not thread-safe; the thread that drives its Display calls every function.
-/// Moved-from Surfaces fail every call.
+/// A moved-from Surface fails every call at once with Errc::empty_object (the queries return
+/// their zero values); so do add_buffer() with a plane whose DmaBuf is empty and present() with
+/// an empty acquire SyncFile.
 class Surface {
 public:
     /// Creates a wl_surface with an xdg_surface and xdg_toplevel role, commits it and
@@ -77,6 +86,31 @@ public:
     /// ETIMEDOUT after). Fails with Errc::unsupported when options.sync is explicit_fences
     /// and the compositor offers no explicit synchronization.
     static Result<Surface> create(Display& display, const SurfaceOptions& options = {});
+
+    /// Presents into a wl_surface the application made and keeps (a toolkit's window, a
+    /// subsurface): the Surface attaches, damages and commits buffers on it and asks for frame
+    /// callbacks (delivered on the library's queue), with `sync` as for create(). It makes no
+    /// role, no xdg objects and no configure handling: the application gives the surface its
+    /// role and acknowledges configures before the first present(), and attaches no buffers
+    /// of its own while the Surface presents. configured_width()/configured_height() stay 0.
+    ///
+    /// Ownership: the application keeps `surface`; the Surface never destroys it. Its
+    /// destructor destroys only the library's objects (wl_buffers, frame callback, the
+    /// zwp_linux_surface_synchronization_v1): destroy it after the application attached
+    /// something else or destroyed the window, since the buffer last shown goes with it.
+    /// `surface` must outlive the Surface.
+    ///
+    /// Explicit sync: the protocol allows one synchronization object per wl_surface; a surface
+    /// for which the application made one must be adopted with PresentSync::implicit (the
+    /// compositor would otherwise end the connection with synchronization_exists).
+    ///
+    /// Threading: as the Display's (display.hpp); the application must not use `surface`
+    /// from another thread while a call of this Surface runs.
+    ///
+    /// Fails with Errc::empty_object for a moved-from `display` or a null `surface`,
+    /// Errc::invalid_argument for a proxy that is not a wl_surface or belongs to another
+    /// connection, Errc::unsupported as create() for explicit sync. Costs no round trip.
+    static Result<Surface> adopt(Display& display, wl_surface* surface, PresentSync sync = PresentSync::automatic);
 
     Surface(Surface&&) noexcept;
     Surface& operator=(Surface&&) noexcept;
@@ -112,20 +146,30 @@ public:
     /// A buffer the compositor does not hold, dispatching the display until one is released
     /// (up to `timeout`; ETIMEDOUT after, naming how many buffers are busy). Buffers are
     /// handed out least recently presented first. Fails with Errc::not_found when no buffer
-    /// was added.
-    Result<SurfaceBufferId> acquire_free(Timeout timeout = forever);
+    /// was added. The timeout has no default: a compositor that never releases (hung, or
+    /// hostile) would otherwise block the caller for good; pass `forever` to say so
+    /// explicitly, 0 to only poll.
+    Result<SurfaceBufferId> acquire_free(Timeout timeout);
 
     /// The fence the compositor gave back with buffer `id`'s last explicit release, if any:
-    /// writes to the buffer must wait for it. Taking it clears it.
+    /// writes to the buffer must wait for it. It is also on every distinct dma-buf of the
+    /// buffer already (see the top of this file): take it only to make a wait explicit (a
+    /// Vulkan semaphore import, for example). Taking it clears it.
+    /// A fenced release whose fd is not a sync_file never frees the buffer: when the compositor
+    /// stops reading it cannot be known, so the buffer stays busy() and the connection is
+    /// treated as broken (the dispatch that received it, and every later call, fail with
+    /// EPROTO naming the buffer).
     std::optional<SyncFile> take_release_fence(SurfaceBufferId id);
 
     /// Attaches buffer `id`, damages all of it, asks for a frame callback and commits; then
     /// flushes. `acquire` is the fence that signals when rendering into the buffer is done
     /// (see PresentSync for where it goes); nullopt when the caller has made sure the
-    /// buffer's contents are complete or published on its dma-bufs. Fails with
+    /// buffer's contents are complete or published on its dma-bufs (for explicit sync the
+    /// Surface then exports the dma-bufs' fences for the commit: one ioctl per distinct
+    /// dma-buf and a merge per extra one). Fails with
     /// Errc::invalid_argument for an unknown id or a buffer the compositor still holds
     /// (present it only after acquire_free() returned it), and with the import or protocol
-    /// error. Costs an ioctl per plane for implicit sync with a fence, and a sendmsg.
+    /// error. Costs an ioctl per distinct dma-buf for implicit sync with a fence, and a sendmsg.
     Status present(SurfaceBufferId id, std::optional<SyncFile> acquire = std::nullopt);
 
     /// The sync mode present() uses (automatic resolved against the compositor).
