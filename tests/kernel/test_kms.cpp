@@ -7,6 +7,7 @@
 // Suite "kms": ci/test runs it in a VM with vkms, where it must pass.
 #include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/kms/commit.hpp>
 #include <dmabridge/kms/device.hpp>
 
@@ -34,11 +35,17 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// vkms among the primary nodes (vgem is card0; virtio_gpu, when the VM has it, also does KMS).
 kms::Device open_vkms() {
-    auto d = kms::Device::open();
-    REQUIRE_MESSAGE(d, (d ? "" : d.error().message()));
-    REQUIRE(d->driver() == "vkms");
-    return std::move(*d);
+    std::string tried;
+    for (int i = 0; i < 8; ++i) {
+        const std::string node = "/dev/dri/card" + std::to_string(i);
+        auto d = kms::Device::open(node);
+        if (d && d->driver() == "vkms") return std::move(*d);
+        tried += node + ": " + (d ? d->driver() : d.error().message()) + "; ";
+    }
+    FAIL("no vkms device: " << tried);
+    return kms::Device::open("").value();
 }
 
 struct Output {
@@ -287,6 +294,48 @@ TEST_CASE_FIXTURE(FdLeakCheck, "an in-fence holds the flip until it signals, and
     signaller.join();
     CHECK(held >= 350ms);  // the commit waited for the fence
     CHECK(differing(captured, rgb_pixels(image)) == 0);
+    kms::Commit off(d);
+    off.hide(o.primary).disable_crtc(o.crtc);
+    REQUIRE(off.apply(true));
+}
+
+// Explicit sync end to end (suite kms_syncobj: needs vkms and virtio_gpu's timelines): a flip
+// waits for a timeline point as its in-fence, and its out-fence becomes the next point.
+TEST_CASE_FIXTURE(FdLeakCheck, "a flip waits for a timeline point, and its out-fence becomes the next point" *
+                                   doctest::test_suite("kms_syncobj")) {
+    const auto d = open_vkms();
+    const auto o = find_output(d);
+    auto device = Timeline::open_device();
+    REQUIRE_MESSAGE(device, (device ? "" : device.error().message()));
+    auto t = Timeline::create(device->get());
+    REQUIRE(t);
+    Vgem vgem;
+    const DmaBuf gate_buf = vgem.create_buffer();
+    const std::uint32_t gate = vgem.attach_fence(true);
+    auto gate_fence = gate_buf.export_sync_file(Access::write);
+    REQUIRE(gate_fence);
+    REQUIRE(t->import_sync_file(1, *gate_fence));
+    auto in_fence = t->export_sync_file(1);
+    REQUIRE(in_fence);
+    const auto image = pattern_image(o.mode.hdisplay, o.mode.vdisplay, 61);
+    auto fb = d.add_framebuffer(image);
+    REQUIRE(fb);
+    std::thread signaller([&] {
+        std::this_thread::sleep_for(400ms);
+        vgem.signal(gate);
+    });
+    kms::Commit commit(d);
+    commit.set_mode(o.crtc, o.connector, o.mode).show(o.primary, o.crtc, *fb, {}, {}, &*in_fence).want_out_fence(o.crtc);
+    const auto start = Clock::now();
+    auto fences = commit.apply(true);
+    signaller.join();
+    REQUIRE_MESSAGE(fences, (fences ? "" : fences.error().message()));
+    CHECK(Clock::now() - start >= 350ms);
+    REQUIRE(fences->out_fence);
+    REQUIRE(t->import_sync_file(2, *fences->out_fence));
+    auto shown = t->wait(2, 10s);
+    REQUIRE(shown);
+    CHECK(*shown == WaitStatus::ready);
     kms::Commit off(d);
     off.hide(o.primary).disable_crtc(o.crtc);
     REQUIRE(off.apply(true));
