@@ -93,6 +93,11 @@ Commit& Commit::disable_crtc(std::uint32_t crtc) {
     return *this;
 }
 
+Commit& Commit::detach(std::uint32_t connector) {
+    settings_.push_back({connector, DRM_MODE_OBJECT_CONNECTOR, "CRTC_ID", 0});
+    return *this;
+}
+
 Commit& Commit::show(std::uint32_t plane, std::uint32_t crtc, const Framebuffer& fb, Rect source, Rect destination,
                      const SyncFile* fence) {
     if (!fb.valid()) {

@@ -151,6 +151,15 @@ std::size_t differing(const std::vector<std::uint32_t>& a, const std::vector<std
     return n;
 }
 
+// Everything off: planes hidden, connectors detached, the CRTC disabled.
+void turn_off(const kms::Device& d, const Output& o) {
+    kms::Commit off(d);
+    off.hide(o.primary).detach(o.connector).detach(o.writeback).disable_crtc(o.crtc);
+    if (o.overlay) off.hide(o.overlay);
+    auto done = off.apply(true);
+    REQUIRE_MESSAGE(done, (done ? "" : done.error().message()));
+}
+
 // Shows `fb` full screen and captures the CRTC through writeback; returns the captured pixels.
 std::vector<std::uint32_t> show_and_capture(const kms::Device& d, const Output& o, const kms::Framebuffer& fb,
                                             const SyncFile* in_fence = nullptr) {
@@ -202,9 +211,7 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a udmabuf image on the primary plane is what wri
     CHECK(d.gem_handles() == 1);
     const auto captured = show_and_capture(d, o, *fb);
     CHECK(differing(captured, rgb_pixels(image)) == 0);
-    kms::Commit off(d);
-    off.hide(o.primary).disable_crtc(o.crtc);
-    REQUIRE(off.apply(true));
+    turn_off(d, o);
     fb->reset();
     CHECK(d.gem_handles() == 0);
 }
@@ -232,9 +239,7 @@ TEST_CASE_FIXTURE(FdLeakCheck, "framebuffers of one buffer through different fds
         auto c = d.add_framebuffer(image);
         REQUIRE_MESSAGE(c, (c ? "" : c.error().message()));
         CHECK(d.gem_handles() == 1);
-        kms::Commit off(d);
-        off.hide(o.primary).disable_crtc(o.crtc);
-        REQUIRE(off.apply(true));
+        turn_off(d, o);
         a->reset();
         b->reset();
         c->reset();
@@ -268,9 +273,7 @@ TEST_CASE_FIXTURE(FdLeakCheck, "one buffer on two planes at once is captured on 
             expected[std::size_t{y + 256} * o.mode.hdisplay + x + 512] = src[std::size_t{y} * o.mode.hdisplay + x];
     CHECK(differing(rgb_pixels(target_desc), expected) == 0);
     CHECK(d.gem_handles() == 2);  // the image and the target
-    kms::Commit off(d);
-    off.hide(o.overlay).hide(o.primary).disable_crtc(o.crtc);
-    REQUIRE(off.apply(true));
+    turn_off(d, o);
 }
 
 TEST_CASE_FIXTURE(FdLeakCheck, "an in-fence holds the flip until it signals, and the out-fence signals after") {
@@ -294,9 +297,7 @@ TEST_CASE_FIXTURE(FdLeakCheck, "an in-fence holds the flip until it signals, and
     signaller.join();
     CHECK(held >= 350ms);  // the commit waited for the fence
     CHECK(differing(captured, rgb_pixels(image)) == 0);
-    kms::Commit off(d);
-    off.hide(o.primary).disable_crtc(o.crtc);
-    REQUIRE(off.apply(true));
+    turn_off(d, o);
 }
 
 // Explicit sync end to end (suite kms_syncobj: needs vkms and virtio_gpu's timelines): a flip
@@ -336,9 +337,7 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a flip waits for a timeline point, and its out-f
     auto shown = t->wait(2, 10s);
     REQUIRE(shown);
     CHECK(*shown == WaitStatus::ready);
-    kms::Commit off(d);
-    off.hide(o.primary).disable_crtc(o.crtc);
-    REQUIRE(off.apply(true));
+    turn_off(d, o);
 }
 
 TEST_CASE_FIXTURE(FdLeakCheck, "TEST_ONLY refusals and hostile descriptions name what was wrong, before any ioctl takes them") {

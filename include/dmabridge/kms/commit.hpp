@@ -47,8 +47,11 @@ public:
     /// Drives `connector` from `crtc` with `mode` (a MODE_ID blob, ACTIVE = 1, the connector's
     /// CRTC_ID). Needs apply(allow_modeset = true).
     Commit& set_mode(std::uint32_t crtc, std::uint32_t connector, const Mode& mode);
-    /// Turns `crtc` off (ACTIVE = 0, no mode). Needs allow_modeset.
+    /// Turns `crtc` off (ACTIVE = 0, no mode). Its connectors must be detached in the same
+    /// commit (the kernel refuses a disabled CRTC with connectors). Needs allow_modeset.
     Commit& disable_crtc(std::uint32_t crtc);
+    /// Detaches `connector` (an output or a writeback connector) from its CRTC (CRTC_ID 0).
+    Commit& detach(std::uint32_t connector);
     /// Shows `fb` on `plane` in `crtc`: its `source` part (whole framebuffer when empty) at
     /// `destination` (the source's size at its position when empty). `in_fence` (dup'd) holds the
     /// flip until it signals; none means implicit sync.
