@@ -241,7 +241,12 @@ Result<int> Commit::run(std::uint32_t flags, CommitFences* fences) const {
     const int rc = drmModeAtomicCommit(fd, req, flags, nullptr);
     const int err = errno;
     cleanup();
-    if (rc != 0) return Error::from_errno(err, what + " refused: " + describe());
+    if (rc != 0) {
+        // EACCES: this file is not DRM master (another process, a compositor or another
+        // kms::Device, holds it): the kernel refuses at once, nothing waits.
+        const std::string hint = err == EACCES ? " (not DRM master: another process holds the display)" : "";
+        return Error::from_errno(err, what + " refused" + hint + ": " + describe());
+    }
     if (fences) {
         if (out_fd >= 0) {
             auto f = SyncFile::adopt(UniqueFd(out_fd));

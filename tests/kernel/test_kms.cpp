@@ -21,6 +21,8 @@
 #include <libdrm/drm.h>
 #include <libdrm/drm_mode.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
@@ -299,6 +301,55 @@ TEST_CASE_FIXTURE(FdLeakCheck, "an in-fence holds the flip until it signals, and
     CHECK(held >= 350ms);  // the commit waited for the fence
     CHECK(differing(captured, rgb_pixels(image)) == 0);
     turn_off(d, o);
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a commit while another process holds DRM master fails at once, saying so") {
+    // The child opens vkms first and so becomes master; it holds the node open until told to go.
+    int to_child[2], from_child[2];
+    REQUIRE(::pipe2(to_child, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(from_child, O_CLOEXEC) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::close(to_child[1]);
+        ::close(from_child[0]);
+        int master = -1;
+        for (int i = 0; i < 8 && master < 0; ++i) {
+            auto d = kms::Device::open("/dev/dri/card" + std::to_string(i));
+            if (d && d->driver() == "vkms") master = ::dup(d->fd());
+        }
+        char ok = master >= 0 && ::ioctl(master, DRM_IOCTL_SET_MASTER, 0) == 0 ? 'm' : 'x';
+        if (::write(from_child[1], &ok, 1) != 1) ::_exit(2);
+        char go = 0;
+        (void)!::read(to_child[0], &go, 1);
+        ::_exit(0);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    char state = 0;
+    REQUIRE(::read(from_child[0], &state, 1) == 1);
+    CHECK(state == 'm');
+    {
+        const auto d = open_vkms();  // not master now
+        const auto o = find_output(d);
+        const auto image = pattern_image(o.mode.hdisplay, o.mode.vdisplay, 5);
+        auto fb = d.add_framebuffer(image);  // framebuffers need no master
+        REQUIRE_MESSAGE(fb, (fb ? "" : fb.error().message()));
+        kms::Commit commit(d);
+        commit.set_mode(o.crtc, o.connector, o.mode).show(o.primary, o.crtc, *fb);
+        const auto start = Clock::now();
+        auto refused = commit.apply(true);
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().is_errno(EACCES));
+        CHECK(refused.error().message().find("not DRM master") != std::string::npos);
+        CHECK(Clock::now() - start < 2s);
+    }
+    const char go = 1;
+    CHECK(::write(to_child[1], &go, 1) == 1);
+    int status = 0;
+    CHECK(::waitpid(child, &status, 0) == child);
+    ::close(to_child[1]);
+    ::close(from_child[0]);
 }
 
 // Explicit sync end to end (suite kms_syncobj: needs vkms and virtio_gpu's timelines): a flip
