@@ -257,12 +257,12 @@ bool Connection::is_socket() const noexcept { return transport_ && transport_->i
 int Connection::fd() const noexcept { return transport_ ? transport_->fd() : -1; }
 
 Result<PeerCredentials> Connection::peer_credentials() const {
-    if (!transport_) return Error::from_errno(EBADF, "queue connection: peer credentials of an empty connection");
+    if (!transport_) return Error::library(Errc::empty_object, "queue connection: peer credentials of an empty connection");
     return transport_->peer_credentials();
 }
 
 Result<UniqueFd> Connection::release_socket() {
-    if (!transport_) return Error::from_errno(EBADF, "queue connection: release_socket of an empty connection");
+    if (!transport_) return Error::library(Errc::empty_object, "queue connection: release_socket of an empty connection");
     if (!transport_->is_socket())
         return Error::library(Errc::invalid_argument, "queue connection: release_socket of an in-process channel");
     UniqueFd s = transport_->take_socket();
@@ -288,7 +288,7 @@ Result<std::pair<Connection, Connection>> Connection::socket_pair() {
 }
 
 Result<Connection> Connection::from_socket(UniqueFd socket) {
-    if (!socket) return Error::from_errno(EBADF, "queue: from_socket of an empty fd");
+    if (!socket) return Error::library(Errc::empty_object, "queue: from_socket of an empty fd");
     int type = 0;
     socklen_t len = sizeof type;
     if (::getsockopt(socket.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0)
@@ -369,7 +369,7 @@ Result<Listener> Listener::listen(std::string_view path, mode_t mode) {
 }
 
 Result<Connection> Listener::accept() {
-    if (!socket_) return Error::from_errno(EBADF, "queue: accept on an empty listener");
+    if (!socket_) return Error::library(Errc::empty_object, "queue: accept on an empty listener");
     int fd;
     do {
         fd = ::accept4(socket_.get(), nullptr, nullptr, SOCK_CLOEXEC);

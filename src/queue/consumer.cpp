@@ -30,7 +30,7 @@ struct Pending {
     FrameInfo info;
 };
 
-Error closed_error() { return Error::from_errno(EBADF, "queue consumer: used after move"); }
+Error closed_error() { return Error::library(Errc::empty_object, "queue consumer: used after move"); }
 }  // namespace
 
 struct Consumer::State {
@@ -171,7 +171,7 @@ Consumer& Consumer::operator=(Consumer&&) noexcept = default;
 Consumer::~Consumer() = default;
 
 Result<Consumer> Consumer::create(Connection connection) {
-    if (!connection.valid()) return Error::from_errno(EBADF, "queue consumer: create with an empty connection");
+    if (!connection.valid()) return Error::library(Errc::empty_object, "queue consumer: create with an empty connection");
     auto state = std::make_unique<State>();
     state->connection = std::move(connection);
     return Consumer(std::move(state));
@@ -226,7 +226,7 @@ Status Consumer::release(BufferIndex buffer, std::optional<SyncFile> release_fen
         return Error::library(Errc::invalid_argument, "queue consumer: release of buffer " + std::to_string(buffer) +
                                                           " which this consumer has not acquired");
     if (release_fence && !release_fence->valid())
-        return Error::from_errno(EBADF, "queue consumer: release of buffer " + std::to_string(buffer) + " with an empty fence");
+        return Error::library(Errc::empty_object, "queue consumer: release of buffer " + std::to_string(buffer) + " with an empty fence");
     s.buffers[buffer].acquired = false;
     if (s.failed) return *s.failed;
     if (auto r = s.send_release(buffer, release_fence ? &*release_fence : nullptr); !r)

@@ -37,7 +37,7 @@ struct Slot {
     bool free() const noexcept { return !dequeued && holders == 0 && pending_fences == 0; }
 };
 
-Error closed_error() { return Error::from_errno(EBADF, "queue producer: used after move"); }
+Error closed_error() { return Error::library(Errc::empty_object, "queue producer: used after move"); }
 }  // namespace
 
 struct Producer::State {
@@ -258,7 +258,7 @@ std::size_t Producer::buffer_count() const noexcept { return state_ ? state_->sl
 
 Result<ConsumerId> Producer::add_consumer(Connection connection) {
     if (!state_) return closed_error();
-    if (!connection.valid()) return Error::from_errno(EBADF, "queue producer: add_consumer with an empty connection");
+    if (!connection.valid()) return Error::library(Errc::empty_object, "queue producer: add_consumer with an empty connection");
     auto& s = *state_;
     auto peer = std::make_unique<Peer>();
     peer->id = s.next_id++;
@@ -327,7 +327,7 @@ Status Producer::queue(BufferIndex index, std::optional<SyncFile> acquire_fence,
         return Error::library(Errc::invalid_argument, "queue producer: queue buffer " + std::to_string(index) +
                                                           " which is not dequeued (" + std::to_string(s.slots.size()) + " buffers)");
     if (acquire_fence && !acquire_fence->valid())
-        return Error::from_errno(EBADF, "queue producer: queue buffer " + std::to_string(index) + " with an empty acquire fence");
+        return Error::library(Errc::empty_object, "queue producer: queue buffer " + std::to_string(index) + " with an empty acquire fence");
     Slot& slot = s.slots[index];
     wire::Frame f{index, acquire_fence ? wire::flag_fence : 0u, info.sequence, info.timestamp_ns};
     const int fence_fd = acquire_fence ? acquire_fence->fd() : -1;

@@ -157,15 +157,39 @@ TEST_CASE_FIXTURE(FdLeakCheck, "in one process the queue carries frames and thei
     REQUIRE(producer.cancel(*b));
     CHECK(producer.free_count() == 2);
 
-    // Moved-from endpoints fail at once, with EBADF.
+    // Empty objects (moved from, default-constructed, or given one) fail at once with
+    // Errc::empty_object, the library's one code for them.
+    {
+        auto idx = producer.dequeue(0ms);
+        REQUIRE(idx);
+        auto fence = producer.buffer(*idx)->planes[0].buffer.export_sync_file(Access::write);
+        REQUIRE(fence);
+        const SyncFile kept = std::move(*fence);  // *fence is now empty
+        CHECK(producer.queue(*idx, std::move(*fence), {}).error().is(Errc::empty_object));
+        REQUIRE(producer.cancel(*idx));
+        produce(producer, 9);
+        auto f = consumer->acquire(1s);
+        REQUIRE(f);
+        CHECK(consumer->release(f->buffer, std::move(*fence)).error().is(Errc::empty_object));
+        REQUIRE(consumer->release(f->buffer));
+    }
     auto moved_producer = std::move(producer);
     auto moved_consumer = std::move(*consumer);
-    CHECK(producer.dequeue(0ms).error().is_errno(EBADF));
+    CHECK(producer.dequeue(0ms).error().is(Errc::empty_object));
     CHECK(producer.fd() == -1);
-    CHECK(consumer->acquire(0ms).error().is_errno(EBADF));
-    CHECK(consumer->release(0).error().is_errno(EBADF));
-    CHECK(queue::Consumer::create(queue::Connection()).error().is_errno(EBADF));
-    CHECK(moved_producer.add_consumer(queue::Connection()).error().is_errno(EBADF));
+    CHECK(consumer->acquire(0ms).error().is(Errc::empty_object));
+    CHECK(consumer->release(0).error().is(Errc::empty_object));
+    CHECK(consumer->dispatch(0ms).error().is(Errc::empty_object));
+    CHECK(queue::Consumer::create(queue::Connection()).error().is(Errc::empty_object));
+    CHECK(moved_producer.add_consumer(queue::Connection()).error().is(Errc::empty_object));
+    CHECK(queue::Connection().peer_credentials().error().is(Errc::empty_object));
+    CHECK(queue::Connection().release_socket().error().is(Errc::empty_object));
+    CHECK(queue::Connection::from_socket(UniqueFd()).error().is(Errc::empty_object));
+    const std::string path = "/tmp/dmabridge-queue-empty-" + std::to_string(::getpid()) + ".sock";
+    auto listener = queue::Listener::listen(path);
+    REQUIRE(listener);
+    auto moved_listener = std::move(*listener);
+    CHECK(listener->accept().error().is(Errc::empty_object));
 }
 
 TEST_CASE_FIXTURE(VkReadyLeakCheck, "a stream crosses from another process with its pixels, and the consumer's import cache hits from the second time on") {

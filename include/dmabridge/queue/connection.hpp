@@ -38,7 +38,7 @@ struct PeerCredentials {
 };
 
 /// One end of a link. Move-only; a moved-from Connection is empty (valid() false, fd() -1, and
-/// Producer::add_consumer / Consumer::create refuse it with EBADF).
+/// Producer::add_consumer / Consumer::create refuse it with Errc::empty_object).
 /// Thread safety: one end belongs to one thread at a time; the two ends of an in-process pair
 /// may be used from different threads.
 class Connection {
@@ -52,7 +52,7 @@ public:
     static Result<std::pair<Connection, Connection>> socket_pair();
     /// Adopts a connected socket (e.g. inherited from a parent). Checks with getsockopt that it is
     /// an AF_UNIX SOCK_SEQPACKET socket (Errc::invalid_argument otherwise, saying what it is) and
-    /// sets close-on-exec. The fd is closed on error.
+    /// sets close-on-exec. The fd is closed on error; an empty fd is Errc::empty_object.
     static Result<Connection> from_socket(UniqueFd socket);
     /// Connects to a Listener's path (socket + connect: two syscalls). Errors: connect's errno
     /// (ENOENT no such path, ECONNREFUSED nobody listens, EACCES the path's permissions).
@@ -75,10 +75,10 @@ public:
     /// message); the Producer's and Consumer's dispatch() and acquire() then find nothing and
     /// the next poll sleeps.
     int fd() const noexcept;
-    /// The peer's credentials (one getsockopt for a socket; none in-process). EBADF when empty.
+    /// The peer's credentials (one getsockopt for a socket; none in-process). Errc::empty_object when empty.
     Result<PeerCredentials> peer_credentials() const;
     /// Gives up the socket (to pass it to a child); the Connection is then empty. Refused with
-    /// Errc::invalid_argument for an in-process channel, EBADF when empty.
+    /// Errc::invalid_argument for an in-process channel, Errc::empty_object when empty.
     Result<UniqueFd> release_socket();
 
     /// The transport, for Producer and Consumer.
@@ -109,7 +109,8 @@ public:
     /// Readable when a consumer waits to be accepted. -1 when empty.
     int fd() const noexcept { return socket_.get(); }
     const std::string& path() const noexcept { return path_; }
-    /// Accepts one waiting consumer (accept4, non-blocking): EAGAIN when none waits.
+    /// Accepts one waiting consumer (accept4, non-blocking): EAGAIN when none waits;
+    /// Errc::empty_object on a moved-from Listener.
     Result<Connection> accept();
 
 private:

@@ -51,11 +51,12 @@ struct ConsumerStats {
     std::uint64_t buffers_announced = 0;
 };
 
-/// The consuming end. Move-only; a moved-from Consumer fails every call with EBADF.
+/// The consuming end. Move-only; a moved-from Consumer fails every call at once with
+/// Errc::empty_object (fd() -1, counts 0).
 class Consumer {
 public:
     /// Takes the connection; reads nothing yet (announcements arrive with the first dispatch()
-    /// or acquire()). Errors: EBADF for an empty Connection.
+    /// or acquire()). Errors: Errc::empty_object for an empty Connection.
     static Result<Consumer> create(Connection connection);
     Consumer(Consumer&&) noexcept;
     Consumer& operator=(Consumer&&) noexcept;
@@ -76,8 +77,8 @@ public:
 
     /// Gives an acquired buffer back, with the fence that signals when this consumer's use of it
     /// completes (std::nullopt when it has completed). One sendmsg. Errors:
-    /// Errc::invalid_argument for a buffer this consumer has not acquired (nothing is sent); the
-    /// send's errno.
+    /// Errc::invalid_argument for a buffer this consumer has not acquired, Errc::empty_object for
+    /// an empty (moved-from) release fence (nothing is sent); the send's errno.
     Status release(BufferIndex buffer, std::optional<SyncFile> release_fence = std::nullopt);
 
     /// Reads every message waiting (announcements, frames), waiting up to `timeout` for the

@@ -78,7 +78,8 @@ struct ProducerStats {
     std::uint64_t buffers_reclaimed = 0; ///< holds of lost consumers given back after the GPU
 };
 
-/// The producing end. Move-only; a moved-from Producer fails every call with EBADF.
+/// The producing end. Move-only; a moved-from Producer fails every call at once with
+/// Errc::empty_object (fd() -1, counts 0).
 class Producer {
 public:
     /// Creates the producer's epoll instance and FenceWatcher (three fds).
@@ -100,7 +101,7 @@ public:
     std::size_t buffer_count() const noexcept;
 
     /// Adds a consumer: sends it the mode and every buffer's announcement (one message each),
-    /// and watches its connection. Errors: EBADF for an empty Connection, the send's errno.
+    /// and watches its connection. Errors: Errc::empty_object for an empty Connection, the send's errno.
     Result<ConsumerId> add_consumer(Connection connection);
     std::size_t consumer_count() const noexcept;
     /// The credentials of a consumer's peer (see Connection::peer_credentials); Errc::not_found
@@ -118,7 +119,8 @@ public:
     /// Queues a dequeued buffer to every consumer (one message to each, with a dup of
     /// `acquire_fence` where one is given; std::nullopt means implicit sync: consumers wait for
     /// the dma-buf's own fences). With no consumer the buffer is free again at once.
-    /// Errors: Errc::invalid_argument for a buffer that is not dequeued. A consumer the frame
+    /// Errors: Errc::invalid_argument for a buffer that is not dequeued, Errc::empty_object for
+    /// an empty (moved-from) acquire fence; nothing is sent then. A consumer the frame
     /// cannot be sent to is dropped (on_consumer_lost), not an error here.
     Status queue(BufferIndex index, std::optional<SyncFile> acquire_fence, FrameInfo info);
 
