@@ -37,7 +37,10 @@ struct Consumer::State {
     Connection connection;
     Mode mode = Mode::fifo;
     bool hello = false;
-    std::vector<Entry> buffers;
+    // A deque: growing it at the end (an announcement of a higher id) keeps every Entry where it
+    // is, so the BufferDesc pointers handed out (AcquiredFrame::desc, buffer()) stay valid for
+    // the Consumer's life, as the header promises. A vector would move them on reallocation.
+    std::deque<Entry> buffers;
     std::deque<Pending> ready;
     std::optional<Error> failed;
     ConsumerStats stats;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <deque>
 #include <string>
 
 #include <sys/epoll.h>
@@ -44,7 +45,10 @@ struct Producer::State {
     ProducerOptions options;
     UniqueFd epoll;
     FenceWatcher watcher;
-    std::vector<Slot> slots;
+    // A deque: add_buffer() appends, and appending to a deque moves no element, so the
+    // BufferDesc pointers buffer() hands out stay valid for the Producer's life (a vector would
+    // move every Slot when it reallocates).
+    std::deque<Slot> slots;
     std::vector<std::unique_ptr<Peer>> peers;
     ConsumerId next_id = 1;
     std::size_t next_slot = 0;

@@ -192,6 +192,43 @@ TEST_CASE_FIXTURE(FdLeakCheck, "in one process the queue carries frames and thei
     CHECK(listener->accept().error().is(Errc::empty_object));
 }
 
+TEST_CASE_FIXTURE(FdLeakCheck, "descriptions handed out stay valid while 63 more buffers are added and announced, and across moves") {
+    auto producer = make_producer(1);
+    auto pair = queue::Connection::local_pair();
+    REQUIRE(pair);
+    REQUIRE(producer.add_consumer(std::move(pair->first)));
+    auto consumer = queue::Consumer::create(std::move(pair->second));
+    REQUIRE(consumer);
+    produce(producer, 1);
+    auto f = consumer->acquire(1s);
+    REQUIRE(f);
+    const BufferDesc* produced = producer.buffer(0);
+    const BufferDesc* received = consumer->buffer(0);
+    REQUIRE(produced);
+    REQUIRE(received == f->desc);
+    const int produced_fd = produced->planes[0].buffer.fd();
+    const int received_fd = received->planes[0].buffer.fd();
+    // Each add_buffer and each announcement grows the storage behind those pointers.
+    for (auto& d : make_buffers(63)) REQUIRE(producer.add_buffer(std::move(d)));
+    REQUIRE(consumer->dispatch(0ms));
+    CHECK(consumer->buffer_count() == 64);
+    auto moved_producer = std::move(producer);
+    auto moved_consumer = std::move(*consumer);
+    for (const BufferDesc* d : {produced, received}) {
+        REQUIRE(d->planes.size() == 1);
+        CHECK(d->width == side);
+        CHECK(d->fourcc == fourcc::XRGB8888);
+    }
+    CHECK(moved_producer.buffer(0) == produced);
+    CHECK(moved_consumer.buffer(0) == received);
+    REQUIRE(produced->planes[0].buffer.fd() == produced_fd);
+    REQUIRE(received->planes[0].buffer.fd() == received_fd);
+    auto map = Mapping::map(f->desc->planes[0].buffer, Access::read);
+    REQUIRE(map);
+    CHECK(reinterpret_cast<const std::uint32_t*>(map->data())[77] == pattern(1, 77));
+    REQUIRE(moved_consumer.release(f->buffer));
+}
+
 TEST_CASE_FIXTURE(VkReadyLeakCheck, "a stream crosses from another process with its pixels, and the consumer's import cache hits from the second time on") {
     auto counted = vulkan::Device::attach(test::counted_handles(test::device_b().context()),
                                           vulkan::Capability::import_memory | vulkan::Capability::modifiers);

@@ -34,8 +34,9 @@ namespace dmabridge::queue {
 /// An acquired frame.
 struct AcquiredFrame {
     BufferIndex buffer = 0;
-    /// The buffer's description, owned by the Consumer: valid while it lives. Its DmaBufs are
-    /// the same objects (fds) for every frame of this buffer.
+    /// The buffer's description, owned by the Consumer: valid until the Consumer is destroyed
+    /// (later announcements and moving the Consumer do not move it). Its DmaBufs are the same
+    /// objects (fds) for every frame of this buffer.
     const BufferDesc* desc = nullptr;
     /// The producer's acquire fence; std::nullopt for implicit sync (wait for the dma-buf's own
     /// write fences, as wait_ready() does).
@@ -91,7 +92,8 @@ public:
     int fd() const noexcept;
     /// The producer's mode, known after its first message (FIFO until then).
     Mode mode() const noexcept;
-    /// The description of announced buffer `index`; nullptr when unknown.
+    /// The description of announced buffer `index`; nullptr when unknown. Valid until the
+    /// Consumer is destroyed, like AcquiredFrame::desc (it is the same object).
     const BufferDesc* buffer(BufferIndex index) const noexcept;
     std::size_t buffer_count() const noexcept;
     /// Frames received and not acquired yet.

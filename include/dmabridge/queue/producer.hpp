@@ -96,7 +96,8 @@ public:
     Result<BufferIndex> add_buffer(BufferDesc desc);
 
     /// The description of buffer `index` (the producer's own fds), to render into; nullptr for
-    /// an unknown index.
+    /// an unknown index. The pointer stays valid, and points to the same description, until the
+    /// Producer is destroyed: later add_buffer() calls and moving the Producer do not move it.
     const BufferDesc* buffer(BufferIndex index) const noexcept;
     std::size_t buffer_count() const noexcept;
 
