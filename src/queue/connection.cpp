@@ -124,6 +124,19 @@ public:
         return out;
     }
 
+    void shutdown() noexcept override {
+        if (!socket_) return;
+        // SHUT_RDWR: the peer reads end-of-file and its sends fail with EPIPE, while this fd
+        // stays a valid socket that polls readable (POLLIN|POLLHUP) for as long as it is open.
+        ::shutdown(socket_.get(), SHUT_RDWR);
+        // Datagrams already queued would keep their fds in flight until close: take them now
+        // and close their fds (bounded by the socket's receive buffer).
+        for (int i = 0; i < 4096; ++i) {
+            auto r = receive();
+            if (!r || !*r) break;
+        }
+    }
+
     int fd() const noexcept override { return socket_.get(); }
     bool is_socket() const noexcept override { return true; }
     Result<PeerCredentials> peer_credentials() const override {
@@ -194,6 +207,7 @@ public:
         }
         std::lock_guard lock(shared_->mutex);
         const int peer = 1 - side_;
+        if (shared_->closed[side_]) return Error::from_errno(EPIPE, "queue send (in-process): this end was shut down");
         if (shared_->closed[peer]) return Error::from_errno(EPIPE, "queue send (in-process): the peer closed the connection");
         auto& q = shared_->queue[peer];
         if (q.size() >= 4096) return Error::from_errno(EAGAIN, "queue send (in-process): the peer reads nothing (4096 messages wait)");
@@ -205,6 +219,8 @@ public:
     Result<std::optional<Received>> receive() override {
         std::lock_guard lock(shared_->mutex);
         auto& q = shared_->queue[side_];
+        if (shared_->closed[side_])  // shut down: nothing more arrives, and the doorbell stays rung
+            return Error::from_errno(ECONNRESET, "queue receive (in-process): this end was shut down");
         if (q.empty()) {
             if (shared_->closed[1 - side_])
                 return Error::from_errno(ECONNRESET, "queue receive (in-process): the peer closed the connection");
@@ -223,6 +239,15 @@ public:
         // The doorbell stays rung (see LocalShared): silencing it here would cost a read() now
         // and a write() for the next message.
         return out;
+    }
+
+    void shutdown() noexcept override {
+        std::lock_guard lock(shared_->mutex);
+        shared_->closed[side_] = true;
+        shared_->queue[side_].clear();  // their fds close here
+        ring(1 - side_);                // the peer's receive() reports the hang-up
+        // This end's doorbell stays rung for good: its receive() no longer runs to silence it.
+        ring(side_);
     }
 
     int fd() const noexcept override { return shared_->event[side_].get(); }

@@ -45,10 +45,14 @@ struct Consumer::State {
     std::optional<Error> failed;
     ConsumerStats stats;
 
+    // The first failure is final. The connection is shut down (the producer sees the hang-up at
+    // once) but its fd stays open until the Consumer is destroyed: the application's event loop
+    // polls that fd number, and closing it under the loop would let a later open() reuse the
+    // number for something else (libwayland keeps its display fd for the same reason).
     Status fail(Error e) {
         if (!failed) {
             failed = e.with_context("queue consumer");
-            { Connection closing(std::move(connection)); }
+            connection.transport()->shutdown();
         }
         return *failed;
     }
@@ -255,7 +259,7 @@ Result<std::size_t> Consumer::dispatch(Timeout timeout) {
     }
 }
 
-int Consumer::fd() const noexcept { return state_ && !state_->failed ? state_->connection.fd() : -1; }
+int Consumer::fd() const noexcept { return state_ ? state_->connection.fd() : -1; }
 Mode Consumer::mode() const noexcept { return state_ ? state_->mode : Mode::fifo; }
 
 const BufferDesc* Consumer::buffer(BufferIndex index) const noexcept {

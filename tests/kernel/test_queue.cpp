@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <optional>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -430,9 +431,56 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a producer that announces a pipe as a buffer is 
         CHECK_MESSAGE(f.error().is(Errc::not_a_dmabuf), f.error().message());
         CHECK(f.error().message().find("announce of buffer 0 fd 0") != std::string::npos);
         CHECK(consumer->acquire(0ms).error().is(Errc::not_a_dmabuf));  // stays failed
+        CHECK(::fcntl(consumer->fd(), F_GETFD) >= 0);                    // and keeps its fd
+        // The producer saw the hang-up without waiting for the Consumer to go.
+        CHECK(child.line() == "hung up");
     }
-    CHECK(child.line() == "hung up");
     child.expect_ok();
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "after the producer dies the consumer's fd stays open and polled, and every later call returns the same error") {
+    for (const bool socket : {true, false}) {
+        CAPTURE(socket);
+        auto producer = std::make_optional(make_producer(2));
+        auto pair = socket ? queue::Connection::socket_pair() : queue::Connection::local_pair();
+        REQUIRE(pair);
+        REQUIRE(producer->add_consumer(std::move(pair->first)));
+        auto consumer = queue::Consumer::create(std::move(pair->second));
+        REQUIRE(consumer);
+        const int fd = consumer->fd();
+        REQUIRE(fd >= 0);
+        produce(*producer, 1);
+        produce(*producer, 2);
+        auto held = consumer->acquire(1s);
+        REQUIRE(held);
+        producer.reset();
+        // The frame that arrived before the hang-up is still handed out.
+        auto second = consumer->acquire(1s);
+        REQUIRE(second);
+        CHECK(second->info.sequence == 2);
+        auto lost = consumer->acquire(1s);
+        REQUIRE_FALSE(lost);
+        CHECK_MESSAGE(lost.error().is_errno(ECONNRESET), lost.error().message());
+        // The event loop's fd: the same number, still open, readable at once (no busy hang).
+        CHECK(consumer->fd() == fd);
+        CHECK(::fcntl(fd, F_GETFD) >= 0);
+        pollfd p{fd, POLLIN, 0};
+        CHECK(::poll(&p, 1, 1000) == 1);
+        for (int i = 0; i < 3; ++i) {
+            auto again = consumer->acquire(0ms);
+            REQUIRE_FALSE(again);
+            CHECK(again.error().message() == lost.error().message());
+            auto d = consumer->dispatch(0ms);
+            REQUIRE_FALSE(d);
+            CHECK(d.error().message() == lost.error().message());
+        }
+        auto r = consumer->release(held->buffer);
+        REQUIRE_FALSE(r);
+        CHECK(r.error().message() == lost.error().message());
+        CHECK(consumer->producer_credentials().error().message() == lost.error().message());
+        CHECK(::fcntl(fd, F_GETFD) >= 0);
+        // The Consumer closes it when it goes (FdLeakCheck counts).
+    }
 }
 
 TEST_CASE_FIXTURE(FdLeakCheck, "a release fence gates reuse: the buffer is not dequeued until the consumer's vgem fence signals") {

@@ -12,9 +12,12 @@
 /// Everything the producer sends is checked: the wire format, fds (every announced fd must be a
 /// dma-buf, every fence a sync_file), the description (BufferDesc::validate), and ids (a frame
 /// of a buffer never announced, or of one this consumer holds, is refused). On the first fault,
-/// or when the producer hangs up, the connection is closed; frames received before that are
-/// still acquired, then acquire()/dispatch() return the reason. Held frames stay usable until the
-/// Consumer is destroyed (release() of them then returns the connection's error).
+/// or when the producer hangs up, the connection fails for good, like a Wayland display's
+/// error: it is shut down (the producer sees the hang-up) but fd() stays open, the same fd
+/// number, until the Consumer is destroyed, so an event loop polling it never polls a closed or
+/// reused fd. Frames received before the failure are still acquired; then acquire(), dispatch(),
+/// release() and producer_credentials() return the same error every time. Held frames stay
+/// usable until the Consumer is destroyed.
 ///
 /// Thread safety: none; one thread drives a Consumer (its event loop polls fd()).
 
@@ -87,8 +90,10 @@ public:
     Result<std::size_t> dispatch(Timeout timeout = Timeout{0});
 
     /// Readable when the producer sent something (the connection's fd; an in-process channel's
-    /// may be readable with nothing to read, see Connection::fd()). -1 once moved from or
-    /// once the connection failed (acquire() then returns the reason at once).
+    /// may be readable with nothing to read, see Connection::fd()). -1 once moved from. After
+    /// the connection failed it stays the same open fd and polls readable for good (so the
+    /// loop wakes and acquire()/dispatch() report the error): remove it from the poll set then,
+    /// and destroy the Consumer to close it.
     int fd() const noexcept;
     /// The producer's mode, known after its first message (FIFO until then).
     Mode mode() const noexcept;
