@@ -53,9 +53,46 @@ struct Producer::State {
     ConsumerId next_id = 1;
     std::size_t next_slot = 0;
     ProducerStats stats;
+    // Losses found and not yet reported. lose() only records them; notify() calls
+    // on_consumer_lost once the operation that found them has finished its loops, so a callback
+    // that adds or drops consumers, adds buffers or destroys the Producer changes nothing that
+    // a loop is walking.
+    std::deque<std::pair<ConsumerId, Error>> unreported;
+    // Set while notify() runs a callback: the destructor sets *destroyed, so notify() knows not
+    // to touch the State again when the callback destroyed the Producer.
+    bool* destroyed = nullptr;
 
     State(ProducerOptions o, UniqueFd e, FenceWatcher w)
         : options(std::move(o)), epoll(std::move(e)), watcher(std::move(w)) {}
+    ~State() {
+        if (destroyed) *destroyed = true;
+    }
+    State(const State&) = delete;
+    State& operator=(const State&) = delete;
+
+    // Reports the recorded losses. False when a callback destroyed the Producer (this State is
+    // gone then: the caller must return at once without touching it).
+    [[nodiscard]] bool notify() {
+        if (unreported.empty()) return true;
+        bool gone = false;
+        bool* const outer = destroyed;  // a callback may call into the Producer: notify() nests
+        destroyed = &gone;
+        while (!unreported.empty()) {
+            auto [id, reason] = std::move(unreported.front());
+            unreported.pop_front();
+            if (!options.on_consumer_lost) continue;
+            // A copy: if the callback destroys the Producer, the std::function it runs in
+            // must not be destroyed with it.
+            auto callback = options.on_consumer_lost;
+            callback(id, reason);
+            if (gone) {
+                if (outer) *outer = true;
+                return false;
+            }
+        }
+        destroyed = outer;
+        return true;
+    }
 
     Status send(Peer& peer, const wire::Message& m, std::span<const int> fds) {
         const wire::Encoded bytes = wire::encode(m);
@@ -105,7 +142,8 @@ struct Producer::State {
         }
         { Connection closing(std::move(peer.connection)); }  // the consumer sees the hang-up now
         ++stats.consumers_lost;
-        if (options.on_consumer_lost) options.on_consumer_lost(peer.id, reason);
+        detail_log("consumer " + std::to_string(peer.id) + " dropped: " + reason.message());
+        unreported.emplace_back(peer.id, reason);  // reported by notify(), after the caller's loops
     }
 
     void erase_lost() {
@@ -250,6 +288,7 @@ Result<BufferIndex> Producer::add_buffer(BufferDesc desc) {
             s.lose(*p, r.error().with_context("announce buffer " + std::to_string(index) + " to consumer " + std::to_string(p->id)));
     }
     s.erase_lost();
+    (void)s.notify();  // last: the callback may destroy the Producer; the buffer was added either way
     return index;
 }
 
@@ -320,6 +359,8 @@ Result<BufferIndex> Producer::dequeue(Timeout timeout) {
                                                     std::to_string(queued) + " queued to consumers, " +
                                                     std::to_string(fencing) + " waiting for release fences");
         auto d = s.dispatch(wait.value_or(Timeout{0}));
+        if (!s.notify())
+            return Error::library(Errc::empty_object, "queue producer: dequeue: the on_consumer_lost callback destroyed the producer");
         if (!d) return d.error();
     }
 }
@@ -349,6 +390,7 @@ Status Producer::queue(BufferIndex index, std::optional<SyncFile> acquire_fence,
     slot.dequeued = false;
     ++s.stats.frames_queued;
     s.erase_lost();
+    (void)s.notify();  // last: the callback may destroy the Producer; the frame is queued either way
     return {};
 }
 
@@ -362,7 +404,21 @@ Status Producer::cancel(BufferIndex index) {
 
 Result<std::size_t> Producer::dispatch(Timeout timeout) {
     if (!state_) return closed_error();
-    return state_->dispatch(timeout);
+    State& s = *state_;
+    auto handled = s.dispatch(timeout);
+    (void)s.notify();  // last: the callback may destroy the Producer
+    return handled;
+}
+
+Status Producer::drop(ConsumerId id) {
+    if (!state_) return closed_error();
+    State& s = *state_;
+    Peer* p = s.find(id);
+    if (!p) return Error::library(Errc::not_found, "queue producer: drop: no consumer " + std::to_string(id));
+    s.lose(*p, Error::from_errno(ECANCELED, "consumer " + std::to_string(id) + " dropped by the application"));
+    s.erase_lost();
+    (void)s.notify();
+    return {};
 }
 
 int Producer::fd() const noexcept { return state_ ? state_->epoll.get() : -1; }

@@ -483,6 +483,129 @@ TEST_CASE_FIXTURE(FdLeakCheck, "after the producer dies the consumer's fd stays 
     }
 }
 
+namespace {
+// An in-process consumer of `producer`.
+struct LocalConsumer {
+    queue::ConsumerId id = 0;
+    std::optional<queue::Consumer> consumer;
+};
+LocalConsumer add_local(queue::Producer& producer) {
+    auto pair = queue::Connection::local_pair();
+    REQUIRE(pair);
+    auto id = producer.add_consumer(std::move(pair->first));
+    REQUIRE(id);
+    auto c = queue::Consumer::create(std::move(pair->second));
+    REQUIRE(c);
+    return {*id, std::move(*c)};
+}
+}  // namespace
+
+TEST_CASE_FIXTURE(FdLeakCheck, "on_consumer_lost may call back into the producer: drop another consumer, add a buffer, accept a consumer") {
+    const std::string path = "/tmp/dmabridge-queue-reenter-" + std::to_string(::getpid()) + ".sock";
+    auto listener = queue::Listener::listen(path);
+    REQUIRE(listener);
+    std::optional<queue::Producer> producer;
+    std::vector<std::pair<queue::ConsumerId, Error>> lost;
+    queue::ConsumerId to_drop = 0;
+    std::optional<queue::Consumer> late;
+    queue::ProducerOptions o;
+    o.on_consumer_lost = [&](queue::ConsumerId id, const Error& e) {
+        lost.emplace_back(id, e);
+        if (lost.size() != 1) return;
+        // No REQUIRE here: it would throw through the library.
+        CHECK(producer->drop(to_drop));
+        auto more = make_buffers(1);
+        CHECK(producer->add_buffer(std::move(more[0])));
+        auto there = queue::Connection::connect(path);
+        auto here = listener->accept();
+        CHECK((there && here));
+        if (!there || !here) return;
+        CHECK(producer->add_consumer(std::move(*here)));
+        auto c = queue::Consumer::create(std::move(*there));
+        if (c) late.emplace(std::move(*c));
+    };
+    auto created = queue::Producer::create(o);
+    REQUIRE(created);
+    producer.emplace(std::move(*created));
+    for (auto& d : make_buffers(2)) REQUIRE(producer->add_buffer(std::move(d)));
+    // Four consumers: the first is gone before the frame is sent (its send fails inside the
+    // loop over consumers), the second is dropped by the callback, two stay.
+    std::vector<LocalConsumer> consumers;
+    for (int i = 0; i < 4; ++i) consumers.push_back(add_local(*producer));
+    to_drop = consumers[1].id;
+    consumers[0].consumer.reset();
+    produce(*producer, 1);
+    REQUIRE(lost.size() == 2);
+    CHECK(lost[0].first == consumers[0].id);
+    CHECK_MESSAGE(lost[0].second.is_errno(EPIPE), lost[0].second.message());
+    CHECK(lost[1].first == to_drop);
+    CHECK_MESSAGE(lost[1].second.is_errno(ECANCELED), lost[1].second.message());
+    CHECK(producer->consumer_count() == 3);
+    CHECK(producer->buffer_count() == 3);
+    CHECK(producer->drop(to_drop).error().is(Errc::not_found));
+    for (int i : {2, 3}) {
+        auto f = consumers[static_cast<std::size_t>(i)].consumer->acquire(1s);
+        REQUIRE(f);
+        CHECK(f->info.sequence == 1);
+        REQUIRE(consumers[static_cast<std::size_t>(i)].consumer->release(f->buffer));
+    }
+    // The dropped one had been sent the frame before the drop: it gets it, then the hang-up.
+    auto before = consumers[1].consumer->acquire(1s);
+    REQUIRE(before);
+    auto after = consumers[1].consumer->acquire(1s);
+    REQUIRE_FALSE(after);
+    CHECK(after.error().is_errno(ECONNRESET));
+    // The consumer accepted inside the callback knows every buffer, the added one included,
+    // and receives the next frame.
+    REQUIRE(late);
+    dispatch_until(*producer, [&] { return producer->free_count() == 3; });
+    produce(*producer, 2);
+    auto f = late->acquire(1s);
+    REQUIRE(f);
+    CHECK(f->info.sequence == 2);
+    CHECK(late->buffer_count() == 3);
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "on_consumer_lost may destroy the producer from dispatch, queue, add_buffer and dequeue") {
+    for (const std::string site : {"dispatch", "queue", "add_buffer", "dequeue"}) {
+        CAPTURE(site);
+        std::optional<queue::Producer> producer;
+        int calls = 0;
+        queue::ProducerOptions o;
+        o.on_consumer_lost = [&](queue::ConsumerId, const Error&) {
+            ++calls;
+            producer.reset();
+        };
+        auto created = queue::Producer::create(o);
+        REQUIRE(created);
+        producer.emplace(std::move(*created));
+        for (auto& d : make_buffers(1)) REQUIRE(producer->add_buffer(std::move(d)));
+        std::vector<LocalConsumer> consumers;
+        for (int i = 0; i < 3; ++i) consumers.push_back(add_local(*producer));
+        if (site == "dequeue") produce(*producer, 1);  // the only buffer is now held
+        consumers[0].consumer.reset();                  // hangs up
+        if (site == "dispatch") {
+            auto d = producer->dispatch(1s);
+            CHECK(d);
+        } else if (site == "queue") {
+            auto index = producer->dequeue(1s);
+            REQUIRE(index);
+            CHECK(producer->queue(*index, std::nullopt, {1, 0}));
+        } else if (site == "add_buffer") {
+            auto more = make_buffers(1);
+            CHECK(producer->add_buffer(std::move(more[0])));
+        } else {
+            auto index = producer->dequeue(1s);
+            REQUIRE_FALSE(index);
+            CHECK_MESSAGE(index.error().is(Errc::empty_object), index.error().message());
+        }
+        CHECK(calls == 1);
+        CHECK_FALSE(producer.has_value());
+        // The others see the hang-up of a destroyed producer.
+        CHECK(consumers[1].consumer->dispatch(1s).error().is_errno(ECONNRESET));
+    }
+}
+
 TEST_CASE_FIXTURE(FdLeakCheck, "a release fence gates reuse: the buffer is not dequeued until the consumer's vgem fence signals") {
     auto producer = make_producer(1);
     auto link = socket_link();

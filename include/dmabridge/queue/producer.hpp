@@ -65,8 +65,21 @@ struct FrameInfo {
 /// Options of a Producer; the zero value is a FIFO queue.
 struct ProducerOptions {
     Mode mode = Mode::fifo;
-    /// Called (on the thread that dispatches) when a consumer is dropped: it hung up, died, or
-    /// sent something refused; `reason` says which, with the numbers.
+    /// Called (on the Producer's thread) once for every consumer that is dropped: it hung up,
+    /// died, sent something refused, could not be sent to, or drop() dropped it; `reason` says
+    /// which, with the numbers. Every drop is also logged (LogLevel::warning).
+    ///
+    /// When: at the end of the Producer call that found the loss (dispatch(), dequeue() between
+    /// its waits, queue(), add_buffer(), drop()), after that call has done its work and left
+    /// every internal loop; never from the destructor (consumers closed by ~Producer are not
+    /// reported). The dropped consumer is already gone (consumer_count() no longer counts it).
+    ///
+    /// What it may do: call any function of this Producer (drop() another consumer,
+    /// add_consumer() one it accepts, add_buffer(), dequeue()/queue(), dispatch()), and even
+    /// destroy or move the Producer. A loss found by such a nested call is reported by the
+    /// nested call. When the callback destroys the Producer, the call that ran it returns at once
+    /// without touching it: dispatch() its count, queue() and add_buffer() their success (their
+    /// work was done), dequeue() Errc::empty_object.
     std::function<void(ConsumerId, const Error& reason)> on_consumer_lost;
 };
 
@@ -105,6 +118,11 @@ public:
     /// and watches its connection. Errors: Errc::empty_object for an empty Connection, the send's errno.
     Result<ConsumerId> add_consumer(Connection connection);
     std::size_t consumer_count() const noexcept;
+    /// Drops a consumer now, as if it had hung up: closes its connection (it sees ECONNRESET),
+    /// reports it through on_consumer_lost with an ECANCELED reason, and takes back what it held
+    /// as for any lost consumer (see "Hostile or dying consumers" above). Errors:
+    /// Errc::not_found for an id that is not (or no longer) a consumer.
+    Status drop(ConsumerId id);
     /// The credentials of a consumer's peer (see Connection::peer_credentials); Errc::not_found
     /// for a consumer that is gone.
     Result<PeerCredentials> consumer_credentials(ConsumerId id) const;
