@@ -60,7 +60,11 @@ struct Consumer::State {
     Status send_release(BufferIndex b, const SyncFile* fence) {
         const wire::Encoded bytes = wire::encode(wire::Release{b, fence ? wire::flag_fence : 0u});
         const int fd = fence ? fence->fd() : -1;
-        return connection.transport()->send(bytes.view(), fence ? std::span<const int>(&fd, 1) : std::span<const int>());
+        auto sent = connection.transport()->send(bytes.view(), fence ? std::span<const int>(&fd, 1) : std::span<const int>());
+        // A producer that hung up is reported as such, whichever of receive and send saw it first.
+        if (!sent && sent.error().is_errno(EPIPE))
+            return Error::from_errno(ECONNRESET, "the producer closed the connection (send: EPIPE)");
+        return sent;
     }
 
     Status handle(detail::Received& msg) {

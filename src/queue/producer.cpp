@@ -7,6 +7,8 @@
 #include <string>
 
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <dmabridge/kernel/fence_watcher.hpp>
 
@@ -20,12 +22,29 @@ using dmabridge::detail::last_error;
 
 namespace {
 using wire::max_buffers;
+using Clock = dmabridge::detail::deadline_clock;
+
+// epoll keys: 0 the fence watcher, 1.. the consumers (ConsumerId), this one the policy timer.
+constexpr std::uint64_t timer_key = ~std::uint64_t{0};
+
+bool limited(Timeout t) noexcept { return t.count() >= 0; }
+std::string ms(Timeout t) { return std::to_string(t.count()) + " ms"; }
 
 struct Peer {
     ConsumerId id = 0;
     Connection connection;
-    std::vector<bool> holds;  // holds[b]: a frame of buffer b was queued to it and not released
+    std::vector<bool> holds;                   // holds[b]: a frame of buffer b was queued to it and not released
+    std::vector<Clock::time_point> held_since; // when that frame was queued (for the release deadline)
+    std::size_t held = 0;                      // how many holds[] are set
     bool lost = false;
+};
+
+// A release fence being watched, with the consumer that sent it (for the fence timeout).
+struct FenceWait {
+    ConsumerId consumer = 0;
+    WatchId watch = 0;
+    Clock::time_point deadline;
+    bool expired = false;  // the timeout passed: the consumer was dropped, the buffer still waits
 };
 
 struct Slot {
@@ -35,6 +54,7 @@ struct Slot {
     bool dequeued = false;
     std::uint32_t holders = 0;          // consumers holding it
     std::uint32_t pending_fences = 0;   // release fences (or a lost consumer's GPU work) not signalled
+    std::vector<FenceWait> fence_waits; // the release fences among them, when a fence timeout is set
     bool free() const noexcept { return !dequeued && holders == 0 && pending_fences == 0; }
 };
 
@@ -45,6 +65,10 @@ struct Producer::State {
     ProducerOptions options;
     UniqueFd epoll;
     FenceWatcher watcher;
+    // Wakes the epoll set when a release deadline or a release-fence timeout passes; only made
+    // when ProducerOptions sets one (otherwise nothing here costs a system call per frame).
+    UniqueFd timer;
+    Clock::time_point timer_at = Clock::time_point::max();  // what the timer is armed for
     // A deque: add_buffer() appends, and appending to a deque moves no element, so the
     // BufferDesc pointers buffer() hands out stay valid for the Producer's life (a vector would
     // move every Slot when it reallocates).
@@ -105,13 +129,81 @@ struct Producer::State {
         return nullptr;
     }
 
-    // Marks the buffer as waiting for `fence` (nothing when it already signalled).
-    void wait_then_free(std::size_t index, const SyncFile& fence) {
+    // Marks the buffer as waiting for `fence`, released by `consumer` (nothing when it already
+    // signalled).
+    void wait_then_free(std::size_t index, const SyncFile& fence, ConsumerId consumer) {
         auto st = fence.status();
         if (st && *st != FenceStatus::active) return;
-        auto w = watcher.watch(fence, [this, index](WatchId, WaitStatus) { --slots[index].pending_fences; });
-        if (w) ++slots[index].pending_fences;
-        else detail_log("watch a release fence of buffer " + std::to_string(index) + ": " + w.error().message());
+        auto w = watcher.watch(fence, [this, index](WatchId id, WaitStatus) {
+            Slot& slot = slots[index];
+            --slot.pending_fences;
+            std::erase_if(slot.fence_waits, [id](const FenceWait& f) { return f.watch == id; });
+        });
+        if (!w) {
+            detail_log("watch a release fence of buffer " + std::to_string(index) + ": " + w.error().message());
+            return;
+        }
+        ++slots[index].pending_fences;
+        if (limited(options.release_fence_timeout))
+            slots[index].fence_waits.push_back(
+                FenceWait{consumer, *w, *dmabridge::detail::deadline_after(options.release_fence_timeout), false});
+    }
+
+    // Drops the consumers that broke the policy of ProducerOptions by `now`.
+    void enforce(Clock::time_point now) {
+        if (limited(options.release_deadline)) {
+            for (auto& p : peers) {
+                if (p->lost || p->held == 0) continue;
+                for (std::size_t b = 0; b < p->holds.size(); ++b) {
+                    if (!p->holds[b] || now - p->held_since[b] < options.release_deadline) continue;
+                    lose(*p, Error::from_errno(ETIMEDOUT, "consumer " + std::to_string(p->id) + " held buffer " +
+                                                              std::to_string(b) + " longer than the release deadline of " +
+                                                              ms(options.release_deadline)));
+                    break;
+                }
+            }
+        }
+        if (limited(options.release_fence_timeout)) {
+            for (std::size_t b = 0; b < slots.size(); ++b) {
+                for (FenceWait& f : slots[b].fence_waits) {
+                    if (f.expired || now < f.deadline) continue;
+                    f.expired = true;
+                    ++stats.release_fence_timeouts;
+                    const std::string what = "the release fence of buffer " + std::to_string(b) + " from consumer " +
+                                             std::to_string(f.consumer) + " did not signal within " +
+                                             ms(options.release_fence_timeout) +
+                                             "; the buffer stays out of rotation until it does";
+                    if (Peer* p = find(f.consumer)) lose(*p, Error::from_errno(ETIMEDOUT, what));
+                    else detail_log(what);
+                }
+            }
+        }
+    }
+
+    // Arms the timer for the next deadline of the policy (one timerfd_settime when it moved).
+    void rearm() {
+        if (!timer) return;
+        Clock::time_point next = Clock::time_point::max();
+        if (limited(options.release_deadline))
+            for (const auto& p : peers)
+                for (std::size_t b = 0; b < p->holds.size() && p->held > 0; ++b)
+                    if (p->holds[b] && !p->lost) next = std::min(next, p->held_since[b] + options.release_deadline);
+        for (const Slot& slot : slots)
+            for (const FenceWait& f : slot.fence_waits)
+                if (!f.expired) next = std::min(next, f.deadline);
+        if (next == timer_at) return;
+        timer_at = next;
+        itimerspec spec{};  // all zero: disarmed
+        if (next != Clock::time_point::max()) {
+            // steady_clock is CLOCK_MONOTONIC on Linux; a zero it_value would disarm, so at
+            // least 1 ns.
+            const auto ns = std::max<std::int64_t>(
+                1, std::chrono::duration_cast<std::chrono::nanoseconds>(next.time_since_epoch()).count());
+            spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+            spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+        }
+        if (::timerfd_settime(timer.get(), TFD_TIMER_ABSTIME, &spec, nullptr) != 0)
+            detail_log("arm the policy timer: " + last_error("timerfd_settime").message());
     }
 
     static void detail_log(const std::string& m) { dmabridge::detail::log_message(LogLevel::warning, "queue producer: " + m); }
@@ -122,6 +214,7 @@ struct Producer::State {
         if (peer.lost) return;
         peer.lost = true;
         ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, peer.connection.fd(), nullptr);
+        peer.held = 0;
         for (std::size_t b = 0; b < peer.holds.size(); ++b) {
             if (!peer.holds[b]) continue;
             peer.holds[b] = false;
@@ -151,12 +244,13 @@ struct Producer::State {
     }
 
     // One message from `peer`; false when the peer was dropped.
-    bool read_one(Peer& peer) {
+    bool read_one(Peer& peer, bool* nothing = nullptr) {
         auto got = peer.connection.transport()->receive();
         if (!got) {
             lose(peer, got.error().with_context("consumer " + std::to_string(peer.id)));
             return false;
         }
+        if (nothing) *nothing = !*got;
         if (!*got) return true;
         detail::Received& msg = **got;
         auto parsed = wire::parse_message(msg.view(), msg.fds.size());
@@ -193,9 +287,10 @@ struct Producer::State {
             fence = std::move(*f);
         }
         peer.holds[rel->buffer] = false;
+        --peer.held;
         --slots[rel->buffer].holders;
         ++stats.releases;
-        if (fence) wait_then_free(rel->buffer, *fence);
+        if (fence) wait_then_free(rel->buffer, *fence, peer.id);
         return true;
     }
 
@@ -213,12 +308,19 @@ struct Producer::State {
                 auto d = watcher.dispatch(Timeout{0});
                 if (!d) return d.error().with_context("queue producer");
                 handled += *d;
+            } else if (events[i].data.u64 == timer_key) {
+                std::uint64_t expirations;
+                [[maybe_unused]] ssize_t r = ::read(timer.get(), &expirations, sizeof expirations);
+                timer_at = Clock::time_point::max();  // fired: rearm() below sets it again
+                ++handled;
             } else if (Peer* p = find(events[i].data.u64)) {
                 read_one(*p);
                 ++handled;
             }
         }
+        if (timer) enforce(Clock::now());
         erase_lost();
+        rearm();
         return handled;
     }
 
@@ -248,7 +350,16 @@ Result<Producer> Producer::create(ProducerOptions options) {
     ev.events = EPOLLIN;
     ev.data.u64 = 0;
     if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, watcher->fd(), &ev) != 0) return last_error("queue producer: epoll_ctl(watcher)");
-    return Producer(std::make_unique<State>(std::move(options), std::move(ep), std::move(*watcher)));
+    UniqueFd timer;
+    if (limited(options.release_deadline) || limited(options.release_fence_timeout)) {
+        timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+        if (!timer) return last_error("queue producer: timerfd_create");
+        ev.data.u64 = timer_key;
+        if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, timer.get(), &ev) != 0) return last_error("queue producer: epoll_ctl(timer)");
+    }
+    auto state = std::make_unique<State>(std::move(options), std::move(ep), std::move(*watcher));
+    state->timer = std::move(timer);
+    return Producer(std::move(state));
 }
 
 Result<BufferIndex> Producer::add_buffer(BufferDesc desc) {
@@ -284,6 +395,7 @@ Result<BufferIndex> Producer::add_buffer(BufferDesc desc) {
     s.slots.push_back(std::move(slot));
     for (auto& p : s.peers) {
         p->holds.push_back(false);
+        p->held_since.emplace_back();
         if (auto r = s.send(*p, s.slots.back().announce, s.slots.back().fds); !r)
             s.lose(*p, r.error().with_context("announce buffer " + std::to_string(index) + " to consumer " + std::to_string(p->id)));
     }
@@ -307,6 +419,7 @@ Result<ConsumerId> Producer::add_consumer(Connection connection) {
     peer->id = s.next_id++;
     peer->connection = std::move(connection);
     peer->holds.assign(s.slots.size(), false);
+    peer->held_since.assign(s.slots.size(), Clock::time_point{});
     const std::string who = "queue producer: add consumer " + std::to_string(peer->id);
     if (auto r = s.send(*peer, wire::Hello{s.options.mode == Mode::mailbox ? 1u : 0u}, {}); !r) return r.error().with_context(who);
     for (const Slot& slot : s.slots)
@@ -377,19 +490,35 @@ Status Producer::queue(BufferIndex index, std::optional<SyncFile> acquire_fence,
     wire::Frame f{index, acquire_fence ? wire::flag_fence : 0u, info.sequence, info.timestamp_ns};
     const int fence_fd = acquire_fence ? acquire_fence->fd() : -1;
     std::span<const int> fds = acquire_fence ? std::span<const int>(&fence_fd, 1) : std::span<const int>();
+    const auto now = s.timer ? Clock::now() : Clock::time_point{};
+    const std::size_t limit = s.options.max_held_per_consumer;
     for (auto& p : s.peers) {
         if (p->lost) continue;
+        // Releases the consumer sent and nobody read yet count as released: read them first.
+        for (bool nothing = false; limit > 0 && p->held >= limit && !nothing;)
+            if (!s.read_one(*p, &nothing)) break;
+        if (p->lost) continue;
+        if (limit > 0 && p->held >= limit) {
+            s.lose(*p, Error::library(Errc::limit_exceeded,
+                                      "consumer " + std::to_string(p->id) + " holds " + std::to_string(p->held) +
+                                          " buffers (queued or acquired, not released), the limit is " +
+                                          std::to_string(limit) + "; frame of buffer " + std::to_string(index) + " not sent"));
+            continue;
+        }
         if (auto r = s.send(*p, f, fds); !r) {
             s.lose(*p, r.error().with_context("queue frame of buffer " + std::to_string(index) + " to consumer " +
                                               std::to_string(p->id)));
             continue;
         }
         p->holds[index] = true;
+        p->held_since[index] = now;
+        ++p->held;
         ++slot.holders;
     }
     slot.dequeued = false;
     ++s.stats.frames_queued;
     s.erase_lost();
+    s.rearm();
     (void)s.notify();  // last: the callback may destroy the Producer; the frame is queued either way
     return {};
 }
@@ -417,6 +546,7 @@ Status Producer::drop(ConsumerId id) {
     if (!p) return Error::library(Errc::not_found, "queue producer: drop: no consumer " + std::to_string(id));
     s.lose(*p, Error::from_errno(ECANCELED, "consumer " + std::to_string(id) + " dropped by the application"));
     s.erase_lost();
+    s.rearm();
     (void)s.notify();
     return {};
 }

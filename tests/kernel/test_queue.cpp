@@ -606,6 +606,134 @@ TEST_CASE_FIXTURE(FdLeakCheck, "on_consumer_lost may destroy the producer from d
     }
 }
 
+namespace {
+using Losses = std::vector<std::pair<queue::ConsumerId, Error>>;
+queue::Producer make_policed(std::size_t buffers, queue::ProducerOptions o, Losses& lost) {
+    o.on_consumer_lost = [&lost](queue::ConsumerId id, const Error& e) { lost.emplace_back(id, e); };
+    auto p = queue::Producer::create(o);
+    REQUIRE(p);
+    for (auto& d : make_buffers(buffers)) REQUIRE(p->add_buffer(std::move(d)));
+    return std::move(*p);
+}
+}  // namespace
+
+// Serves one frame to an in-process consumer that keeps up: acquire and release at once.
+void serve_local(queue::Producer& producer, queue::Consumer& local, std::uint64_t seq) {
+    produce(producer, seq);
+    auto f = local.acquire(5s);
+    REQUIRE_MESSAGE(f, (f ? "" : f.error().message()));
+    CHECK(f->info.sequence == seq);
+    REQUIRE(local.release(f->buffer));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a consumer process that stops releasing is dropped at the release deadline, in FIFO and mailbox, and a healthy one goes on") {
+    for (const auto mode : {queue::Mode::fifo, queue::Mode::mailbox}) {
+        CAPTURE(static_cast<int>(mode));
+        Losses lost;
+        queue::ProducerOptions o;
+        o.mode = mode;
+        o.release_deadline = 1000ms;
+        auto producer = make_policed(3, o, lost);
+        auto link_s = socket_link();
+        Peer stalled({"--fd", "3", "stall", "1"}, link_s.there.get());
+        link_s.there.reset();
+        auto stalled_id = producer.add_consumer(std::move(link_s.here));
+        REQUIRE(stalled_id);
+        auto healthy = add_local(producer);
+        serve_local(producer, *healthy.consumer, 1);
+        CHECK(stalled.line() == "stalled");
+        // The stalled consumer holds every buffer after three frames; the producer's dequeue
+        // waits, the deadline passes, the consumer is dropped and its buffers come back.
+        const auto t0 = std::chrono::steady_clock::now();
+        for (std::uint64_t seq = 2; seq <= 10; ++seq) serve_local(producer, *healthy.consumer, seq);
+        CHECK(std::chrono::steady_clock::now() - t0 < 15s);
+        REQUIRE(lost.size() == 1);
+        CHECK(lost[0].first == *stalled_id);
+        CHECK_MESSAGE(lost[0].second.is_errno(ETIMEDOUT), lost[0].second.message());
+        CHECK_MESSAGE(lost[0].second.message().find("longer than the release deadline of 1000 ms") != std::string::npos,
+                      lost[0].second.message());
+        stalled.tell("go");
+        CHECK(stalled.line() == "dropped");
+        stalled.expect_ok();
+        dispatch_until(producer, [&] { return producer.free_count() == 3 && producer.consumer_count() == 1; });
+    }
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a consumer process that reads nothing is dropped at the hold limit, and a healthy one goes on") {
+    Losses lost;
+    queue::ProducerOptions o;
+    o.max_held_per_consumer = 2;
+    auto producer = make_policed(4, o, lost);
+    auto link_s = socket_link();
+    Peer stalled({"--fd", "3", "stall", "0"}, link_s.there.get());
+    link_s.there.reset();
+    auto stalled_id = producer.add_consumer(std::move(link_s.here));
+    REQUIRE(stalled_id);
+    auto healthy = add_local(producer);
+    CHECK(stalled.line() == "stalled");
+    serve_local(producer, *healthy.consumer, 1);
+    serve_local(producer, *healthy.consumer, 2);
+    CHECK(lost.empty());
+    serve_local(producer, *healthy.consumer, 3);  // the third would make it hold three
+    REQUIRE(lost.size() == 1);
+    CHECK(lost[0].first == *stalled_id);
+    CHECK(lost[0].second.is(Errc::limit_exceeded));
+    CHECK_MESSAGE(lost[0].second.message().find("holds 2 buffers (queued or acquired, not released), the limit is 2") !=
+                      std::string::npos,
+                  lost[0].second.message());
+    for (std::uint64_t seq = 4; seq <= 8; ++seq) serve_local(producer, *healthy.consumer, seq);
+    CHECK(lost.size() == 1);
+    stalled.tell("go");
+    CHECK(stalled.line() == "dropped");
+    stalled.expect_ok();
+    dispatch_until(producer, [&] { return producer.free_count() == 4; });
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a release fence that outlives its timeout drops its consumer and keeps the buffer out of rotation until it signals") {
+    Losses lost;
+    queue::ProducerOptions o;
+    o.release_fence_timeout = 300ms;
+    auto producer = make_policed(2, o, lost);
+    auto link = socket_link();
+    Peer child({"--fd", "3", "fence"}, link.there.get());
+    link.there.reset();
+    auto fenced_id = producer.add_consumer(std::move(link.here));
+    REQUIRE(fenced_id);
+    auto local = add_local(producer);
+    produce(producer, 1);  // buffer 0
+    CHECK(child.line() == "released");
+    {
+        auto f = local.consumer->acquire(1s);
+        REQUIRE(f);
+        REQUIRE(local.consumer->release(f->buffer));
+    }
+    dispatch_until(producer, [&] { return !lost.empty(); });
+    REQUIRE(lost.size() == 1);
+    CHECK(lost[0].first == *fenced_id);
+    CHECK(lost[0].second.is_errno(ETIMEDOUT));
+    CHECK_MESSAGE(lost[0].second.message().find("release fence of buffer 0 from consumer") != std::string::npos,
+                  lost[0].second.message());
+    CHECK(producer.stats().release_fence_timeouts == 1);
+    // The consumer's GPU may still write buffer 0: only buffer 1 is served meanwhile.
+    for (std::uint64_t seq = 2; seq <= 4; ++seq) {
+        CHECK(producer.free_count() == 1);
+        auto index = producer.dequeue(1s);
+        REQUIRE(index);
+        CHECK(*index == 1);
+        REQUIRE(producer.queue(*index, std::nullopt, {seq, 0}));
+        auto f = local.consumer->acquire(1s);
+        REQUIRE(f);
+        CHECK(f->info.sequence == seq);
+        REQUIRE(local.consumer->release(f->buffer));
+        dispatch_until(producer, [&] { return producer.free_count() == 1; });
+    }
+    child.tell("signal");
+    CHECK(child.line() == "signalled");
+    dispatch_until(producer, [&] { return producer.free_count() == 2; });
+    CHECK(child.line() == "done frames=0");
+    child.expect_ok();
+}
+
 TEST_CASE_FIXTURE(FdLeakCheck, "a release fence gates reuse: the buffer is not dequeued until the consumer's vgem fence signals") {
     auto producer = make_producer(1);
     auto link = socket_link();

@@ -24,6 +24,15 @@
 /// connection is closed, on_consumer_lost is called with the reason, and every buffer it held is
 /// returned once its implicit fences (the GPU's work on it) are done. The other consumers go on.
 ///
+/// Stalled consumers: a consumer that stops reading or releasing is dropped like a faulty one
+/// when it breaks the policy of ProducerOptions (max_held_per_consumer, release_deadline,
+/// release_fence_timeout), or when the application calls drop(). What it held comes back only
+/// when that is safe: once the dma-bufs' implicit fences are done (GPU work it submitted), and
+/// for a release fence it sent, once that fence signals. A dropped consumer that is still alive
+/// keeps its mappings and dma-bufs: CPU reads it makes after the drop cannot be fenced, which is
+/// why the deadlines are the application's choice. Deadlines are checked by dispatch() (and
+/// dequeue()), which fd() wakes when one passes.
+///
 /// Cost per frame in steady state, counted by bench/bench_queue across two processes: 3 system
 /// calls on the producer's thread and 3 on the consumer's with implicit sync, 8 and 7 with an
 /// acquire and a release fence (the fences' own dups included).
@@ -81,6 +90,23 @@ struct ProducerOptions {
     /// without touching it: dispatch() its count, queue() and add_buffer() their success (their
     /// work was done), dequeue() Errc::empty_object.
     std::function<void(ConsumerId, const Error& reason)> on_consumer_lost;
+
+    /// Stalled consumers (see "Stalled consumers" above). Without these a consumer that stops
+    /// releasing keeps its buffers for good, and in FIFO the producer runs out of them; the
+    /// application can still drop() it itself. The defaults set no limit.
+    ///
+    /// The most buffers one consumer may hold: frames queued to it and not released, acquired
+    /// or not. queue() drops a consumer that already holds this many instead of sending it the
+    /// frame (reason Errc::limit_exceeded). 0: no limit.
+    std::size_t max_held_per_consumer = 0;
+    /// How long a consumer may hold a frame, from queue() to its release message. A consumer
+    /// that holds one longer is dropped (reason ETIMEDOUT). `forever`: no deadline.
+    Timeout release_deadline = forever;
+    /// How long a release fence may stay unsignalled after the release arrived. Then the
+    /// consumer that sent it is dropped (reason ETIMEDOUT) if still connected, and the buffer
+    /// stays out of rotation until the fence signals (the consumer's GPU may still write it;
+    /// a fence that never signals retires the buffer for good). `forever`: no timeout.
+    Timeout release_fence_timeout = forever;
 };
 
 /// Counters of a Producer (for tests and tools).
@@ -89,13 +115,15 @@ struct ProducerStats {
     std::uint64_t releases = 0;          ///< releases accepted from consumers
     std::uint64_t consumers_lost = 0;
     std::uint64_t buffers_reclaimed = 0; ///< holds of lost consumers given back after the GPU
+    std::uint64_t release_fence_timeouts = 0; ///< release fences that outlived release_fence_timeout
 };
 
 /// The producing end. Move-only; a moved-from Producer fails every call at once with
 /// Errc::empty_object (fd() -1, counts 0).
 class Producer {
 public:
-    /// Creates the producer's epoll instance and FenceWatcher (three fds).
+    /// Creates the producer's epoll instance and FenceWatcher (three fds; four with a release
+    /// deadline or fence timeout: a timerfd).
     static Result<Producer> create(ProducerOptions options = {});
     Producer(Producer&&) noexcept;
     Producer& operator=(Producer&&) noexcept;
@@ -151,8 +179,12 @@ public:
     /// events it handled. A faulty consumer is dropped, not an error here.
     Result<std::size_t> dispatch(Timeout timeout = Timeout{0});
 
-    /// Readable when dispatch() has something to do (an epoll fd over the connections and the
-    /// fence watcher). -1 once moved from.
+    /// Readable when dispatch() has something to do (an epoll fd over the connections, the
+    /// fence watcher and, with a release deadline or fence timeout, a timer that fires when the
+    /// next one passes). -1 once moved from. A dropped consumer's connection leaves the set
+    /// before it is closed. An in-process consumer's stale doorbell (see Connection::fd()) may
+    /// make it readable once with nothing to read: dispatch() then finds nothing, silences the
+    /// doorbell and returns 0, and the next poll sleeps.
     int fd() const noexcept;
 
     /// Buffers free to dequeue now.
