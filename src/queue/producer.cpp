@@ -26,6 +26,8 @@ using Clock = dmabridge::detail::deadline_clock;
 
 // epoll keys: 0 the fence watcher, 1.. the consumers (ConsumerId), this one the policy timer.
 constexpr std::uint64_t timer_key = ~std::uint64_t{0};
+// How often dispatch() polls buffers whose fences the FenceWatcher could not take.
+constexpr int unwatched_poll_ms = 50;
 
 bool limited(Timeout t) noexcept { return t.count() >= 0; }
 std::string ms(Timeout t) { return std::to_string(t.count()) + " ms"; }
@@ -55,7 +57,24 @@ struct Slot {
     std::uint32_t holders = 0;          // consumers holding it
     std::uint32_t pending_fences = 0;   // release fences (or a lost consumer's GPU work) not signalled
     std::vector<FenceWait> fence_waits; // the release fences among them, when a fence timeout is set
-    bool free() const noexcept { return !dequeued && holders == 0 && pending_fences == 0; }
+    // Waits the FenceWatcher could not take (watch() failed: no fd for its dup, epoll_ctl
+    // refused). The buffer stays out of rotation, since the consumer's GPU may still use it, and
+    // every dispatch() polls these (no new fd needed) until they are done.
+    std::vector<SyncFile> unwatched_fences;
+    bool unwatched_gpu = false;  // a lost consumer's implicit fences on the dma-bufs
+    bool free() const noexcept {
+        return !dequeued && holders == 0 && pending_fences == 0 && !unwatched_gpu && unwatched_fences.empty();
+    }
+    bool unwatched() const noexcept { return unwatched_gpu || !unwatched_fences.empty(); }
+
+    // True when no implicit fence of any of its dma-bufs is pending (one poll each).
+    bool idle() const noexcept {
+        for (const PlaneDesc& p : desc.planes) {
+            auto w = p.buffer.wait(Access::read_write, Timeout{0});
+            if (!w || *w != WaitStatus::ready) return false;
+        }
+        return true;
+    }
 };
 
 Error closed_error() { return Error::library(Errc::empty_object, "queue producer: used after move"); }
@@ -131,7 +150,7 @@ struct Producer::State {
 
     // Marks the buffer as waiting for `fence`, released by `consumer` (nothing when it already
     // signalled).
-    void wait_then_free(std::size_t index, const SyncFile& fence, ConsumerId consumer) {
+    void wait_then_free(std::size_t index, SyncFile fence, ConsumerId consumer) {
         auto st = fence.status();
         if (st && *st != FenceStatus::active) return;
         auto w = watcher.watch(fence, [this, index](WatchId id, WaitStatus) {
@@ -140,13 +159,31 @@ struct Producer::State {
             std::erase_if(slot.fence_waits, [id](const FenceWait& f) { return f.watch == id; });
         });
         if (!w) {
-            detail_log("watch a release fence of buffer " + std::to_string(index) + ": " + w.error().message());
+            // Not "free now": the consumer's GPU may still write the buffer. Keep the fence and
+            // poll it at each dispatch() until it signals.
+            detail_log("watch a release fence of buffer " + std::to_string(index) + ": " + w.error().message() +
+                       "; the buffer stays out of rotation until the fence signals");
+            slots[index].unwatched_fences.push_back(std::move(fence));
             return;
         }
         ++slots[index].pending_fences;
         if (limited(options.release_fence_timeout))
             slots[index].fence_waits.push_back(
                 FenceWait{consumer, *w, *dmabridge::detail::deadline_after(options.release_fence_timeout), false});
+    }
+
+    // Returns the buffers whose unwatched fences are all done.
+    void recheck_unwatched() {
+        for (Slot& slot : slots) {
+            std::erase_if(slot.unwatched_fences, [](const SyncFile& f) {
+                auto st = f.status();
+                return st && *st != FenceStatus::active;
+            });
+            if (slot.unwatched_gpu && slot.idle()) {
+                slot.unwatched_gpu = false;
+                ++stats.buffers_reclaimed;
+            }
+        }
     }
 
     // Drops the consumers that broke the policy of ProducerOptions by `now`.
@@ -220,6 +257,10 @@ struct Producer::State {
             peer.holds[b] = false;
             Slot& slot = slots[b];
             --slot.holders;
+            if (slot.idle()) {  // no GPU work on it: back now, without a watch
+                ++stats.buffers_reclaimed;
+                continue;
+            }
             for (int fd_index = 0; fd_index < static_cast<int>(slot.fds.size()); ++fd_index) {
                 const DmaBuf* buf = nullptr;
                 for (const auto& p : slot.desc.planes)
@@ -229,8 +270,15 @@ struct Producer::State {
                     --slots[b].pending_fences;
                     ++stats.buffers_reclaimed;
                 });
-                if (w) ++slot.pending_fences;
-                else detail_log("watch buffer " + std::to_string(b) + " of a lost consumer: " + w.error().message());
+                if (w) {
+                    ++slot.pending_fences;
+                } else {
+                    // Not "free now": the lost consumer's GPU work may still use it. Poll it
+                    // at each dispatch() instead until it is idle.
+                    detail_log("watch buffer " + std::to_string(b) + " of a lost consumer: " + w.error().message() +
+                               "; the buffer stays out of rotation until it is idle");
+                    slot.unwatched_gpu = true;
+                }
             }
         }
         { Connection closing(std::move(peer.connection)); }  // the consumer sees the hang-up now
@@ -290,16 +338,21 @@ struct Producer::State {
         --peer.held;
         --slots[rel->buffer].holders;
         ++stats.releases;
-        if (fence) wait_then_free(rel->buffer, *fence, peer.id);
+        if (fence) wait_then_free(rel->buffer, std::move(*fence), peer.id);
         return true;
     }
 
     Result<std::size_t> dispatch(Timeout timeout) {
         epoll_event events[16];
         const auto deadline = dmabridge::detail::deadline_after(timeout);
+        // Buffers whose fences could not be watched are polled: no event will say they are done,
+        // so wake at least every unwatched_poll_ms while there are any.
+        const bool polling = std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return s.unwatched(); });
+        int wait_ms = dmabridge::detail::poll_ms_until(deadline);
+        if (polling && (wait_ms < 0 || wait_ms > unwatched_poll_ms)) wait_ms = unwatched_poll_ms;
         int n;
         do {
-            n = ::epoll_wait(epoll.get(), events, 16, dmabridge::detail::poll_ms_until(deadline));
+            n = ::epoll_wait(epoll.get(), events, 16, wait_ms);
         } while (n < 0 && errno == EINTR);
         if (n < 0) return last_error("queue producer: epoll_wait");
         std::size_t handled = 0;
@@ -319,6 +372,7 @@ struct Producer::State {
             }
         }
         if (timer) enforce(Clock::now());
+        if (polling) recheck_unwatched();
         erase_lost();
         rearm();
         return handled;
@@ -456,7 +510,7 @@ Result<BufferIndex> Producer::dequeue(Timeout timeout) {
         std::size_t queued = 0, fencing = 0;
         for (const Slot& slot : s.slots) {
             queued += slot.holders > 0;
-            fencing += slot.pending_fences > 0;
+            fencing += slot.pending_fences > 0 || slot.unwatched();
         }
         // With none at a consumer or fencing, every buffer is dequeued by the application itself
         // and a wait would never end (with `forever`, a hang): refuse at once.

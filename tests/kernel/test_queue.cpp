@@ -16,6 +16,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@
 #include <dmabridge/vulkan/import_cache.hpp>
 
 #include "fd_count.hpp"
+#include "syscall_filter.hpp"
 #include "queue_peer_process.hpp"
 #include "vgem.hpp"
 #include "vk_fixture.hpp"
@@ -732,6 +735,41 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a release fence that outlives its timeout drops 
     dispatch_until(producer, [&] { return producer.free_count() == 2; });
     CHECK(child.line() == "done frames=0");
     child.expect_ok();
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "a buffer whose fences cannot be watched stays out of rotation until they are done") {
+    // Both ways a buffer waits for another process's GPU: a lost consumer's implicit fences on
+    // the dma-buf, and a release fence. The FenceWatcher's epoll_ctl(ADD) fails for each.
+    for (const bool release_fence : {false, true}) {
+        CAPTURE(release_fence);
+        std::vector<std::string> lost;
+        auto producer = make_producer(1, queue::Mode::fifo, &lost);
+        auto local = add_local(producer);
+        produce(producer, 1);
+        auto f = local.consumer->acquire(1s);
+        REQUIRE(f);
+        test::Vgem vgem;
+        const std::uint32_t gpu = vgem.attach_fence(true, vgem.import_buffer(producer.buffer(0)->planes[0].buffer));
+        if (release_fence) {
+            auto fence = f->desc->planes[0].buffer.export_sync_file(Access::write);
+            REQUIRE(fence);
+            REQUIRE(local.consumer->release(f->buffer, std::move(*fence)));
+        } else {
+            local.consumer.reset();  // hangs up holding the buffer its GPU still writes
+        }
+        test::run_with_failing_syscall(SYS_epoll_ctl, 1, EPOLL_CTL_ADD, EPERM, [&] {
+            dispatch_until(producer, [&] { return producer.stats().releases == 1 || !lost.empty(); });
+        });
+        CHECK(producer.free_count() == 0);
+        auto none = producer.dequeue(200ms);
+        REQUIRE_FALSE(none);
+        CHECK(none.error().is_errno(ETIMEDOUT));
+        CHECK(none.error().message().find("1 waiting for release fences") != std::string::npos);
+        vgem.signal(gpu);
+        auto index = producer.dequeue(5s);
+        REQUIRE_MESSAGE(index, (index ? "" : index.error().message()));
+        REQUIRE(producer.cancel(*index));
+    }
 }
 
 TEST_CASE_FIXTURE(FdLeakCheck, "a release fence gates reuse: the buffer is not dequeued until the consumer's vgem fence signals") {

@@ -23,6 +23,9 @@
 /// sync_files, too many fds). On the first fault, or when the consumer hangs up or dies, its
 /// connection is closed, on_consumer_lost is called with the reason, and every buffer it held is
 /// returned once its implicit fences (the GPU's work on it) are done. The other consumers go on.
+/// When those fences (or a release fence) cannot be watched (the FenceWatcher's watch fails,
+/// e.g. out of fds), the buffer is not freed blind: it stays out of rotation and dispatch()
+/// polls it (at least every 50 ms while dispatch or dequeue waits) until it is idle.
 ///
 /// Stalled consumers: a consumer that stops reading or releasing is dropped like a faulty one
 /// when it breaks the policy of ProducerOptions (max_held_per_consumer, release_deadline,
