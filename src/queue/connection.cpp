@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -356,41 +357,101 @@ Result<Connection> Connection::connect(std::string_view path) {
     return Connection(std::make_unique<detail::SocketTransport>(std::move(s)));
 }
 
-Listener::Listener(Listener&& o) noexcept : socket_(std::move(o.socket_)), path_(std::move(o.path_)) { o.path_.clear(); }
+Listener::Listener(Listener&& o) noexcept
+    : socket_(std::move(o.socket_)), lock_(std::move(o.lock_)), path_(std::move(o.path_)), dev_(o.dev_), ino_(o.ino_),
+      lock_dev_(o.lock_dev_), lock_ino_(o.lock_ino_) {
+    o.path_.clear();
+}
 Listener& Listener::operator=(Listener&& o) noexcept {
     if (this != &o) {
-        if (socket_ && !path_.empty()) ::unlink(path_.c_str());
+        remove_files();
         socket_ = std::move(o.socket_);
+        lock_ = std::move(o.lock_);
         path_ = std::move(o.path_);
+        dev_ = o.dev_;
+        ino_ = o.ino_;
+        lock_dev_ = o.lock_dev_;
+        lock_ino_ = o.lock_ino_;
         o.path_.clear();
     }
     return *this;
 }
-Listener::~Listener() {
-    if (socket_ && !path_.empty()) ::unlink(path_.c_str());
+Listener::~Listener() { remove_files(); }
+
+namespace {
+// Unlinks `path` only while it is still the file (device, inode) this Listener made: someone may
+// have removed it and put another producer's socket there.
+void unlink_if_same(const std::string& path, dev_t dev, ino_t ino) noexcept {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) ::unlink(path.c_str());
+}
+}  // namespace
+
+void Listener::remove_files() noexcept {
+    if (path_.empty()) return;
+    // The socket first, while the lock still keeps another Listener from binding there.
+    if (socket_) unlink_if_same(path_, dev_, ino_);
+    if (lock_) unlink_if_same(path_ + ".lock", lock_dev_, lock_ino_);
+    socket_.reset();
+    lock_.reset();
+    path_.clear();
 }
 
 Result<Listener> Listener::listen(std::string_view path, mode_t mode) {
     auto addr = unix_address(path);
     if (!addr) return addr.error();
     const std::string p(path);
-    struct stat st{};
+    const std::string lock_path = p + ".lock";
+    if (!unix_address(lock_path))
+        return Error::library(Errc::invalid_argument, "queue: listen on " + p + ": the path is " + std::to_string(p.size()) +
+                                                          " bytes, at most " +
+                                                          std::to_string(sizeof(sockaddr_un::sun_path) - 1 - 5) +
+                                                          " to leave room for its \".lock\"");
+    Listener l;
+    // The lock serializes every Listener of this path: the stale check, unlink and bind below
+    // cannot interleave with another producer's.
+    l.lock_.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode));
+    if (!l.lock_) return last_error("queue: listen on " + p + ": open lock file " + lock_path);
+    int r;
+    do {
+        r = ::flock(l.lock_.get(), LOCK_EX | LOCK_NB);
+    } while (r != 0 && errno == EINTR);
+    if (r != 0) {
+        if (errno == EWOULDBLOCK)
+            return Error::from_errno(EADDRINUSE, "queue: listen on " + p + ": another producer holds " + lock_path);
+        return last_error("queue: listen on " + p + ": flock " + lock_path);
+    }
+    struct stat st {};
+    if (::fstat(l.lock_.get(), &st) != 0) return last_error("queue: listen on " + p + ": fstat " + lock_path);
+    l.lock_dev_ = st.st_dev;
+    l.lock_ino_ = st.st_ino;
     if (::lstat(p.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             return Error::from_errno(EADDRINUSE, "queue: listen on " + p + ": a file that is not a socket is there");
-        auto probe = Connection::connect(path);
-        if (probe) return Error::from_errno(EADDRINUSE, "queue: listen on " + p + ": another producer listens there");
+        // A non-blocking probe: a live listener whose backlog is full would block a plain
+        // connect() until it accepts, maybe forever. Only ECONNREFUSED (nobody listens) or
+        // ENOENT (gone meanwhile) make the path free; anything else means someone may live there.
+        UniqueFd probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (!probe) return last_error("queue: listen on " + p + ": socket for the probe");
+        do {
+            r = ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
+        } while (r != 0 && errno == EINTR);
+        const int err = r == 0 ? 0 : errno;
+        if (err != ECONNREFUSED && err != ENOENT)
+            return Error::from_errno(EADDRINUSE, "queue: listen on " + p + ": another producer listens there (probe: " +
+                                                     (err == 0 ? std::string("connected") : std::string(std::strerror(err))) + ")");
         ::unlink(p.c_str());
     }
-    UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!s) return last_error("queue: socket(SOCK_SEQPACKET)");
-    if (::bind(s.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) return last_error("queue: bind " + p);
-    if (::chmod(p.c_str(), mode) != 0 || ::listen(s.get(), 16) != 0) {
-        Error e = last_error("queue: listen on " + p);
-        ::unlink(p.c_str());
-        return e;
-    }
-    return Listener(std::move(s), p);
+    l.socket_.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!l.socket_) return last_error("queue: socket(SOCK_SEQPACKET)");
+    if (::bind(l.socket_.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0)
+        return last_error("queue: bind " + p);
+    l.path_ = p;  // from here on, remove_files() cleans up on every return
+    if (::lstat(p.c_str(), &st) != 0) return last_error("queue: listen on " + p + ": lstat after bind");
+    l.dev_ = st.st_dev;
+    l.ino_ = st.st_ino;
+    if (::chmod(p.c_str(), mode) != 0 || ::listen(l.socket_.get(), 16) != 0) return last_error("queue: listen on " + p);
+    return l;
 }
 
 Result<Connection> Listener::accept() {

@@ -18,6 +18,10 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -770,6 +774,101 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a buffer whose fences cannot be watched stays ou
         REQUIRE_MESSAGE(index, (index ? "" : index.error().message()));
         REQUIRE(producer.cancel(*index));
     }
+}
+
+namespace {
+// A raw listening SOCK_SEQPACKET socket at `path` with `backlog`, that never accepts.
+UniqueFd raw_listener(const std::string& path, int backlog) {
+    UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    REQUIRE(s);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    REQUIRE(::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(s.get(), backlog) == 0);
+    return s;
+}
+}  // namespace
+
+TEST_CASE_FIXTURE(FdLeakCheck, "Listener: a live listener with a full backlog makes listen fail with EADDRINUSE at once, without blocking") {
+    const std::string path = "/tmp/dmabridge-queue-backlog-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(path.c_str());
+    UniqueFd live = raw_listener(path, 0);
+    // Fill its backlog: non-blocking connects until the kernel answers EAGAIN.
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    std::vector<UniqueFd> pending;
+    for (int i = 0; i < 8; ++i) {
+        UniqueFd c(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        REQUIRE(c);
+        const int r = ::connect(c.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        pending.push_back(std::move(c));
+        if (r != 0 && errno == EAGAIN) break;
+    }
+    REQUIRE(pending.size() < 8);  // the backlog is full now
+    const auto t0 = std::chrono::steady_clock::now();
+    auto l = queue::Listener::listen(path);
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    REQUIRE_FALSE(l);
+    CHECK_MESSAGE(l.error().is_errno(EADDRINUSE), l.error().message());
+    CHECK_MESSAGE(l.error().message().find("another producer listens there") != std::string::npos, l.error().message());
+    // The live socket is untouched.
+    struct stat st {};
+    CHECK(::lstat(path.c_str(), &st) == 0);
+    pending.clear();
+    live.reset();
+    ::unlink(path.c_str());
+    ::unlink((path + ".lock").c_str());
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "Listener: a second producer waits on the lock instead of racing the stale-socket check") {
+    const std::string path = "/tmp/dmabridge-queue-lock-" + std::to_string(::getpid()) + ".sock";
+    // A stale socket file: bound, then closed (nobody listens).
+    { UniqueFd stale = raw_listener(path, 1); }
+    // Another producer is between its stale check and its bind: it holds the lock.
+    UniqueFd other(::open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    REQUIRE(other);
+    REQUIRE(::flock(other.get(), LOCK_EX) == 0);
+    auto l = queue::Listener::listen(path);
+    REQUIRE_FALSE(l);
+    CHECK(l.error().is_errno(EADDRINUSE));
+    CHECK_MESSAGE(l.error().message().find("another producer holds " + path + ".lock") != std::string::npos,
+                  l.error().message());
+    // Once it is gone, the stale file is replaced.
+    other.reset();
+    auto again = queue::Listener::listen(path);
+    REQUIRE_MESSAGE(again, again.error().message());
+    auto c = queue::Connection::connect(path);
+    CHECK(c);
+    auto second = queue::Listener::listen(path);  // while the first lives
+    REQUIRE_FALSE(second);
+    CHECK(second.error().is_errno(EADDRINUSE));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "Listener: the destructor leaves alone a path that another listener took over") {
+    const std::string path = "/tmp/dmabridge-queue-takeover-" + std::to_string(::getpid()) + ".sock";
+    auto first = queue::Listener::listen(path);
+    REQUIRE(first);
+    // Someone cleans the directory, and a second producer starts there.
+    REQUIRE(::unlink(path.c_str()) == 0);
+    REQUIRE(::unlink((path + ".lock").c_str()) == 0);
+    auto second = queue::Listener::listen(path);
+    REQUIRE_MESSAGE(second, second.error().message());
+    { auto gone = std::move(*first); }
+    struct stat st {};
+    CHECK(::lstat(path.c_str(), &st) == 0);
+    CHECK(::lstat((path + ".lock").c_str(), &st) == 0);
+    auto c = queue::Connection::connect(path);
+    REQUIRE_MESSAGE(c, c.error().message());
+    pollfd p{second->fd(), POLLIN, 0};
+    CHECK(::poll(&p, 1, 1000) == 1);
+    auto accepted = second->accept();
+    CHECK(accepted);
+    // The second one's own files go with it.
+    { auto gone = std::move(*second); }
+    CHECK(::lstat(path.c_str(), &st) != 0);
+    CHECK(::lstat((path + ".lock").c_str(), &st) != 0);
 }
 
 TEST_CASE_FIXTURE(FdLeakCheck, "a release fence gates reuse: the buffer is not dequeued until the consumer's vgem fence signals") {

@@ -92,15 +92,24 @@ private:
 
 /// A listening SOCK_SEQPACKET socket at a path, for consumers in independent processes. The
 /// path's permissions decide who may connect (the socket file is created with `mode`); the
-/// application may also check each accepted Connection's peer_credentials(). Move-only; the
-/// destructor closes the socket and removes the path it created.
+/// application may also check each accepted Connection's peer_credentials(). Move-only.
+///
+/// Like libwayland's display sockets, a Listener holds an exclusive flock() on "<path>.lock"
+/// (created next to the socket with `mode`) for its whole life: two producers starting at once
+/// cannot both decide that a socket file is stale and replace each other's socket. The
+/// destructor removes the socket file and the lock file only while they are still the ones it
+/// created (same st_dev and st_ino as at bind/open): a path that someone removed and reused
+/// for another socket is left alone.
 /// Thread safety: one thread at a time.
 class Listener {
 public:
-    /// socket, bind, chmod and listen (four syscalls). An existing socket file at `path` is
-    /// replaced only when nobody listens on it (a connect attempt is refused); any other
-    /// existing file fails with EADDRINUSE. Paths longer than sun_path (107 bytes) are refused
-    /// with Errc::invalid_argument.
+    /// Takes the lock, then socket, bind, chmod and listen (about eight syscalls). An existing
+    /// socket file at `path` is replaced only when nobody listens on it: a non-blocking connect
+    /// is refused (ECONNREFUSED). A live listener, even one whose backlog is full (the connect
+    /// answers EAGAIN or EINPROGRESS; this never blocks), fails with EADDRINUSE; so does any
+    /// other existing file, and a lock another Listener holds. Paths longer than sun_path minus
+    /// the ".lock" suffix (102 bytes) are refused with Errc::invalid_argument; failing to open
+    /// or create the lock file gives its errno (e.g. EACCES).
     static Result<Listener> listen(std::string_view path, mode_t mode = 0600);
     Listener(Listener&&) noexcept;
     Listener& operator=(Listener&&) noexcept;
@@ -114,9 +123,15 @@ public:
     Result<Connection> accept();
 
 private:
-    Listener(UniqueFd socket, std::string path) noexcept : socket_(std::move(socket)), path_(std::move(path)) {}
+    Listener() noexcept = default;
+    void remove_files() noexcept;
     UniqueFd socket_;
+    UniqueFd lock_;     // holds the flock on lock_path()
     std::string path_;
+    dev_t dev_ = 0;     // of the socket file this Listener bound
+    ino_t ino_ = 0;
+    dev_t lock_dev_ = 0;
+    ino_t lock_ino_ = 0;
 };
 
 }  // namespace dmabridge::queue
