@@ -72,12 +72,15 @@ public:
     /// waiting up to `timeout` for one. Typical cost: one recvmsg (plus a poll when it waits,
     /// an ioctl to check a received fence). Errors: ETIMEDOUT when no frame came in time
     /// (nothing changes); once the connection failed, the reason (ECONNRESET when the producer
-    /// hung up, Errc::invalid_argument or not_a_dmabuf for what it sent).
-    Result<AcquiredFrame> acquire(Timeout timeout = forever);
+    /// hung up, Errc::invalid_argument or not_a_dmabuf for what it sent). No default timeout: a
+    /// producer may stop sending without hanging up, so the caller says how long to wait
+    /// (`forever` waits without limit).
+    Result<AcquiredFrame> acquire(Timeout timeout);
 
     /// Waits until the frame's buffer may be read: its acquire fence, or with implicit sync the
-    /// dma-bufs' write fences (poll). WaitStatus::timed_out when `timeout` passed first.
-    Result<WaitStatus> wait_ready(const AcquiredFrame& frame, Timeout timeout = forever) const;
+    /// dma-bufs' write fences (poll). WaitStatus::timed_out when `timeout` passed first (no
+    /// default: a fence may never signal; `forever` waits without limit).
+    Result<WaitStatus> wait_ready(const AcquiredFrame& frame, Timeout timeout) const;
 
     /// Gives an acquired buffer back, with the fence that signals when this consumer's use of it
     /// completes (std::nullopt when it has completed). One sendmsg. Errors:

@@ -163,8 +163,10 @@ public:
     /// (then ETIMEDOUT, "no free buffer within N ms: B buffers, Q queued to consumers, F
     /// waiting for release fences"). Costs nothing when a buffer is free. EDEADLK at once when
     /// every buffer is dequeued by the application (none can come back, so any wait would never
-    /// end); Errc::invalid_argument for a queue without buffers.
-    Result<BufferIndex> dequeue(Timeout timeout = forever);
+    /// end); Errc::invalid_argument for a queue without buffers. No default timeout: a stalled
+    /// consumer can keep every buffer (see ProducerOptions' deadlines), so the caller says how
+    /// long it may wait; `forever` waits without limit.
+    Result<BufferIndex> dequeue(Timeout timeout);
 
     /// Queues a dequeued buffer to every consumer (one message to each, with a dup of
     /// `acquire_fence` where one is given; std::nullopt means implicit sync: consumers wait for
