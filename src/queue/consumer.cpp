@@ -52,7 +52,7 @@ struct Consumer::State {
     Status fail(Error e) {
         if (!failed) {
             failed = e.with_context("queue consumer");
-            connection.transport()->shutdown();
+            detail::ConnectionAccess::transport(connection)->shutdown();
         }
         return *failed;
     }
@@ -60,7 +60,7 @@ struct Consumer::State {
     Status send_release(BufferIndex b, const SyncFile* fence) {
         const wire::Encoded bytes = wire::encode(wire::Release{b, fence ? wire::flag_fence : 0u});
         const int fd = fence ? fence->fd() : -1;
-        auto sent = connection.transport()->send(bytes.view(), fence ? std::span<const int>(&fd, 1) : std::span<const int>());
+        auto sent = detail::ConnectionAccess::transport(connection)->send(bytes.view(), fence ? std::span<const int>(&fd, 1) : std::span<const int>());
         // A producer that hung up is reported as such, whichever of receive and send saw it first.
         if (!sent && sent.error().is_errno(EPIPE))
             return Error::from_errno(ECONNRESET, "the producer closed the connection (send: EPIPE)");
@@ -150,7 +150,7 @@ struct Consumer::State {
 
     // Reads one message; false when none waited.
     Result<bool> read_one() {
-        auto got = connection.transport()->receive();
+        auto got = detail::ConnectionAccess::transport(connection)->receive();
         if (!got) return fail(got.error()).error();
         if (!*got) return false;
         if (auto h = handle(**got); !h) return h.error();

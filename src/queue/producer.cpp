@@ -139,7 +139,7 @@ struct Producer::State {
 
     Status send(Peer& peer, const wire::Message& m, std::span<const int> fds) {
         const wire::Encoded bytes = wire::encode(m);
-        return peer.connection.transport()->send(bytes.view(), fds);
+        return detail::ConnectionAccess::transport(peer.connection)->send(bytes.view(), fds);
     }
 
     Peer* find(ConsumerId id) {
@@ -293,7 +293,7 @@ struct Producer::State {
 
     // One message from `peer`; false when the peer was dropped.
     bool read_one(Peer& peer, bool* nothing = nullptr) {
-        auto got = peer.connection.transport()->receive();
+        auto got = detail::ConnectionAccess::transport(peer.connection)->receive();
         if (!got) {
             lose(peer, got.error().with_context("consumer " + std::to_string(peer.id)));
             return false;

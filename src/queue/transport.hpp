@@ -53,4 +53,10 @@ public:
     virtual UniqueFd take_socket() noexcept { return {}; }
 };
 
+/// The private way from a Connection to its transport (nullptr when empty), for Producer and
+/// Consumer; the public header only befriends this type.
+struct ConnectionAccess {
+    static Transport* transport(const Connection& c) noexcept { return c.transport_.get(); }
+};
+
 }  // namespace dmabridge::queue::detail

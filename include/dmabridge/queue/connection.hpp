@@ -25,8 +25,11 @@
 namespace dmabridge::queue {
 
 namespace detail {
+// Internal (src/queue/transport.hpp): the transport behind a Connection, and how Producer and
+// Consumer reach it. Not part of the API: the installed headers only name them.
 class Transport;
-}
+struct ConnectionAccess;
+}  // namespace detail
 
 /// Who is at the other end of a connection: SO_PEERCRED for a socket (the peer's pid, uid and
 /// gid when it connected; for a socketpair, those of the process that made the pair, whoever
@@ -81,11 +84,9 @@ public:
     /// Errc::invalid_argument for an in-process channel, Errc::empty_object when empty.
     Result<UniqueFd> release_socket();
 
-    /// The transport, for Producer and Consumer.
-    detail::Transport* transport() const noexcept { return transport_.get(); }
-
 private:
     friend class Listener;
+    friend struct detail::ConnectionAccess;
     explicit Connection(std::unique_ptr<detail::Transport> t) noexcept;
     std::unique_ptr<detail::Transport> transport_;
 };

@@ -188,8 +188,8 @@ public:
     /// fence watcher and, with a release deadline or fence timeout, a timer that fires when the
     /// next one passes). -1 once moved from. A dropped consumer's connection leaves the set
     /// before it is closed. An in-process consumer's stale doorbell (see Connection::fd()) may
-    /// make it readable once with nothing to read: dispatch() then finds nothing, silences the
-    /// doorbell and returns 0, and the next poll sleeps.
+    /// make it readable once with nothing to read: dispatch() then reads nothing and silences
+    /// the doorbell (it still counts that event), and the next poll sleeps.
     int fd() const noexcept;
 
     /// Buffers free to dequeue now.
