@@ -29,7 +29,9 @@ constexpr std::uint64_t timer_key = ~std::uint64_t{0};
 // How often dispatch() polls buffers whose fences the FenceWatcher could not take.
 constexpr int unwatched_poll_ms = 50;
 
-bool limited(Timeout t) noexcept { return t.count() >= 0; }
+// A deadline of the policy is set when it is not negative; as everywhere in the library, huge
+// values (Timeout::max()) mean no limit, and are not added to a time point (which would wrap).
+bool limited(Timeout t) noexcept { return t.count() >= 0 && t < std::chrono::hours(24 * 365 * 100); }
 std::string ms(Timeout t) { return std::to_string(t.count()) + " ms"; }
 
 struct Peer {

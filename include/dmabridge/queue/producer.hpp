@@ -103,12 +103,13 @@ struct ProducerOptions {
     /// frame (reason Errc::limit_exceeded). 0: no limit.
     std::size_t max_held_per_consumer = 0;
     /// How long a consumer may hold a frame, from queue() to its release message. A consumer
-    /// that holds one longer is dropped (reason ETIMEDOUT). `forever`: no deadline.
+    /// that holds one longer is dropped (reason ETIMEDOUT). `forever` (any negative value,
+    /// Timeout::max() or anything above a century): no deadline.
     Timeout release_deadline = forever;
     /// How long a release fence may stay unsignalled after the release arrived. Then the
     /// consumer that sent it is dropped (reason ETIMEDOUT) if still connected, and the buffer
     /// stays out of rotation until the fence signals (the consumer's GPU may still write it;
-    /// a fence that never signals retires the buffer for good). `forever`: no timeout.
+    /// a fence that never signals retires the buffer for good). `forever` (as above): no timeout.
     Timeout release_fence_timeout = forever;
 };
 
