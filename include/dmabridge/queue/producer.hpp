@@ -38,7 +38,9 @@
 ///
 /// Cost per frame in steady state, counted by bench/bench_queue across two processes: 3 system
 /// calls on the producer's thread and 3 on the consumer's with implicit sync, 8 and 7 with an
-/// acquire and a release fence (the fences' own dups included).
+/// acquire and a release fence (the fences' own dups included). A release deadline or fence
+/// timeout adds up to one timerfd_settime per queue() and per dispatch() (when the next
+/// deadline moved); a hold limit adds nothing unless a consumer reaches it.
 ///
 /// Thread safety: none; one thread drives a Producer (its event loop polls fd()).
 
