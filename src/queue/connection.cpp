@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -124,6 +125,19 @@ public:
         return out;
     }
 
+    void shutdown() noexcept override {
+        if (!socket_) return;
+        // SHUT_RDWR: the peer reads end-of-file and its sends fail with EPIPE, while this fd
+        // stays a valid socket that polls readable (POLLIN|POLLHUP) for as long as it is open.
+        ::shutdown(socket_.get(), SHUT_RDWR);
+        // Datagrams already queued would keep their fds in flight until close: take them now
+        // and close their fds (bounded by the socket's receive buffer).
+        for (int i = 0; i < 4096; ++i) {
+            auto r = receive();
+            if (!r || !*r) break;
+        }
+    }
+
     int fd() const noexcept override { return socket_.get(); }
     bool is_socket() const noexcept override { return true; }
     Result<PeerCredentials> peer_credentials() const override {
@@ -194,6 +208,7 @@ public:
         }
         std::lock_guard lock(shared_->mutex);
         const int peer = 1 - side_;
+        if (shared_->closed[side_]) return Error::from_errno(EPIPE, "queue send (in-process): this end was shut down");
         if (shared_->closed[peer]) return Error::from_errno(EPIPE, "queue send (in-process): the peer closed the connection");
         auto& q = shared_->queue[peer];
         if (q.size() >= 4096) return Error::from_errno(EAGAIN, "queue send (in-process): the peer reads nothing (4096 messages wait)");
@@ -205,6 +220,8 @@ public:
     Result<std::optional<Received>> receive() override {
         std::lock_guard lock(shared_->mutex);
         auto& q = shared_->queue[side_];
+        if (shared_->closed[side_])  // shut down: nothing more arrives, and the doorbell stays rung
+            return Error::from_errno(ECONNRESET, "queue receive (in-process): this end was shut down");
         if (q.empty()) {
             if (shared_->closed[1 - side_])
                 return Error::from_errno(ECONNRESET, "queue receive (in-process): the peer closed the connection");
@@ -223,6 +240,15 @@ public:
         // The doorbell stays rung (see LocalShared): silencing it here would cost a read() now
         // and a write() for the next message.
         return out;
+    }
+
+    void shutdown() noexcept override {
+        std::lock_guard lock(shared_->mutex);
+        shared_->closed[side_] = true;
+        shared_->queue[side_].clear();  // their fds close here
+        ring(1 - side_);                // the peer's receive() reports the hang-up
+        // This end's doorbell stays rung for good: its receive() no longer runs to silence it.
+        ring(side_);
     }
 
     int fd() const noexcept override { return shared_->event[side_].get(); }
@@ -257,12 +283,12 @@ bool Connection::is_socket() const noexcept { return transport_ && transport_->i
 int Connection::fd() const noexcept { return transport_ ? transport_->fd() : -1; }
 
 Result<PeerCredentials> Connection::peer_credentials() const {
-    if (!transport_) return Error::from_errno(EBADF, "queue connection: peer credentials of an empty connection");
+    if (!transport_) return Error::library(Errc::empty_object, "queue connection: peer credentials of an empty connection");
     return transport_->peer_credentials();
 }
 
 Result<UniqueFd> Connection::release_socket() {
-    if (!transport_) return Error::from_errno(EBADF, "queue connection: release_socket of an empty connection");
+    if (!transport_) return Error::library(Errc::empty_object, "queue connection: release_socket of an empty connection");
     if (!transport_->is_socket())
         return Error::library(Errc::invalid_argument, "queue connection: release_socket of an in-process channel");
     UniqueFd s = transport_->take_socket();
@@ -288,7 +314,7 @@ Result<std::pair<Connection, Connection>> Connection::socket_pair() {
 }
 
 Result<Connection> Connection::from_socket(UniqueFd socket) {
-    if (!socket) return Error::from_errno(EBADF, "queue: from_socket of an empty fd");
+    if (!socket) return Error::library(Errc::empty_object, "queue: from_socket of an empty fd");
     int type = 0;
     socklen_t len = sizeof type;
     if (::getsockopt(socket.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0)
@@ -331,45 +357,105 @@ Result<Connection> Connection::connect(std::string_view path) {
     return Connection(std::make_unique<detail::SocketTransport>(std::move(s)));
 }
 
-Listener::Listener(Listener&& o) noexcept : socket_(std::move(o.socket_)), path_(std::move(o.path_)) { o.path_.clear(); }
+Listener::Listener(Listener&& o) noexcept
+    : socket_(std::move(o.socket_)), lock_(std::move(o.lock_)), path_(std::move(o.path_)), dev_(o.dev_), ino_(o.ino_),
+      lock_dev_(o.lock_dev_), lock_ino_(o.lock_ino_) {
+    o.path_.clear();
+}
 Listener& Listener::operator=(Listener&& o) noexcept {
     if (this != &o) {
-        if (socket_ && !path_.empty()) ::unlink(path_.c_str());
+        remove_files();
         socket_ = std::move(o.socket_);
+        lock_ = std::move(o.lock_);
         path_ = std::move(o.path_);
+        dev_ = o.dev_;
+        ino_ = o.ino_;
+        lock_dev_ = o.lock_dev_;
+        lock_ino_ = o.lock_ino_;
         o.path_.clear();
     }
     return *this;
 }
-Listener::~Listener() {
-    if (socket_ && !path_.empty()) ::unlink(path_.c_str());
+Listener::~Listener() { remove_files(); }
+
+namespace {
+// Unlinks `path` only while it is still the file (device, inode) this Listener made: someone may
+// have removed it and put another producer's socket there.
+void unlink_if_same(const std::string& path, dev_t dev, ino_t ino) noexcept {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) ::unlink(path.c_str());
+}
+}  // namespace
+
+void Listener::remove_files() noexcept {
+    if (path_.empty()) return;
+    // The socket first, while the lock still keeps another Listener from binding there.
+    if (socket_) unlink_if_same(path_, dev_, ino_);
+    if (lock_) unlink_if_same(path_ + ".lock", lock_dev_, lock_ino_);
+    socket_.reset();
+    lock_.reset();
+    path_.clear();
 }
 
 Result<Listener> Listener::listen(std::string_view path, mode_t mode) {
     auto addr = unix_address(path);
     if (!addr) return addr.error();
     const std::string p(path);
-    struct stat st{};
+    const std::string lock_path = p + ".lock";
+    if (!unix_address(lock_path))
+        return Error::library(Errc::invalid_argument, "queue: listen on " + p + ": the path is " + std::to_string(p.size()) +
+                                                          " bytes, at most " +
+                                                          std::to_string(sizeof(sockaddr_un::sun_path) - 1 - 5) +
+                                                          " to leave room for its \".lock\"");
+    Listener l;
+    // The lock serializes every Listener of this path: the stale check, unlink and bind below
+    // cannot interleave with another producer's.
+    l.lock_.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode));
+    if (!l.lock_) return last_error("queue: listen on " + p + ": open lock file " + lock_path);
+    int r;
+    do {
+        r = ::flock(l.lock_.get(), LOCK_EX | LOCK_NB);
+    } while (r != 0 && errno == EINTR);
+    if (r != 0) {
+        if (errno == EWOULDBLOCK)
+            return Error::from_errno(EADDRINUSE, "queue: listen on " + p + ": another producer holds " + lock_path);
+        return last_error("queue: listen on " + p + ": flock " + lock_path);
+    }
+    struct stat st {};
+    if (::fstat(l.lock_.get(), &st) != 0) return last_error("queue: listen on " + p + ": fstat " + lock_path);
+    l.lock_dev_ = st.st_dev;
+    l.lock_ino_ = st.st_ino;
     if (::lstat(p.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             return Error::from_errno(EADDRINUSE, "queue: listen on " + p + ": a file that is not a socket is there");
-        auto probe = Connection::connect(path);
-        if (probe) return Error::from_errno(EADDRINUSE, "queue: listen on " + p + ": another producer listens there");
+        // A non-blocking probe: a live listener whose backlog is full would block a plain
+        // connect() until it accepts, maybe forever. Only ECONNREFUSED (nobody listens) or
+        // ENOENT (gone meanwhile) make the path free; anything else means someone may live there.
+        UniqueFd probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (!probe) return last_error("queue: listen on " + p + ": socket for the probe");
+        do {
+            r = ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
+        } while (r != 0 && errno == EINTR);
+        const int err = r == 0 ? 0 : errno;
+        if (err != ECONNREFUSED && err != ENOENT)
+            return Error::from_errno(EADDRINUSE, "queue: listen on " + p + ": another producer listens there (probe: " +
+                                                     (err == 0 ? std::string("connected") : std::string(std::strerror(err))) + ")");
         ::unlink(p.c_str());
     }
-    UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!s) return last_error("queue: socket(SOCK_SEQPACKET)");
-    if (::bind(s.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) return last_error("queue: bind " + p);
-    if (::chmod(p.c_str(), mode) != 0 || ::listen(s.get(), 16) != 0) {
-        Error e = last_error("queue: listen on " + p);
-        ::unlink(p.c_str());
-        return e;
-    }
-    return Listener(std::move(s), p);
+    l.socket_.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!l.socket_) return last_error("queue: socket(SOCK_SEQPACKET)");
+    if (::bind(l.socket_.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0)
+        return last_error("queue: bind " + p);
+    l.path_ = p;  // from here on, remove_files() cleans up on every return
+    if (::lstat(p.c_str(), &st) != 0) return last_error("queue: listen on " + p + ": lstat after bind");
+    l.dev_ = st.st_dev;
+    l.ino_ = st.st_ino;
+    if (::chmod(p.c_str(), mode) != 0 || ::listen(l.socket_.get(), 16) != 0) return last_error("queue: listen on " + p);
+    return l;
 }
 
 Result<Connection> Listener::accept() {
-    if (!socket_) return Error::from_errno(EBADF, "queue: accept on an empty listener");
+    if (!socket_) return Error::library(Errc::empty_object, "queue: accept on an empty listener");
     int fd;
     do {
         fd = ::accept4(socket_.get(), nullptr, nullptr, SOCK_CLOEXEC);

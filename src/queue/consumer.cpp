@@ -30,22 +30,29 @@ struct Pending {
     FrameInfo info;
 };
 
-Error closed_error() { return Error::from_errno(EBADF, "queue consumer: used after move"); }
+Error closed_error() { return Error::library(Errc::empty_object, "queue consumer: used after move"); }
 }  // namespace
 
 struct Consumer::State {
     Connection connection;
     Mode mode = Mode::fifo;
     bool hello = false;
-    std::vector<Entry> buffers;
+    // A deque: growing it at the end (an announcement of a higher id) keeps every Entry where it
+    // is, so the BufferDesc pointers handed out (AcquiredFrame::desc, buffer()) stay valid for
+    // the Consumer's life, as the header promises. A vector would move them on reallocation.
+    std::deque<Entry> buffers;
     std::deque<Pending> ready;
     std::optional<Error> failed;
     ConsumerStats stats;
 
+    // The first failure is final. The connection is shut down (the producer sees the hang-up at
+    // once) but its fd stays open until the Consumer is destroyed: the application's event loop
+    // polls that fd number, and closing it under the loop would let a later open() reuse the
+    // number for something else (libwayland keeps its display fd for the same reason).
     Status fail(Error e) {
         if (!failed) {
             failed = e.with_context("queue consumer");
-            { Connection closing(std::move(connection)); }
+            detail::ConnectionAccess::transport(connection)->shutdown();
         }
         return *failed;
     }
@@ -53,7 +60,11 @@ struct Consumer::State {
     Status send_release(BufferIndex b, const SyncFile* fence) {
         const wire::Encoded bytes = wire::encode(wire::Release{b, fence ? wire::flag_fence : 0u});
         const int fd = fence ? fence->fd() : -1;
-        return connection.transport()->send(bytes.view(), fence ? std::span<const int>(&fd, 1) : std::span<const int>());
+        auto sent = detail::ConnectionAccess::transport(connection)->send(bytes.view(), fence ? std::span<const int>(&fd, 1) : std::span<const int>());
+        // A producer that hung up is reported as such, whichever of receive and send saw it first.
+        if (!sent && sent.error().is_errno(EPIPE))
+            return Error::from_errno(ECONNRESET, "the producer closed the connection (send: EPIPE)");
+        return sent;
     }
 
     Status handle(detail::Received& msg) {
@@ -139,7 +150,7 @@ struct Consumer::State {
 
     // Reads one message; false when none waited.
     Result<bool> read_one() {
-        auto got = connection.transport()->receive();
+        auto got = detail::ConnectionAccess::transport(connection)->receive();
         if (!got) return fail(got.error()).error();
         if (!*got) return false;
         if (auto h = handle(**got); !h) return h.error();
@@ -171,7 +182,7 @@ Consumer& Consumer::operator=(Consumer&&) noexcept = default;
 Consumer::~Consumer() = default;
 
 Result<Consumer> Consumer::create(Connection connection) {
-    if (!connection.valid()) return Error::from_errno(EBADF, "queue consumer: create with an empty connection");
+    if (!connection.valid()) return Error::library(Errc::empty_object, "queue consumer: create with an empty connection");
     auto state = std::make_unique<State>();
     state->connection = std::move(connection);
     return Consumer(std::move(state));
@@ -226,7 +237,7 @@ Status Consumer::release(BufferIndex buffer, std::optional<SyncFile> release_fen
         return Error::library(Errc::invalid_argument, "queue consumer: release of buffer " + std::to_string(buffer) +
                                                           " which this consumer has not acquired");
     if (release_fence && !release_fence->valid())
-        return Error::from_errno(EBADF, "queue consumer: release of buffer " + std::to_string(buffer) + " with an empty fence");
+        return Error::library(Errc::empty_object, "queue consumer: release of buffer " + std::to_string(buffer) + " with an empty fence");
     s.buffers[buffer].acquired = false;
     if (s.failed) return *s.failed;
     if (auto r = s.send_release(buffer, release_fence ? &*release_fence : nullptr); !r)
@@ -252,7 +263,7 @@ Result<std::size_t> Consumer::dispatch(Timeout timeout) {
     }
 }
 
-int Consumer::fd() const noexcept { return state_ && !state_->failed ? state_->connection.fd() : -1; }
+int Consumer::fd() const noexcept { return state_ ? state_->connection.fd() : -1; }
 Mode Consumer::mode() const noexcept { return state_ ? state_->mode : Mode::fifo; }
 
 const BufferDesc* Consumer::buffer(BufferIndex index) const noexcept {

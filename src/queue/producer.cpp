@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <deque>
 #include <string>
 
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <dmabridge/kernel/fence_watcher.hpp>
 
@@ -19,12 +22,33 @@ using dmabridge::detail::last_error;
 
 namespace {
 using wire::max_buffers;
+using Clock = dmabridge::detail::deadline_clock;
+
+// epoll keys: 0 the fence watcher, 1.. the consumers (ConsumerId), this one the policy timer.
+constexpr std::uint64_t timer_key = ~std::uint64_t{0};
+// How often dispatch() polls buffers whose fences the FenceWatcher could not take.
+constexpr int unwatched_poll_ms = 50;
+
+// A deadline of the policy is set when it is not negative; as everywhere in the library, huge
+// values (Timeout::max()) mean no limit, and are not added to a time point (which would wrap).
+bool limited(Timeout t) noexcept { return t.count() >= 0 && t < std::chrono::hours(24 * 365 * 100); }
+std::string ms(Timeout t) { return std::to_string(t.count()) + " ms"; }
 
 struct Peer {
     ConsumerId id = 0;
     Connection connection;
-    std::vector<bool> holds;  // holds[b]: a frame of buffer b was queued to it and not released
+    std::vector<bool> holds;                   // holds[b]: a frame of buffer b was queued to it and not released
+    std::vector<Clock::time_point> held_since; // when that frame was queued (for the release deadline)
+    std::size_t held = 0;                      // how many holds[] are set
     bool lost = false;
+};
+
+// A release fence being watched, with the consumer that sent it (for the fence timeout).
+struct FenceWait {
+    ConsumerId consumer = 0;
+    WatchId watch = 0;
+    Clock::time_point deadline;
+    bool expired = false;  // the timeout passed: the consumer was dropped, the buffer still waits
 };
 
 struct Slot {
@@ -34,28 +58,90 @@ struct Slot {
     bool dequeued = false;
     std::uint32_t holders = 0;          // consumers holding it
     std::uint32_t pending_fences = 0;   // release fences (or a lost consumer's GPU work) not signalled
-    bool free() const noexcept { return !dequeued && holders == 0 && pending_fences == 0; }
+    std::vector<FenceWait> fence_waits; // the release fences among them, when a fence timeout is set
+    // Waits the FenceWatcher could not take (watch() failed: no fd for its dup, epoll_ctl
+    // refused). The buffer stays out of rotation, since the consumer's GPU may still use it, and
+    // every dispatch() polls these (no new fd needed) until they are done.
+    std::vector<SyncFile> unwatched_fences;
+    bool unwatched_gpu = false;  // a lost consumer's implicit fences on the dma-bufs
+    bool free() const noexcept {
+        return !dequeued && holders == 0 && pending_fences == 0 && !unwatched_gpu && unwatched_fences.empty();
+    }
+    bool unwatched() const noexcept { return unwatched_gpu || !unwatched_fences.empty(); }
+
+    // True when no implicit fence of any of its dma-bufs is pending (one poll each).
+    bool idle() const noexcept {
+        for (const PlaneDesc& p : desc.planes) {
+            auto w = p.buffer.wait(Access::read_write, Timeout{0});
+            if (!w || *w != WaitStatus::ready) return false;
+        }
+        return true;
+    }
 };
 
-Error closed_error() { return Error::from_errno(EBADF, "queue producer: used after move"); }
+Error closed_error() { return Error::library(Errc::empty_object, "queue producer: used after move"); }
 }  // namespace
 
 struct Producer::State {
     ProducerOptions options;
     UniqueFd epoll;
     FenceWatcher watcher;
-    std::vector<Slot> slots;
+    // Wakes the epoll set when a release deadline or a release-fence timeout passes; only made
+    // when ProducerOptions sets one (otherwise nothing here costs a system call per frame).
+    UniqueFd timer;
+    Clock::time_point timer_at = Clock::time_point::max();  // what the timer is armed for
+    // A deque: add_buffer() appends, and appending to a deque moves no element, so the
+    // BufferDesc pointers buffer() hands out stay valid for the Producer's life (a vector would
+    // move every Slot when it reallocates).
+    std::deque<Slot> slots;
     std::vector<std::unique_ptr<Peer>> peers;
     ConsumerId next_id = 1;
     std::size_t next_slot = 0;
     ProducerStats stats;
+    // Losses found and not yet reported. lose() only records them; notify() calls
+    // on_consumer_lost once the operation that found them has finished its loops, so a callback
+    // that adds or drops consumers, adds buffers or destroys the Producer changes nothing that
+    // a loop is walking.
+    std::deque<std::pair<ConsumerId, Error>> unreported;
+    // Set while notify() runs a callback: the destructor sets *destroyed, so notify() knows not
+    // to touch the State again when the callback destroyed the Producer.
+    bool* destroyed = nullptr;
 
     State(ProducerOptions o, UniqueFd e, FenceWatcher w)
         : options(std::move(o)), epoll(std::move(e)), watcher(std::move(w)) {}
+    ~State() {
+        if (destroyed) *destroyed = true;
+    }
+    State(const State&) = delete;
+    State& operator=(const State&) = delete;
+
+    // Reports the recorded losses. False when a callback destroyed the Producer (this State is
+    // gone then: the caller must return at once without touching it).
+    [[nodiscard]] bool notify() {
+        if (unreported.empty()) return true;
+        bool gone = false;
+        bool* const outer = destroyed;  // a callback may call into the Producer: notify() nests
+        destroyed = &gone;
+        while (!unreported.empty()) {
+            auto [id, reason] = std::move(unreported.front());
+            unreported.pop_front();
+            if (!options.on_consumer_lost) continue;
+            // A copy: if the callback destroys the Producer, the std::function it runs in
+            // must not be destroyed with it.
+            auto callback = options.on_consumer_lost;
+            callback(id, reason);
+            if (gone) {
+                if (outer) *outer = true;
+                return false;
+            }
+        }
+        destroyed = outer;
+        return true;
+    }
 
     Status send(Peer& peer, const wire::Message& m, std::span<const int> fds) {
         const wire::Encoded bytes = wire::encode(m);
-        return peer.connection.transport()->send(bytes.view(), fds);
+        return detail::ConnectionAccess::transport(peer.connection)->send(bytes.view(), fds);
     }
 
     Peer* find(ConsumerId id) {
@@ -64,13 +150,99 @@ struct Producer::State {
         return nullptr;
     }
 
-    // Marks the buffer as waiting for `fence` (nothing when it already signalled).
-    void wait_then_free(std::size_t index, const SyncFile& fence) {
+    // Marks the buffer as waiting for `fence`, released by `consumer` (nothing when it already
+    // signalled).
+    void wait_then_free(std::size_t index, SyncFile fence, ConsumerId consumer) {
         auto st = fence.status();
         if (st && *st != FenceStatus::active) return;
-        auto w = watcher.watch(fence, [this, index](WatchId, WaitStatus) { --slots[index].pending_fences; });
-        if (w) ++slots[index].pending_fences;
-        else detail_log("watch a release fence of buffer " + std::to_string(index) + ": " + w.error().message());
+        auto w = watcher.watch(fence, [this, index](WatchId id, WaitStatus) {
+            Slot& slot = slots[index];
+            --slot.pending_fences;
+            std::erase_if(slot.fence_waits, [id](const FenceWait& f) { return f.watch == id; });
+        });
+        if (!w) {
+            // Not "free now": the consumer's GPU may still write the buffer. Keep the fence and
+            // poll it at each dispatch() until it signals.
+            detail_log("watch a release fence of buffer " + std::to_string(index) + ": " + w.error().message() +
+                       "; the buffer stays out of rotation until the fence signals");
+            slots[index].unwatched_fences.push_back(std::move(fence));
+            return;
+        }
+        ++slots[index].pending_fences;
+        if (limited(options.release_fence_timeout))
+            slots[index].fence_waits.push_back(
+                FenceWait{consumer, *w, *dmabridge::detail::deadline_after(options.release_fence_timeout), false});
+    }
+
+    // Returns the buffers whose unwatched fences are all done.
+    void recheck_unwatched() {
+        for (Slot& slot : slots) {
+            std::erase_if(slot.unwatched_fences, [](const SyncFile& f) {
+                auto st = f.status();
+                return st && *st != FenceStatus::active;
+            });
+            if (slot.unwatched_gpu && slot.idle()) {
+                slot.unwatched_gpu = false;
+                ++stats.buffers_reclaimed;
+            }
+        }
+    }
+
+    // Drops the consumers that broke the policy of ProducerOptions by `now`.
+    void enforce(Clock::time_point now) {
+        if (limited(options.release_deadline)) {
+            for (auto& p : peers) {
+                if (p->lost || p->held == 0) continue;
+                for (std::size_t b = 0; b < p->holds.size(); ++b) {
+                    if (!p->holds[b] || now - p->held_since[b] < options.release_deadline) continue;
+                    lose(*p, Error::from_errno(ETIMEDOUT, "consumer " + std::to_string(p->id) + " held buffer " +
+                                                              std::to_string(b) + " longer than the release deadline of " +
+                                                              ms(options.release_deadline)));
+                    break;
+                }
+            }
+        }
+        if (limited(options.release_fence_timeout)) {
+            for (std::size_t b = 0; b < slots.size(); ++b) {
+                for (FenceWait& f : slots[b].fence_waits) {
+                    if (f.expired || now < f.deadline) continue;
+                    f.expired = true;
+                    ++stats.release_fence_timeouts;
+                    const std::string what = "the release fence of buffer " + std::to_string(b) + " from consumer " +
+                                             std::to_string(f.consumer) + " did not signal within " +
+                                             ms(options.release_fence_timeout) +
+                                             "; the buffer stays out of rotation until it does";
+                    if (Peer* p = find(f.consumer)) lose(*p, Error::from_errno(ETIMEDOUT, what));
+                    else detail_log(what);
+                }
+            }
+        }
+    }
+
+    // Arms the timer for the next deadline of the policy (one timerfd_settime when it moved).
+    void rearm() {
+        if (!timer) return;
+        Clock::time_point next = Clock::time_point::max();
+        if (limited(options.release_deadline))
+            for (const auto& p : peers)
+                for (std::size_t b = 0; b < p->holds.size() && p->held > 0; ++b)
+                    if (p->holds[b] && !p->lost) next = std::min(next, p->held_since[b] + options.release_deadline);
+        for (const Slot& slot : slots)
+            for (const FenceWait& f : slot.fence_waits)
+                if (!f.expired) next = std::min(next, f.deadline);
+        if (next == timer_at) return;
+        timer_at = next;
+        itimerspec spec{};  // all zero: disarmed
+        if (next != Clock::time_point::max()) {
+            // steady_clock is CLOCK_MONOTONIC on Linux; a zero it_value would disarm, so at
+            // least 1 ns.
+            const auto ns = std::max<std::int64_t>(
+                1, std::chrono::duration_cast<std::chrono::nanoseconds>(next.time_since_epoch()).count());
+            spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+            spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+        }
+        if (::timerfd_settime(timer.get(), TFD_TIMER_ABSTIME, &spec, nullptr) != 0)
+            detail_log("arm the policy timer: " + last_error("timerfd_settime").message());
     }
 
     static void detail_log(const std::string& m) { dmabridge::detail::log_message(LogLevel::warning, "queue producer: " + m); }
@@ -81,11 +253,16 @@ struct Producer::State {
         if (peer.lost) return;
         peer.lost = true;
         ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, peer.connection.fd(), nullptr);
+        peer.held = 0;
         for (std::size_t b = 0; b < peer.holds.size(); ++b) {
             if (!peer.holds[b]) continue;
             peer.holds[b] = false;
             Slot& slot = slots[b];
             --slot.holders;
+            if (slot.idle()) {  // no GPU work on it: back now, without a watch
+                ++stats.buffers_reclaimed;
+                continue;
+            }
             for (int fd_index = 0; fd_index < static_cast<int>(slot.fds.size()); ++fd_index) {
                 const DmaBuf* buf = nullptr;
                 for (const auto& p : slot.desc.planes)
@@ -95,13 +272,21 @@ struct Producer::State {
                     --slots[b].pending_fences;
                     ++stats.buffers_reclaimed;
                 });
-                if (w) ++slot.pending_fences;
-                else detail_log("watch buffer " + std::to_string(b) + " of a lost consumer: " + w.error().message());
+                if (w) {
+                    ++slot.pending_fences;
+                } else {
+                    // Not "free now": the lost consumer's GPU work may still use it. Poll it
+                    // at each dispatch() instead until it is idle.
+                    detail_log("watch buffer " + std::to_string(b) + " of a lost consumer: " + w.error().message() +
+                               "; the buffer stays out of rotation until it is idle");
+                    slot.unwatched_gpu = true;
+                }
             }
         }
         { Connection closing(std::move(peer.connection)); }  // the consumer sees the hang-up now
         ++stats.consumers_lost;
-        if (options.on_consumer_lost) options.on_consumer_lost(peer.id, reason);
+        detail_log("consumer " + std::to_string(peer.id) + " dropped: " + reason.message());
+        unreported.emplace_back(peer.id, reason);  // reported by notify(), after the caller's loops
     }
 
     void erase_lost() {
@@ -109,12 +294,13 @@ struct Producer::State {
     }
 
     // One message from `peer`; false when the peer was dropped.
-    bool read_one(Peer& peer) {
-        auto got = peer.connection.transport()->receive();
+    bool read_one(Peer& peer, bool* nothing = nullptr) {
+        auto got = detail::ConnectionAccess::transport(peer.connection)->receive();
         if (!got) {
             lose(peer, got.error().with_context("consumer " + std::to_string(peer.id)));
             return false;
         }
+        if (nothing) *nothing = !*got;
         if (!*got) return true;
         detail::Received& msg = **got;
         auto parsed = wire::parse_message(msg.view(), msg.fds.size());
@@ -151,18 +337,24 @@ struct Producer::State {
             fence = std::move(*f);
         }
         peer.holds[rel->buffer] = false;
+        --peer.held;
         --slots[rel->buffer].holders;
         ++stats.releases;
-        if (fence) wait_then_free(rel->buffer, *fence);
+        if (fence) wait_then_free(rel->buffer, std::move(*fence), peer.id);
         return true;
     }
 
     Result<std::size_t> dispatch(Timeout timeout) {
         epoll_event events[16];
         const auto deadline = dmabridge::detail::deadline_after(timeout);
+        // Buffers whose fences could not be watched are polled: no event will say they are done,
+        // so wake at least every unwatched_poll_ms while there are any.
+        const bool polling = std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return s.unwatched(); });
+        int wait_ms = dmabridge::detail::poll_ms_until(deadline);
+        if (polling && (wait_ms < 0 || wait_ms > unwatched_poll_ms)) wait_ms = unwatched_poll_ms;
         int n;
         do {
-            n = ::epoll_wait(epoll.get(), events, 16, dmabridge::detail::poll_ms_until(deadline));
+            n = ::epoll_wait(epoll.get(), events, 16, wait_ms);
         } while (n < 0 && errno == EINTR);
         if (n < 0) return last_error("queue producer: epoll_wait");
         std::size_t handled = 0;
@@ -171,12 +363,20 @@ struct Producer::State {
                 auto d = watcher.dispatch(Timeout{0});
                 if (!d) return d.error().with_context("queue producer");
                 handled += *d;
+            } else if (events[i].data.u64 == timer_key) {
+                std::uint64_t expirations;
+                [[maybe_unused]] ssize_t r = ::read(timer.get(), &expirations, sizeof expirations);
+                timer_at = Clock::time_point::max();  // fired: rearm() below sets it again
+                ++handled;
             } else if (Peer* p = find(events[i].data.u64)) {
                 read_one(*p);
                 ++handled;
             }
         }
+        if (timer) enforce(Clock::now());
+        if (polling) recheck_unwatched();
         erase_lost();
+        rearm();
         return handled;
     }
 
@@ -206,7 +406,16 @@ Result<Producer> Producer::create(ProducerOptions options) {
     ev.events = EPOLLIN;
     ev.data.u64 = 0;
     if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, watcher->fd(), &ev) != 0) return last_error("queue producer: epoll_ctl(watcher)");
-    return Producer(std::make_unique<State>(std::move(options), std::move(ep), std::move(*watcher)));
+    UniqueFd timer;
+    if (limited(options.release_deadline) || limited(options.release_fence_timeout)) {
+        timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+        if (!timer) return last_error("queue producer: timerfd_create");
+        ev.data.u64 = timer_key;
+        if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, timer.get(), &ev) != 0) return last_error("queue producer: epoll_ctl(timer)");
+    }
+    auto state = std::make_unique<State>(std::move(options), std::move(ep), std::move(*watcher));
+    state->timer = std::move(timer);
+    return Producer(std::move(state));
 }
 
 Result<BufferIndex> Producer::add_buffer(BufferDesc desc) {
@@ -242,10 +451,12 @@ Result<BufferIndex> Producer::add_buffer(BufferDesc desc) {
     s.slots.push_back(std::move(slot));
     for (auto& p : s.peers) {
         p->holds.push_back(false);
+        p->held_since.emplace_back();
         if (auto r = s.send(*p, s.slots.back().announce, s.slots.back().fds); !r)
             s.lose(*p, r.error().with_context("announce buffer " + std::to_string(index) + " to consumer " + std::to_string(p->id)));
     }
     s.erase_lost();
+    (void)s.notify();  // last: the callback may destroy the Producer; the buffer was added either way
     return index;
 }
 
@@ -258,12 +469,13 @@ std::size_t Producer::buffer_count() const noexcept { return state_ ? state_->sl
 
 Result<ConsumerId> Producer::add_consumer(Connection connection) {
     if (!state_) return closed_error();
-    if (!connection.valid()) return Error::from_errno(EBADF, "queue producer: add_consumer with an empty connection");
+    if (!connection.valid()) return Error::library(Errc::empty_object, "queue producer: add_consumer with an empty connection");
     auto& s = *state_;
     auto peer = std::make_unique<Peer>();
     peer->id = s.next_id++;
     peer->connection = std::move(connection);
     peer->holds.assign(s.slots.size(), false);
+    peer->held_since.assign(s.slots.size(), Clock::time_point{});
     const std::string who = "queue producer: add consumer " + std::to_string(peer->id);
     if (auto r = s.send(*peer, wire::Hello{s.options.mode == Mode::mailbox ? 1u : 0u}, {}); !r) return r.error().with_context(who);
     for (const Slot& slot : s.slots)
@@ -300,7 +512,7 @@ Result<BufferIndex> Producer::dequeue(Timeout timeout) {
         std::size_t queued = 0, fencing = 0;
         for (const Slot& slot : s.slots) {
             queued += slot.holders > 0;
-            fencing += slot.pending_fences > 0;
+            fencing += slot.pending_fences > 0 || slot.unwatched();
         }
         // With none at a consumer or fencing, every buffer is dequeued by the application itself
         // and a wait would never end (with `forever`, a hang): refuse at once.
@@ -316,6 +528,8 @@ Result<BufferIndex> Producer::dequeue(Timeout timeout) {
                                                     std::to_string(queued) + " queued to consumers, " +
                                                     std::to_string(fencing) + " waiting for release fences");
         auto d = s.dispatch(wait.value_or(Timeout{0}));
+        if (!s.notify())
+            return Error::library(Errc::empty_object, "queue producer: dequeue: the on_consumer_lost callback destroyed the producer");
         if (!d) return d.error();
     }
 }
@@ -327,24 +541,41 @@ Status Producer::queue(BufferIndex index, std::optional<SyncFile> acquire_fence,
         return Error::library(Errc::invalid_argument, "queue producer: queue buffer " + std::to_string(index) +
                                                           " which is not dequeued (" + std::to_string(s.slots.size()) + " buffers)");
     if (acquire_fence && !acquire_fence->valid())
-        return Error::from_errno(EBADF, "queue producer: queue buffer " + std::to_string(index) + " with an empty acquire fence");
+        return Error::library(Errc::empty_object, "queue producer: queue buffer " + std::to_string(index) + " with an empty acquire fence");
     Slot& slot = s.slots[index];
     wire::Frame f{index, acquire_fence ? wire::flag_fence : 0u, info.sequence, info.timestamp_ns};
     const int fence_fd = acquire_fence ? acquire_fence->fd() : -1;
     std::span<const int> fds = acquire_fence ? std::span<const int>(&fence_fd, 1) : std::span<const int>();
+    const auto now = s.timer ? Clock::now() : Clock::time_point{};
+    const std::size_t limit = s.options.max_held_per_consumer;
     for (auto& p : s.peers) {
         if (p->lost) continue;
+        // Releases the consumer sent and nobody read yet count as released: read them first.
+        for (bool nothing = false; limit > 0 && p->held >= limit && !nothing;)
+            if (!s.read_one(*p, &nothing)) break;
+        if (p->lost) continue;
+        if (limit > 0 && p->held >= limit) {
+            s.lose(*p, Error::library(Errc::limit_exceeded,
+                                      "consumer " + std::to_string(p->id) + " holds " + std::to_string(p->held) +
+                                          " buffers (queued or acquired, not released), the limit is " +
+                                          std::to_string(limit) + "; frame of buffer " + std::to_string(index) + " not sent"));
+            continue;
+        }
         if (auto r = s.send(*p, f, fds); !r) {
             s.lose(*p, r.error().with_context("queue frame of buffer " + std::to_string(index) + " to consumer " +
                                               std::to_string(p->id)));
             continue;
         }
         p->holds[index] = true;
+        p->held_since[index] = now;
+        ++p->held;
         ++slot.holders;
     }
     slot.dequeued = false;
     ++s.stats.frames_queued;
     s.erase_lost();
+    s.rearm();
+    (void)s.notify();  // last: the callback may destroy the Producer; the frame is queued either way
     return {};
 }
 
@@ -358,7 +589,22 @@ Status Producer::cancel(BufferIndex index) {
 
 Result<std::size_t> Producer::dispatch(Timeout timeout) {
     if (!state_) return closed_error();
-    return state_->dispatch(timeout);
+    State& s = *state_;
+    auto handled = s.dispatch(timeout);
+    (void)s.notify();  // last: the callback may destroy the Producer
+    return handled;
+}
+
+Status Producer::drop(ConsumerId id) {
+    if (!state_) return closed_error();
+    State& s = *state_;
+    Peer* p = s.find(id);
+    if (!p) return Error::library(Errc::not_found, "queue producer: drop: no consumer " + std::to_string(id));
+    s.lose(*p, Error::from_errno(ECANCELED, "consumer " + std::to_string(id) + " dropped by the application"));
+    s.erase_lost();
+    s.rearm();
+    (void)s.notify();
+    return {};
 }
 
 int Producer::fd() const noexcept { return state_ ? state_->epoll.get() : -1; }

@@ -45,8 +45,18 @@ public:
     virtual int fd() const noexcept = 0;
     virtual bool is_socket() const noexcept = 0;
     virtual Result<PeerCredentials> peer_credentials() const = 0;
+    /// Ends the link but keeps fd() open (the application's event loop may still poll it): the
+    /// peer sees a hang-up, what waits unread is discarded (its fds closed), and fd() stays
+    /// readable so that a poll wakes and the owner reports its error. Idempotent.
+    virtual void shutdown() noexcept = 0;
     /// The socket fd for release_socket(); empty for in-process channels.
     virtual UniqueFd take_socket() noexcept { return {}; }
+};
+
+/// The private way from a Connection to its transport (nullptr when empty), for Producer and
+/// Consumer; the public header only befriends this type.
+struct ConnectionAccess {
+    static Transport* transport(const Connection& c) noexcept { return c.transport_.get(); }
 };
 
 }  // namespace dmabridge::queue::detail

@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include <dmabridge/queue/connection.hpp>
+
 #include "queue/wire.hpp"
 
 using namespace dmabridge;
@@ -102,6 +104,16 @@ TEST_CASE("queue announcements with a plane count that does not fit their size a
     auto h = bytes_of(wire::Hello{0});
     poke<std::uint32_t>(h, 16, 2);
     CHECK(refusal(h, 0).find("hello: unknown mode 2") != std::string::npos);
+}
+
+template <typename C>
+concept hands_out_transport = requires(const C& c) { c.transport(); };
+
+TEST_CASE("the public Connection does not hand out its internal transport") {
+    // The installed API names detail::Transport only as an incomplete type behind a pointer;
+    // Producer and Consumer reach it through src/queue/transport.hpp.
+    static_assert(!hands_out_transport<dmabridge::queue::Connection>);
+    CHECK_FALSE(dmabridge::queue::Connection().valid());
 }
 
 TEST_SUITE_END();

@@ -11,6 +11,9 @@
 //   mailbox             wait for a stdin line, acquire one frame, print "seq=S replaced=R"
 //   fence               acquire one frame, release it with a vgem fence as the release fence,
 //                       print "released", wait for a stdin line, signal, then like hold's end
+//   stall K             acquire K frames (0: none), print "stalled", then neither read nor release
+//                       until a stdin line; then expect the producer's hang-up (frames sent
+//                       before it may still come) and print "dropped"
 //   hostile             (with --connect) one connection per crafted message; prints
 //                       "closed NAME" once the producer hung up on each
 //   checksum N ROWBYTES acquire N frames of any producer (a camera), print "frame SEQ SUM" for
@@ -407,6 +410,24 @@ int main(int argc, char** argv) {
                 if (auto r = consumer->release(f.buffer); !r) die(r.error().message());
             held.clear();
             say("done frames=" + std::to_string(drain(*consumer)));
+        } else if (role == "stall") {
+            const int k = argc > 4 ? std::atoi(argv[4]) : 0;
+            std::vector<queue::AcquiredFrame> held;
+            for (int i = 0; i < k; ++i) {
+                auto f = consumer->acquire(std::chrono::seconds(20));
+                if (!f) die(f.error().message());
+                held.push_back(std::move(*f));
+            }
+            say("stalled");
+            read_line();
+            for (;;) {
+                auto f = consumer->acquire(std::chrono::seconds(20));
+                if (f) continue;
+                if (!f.error().is_errno(ECONNRESET)) die("expected the producer's hang-up: " + f.error().message());
+                break;
+            }
+            if (!held.empty() && consumer->release(held[0].buffer)) die("a release after the drop succeeded");
+            say("dropped");
         } else if (role == "mailbox") {
             read_line();
             auto f = consumer->acquire(std::chrono::seconds(20));

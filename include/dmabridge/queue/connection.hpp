@@ -25,8 +25,11 @@
 namespace dmabridge::queue {
 
 namespace detail {
+// Internal (src/queue/transport.hpp): the transport behind a Connection, and how Producer and
+// Consumer reach it. Not part of the API: the installed headers only name them.
 class Transport;
-}
+struct ConnectionAccess;
+}  // namespace detail
 
 /// Who is at the other end of a connection: SO_PEERCRED for a socket (the peer's pid, uid and
 /// gid when it connected; for a socketpair, those of the process that made the pair, whoever
@@ -38,7 +41,7 @@ struct PeerCredentials {
 };
 
 /// One end of a link. Move-only; a moved-from Connection is empty (valid() false, fd() -1, and
-/// Producer::add_consumer / Consumer::create refuse it with EBADF).
+/// Producer::add_consumer / Consumer::create refuse it with Errc::empty_object).
 /// Thread safety: one end belongs to one thread at a time; the two ends of an in-process pair
 /// may be used from different threads.
 class Connection {
@@ -52,7 +55,7 @@ public:
     static Result<std::pair<Connection, Connection>> socket_pair();
     /// Adopts a connected socket (e.g. inherited from a parent). Checks with getsockopt that it is
     /// an AF_UNIX SOCK_SEQPACKET socket (Errc::invalid_argument otherwise, saying what it is) and
-    /// sets close-on-exec. The fd is closed on error.
+    /// sets close-on-exec. The fd is closed on error; an empty fd is Errc::empty_object.
     static Result<Connection> from_socket(UniqueFd socket);
     /// Connects to a Listener's path (socket + connect: two syscalls). Errors: connect's errno
     /// (ENOENT no such path, ECONNREFUSED nobody listens, EACCES the path's permissions).
@@ -75,32 +78,39 @@ public:
     /// message); the Producer's and Consumer's dispatch() and acquire() then find nothing and
     /// the next poll sleeps.
     int fd() const noexcept;
-    /// The peer's credentials (one getsockopt for a socket; none in-process). EBADF when empty.
+    /// The peer's credentials (one getsockopt for a socket; none in-process). Errc::empty_object when empty.
     Result<PeerCredentials> peer_credentials() const;
     /// Gives up the socket (to pass it to a child); the Connection is then empty. Refused with
-    /// Errc::invalid_argument for an in-process channel, EBADF when empty.
+    /// Errc::invalid_argument for an in-process channel, Errc::empty_object when empty.
     Result<UniqueFd> release_socket();
-
-    /// The transport, for Producer and Consumer.
-    detail::Transport* transport() const noexcept { return transport_.get(); }
 
 private:
     friend class Listener;
+    friend struct detail::ConnectionAccess;
     explicit Connection(std::unique_ptr<detail::Transport> t) noexcept;
     std::unique_ptr<detail::Transport> transport_;
 };
 
 /// A listening SOCK_SEQPACKET socket at a path, for consumers in independent processes. The
 /// path's permissions decide who may connect (the socket file is created with `mode`); the
-/// application may also check each accepted Connection's peer_credentials(). Move-only; the
-/// destructor closes the socket and removes the path it created.
+/// application may also check each accepted Connection's peer_credentials(). Move-only.
+///
+/// Like libwayland's display sockets, a Listener holds an exclusive flock() on "<path>.lock"
+/// (created next to the socket with `mode`) for its whole life: two producers starting at once
+/// cannot both decide that a socket file is stale and replace each other's socket. The
+/// destructor removes the socket file and the lock file only while they are still the ones it
+/// created (same st_dev and st_ino as at bind/open): a path that someone removed and reused
+/// for another socket is left alone.
 /// Thread safety: one thread at a time.
 class Listener {
 public:
-    /// socket, bind, chmod and listen (four syscalls). An existing socket file at `path` is
-    /// replaced only when nobody listens on it (a connect attempt is refused); any other
-    /// existing file fails with EADDRINUSE. Paths longer than sun_path (107 bytes) are refused
-    /// with Errc::invalid_argument.
+    /// Takes the lock, then socket, bind, chmod and listen (about eight syscalls). An existing
+    /// socket file at `path` is replaced only when nobody listens on it: a non-blocking connect
+    /// is refused (ECONNREFUSED). A live listener, even one whose backlog is full (the connect
+    /// answers EAGAIN or EINPROGRESS; this never blocks), fails with EADDRINUSE; so does any
+    /// other existing file, and a lock another Listener holds. Paths longer than sun_path minus
+    /// the ".lock" suffix (102 bytes) are refused with Errc::invalid_argument; failing to open
+    /// or create the lock file gives its errno (e.g. EACCES).
     static Result<Listener> listen(std::string_view path, mode_t mode = 0600);
     Listener(Listener&&) noexcept;
     Listener& operator=(Listener&&) noexcept;
@@ -109,13 +119,20 @@ public:
     /// Readable when a consumer waits to be accepted. -1 when empty.
     int fd() const noexcept { return socket_.get(); }
     const std::string& path() const noexcept { return path_; }
-    /// Accepts one waiting consumer (accept4, non-blocking): EAGAIN when none waits.
+    /// Accepts one waiting consumer (accept4, non-blocking): EAGAIN when none waits;
+    /// Errc::empty_object on a moved-from Listener.
     Result<Connection> accept();
 
 private:
-    Listener(UniqueFd socket, std::string path) noexcept : socket_(std::move(socket)), path_(std::move(path)) {}
+    Listener() noexcept = default;
+    void remove_files() noexcept;
     UniqueFd socket_;
+    UniqueFd lock_;     // holds the flock on lock_path()
     std::string path_;
+    dev_t dev_ = 0;     // of the socket file this Listener bound
+    ino_t ino_ = 0;
+    dev_t lock_dev_ = 0;
+    ino_t lock_ino_ = 0;
 };
 
 }  // namespace dmabridge::queue

@@ -12,9 +12,12 @@
 /// Everything the producer sends is checked: the wire format, fds (every announced fd must be a
 /// dma-buf, every fence a sync_file), the description (BufferDesc::validate), and ids (a frame
 /// of a buffer never announced, or of one this consumer holds, is refused). On the first fault,
-/// or when the producer hangs up, the connection is closed; frames received before that are
-/// still acquired, then acquire()/dispatch() return the reason. Held frames stay usable until the
-/// Consumer is destroyed (release() of them then returns the connection's error).
+/// or when the producer hangs up, the connection fails for good, like a Wayland display's
+/// error: it is shut down (the producer sees the hang-up) but fd() stays open, the same fd
+/// number, until the Consumer is destroyed, so an event loop polling it never polls a closed or
+/// reused fd. Frames received before the failure are still acquired; then acquire(), dispatch(),
+/// release() and producer_credentials() return the same error every time. Held frames stay
+/// usable until the Consumer is destroyed.
 ///
 /// Thread safety: none; one thread drives a Consumer (its event loop polls fd()).
 
@@ -34,8 +37,9 @@ namespace dmabridge::queue {
 /// An acquired frame.
 struct AcquiredFrame {
     BufferIndex buffer = 0;
-    /// The buffer's description, owned by the Consumer: valid while it lives. Its DmaBufs are
-    /// the same objects (fds) for every frame of this buffer.
+    /// The buffer's description, owned by the Consumer: valid until the Consumer is destroyed
+    /// (later announcements and moving the Consumer do not move it). Its DmaBufs are the same
+    /// objects (fds) for every frame of this buffer.
     const BufferDesc* desc = nullptr;
     /// The producer's acquire fence; std::nullopt for implicit sync (wait for the dma-buf's own
     /// write fences, as wait_ready() does).
@@ -51,11 +55,12 @@ struct ConsumerStats {
     std::uint64_t buffers_announced = 0;
 };
 
-/// The consuming end. Move-only; a moved-from Consumer fails every call with EBADF.
+/// The consuming end. Move-only; a moved-from Consumer fails every call at once with
+/// Errc::empty_object (fd() -1, counts 0).
 class Consumer {
 public:
     /// Takes the connection; reads nothing yet (announcements arrive with the first dispatch()
-    /// or acquire()). Errors: EBADF for an empty Connection.
+    /// or acquire()). Errors: Errc::empty_object for an empty Connection.
     static Result<Consumer> create(Connection connection);
     Consumer(Consumer&&) noexcept;
     Consumer& operator=(Consumer&&) noexcept;
@@ -67,17 +72,20 @@ public:
     /// waiting up to `timeout` for one. Typical cost: one recvmsg (plus a poll when it waits,
     /// an ioctl to check a received fence). Errors: ETIMEDOUT when no frame came in time
     /// (nothing changes); once the connection failed, the reason (ECONNRESET when the producer
-    /// hung up, Errc::invalid_argument or not_a_dmabuf for what it sent).
-    Result<AcquiredFrame> acquire(Timeout timeout = forever);
+    /// hung up, Errc::invalid_argument or not_a_dmabuf for what it sent). No default timeout: a
+    /// producer may stop sending without hanging up, so the caller says how long to wait
+    /// (`forever` waits without limit).
+    Result<AcquiredFrame> acquire(Timeout timeout);
 
     /// Waits until the frame's buffer may be read: its acquire fence, or with implicit sync the
-    /// dma-bufs' write fences (poll). WaitStatus::timed_out when `timeout` passed first.
-    Result<WaitStatus> wait_ready(const AcquiredFrame& frame, Timeout timeout = forever) const;
+    /// dma-bufs' write fences (poll). WaitStatus::timed_out when `timeout` passed first (no
+    /// default: a fence may never signal; `forever` waits without limit).
+    Result<WaitStatus> wait_ready(const AcquiredFrame& frame, Timeout timeout) const;
 
     /// Gives an acquired buffer back, with the fence that signals when this consumer's use of it
     /// completes (std::nullopt when it has completed). One sendmsg. Errors:
-    /// Errc::invalid_argument for a buffer this consumer has not acquired (nothing is sent); the
-    /// send's errno.
+    /// Errc::invalid_argument for a buffer this consumer has not acquired, Errc::empty_object for
+    /// an empty (moved-from) release fence (nothing is sent); the send's errno.
     Status release(BufferIndex buffer, std::optional<SyncFile> release_fence = std::nullopt);
 
     /// Reads every message waiting (announcements, frames), waiting up to `timeout` for the
@@ -85,12 +93,15 @@ public:
     Result<std::size_t> dispatch(Timeout timeout = Timeout{0});
 
     /// Readable when the producer sent something (the connection's fd; an in-process channel's
-    /// may be readable with nothing to read, see Connection::fd()). -1 once moved from or
-    /// once the connection failed (acquire() then returns the reason at once).
+    /// may be readable with nothing to read, see Connection::fd()). -1 once moved from. After
+    /// the connection failed it stays the same open fd and polls readable for good (so the
+    /// loop wakes and acquire()/dispatch() report the error): remove it from the poll set then,
+    /// and destroy the Consumer to close it.
     int fd() const noexcept;
     /// The producer's mode, known after its first message (FIFO until then).
     Mode mode() const noexcept;
-    /// The description of announced buffer `index`; nullptr when unknown.
+    /// The description of announced buffer `index`; nullptr when unknown. Valid until the
+    /// Consumer is destroyed, like AcquiredFrame::desc (it is the same object).
     const BufferDesc* buffer(BufferIndex index) const noexcept;
     std::size_t buffer_count() const noexcept;
     /// Frames received and not acquired yet.

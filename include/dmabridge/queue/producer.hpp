@@ -23,10 +23,24 @@
 /// sync_files, too many fds). On the first fault, or when the consumer hangs up or dies, its
 /// connection is closed, on_consumer_lost is called with the reason, and every buffer it held is
 /// returned once its implicit fences (the GPU's work on it) are done. The other consumers go on.
+/// When those fences (or a release fence) cannot be watched (the FenceWatcher's watch fails,
+/// e.g. out of fds), the buffer is not freed blind: it stays out of rotation and dispatch()
+/// polls it (at least every 50 ms while dispatch or dequeue waits) until it is idle.
+///
+/// Stalled consumers: a consumer that stops reading or releasing is dropped like a faulty one
+/// when it breaks the policy of ProducerOptions (max_held_per_consumer, release_deadline,
+/// release_fence_timeout), or when the application calls drop(). What it held comes back only
+/// when that is safe: once the dma-bufs' implicit fences are done (GPU work it submitted), and
+/// for a release fence it sent, once that fence signals. A dropped consumer that is still alive
+/// keeps its mappings and dma-bufs: CPU reads it makes after the drop cannot be fenced, which is
+/// why the deadlines are the application's choice. Deadlines are checked by dispatch() (and
+/// dequeue()), which fd() wakes when one passes.
 ///
 /// Cost per frame in steady state, counted by bench/bench_queue across two processes: 3 system
 /// calls on the producer's thread and 3 on the consumer's with implicit sync, 8 and 7 with an
-/// acquire and a release fence (the fences' own dups included).
+/// acquire and a release fence (the fences' own dups included). A release deadline or fence
+/// timeout adds up to one timerfd_settime per queue() and per dispatch() (when the next
+/// deadline moved); a hold limit adds nothing unless a consumer reaches it.
 ///
 /// Thread safety: none; one thread drives a Producer (its event loop polls fd()).
 
@@ -65,9 +79,40 @@ struct FrameInfo {
 /// Options of a Producer; the zero value is a FIFO queue.
 struct ProducerOptions {
     Mode mode = Mode::fifo;
-    /// Called (on the thread that dispatches) when a consumer is dropped: it hung up, died, or
-    /// sent something refused; `reason` says which, with the numbers.
+    /// Called (on the Producer's thread) once for every consumer that is dropped: it hung up,
+    /// died, sent something refused, could not be sent to, or drop() dropped it; `reason` says
+    /// which, with the numbers. Every drop is also logged (LogLevel::warning).
+    ///
+    /// When: at the end of the Producer call that found the loss (dispatch(), dequeue() between
+    /// its waits, queue(), add_buffer(), drop()), after that call has done its work and left
+    /// every internal loop; never from the destructor (consumers closed by ~Producer are not
+    /// reported). The dropped consumer is already gone (consumer_count() no longer counts it).
+    ///
+    /// What it may do: call any function of this Producer (drop() another consumer,
+    /// add_consumer() one it accepts, add_buffer(), dequeue()/queue(), dispatch()), and even
+    /// destroy or move the Producer. A loss found by such a nested call is reported by the
+    /// nested call. When the callback destroys the Producer, the call that ran it returns at once
+    /// without touching it: dispatch() its count, queue() and add_buffer() their success (their
+    /// work was done), dequeue() Errc::empty_object.
     std::function<void(ConsumerId, const Error& reason)> on_consumer_lost;
+
+    /// Stalled consumers (see "Stalled consumers" above). Without these a consumer that stops
+    /// releasing keeps its buffers for good, and in FIFO the producer runs out of them; the
+    /// application can still drop() it itself. The defaults set no limit.
+    ///
+    /// The most buffers one consumer may hold: frames queued to it and not released, acquired
+    /// or not. queue() drops a consumer that already holds this many instead of sending it the
+    /// frame (reason Errc::limit_exceeded). 0: no limit.
+    std::size_t max_held_per_consumer = 0;
+    /// How long a consumer may hold a frame, from queue() to its release message. A consumer
+    /// that holds one longer is dropped (reason ETIMEDOUT). `forever` (any negative value,
+    /// Timeout::max() or anything above a century): no deadline.
+    Timeout release_deadline = forever;
+    /// How long a release fence may stay unsignalled after the release arrived. Then the
+    /// consumer that sent it is dropped (reason ETIMEDOUT) if still connected, and the buffer
+    /// stays out of rotation until the fence signals (the consumer's GPU may still write it;
+    /// a fence that never signals retires the buffer for good). `forever` (as above): no timeout.
+    Timeout release_fence_timeout = forever;
 };
 
 /// Counters of a Producer (for tests and tools).
@@ -76,12 +121,15 @@ struct ProducerStats {
     std::uint64_t releases = 0;          ///< releases accepted from consumers
     std::uint64_t consumers_lost = 0;
     std::uint64_t buffers_reclaimed = 0; ///< holds of lost consumers given back after the GPU
+    std::uint64_t release_fence_timeouts = 0; ///< release fences that outlived release_fence_timeout
 };
 
-/// The producing end. Move-only; a moved-from Producer fails every call with EBADF.
+/// The producing end. Move-only; a moved-from Producer fails every call at once with
+/// Errc::empty_object (fd() -1, counts 0).
 class Producer {
 public:
-    /// Creates the producer's epoll instance and FenceWatcher (three fds).
+    /// Creates the producer's epoll instance and FenceWatcher (three fds; four with a release
+    /// deadline or fence timeout: a timerfd).
     static Result<Producer> create(ProducerOptions options = {});
     Producer(Producer&&) noexcept;
     Producer& operator=(Producer&&) noexcept;
@@ -95,14 +143,20 @@ public:
     Result<BufferIndex> add_buffer(BufferDesc desc);
 
     /// The description of buffer `index` (the producer's own fds), to render into; nullptr for
-    /// an unknown index.
+    /// an unknown index. The pointer stays valid, and points to the same description, until the
+    /// Producer is destroyed: later add_buffer() calls and moving the Producer do not move it.
     const BufferDesc* buffer(BufferIndex index) const noexcept;
     std::size_t buffer_count() const noexcept;
 
     /// Adds a consumer: sends it the mode and every buffer's announcement (one message each),
-    /// and watches its connection. Errors: EBADF for an empty Connection, the send's errno.
+    /// and watches its connection. Errors: Errc::empty_object for an empty Connection, the send's errno.
     Result<ConsumerId> add_consumer(Connection connection);
     std::size_t consumer_count() const noexcept;
+    /// Drops a consumer now, as if it had hung up: closes its connection (it sees ECONNRESET),
+    /// reports it through on_consumer_lost with an ECANCELED reason, and takes back what it held
+    /// as for any lost consumer (see "Hostile or dying consumers" above). Errors:
+    /// Errc::not_found for an id that is not (or no longer) a consumer.
+    Status drop(ConsumerId id);
     /// The credentials of a consumer's peer (see Connection::peer_credentials); Errc::not_found
     /// for a consumer that is gone.
     Result<PeerCredentials> consumer_credentials(ConsumerId id) const;
@@ -112,13 +166,16 @@ public:
     /// (then ETIMEDOUT, "no free buffer within N ms: B buffers, Q queued to consumers, F
     /// waiting for release fences"). Costs nothing when a buffer is free. EDEADLK at once when
     /// every buffer is dequeued by the application (none can come back, so any wait would never
-    /// end); Errc::invalid_argument for a queue without buffers.
-    Result<BufferIndex> dequeue(Timeout timeout = forever);
+    /// end); Errc::invalid_argument for a queue without buffers. No default timeout: a stalled
+    /// consumer can keep every buffer (see ProducerOptions' deadlines), so the caller says how
+    /// long it may wait; `forever` waits without limit.
+    Result<BufferIndex> dequeue(Timeout timeout);
 
     /// Queues a dequeued buffer to every consumer (one message to each, with a dup of
     /// `acquire_fence` where one is given; std::nullopt means implicit sync: consumers wait for
     /// the dma-buf's own fences). With no consumer the buffer is free again at once.
-    /// Errors: Errc::invalid_argument for a buffer that is not dequeued. A consumer the frame
+    /// Errors: Errc::invalid_argument for a buffer that is not dequeued, Errc::empty_object for
+    /// an empty (moved-from) acquire fence; nothing is sent then. A consumer the frame
     /// cannot be sent to is dropped (on_consumer_lost), not an error here.
     Status queue(BufferIndex index, std::optional<SyncFile> acquire_fence, FrameInfo info);
 
@@ -130,8 +187,12 @@ public:
     /// events it handled. A faulty consumer is dropped, not an error here.
     Result<std::size_t> dispatch(Timeout timeout = Timeout{0});
 
-    /// Readable when dispatch() has something to do (an epoll fd over the connections and the
-    /// fence watcher). -1 once moved from.
+    /// Readable when dispatch() has something to do (an epoll fd over the connections, the
+    /// fence watcher and, with a release deadline or fence timeout, a timer that fires when the
+    /// next one passes). -1 once moved from. A dropped consumer's connection leaves the set
+    /// before it is closed. An in-process consumer's stale doorbell (see Connection::fd()) may
+    /// make it readable once with nothing to read: dispatch() then reads nothing and silences
+    /// the doorbell (it still counts that event), and the next poll sleeps.
     int fd() const noexcept;
 
     /// Buffers free to dequeue now.
