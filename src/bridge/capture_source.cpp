@@ -49,14 +49,19 @@ struct CaptureSource::State {
     std::vector<bool> at_driver;
     std::vector<std::uint64_t> lender;
     std::vector<bool> parked;
+    // Dequeued from the stream's producer (or from the driver) and not yet handed on: after an
+    // error on the way (on_returned, QBUF) it is no consumer's, and stop() gives it back.
+    std::vector<bool> in_hand;
     std::vector<std::unique_ptr<Draining>> draining;
     std::uint64_t next_serial = 1;
     UniqueFd drain_epoll;  // the draining producers' fds, one fd to poll (created on first use)
+    bool drain_unwatched = false;  // a draining producer's fd could not join drain_epoll
 
     Status to_driver(std::uint32_t index) {
         if (auto ok = ring->queue(index); !ok) return ok.error().with_context(who + ": re-queue");
         ++with_driver;
         at_driver[index] = true;
+        in_hand[index] = false;
         return {};
     }
     // A buffer free in the current stream goes to the driver (after on_returned), unless a
@@ -64,6 +69,7 @@ struct CaptureSource::State {
     Status give_back(std::uint32_t index) {
         if (lender[index] != 0) {
             parked[index] = true;
+            in_hand[index] = false;
             return {};
         }
         if (on_returned)
@@ -76,6 +82,7 @@ struct CaptureSource::State {
         while (producer->free_count() > 0) {
             auto index = producer->dequeue(Timeout{0});  // a free buffer: no system call
             if (!index) return index.error().with_context(who);
+            in_hand[*index] = true;
             if (auto ok = give_back(*index); !ok) return ok.error();
             n += lender[*index] == 0;
         }
@@ -95,6 +102,7 @@ struct CaptureSource::State {
                 lender[*index] = 0;
                 if (parked[*index]) {
                     parked[*index] = false;
+                    in_hand[*index] = true;
                     if (auto ok = give_back(*index); !ok) return ok.error();
                     ++n;
                 }
@@ -105,6 +113,7 @@ struct CaptureSource::State {
             (void)::epoll_ctl(drain_epoll.get(), EPOLL_CTL_DEL, d->producer.fd(), nullptr);
             return true;
         });
+        if (draining.empty()) drain_unwatched = false;
         return n;
     }
     // One frame from the driver, when it has one.
@@ -138,6 +147,7 @@ Result<CaptureSource> CaptureSource::open(const CaptureOptions& options, std::st
     st->at_driver.assign(st->ring->size(), false);
     st->lender.assign(st->ring->size(), 0);
     st->parked.assign(st->ring->size(), false);
+    st->in_hand.assign(st->ring->size(), false);
     return CaptureSource(std::move(st));
 }
 
@@ -232,9 +242,10 @@ Status CaptureSource::stop() {
     st.producer.reset();
     // Buffers with the driver, and those parked for an older stream, are no consumer's.
     for (std::uint32_t i = 0; i < st.at_driver.size(); ++i) {
-        if (st.at_driver[i] || st.parked[i]) (void)producer.cancel(i);
+        if (st.at_driver[i] || st.parked[i] || st.in_hand[i]) (void)producer.cancel(i);
         st.at_driver[i] = false;
         st.parked[i] = false;
+        st.in_hand[i] = false;
     }
     // Read the releases already sent, then take back whatever is free; what is not is lent.
     (void)producer.dispatch(Timeout{0});
@@ -257,7 +268,8 @@ Status CaptureSource::stop() {
         epoll_event ev{};
         ev.events = EPOLLIN;
         if (!st.drain_epoll || ::epoll_ctl(st.drain_epoll.get(), EPOLL_CTL_ADD, d->producer.fd(), &ev) != 0) {
-            // Without a way to wait for it, keep it anyway: pump() still dispatches it each call.
+            // Without a way to wait for it, keep it anyway: pump() then dispatches it each call.
+            st.drain_unwatched = true;
             dmabridge::detail::log_message(LogLevel::warning, st.who + ": cannot watch a stopped stream's producer: " + std::strerror(errno));
         }
         st.draining.push_back(std::move(d));
@@ -273,6 +285,7 @@ Result<std::size_t> CaptureSource::State::take_frame() {
     --with_driver;
     const Dequeued frame = **d;
     at_driver[frame.index] = false;
+    in_hand[frame.index] = true;
     if (frame.error) {
         ++stats.driver_errors;
         if (auto ok = to_driver(frame.index); !ok) return ok.error();
@@ -301,6 +314,7 @@ Result<std::size_t> CaptureSource::State::take_frame() {
     const queue::FrameInfo info{frame.sequence, static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec};
     // Implicit sync: the driver adds no fences, its frame is complete once dequeued.
     if (auto ok = producer->queue(frame.index, std::nullopt, info); !ok) return ok.error().with_context(who);
+    in_hand[frame.index] = false;
     ++stats.frames_queued;
     return std::size_t{1};
 }
@@ -333,7 +347,7 @@ Result<PumpResult> CaptureSource::pump(Timeout timeout) {
                                                 std::to_string(st.ring->size()) + " buffers, " +
                                                 std::to_string(st.with_driver) + " with the driver, " +
                                                 std::to_string(lent()) + " held by consumers of a stopped stream)");
-    if (drains && ((ready > 0 && fds[2].revents) || !st.drain_epoll)) {
+    if (drains && ((ready > 0 && fds[2].revents) || !st.drain_epoll || st.drain_unwatched)) {
         auto drained = st.drain();
         if (!drained) return drained.error();
         returned_now += *drained;

@@ -209,6 +209,12 @@ Result<std::shared_ptr<const Completion>> SyncBridge::release_point(Timeline& ti
     if (!timeline.valid()) return Error::library(Errc::empty_object, what + ": the Timeline is empty (moved from)");
     State& st = *state_;
     if (auto c = detail::require_current(st.context.state().get(), what.c_str()); !c) return c.error();
+    // Checked before the GL work's completion is spent on it.
+    auto last = timeline.last_submitted();
+    if (!last) return last.error().with_context(what);
+    if (point <= *last)
+        return Error::library(Errc::invalid_argument, what + ": point " + std::to_string(*last) +
+                                                          " is submitted already; points are reached in order");
     if (st.current_mode() == SyncMode::cpu_wait) {
         st.context.state()->glFinish();
         if (auto ok = timeline.signal(point); !ok) return ok.error().with_context(what);

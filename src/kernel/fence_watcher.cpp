@@ -38,6 +38,9 @@ struct FenceWatcher::State {
         UniqueFd fd;  // our own dup: epoll keys on the open file, and it must outlive the watch
         WatchCallback callback;
         std::optional<clock_type::time_point> deadline;
+        // What the watched object needs alive: a timeline point's syncobj (as an fd), whose
+        // eventfd entries the kernel frees, unsignalled, with the syncobj.
+        UniqueFd keep_alive;
     };
     std::map<WatchId, Watch> watches;
     WatchId next_id = 1;
@@ -49,7 +52,8 @@ struct FenceWatcher::State {
         (void)!::write(wake.get(), &one, sizeof one);
     }
 
-    Result<WatchId> add(int fd, std::uint32_t events, WatchCallback callback, Timeout timeout, const char* what) {
+    Result<WatchId> add(int fd, std::uint32_t events, WatchCallback callback, Timeout timeout, const char* what,
+                        UniqueFd keep_alive = {}) {
         auto copy = UniqueFd::dup_of(fd);
         if (!copy) return copy.error().with_context(what);
         std::lock_guard lock(mutex);
@@ -60,7 +64,7 @@ struct FenceWatcher::State {
         if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, copy->get(), &ev) != 0)
             return detail::last_error(std::string(what) + ": epoll_ctl");
         // Saturated: Timeout::max() and other huge values never pass, they do not wrap.
-        Watch w{std::move(*copy), std::move(callback), detail::deadline_after(timeout)};
+        Watch w{std::move(*copy), std::move(callback), detail::deadline_after(timeout), std::move(keep_alive)};
         if (w.deadline == clock_type::time_point::max()) w.deadline.reset();
         const bool timed = w.deadline.has_value();
         watches.emplace(id, std::move(w));
@@ -190,11 +194,15 @@ Result<WatchId> FenceWatcher::watch(const Timeline& timeline, std::uint64_t poin
     if (!timeline.valid()) return Error::library(Errc::empty_object, "fence watcher: " + what + ": the Timeline is empty (moved from)");
     UniqueFd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!event) return detail::last_error("fence watcher: " + what + ": eventfd");
+    // The kernel's eventfd entry holds no reference to the syncobj: were the timeline destroyed,
+    // the entry would go unsignalled and the watch would never end. The watch keeps it alive.
+    auto keep = timeline.export_fd();
+    if (!keep) return keep.error().with_context("fence watcher: " + what);
     // The kernel signals the eventfd once the point reaches the state, from a fence callback or
     // once a fence is submitted for it; the eventfd then reads as readable like a sync_file.
     const std::uint32_t flags = state == PointState::submitted ? DRM_SYNCOBJ_WAIT_FLAGS_WAIT_AVAILABLE : 0;
     if (drmSyncobjEventfd(timeline.device_fd(), timeline.handle(), point, event.get(), flags) == 0)
-        return state_->add(event.get(), EPOLLIN, std::move(callback), timeout, "fence watcher: watch timeline point");
+        return state_->add(event.get(), EPOLLIN, std::move(callback), timeout, "watch timeline point", std::move(*keep));
     const int err = errno;
     if (err != EINVAL && err != ENOTTY)
         return Error::from_errno(err, "fence watcher: " + what + ": DRM_IOCTL_SYNCOBJ_EVENTFD");
@@ -209,11 +217,11 @@ Result<WatchId> FenceWatcher::watch(const Timeline& timeline, std::uint64_t poin
         const std::uint64_t one = 1;  // submitted already: readable at once
         if (::write(event.get(), &one, sizeof one) != sizeof one)
             return detail::last_error("fence watcher: " + what + ": eventfd write");
-        return state_->add(event.get(), EPOLLIN, std::move(callback), timeout, "fence watcher: watch timeline point");
+        return state_->add(event.get(), EPOLLIN, std::move(callback), timeout, "watch timeline point");
     }
     auto fence = timeline.export_sync_file(point);
     if (!fence) return fence.error().with_context("fence watcher");
-    return state_->add(fence->fd(), EPOLLIN, std::move(callback), timeout, "fence watcher: watch timeline point");
+    return state_->add(fence->fd(), EPOLLIN, std::move(callback), timeout, "watch timeline point");
 }
 
 bool FenceWatcher::cancel(WatchId id) { return state_ && static_cast<bool>(state_->take(id)); }

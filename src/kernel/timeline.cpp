@@ -12,6 +12,7 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <unistd.h>
 #include <xf86drm.h>
 
 #include "base/sys.hpp"
@@ -73,15 +74,15 @@ Result<UniqueFd> dup_device(int drm_fd, const std::string& what) {
     return dup;
 }
 
+}  // namespace
+
 // The highest point anything was submitted for (signalled or not): where new points must go above.
-Result<std::uint64_t> last_submitted(int fd, std::uint32_t handle, const std::string& what) {
+static Result<std::uint64_t> query_last_submitted(int fd, std::uint32_t handle, const std::string& what) {
     std::uint64_t point = 0;
     if (drmSyncobjQuery2(fd, &handle, &point, 1, DRM_SYNCOBJ_QUERY_FLAGS_LAST_SUBMITTED) != 0)
         return drm_error(what + ": DRM_IOCTL_SYNCOBJ_QUERY (LAST_SUBMITTED)");
     return point;
 }
-
-}  // namespace
 
 Status Timeline::supported(int drm_fd) {
     const std::string what = "syncobj timelines";
@@ -152,14 +153,18 @@ Result<Timeline> Timeline::import(int drm_fd, int fd) {
     return Timeline(std::move(*device), handle);
 }
 
+Timeline::Timeline(UniqueFd device, std::uint32_t handle) noexcept
+    : device_(std::move(device)), handle_(handle), owner_(static_cast<int>(::getpid())) {}
+
 Timeline::Timeline(Timeline&& other) noexcept
-    : device_(std::move(other.device_)), handle_(std::exchange(other.handle_, 0)) {}
+    : device_(std::move(other.device_)), handle_(std::exchange(other.handle_, 0)), owner_(other.owner_) {}
 
 Timeline& Timeline::operator=(Timeline&& other) noexcept {
     if (this != &other) {
         destroy();
         device_ = std::move(other.device_);
         handle_ = std::exchange(other.handle_, 0);
+        owner_ = other.owner_;
     }
     return *this;
 }
@@ -167,17 +172,24 @@ Timeline& Timeline::operator=(Timeline&& other) noexcept {
 Timeline::~Timeline() { destroy(); }
 
 void Timeline::destroy() noexcept {
-    if (handle_) (void)drmSyncobjDestroy(device_.get(), handle_);
+    // A forked child shares the DRM file: its destroy would free the parent's handle.
+    if (handle_ && owner_ == static_cast<int>(::getpid())) (void)drmSyncobjDestroy(device_.get(), handle_);
     handle_ = 0;
     device_.reset();
+}
+
+Result<std::uint64_t> Timeline::last_submitted() const {
+    const std::string what = "query a syncobj timeline";
+    if (!valid()) return empty(what);
+    return query_last_submitted(device_.get(), handle_, what);
 }
 
 Result<UniqueFd> Timeline::export_fd() const {
     const std::string what = "export a syncobj timeline";
     if (!valid()) return empty(what);
     int fd = -1;
-    // libdrm asks the kernel for O_CLOEXEC (DRM_SYNCOBJ_HANDLE_TO_FD has no flags for it, but
-    // drmSyncobjHandleToFD makes the fd with FD_CLOEXEC since 2.4.9x); set it regardless.
+    // The kernel makes the fd with O_CLOEXEC (drm_syncobj_handle_to_fd); checked regardless,
+    // as every fd the library hands out must be close-on-exec.
     if (drmSyncobjHandleToFD(device_.get(), handle_, &fd) != 0) return drm_error(what + ": DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD");
     UniqueFd out(fd);
     const int flags = ::fcntl(out.get(), F_GETFD);
@@ -197,7 +209,7 @@ Result<std::uint64_t> Timeline::last_signalled() const {
 Status Timeline::signal(std::uint64_t point) {
     const std::string what = "signal point " + n(point) + " of a syncobj timeline";
     if (!valid()) return empty(what);
-    auto last = last_submitted(device_.get(), handle_, what);
+    auto last = query_last_submitted(device_.get(), handle_, what);
     if (!last) return last.error();
     if (point <= *last)
         return Error::library(Errc::invalid_argument, what + ": point " + n(*last) +
@@ -228,7 +240,7 @@ Status Timeline::import_sync_file(std::uint64_t point, const SyncFile& fence) {
     const std::string what = "import a sync_file into point " + n(point) + " of a syncobj timeline";
     if (!valid()) return empty(what);
     if (!fence.valid()) return Error::library(Errc::empty_object, what + ": the sync_file holds no fd (moved from or released)");
-    auto last = last_submitted(device_.get(), handle_, what);
+    auto last = query_last_submitted(device_.get(), handle_, what);
     if (!last) return last.error();
     if (point <= *last)
         return Error::library(Errc::invalid_argument, what + ": point " + n(*last) +

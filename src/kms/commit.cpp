@@ -112,6 +112,7 @@ Commit& Commit::show(std::uint32_t plane, std::uint32_t crtc, const Framebuffer&
     const auto set = [&](const char* name, std::uint64_t value) {
         settings_.push_back({plane, DRM_MODE_OBJECT_PLANE, name, value});
     };
+    framebuffers_.push_back(fb.core_);
     set("FB_ID", fb.id());
     set("CRTC_ID", crtc);
     // Source coordinates are 16.16 fixed point; destination ones signed integers.
@@ -161,6 +162,7 @@ Commit& Commit::capture(std::uint32_t connector, std::uint32_t crtc, const Frame
         return *this;
     }
     settings_.push_back({connector, DRM_MODE_OBJECT_CONNECTOR, "CRTC_ID", crtc});
+    framebuffers_.push_back(target.core_);
     settings_.push_back({connector, DRM_MODE_OBJECT_CONNECTOR, "WRITEBACK_FB_ID", target.id()});
     writeback_connector_ = connector;
     shown_.push_back("writeback connector " + n(connector) + ": framebuffer " + n(target.id()) + " (" +
@@ -176,6 +178,7 @@ std::string Commit::describe() const {
 
 Result<int> Commit::run(std::uint32_t flags, CommitFences* fences) const {
     const std::string what = std::string("kms ") + ((flags & DRM_MODE_ATOMIC_TEST_ONLY) ? "test" : "commit");
+    if (applied_) return Error::library(Errc::invalid_argument, what + ": the commit was applied already (build a new one)");
     if (!error_.empty()) {
         if (!device_) return Error::library(Errc::empty_object, what + ": " + error_);
         return Error::library(Errc::invalid_argument, what + ": " + error_);
@@ -274,7 +277,9 @@ Result<CommitFences> Commit::apply(bool allow_modeset) {
     CommitFences fences;
     auto r = run(allow_modeset ? DRM_MODE_ATOMIC_ALLOW_MODESET : 0u, &fences);
     if (!r) return r.error();
+    applied_ = true;
     in_fences_.clear();
+    framebuffers_.clear();
     return fences;
 }
 

@@ -243,6 +243,11 @@ Result<Device::State*> fill(Device::State& st, const std::string& who) {
     free(node);
     st.import_fd = UniqueFd(::open(st.path.c_str(), O_RDWR | O_CLOEXEC));
     if (!st.import_fd) return detail::last_error(who + ": open " + st.path + " for imports");
+    // Opening a primary node that nobody is master of makes the opener master (after a VT
+    // switch, or next to an attached fd that dropped it): the import file must never keep it,
+    // or the compositor's SET_MASTER would fail for as long as the device lives.
+    if (drmIsMaster(st.import_fd.get())) (void)drmDropMaster(st.import_fd.get());
+    st.owner = static_cast<int>(::getpid());
     if (auto ok = st.read_resources(); !ok) return ok.error();
     if (st.crtcs.empty()) return Error::library(Errc::unsupported, who + " (" + st.driver + "): no CRTCs");
     return &st;
@@ -377,9 +382,9 @@ Result<Framebuffer> Device::add_framebuffer(const BufferDesc& desc) const {
         }
     }
     for (std::size_t p = 0; p < desc.planes.size(); ++p) handles[p] = imported[plane_buf[p]];
-    Framebuffer fb;
-    fb.device_ = state_;
-    fb.handles_ = imported;
+    auto core = std::make_shared<Framebuffer::Core>();
+    core->device = state_;
+    core->handles = imported;  // released with the core, whatever happens below
     const bool explicit_modifier = desc.modifier != DRM_FORMAT_MOD_INVALID;
     std::uint32_t id = 0;
     if (drmModeAddFB2WithModifiers(st.import_fd.get(), desc.width, desc.height, desc.fourcc, handles, pitches, offsets,
@@ -387,9 +392,11 @@ Result<Framebuffer> Device::add_framebuffer(const BufferDesc& desc) const {
                                    explicit_modifier ? DRM_MODE_FB_MODIFIERS : 0) != 0) {
         const int err = errno;
         return Error::from_errno(err, what + ": DRM_IOCTL_MODE_ADDFB2 (" + fourcc_to_string(desc.fourcc) + ", modifier " +
-                                          modifier_to_string(desc.modifier) + ")");  // fb releases the handles
+                                          modifier_to_string(desc.modifier) + ")");
     }
-    fb.id_ = id;
+    core->id = id;
+    Framebuffer fb;
+    fb.core_ = std::move(core);
     fb.width_ = desc.width;
     fb.height_ = desc.height;
     fb.fourcc_ = desc.fourcc;
@@ -397,37 +404,6 @@ Result<Framebuffer> Device::add_framebuffer(const BufferDesc& desc) const {
     return fb;
 }
 
-Framebuffer::Framebuffer(Framebuffer&& o) noexcept
-    : device_(std::move(o.device_)), id_(std::exchange(o.id_, 0)), width_(o.width_), height_(o.height_),
-      fourcc_(o.fourcc_), modifier_(o.modifier_), handles_(std::move(o.handles_)) {
-    o.handles_.clear();
-}
-
-Framebuffer& Framebuffer::operator=(Framebuffer&& o) noexcept {
-    if (this != &o) {
-        reset();
-        device_ = std::move(o.device_);
-        id_ = std::exchange(o.id_, 0);
-        width_ = o.width_;
-        height_ = o.height_;
-        fourcc_ = o.fourcc_;
-        modifier_ = o.modifier_;
-        handles_ = std::move(o.handles_);
-        o.handles_.clear();
-    }
-    return *this;
-}
-
-Framebuffer::~Framebuffer() { reset(); }
-
-void Framebuffer::reset() noexcept {
-    if (device_) {
-        if (id_) device_->remove_framebuffer(id_);
-        device_->release_handles(handles_);
-    }
-    id_ = 0;
-    handles_.clear();
-    device_.reset();
-}
+std::uint32_t Framebuffer::id() const noexcept { return core_ ? core_->id : 0; }
 
 }  // namespace dmabridge::kms

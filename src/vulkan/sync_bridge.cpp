@@ -508,6 +508,12 @@ Status SyncBridge::publish_point(Release& release, Timeline& timeline, std::uint
     if (!timeline.valid()) return Error::library(Errc::empty_object, what + ": the Timeline is empty (moved from)");
     State& st = *state_;
     const auto& s = *st.device.state();
+    // Checked before the completion is spent (an export consumes the semaphore's payload).
+    auto last = timeline.last_submitted();
+    if (!last) return last.error().with_context(what);
+    if (point <= *last)
+        return Error::library(Errc::invalid_argument, what + ": point " + std::to_string(*last) +
+                                                          " is submitted already; points are reached in order");
     if (release.semaphore.handle() && st.current_mode() == SyncMode::sync_file) {
         // A timeline point is not "idle" before its fence arrives (waiters wait for the submit),
         // so nothing has to be added first even where the export below blocks (lavapipe).

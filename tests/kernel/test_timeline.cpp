@@ -278,6 +278,23 @@ TEST_CASE_FIXTURE(FdLeakCheck, "the fence watcher reports many points of many ti
     CHECK(watcher->pending() == 0);
 }
 
+TEST_CASE_FIXTURE(FdLeakCheck, "a watched point still calls back after its Timeline was destroyed") {
+    const auto device = timeline_device();
+    auto watcher = FenceWatcher::create();
+    REQUIRE(watcher);
+    ControlledFence fence;
+    std::vector<WaitStatus> seen;
+    {
+        auto t = new_timeline(device.get());
+        REQUIRE(t.import_sync_file(1, fence.sync_file()));
+        REQUIRE(watcher->watch(t, 1, [&](WatchId, WaitStatus s) { seen.push_back(s); }, 20s));
+    }  // the only handle of the syncobj is gone: the watch must keep it alive
+    fence.signal();
+    CHECK(watcher->dispatch(5s).value() == 1);
+    CHECK(seen == std::vector<WaitStatus>{WaitStatus::ready});
+    CHECK(watcher->pending() == 0);
+}
+
 TEST_CASE_FIXTURE(FdLeakCheck, "without DRM_IOCTL_SYNCOBJ_EVENTFD the watcher watches submitted points and refuses the rest") {
     const auto device = timeline_device();
     auto t = new_timeline(device.get());

@@ -55,8 +55,11 @@ public:
     /// Calls `callback` once `point` of `timeline` reached `state` (signalled; or submitted: a
     /// fence stands for it), or once `timeout` passed. A point nothing submitted yet is watched
     /// too. Many points of many timelines, in any order, go through the one fd(). Costs one
-    /// eventfd per pending watch, armed with DRM_IOCTL_SYNCOBJ_EVENTFD (Linux 6.6); the timeline
-    /// may be destroyed meanwhile (the kernel keeps what the watch needs).
+    /// eventfd and one fd of the timeline per pending watch, armed with DRM_IOCTL_SYNCOBJ_EVENTFD
+    /// (Linux 6.6). The watch keeps the syncobj alive (the kernel frees a syncobj's eventfd
+    /// entries unsignalled with it), so the Timeline may be destroyed meanwhile. A cancelled or
+    /// timed-out watch leaves its entry in the kernel (the uapi cannot remove one) until the
+    /// point arrives or the syncobj is freed; it costs a little kernel memory, nothing else.
     /// Before 6.6 (the ioctl answers EINVAL or ENOTTY) a point that is already submitted is
     /// watched through its sync_file (Timeline::export_sync_file()), and PointState::submitted
     /// of a submitted point calls back at the next dispatch; a point nothing submitted yet fails

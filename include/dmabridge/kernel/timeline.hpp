@@ -19,6 +19,9 @@
 ///
 /// Thread safety: the calls are ioctls and may run from several threads at once; moving or
 /// destroying a Timeline while another thread uses it is the caller's to prevent.
+/// fork(): a child shares the parent's DRM file, and its handle numbers with it. A Timeline
+/// destroyed in a process other than the one that made it leaves the handle alone (the parent's
+/// may be in use); a child that needs the timeline imports it on a device it opens itself.
 
 #include <cstdint>
 #include <string>
@@ -48,7 +51,9 @@ public:
     static Result<UniqueFd> open_device();
 
     /// A new timeline on `drm_fd` (borrowed: the timeline keeps its own dup, so the caller may
-    /// close its fd), at point 0 (signalled). Errors: supported()'s; the ioctl's errno.
+    /// close its fd). It starts with no fence: last_signalled() is 0, and point 0 counts as not
+    /// submitted (a wait for it waits for a submit; the first point to use is 1).
+    /// Errors: supported()'s; the ioctl's errno.
     static Result<Timeline> create(int drm_fd);
     /// Imports a timeline shared as `fd` (from export_fd(), here or in another process) on
     /// `drm_fd` (borrowed, dup'd). `fd` is checked to be a syncobj by the kernel: any other
@@ -84,6 +89,9 @@ public:
 
     /// The highest point signalled so far (DRM_IOCTL_SYNCOBJ_QUERY).
     Result<std::uint64_t> last_signalled() const;
+    /// The highest point anything was submitted for, signalled or not
+    /// (DRM_SYNCOBJ_QUERY_FLAGS_LAST_SUBMITTED): new points must go above it.
+    Result<std::uint64_t> last_submitted() const;
 
     /// Waits until `point` reached `state`, or `timeout` passes (WaitStatus::timed_out). A point
     /// that nothing submitted yet is waited for too (DRM_SYNCOBJ_WAIT_FLAGS_WAIT_FOR_SUBMIT):
@@ -113,10 +121,11 @@ public:
     Status import_from(const DmaBuf& buf, Access access, std::uint64_t point);
 
 private:
-    Timeline(UniqueFd device, std::uint32_t handle) noexcept : device_(std::move(device)), handle_(handle) {}
+    Timeline(UniqueFd device, std::uint32_t handle) noexcept;
     void destroy() noexcept;
     UniqueFd device_;
     std::uint32_t handle_ = 0;
+    int owner_ = 0;  // the process that made the handle (see fork() above)
 };
 
 }  // namespace dmabridge

@@ -70,7 +70,10 @@ public:
     /// framebuffer (format, modifier, size) and the first property that could not be set.
     Status test(bool allow_modeset = false) const;
     /// Applies the commit and waits until it is (a blocking commit: the in-fences signalled and
-    /// the new state is on screen). Returns the fences asked for.
+    /// the new state is on screen). Returns the fences asked for. A Commit applies once (its
+    /// in-fences and framebuffers are let go then); test() and apply() on an applied one fail
+    /// with Errc::invalid_argument. The wait for in-fences has no limit in the kernel: give
+    /// fences that signal (a non-blocking flip with events is not built yet).
     Result<CommitFences> apply(bool allow_modeset = false);
 
 private:
@@ -86,6 +89,8 @@ private:
     std::vector<Setting> settings_;
     std::vector<Mode> modes_;          // owned copies for set_mode's blobs
     std::vector<SyncFile> in_fences_;  // dups, alive until apply
+    std::vector<std::shared_ptr<Framebuffer::Core>> framebuffers_;  // shown: kept until applied
+    bool applied_ = false;
     std::vector<std::string> shown_;   // "plane P: FB (fourcc modifier WxH)" for errors
     std::optional<std::uint32_t> out_fence_crtc_;
     std::optional<std::uint32_t> writeback_connector_;

@@ -16,8 +16,13 @@
 /// Two framebuffers of one buffer, two planes in one dma-buf, a buffer arriving again as a new
 /// fd: all share the handle safely, in any order of removal.
 ///
-/// Thread safety: every member may be called from several threads; a Framebuffer may outlive its
-/// Device (it keeps what it needs).
+/// Thread safety: add_framebuffer(), gem_handles() and Framebuffers may be used from several
+/// threads; connectors(), crtcs() and planes() return references that refresh() replaces, so
+/// refresh() must not run while another thread reads them. A Framebuffer may outlive its Device
+/// (it keeps what it needs).
+/// fork(): a child shares the device's DRM files and handle numbers; Framebuffers destroyed in a
+/// process other than the one that opened the Device leave the framebuffer and its handles
+/// alone (they are the parent's). A child that displays opens a Device of its own.
 
 #include <cstdint>
 #include <memory>
@@ -134,33 +139,36 @@ private:
 /// A framebuffer made by Device::add_framebuffer. Move-only. Destroying it removes the
 /// framebuffer (DRM_IOCTL_MODE_CLOSEFB where the kernel has it, Linux 6.8: a framebuffer still
 /// on a plane stays on screen until a commit replaces it; RMFB before, which turns such a plane
-/// off) and then releases its GEM handles (closed when no other framebuffer uses them).
+/// off) and then releases its GEM handles (closed when no other framebuffer uses them). A Commit
+/// that shows it keeps it until the Commit is applied or destroyed: a framebuffer id is reused
+/// by the kernel at once, so a removed one could otherwise name another client's framebuffer.
 class Framebuffer {
 public:
     Framebuffer() = default;
-    Framebuffer(Framebuffer&& other) noexcept;
-    Framebuffer& operator=(Framebuffer&& other) noexcept;
+    Framebuffer(Framebuffer&& other) noexcept = default;
+    Framebuffer& operator=(Framebuffer&& other) noexcept = default;
     Framebuffer(const Framebuffer&) = delete;
     Framebuffer& operator=(const Framebuffer&) = delete;
-    ~Framebuffer();
+    ~Framebuffer() = default;
 
     /// The framebuffer's id (FB_ID of a plane); 0 when empty.
-    std::uint32_t id() const noexcept { return id_; }
+    std::uint32_t id() const noexcept;
     std::uint32_t width() const noexcept { return width_; }
     std::uint32_t height() const noexcept { return height_; }
     std::uint32_t fourcc() const noexcept { return fourcc_; }
     std::uint64_t modifier() const noexcept { return modifier_; }
-    bool valid() const noexcept { return id_ != 0; }
-    /// Removes the framebuffer now (as the destructor does); harmless when empty.
-    void reset() noexcept;
+    bool valid() const noexcept { return core_ != nullptr; }
+    /// Lets go of the framebuffer now, as the destructor does; harmless when empty.
+    void reset() noexcept { core_.reset(); }
+
+    struct Core;
 
 private:
     friend class Device;
-    std::shared_ptr<Device::State> device_;
-    std::uint32_t id_ = 0;
+    friend class Commit;
+    std::shared_ptr<Core> core_;  // removes the framebuffer when its last owner goes
     std::uint32_t width_ = 0, height_ = 0, fourcc_ = 0;
     std::uint64_t modifier_ = 0;
-    std::vector<std::uint32_t> handles_;  // one per plane (repeats for planes of one buffer)
 };
 
 }  // namespace dmabridge::kms
