@@ -231,7 +231,11 @@ public:
         if (auto fence = surface_->take_release_fence(*id)) {
             if (auto r = dmabridge::attach_fence(desc, *fence, dmabridge::Access::read); !r) {
                 if (!r.error().is(dmabridge::Errc::unsupported)) return r.error();
-                if (auto w = fence->wait(); !w) return w.error();  // no IMPORT_SYNC_FILE: wait here
+                // No IMPORT_SYNC_FILE: wait here, as long as acquire_free() above would.
+                auto w = fence->wait(std::chrono::seconds(30));
+                if (!w) return w.error();
+                if (*w == dmabridge::WaitStatus::timed_out)
+                    return dmabridge::Error::from_errno(ETIMEDOUT, "the compositor's release fence: not signalled within 30 s");
             }
         }
         const vulkan::ImageUse write{VK_IMAGE_LAYOUT_GENERAL, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,

@@ -96,9 +96,10 @@ public:
 
     /// Waits for the buffer's implicit fences by poll() on the fd: Access::read waits for the
     /// writers (POLLIN), write and read_write for every fence (POLLOUT). EINTR is retried with
-    /// the remaining time; the timeout gives WaitStatus::timed_out, not an error. A negative
-    /// timeout, Timeout::max() or any timeout too large for the clock waits without limit.
-    Result<WaitStatus> wait(Access access, Timeout timeout = forever) const;
+    /// the remaining time; the timeout gives WaitStatus::timed_out, not an error. The caller
+    /// always says how long (no default: a peer's fence may never signal); `forever`, any
+    /// negative timeout, Timeout::max() or any timeout too large for the clock waits without limit.
+    Result<WaitStatus> wait(Access access, Timeout timeout) const;
 
     /// A snapshot of the fences that `access` must wait for, as a sync_file
     /// (DMA_BUF_IOCTL_EXPORT_SYNC_FILE): read gives the writers, write every fence. An idle

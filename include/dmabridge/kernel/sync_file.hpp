@@ -46,9 +46,10 @@ public:
                                   std::string_view name = "dmabridge-merge");
 
     /// Blocks until every fence has signalled or the timeout passes (poll(POLLIN); EINTR is
-    /// retried with the remaining time). Returns WaitStatus::timed_out on timeout. A negative
-    /// timeout, Timeout::max() or any timeout too large for the clock waits without limit.
-    Result<WaitStatus> wait(Timeout timeout = forever) const;
+    /// retried with the remaining time). Returns WaitStatus::timed_out on timeout. The caller
+    /// always says how long (no default: a peer's fence may never signal); `forever`, any
+    /// negative timeout, Timeout::max() or any timeout too large for the clock waits without limit.
+    Result<WaitStatus> wait(Timeout timeout) const;
 
     /// The aggregate status of the fences (one ioctl; never blocks).
     Result<FenceStatus> status() const;
