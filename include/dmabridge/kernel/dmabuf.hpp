@@ -47,10 +47,18 @@ Status check_dmabuf_name(std::string_view name, std::string_view what);
 /// Thread safety: const members may be called concurrently on one object.
 class DmaBuf final {
 public:
-    /// Takes ownership of `fd` after checking it is a dma-buf (fstatfs: the file must live on the
-    /// dma-buf pseudo file system). Costs two syscalls. Errors: EBADF for a closed fd,
-    /// Errc::not_a_dmabuf naming what the fd is instead (regular file, memfd, socket, ...).
-    /// On error the fd is closed.
+    /// Takes ownership of `fd` after checking it is a dma-buf, safe on any fd a peer may send:
+    /// the fd's kind is read from /proc (readlink of /proc/self/fd/N must give "/dmabuf:..." or,
+    /// before Linux 5.3, "anon_inode:dmabuf", and /proc/self/fdinfo/N must have the dma-buf
+    /// core's exp_name line) before anything calls into the file, so that a file served by a
+    /// FUSE daemon that never answers cannot block the caller; only then fstat (identity, and
+    /// the size: the buffer's offset, shared with the peer, is never moved). Costs about six
+    /// syscalls. Needs /proc mounted: without it every fd is refused with Errc::unsupported
+    /// (no fallback to fstat, which is what could block). Errors: EBADF for a closed fd,
+    /// Errc::not_a_dmabuf naming what the fd is instead (memfd, pipe, socket, sync_file, a
+    /// file of a file system, ...), Errc::unsupported without /proc. On error the fd is closed; a file of a file system
+    /// is closed on a thread of its own, waited for at most 100 ms (closing it flushes to its file
+    /// system, which a FUSE daemon may never answer).
     static Result<DmaBuf> adopt(UniqueFd fd);
 
     /// Like adopt, on a duplicate of `fd`: the caller keeps its own fd.
