@@ -14,7 +14,8 @@ namespace dmabridge::egl {
 
 ImportCache::ImportCache(Context context, ImportCacheOptions options)
     : context_(std::move(context)),
-      core_(std::make_unique<::dmabridge::detail::ImportCacheCore>(options.max_entries, "egl import cache")) {}
+      core_(std::make_unique<::dmabridge::detail::ImportCacheCore>(options.max_entries, "egl import cache",
+                                                                    options.destroy_timeout)) {}
 
 ImportCache::~ImportCache() {
     // The core waits for every recorded use and drops its references; then the queue of objects

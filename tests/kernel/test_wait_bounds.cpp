@@ -2,15 +2,23 @@
 // Waits that a peer's fence can stretch: every one of them ends within the bound its caller gave,
 // however many planes or uses it covers. vgem fences stand for a peer that never signals (vgem
 // signals them itself after 10 s, so every bound here stays well below that).
+#include <dmabridge/base/log.hpp>
+#include <dmabridge/kernel/completion.hpp>
 #include <dmabridge/kernel/dmabuf.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
 #include <thread>
 
 #include <doctest/doctest.h>
 
+#include "cache/import_cache_core.hpp"
 #include "fd_count.hpp"
 #include "vgem.hpp"
 
@@ -26,6 +34,21 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) {
     return std::chrono::duration<double>(Clock::now() - start).count();
 }
+
+// A use that ends when the writers of a dma-buf are done (poll on the buffer, any kernel).
+class WritersDone final : public Completion {
+public:
+    explicit WritersDone(DmaBuf buf) : buf_(std::move(buf)) {}
+    bool done() const override {
+        auto w = buf_.wait(Access::read, Timeout{0});
+        return !w || *w == WaitStatus::ready;
+    }
+    Result<WaitStatus> wait(Timeout timeout) const override { return buf_.wait(Access::read, timeout); }
+    std::string describe() const override { return "the writers of a vgem buffer"; }
+
+private:
+    DmaBuf buf_;
+};
 
 }  // namespace
 
@@ -79,6 +102,51 @@ TEST_CASE_FIXTURE(FdLeakCheck, "wait_ready of a two-buffer frame ends at one dea
     REQUIRE(ready);
     CHECK(*ready == WaitStatus::ready);
     REQUIRE(consumer->release(frame->buffer));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "an import cache destroyed while a use never completes returns at its bound, logs and leaks that import") {
+    std::mutex m;
+    std::vector<std::string> errors;
+    set_log_handler([&](LogLevel level, std::string_view text) {
+        std::lock_guard lock(m);
+        if (level == LogLevel::error) errors.emplace_back(text);
+    });
+    Vgem vgem;
+    DmaBuf buf = vgem.create_buffer(4096);
+    const auto fence = vgem.attach_fence(true);  // the peer's release fence: it never signals
+    auto destroyed = std::make_shared<std::atomic<bool>>(false);
+    std::weak_ptr<void> watch;
+    {
+        auto cache = std::make_unique<detail::ImportCacheCore>(4, "test import cache", 500ms);
+        // The import: an object whose destruction the test sees.
+        std::shared_ptr<void> object(new int(7), [destroyed](void* p) {
+            *destroyed = true;
+            delete static_cast<int*>(p);
+        });
+        watch = object;
+        auto refs_buf = buf.dup();
+        REQUIRE(refs_buf);
+        BufferDesc refs;
+        refs.planes.push_back(PlaneDesc{std::move(*refs_buf), 0, 0});
+        auto kept = cache->insert(ImportKey{}, object, 4096, std::move(refs));
+        auto use_buf = buf.dup();
+        REQUIRE(use_buf);
+        REQUIRE(cache->add_use(kept.get(), std::make_shared<WritersDone>(std::move(*use_buf)), "test"));
+        object.reset();
+        kept.reset();
+        const auto start = Clock::now();
+        cache.reset();
+        const double took = seconds_since(start);
+        CHECK(took >= 0.45);
+        CHECK_MESSAGE(took < 1.5, "the destructor took " << took << " s for a 0.5 s bound");
+    }
+    set_log_handler({});
+    CHECK_FALSE(*destroyed);      // leaked: the GPU might still use it
+    CHECK_FALSE(watch.expired());
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].find("leaking") != std::string::npos);
+    CHECK(errors[0].find("the writers of a vgem buffer") != std::string::npos);
+    vgem.signal(fence);
 }
 
 TEST_SUITE_END();
