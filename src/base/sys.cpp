@@ -7,7 +7,10 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 
 #include <fcntl.h>
@@ -126,6 +129,49 @@ std::optional<std::string> find_key(const std::string& text, const std::string& 
         pos = eol + 1;
     }
     return std::nullopt;
+}
+
+Result<std::string> fd_link(int fd, const std::string& what) {
+    if (fd < 0) return Error::from_errno(EBADF, what);
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    char link[PATH_MAX];
+    const ssize_t n = ::readlink(path.c_str(), link, sizeof link);
+    if (n >= 0) return std::string(link, static_cast<std::size_t>(n));
+    const int err = errno;
+    if (err != ENOENT) return Error::from_errno(err, what + ": readlink " + path);
+    // ENOENT: either the fd is closed or /proc is not there. F_GETFD touches only the fd table.
+    if (::fcntl(fd, F_GETFD) < 0) return last_error(what);
+    return Error::library(Errc::unsupported,
+                          what + ": cannot tell what the fd is without " + path +
+                              " (is /proc mounted?); the library does not ask the file itself (fstat, "
+                              "ioctl), which could block on a FUSE or network file system a peer chose");
+}
+
+void close_untrusted(UniqueFd fd, const std::string& link) noexcept {
+    const bool on_a_file_system = !link.empty() && link[0] == '/' && link.rfind("/memfd:", 0) != 0 &&
+                                  link.rfind("/dmabuf:", 0) != 0;
+    if (!on_a_file_system) return;  // `fd` closes here, in the kernel alone
+    struct Closing {
+        std::mutex mutex;
+        std::condition_variable done_cv;
+        bool done = false;
+    };
+    try {
+        auto closing = std::make_shared<Closing>();
+        std::thread([closing, f = std::move(fd)]() mutable {
+            f.reset();
+            std::lock_guard lock(closing->mutex);
+            closing->done = true;
+            closing->done_cv.notify_all();
+        }).detach();
+        std::unique_lock lock(closing->mutex);
+        if (!closing->done_cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return closing->done; }))
+            log_message(LogLevel::warning, "closing a refused fd (" + link +
+                                               ") did not end within 100 ms: its file system (FUSE?) does not "
+                                               "answer; the close goes on on a thread of its own");
+    } catch (...) {
+        // No thread (or no memory): the fd, wherever it is now, closes on this thread.
+    }
 }
 
 Result<std::string> fdinfo_value(int fd, const char* key) {

@@ -13,6 +13,7 @@
 #include <dmabridge/base/access.hpp>
 #include <dmabridge/base/log.hpp>
 #include <dmabridge/base/result.hpp>
+#include <dmabridge/base/unique_fd.hpp>
 
 namespace dmabridge::detail {
 
@@ -89,6 +90,24 @@ std::optional<std::string> find_key(const std::string& text, const std::string& 
 /// Reads `/proc/self/fdinfo/<fd>` and returns the value of `key` ("exp_name", "name", ...),
 /// an empty string when the key is absent.
 Result<std::string> fdinfo_value(int fd, const char* key);
+
+/// What `fd` is, as the kernel names it in /proc/self/fd/<fd>: "/dmabuf:<name>" for a dma-buf,
+/// "anon_inode:sync_file", "pipe:[123]", "socket:[45]", "/memfd:x (deleted)", or a path.
+/// Reading that link (readlink) runs no code of the fd's file or file system (the kernel only
+/// prints the name it holds), so it is safe on a file a FUSE daemon serves: fstat, fstatfs and
+/// ioctls on such a file wait for the daemon, which never has to answer. The one way to tell an
+/// untrusted fd's kind before calling into it. One readlink (one fcntl more when it fails).
+/// Errors: EBADF for a closed fd; Errc::unsupported when /proc is not mounted (a chroot without
+/// it), naming `what` and why the library does not ask the file itself; other errnos of readlink.
+Result<std::string> fd_link(int fd, const std::string& what);
+
+/// Closes `fd`, refused after fd_link() gave `link`, without letting the caller wait for a
+/// stranger: closing a file of a file system (a path other than "/memfd:" and "/dmabuf:")
+/// flushes it to that file system, and a FUSE daemon need never answer. Such an fd is closed on
+/// a thread of its own, which the caller waits for at most 100 ms (then it logs a warning and
+/// returns; the close goes on, and a daemon that never answers keeps that one thread). Pipes,
+/// sockets, anonymous inodes and memfds are closed here: their close never leaves the kernel.
+void close_untrusted(UniqueFd fd, const std::string& link) noexcept;
 
 /// Writes a message to the installed log handler, if any.
 void log_message(LogLevel level, const std::string& message);

@@ -67,35 +67,69 @@ ImportKey buffer_key(const DmaBuf& dmabuf, std::uint64_t usage) noexcept {
 
 Status check_lookup(const BufferDesc& desc, const char* operation) { return desc.check_planes(operation); }
 
-ImportCacheCore::ImportCacheCore(std::size_t max_entries, std::string what)
-    : max_entries_(std::max<std::size_t>(max_entries, 1)), what_(std::move(what)) {}
+ImportCacheCore::ImportCacheCore(std::size_t max_entries, std::string what, Timeout destroy_timeout)
+    : max_entries_(std::max<std::size_t>(max_entries, 1)), what_(std::move(what)), destroy_timeout_(destroy_timeout) {}
+
+namespace {
+// Imports the destructor could not prove idle: kept reachable for the life of the process (never
+// destroyed: the GPU may still use them), under a mutex, never freed.
+std::mutex& leaked_mutex() {
+    static auto* m = new std::mutex;
+    return *m;
+}
+std::vector<std::shared_ptr<void>>& leaked_imports() {
+    static auto* v = new std::vector<std::shared_ptr<void>>;
+    return *v;
+}
+}  // namespace
 
 ImportCacheCore::~ImportCacheCore() {
     // No other thread may use the cache any more; the lock only keeps the tools quiet.
     std::lock_guard lock(mutex_);
+    // One deadline for every use of every entry: the destructor may run on a GL or render
+    // thread, and a peer's release fence need never signal.
+    const Deadline deadline(destroy_timeout_);
+    const auto start = std::chrono::steady_clock::now();
+    std::size_t leaked = 0;
+    std::string first_stuck;
     for (EntryList* list : {&live_, &retired_}) {
         for (Entry& e : *list) {
+            bool idle = true;
             for (const auto& use : e.uses) {
-                // Waiting without a word could look like a hang: say what is waited for, every
-                // few seconds, for as long as it takes (destroying the import earlier could let
-                // the GPU read freed memory).
-                const auto start = std::chrono::steady_clock::now();
-                for (Timeout slice{1000};; slice = std::min(slice * 2, Timeout{8000})) {
+                for (;;) {
+                    const auto left = deadline.wait_timeout();
+                    const Timeout slice = !left ? Timeout{0} : (*left < Timeout{0} ? Timeout{1000} : std::min(*left, Timeout{1000}));
                     auto waited = use->wait(slice);
                     if (!waited) {
+                        // The wait itself failed (a lost device): nothing more will run.
                         log_message(LogLevel::error, what_ + " destroyed: waiting for " + use->describe() +
                                                          " failed (" + waited.error().message() + "); not waiting");
                         break;
                     }
                     if (*waited == WaitStatus::ready) break;
-                    const auto s = std::chrono::duration_cast<std::chrono::seconds>(
-                                       std::chrono::steady_clock::now() - start).count();
+                    if (!deadline.wait_ms()) {
+                        idle = false;
+                        if (first_stuck.empty()) first_stuck = use->describe();
+                        break;
+                    }
+                    const auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count();
                     log_message(LogLevel::warning, what_ + " destroyed while an import is in use: still waiting for " +
                                                        use->describe() + " after " + std::to_string(s) + " s");
                 }
+                if (!idle) break;
+            }
+            if (!idle) {
+                std::lock_guard leak(leaked_mutex());
+                leaked_imports().push_back(e.object);
+                ++leaked;
             }
         }
     }
+    if (leaked > 0)
+        log_message(LogLevel::error,
+                    what_ + " destroyed: " + std::to_string(leaked) + " import(s) still in use after " +
+                        std::to_string(destroy_timeout_.count()) + " ms (waiting for " + first_stuck +
+                        "); leaking them (never destroyed, their memory stays) rather than freeing what the GPU may still use");
 }
 
 std::shared_ptr<void> ImportCacheCore::find(const ImportKey& key) {

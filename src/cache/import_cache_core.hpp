@@ -14,6 +14,7 @@
 // - Hits never wait for another thread's import: the lock is not held while an import is built.
 // - Destruction of Vulkan or EGL objects happens outside the lock.
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <list>
@@ -32,10 +33,14 @@ namespace dmabridge::detail {
 
 class ImportCacheCore {
 public:
-    /// `what` names the cache in log messages ("vulkan import cache").
-    ImportCacheCore(std::size_t max_entries, std::string what);
-    /// Waits for the recorded uses of every entry (logging while it waits longer than a second),
-    /// then drops the cache's references. Handles still held elsewhere keep their objects.
+    /// `what` names the cache in log messages ("vulkan import cache"). `destroy_timeout` bounds
+    /// the destructor's wait for all recorded uses together.
+    ImportCacheCore(std::size_t max_entries, std::string what, Timeout destroy_timeout = std::chrono::seconds(5));
+    /// Waits for the recorded uses of every entry, all together at most destroy_timeout (logging
+    /// a warning every second it waits), then drops the cache's references. Entries with a use
+    /// that did not complete in time (a peer's fence that never signals) are leaked on purpose,
+    /// with an error-level log line: destroying them could let the GPU use freed memory. Handles
+    /// still held elsewhere keep their objects.
     ~ImportCacheCore();
     ImportCacheCore(const ImportCacheCore&) = delete;
     ImportCacheCore& operator=(const ImportCacheCore&) = delete;
@@ -84,6 +89,7 @@ private:
 
     std::size_t max_entries_;
     std::string what_;
+    Timeout destroy_timeout_;
     mutable std::mutex mutex_;
     EntryList live_;     // most recently used first
     EntryList retired_;  // evicted, not yet destroyed

@@ -110,4 +110,11 @@ Status require_current(const Context::State* s, const char* operation);
 bool has_extension(const char* list, std::string_view name);
 }  // namespace detail
 
+namespace detail {
+// The library's access to a Context's shared state, kept out of the installed header.
+struct ContextAccess {
+    static const std::shared_ptr<Context::State>& state(const Context& c) noexcept { return c.state_; }
+};
+}  // namespace detail
+
 }  // namespace dmabridge::egl

@@ -214,7 +214,7 @@ Result<Headless> Headless::create(const HeadlessOptions& options) {
         enable(GL_DEBUG_OUTPUT_KHR);
         enable(GL_DEBUG_OUTPUT_SYNCHRONOUS_KHR);
         set_callback(debug_callback, impl.get());
-        if (auto e = detail::gl_check(*impl->attached.state(), what + ": enable GL_KHR_debug"); !e) return e.error();
+        if (auto e = detail::gl_check(*detail::ContextAccess::state(impl->attached), what + ": enable GL_KHR_debug"); !e) return e.error();
     }
     ::dmabridge::detail::log_message(LogLevel::info, what + ": EGL " + std::to_string(major) + "." +
                                                          std::to_string(minor) + ", features " +

@@ -14,7 +14,8 @@ namespace dmabridge::egl {
 
 ImportCache::ImportCache(Context context, ImportCacheOptions options)
     : context_(std::move(context)),
-      core_(std::make_unique<::dmabridge::detail::ImportCacheCore>(options.max_entries, "egl import cache")) {}
+      core_(std::make_unique<::dmabridge::detail::ImportCacheCore>(options.max_entries, "egl import cache",
+                                                                    options.destroy_timeout)) {}
 
 ImportCache::~ImportCache() {
     // The core waits for every recorded use and drops its references; then the queue of objects
@@ -36,7 +37,7 @@ Result<CachedImage> ImportCache::import(const BufferDesc& desc, const ImportOpti
     const ImportKey key = key_of(desc, options);
     // A hit is equal, field by field, to a description that passed every check of Context::import.
     if (auto hit = core_->find(key)) return std::static_pointer_cast<const Image>(hit);
-    if (auto c = detail::require_current(context_.state().get(), "egl import cache"); !c) return c.error();
+    if (auto c = detail::require_current(detail::ContextAccess::state(context_).get(), "egl import cache"); !c) return c.error();
     auto image = context_.import(desc, options);
     if (!image) return image.error();
     auto refs = desc.dup();
@@ -70,7 +71,7 @@ std::size_t ImportCache::evict_buffer(BufferId id) { return core_->evict_buffer(
 void ImportCache::clear() { core_->clear(); }
 
 Result<std::size_t> ImportCache::collect() {
-    if (auto c = detail::require_current(context_.state().get(), "egl import cache collect"); !c) return c.error();
+    if (auto c = detail::require_current(detail::ContextAccess::state(context_).get(), "egl import cache collect"); !c) return c.error();
     const std::size_t n = core_->collect();
     context_.collect();
     return n;

@@ -70,7 +70,7 @@ struct SyncBridge::State {
 
     // Makes GL wait (server side) for `fence`; EGL owns the fd once the sync is made.
     Status gpu_wait(SyncFile fence) {
-        auto& s = *context.state();
+        auto& s = *detail::ContextAccess::state(context);
         const int fd = fence.fd();
         const EGLint attribs[] = {EGL_SYNC_NATIVE_FENCE_FD_ANDROID, fd, EGL_NONE};
         EGLSyncKHR sync = s.eglCreateSyncKHR(s.display, EGL_SYNC_NATIVE_FENCE_ANDROID, attribs);
@@ -106,7 +106,7 @@ struct SyncBridge::State {
     }
 
     Result<std::shared_ptr<const Completion>> release_all(const std::vector<const DmaBuf*>& bufs, Access access) {
-        auto& s = *context.state();
+        auto& s = *detail::ContextAccess::state(context);
         for (const auto* b : bufs)
             if (auto p = probe(*b); !p) return p.error();
         if (current_mode() == SyncMode::cpu_wait) {
@@ -151,7 +151,7 @@ std::string SyncBridge::reason() const {
 Status SyncBridge::acquire(const BufferDesc& desc, Access access) {
     if (!state_) return Error::library(Errc::invalid_argument, "egl acquire: the SyncBridge is empty (moved from)");
     if (auto c = desc.check_planes("egl acquire"); !c) return c;
-    if (auto c = detail::require_current(state_->context.state().get(), "egl acquire"); !c) return c;
+    if (auto c = detail::require_current(detail::ContextAccess::state(state_->context).get(), "egl acquire"); !c) return c;
     for (const auto* b : desc.distinct_buffers())
         if (auto a = state_->acquire_one(*b, access); !a) return a;
     return {};
@@ -160,21 +160,21 @@ Status SyncBridge::acquire(const BufferDesc& desc, Access access) {
 Status SyncBridge::acquire(const DmaBuf& dmabuf, Access access) {
     if (!state_) return Error::library(Errc::invalid_argument, "egl acquire: the SyncBridge is empty (moved from)");
     if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, "egl acquire: the dma-buf was moved from");
-    if (auto c = detail::require_current(state_->context.state().get(), "egl acquire"); !c) return c;
+    if (auto c = detail::require_current(detail::ContextAccess::state(state_->context).get(), "egl acquire"); !c) return c;
     return state_->acquire_one(dmabuf, access);
 }
 
 Result<std::shared_ptr<const Completion>> SyncBridge::release(const BufferDesc& desc, Access access) {
     if (!state_) return Error::library(Errc::invalid_argument, "egl release: the SyncBridge is empty (moved from)");
     if (auto c = desc.check_planes("egl release"); !c) return c.error();
-    if (auto c = detail::require_current(state_->context.state().get(), "egl release"); !c) return c.error();
+    if (auto c = detail::require_current(detail::ContextAccess::state(state_->context).get(), "egl release"); !c) return c.error();
     return state_->release_all(desc.distinct_buffers(), access);
 }
 
 Result<std::shared_ptr<const Completion>> SyncBridge::release(const DmaBuf& dmabuf, Access access) {
     if (!state_) return Error::library(Errc::invalid_argument, "egl release: the SyncBridge is empty (moved from)");
     if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, "egl release: the dma-buf was moved from");
-    if (auto c = detail::require_current(state_->context.state().get(), "egl release"); !c) return c.error();
+    if (auto c = detail::require_current(detail::ContextAccess::state(state_->context).get(), "egl release"); !c) return c.error();
     return state_->release_all({&dmabuf}, access);
 }
 

@@ -28,6 +28,15 @@ Error no_fd(const std::string& operation) {
 Result<SyncFile> SyncFile::adopt(UniqueFd fd) {
     sync_file_info info{};
     if (!fd.valid()) return Error::from_errno(EBADF, "adopt sync_file");
+    const std::string what = "fd " + std::to_string(fd.get());
+    // First what the fd is, from /proc alone: an ioctl on a peer's FUSE file would wait for its
+    // daemon, which never has to answer. Every sync_file is an anonymous inode of this name.
+    auto link = detail::fd_link(fd.get(), what + " is not a sync_file");
+    if (!link) return link.error();
+    if (*link != "anon_inode:sync_file") {
+        detail::close_untrusted(std::move(fd), *link);
+        return Error::library(Errc::not_a_sync_file, what + " is not a sync_file: it is " + *link);
+    }
     if (::ioctl(fd.get(), SYNC_IOC_FILE_INFO, &info) != 0) {
         // Any file that is not a sync_file answers ENOTTY (or EINVAL for other ioctl owners).
         return Error::library(Errc::not_a_sync_file,

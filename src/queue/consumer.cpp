@@ -222,9 +222,12 @@ Result<WaitStatus> Consumer::wait_ready(const AcquiredFrame& frame, Timeout time
     if (frame.acquire_fence) return frame.acquire_fence->wait(timeout);
     if (!frame.desc) return Error::library(Errc::invalid_argument, "queue consumer: wait_ready of a frame without a buffer");
     // Implicit sync: the writers' fences of every distinct dma-buf. Planes of one buffer share
-    // its fences, so a second wait on them returns at once.
+    // its fences, so a second wait on them returns at once. One deadline for all planes: the
+    // caller's timeout bounds the whole wait, not each plane's (planes x timeout).
+    const ::dmabridge::detail::Deadline deadline(timeout);
     for (const PlaneDesc& p : frame.desc->planes) {
-        auto w = p.buffer.wait(Access::read, timeout);
+        const auto left = deadline.wait_timeout();
+        auto w = p.buffer.wait(Access::read, left ? *left : Timeout{0});
         if (!w || *w == WaitStatus::timed_out) return w;
     }
     return WaitStatus::ready;

@@ -80,7 +80,8 @@ Result<std::shared_ptr<const Completion>> timeline_completion(const Device& devi
 
 ImportCache::ImportCache(Device device, ImportCacheOptions options)
     : device_(std::move(device)),
-      core_(std::make_unique<::dmabridge::detail::ImportCacheCore>(options.max_entries, "vulkan import cache")) {}
+      core_(std::make_unique<::dmabridge::detail::ImportCacheCore>(options.max_entries, "vulkan import cache",
+                                                                    options.destroy_timeout)) {}
 
 ImportCache::~ImportCache() = default;
 

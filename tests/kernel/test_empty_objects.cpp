@@ -68,7 +68,7 @@ void check_empty_dmabuf(std::shared_ptr<DmaBuf> empty, std::shared_ptr<SyncFile>
     CHECK_FALSE(empty->valid());
     CHECK(empty->size() == 0);
     CHECK(empty->id() == BufferId{});
-    CHECK(fails_at_once([empty] { return is_ebadf(empty->wait(Access::read)); }));
+    CHECK(fails_at_once([empty] { return is_ebadf(empty->wait(Access::read, forever)); }));
     CHECK(fails_at_once([empty] { return is_ebadf(empty->wait(Access::write, Timeout::max())); }));
     CHECK(fails_at_once([empty] { return is_ebadf(empty->wait(Access::read_write, 0ms)); }));
     CHECK(fails_at_once([empty] { return is_ebadf(empty->export_sync_file(Access::read)); }));
@@ -139,7 +139,7 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a moved-from or released SyncFile fails every ca
     for (const auto& empty : {empty_moved, released}) {
         CHECK(empty->fd() == -1);
         CHECK_FALSE(empty->valid());
-        CHECK(fails_at_once([empty] { return is_ebadf(empty->wait()); }));
+        CHECK(fails_at_once([empty] { return is_ebadf(empty->wait(forever)); }));
         CHECK(fails_at_once([empty] { return is_ebadf(empty->wait(Timeout::max())); }));
         CHECK(fails_at_once([empty] { return is_ebadf(empty->status()); }));
         CHECK(fails_at_once([empty] { return is_ebadf(empty->fences()); }));

@@ -113,6 +113,9 @@ struct ImportOptions {
 };
 
 class Context;
+namespace detail {
+struct ContextAccess;  // the library's own access to a Context's state (src/egl)
+}  // namespace detail
 
 /// An EGLImage made from dma-bufs (import) or exported from GL, with a GL texture bound to it.
 /// Shared (std::shared_ptr<const Image>); the image and texture are destroyed when the last
@@ -245,11 +248,11 @@ public:
     /// Live objects and counted calls (see ObjectCounts). Any thread.
     ObjectCounts counts() const;
 
+    /// The adapter's shared state: opaque, defined and reached only inside the library.
     struct State;
-    /// The shared state (for the adapter's other classes).
-    const std::shared_ptr<State>& state() const noexcept { return state_; }
 
 private:
+    friend struct detail::ContextAccess;
     explicit Context(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
     std::shared_ptr<State> state_;
 };

@@ -16,6 +16,7 @@
 /// destruction happens at the next GL call of the cache (import(), collect()), or, for an Image
 /// dropped outside, at the next Context::collect(). The destructor is GL too.
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 
@@ -36,6 +37,11 @@ namespace dmabridge::egl {
 struct ImportCacheOptions {
     /// Entries kept live; importing one more retires the least recently used. At least 1.
     std::size_t max_entries = 64;
+    /// How long the destructor waits, in all, for the recorded uses of every entry. Imports
+    /// whose use did not complete by then (a peer's release fence that never signals) are
+    /// leaked, never destroyed, with a LogLevel::error message: freeing them could let the GPU
+    /// use freed memory. `forever` waits without limit.
+    Timeout destroy_timeout = std::chrono::seconds(5);
 };
 
 using dmabridge::ImportCacheStats;
@@ -48,8 +54,11 @@ using CachedImage = SharedImage;
 class ImportCache {
 public:
     explicit ImportCache(Context context, ImportCacheOptions options = {});
-    /// GL. Waits for every recorded use of every entry (live and retired), destroys the imports
-    /// nobody else holds, and collects the Context's queue. Must run with the context current.
+    /// GL. Waits for every recorded use of every entry (live and retired), all together at most
+    /// ImportCacheOptions::destroy_timeout (default 5 s), destroys the imports nobody else holds,
+    /// and collects the Context's queue. Imports still in use at the deadline (a peer's release
+    /// fence that never signals) are leaked, never destroyed, with a LogLevel::error message.
+    /// Must run with the context current.
     ~ImportCache();
     ImportCache(const ImportCache&) = delete;
     ImportCache& operator=(const ImportCache&) = delete;

@@ -47,10 +47,18 @@ Status check_dmabuf_name(std::string_view name, std::string_view what);
 /// Thread safety: const members may be called concurrently on one object.
 class DmaBuf final {
 public:
-    /// Takes ownership of `fd` after checking it is a dma-buf (fstatfs: the file must live on the
-    /// dma-buf pseudo file system). Costs two syscalls. Errors: EBADF for a closed fd,
-    /// Errc::not_a_dmabuf naming what the fd is instead (regular file, memfd, socket, ...).
-    /// On error the fd is closed.
+    /// Takes ownership of `fd` after checking it is a dma-buf, safe on any fd a peer may send:
+    /// the fd's kind is read from /proc (readlink of /proc/self/fd/N must give "/dmabuf:..." or,
+    /// before Linux 5.3, "anon_inode:dmabuf", and /proc/self/fdinfo/N must have the dma-buf
+    /// core's exp_name line) before anything calls into the file, so that a file served by a
+    /// FUSE daemon that never answers cannot block the caller; only then fstat (identity, and
+    /// the size: the buffer's offset, shared with the peer, is never moved). Costs about six
+    /// syscalls. Needs /proc mounted: without it every fd is refused with Errc::unsupported
+    /// (no fallback to fstat, which is what could block). Errors: EBADF for a closed fd,
+    /// Errc::not_a_dmabuf naming what the fd is instead (memfd, pipe, socket, sync_file, a
+    /// file of a file system, ...), Errc::unsupported without /proc. On error the fd is closed; a file of a file system
+    /// is closed on a thread of its own, waited for at most 100 ms (closing it flushes to its file
+    /// system, which a FUSE daemon may never answer).
     static Result<DmaBuf> adopt(UniqueFd fd);
 
     /// Like adopt, on a duplicate of `fd`: the caller keeps its own fd.
@@ -96,9 +104,10 @@ public:
 
     /// Waits for the buffer's implicit fences by poll() on the fd: Access::read waits for the
     /// writers (POLLIN), write and read_write for every fence (POLLOUT). EINTR is retried with
-    /// the remaining time; the timeout gives WaitStatus::timed_out, not an error. A negative
-    /// timeout, Timeout::max() or any timeout too large for the clock waits without limit.
-    Result<WaitStatus> wait(Access access, Timeout timeout = forever) const;
+    /// the remaining time; the timeout gives WaitStatus::timed_out, not an error. The caller
+    /// always says how long (no default: a peer's fence may never signal); `forever`, any
+    /// negative timeout, Timeout::max() or any timeout too large for the clock waits without limit.
+    Result<WaitStatus> wait(Access access, Timeout timeout) const;
 
     /// A snapshot of the fences that `access` must wait for, as a sync_file
     /// (DMA_BUF_IOCTL_EXPORT_SYNC_FILE): read gives the writers, write every fence. An idle

@@ -36,8 +36,14 @@ struct FenceInfo {
 /// Thread safety: const members may be called concurrently.
 class SyncFile final {
 public:
-    /// Takes ownership of `fd` after checking, with SYNC_IOC_FILE_INFO (one ioctl), that it is a
-    /// sync_file. Fails with Errc::not_a_sync_file otherwise; the fd is closed either way.
+    /// Takes ownership of `fd` after checking that it is a sync_file, safe on any fd a peer may
+    /// send: readlink of /proc/self/fd/N must give "anon_inode:sync_file" before the fd is
+    /// asked anything (an ioctl on a file served by a FUSE daemon waits for that daemon, which
+    /// never has to answer), then SYNC_IOC_FILE_INFO confirms it. Two syscalls. Needs /proc
+    /// mounted: without it every fd is refused with Errc::unsupported. Fails with
+    /// Errc::not_a_sync_file (naming what the fd is) otherwise; EBADF for a closed fd. The fd is
+    /// closed on error, a file of a file system on a thread of its own, waited for at most 100 ms
+    /// (its close flushes to a file system that may never answer).
     static Result<SyncFile> adopt(UniqueFd fd);
 
     /// Merges two sync_files into a new one that signals when both have (SYNC_IOC_MERGE).
@@ -46,9 +52,10 @@ public:
                                   std::string_view name = "dmabridge-merge");
 
     /// Blocks until every fence has signalled or the timeout passes (poll(POLLIN); EINTR is
-    /// retried with the remaining time). Returns WaitStatus::timed_out on timeout. A negative
-    /// timeout, Timeout::max() or any timeout too large for the clock waits without limit.
-    Result<WaitStatus> wait(Timeout timeout = forever) const;
+    /// retried with the remaining time). Returns WaitStatus::timed_out on timeout. The caller
+    /// always says how long (no default: a peer's fence may never signal); `forever`, any
+    /// negative timeout, Timeout::max() or any timeout too large for the clock waits without limit.
+    Result<WaitStatus> wait(Timeout timeout) const;
 
     /// The aggregate status of the fences (one ioctl; never blocks).
     Result<FenceStatus> status() const;

@@ -27,6 +27,7 @@
 /// another thread's import (imports are built without the cache's lock; when two threads build
 /// the same import at once, one is kept and the other dropped before anybody used it).
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -52,6 +53,11 @@ class Submission;
 struct ImportCacheOptions {
     /// Entries kept live; importing one more retires the least recently used. At least 1.
     std::size_t max_entries = 64;
+    /// How long the destructor waits, in all, for the recorded uses of every entry. Imports
+    /// whose use did not complete by then (a peer's release fence that never signals) are
+    /// leaked, never destroyed, with a LogLevel::error message: freeing them could let the GPU
+    /// use freed memory. `forever` waits without limit.
+    Timeout destroy_timeout = std::chrono::seconds(5);
 };
 
 using dmabridge::ImportCacheStats;
@@ -63,8 +69,12 @@ using CachedImage = std::shared_ptr<const Image>;
 using CachedBuffer = std::shared_ptr<const Buffer>;
 
 /// A Completion for the moment `timeline` reaches `value` (vkGetSemaphoreCounterValue and
-/// vkWaitSemaphores: the device must have timeline semaphores enabled). The semaphore must stay
-/// alive while the completion is held. Errors: the device has no timeline semaphore entry points.
+/// vkWaitSemaphores: the device must have timeline semaphores enabled). The semaphore is
+/// borrowed, not owned (Vulkan has no reference count for it): the caller keeps it alive while
+/// the completion is held, which for set_last_use() means until the cache destroyed the import
+/// (collect() returned it, or wait_idle() returned ready and the entry was evicted) or the cache
+/// itself was destroyed. Destroying it earlier is undefined behaviour in Vulkan (the cache queries
+/// and waits on it). Errors: the device has no timeline semaphore entry points.
 Result<std::shared_ptr<const Completion>> timeline_completion(const Device& device, VkSemaphore timeline,
                                                               std::uint64_t value);
 
@@ -72,10 +82,12 @@ Result<std::shared_ptr<const Completion>> timeline_completion(const Device& devi
 class ImportCache {
 public:
     explicit ImportCache(Device device, ImportCacheOptions options = {});
-    /// Waits for every recorded use of every image and buffer (live and retired), then drops the
-    /// cache's references: an image whose handle the application still holds is destroyed when
-    /// that handle is. A wait longer than a second is logged (LogLevel::warning) every few seconds
-    /// with what it waits for; call wait_idle() first to bound the wait yourself.
+    /// Waits for every recorded use of every image and buffer (live and retired), all together
+    /// at most ImportCacheOptions::destroy_timeout (default 5 s), then drops the cache's
+    /// references: an image whose handle the application still holds is destroyed when that
+    /// handle is. A wait longer than a second is logged (LogLevel::warning) every second with
+    /// what it waits for; imports still in use at the deadline are leaked, never destroyed, and
+    /// logged (LogLevel::error).
     ~ImportCache();
     ImportCache(const ImportCache&) = delete;
     ImportCache& operator=(const ImportCache&) = delete;
@@ -102,7 +114,8 @@ public:
     /// lets go of it. Errors: the object did not come from this cache, or the Submission is empty.
     Status set_last_use(const Image& image, const Submission& work);
     Status set_last_use(const Buffer& buffer, const Submission& work);
-    /// The use ends when `timeline` reaches `value` (see timeline_completion()).
+    /// The use ends when `timeline` reaches `value` (see timeline_completion(): the semaphore
+    /// is borrowed and must outlive the import's entry or the cache).
     Status set_last_use(const Image& image, VkSemaphore timeline, std::uint64_t value);
     Status set_last_use(const Buffer& buffer, VkSemaphore timeline, std::uint64_t value);
     /// The use ends when `fence` signals (for example a sync_file exported from the work's
