@@ -80,7 +80,7 @@ int poll_ms_until(const std::optional<deadline_clock::time_point>& deadline) noe
 Result<WaitStatus> poll_fd(int fd, short events, Timeout timeout, const char* what) {
     // poll() ignores negative fds: a released or moved-from object would wait for its whole
     // timeout (forever for Timeout forever) instead of failing.
-    if (fd < 0) return Error::from_errno(EBADF, std::string(what) + ": the object holds no fd (moved from or released)");
+    if (fd < 0) return Error::library(Errc::empty_object, std::string(what) + ": the object holds no fd (moved from or released)");
     const auto deadline = deadline_after(timeout);
     for (;;) {
         pollfd p{fd, events, 0};
@@ -175,7 +175,7 @@ void close_untrusted(UniqueFd fd, const std::string& link) noexcept {
 }
 
 Result<std::string> fdinfo_value(int fd, const char* key) {
-    if (fd < 0) return Error::from_errno(EBADF, "read fdinfo: the object holds no fd (moved from or released)");
+    if (fd < 0) return Error::library(Errc::empty_object, "read fdinfo: the object holds no fd (moved from or released)");
     auto text = read_text_file("/proc/self/fdinfo/" + std::to_string(fd));
     if (!text) return text.error();
     return fdinfo_find(*text, key);

@@ -9,7 +9,7 @@
 namespace dmabridge {
 
 Result<UniqueFd> UniqueFd::dup_of(int fd) {
-    if (fd < 0) return Error::from_errno(EBADF, "dup fd " + std::to_string(fd));
+    if (fd < 0) return Error::library(Errc::empty_object, "dup fd " + std::to_string(fd) + ": no fd (an empty object)");
     int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0) return detail::last_error("dup fd " + std::to_string(fd));
     return UniqueFd(copy);

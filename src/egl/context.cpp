@@ -34,7 +34,7 @@ bool load(F& fn, const char* name) {
 }
 
 Status empty_error(const char* operation) {
-    return Error::library(Errc::invalid_argument, std::string(operation) + ": the egl::Context is empty (moved from)");
+    return Error::library(Errc::empty_object, std::string(operation) + ": the egl::Context is empty (moved from)");
 }
 
 }  // namespace

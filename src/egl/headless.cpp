@@ -238,14 +238,14 @@ const DeviceInfo& Headless::device() const noexcept {
 }
 
 Status Headless::make_current() const {
-    if (!impl_) return Error::library(Errc::invalid_argument, "egl headless: empty (moved from)");
+    if (!impl_) return Error::library(Errc::empty_object, "egl headless: empty (moved from)");
     if (!eglMakeCurrent(impl_->display, EGL_NO_SURFACE, EGL_NO_SURFACE, impl_->context))
         return detail::egl_error("egl headless: eglMakeCurrent");
     return {};
 }
 
 Status Headless::release_current() const {
-    if (!impl_) return Error::library(Errc::invalid_argument, "egl headless: empty (moved from)");
+    if (!impl_) return Error::library(Errc::empty_object, "egl headless: empty (moved from)");
     if (!eglMakeCurrent(impl_->display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT))
         return detail::egl_error("egl headless: eglMakeCurrent (release)");
     return {};

@@ -57,7 +57,7 @@ Status ImportCache::set_last_use(const Image& image, std::shared_ptr<const Compl
 
 Status ImportCache::set_last_use(const Image& image, SyncFile fence) {
     if (!fence.valid())
-        return Error::from_errno(EBADF, "egl set_last_use: the sync_file was moved from or released (fd -1)");
+        return Error::library(Errc::empty_object, "egl set_last_use: the sync_file was moved from or released (fd -1)");
     return set_last_use(image, completion_of(std::move(fence)));
 }
 

@@ -124,7 +124,7 @@ struct SyncBridge::State {
 };
 
 Result<SyncBridge> SyncBridge::create(const Context& context, SyncBridgeOptions options) {
-    if (context.empty()) return Error::library(Errc::invalid_argument, "egl sync bridge: the Context is empty");
+    if (context.empty()) return Error::library(Errc::empty_object, "egl sync bridge: the Context is empty");
     auto state = std::make_shared<State>();
     state->context = context;
     state->options = options;
@@ -149,7 +149,7 @@ std::string SyncBridge::reason() const {
 }
 
 Status SyncBridge::acquire(const BufferDesc& desc, Access access) {
-    if (!state_) return Error::library(Errc::invalid_argument, "egl acquire: the SyncBridge is empty (moved from)");
+    if (!state_) return Error::library(Errc::empty_object, "egl acquire: the SyncBridge is empty (moved from)");
     if (auto c = desc.check_planes("egl acquire"); !c) return c;
     if (auto c = detail::require_current(detail::ContextAccess::state(state_->context).get(), "egl acquire"); !c) return c;
     for (const auto* b : desc.distinct_buffers())
@@ -158,22 +158,22 @@ Status SyncBridge::acquire(const BufferDesc& desc, Access access) {
 }
 
 Status SyncBridge::acquire(const DmaBuf& dmabuf, Access access) {
-    if (!state_) return Error::library(Errc::invalid_argument, "egl acquire: the SyncBridge is empty (moved from)");
-    if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, "egl acquire: the dma-buf was moved from");
+    if (!state_) return Error::library(Errc::empty_object, "egl acquire: the SyncBridge is empty (moved from)");
+    if (dmabuf.fd() < 0) return Error::library(Errc::empty_object, "egl acquire: the dma-buf was moved from");
     if (auto c = detail::require_current(detail::ContextAccess::state(state_->context).get(), "egl acquire"); !c) return c;
     return state_->acquire_one(dmabuf, access);
 }
 
 Result<std::shared_ptr<const Completion>> SyncBridge::release(const BufferDesc& desc, Access access) {
-    if (!state_) return Error::library(Errc::invalid_argument, "egl release: the SyncBridge is empty (moved from)");
+    if (!state_) return Error::library(Errc::empty_object, "egl release: the SyncBridge is empty (moved from)");
     if (auto c = desc.check_planes("egl release"); !c) return c.error();
     if (auto c = detail::require_current(detail::ContextAccess::state(state_->context).get(), "egl release"); !c) return c.error();
     return state_->release_all(desc.distinct_buffers(), access);
 }
 
 Result<std::shared_ptr<const Completion>> SyncBridge::release(const DmaBuf& dmabuf, Access access) {
-    if (!state_) return Error::library(Errc::invalid_argument, "egl release: the SyncBridge is empty (moved from)");
-    if (dmabuf.fd() < 0) return Error::library(Errc::invalid_argument, "egl release: the dma-buf was moved from");
+    if (!state_) return Error::library(Errc::empty_object, "egl release: the SyncBridge is empty (moved from)");
+    if (dmabuf.fd() < 0) return Error::library(Errc::empty_object, "egl release: the dma-buf was moved from");
     if (auto c = detail::require_current(detail::ContextAccess::state(state_->context).get(), "egl release"); !c) return c.error();
     return state_->release_all({&dmabuf}, access);
 }
@@ -183,7 +183,7 @@ Status SyncBridge::acquire_point(const Timeline& timeline, std::uint64_t point, 
     if (!state_) return Error::library(Errc::empty_object, what + ": the SyncBridge is empty (moved from)");
     if (!timeline.valid()) return Error::library(Errc::empty_object, what + ": the Timeline is empty (moved from)");
     State& st = *state_;
-    if (auto c = detail::require_current(st.context.state().get(), what.c_str()); !c) return c;
+    if (auto c = detail::require_current(detail::ContextAccess::state(st.context).get(), what.c_str()); !c) return c;
     if (st.current_mode() == SyncMode::cpu_wait) {
         auto w = timeline.wait(point, st.options.cpu_wait_timeout);
         if (!w) return w.error().with_context(what + " (cpu wait)");
@@ -208,7 +208,7 @@ Result<std::shared_ptr<const Completion>> SyncBridge::release_point(Timeline& ti
     if (!state_) return Error::library(Errc::empty_object, what + ": the SyncBridge is empty (moved from)");
     if (!timeline.valid()) return Error::library(Errc::empty_object, what + ": the Timeline is empty (moved from)");
     State& st = *state_;
-    if (auto c = detail::require_current(st.context.state().get(), what.c_str()); !c) return c.error();
+    if (auto c = detail::require_current(detail::ContextAccess::state(st.context).get(), what.c_str()); !c) return c.error();
     // Checked before the GL work's completion is spent on it.
     auto last = timeline.last_submitted();
     if (!last) return last.error().with_context(what);
@@ -216,7 +216,7 @@ Result<std::shared_ptr<const Completion>> SyncBridge::release_point(Timeline& ti
         return Error::library(Errc::invalid_argument, what + ": point " + std::to_string(*last) +
                                                           " is submitted already; points are reached in order");
     if (st.current_mode() == SyncMode::cpu_wait) {
-        st.context.state()->glFinish();
+        detail::ContextAccess::state(st.context)->glFinish();
         if (auto ok = timeline.signal(point); !ok) return ok.error().with_context(what);
         return std::shared_ptr<const Completion>(std::make_shared<Ended>());
     }

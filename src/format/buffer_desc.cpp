@@ -32,6 +32,8 @@ Status validate(const ImageLayout& layout, const std::uint32_t* plane_buffers) {
     if (!info) return Error::library(Errc::unknown_format, what + ": unknown DRM fourcc " + fourcc_to_string(fourcc));
 
     const std::size_t count = planes.size();
+    // No planes at all: a description that was moved from (or never filled), not a malformed one.
+    if (count == 0) return Error::library(Errc::empty_object, what + ": no planes (moved from?)");
     const bool plain = modifier == modifier::linear || modifier == modifier::invalid;
     if (plain && count != info->plane_count)
         return invalid(what + ": " + n(count) + " planes, the format has " + n(info->plane_count));
@@ -150,7 +152,7 @@ Status BufferDesc::check_planes(std::string_view operation) const {
         return invalid(what + ": " + n(planes.size()) + " planes > at most " + n(max_planes));
     for (std::size_t i = 0; i < planes.size(); ++i)
         if (planes[i].buffer.fd() < 0)
-            return Error::from_errno(EBADF, what + ": plane " + n(i) + " has no dma-buf (moved from or released)");
+            return Error::library(Errc::empty_object, what + ": plane " + n(i) + " has no dma-buf (moved from or released)");
     return {};
 }
 

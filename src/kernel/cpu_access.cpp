@@ -13,7 +13,7 @@
 namespace dmabridge {
 
 Result<Mapping> Mapping::map(const DmaBuf& buf, Access access, std::uint64_t offset, std::uint64_t length) {
-    if (!buf.valid()) return Error::from_errno(EBADF, "map dma-buf: the dma-buf holds no fd (moved from or released)");
+    if (!buf.valid()) return Error::library(Errc::empty_object, "map dma-buf: the dma-buf holds no fd (moved from or released)");
     if (access != Access::read && access != Access::write && access != Access::read_write)
         return Error::library(Errc::invalid_argument, "map dma-buf: invalid access");
     const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -58,7 +58,7 @@ Result<CpuAccess> CpuAccess::begin(const DmaBuf& buf, Access access) {
     if (access != Access::read && access != Access::write && access != Access::read_write)
         return Error::library(Errc::invalid_argument, "begin CPU access: invalid access");
     if (!buf.valid())
-        return Error::from_errno(EBADF, "begin CPU access: the dma-buf holds no fd (moved from or released)");
+        return Error::library(Errc::empty_object, "begin CPU access: the dma-buf holds no fd (moved from or released)");
     dma_buf_sync sync{DMA_BUF_SYNC_START | static_cast<std::uint64_t>(access)};
     if (detail::ioctl_retry(buf.fd(), DMA_BUF_IOCTL_SYNC, &sync) != 0)
         return detail::last_error(std::string("begin CPU ") + to_string(access) + " access (DMA_BUF_IOCTL_SYNC START)");

@@ -41,7 +41,7 @@ std::uint32_t sync_flags(Access access) { return static_cast<std::uint32_t>(acce
 bool valid_access(Access a) { return a == Access::read || a == Access::write || a == Access::read_write; }
 
 Error no_fd(const std::string& operation) {
-    return Error::from_errno(EBADF, operation + ": the dma-buf holds no fd (moved from or released)");
+    return Error::library(Errc::empty_object, operation + ": the dma-buf holds no fd (moved from or released)");
 }
 
 }  // namespace
@@ -49,7 +49,7 @@ Error no_fd(const std::string& operation) {
 Result<DmaBuf> DmaBuf::adopt(UniqueFd fd) {
     const int raw = fd.get();
     const std::string what = "fd " + std::to_string(raw);
-    if (raw < 0) return Error::from_errno(EBADF, what + " is not a dma-buf");
+    if (raw < 0) return Error::library(Errc::empty_object, what + " is not a dma-buf: no fd (an empty object)");
     // First what the fd is, from /proc alone: a peer's fd may be a file whose FUSE daemon never
     // answers, and fstat/fstatfs on it would wait for that daemon.
     auto link = detail::fd_link(raw, what + " is not a dma-buf");
@@ -159,7 +159,7 @@ Result<SyncFile> DmaBuf::export_sync_file(Access access) const {
 Status DmaBuf::import_sync_file(const SyncFile& fence, Access access) const {
     if (!valid()) return no_fd("import sync_file into dma-buf");
     if (!fence.valid())
-        return Error::from_errno(EBADF, "import sync_file into dma-buf: the sync_file holds no fd (moved from or released)");
+        return Error::library(Errc::empty_object, "import sync_file into dma-buf: the sync_file holds no fd (moved from or released)");
     if (!valid_access(access))
         return Error::library(Errc::invalid_argument, "import sync_file into dma-buf: invalid access");
     dma_buf_import_sync_file arg{};

@@ -25,8 +25,7 @@ using clock_type = detail::deadline_clock;
 constexpr std::uint64_t wake_key = 0;  // the eventfd's epoll key; watch ids start at 1
 
 Error moved_from(const char* what) {
-    return Error::library(Errc::invalid_argument,
-                          std::string("fence watcher: ") + what + ": this watcher was moved from");
+    return Error::library(Errc::empty_object, std::string("fence watcher: ") + what + ": this watcher was moved from");
 }
 }  // namespace
 

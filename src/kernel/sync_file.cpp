@@ -20,7 +20,7 @@ FenceStatus to_status(std::int32_t s) {
 }
 
 Error no_fd(const std::string& operation) {
-    return Error::from_errno(EBADF, operation + ": the sync_file holds no fd (moved from or released)");
+    return Error::library(Errc::empty_object, operation + ": the sync_file holds no fd (moved from or released)");
 }
 
 }  // namespace

@@ -53,13 +53,13 @@ private:
 
 Result<std::shared_ptr<const Completion>> submission_completion(const Submission& work) {
     auto c = work.completion();
-    if (!c) return Error::library(Errc::invalid_argument, "set_last_use: the Submission is empty (moved from or released)");
+    if (!c) return Error::library(Errc::empty_object, "set_last_use: the Submission is empty (moved from or released)");
     return c;
 }
 
 Status device_usable(const Device& device, const char* operation) {
     if (!device.state())
-        return Error::library(Errc::invalid_argument, std::string(operation) + ": the cache's Device was moved from");
+        return Error::library(Errc::empty_object, std::string(operation) + ": the cache's Device was moved from");
     return {};
 }
 
@@ -112,7 +112,7 @@ Result<CachedImage> ImportCache::import(const BufferDesc& desc, const ImageOptio
 
 Result<CachedBuffer> ImportCache::import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags usage) {
     if (dmabuf.fd() < 0)
-        return Error::from_errno(EBADF, "import cache: the dma-buf was moved from or released (fd -1)");
+        return Error::library(Errc::empty_object, "import cache: the dma-buf was moved from or released (fd -1)");
     const Key key = key_of(dmabuf, usage);
     if (auto hit = core_->find(key)) return std::static_pointer_cast<const Buffer>(hit);
     if (auto usable = device_usable(device_, "import cache"); !usable) return usable.error();
@@ -154,11 +154,11 @@ Status ImportCache::set_last_use(const Buffer& buffer, VkSemaphore timeline, std
     return set_last_use(buffer, std::move(*c));
 }
 Status ImportCache::set_last_use(const Image& image, SyncFile fence) {
-    if (fence.fd() < 0) return Error::from_errno(EBADF, "set_last_use (image): the sync_file was moved from or released");
+    if (fence.fd() < 0) return Error::library(Errc::empty_object, "set_last_use (image): the sync_file was moved from or released");
     return set_last_use(image, completion_of(std::move(fence)));
 }
 Status ImportCache::set_last_use(const Buffer& buffer, SyncFile fence) {
-    if (fence.fd() < 0) return Error::from_errno(EBADF, "set_last_use (buffer): the sync_file was moved from or released");
+    if (fence.fd() < 0) return Error::library(Errc::empty_object, "set_last_use (buffer): the sync_file was moved from or released");
     return set_last_use(buffer, completion_of(std::move(fence)));
 }
 

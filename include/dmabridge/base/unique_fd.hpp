@@ -26,7 +26,7 @@ public:
     UniqueFd(const UniqueFd&) = delete;
     UniqueFd& operator=(const UniqueFd&) = delete;
 
-    /// Duplicates `fd` with F_DUPFD_CLOEXEC (one syscall). Fails with EBADF for a closed fd.
+    /// Duplicates `fd` with F_DUPFD_CLOEXEC (one syscall). Fails with Errc::empty_object for -1 (an empty object), EBADF for a closed fd.
     static Result<UniqueFd> dup_of(int fd);
 
     /// The fd, still owned by this object; -1 when empty.

@@ -56,7 +56,7 @@ struct SyncBridgeOptions {
 };
 
 /// The bridge for one Context. Thread-safe (see the file comment for GL calls). A moved-from
-/// SyncBridge is empty: every operation fails with Errc::invalid_argument.
+/// SyncBridge is empty: every operation fails with Errc::empty_object.
 class SyncBridge {
 public:
     /// Chooses the mode from the context's features and `options`. Errors: an empty Context.

@@ -77,7 +77,7 @@ struct BufferDesc {
 
     /// The check every operation on a description makes first: at least one plane and at most
     /// max_planes (else Errc::invalid_argument), and every plane holding a dma-buf (a plane whose
-    /// DmaBuf was moved from or released: EBADF, naming the plane). `operation` starts the
+    /// DmaBuf was moved from or released: Errc::empty_object, naming the plane). `operation` starts the
     /// message. Costs no syscall. validate() checks this and the layout.
     Status check_planes(std::string_view operation) const;
 

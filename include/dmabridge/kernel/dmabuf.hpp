@@ -43,7 +43,7 @@ Status check_dmabuf_name(std::string_view name, std::string_view what);
 
 /// Owns one fd of a dma-buf. Move-only; `dup()` makes a second reference.
 /// An object that was moved from or released holds no fd: every operation on it fails at once
-/// with EBADF ("holds no fd"), none blocks or succeeds.
+/// with Errc::empty_object ("holds no fd"), none blocks or succeeds.
 /// Thread safety: const members may be called concurrently on one object.
 class DmaBuf final {
 public:

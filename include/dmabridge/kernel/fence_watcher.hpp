@@ -33,7 +33,7 @@ using WatchCallback = std::function<void(WatchId, WaitStatus)>;
 /// called from any thread, callbacks included; dispatch() from one thread at a time.
 /// Move: the watches and a running thread go with the watcher (the thread works on state on
 /// the heap, never on the object). A moved-from watcher is empty: watch(), dispatch() and
-/// start() fail at once with Errc::invalid_argument, cancel() is false, pending() 0, fd() -1,
+/// start() fail at once with Errc::empty_object, cancel() is false, pending() 0, fd() -1,
 /// next_timeout() 0 (an event loop must not sleep on it), stop() does nothing.
 /// Timeouts: negative, Timeout::max() and any value too large for the clock wait without limit.
 class FenceWatcher {

@@ -32,7 +32,7 @@ struct FenceInfo {
 
 /// Owns one sync_file fd. Move-only; `dup()` makes a second owner of the same fences.
 /// An object that was moved from or released holds no fd: every operation on it (and a merge
-/// with it) fails at once with EBADF, none blocks or succeeds.
+/// with it) fails at once with Errc::empty_object, none blocks or succeeds.
 /// Thread safety: const members may be called concurrently.
 class SyncFile final {
 public:

@@ -99,13 +99,13 @@ public:
     /// built without holding the cache's lock) that the cache keeps with its own references to
     /// the dma-bufs. The same buffer with any other layout is a different entry.
     /// Errors: a description without planes, with more than max_planes, or with a plane whose
-    /// DmaBuf was moved from or released (EBADF, before any lookup); otherwise import_image's.
+    /// DmaBuf was moved from or released (Errc::empty_object, before any lookup); otherwise import_image's.
     Result<CachedImage> import(const BufferDesc& desc, const ImageOptions& options = {});
 
     /// The buffer covering all of `dmabuf` with `usage`: the cached one when the same dma-buf (by
     /// identity, whatever the fd) was imported before with the same usage, otherwise a new import
     /// (Device::import_buffer). Images and buffers never share an entry. Errors: a DmaBuf moved
-    /// from or released (EBADF); otherwise import_buffer's.
+    /// from or released (Errc::empty_object); otherwise import_buffer's.
     Result<CachedBuffer> import_buffer(const DmaBuf& dmabuf, VkBufferUsageFlags usage);
 
     /// Records a GPU use of a cached image or buffer: the cache destroys it only after `work`
