@@ -4,11 +4,15 @@
 // objects dropped off the GL thread.
 #include "egl/egl_state.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <algorithm>
 #include <cstring>
+#include <string_view>
+
+#include <unistd.h>
 
 #include <dmabridge/base/log.hpp>
 #include <dmabridge/format/format.hpp>
@@ -31,6 +35,31 @@ template <typename F>
 bool load(F& fn, const char* name) {
     fn = reinterpret_cast<F>(eglGetProcAddress(name));
     return fn != nullptr;
+}
+
+// The identity marker of Context::State (see egl_state.hpp): a GLES 3 sync object labelled with
+// a name no other state has. Without GLES 3 or GL_KHR_debug there is none and the handle is
+// trusted, as the header says.
+Status make_marker(Context::State& s) {
+    GLint major = 0;
+    s.glGetIntegerv(kMajorVersion, &major);
+    (void)s.glGetError();
+    if (major < 3 || !has(s.features, Feature::debug)) return {};
+    if (!load(s.glFenceSync, "glFenceSync") || !load(s.glIsSync, "glIsSync") || !load(s.glDeleteSync, "glDeleteSync") ||
+        !load(s.glObjectPtrLabelKHR, "glObjectPtrLabelKHR") || !load(s.glGetObjectPtrLabelKHR, "glGetObjectPtrLabelKHR"))
+        return {};
+    static std::atomic<std::uint64_t> serial{0};
+    s.marker_label = "dmabridge-context-" + std::to_string(static_cast<long long>(::getpid())) + "-" +
+                     std::to_string(serial.fetch_add(1, std::memory_order_relaxed));
+    s.marker = s.glFenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);
+    if (s.marker == nullptr) return detail::gl_check(s, "egl attach: glFenceSync (context marker)");
+    s.glObjectPtrLabelKHR(s.marker, static_cast<GLsizei>(s.marker_label.size()), s.marker_label.c_str());
+    if (auto e = detail::gl_check(s, "egl attach: label the context marker"); !e) {
+        s.glDeleteSync(s.marker);
+        s.marker = nullptr;
+        return e;
+    }
+    return {};
 }
 
 Status empty_error(const char* operation) {
@@ -78,6 +107,13 @@ Status gl_check(const Context::State& s, const std::string& what) {
 
 Status require_current(const Context::State* s, const char* operation) {
     if (!s) return empty_error(operation);
+    if (s->detached.load(std::memory_order_acquire))
+        return Error::library(Errc::empty_object, std::string(operation) + ": the egl::Context was detached");
+    if (s->lost.load(std::memory_order_acquire))
+        return Error::library(Errc::empty_object,
+                              std::string(operation) +
+                                  ": the attached EGLContext was destroyed (another context now has its handle); "
+                                  "call egl::Context::detach() before eglDestroyContext");
     if (!s->current())
         return Error::library(Errc::invalid_argument,
                               std::string(operation) +
@@ -137,6 +173,19 @@ std::string to_string(Feature features) {
     return out.empty() ? "none" : out;
 }
 
+bool Context::State::owns_current() noexcept {
+    if (!current()) return false;
+    if (marker == nullptr) return true;  // no GLES 3 sync objects or GL_KHR_debug: the handle is all we have
+    char label[64] = {};
+    GLsizei length = 0;
+    const bool known = glIsSync(marker) == GL_TRUE;
+    if (known) glGetObjectPtrLabelKHR(marker, static_cast<GLsizei>(sizeof label), &length, label);
+    (void)glGetError();  // a foreign context may answer GL_INVALID_VALUE for our marker
+    if (known && length >= 0 && std::string_view(label, static_cast<std::size_t>(length)) == marker_label) return true;
+    lost.store(true, std::memory_order_release);
+    return false;
+}
+
 std::size_t Context::State::drain_queue() {
     std::vector<std::pair<EGLImageKHR, GLuint>> doomed;
     {
@@ -150,21 +199,62 @@ std::size_t Context::State::drain_queue() {
     return doomed.size();
 }
 
+void Context::State::drop_lost_queue() {
+    std::vector<std::pair<EGLImageKHR, GLuint>> doomed;
+    {
+        std::lock_guard lock(queue_mutex);
+        doomed.swap(queue);
+    }
+    for (auto& [image, texture] : doomed) {
+        destroy_image(image);
+        if (texture != 0) live_textures.fetch_sub(1, std::memory_order_relaxed);  // died with the context
+    }
+}
+
+Context::State::~State() {
+    if (owns_current()) {
+        drain_queue();
+        if (marker != nullptr) glDeleteSync(marker);
+        return;
+    }
+    // Images dropped off the GL thread and never collected: their EGLImages belong to the display
+    // and go now, from any thread; their textures stay in the application's context (or went with
+    // it), as does the marker.
+    for (auto& [image, texture] : queue) destroy_image(image);
+}
+
 Image::Image(std::shared_ptr<Owner> owner, ImageHandle image, Texture texture, Target target, std::uint32_t width,
              std::uint32_t height, std::uint32_t fourcc, std::uint64_t modifier) noexcept
     : owner_(std::move(owner)), image_(image), texture_(texture), target_(target), width_(width), height_(height),
-      fourcc_(fourcc), modifier_(modifier) {}
+      fourcc_(fourcc), modifier_(modifier) {
+    if (!owner_ || !owner_->state) return;
+    std::lock_guard lock(owner_->state->queue_mutex);
+    owner_->state->live.emplace(this, std::pair<EGLImageKHR, GLuint>(image_, texture_));
+}
 
 Image::~Image() {
     if (!owner_ || !owner_->state) return;
     auto& s = *owner_->state;
-    if (s.current()) {
+    // owns_current() makes GL calls: only where the handle is current, i.e. on the GL thread,
+    // where detach() cannot run at the same time.
+    const bool here = s.current() && s.owns_current();
+    {
+        std::lock_guard lock(s.queue_mutex);
+        s.live.erase(this);
+        if (s.detached.load(std::memory_order_acquire)) return;  // destroyed by detach()
+        if (!here && !s.lost.load(std::memory_order_acquire)) {
+            s.queue.emplace_back(image_, texture_);
+            return;
+        }
+    }
+    if (here) {
         s.delete_texture(texture_);
         s.destroy_image(image_);
         return;
     }
-    std::lock_guard lock(s.queue_mutex);
-    s.queue.emplace_back(image_, texture_);
+    // Lost: the texture died with the application's context; the EGLImage belongs to the display.
+    s.destroy_image(image_);
+    if (texture_ != 0) s.live_textures.fetch_sub(1, std::memory_order_relaxed);
 }
 
 Context::~Context() = default;
@@ -247,6 +337,7 @@ Result<Context> Context::attach(DisplayHandle display, ContextHandle context, co
             f = f | Feature::texture_image;
     }
     s->features = f;
+    if (auto marked = make_marker(*s); !marked) return marked.error();
     if (!has(f, options.required) && options.required != Feature::none) {
         const Feature lacking = static_cast<Feature>(static_cast<std::uint32_t>(options.required) &
                                                      ~static_cast<std::uint32_t>(f));
@@ -434,6 +525,10 @@ Result<SharedImage> Context::import(const BufferDesc& desc, const ImportOptions&
     if (options.sample_range != 0) push(EGL_SAMPLE_RANGE_HINT_EXT, options.sample_range);
     attribs.push_back(EGL_NONE);
 
+    if (!s.owns_current()) {
+        s.drop_lost_queue();
+        return detail::require_current(&s, what.c_str()).error();
+    }
     s.drain_queue();
     EGLImageKHR image = s.create_image(EGL_NO_CONTEXT, EGL_LINUX_DMA_BUF_EXT, nullptr, attribs.data());
     if (image == EGL_NO_IMAGE_KHR) return detail::egl_error(what + ": eglCreateImageKHR(EGL_LINUX_DMA_BUF_EXT)");
@@ -604,7 +699,34 @@ Result<SyncFile> Context::native_fence() const {
 
 std::size_t Context::collect() const {
     if (!state_ || !state_->current()) return 0;
+    if (!state_->owns_current()) {
+        state_->drop_lost_queue();
+        return 0;
+    }
     return state_->drain_queue();
+}
+
+Result<std::size_t> Context::detach() {
+    if (auto c = detail::require_current(state_.get(), "egl detach"); !c) return c.error();
+    State& s = *state_;
+    if (!s.owns_current()) return detail::require_current(&s, "egl detach").error();
+    std::vector<std::pair<EGLImageKHR, GLuint>> doomed;
+    {
+        std::lock_guard lock(s.queue_mutex);
+        doomed.swap(s.queue);
+        for (const auto& [image, objects] : s.live) doomed.push_back(objects);
+        s.live.clear();
+        s.detached.store(true, std::memory_order_release);
+    }
+    for (auto& [image, texture] : doomed) {
+        s.delete_texture(texture);
+        s.destroy_image(image);
+    }
+    if (s.marker != nullptr) {
+        s.glDeleteSync(s.marker);
+        s.marker = nullptr;
+    }
+    return doomed.size();
 }
 
 ObjectCounts Context::counts() const {

@@ -10,12 +10,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include <EGL/egl.h>
 #include <EGL/eglext.h>
-#include <GLES2/gl2.h>
+#include <GLES3/gl3.h>
 #include <GLES2/gl2ext.h>
 
 #include <dmabridge/egl/context.hpp>
@@ -23,6 +24,7 @@
 namespace dmabridge::egl {
 
 struct Context::State {
+    ~State();
     EGLDisplay display = EGL_NO_DISPLAY;
     EGLContext context = EGL_NO_CONTEXT;
     Feature features = Feature::none;
@@ -52,20 +54,52 @@ struct Context::State {
     PFNGLFINISHPROC glFinish = nullptr;
     PFNGLEGLIMAGETARGETTEXTURE2DOESPROC glEGLImageTargetTexture2DOES = nullptr;
     void (*glGetTexLevelParameteriv)(GLenum, GLint, GLenum, GLint*) = nullptr;  // GLES 3.1
+    // The identity marker (GLES 3 sync objects with a GL_KHR_debug label); null without them.
+    PFNGLFENCESYNCPROC glFenceSync = nullptr;
+    PFNGLISSYNCPROC glIsSync = nullptr;
+    PFNGLDELETESYNCPROC glDeleteSync = nullptr;
+    PFNGLOBJECTPTRLABELKHRPROC glObjectPtrLabelKHR = nullptr;
+    PFNGLGETOBJECTPTRLABELKHRPROC glGetObjectPtrLabelKHR = nullptr;
+
+    // EGL hands out context handles that are pointers inside the driver: after the application
+    // destroys its context, a new context may get the same handle value. Comparing handles alone
+    // would then delete textures of a context that is not ours (same texture names). The marker
+    // is a GL sync object made at attach and labelled with a name unique to this state; the
+    // context current on the thread is ours only if it still knows the marker under that label.
+    // Checked only before GL objects are deleted, not on every call.
+    GLsync marker = nullptr;
+    std::string marker_label;
 
     std::atomic<std::uint64_t> live_images{0};
     std::atomic<std::uint64_t> live_textures{0};
     std::atomic<std::uint64_t> create_image_calls{0};
 
-    // Objects of Images dropped where the context was not current: destroyed by collect().
+    // Guards queue, live and the lifecycle flags below.
     std::mutex queue_mutex;
+    // Objects of Images dropped where the context was not current: destroyed by collect().
     std::vector<std::pair<EGLImageKHR, GLuint>> queue;
+    // The objects of every Image alive, so that detach() can destroy them before the context goes.
+    std::unordered_map<const Image*, std::pair<EGLImageKHR, GLuint>> live;
+    // Context::detach() ran: every object was destroyed, later drops touch nothing, every
+    // operation fails. Set under queue_mutex, read by the operations without it.
+    std::atomic<bool> detached{false};
+    // The handle is current but the marker is gone: the application destroyed the attached
+    // context (its textures went with it) and a new one took the handle value.
+    std::atomic<bool> lost{false};
 
     // formats(), queried once.
     std::mutex formats_mutex;
     std::optional<DmaBufFormats> formats;
 
-    bool current() const noexcept { return context != EGL_NO_CONTEXT && eglGetCurrentContext() == context; }
+    // The attached handle is current on this thread and the state was not detached or lost. Cheap
+    // (no GL call): enough to create objects, not to delete them (see owns_current()).
+    bool current() const noexcept {
+        return context != EGL_NO_CONTEXT && !detached.load(std::memory_order_acquire) &&
+               !lost.load(std::memory_order_acquire) && eglGetCurrentContext() == context;
+    }
+    // current(), and the context behind the handle is the one attached (the marker answers to its
+    // label). Sets `lost` when the handle was taken over by another context. Two GL calls.
+    bool owns_current() noexcept;
 
     // eglCreateImageKHR, counted.
     EGLImageKHR create_image(EGLContext ctx, EGLenum target, EGLClientBuffer buffer, const EGLint* attribs) {
@@ -85,8 +119,11 @@ struct Context::State {
         glDeleteTextures(1, &texture);
         live_textures.fetch_sub(1, std::memory_order_relaxed);
     }
-    // Destroys the queued objects; the context must be current.
+    // Destroys the queued objects; owns_current() must be true.
     std::size_t drain_queue();
+    // After `lost`: destroys the queued EGLImages (display objects, no context needed); their
+    // textures died with the application's context.
+    void drop_lost_queue();
 };
 
 // The owner an Image keeps: destroys the EGLImage and the texture, or queues them.

@@ -130,7 +130,9 @@ struct Headless::Impl {
 
     ~Impl() {
         if (context == EGL_NO_CONTEXT) return;
-        attached.collect();
+        // Images (in caches, in frames) may outlive the Headless: destroy their objects while the
+        // context is current, so that they make no EGL or GL call later.
+        if (attached.is_current()) (void)attached.detach();
         attached = Context();
         if (eglGetCurrentContext() == context) eglMakeCurrent(display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT);
         eglDestroyContext(display, context);

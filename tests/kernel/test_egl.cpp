@@ -10,9 +10,14 @@
 #include <dmabridge/kernel/cpu_access.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include <doctest/doctest.h>
+
+#include <EGL/egl.h>
+#include <EGL/eglext.h>
+#include <dlfcn.h>
 
 #include "egl_harness.hpp"
 #include "report.hpp"
@@ -63,6 +68,13 @@ ImageRequest request(std::uint32_t w, std::uint32_t h, std::uint32_t fourcc, con
     return r;
 }
 
+}  // namespace
+
+namespace {
+// While alive, eglGetCurrentContext() answers `pretend` whenever a context is current: the
+// driver reusing a destroyed context's handle for a new one, which Mesa may do (handles are
+// pointers it frees) but not on demand. Everything else stays real.
+std::atomic<EGLContext> pretend_current{EGL_NO_CONTEXT};
 }  // namespace
 
 TEST_SUITE("egl") {
@@ -366,6 +378,131 @@ TEST_CASE_FIXTURE(EglTest, "empty and moved-from EGL objects fail at once") {
     }
 }
 
+namespace {
+
+// A second OpenGL ES 3 context on the harness's display (no config, surfaceless), current on
+// this thread. The harness's context is made current again by the caller.
+// HandleReuse: see pretend_current.
+struct HandleReuse {
+    explicit HandleReuse(EGLContext pretend) { pretend_current.store(pretend); }
+    ~HandleReuse() { pretend_current.store(EGL_NO_CONTEXT); }
+    HandleReuse(const HandleReuse&) = delete;
+    HandleReuse& operator=(const HandleReuse&) = delete;
+};
+
+EGLContext make_context_current(EGLDisplay display) {
+    const EGLint attribs[] = {EGL_CONTEXT_MAJOR_VERSION, 3, EGL_NONE};
+    EGLContext context = eglCreateContext(display, EGL_NO_CONFIG_KHR, EGL_NO_CONTEXT, attribs);
+    REQUIRE(context != EGL_NO_CONTEXT);
+    REQUIRE(eglMakeCurrent(display, EGL_NO_SURFACE, EGL_NO_SURFACE, context));
+    return context;
+}
+
+void destroy_context(EGLDisplay display, EGLContext context) {
+    REQUIRE(eglMakeCurrent(display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT));
+    REQUIRE(eglDestroyContext(display, context));
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(EglTest, "an Image that outlives its EGLContext never deletes a texture of the context that took its handle") {
+    auto display = static_cast<EGLDisplay>(egl_context().display());
+    auto heap = DmaHeapAllocator::open();
+    REQUIRE(heap);
+    auto desc = heap->allocate(request(16, 16, fourcc::XRGB8888, "egl-orphan"));
+    REQUIRE(desc);
+    EGLContext first = make_context_current(display);
+    egl::SharedImage image;
+    {
+        auto attached = egl::Context::attach(display, first);
+        REQUIRE(attached);
+        auto imported = attached->import(*desc);
+        REQUIRE(imported);
+        image = *imported;
+    }
+    const GLuint old_name = image->texture();
+    destroy_context(display, first);  // wrong order: the Image is still alive
+
+    EGLContext second = make_context_current(display);
+    GLuint mine = 0;
+    GLC(glGenTextures(1, &mine));
+    GLC(glBindTexture(GL_TEXTURE_2D, mine));
+    GLC(glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA, 4, 4, 0, GL_RGBA, GL_UNSIGNED_BYTE, nullptr));
+    REQUIRE(mine == old_name);  // names start over in a new share group: the case can happen
+    {
+        // The driver may give `second` the handle value of `first` (a pointer it freed).
+        HandleReuse reuse(first);
+        image.reset();  // the handle-only check deleted `old_name` here: `mine`
+    }
+    CHECK(glIsTexture(mine) == GL_TRUE);
+    GLC(glDeleteTextures(1, &mine));
+    destroy_context(display, second);
+    REQUIRE(egl_headless().make_current());
+}
+
+TEST_CASE_FIXTURE(EglTest, "detach destroys every live Image's objects; later drops and calls touch nothing") {
+    auto display = static_cast<EGLDisplay>(egl_context().display());
+    auto heap = DmaHeapAllocator::open();
+    REQUIRE(heap);
+    auto a = heap->allocate(request(16, 16, fourcc::XRGB8888, "egl-detach-a"));
+    auto b = heap->allocate(request(32, 16, fourcc::XRGB8888, "egl-detach-b"));
+    REQUIRE(a);
+    REQUIRE(b);
+    EGLContext context = make_context_current(display);
+    {
+        auto attached = egl::Context::attach(display, context);
+        REQUIRE(attached);
+        egl::Context copy = *attached;
+        auto first = attached->import(*a);
+        auto second = attached->import(*b);
+        REQUIRE(first);
+        REQUIRE(second);
+        CHECK(attached->counts().images == 2);
+        CHECK(attached->counts().textures == 2);
+        const GLuint texture = (*first)->texture();
+        CHECK(glIsTexture(texture) == GL_TRUE);
+
+        auto detached = attached->detach();
+        REQUIRE(detached);
+        CHECK(*detached == 2);
+        CHECK(glIsTexture(texture) == GL_FALSE);
+        CHECK(copy.counts().images == 0);
+        CHECK(copy.counts().textures == 0);
+        // Every copy is detached.
+        auto again = copy.import(*a);
+        REQUIRE_FALSE(again);
+        CHECK(again.error().is(Errc::empty_object));
+        CHECK(again.error().message().find("detached") != std::string::npos);
+        auto twice = copy.detach();
+        REQUIRE_FALSE(twice);
+        CHECK(twice.error().is(Errc::empty_object));
+        // Dropping the Images afterwards makes no call: the counts do not go below zero.
+        first->reset();
+        second->reset();
+        CHECK(copy.counts().images == 0);
+        CHECK(copy.counts().textures == 0);
+    }
+    destroy_context(display, context);
+    REQUIRE(egl_headless().make_current());
+}
+
+TEST_CASE_FIXTURE(EglTest, "an Image outlives the Headless that made it") {
+    auto heap = DmaHeapAllocator::open();
+    REQUIRE(heap);
+    auto desc = heap->allocate(request(16, 16, fourcc::XRGB8888, "egl-outlives-headless"));
+    REQUIRE(desc);
+    egl::SharedImage image;
+    {
+        auto headless = egl::Headless::create();
+        REQUIRE(headless);
+        auto imported = headless->context().import(*desc);
+        REQUIRE(imported);
+        image = *imported;
+    }  // destroyed first, on its GL thread: detaches
+    image.reset();  // no EGL or GL call; the dma-buf is released (the fixture counts fds)
+    REQUIRE(egl_headless().make_current());
+}
+
 TEST_CASE_FIXTURE(EglTest, "dmabridge-info lists the EGL software device, its formats, and EGL in the sharing matrix") {
     info::Filters filters;
     filters.device = "software";
@@ -392,3 +529,13 @@ TEST_CASE_FIXTURE(EglTest, "dmabridge-info lists the EGL software device, its fo
 }
 
 }  // TEST_SUITE("egl")
+
+// The interposer of HandleReuse: the test executable's definition is the one libdmabridge's
+// calls bind to; libEGL's own is reached through RTLD_NEXT.
+extern "C" EGLContext EGLAPIENTRY eglGetCurrentContext(void) {
+    using Fn = EGLContext (*)();
+    static const Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "eglGetCurrentContext"));
+    const EGLContext actual = real();
+    const EGLContext pretend = pretend_current.load();
+    return pretend != EGL_NO_CONTEXT && actual != EGL_NO_CONTEXT ? pretend : actual;
+}

@@ -168,9 +168,18 @@ struct AttachOptions {
 };
 
 /// dmabridge attached to an application's EGLDisplay and EGLContext (OpenGL ES 2 or later).
-/// Copyable: copies share one state. The display and context must outlive every copy and every
-/// Image made through it. A moved-from Context is empty: every operation fails with
-/// Errc::invalid_argument.
+/// Copyable: copies share one state. A moved-from Context is empty: every operation fails with
+/// Errc::empty_object.
+///
+/// Lifetime: the display must outlive every copy and every Image. Before destroying the
+/// EGLContext while Images made through it may still be alive (in caches, in frames), call
+/// detach() on the GL thread: it destroys every EGLImage and texture now, and the Images
+/// dropped later touch nothing. Without detach(), an Image dropped after the context was
+/// destroyed never deletes a texture of another context that got the same handle: on GLES 3
+/// with GL_KHR_debug the attached context is recognized by a labelled sync object made at
+/// attach (not by its handle alone), and when it is gone the Images' EGLImages are destroyed and
+/// their textures are taken as gone with the context. Without those features only the handle
+/// can be compared, so detach() is the only safe order there.
 class Context {
 public:
     Context() = default;
@@ -245,6 +254,15 @@ public:
     /// how many. Never blocks.
     std::size_t collect() const;
 
+    /// GL. Call before the application destroys the attached EGLContext: destroys the EGLImage
+    /// and texture of every Image made through this Context that is still alive or queued, and
+    /// the attach-time marker. Returns how many Images' objects were destroyed. Afterwards every
+    /// copy is detached: each operation fails with Errc::empty_object ("detached"), Images
+    /// dropped later make no EGL or GL call, and an Image's egl_image()/texture() name objects
+    /// that no longer exist (do not use them). Errors: an empty Context, a context that is not
+    /// current on this thread, one already detached (Errc::empty_object).
+    Result<std::size_t> detach();
+
     /// Live objects and counted calls (see ObjectCounts). Any thread.
     ObjectCounts counts() const;
 
@@ -305,8 +323,10 @@ struct HeadlessOptions {
 /// An EGL display on the device platform (EGL_EXT_platform_device) and an OpenGL ES context
 /// without surfaces (EGL_KHR_surfaceless_context), made current on the creating thread, with a
 /// Context attached: for programs without a display of their own (samples, tools, tests).
-/// Move-only. Destroying it releases and destroys the context and terminates the display; it
-/// must happen on the thread where the context is current, after every Image is dropped.
+/// Move-only. Destroying it on the thread where the context is current detaches the Context
+/// (Context::detach(): Images still alive touch nothing afterwards), then releases and destroys
+/// the context. Destroyed elsewhere, the Images still alive are recognized as orphans when
+/// dropped (see Context's lifetime rules).
 class Headless {
 public:
     /// Picks the device (HeadlessOptions), eglGetPlatformDisplay, eglInitialize, eglCreateContext,
