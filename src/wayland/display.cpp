@@ -46,6 +46,9 @@ void feedback_format_table(void* data, zwp_linux_dmabuf_feedback_v1*, std::int32
     UniqueFd owned(fd);  // the event hands us the fd: closed whatever happens
     auto table = detail::read_format_table(owned.get(), size);
     if (!table) {
+        // A refused fd may be a file whose close waits for its file system: not on this thread.
+        auto link = dmabridge::detail::fd_link(owned.get(), "linux-dmabuf format table");
+        dmabridge::detail::close_untrusted(std::move(owned), link ? *link : std::string());
         if (!state->feedback_error) state->feedback_error = table.error();
         state->table.clear();
         return;

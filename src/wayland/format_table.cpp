@@ -40,8 +40,20 @@ Result<std::vector<FormatTableEntry>> read_format_table(int fd, std::uint64_t si
     if (size > max_bytes)
         return Error::library(Errc::limit_exceeded, "linux-dmabuf format table: size " + std::to_string(size) +
                                                         " > " + std::to_string(max_bytes));
-    // Only a regular file (weston and wlroots send a memfd): a pipe or socket has no offsets,
-    // and the read of another kind of file could block on the compositor.
+    // Only a memfd (weston, mutter, KWin) or a POSIX shared-memory file (wlroots: /dev/shm),
+    // told from the fd's /proc link before anything asks the file: a pipe or socket has no
+    // offsets and its read could block on the compositor, and a file of another file system (a
+    // FUSE mount the compositor serves) could make even fstat wait for a daemon that never answers.
+    auto link = dmabridge::detail::fd_link(fd, "linux-dmabuf format table");
+    if (!link) return link.error();
+    const bool memfd = link->rfind("/memfd:", 0) == 0;
+    const bool shm = link->rfind("/dev/shm/", 0) == 0;
+    if (!memfd && !shm)
+        return Error::library(Errc::invalid_argument,
+                              "linux-dmabuf format table: the fd is " + *link +
+                                  (link->front() == '/' ? ", not a memfd or a /dev/shm file (dmabridge does not ask "
+                                                          "another file system for a peer)"
+                                                        : ", not a regular file"));
     struct stat st{};
     if (::fstat(fd, &st) != 0) return dmabridge::detail::last_error("linux-dmabuf format table: fstat");
     if (!S_ISREG(st.st_mode))

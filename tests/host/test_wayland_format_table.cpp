@@ -97,6 +97,16 @@ TEST_CASE("hostile format tables are refused with their numbers") {
     REQUIRE_FALSE(from_pipe);
     CHECK(from_pipe.error().is(Errc::invalid_argument));
     CHECK(from_pipe.error().message().find("not a regular file") != std::string::npos);
+    // A file of a file system (it could be a FUSE mount the compositor serves): refused by its
+    // /proc link, before fstat or a read could wait for that file system.
+    char path[] = "/tmp/dmabridge-table-XXXXXX";
+    UniqueFd file(::mkstemp(path));
+    REQUIRE(file.get() >= 0);
+    ::unlink(path);
+    REQUIRE(::pwrite(file.get(), bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+    auto from_file = read_format_table(file.get(), bytes.size());
+    REQUIRE_FALSE(from_file);
+    CHECK(from_file.error().message().find("not a memfd or a /dev/shm file") != std::string::npos);
     UniqueFd big(::memfd_create("big-table", MFD_CLOEXEC));
     REQUIRE(::ftruncate(big.get(), (max_format_table_rows + 1) * 16) == 0);
     CHECK(read_format_table(big.get(), (max_format_table_rows + 1) * 16).error().is(Errc::limit_exceeded));
