@@ -5,6 +5,9 @@
 #include <dmabridge/vulkan/import_cache.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -13,6 +16,7 @@
 
 #include "vgem.hpp"
 #include "vk_fixture.hpp"
+#include "vk_interpose.hpp"
 
 using namespace dmabridge;
 using namespace dmabridge::test;
@@ -418,33 +422,58 @@ TEST_CASE_FIXTURE(VkTest, "a released or moved-from dma-buf never reaches the ca
 }
 
 TEST_CASE_FIXTURE(VkTest, "hits go on while another thread builds an import") {
-    vulkan::ImportCache cache(device_b().device(), {.max_entries = 64});
+    // The miss is held inside the driver (vkCreateImage, through the interposer's gate) until the
+    // hits on another thread are all done, or 30 s passed: a cache that held its lock across an
+    // import would keep every hit waiting. No timing is measured, so a busy machine cannot fail
+    // it (the earlier version counted hits that happened to fall inside a miss, and a loaded
+    // 2-core host sometimes scheduled none there).
+    VkInterposer spy;
+    auto device = attach_interposed(spy, device_b().context().handles());
+    vulkan::ImportCache cache(device, {.max_entries = 64});
     BufferDesc hot = udmabuf_image(32, 8);
+    BufferDesc cold = udmabuf_image(640, 480);
     REQUIRE(cache.import(hot));
-    std::vector<BufferDesc> cold;
-    for (int i = 0; i < 6; ++i) cold.push_back(udmabuf_image(640, 480));
-    std::atomic<bool> in_miss{false}, done{false};
-    std::atomic<int> hits_during_miss{0}, failures{0};
-    std::thread misser([&] {
-        for (auto& d : cold) {
-            in_miss = true;
-            if (!cache.import(d)) ++failures;  // a miss: an import that takes milliseconds
-            in_miss = false;
-            std::this_thread::sleep_for(1ms);
-        }
-        done = true;
-    });
-    while (!done) {
-        const bool started_in_miss = in_miss;
-        if (!cache.import(hot)) ++failures;
-        // Started and finished inside one miss: the hit did not wait for the import.
-        if (started_in_miss && in_miss) ++hits_during_miss;
+
+    std::mutex gate;
+    std::condition_variable changed;
+    bool in_driver = false, open = false;
+    spy.before_create_image = [&] {
+        std::unique_lock lock(gate);
+        in_driver = true;
+        changed.notify_all();
+        changed.wait(lock, [&] { return open; });
+    };
+    std::atomic<bool> miss_ok{false};
+    std::thread misser([&] { miss_ok = static_cast<bool>(cache.import(cold)); });
+    bool held = false;
+    {
+        std::unique_lock lock(gate);
+        held = changed.wait_for(lock, 30s, [&] { return in_driver; });
     }
+    constexpr int hit_count = 200;
+    std::atomic<int> hits{0};
+    std::atomic<bool> hits_done{false};
+    std::thread hitter([&] {
+        for (int i = 0; i < hit_count; ++i)
+            if (cache.import(hot)) ++hits;
+        hits_done = true;
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!hits_done && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    const bool hits_finished_during_miss = hits_done;
+    {
+        std::lock_guard lock(gate);
+        open = true;
+    }
+    changed.notify_all();
+    hitter.join();
     misser.join();
-    CHECK(failures == 0);
-    CHECK(cache.stats().misses == 7);
-    MESSAGE("hits completed while a miss was being imported: " << hits_during_miss.load());
-    CHECK(hits_during_miss >= 20);
+    spy.before_create_image = nullptr;
+    CHECK(held);  // the miss really was inside the driver
+    CHECK(hits_finished_during_miss);
+    CHECK(hits == hit_count);
+    CHECK(miss_ok);
+    CHECK(cache.stats().misses == 2);
 }
 
 TEST_CASE_FIXTURE(VkTest, "eight threads mix hits, misses, evictions, last uses and clear") {

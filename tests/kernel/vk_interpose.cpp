@@ -94,6 +94,7 @@ VKAPI_ATTR void VKAPI_CALL buffer_props(VkPhysicalDevice pd, const VkPhysicalDev
 VKAPI_ATTR VkResult VKAPI_CALL create_image(VkDevice device, const VkImageCreateInfo* info,
                                             const VkAllocationCallbacks* alloc, VkImage* image) {
     ++active->create_image_calls;
+    if (active->before_create_image) active->before_create_image();
     if (info->format == active->fake_format) {
         ++active->fake_create_image_calls;
         if (!active->fake_image_accepted) return VK_ERROR_FORMAT_NOT_SUPPORTED;  // the driver never sees it

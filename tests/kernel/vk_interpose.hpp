@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -46,6 +47,9 @@ struct VkInterposer {
         VkImageAspectFlagBits plane;  ///< 0 when the bind has no plane info
     };
     std::vector<Bind> fake_binds;
+    /// Called on the calling thread before every vkCreateImage reaches the driver: a test holds
+    /// an import inside the driver here (a gate) to see what other threads can do meanwhile.
+    std::function<void()> before_create_image;
 
     // --- What dmabridge called ---
     std::atomic<int> format_queries{0};         ///< vkGetPhysicalDevice(Image)FormatProperties2
