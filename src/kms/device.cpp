@@ -361,20 +361,33 @@ Result<Device> Device::attach(int fd) {
     return Device(std::move(st));
 }
 
-Device::Device(Device&&) noexcept = default;
-Device& Device::operator=(Device&&) noexcept = default;
-Device::~Device() {
-    if (!state_) return;
-    // The device's record of the display holds Cores that hold the state: let go of them here,
-    // outside the lock (a Core's destructor removes its framebuffer and takes the state's lock).
+namespace {
+
+// The device's record of the display holds Cores that hold the state: the last Device lets go
+// of it, outside the lock (a Core's destructor removes its framebuffer and takes the state's
+// lock), or the state and its DRM files would keep each other alive.
+void release_display(const std::shared_ptr<Device::State>& state) noexcept {
+    if (!state) return;
     std::map<std::uint32_t, std::pair<std::uint64_t, PlaneAssignment>> shown;
     std::map<std::uint64_t, PendingFlip> pending;
     {
-        std::lock_guard lock(state_->display_mutex);
-        shown.swap(state_->shown);
-        pending.swap(state_->pending);
+        std::lock_guard lock(state->display_mutex);
+        shown.swap(state->shown);
+        pending.swap(state->pending);
     }
 }
+
+}  // namespace
+
+Device::Device(Device&&) noexcept = default;
+Device& Device::operator=(Device&& other) noexcept {
+    if (this != &other) {
+        release_display(state_);
+        state_ = std::move(other.state_);
+    }
+    return *this;
+}
+Device::~Device() { release_display(state_); }
 
 int Device::fd() const noexcept { return state_ ? state_->fd.get() : -1; }
 
