@@ -51,6 +51,7 @@
 #include <dmabridge/egl/sync_bridge.hpp>
 #include <dmabridge/kms/commit.hpp>
 #include <dmabridge/kms/device.hpp>
+#include <dmabridge/kms/framebuffer_cache.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/format.hpp>

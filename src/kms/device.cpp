@@ -63,6 +63,21 @@ using Properties = Owned<drmModeObjectProperties, drmModeFreeObjectProperties>;
 using Property = Owned<drmModePropertyRes, drmModeFreeProperty>;
 using Blob = Owned<drmModePropertyBlobRes, drmModeFreePropertyBlob>;
 
+// Sets the client caps the device needs; atomic is required.
+Status set_caps(int fd, const std::string& who) {
+    if (drmSetClientCap(fd, DRM_CLIENT_CAP_UNIVERSAL_PLANES, 1) != 0)
+        return Error::library(Errc::unsupported, who + ": no universal planes (DRM_CLIENT_CAP_UNIVERSAL_PLANES: " +
+                                                     std::strerror(errno) + ")");
+    if (drmSetClientCap(fd, DRM_CLIENT_CAP_ATOMIC, 1) != 0)
+        return Error::library(Errc::unsupported, who + ": the driver has no atomic modesetting (DRM_CLIENT_CAP_ATOMIC: " +
+                                                     std::strerror(errno) + "); dmabridge::kms is atomic only");
+    // Optional: only devices with writeback connectors accept it.
+    (void)drmSetClientCap(fd, DRM_CLIENT_CAP_WRITEBACK_CONNECTORS, 1);
+    return {};
+}
+
+}  // namespace
+
 Mode mode_of(const drmModeModeInfo& m) {
     Mode out;
     out.clock = m.clock;
@@ -84,20 +99,62 @@ Mode mode_of(const drmModeModeInfo& m) {
     return out;
 }
 
-// Sets the client caps the device needs; atomic is required.
-Status set_caps(int fd, const std::string& who) {
-    if (drmSetClientCap(fd, DRM_CLIENT_CAP_UNIVERSAL_PLANES, 1) != 0)
-        return Error::library(Errc::unsupported, who + ": no universal planes (DRM_CLIENT_CAP_UNIVERSAL_PLANES: " +
-                                                     std::strerror(errno) + ")");
-    if (drmSetClientCap(fd, DRM_CLIENT_CAP_ATOMIC, 1) != 0)
-        return Error::library(Errc::unsupported, who + ": the driver has no atomic modesetting (DRM_CLIENT_CAP_ATOMIC: " +
-                                                     std::strerror(errno) + "); dmabridge::kms is atomic only");
-    // Optional: only devices with writeback connectors accept it.
-    (void)drmSetClientCap(fd, DRM_CLIENT_CAP_WRITEBACK_CONNECTORS, 1);
-    return {};
+drmModeModeInfo modeinfo_of(const Mode& m) {
+    drmModeModeInfo out{};
+    out.clock = m.clock;
+    out.hdisplay = m.hdisplay;
+    out.hsync_start = m.hsync_start;
+    out.hsync_end = m.hsync_end;
+    out.htotal = m.htotal;
+    out.hskew = m.hskew;
+    out.vdisplay = m.vdisplay;
+    out.vsync_start = m.vsync_start;
+    out.vsync_end = m.vsync_end;
+    out.vtotal = m.vtotal;
+    out.vscan = m.vscan;
+    out.vrefresh = m.vrefresh;
+    out.flags = m.flags;
+    out.type = m.type;
+    // The kernel's name field is a fixed array; the name is cut to fit, always terminated.
+    const std::size_t len = std::min(m.name.size(), sizeof out.name - 1);
+    std::memcpy(out.name, m.name.data(), len);
+    return out;
 }
 
-}  // namespace
+std::uint32_t Device::State::property_id(std::uint32_t object, std::uint32_t type, const std::string& name) {
+    std::lock_guard lock(property_mutex);
+    auto found = property_ids.find(object);
+    if (found == property_ids.end()) {
+        std::map<std::string, std::uint32_t> ids;
+        Properties props(drmModeObjectGetProperties(fd.get(), object, type));
+        // An object that does not exist (or of another type) has no properties: not cached, so
+        // that the next commit asks again and its error names the object.
+        if (!props) return 0;
+        for (std::uint32_t i = 0; i < props->count_props; ++i) {
+            Property prop(drmModeGetProperty(fd.get(), props->props[i]));
+            if (prop) ids.emplace(prop->name, prop->prop_id);
+        }
+        found = property_ids.emplace(object, std::move(ids)).first;
+    }
+    auto id = found->second.find(name);
+    return id == found->second.end() ? 0 : id->second;
+}
+
+void Device::State::show_locked(std::uint64_t commit, std::vector<PlaneAssignment>& assignments,
+                                std::vector<std::shared_ptr<Framebuffer::Core>>& replaced) {
+    for (PlaneAssignment& a : assignments) {
+        auto it = shown.find(a.plane);
+        if (it != shown.end()) {
+            // A blocking commit made after this flip already replaced the plane's state.
+            if (it->second.first > commit) continue;
+            replaced.push_back(std::move(it->second.second.framebuffer));
+            it->second = {commit, std::move(a)};
+        } else {
+            shown.emplace(a.plane, std::make_pair(commit, std::move(a)));
+        }
+    }
+    assignments.clear();
+}
 
 std::uint32_t Mode::refresh_mhz() const noexcept {
     if (htotal == 0 || vtotal == 0) return vrefresh * 1000;
@@ -186,6 +243,10 @@ Status Device::State::read_resources() {
         if (!have_blob)
             for (std::uint32_t f = 0; f < p->count_formats; ++f) out.formats.add(p->formats[f], modifier::linear);
         new_planes.push_back(std::move(out));
+    }
+    {
+        std::lock_guard lock(property_mutex);
+        property_ids.clear();
     }
     std::lock_guard lock(mutex);
     crtcs = std::move(new_crtcs);
@@ -300,15 +361,43 @@ Result<Device> Device::attach(int fd) {
     return Device(std::move(st));
 }
 
+namespace {
+
+// The device's record of the display holds Cores that hold the state: the last Device lets go
+// of it, outside the lock (a Core's destructor removes its framebuffer and takes the state's
+// lock), or the state and its DRM files would keep each other alive.
+void release_display(const std::shared_ptr<Device::State>& state) noexcept {
+    if (!state) return;
+    std::map<std::uint32_t, std::pair<std::uint64_t, PlaneAssignment>> shown;
+    std::map<std::uint64_t, PendingFlip> pending;
+    {
+        std::lock_guard lock(state->display_mutex);
+        shown.swap(state->shown);
+        pending.swap(state->pending);
+    }
+}
+
+}  // namespace
+
 Device::Device(Device&&) noexcept = default;
-Device& Device::operator=(Device&&) noexcept = default;
-Device::~Device() = default;
+Device& Device::operator=(Device&& other) noexcept {
+    if (this != &other) {
+        release_display(state_);
+        state_ = std::move(other.state_);
+    }
+    return *this;
+}
+Device::~Device() { release_display(state_); }
 
 int Device::fd() const noexcept { return state_ ? state_->fd.get() : -1; }
 
 const std::string& Device::driver() const noexcept {
     static const std::string none;
     return state_ ? state_->driver : none;
+}
+const std::string& Device::path() const noexcept {
+    static const std::string none;
+    return state_ ? state_->path : none;
 }
 const std::vector<Connector>& Device::connectors() const noexcept {
     static const std::vector<Connector> none;
@@ -335,9 +424,13 @@ std::size_t Device::gem_handles() const {
 }
 
 Result<Framebuffer> Device::add_framebuffer(const BufferDesc& desc) const {
+    if (!state_) return empty("kms framebuffer of " + desc.describe());
+    return make_framebuffer(state_, desc);
+}
+
+Result<Framebuffer> Device::make_framebuffer(const std::shared_ptr<State>& state, const BufferDesc& desc) {
     const std::string what = "kms framebuffer of " + desc.describe();
-    if (!state_) return empty(what);
-    State& st = *state_;
+    State& st = *state;
     // Everything is checked before the first ioctl that takes the description's fds.
     if (auto ok = desc.validate(); !ok) return ok.error().with_context("kms framebuffer");
     if (desc.width < st.min_width || desc.width > st.max_width || desc.height < st.min_height ||
@@ -383,7 +476,7 @@ Result<Framebuffer> Device::add_framebuffer(const BufferDesc& desc) const {
     }
     for (std::size_t p = 0; p < desc.planes.size(); ++p) handles[p] = imported[plane_buf[p]];
     auto core = std::make_shared<Framebuffer::Core>();
-    core->device = state_;
+    core->device = state;
     core->handles = imported;  // released with the core, whatever happens below
     const bool explicit_modifier = desc.modifier != DRM_FORMAT_MOD_INVALID;
     std::uint32_t id = 0;

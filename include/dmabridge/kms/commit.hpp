@@ -14,10 +14,12 @@
 /// stays on screen; see Framebuffer). A Commit borrows the Framebuffers it is given until it
 /// is applied.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <dmabridge/base/result.hpp>
@@ -37,6 +39,15 @@ struct Rect {
 struct CommitFences {
     std::optional<SyncFile> out_fence;        ///< per want_out_fence(): signals once shown
     std::optional<SyncFile> writeback_fence;  ///< per capture(): signals once the capture is written
+};
+
+/// A non-blocking commit in flight (Commit::flip()).
+struct Flip {
+    std::uint64_t id = 0;  ///< FlipEvent::flip of its events; Device::wait_flip() takes it
+    /// The CRTCs whose event completes it (those the commit named: its planes', connectors' and
+    /// its own CRTC settings').
+    std::vector<std::uint32_t> crtcs;
+    CommitFences fences;
 };
 
 /// One atomic request. Not thread-safe; cheap to build, one per frame.
@@ -70,11 +81,25 @@ public:
     /// framebuffer (format, modifier, size) and the first property that could not be set.
     Status test(bool allow_modeset = false) const;
     /// Applies the commit and waits until it is (a blocking commit: the in-fences signalled and
-    /// the new state is on screen). Returns the fences asked for. A Commit applies once (its
-    /// in-fences and framebuffers are let go then); test() and apply() on an applied one fail
-    /// with Errc::invalid_argument. The wait for in-fences has no limit in the kernel: give
-    /// fences that signal (a non-blocking flip with events is not built yet).
-    Result<CommitFences> apply(bool allow_modeset = false);
+    /// the new state is on screen); the framebuffers it replaced are let go. Returns the fences
+    /// asked for. A Commit applies once (apply() or flip(); its in-fences and framebuffers are
+    /// let go then); test(), apply() and flip() on an applied one fail with
+    /// Errc::invalid_argument.
+    /// Bounds: the in-fences are waited for here first, at most `fence_timeout` all together;
+    /// one that has not signalled by then fails the call with ETIME, nothing committed. What
+    /// remains unbounded is the kernel's own wait inside the ioctl for implicit fences (the
+    /// framebuffers' dma-buf fences, when no in-fence was given) and for a previous commit on
+    /// the same CRTCs (the kernel gives up after 10 s): a caller that must never block uses
+    /// flip().
+    Result<CommitFences> apply(bool allow_modeset = false, Timeout fence_timeout = std::chrono::seconds(10));
+    /// Queues the commit without waiting (DRM_MODE_ATOMIC_NONBLOCK | DRM_MODE_PAGE_FLIP_EVENT):
+    /// returns at once with the flip's id, and each CRTC it touches sends a FlipEvent once its
+    /// new state is on screen (Device::dispatch_events(), Device::wait_flip()). The framebuffers
+    /// it shows are kept until a later commit replaced them and completed; those it replaces are
+    /// let go when its events arrived. Errors: EBUSY when a flip is still in flight on one of its
+    /// CRTCs (named, with that flip's id: read its events first); EINVAL when a CRTC it touches
+    /// is off and stays off (the kernel sends no event for it); otherwise as apply().
+    Result<Flip> flip(bool allow_modeset = false);
 
 private:
     struct Setting {
@@ -83,13 +108,17 @@ private:
         std::string property;
         std::uint64_t value;
     };
-    Result<int> run(std::uint32_t flags, CommitFences* fences) const;
+    Result<int> run(std::uint32_t flags, CommitFences* fences, std::uint64_t user_data = 0) const;
+    std::vector<std::uint32_t> event_crtcs() const;
     std::string describe() const;
     std::shared_ptr<Device::State> device_;
     std::vector<Setting> settings_;
     std::vector<Mode> modes_;          // owned copies for set_mode's blobs
     std::vector<SyncFile> in_fences_;  // dups, alive until apply
     std::vector<std::shared_ptr<Framebuffer::Core>> framebuffers_;  // shown: kept until applied
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> plane_crtcs_;  // (plane, crtc) per show/hide, in order
+    std::vector<std::shared_ptr<Framebuffer::Core>> plane_fbs_;         // the framebuffer of each, null for hide
+    std::vector<std::uint32_t> named_crtcs_;                            // CRTCs set, captured or driven
     bool applied_ = false;
     std::vector<std::string> shown_;   // "plane P: FB (fourcc modifier WxH)" for errors
     std::optional<std::uint32_t> out_fence_crtc_;

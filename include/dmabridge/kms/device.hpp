@@ -16,6 +16,15 @@
 /// Two framebuffers of one buffer, two planes in one dma-buf, a buffer arriving again as a new
 /// fd: all share the handle safely, in any order of removal.
 ///
+/// Page flips: Commit::flip() queues a non-blocking commit whose completion arrives as one
+/// FlipEvent per CRTC on fd(). The application polls fd() (POLLIN) in its own loop and calls
+/// dispatch_events(), or, without an event loop, waits for one flip with wait_flip() (bounded).
+///
+/// What is on screen is kept: the device holds every framebuffer a plane shows, or will show
+/// once a pending flip completes, until a later commit replaced it on that plane and completed
+/// (a blocking apply() returned, or the flip's events arrived). Dropping a Framebuffer, or a
+/// FramebufferCache evicting one, never removes a framebuffer the display may still scan out.
+///
 /// Thread safety: add_framebuffer(), gem_handles() and Framebuffers may be used from several
 /// threads; connectors(), crtcs() and planes() return references that refresh() replaces, so
 /// refresh() must not run while another thread reads them. A Framebuffer may outlive its Device
@@ -24,12 +33,14 @@
 /// process other than the one that opened the Device leave the framebuffer and its handles
 /// alone (they are the parent's). A child that displays opens a Device of its own.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include <dmabridge/base/access.hpp>
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/base/unique_fd.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
@@ -86,6 +97,14 @@ struct Plane {
 
 class Framebuffer;
 
+/// One page-flip completion event (DRM_EVENT_FLIP_COMPLETE), read from the device's fd.
+struct FlipEvent {
+    std::uint64_t flip = 0;      ///< the id Commit::flip() returned
+    std::uint32_t crtc = 0;      ///< the CRTC whose new state is now on screen
+    std::uint32_t sequence = 0;  ///< the CRTC's vblank counter at the flip
+    std::chrono::nanoseconds timestamp{0};  ///< the vblank's time (CLOCK_MONOTONIC)
+};
+
 /// A DRM device with modesetting. Move-only; a moved-from Device fails every call with
 /// Errc::empty_object.
 class Device {
@@ -104,6 +123,9 @@ public:
     Device& operator=(Device&&) noexcept;
     Device(const Device&) = delete;
     Device& operator=(const Device&) = delete;
+    /// Lets go of what the display shows (framebuffers still on a plane stay there with CLOSEFB,
+    /// Linux 6.8+; older kernels turn such planes off) and of the flips in flight (the kernel
+    /// keeps what they scan out). Framebuffers the application holds stay valid.
     ~Device();
 
     bool valid() const noexcept { return state_ != nullptr; }
@@ -112,6 +134,8 @@ public:
     int fd() const noexcept;
     /// The kernel driver's name ("vkms", "i915", ...).
     const std::string& driver() const noexcept;
+    /// The device node ("/dev/dri/card1"): the one opened, or the attached fd's.
+    const std::string& path() const noexcept;
     const std::vector<Connector>& connectors() const noexcept;
     const std::vector<Crtc>& crtcs() const noexcept;
     const std::vector<Plane>& planes() const noexcept;
@@ -128,11 +152,28 @@ public:
     /// GEM handles this device holds on its import file now (for tests and leak checks).
     std::size_t gem_handles() const;
 
+    /// Reads the page-flip events waiting on fd() without blocking (a poll with zero timeout,
+    /// then reads; no syscall beyond the poll when nothing waits) and returns them, after any
+    /// that wait_flip() read meanwhile, oldest first. A flip completes when every CRTC it
+    /// touched reported: the framebuffers it replaced are let go then. Events are parsed with
+    /// bounds checks; events of other kinds are skipped. Errors: the read's errno;
+    /// Errc::empty_object when moved from. One thread at a time reads (others wait for it).
+    Result<std::vector<FlipEvent>> dispatch_events();
+    /// Waits until flip `flip` completed, at most `timeout` (zero polls once), reading events
+    /// meanwhile (kept for the next dispatch_events(): at most 256, the oldest dropped after
+    /// that). Ready at once for a flip that already completed or that this device never made.
+    Result<WaitStatus> wait_flip(std::uint64_t flip, Timeout timeout);
+    /// Whether a flip on `crtc` is still in flight (a new non-blocking commit on it would get
+    /// EBUSY).
+    bool flip_pending(std::uint32_t crtc) const;
+
     struct State;
 
 private:
     friend class Commit;
+    friend class FramebufferCache;
     explicit Device(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
+    static Result<Framebuffer> make_framebuffer(const std::shared_ptr<State>& state, const BufferDesc& desc);
     std::shared_ptr<State> state_;
 };
 
@@ -166,6 +207,7 @@ public:
 private:
     friend class Device;
     friend class Commit;
+    friend class FramebufferCache;
     std::shared_ptr<Core> core_;  // removes the framebuffer when its last owner goes
     std::uint32_t width_ = 0, height_ = 0, fourcc_ = 0;
     std::uint64_t modifier_ = 0;
