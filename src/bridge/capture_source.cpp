@@ -30,7 +30,26 @@ namespace dmabridge::v4l2 {
 // runs meanwhile: the driver would overwrite a frame a consumer, or its GPU, may still read.
 struct Draining {
     queue::Producer producer;
-    std::uint64_t serial = 0;  // what State::lender records
+    std::uint64_t serial = 0;  // what Buffer::lender records
+};
+
+// Where a buffer of the ring is, as the current stream sees it. A buffer is in exactly one place:
+//   stream   the stream's producer has it (free, queued to consumers, or waiting for their
+//            release fences), or no stream runs;
+//   in_hand  dequeued from the producer (or from the driver) and not yet handed on: after an error
+//            on the way (on_returned, QBUF) it is no consumer's, and stop() gives it back;
+//   driver   queued to the driver for capture;
+//   parked   free in the current stream, but a draining producer still lends it: it waits for
+//            that producer to return it before it goes to the driver.
+enum class Place : std::uint8_t { stream, in_hand, driver, parked };
+
+// One buffer of the ring. Invariants: parked implies lender != 0 (a buffer waits only for a
+// lender), driver implies lender == 0 (the driver never gets a buffer a consumer may still read).
+struct Buffer {
+    Place place = Place::stream;
+    // The serial of the draining producer that still lends it (an older stream's consumers hold
+    // it, or their release fences have not signalled); 0: none.
+    std::uint64_t lender = 0;
 };
 
 struct CaptureSource::State {
@@ -44,14 +63,7 @@ struct CaptureSource::State {
     std::size_t with_driver = 0;
     std::size_t incomplete_in_a_row = 0;
     CaptureStats stats;
-    // Per buffer: with the driver now; the serial of the draining producer that still lends it
-    // (0: none); held back from the driver by the current stream until that lender returns it.
-    std::vector<bool> at_driver;
-    std::vector<std::uint64_t> lender;
-    std::vector<bool> parked;
-    // Dequeued from the stream's producer (or from the driver) and not yet handed on: after an
-    // error on the way (on_returned, QBUF) it is no consumer's, and stop() gives it back.
-    std::vector<bool> in_hand;
+    std::vector<Buffer> buffers;  // by ring index
     std::vector<std::unique_ptr<Draining>> draining;
     std::uint64_t next_serial = 1;
     UniqueFd drain_epoll;  // the draining producers' fds, one fd to poll (created on first use)
@@ -60,16 +72,14 @@ struct CaptureSource::State {
     Status to_driver(std::uint32_t index) {
         if (auto ok = ring->queue(index); !ok) return ok.error().with_context(who + ": re-queue");
         ++with_driver;
-        at_driver[index] = true;
-        in_hand[index] = false;
+        buffers[index].place = Place::driver;
         return {};
     }
     // A buffer free in the current stream goes to the driver (after on_returned), unless a
     // draining producer still lends it: then it waits, parked, for that producer to return it.
     Status give_back(std::uint32_t index) {
-        if (lender[index] != 0) {
-            parked[index] = true;
-            in_hand[index] = false;
+        if (buffers[index].lender != 0) {
+            buffers[index].place = Place::parked;
             return {};
         }
         if (on_returned)
@@ -82,9 +92,9 @@ struct CaptureSource::State {
         while (producer->free_count() > 0) {
             auto index = producer->dequeue(Timeout{0});  // a free buffer: no system call
             if (!index) return index.error().with_context(who);
-            in_hand[*index] = true;
+            buffers[*index].place = Place::in_hand;
             if (auto ok = give_back(*index); !ok) return ok.error();
-            n += lender[*index] == 0;
+            n += buffers[*index].lender == 0;
         }
         return n;
     }
@@ -98,18 +108,19 @@ struct CaptureSource::State {
             while (d->producer.free_count() > 0) {
                 auto index = d->producer.dequeue(Timeout{0});
                 if (!index) return index.error().with_context(who + ": draining");
-                if (lender[*index] != d->serial) continue;  // lent by an older stream: not this one's
-                lender[*index] = 0;
-                if (parked[*index]) {
-                    parked[*index] = false;
-                    in_hand[*index] = true;
+                Buffer& b = buffers[*index];
+                if (b.lender != d->serial) continue;  // lent by an older stream: not this one's
+                b.lender = 0;
+                if (b.place == Place::parked) {
+                    b.place = Place::in_hand;
                     if (auto ok = give_back(*index); !ok) return ok.error();
                     ++n;
                 }
             }
         }
         std::erase_if(draining, [&](const std::unique_ptr<Draining>& d) {
-            if (std::find(lender.begin(), lender.end(), d->serial) != lender.end()) return false;
+            if (std::any_of(buffers.begin(), buffers.end(), [&](const Buffer& b) { return b.lender == d->serial; }))
+                return false;
             (void)::epoll_ctl(drain_epoll.get(), EPOLL_CTL_DEL, d->producer.fd(), nullptr);
             return true;
         });
@@ -144,10 +155,7 @@ Result<CaptureSource> CaptureSource::open(const CaptureOptions& options, std::st
     auto ring = BufferRing::create_exported(*st->device, Direction::capture, options.ring_size);
     if (!ring) return ring.error().with_context(st->who);
     st->ring.emplace(std::move(*ring));
-    st->at_driver.assign(st->ring->size(), false);
-    st->lender.assign(st->ring->size(), 0);
-    st->parked.assign(st->ring->size(), false);
-    st->in_hand.assign(st->ring->size(), false);
+    st->buffers.assign(st->ring->size(), Buffer{});
     return CaptureSource(std::move(st));
 }
 
@@ -179,8 +187,8 @@ int CaptureSource::draining_fd() const noexcept {
     return state_ && !state_->draining.empty() ? state_->drain_epoll.get() : -1;
 }
 std::size_t CaptureSource::lent() const noexcept {
-    return state_ ? static_cast<std::size_t>(std::count_if(state_->lender.begin(), state_->lender.end(),
-                                                           [](std::uint64_t l) { return l != 0; }))
+    return state_ ? static_cast<std::size_t>(std::count_if(state_->buffers.begin(), state_->buffers.end(),
+                                                           [](const Buffer& b) { return b.lender != 0; }))
                   : 0;
 }
 CaptureStats CaptureSource::stats() const noexcept { return state_ ? state_->stats : CaptureStats{}; }
@@ -240,16 +248,15 @@ Status CaptureSource::stop() {
     st.with_driver = 0;
     queue::Producer producer = std::move(*st.producer);
     st.producer.reset();
-    // Buffers with the driver, and those parked for an older stream, are no consumer's.
-    for (std::uint32_t i = 0; i < st.at_driver.size(); ++i) {
-        if (st.at_driver[i] || st.parked[i] || st.in_hand[i]) (void)producer.cancel(i);
-        st.at_driver[i] = false;
-        st.parked[i] = false;
-        st.in_hand[i] = false;
+    // Buffers with the driver, parked for an older stream, or in hand are no consumer's: the
+    // producer has them dequeued, and takes them back.
+    for (std::uint32_t i = 0; i < st.buffers.size(); ++i) {
+        if (st.buffers[i].place != Place::stream) (void)producer.cancel(i);
+        st.buffers[i].place = Place::stream;
     }
     // Read the releases already sent, then take back whatever is free; what is not is lent.
     (void)producer.dispatch(Timeout{0});
-    std::vector<bool> returned(st.lender.size(), false);
+    std::vector<bool> returned(st.buffers.size(), false);
     while (producer.free_count() > 0) {
         auto index = producer.dequeue(Timeout{0});
         if (!index) break;
@@ -257,9 +264,9 @@ Status CaptureSource::stop() {
     }
     bool lends = false;
     auto d = std::make_unique<Draining>(Draining{std::move(producer), st.next_serial++});
-    for (std::uint32_t i = 0; i < st.lender.size(); ++i)
-        if (!returned[i] && st.lender[i] == 0) {
-            st.lender[i] = d->serial;
+    for (std::uint32_t i = 0; i < st.buffers.size(); ++i)
+        if (!returned[i] && st.buffers[i].lender == 0) {
+            st.buffers[i].lender = d->serial;
             lends = true;
         }
     if (lends) {
@@ -284,8 +291,7 @@ Result<std::size_t> CaptureSource::State::take_frame() {
     if (!d->has_value()) return std::size_t{0};
     --with_driver;
     const Dequeued frame = **d;
-    at_driver[frame.index] = false;
-    in_hand[frame.index] = true;
+    buffers[frame.index].place = Place::in_hand;
     if (frame.error) {
         ++stats.driver_errors;
         if (auto ok = to_driver(frame.index); !ok) return ok.error();
@@ -314,7 +320,7 @@ Result<std::size_t> CaptureSource::State::take_frame() {
     const queue::FrameInfo info{frame.sequence, static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec};
     // Implicit sync: the driver adds no fences, its frame is complete once dequeued.
     if (auto ok = producer->queue(frame.index, std::nullopt, info); !ok) return ok.error().with_context(who);
-    in_hand[frame.index] = false;
+    buffers[frame.index].place = Place::stream;
     ++stats.frames_queued;
     return std::size_t{1};
 }

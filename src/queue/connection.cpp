@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include <dmabridge/queue/connection.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <deque>
 #include <mutex>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -160,6 +161,48 @@ struct LocalMessage {
     std::vector<UniqueFd> fds;
 };
 
+// The most messages that wait for one end; a sender past it gets EAGAIN, as from a full socket.
+constexpr std::size_t max_local_messages = 4096;
+
+// The messages waiting for one end, oldest first: a ring of slots that grows (doubling, up to
+// max_local_messages) and never shrinks, so a channel whose ends keep up with each other
+// allocates nothing per message. (A std::deque of these messages, about 180 bytes each, allocated
+// and freed a block every two messages: one of each per camera frame in each direction.)
+class LocalRing {
+public:
+    bool empty() const noexcept { return count_ == 0; }
+    std::size_t size() const noexcept { return count_; }
+    LocalMessage& front() noexcept { return slots_[head_]; }
+    // Drops the oldest message (closing any fds it still holds).
+    void pop_front() noexcept {
+        slots_[head_].fds.clear();
+        head_ = (head_ + 1) % slots_.size();
+        --count_;
+    }
+    // A slot at the back for the caller to fill; the ring must hold fewer than
+    // max_local_messages. May allocate only when the ring is full.
+    LocalMessage& push_back() {
+        if (count_ == slots_.size()) grow();
+        LocalMessage& m = slots_[(head_ + count_) % slots_.size()];
+        ++count_;
+        return m;
+    }
+    void clear() noexcept {
+        while (!empty()) pop_front();
+    }
+
+private:
+    void grow() {
+        std::vector<LocalMessage> bigger(std::max<std::size_t>(8, slots_.size() * 2));
+        for (std::size_t i = 0; i < count_; ++i) bigger[i] = std::move(slots_[(head_ + i) % slots_.size()]);
+        slots_ = std::move(bigger);
+        head_ = 0;
+    }
+    std::vector<LocalMessage> slots_;
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
+};
+
 // The eventfd of each end is a doorbell, not a counter: it is rung when a message arrives and the
 // bell is silent, and silenced only by a receive() that finds the queue empty. A sender and a
 // receiver that keep up with each other (a camera's frames and their releases, both sides awake)
@@ -168,7 +211,7 @@ struct LocalMessage {
 // implies event[i] readable (rung[i]).
 struct LocalShared {
     std::mutex mutex;
-    std::deque<LocalMessage> queue[2];  // queue[i]: messages for end i
+    LocalRing queue[2];                 // queue[i]: messages for end i
     UniqueFd event[2];                  // event[i]: end i's doorbell
     bool rung[2] = {false, false};      // event[i] is readable now
     bool closed[2] = {false, false};
@@ -198,21 +241,25 @@ public:
         if (bytes.size() > wire::max_message_size || fds.size() > wire::max_fds)
             return Error::library(Errc::invalid_argument, "queue send: message too large (" + std::to_string(bytes.size()) +
                                                               " bytes, " + std::to_string(fds.size()) + " fds)");
-        LocalMessage m;
-        std::memcpy(m.bytes.bytes.data(), bytes.data(), bytes.size());
-        m.bytes.size = bytes.size();
+        // The receiver gets its own fds, as through a socket; made before the lock is taken.
+        std::vector<UniqueFd> own;  // no allocation for a message without fds (most of them)
         for (int fd : fds) {
             auto d = UniqueFd::dup_of(fd);
             if (!d) return d.error().with_context("queue send (in-process)");
-            m.fds.push_back(std::move(*d));
+            own.push_back(std::move(*d));
         }
         std::lock_guard lock(shared_->mutex);
         const int peer = 1 - side_;
         if (shared_->closed[side_]) return Error::from_errno(EPIPE, "queue send (in-process): this end was shut down");
         if (shared_->closed[peer]) return Error::from_errno(EPIPE, "queue send (in-process): the peer closed the connection");
         auto& q = shared_->queue[peer];
-        if (q.size() >= 4096) return Error::from_errno(EAGAIN, "queue send (in-process): the peer reads nothing (4096 messages wait)");
-        q.push_back(std::move(m));
+        if (q.size() >= max_local_messages)
+            return Error::from_errno(EAGAIN, "queue send (in-process): the peer reads nothing (" +
+                                                 std::to_string(max_local_messages) + " messages wait)");
+        LocalMessage& m = q.push_back();
+        std::memcpy(m.bytes.bytes.data(), bytes.data(), bytes.size());
+        m.bytes.size = bytes.size();
+        m.fds = std::move(own);
         ring(peer);
         return {};
     }

@@ -154,6 +154,10 @@ Result<Image> Device::import_image(const BufferDesc& desc, const ImageOptions& o
     // of one buffer object on one device, which is safe only on drivers that reference-count their
     // imports of one buffer (shared/PITFALLS.md), so the library does not rely on it.
     const std::uint32_t bind_count = disjoint ? static_cast<std::uint32_t>(desc.planes.size()) : 1;
+    // validate() bounds the planes already; said again here so that the arrays below visibly hold
+    // bind_count entries (GCC 12 at -O3 otherwise warns of a write past them, -Wstringop-overflow).
+    if (bind_count > max_planes)
+        return Error::library(Errc::invalid_argument, what + ": " + n(bind_count) + " planes, at most " + n(max_planes));
     std::array<VkBindImageMemoryInfo, max_planes> binds{};
     std::array<VkBindImagePlaneMemoryInfo, max_planes> plane_binds{};
     std::array<detail::Requirements, max_planes> reqs{};

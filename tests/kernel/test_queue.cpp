@@ -237,6 +237,37 @@ TEST_CASE_FIXTURE(FdLeakCheck, "descriptions handed out stay valid while 63 more
     REQUIRE(moved_consumer.release(f->buffer));
 }
 
+TEST_CASE_FIXTURE(FdLeakCheck, "an in-process channel keeps its messages and their fences in order while its backlog grows and wraps") {
+    // 20 buffers: the hello and 20 announcements wait unread, then 20 frames with fences (the
+    // channel's ring grows from 8 slots past 32); half are taken and 10 more frames queued behind
+    // the rest, into the slots the taken ones left (the ring wraps).
+    auto producer = make_producer(20);
+    auto pair = queue::Connection::local_pair();
+    REQUIRE(pair);
+    REQUIRE(producer.add_consumer(std::move(pair->first)));
+    auto consumer = queue::Consumer::create(std::move(pair->second));
+    REQUIRE(consumer);
+    std::uint64_t seq = 0;
+    for (int i = 0; i < 20; ++i) produce(producer, ++seq, true);
+    std::uint64_t expected = 1;
+    const auto take = [&] {
+        auto f = consumer->acquire(1s);
+        REQUIRE_MESSAGE(f, (f ? "" : f.error().message()));
+        CHECK(f->info.sequence == expected);
+        REQUIRE(f->acquire_fence);  // each frame's own fence came with it
+        auto map = Mapping::map(f->desc->planes[0].buffer, Access::read);
+        REQUIRE(map);
+        CHECK(reinterpret_cast<const std::uint32_t*>(map->data())[5] == pattern(expected, 5));
+        ++expected;
+        REQUIRE(consumer->release(f->buffer));
+    };
+    for (int i = 0; i < 10; ++i) take();
+    dispatch_until(producer, [&] { return producer.free_count() == 10; });
+    for (int i = 0; i < 10; ++i) produce(producer, ++seq, true);
+    for (int i = 0; i < 20; ++i) take();
+    CHECK(expected == 31);
+}
+
 TEST_CASE_FIXTURE(VkReadyLeakCheck, "a stream crosses from another process with its pixels, and the consumer's import cache hits from the second time on") {
     auto counted = vulkan::Device::attach(test::counted_handles(test::device_b().context()),
                                           vulkan::Capability::import_memory | vulkan::Capability::modifiers);
