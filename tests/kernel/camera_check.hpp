@@ -2,10 +2,10 @@
 #pragma once
 // What the camera pipeline tests (Vulkan and GL) share: each converted frame checked against the
 // CPU conversion of the same captured bytes, and the pipelines' options.
-#include <chrono>
 #include <dmabridge/kernel/cpu_access.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <set>
