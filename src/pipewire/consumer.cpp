@@ -68,6 +68,7 @@ struct Consumer::Impl {
     std::uint32_t next_id = 0;
     ConsumerStats stats;
     std::string last_rejection;
+    std::string last_wrap_refusal;  // why udmabuf did not take a memfd (then frames are copied)
 
     ~Impl() {
         if (stream != nullptr) {
@@ -112,6 +113,8 @@ struct Consumer::Impl {
         pending = n;
         std::array<std::uint8_t, 1024> storage{};
         spa_pod_builder b = SPA_POD_BUILDER_INIT(storage.data(), static_cast<uint32_t>(storage.size()));
+        // Shared memory: memfds (which udmabuf can wrap) or plain memory (GStreamer's pipewiresink
+        // sends MemPtr whatever is asked: those frames are copied).
         const std::uint32_t types =
             n.dmabuf ? (1u << SPA_DATA_DmaBuf) : ((1u << SPA_DATA_MemFd) | (1u << SPA_DATA_MemPtr));
         const spa_pod* params[2] = {detail::build_buffers(&b, 0, 0, 0, 0, types), detail::build_header_meta(&b)};
@@ -204,28 +207,41 @@ struct Consumer::Impl {
         }
         const long page = ::sysconf(_SC_PAGESIZE);
         const std::uint64_t pg = page > 0 ? static_cast<std::uint64_t>(page) : 4096;
+        if (options.udmabuf != nullptr && d0.type != SPA_DATA_MemFd && !entry.wrap_tried) {
+            entry.wrap_tried = true;
+            last_wrap_refusal = "buffer " + std::to_string(entry.id) + ": data type " + std::to_string(d0.type) +
+                                " is not a memfd";
+        }
         if (options.udmabuf != nullptr && d0.type == SPA_DATA_MemFd && !entry.wrap_tried) {
             entry.wrap_tried = true;
-            const std::uint64_t size = (static_cast<std::uint64_t>(d0.maxsize) + pg - 1) / pg * pg;
-            if (d0.mapoffset % pg == 0) {
-                auto buf = options.udmabuf->wrap_memfd(static_cast<int>(d0.fd), d0.mapoffset, size);
-                if (buf) {
-                    BufferDesc desc;
-                    desc.width = n.width;
-                    desc.height = n.height;
-                    desc.fourcc = n.fourcc;
-                    desc.modifier = modifier::linear;
-                    for (std::uint32_t p = 0; p < planes; ++p) {
-                        auto ref = p == 0 ? std::move(*buf) : desc.planes[0].buffer.dup();
-                        if (!ref) return ref.error();
-                        desc.planes.push_back(PlaneDesc{std::move(*ref), layout.planes[p].offset, layout.planes[p].stride});
-                    }
-                    if (desc.validate()) {
-                        entry.desc = std::make_unique<BufferDesc>(std::move(desc));
-                        entry.wrapped = true;
-                        ++stats.shm_wrapped;
-                    }
+            // PipeWire packs every buffer of a stream into one memfd at offsets that are rarely
+            // page-aligned: wrap the whole pages around this buffer (udmabuf takes pages only)
+            // and shift the planes by the buffer's place in the first page.
+            const std::uint64_t first = d0.mapoffset / pg * pg;
+            const std::uint64_t last = (static_cast<std::uint64_t>(d0.mapoffset) + d0.maxsize + pg - 1) / pg * pg;
+            const std::uint64_t shift = d0.mapoffset - first;
+            auto buf = options.udmabuf->wrap_memfd(static_cast<int>(d0.fd), first, last - first);
+            if (buf) {
+                BufferDesc desc;
+                desc.width = n.width;
+                desc.height = n.height;
+                desc.fourcc = n.fourcc;
+                desc.modifier = modifier::linear;
+                for (std::uint32_t p = 0; p < planes; ++p) {
+                    auto ref = p == 0 ? std::move(*buf) : desc.planes[0].buffer.dup();
+                    if (!ref) return ref.error();
+                    desc.planes.push_back(
+                        PlaneDesc{std::move(*ref), shift + layout.planes[p].offset, layout.planes[p].stride});
                 }
+                if (auto valid = desc.validate(); valid) {
+                    entry.desc = std::make_unique<BufferDesc>(std::move(desc));
+                    entry.wrapped = true;
+                    ++stats.shm_wrapped;
+                } else {
+                    last_wrap_refusal = valid.error().message();
+                }
+            } else {
+                last_wrap_refusal = buf.error().message();
             }
         }
         if (entry.wrapped) {
@@ -304,20 +320,9 @@ Result<Consumer> Consumer::create(Context& context, ConsumerOptions options) {
     if (!context.state()) return Error::library(Errc::empty_object, what + ": the context is empty (moved from)");
     auto impl = std::make_unique<Impl>();
     impl->context = context.state();
-    if (options.accept_shm) {
-        impl->shm_fourccs = options.formats.fourccs();
-        for (std::uint32_t f : options.shm_fourccs)
-            if (std::find(impl->shm_fourccs.begin(), impl->shm_fourccs.end(), f) == impl->shm_fourccs.end())
-                impl->shm_fourccs.push_back(f);
-    }
-    if (options.formats.empty() && impl->shm_fourccs.empty())
-        return Error::library(Errc::invalid_argument, what + ": nothing to accept (no formats, no shared memory)");
-    for (std::uint32_t f : options.formats.fourccs())
-        if (!detail::spa_video_format(f))
-            return Error::library(Errc::unsupported, what + ": PipeWire has no video format for " + fourcc_to_string(f));
-    for (std::uint32_t f : impl->shm_fourccs)
-        if (!detail::spa_video_format(f))
-            return Error::library(Errc::unsupported, what + ": PipeWire has no video format for " + fourcc_to_string(f));
+    auto shm = detail::shm_offer(options.formats, options.accept_shm, options.shm_fourccs, what);
+    if (!shm) return shm.error();
+    impl->shm_fourccs = std::move(*shm);
     impl->options = std::move(options);
     const ConsumerOptions& o = impl->options;
     const std::string name = o.name.empty() ? std::string("dmabridge-consumer") : o.name;
@@ -422,5 +427,7 @@ const ConsumerStats& Consumer::stats() const noexcept {
 }
 
 std::string Consumer::last_rejection() const { return impl_ ? impl_->last_rejection : std::string(); }
+
+std::string Consumer::last_wrap_refusal() const { return impl_ ? impl_->last_wrap_refusal : std::string(); }
 
 }  // namespace dmabridge::pipewire

@@ -320,20 +320,10 @@ Result<Producer> Producer::create(Context& context, ProducerOptions options) {
         return Error::library(Errc::invalid_argument, what + ": dma-buf formats offered without an allocator");
     auto impl = std::make_unique<Impl>();
     impl->context = context.state();
-    if (options.offer_shm) {
-        impl->shm_fourccs = options.formats.fourccs();
-        for (std::uint32_t f : options.shm_fourccs)
-            if (std::find(impl->shm_fourccs.begin(), impl->shm_fourccs.end(), f) == impl->shm_fourccs.end())
-                impl->shm_fourccs.push_back(f);
-    }
-    if (options.formats.empty() && impl->shm_fourccs.empty())
-        return Error::library(Errc::invalid_argument, what + ": nothing to offer (no formats, no shared memory)");
-    for (std::uint32_t f : options.formats.fourccs())
-        if (!detail::spa_video_format(f))
-            return Error::library(Errc::unsupported, what + ": PipeWire has no video format for " + fourcc_to_string(f));
+    auto shm = detail::shm_offer(options.formats, options.offer_shm, options.shm_fourccs, what);
+    if (!shm) return shm.error();
+    impl->shm_fourccs = std::move(*shm);
     for (std::uint32_t f : impl->shm_fourccs) {
-        if (!detail::spa_video_format(f))
-            return Error::library(Errc::unsupported, what + ": PipeWire has no video format for " + fourcc_to_string(f));
         if (auto layout = linear_layout(f, options.width, options.height); !layout) return layout.error().with_context(what);
     }
     impl->options = std::move(options);

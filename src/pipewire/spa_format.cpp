@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "pipewire/spa_format.hpp"
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -55,6 +56,23 @@ std::optional<std::uint32_t> drm_fourcc(std::uint32_t spa_format) noexcept {
     for (const auto& [drm, spa] : format_table)
         if (spa == spa_format) return drm;
     return std::nullopt;
+}
+
+Result<std::vector<std::uint32_t>> shm_offer(const FormatSet& formats, bool shm, std::span<const std::uint32_t> extra,
+                                            const std::string& what) {
+    std::vector<std::uint32_t> out;
+    if (shm) {
+        out = formats.fourccs();
+        for (std::uint32_t f : extra)
+            if (std::find(out.begin(), out.end(), f) == out.end()) out.push_back(f);
+    }
+    if (formats.empty() && out.empty())
+        return Error::library(Errc::invalid_argument, what + ": nothing offered (no dma-buf formats, no shared memory)");
+    for (const auto& list : {formats.fourccs(), out})
+        for (std::uint32_t f : list)
+            if (!spa_video_format(f))
+                return Error::library(Errc::unsupported, what + ": PipeWire has no video format for " + fourcc_to_string(f));
+    return out;
 }
 
 const spa_pod* build_enum_format(spa_pod_builder* b, std::uint32_t fourcc, std::span<const std::uint64_t> modifiers,

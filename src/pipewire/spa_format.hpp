@@ -13,6 +13,7 @@
 #include <spa/pod/builder.h>
 
 #include <dmabridge/base/result.hpp>
+#include <dmabridge/format/format_set.hpp>
 
 namespace dmabridge::pipewire::detail {
 
@@ -21,6 +22,13 @@ namespace dmabridge::pipewire::detail {
 std::optional<std::uint32_t> spa_video_format(std::uint32_t fourcc) noexcept;
 /// The DRM fourcc of an SPA video format; nullopt when dmabridge has none.
 std::optional<std::uint32_t> drm_fourcc(std::uint32_t spa_format) noexcept;
+
+/// The fourccs a stream offers as shared memory: `formats`' fourccs then `extra`, each once
+/// (none when `shm` is false). Checks that PipeWire has a video format for every fourcc offered
+/// (Errc::unsupported) and that something is offered (Errc::invalid_argument); `what` starts
+/// the messages.
+Result<std::vector<std::uint32_t>> shm_offer(const FormatSet& formats, bool shm, std::span<const std::uint32_t> extra,
+                                            const std::string& what);
 
 /// What an EnumFormat says about size: one size (a producer) or any size (a consumer).
 struct SizeOffer {

@@ -20,8 +20,9 @@
 /// hits from the second frame of each buffer on.
 ///
 /// Shared-memory frames (MemFd, MemPtr): with a udmabuf device (ConsumerOptions::udmabuf), a
-/// memfd whose seals allow it and whose buffer is page-aligned is wrapped as a dma-buf with no
-/// copy (stats().shm_wrapped); otherwise, with a `copy_allocator`, the frame is copied once into
+/// memfd whose seals allow it is wrapped as a dma-buf with no copy, once per buffer
+/// (stats().shm_wrapped): the whole pages around the buffer, so the dma-buf may also hold up to
+/// a page of the neighbouring buffers of the same memfd, which this process maps anyway; otherwise, with a `copy_allocator`, the frame is copied once into
 /// a dma-buf of its own (stats().shm_copies counts every copy). Without either the frame still
 /// arrives, as a read-only CPU span.
 ///
@@ -136,6 +137,9 @@ public:
     const ConsumerStats& stats() const noexcept;
     /// Why the last frame was rejected (empty when none was).
     std::string last_rejection() const;
+    /// Why udmabuf last refused to wrap a shared-memory buffer (its frames are then copied):
+    /// empty when it never did.
+    std::string last_wrap_refusal() const;
 
     struct Impl;
 
