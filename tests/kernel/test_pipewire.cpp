@@ -493,6 +493,55 @@ TEST_CASE("a format nobody supports links nothing and delivers no frame") {
                          << std::string(pipewire::to_string(producer->state())));
 }
 
+TEST_CASE("moved-from contexts, producers and consumers answer Errc::empty_object at once") {
+    daemons();
+    FdLeakCheck fds;
+    auto context = pipewire::Context::create();
+    REQUIRE_MESSAGE(context, context.error().message());
+    auto udmabuf = UdmabufAllocator::open();
+    REQUIRE_MESSAGE(udmabuf, udmabuf.error().message());
+    auto producer = pipewire::Producer::create(*context, dmabuf_producer("dmabridge-test-moved", *udmabuf));
+    REQUIRE_MESSAGE(producer, producer.error().message());
+    auto consumer = pipewire::Consumer::create(*context, dmabuf_consumer("dmabridge-test-moved"));
+    REQUIRE_MESSAGE(consumer, consumer.error().message());
+
+    pipewire::Producer moved_producer = std::move(*producer);
+    pipewire::Consumer moved_consumer = std::move(*consumer);
+    pipewire::Context moved_context = std::move(*context);
+    auto dequeued = producer->dequeue();
+    REQUIRE_FALSE(dequeued);
+    CHECK(dequeued.error().is(Errc::empty_object));
+    auto queued = producer->queue(pipewire::ProducerFrame{});
+    REQUIRE_FALSE(queued);
+    CHECK(queued.error().is(Errc::empty_object));
+    auto acquired = consumer->acquire();
+    REQUIRE_FALSE(acquired);
+    CHECK(acquired.error().is(Errc::empty_object));
+    auto released = consumer->release(pipewire::ConsumerFrame{});
+    REQUIRE_FALSE(released);
+    CHECK(released.error().is(Errc::empty_object));
+    CHECK(producer->state() == pipewire::StreamState::error);
+    CHECK(context->fd() == -1);
+    auto dispatched = context->dispatch(0ms);
+    REQUIRE_FALSE(dispatched);
+    CHECK(dispatched.error().is(Errc::empty_object));
+    auto on_moved = pipewire::Consumer::create(*context, dmabuf_consumer("x"));
+    REQUIRE_FALSE(on_moved);
+    CHECK(on_moved.error().is(Errc::empty_object));
+    // The moved-to objects work; a wait without limit is refused, not entered.
+    CHECK(moved_context.dispatch(0ms));
+    auto forever_wait = moved_context.dispatch(forever);
+    REQUIRE_FALSE(forever_wait);
+    CHECK(forever_wait.error().is(Errc::invalid_argument));
+    // Releasing a frame never acquired, and queueing a buffer never dequeued, are refused.
+    auto stray = moved_consumer.release(pipewire::ConsumerFrame{});
+    REQUIRE_FALSE(stray);
+    CHECK(stray.error().is(Errc::invalid_argument));
+    auto stray_queue = moved_producer.queue(pipewire::ProducerFrame{});
+    REQUIRE_FALSE(stray_queue);
+    CHECK(stray_queue.error().is(Errc::invalid_argument));
+}
+
 TEST_CASE("100 consumers connecting and disconnecting leave the fd count flat") {
     daemons();
     auto context = pipewire::Context::create();
