@@ -78,4 +78,34 @@ Result<DmaBuf> UdmabufAllocator::allocate_bytes(std::uint64_t size, std::string_
     return buf;
 }
 
+Result<DmaBuf> UdmabufAllocator::wrap_memfd(int memfd, std::uint64_t offset, std::uint64_t size) const {
+    const std::string what = "udmabuf: wrap memfd " + std::to_string(memfd) + " bytes [" + std::to_string(offset) +
+                             ", +" + std::to_string(size) + ")";
+    if (!dev_) return Error::library(Errc::empty_object, what + ": the allocator holds no device (moved from)");
+    const long page_size = ::sysconf(_SC_PAGESIZE);
+    const std::uint64_t page = page_size > 0 ? static_cast<std::uint64_t>(page_size) : 4096;
+    if (size == 0 || offset % page != 0 || size % page != 0)
+        return Error::library(Errc::invalid_argument,
+                              what + ": offset and size must be non-zero multiples of the page size " +
+                                  std::to_string(page));
+    if (size_limit_ != 0 && size > size_limit_)
+        return Error::library(Errc::limit_exceeded, what + ": above the udmabuf module's size_limit_mb (" +
+                                                        std::to_string(size_limit_ >> 20) + " MiB)");
+    const int seals = ::fcntl(memfd, F_GET_SEALS);
+    if (seals < 0) return detail::last_error(what + ": F_GET_SEALS (not a memfd?)");
+    if ((seals & F_SEAL_SHRINK) == 0 || (seals & F_SEAL_WRITE) != 0)
+        return Error::library(Errc::unsupported, what + ": udmabuf needs F_SEAL_SHRINK and no F_SEAL_WRITE; the memfd's seals are " +
+                                                     std::to_string(seals) + " (F_SEAL_SHRINK 2, F_SEAL_WRITE 8)");
+    udmabuf_create create{};
+    create.memfd = static_cast<__u32>(memfd);
+    create.flags = UDMABUF_FLAGS_CLOEXEC;
+    create.offset = offset;
+    create.size = size;
+    int fd = ::ioctl(dev_.get(), UDMABUF_CREATE, &create);
+    if (fd < 0) return detail::last_error(what + " (UDMABUF_CREATE)");
+    auto buf = DmaBuf::adopt(UniqueFd(fd));
+    if (!buf) return buf.error().with_context(what);
+    return buf;
+}
+
 }  // namespace dmabridge

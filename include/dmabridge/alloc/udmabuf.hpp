@@ -34,6 +34,16 @@ public:
     /// On a moved-from allocator: Errc::empty_object at once.
     Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = {}) override;
 
+    /// A dma-buf over `size` bytes at `offset` of an existing memfd, without a copy: what turns
+    /// shared memory a peer sent (PipeWire's MemFd buffers, for instance) into a dma-buf the
+    /// importers take. The kernel pins those pages and keeps its own reference to the memfd; the
+    /// caller keeps `memfd`. One UDMABUF_CREATE ioctl and an F_GET_SEALS. Refused before the
+    /// ioctl, naming the numbers: `offset` or `size` not page-aligned or size 0
+    /// (Errc::invalid_argument), a memfd without F_SEAL_SHRINK (its pages could vanish under a
+    /// device) or with F_SEAL_WRITE (the kernel refuses it) (Errc::unsupported, naming the
+    /// seals), above size_limit() (Errc::limit_exceeded). Not a memfd: the kernel's EINVAL or
+    /// EBADF. On a moved-from allocator: Errc::empty_object at once.
+    Result<DmaBuf> wrap_memfd(int memfd, std::uint64_t offset, std::uint64_t size) const;
     std::string backend_name() const override { return "udmabuf"; }
 
     /// The udmabuf module's size_limit_mb in bytes, or 0 when it cannot be read.

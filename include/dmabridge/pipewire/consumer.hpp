@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file pipewire/consumer.hpp
+/// pipewire::Consumer: reads a PipeWire video node (a pipewire::Producer, GStreamer's
+/// pipewiresink, a camera, a screen cast) as dmabridge buffers.
+///
+/// Negotiation: per fourcc of `formats` the consumer offers the modifiers its importer accepts
+/// (MANDATORY | DONT_FIXATE, PipeWire's dma-buf procedure: the producer fixates), then, with
+/// `accept_shm`, the fourccs of `formats` and `shm_fourccs` as shared memory.
+///
+/// Everything the peer sends is untrusted: a buffer's data types, fds, offsets, strides and
+/// sizes are checked before anything uses them. A dma-buf plane must be a dma-buf fd
+/// (DmaBuf::import_fd reads what the fd is), and the description with the negotiated size,
+/// fourcc and modifier must pass BufferDesc::validate(); shared memory must lie inside its
+/// mapping. A frame that fails is returned to the producer at once, counted in
+/// stats().frames_rejected, and the reason kept in last_rejection().
+///
+/// Buffer identity: each PipeWire buffer is described once and the description (its DmaBufs)
+/// lives until PipeWire removes the buffer, so an import cache keyed on the dma-bufs' identity
+/// hits from the second frame of each buffer on.
+///
+/// Shared-memory frames (MemFd, MemPtr): with a udmabuf device (ConsumerOptions::udmabuf), a
+/// memfd whose seals allow it is wrapped as a dma-buf with no copy, once per buffer
+/// (stats().shm_wrapped): the whole pages around the buffer, so the dma-buf may also hold up to
+/// a page of the neighbouring buffers of the same memfd, which this process maps anyway; otherwise, with a `copy_allocator`, the frame is copied once into
+/// a dma-buf of its own (stats().shm_copies counts every copy). Without either the frame still
+/// arrives, as a read-only CPU span.
+///
+/// Fences: implicit sync. The producer's writes are fences on the dma-bufs: wait for them
+/// (DmaBuf::wait, export_sync_file, an importer's sync bridge) before reading. Release a frame
+/// once the reads that were submitted are fenced on the buffer (or done).
+///
+/// Event loop and thread safety: as the Context's (pipewire/context.hpp).
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <dmabridge/alloc/allocator.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/format_set.hpp>
+#include <dmabridge/pipewire/context.hpp>
+#include <dmabridge/pipewire/stream_state.hpp>
+
+namespace dmabridge::pipewire {
+
+/// Options of Consumer::create().
+struct ConsumerOptions {
+    /// The node to read: its node.name, or its object serial as decimal digits. Empty: let the
+    /// session manager pick a video source.
+    std::string target;
+    /// This stream's own node.name (empty: "dmabridge-consumer").
+    std::string name;
+    /// The (fourcc, modifier) pairs the importer accepts as dma-bufs (e.g. a Vulkan or EGL
+    /// import cache's supported set), in order of preference.
+    FormatSet formats;
+    /// Also accept shared memory for the fourccs of `formats` and `shm_fourccs`.
+    bool accept_shm = true;
+    std::vector<std::uint32_t> shm_fourccs;
+    /// Turns a shared-memory frame into a dma-buf without a copy where the memfd allows it.
+    /// Optional; must outlive the Consumer.
+    const UdmabufAllocator* udmabuf = nullptr;
+    /// Where a shared-memory frame that cannot be wrapped is copied to (once per frame).
+    /// Optional; must outlive the Consumer.
+    Allocator* copy_allocator = nullptr;
+};
+
+/// A frame from acquire(); hand it back with release().
+struct ConsumerFrame {
+    std::uint32_t buffer_id = 0;  ///< the buffer's number: stable for its life, never reused
+    /// The image as dma-bufs (nullptr for a shared-memory frame with neither udmabuf nor a copy
+    /// allocator). Owned by the Consumer; for dma-buf buffers the same object (and dma-bufs)
+    /// every time the buffer comes back. Valid until release(), even when PipeWire removes the
+    /// buffer meanwhile (the producer gone, a renegotiation).
+    const BufferDesc* desc = nullptr;
+    /// A shared-memory frame's bytes (read-only; plane p at offsets[p], strides[p]); empty for
+    /// dma-buf frames.
+    std::span<const std::byte> memory;
+    std::uint32_t plane_count = 0;
+    std::uint64_t offsets[4] = {};
+    std::uint64_t strides[4] = {};
+    bool dmabuf = false;       ///< the peer sent dma-bufs
+    bool copied = false;       ///< `desc` holds a copy of shared memory
+    std::uint64_t sequence = 0;      ///< the producer's header sequence (0 without one)
+    std::int64_t timestamp_ns = 0;   ///< the producer's header pts (0 without one)
+    void* handle = nullptr;    ///< the PipeWire buffer (for release())
+};
+
+/// Counters for tests and benchmarks.
+struct ConsumerStats {
+    std::uint64_t frames_acquired = 0;
+    std::uint64_t frames_rejected = 0;   ///< frames that failed validation (returned at once)
+    std::uint64_t descriptions_built = 0;  ///< dma-buf descriptions made (once per buffer)
+    std::uint64_t shm_wrapped = 0;       ///< shared-memory buffers wrapped by udmabuf (no copy)
+    std::uint64_t shm_copies = 0;        ///< shared-memory frames copied into a dma-buf
+    std::uint64_t shm_cpu_only = 0;      ///< shared-memory frames delivered as CPU spans only
+};
+
+class Consumer {
+public:
+    /// Makes the stream and connects it to `target` (no wait: linking and negotiation happen in
+    /// later dispatch() calls). Errors: nothing offered (Errc::invalid_argument), a fourcc
+    /// PipeWire cannot describe (Errc::unsupported), a moved-from Context (Errc::empty_object),
+    /// libpipewire's errno.
+    static Result<Consumer> create(Context& context, ConsumerOptions options);
+
+    Consumer(Consumer&&) noexcept;
+    Consumer& operator=(Consumer&&) noexcept;
+    Consumer(const Consumer&) = delete;
+    Consumer& operator=(const Consumer&) = delete;
+    /// Disconnects (frames not released are returned to PipeWire).
+    ~Consumer();
+
+    StreamState state() const noexcept;
+    /// The failure that put the stream in StreamState::error: Errc::not_found when the session
+    /// manager found no node `target` (it may not be published yet: create a new Consumer to
+    /// try again), Errc::unsupported for PipeWire's other stream errors (for example "no more
+    /// input formats" when the producer offers nothing this consumer accepts), with PipeWire's
+    /// message.
+    std::optional<Error> error() const;
+    std::optional<Negotiated> negotiated() const;
+
+    /// The oldest frame that arrived, or nullopt when none is waiting. Frames that fail
+    /// validation are skipped (returned at once) and counted. Errors: Errc::empty_object when
+    /// moved from; the stream's error.
+    Result<std::optional<ConsumerFrame>> acquire();
+    /// Returns a frame to the producer. Errors: a frame not acquired from this Consumer or
+    /// released twice (Errc::invalid_argument), Errc::empty_object when moved from.
+    Status release(const ConsumerFrame& frame);
+
+    const ConsumerStats& stats() const noexcept;
+    /// Why the last frame was rejected (empty when none was).
+    std::string last_rejection() const;
+    /// Why udmabuf last refused to wrap a shared-memory buffer (its frames are then copied):
+    /// empty when it never did.
+    std::string last_wrap_refusal() const;
+
+    struct Impl;
+
+private:
+    explicit Consumer(std::unique_ptr<Impl> impl) noexcept;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dmabridge::pipewire

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file pipewire/producer.hpp
+/// pipewire::Producer: a PipeWire Video/Source node whose frames are dmabridge buffers. Any
+/// PipeWire application can read it (GStreamer's pipewiresrc, OBS, browsers, a
+/// pipewire::Consumer).
+///
+/// Negotiation, PipeWire's documented dma-buf procedure: the node offers, per fourcc of
+/// `formats`, a format whose modifier property lists the fourcc's modifiers with the MANDATORY
+/// and DONT_FIXATE flags (a dma-buf offer), followed (with `offer_shm`) by the same formats
+/// without a modifier (a shared-memory offer). When a consumer's answer leaves the modifier
+/// open, the producer fixates it: the first modifier, in `formats`' order, that the consumer
+/// listed and that the allocator really allocates (a test allocation); it announces the fixed
+/// format and PipeWire completes the negotiation. Buffers are then allocated by the producer
+/// (PW_STREAM_FLAG_ALLOC_BUFFERS): one allocator image per buffer, each plane a SPA_DATA_DmaBuf
+/// data with its fd, offset and stride, the description validated (BufferDesc::validate()).
+/// A consumer that accepts no modifier gets shared memory: one sealed memfd per buffer
+/// (SPA_DATA_MemFd). The application writes every frame through the frame's mapping then; where
+/// /dev/udmabuf can wrap that memfd the frame also carries it as a dma-buf (no copy).
+///
+/// Frames: the node is the driver of its graph. dequeue() hands out a free buffer, the
+/// application renders into it and queue()s it; queue() starts a graph cycle that delivers it.
+/// Fences: implicit sync. Whatever wrote the dma-buf attached its fences to it (a GPU submit, an
+/// IMPORT_SYNC_FILE); the consumer waits for them through the dma-buf.
+///
+/// Event loop: the Context's (see pipewire/context.hpp): negotiation, buffer allocation and the
+/// return of buffers happen inside Context::dispatch().
+///
+/// Thread safety: none; the thread that drives the Context drives its Producers.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <dmabridge/alloc/allocator.hpp>
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/format_set.hpp>
+#include <dmabridge/pipewire/context.hpp>
+#include <dmabridge/pipewire/stream_state.hpp>
+
+namespace dmabridge::pipewire {
+
+/// Options of Producer::create().
+struct ProducerOptions {
+    /// The node.name consumers target (pipewiresrc target-object=NAME). Required.
+    std::string name;
+    std::uint32_t width = 0;
+    std::uint32_t height = 0;
+    /// The (fourcc, modifier) pairs to offer as dma-bufs, in order of preference; fourccs
+    /// PipeWire has no video format for are refused (Errc::unsupported). Usually what the
+    /// allocator exports. May be empty when `offer_shm` is set (shared memory only).
+    FormatSet formats;
+    /// Allocates the dma-bufs (udmabuf, dma-heap, GBM, Vulkan); must outlive the Producer.
+    /// Required when `formats` is not empty.
+    Allocator* allocator = nullptr;
+    /// Also offer each fourcc of `formats` (or `shm_fourccs`) as shared memory, for consumers
+    /// that import no dma-buf (GStreamer 1.22's pipewiresrc, for one).
+    bool offer_shm = true;
+    /// With shared memory, wraps each memfd as a dma-buf (ProducerFrame::desc) so that the
+    /// application renders through the same API either way. Optional; must outlive the Producer.
+    const UdmabufAllocator* udmabuf = nullptr;
+    /// Fourccs offered as shared memory in addition to `formats`' fourccs.
+    std::vector<std::uint32_t> shm_fourccs;
+    /// Buffers to allocate: at least 2, at most 16.
+    std::uint32_t buffer_count = 4;
+    /// The frame rate announced (frames per second over 1).
+    std::uint32_t framerate = 30;
+};
+
+/// A buffer the application fills: dequeue() gives it, queue() or cancel() gives it back.
+struct ProducerFrame {
+    std::uint32_t index = 0;  ///< the buffer's number: stable for its life, never reused
+    /// The image as dma-bufs: always for dma-buf buffers; for shared memory when udmabuf
+    /// wrapped the memfd, else nullptr. Owned by the Producer; valid until queue().
+    const BufferDesc* desc = nullptr;
+    /// The shared memory of a shared-memory buffer (plane p at offsets[p] with strides[p]);
+    /// empty for dma-buf buffers (render through `desc`).
+    std::span<std::byte> memory;
+    std::uint32_t plane_count = 0;
+    std::uint64_t offsets[4] = {};
+    std::uint64_t strides[4] = {};
+};
+
+/// Counters for tests and benchmarks.
+struct ProducerStats {
+    std::uint64_t frames_queued = 0;
+    std::uint64_t buffers_allocated = 0;    ///< images allocated for buffers (fixation tests excluded)
+    std::uint64_t fixation_tests = 0;       ///< test allocations made while fixating a modifier
+    std::uint64_t negotiations = 0;         ///< formats that reached the streaming state
+};
+
+class Producer {
+public:
+    /// Makes the stream and connects it as a driver Video/Source node (no wait: negotiation
+    /// happens in later dispatch() calls). Errors: options out of range or missing
+    /// (Errc::invalid_argument), a fourcc PipeWire cannot describe (Errc::unsupported), a moved-
+    /// from Context (Errc::empty_object), libpipewire's errno.
+    static Result<Producer> create(Context& context, ProducerOptions options);
+
+    Producer(Producer&&) noexcept;
+    Producer& operator=(Producer&&) noexcept;
+    Producer(const Producer&) = delete;
+    Producer& operator=(const Producer&) = delete;
+    /// Disconnects the node; buffers a consumer still reads stay alive in its process (it holds
+    /// its own references to the dma-bufs and memfds).
+    ~Producer();
+
+    /// The stream's state; StreamState::error with error() set after a failure.
+    StreamState state() const noexcept;
+    /// The failure that put the stream in StreamState::error (its message names the cause).
+    std::optional<Error> error() const;
+    /// The format in use once StreamState::streaming, else nullopt.
+    std::optional<Negotiated> negotiated() const;
+    /// The node's id in the daemon (SPA_ID_INVALID until known).
+    std::uint32_t node_id() const noexcept;
+
+    /// A free buffer, or nullopt when none is free (every buffer out, or not streaming yet).
+    /// No syscall. Errors: Errc::empty_object when moved from; the stream's error.
+    Result<std::optional<ProducerFrame>> dequeue();
+    /// Sends a dequeued buffer as the next frame (`sequence` and `timestamp_ns` travel in its
+    /// header metadata) and starts a graph cycle. A buffer that PipeWire removed while it was
+    /// dequeued (a renegotiation, the consumer gone) stayed valid until this call, which then
+    /// drops it and answers Errc::not_found: the frame is lost, nothing else. Errors: an index
+    /// not dequeued (Errc::invalid_argument), Errc::empty_object when moved from.
+    Status queue(const ProducerFrame& frame, std::uint64_t sequence = 0, std::int64_t timestamp_ns = 0);
+
+    const ProducerStats& stats() const noexcept;
+
+    struct Impl;
+
+private:
+    explicit Producer(std::unique_ptr<Impl> impl) noexcept;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dmabridge::pipewire

@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: MIT
+#include <dmabridge/pipewire/consumer.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <pipewire/pipewire.h>
+#include <spa/buffer/meta.h>
+
+#include <dmabridge/format/format.hpp>
+#include <dmabridge/format/fourcc.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
+
+#include "pipewire/context_state.hpp"
+#include "pipewire/spa_format.hpp"
+#include "pipewire/stream_common.hpp"
+
+namespace dmabridge::pipewire {
+
+namespace {
+
+constexpr std::uint32_t max_datas = 4;
+
+// What a buffer's description was made from: a peer that changes any of it gets a new one.
+struct Signature {
+    std::array<std::int64_t, max_datas> fds{};
+    std::array<std::uint32_t, max_datas> offsets{};
+    std::array<std::int32_t, max_datas> strides{};
+    std::uint32_t count = 0;
+    friend bool operator==(const Signature&, const Signature&) = default;
+};
+
+// One PipeWire buffer, from add_buffer to remove_buffer.
+struct Entry {
+    std::uint32_t id = 0;
+    bool out = false;          // acquired and not released
+    // Heap-held so that its address, which frames hand out, survives the Entry moving to the
+    // orphans when PipeWire removes the buffer under a held frame.
+    std::unique_ptr<BufferDesc> desc;
+    Signature signature;
+    bool wrap_tried = false;   // shared memory: udmabuf was tried once for this buffer
+    bool wrapped = false;
+};
+
+}  // namespace
+
+struct Consumer::Impl {
+    std::shared_ptr<detail::ContextState> context;
+    ConsumerOptions options;
+    std::vector<std::uint32_t> shm_fourccs;
+    pw_stream* stream = nullptr;
+    spa_hook listener{};
+    detail::StreamStatus status;
+    std::optional<Negotiated> negotiated;
+    std::optional<Negotiated> pending;
+    std::map<pw_buffer*, Entry> entries;
+    // Buffers PipeWire removed (a renegotiation, the producer gone) while the application still
+    // held a frame of them: their descriptions (and dma-buf references) live until release().
+    std::map<std::uint32_t, std::unique_ptr<BufferDesc>> orphans;
+    std::uint32_t next_id = 0;
+    ConsumerStats stats;
+    std::string last_rejection;
+    std::string last_wrap_refusal;  // why udmabuf did not take a memfd (then frames are copied)
+
+    ~Impl() {
+        if (stream != nullptr) {
+            spa_hook_remove(&listener);
+            pw_stream_destroy(stream);
+        }
+    }
+
+    std::vector<const spa_pod*> enum_formats(spa_pod_builder* b) const {
+        std::vector<const spa_pod*> params;
+        const detail::SizeOffer any{};
+        for (std::uint32_t f : options.formats.fourccs()) {
+            auto mods = options.formats.modifiers(f);
+            params.push_back(detail::build_enum_format(b, f, mods, false, any));
+        }
+        for (std::uint32_t f : shm_fourccs) params.push_back(detail::build_enum_format(b, f, {}, false, any));
+        return params;
+    }
+
+    void on_format(const spa_pod* param) {
+        negotiated.reset();
+        pending.reset();
+        if (param == nullptr) return;
+        auto peer = detail::parse_format(param);
+        if (!peer) {
+            status.fail(peer.error().with_context("consumer " + options.target + ": the negotiated format"));
+            pw_stream_set_error(stream, -EINVAL, "%s", status.error->message().c_str());
+            return;
+        }
+        // An open modifier is the producer's to fixate; the fixed format follows.
+        if (peer->modifier_unfixed) return;
+        Negotiated n{peer->width, peer->height, peer->fourcc, peer->has_modifier ? peer->modifier : modifier::linear,
+                     peer->has_modifier};
+        if (n.dmabuf && !options.formats.contains(n.fourcc, n.modifier)) {
+            status.fail(Error::library(Errc::unsupported, "consumer " + options.target + ": the producer fixed " +
+                                                              fourcc_to_string(n.fourcc) + " " +
+                                                              modifier_to_string(n.modifier) +
+                                                              ", which this consumer did not offer"));
+            pw_stream_set_error(stream, -EINVAL, "%s", status.error->message().c_str());
+            return;
+        }
+        pending = n;
+        std::array<std::uint8_t, 1024> storage{};
+        spa_pod_builder b = SPA_POD_BUILDER_INIT(storage.data(), static_cast<uint32_t>(storage.size()));
+        // Shared memory: memfds (which udmabuf can wrap) or plain memory (GStreamer's pipewiresink
+        // sends MemPtr whatever is asked: those frames are copied).
+        const std::uint32_t types =
+            n.dmabuf ? (1u << SPA_DATA_DmaBuf) : ((1u << SPA_DATA_MemFd) | (1u << SPA_DATA_MemPtr));
+        const spa_pod* params[2] = {detail::build_buffers(&b, 0, 0, 0, 0, types), detail::build_header_meta(&b)};
+        pw_stream_update_params(stream, params, 2);
+    }
+
+    void on_state(pw_stream_state state, const char* error) {
+        status.on_state(state, error, "consumer " + options.target);
+        if (state == PW_STREAM_STATE_STREAMING && pending) negotiated = pending;
+    }
+
+    // A frame's dma-buf description, made once per buffer (again only when the peer changes the
+    // buffer's fds, offsets or strides). Every number is the peer's: checked before use.
+    Status describe_dmabuf(Entry& entry, const spa_buffer* sb, const Negotiated& n) {
+        Signature sig;
+        sig.count = sb->n_datas;
+        for (std::uint32_t i = 0; i < sb->n_datas; ++i) {
+            const spa_data& d = sb->datas[i];
+            if (d.type != SPA_DATA_DmaBuf)
+                return Error::library(Errc::invalid_argument, "plane " + std::to_string(i) + ": data type " +
+                                                                  std::to_string(d.type) + " in a dma-buf stream");
+            if (d.fd < 0 || d.fd > INT32_MAX)
+                return Error::library(Errc::invalid_argument, "plane " + std::to_string(i) + ": fd " + std::to_string(d.fd));
+            if (d.chunk == nullptr || d.chunk->stride <= 0)
+                return Error::library(Errc::invalid_argument,
+                                      "plane " + std::to_string(i) + ": stride " +
+                                          std::to_string(d.chunk ? d.chunk->stride : 0) + " is not positive");
+            sig.fds[i] = d.fd;
+            sig.offsets[i] = d.chunk->offset;
+            sig.strides[i] = d.chunk->stride;
+        }
+        if (entry.desc && entry.signature == sig) return {};
+        BufferDesc desc;
+        desc.width = n.width;
+        desc.height = n.height;
+        desc.fourcc = n.fourcc;
+        desc.modifier = n.modifier;
+        for (std::uint32_t i = 0; i < sb->n_datas; ++i) {
+            // Planes of one fd share one DmaBuf reference (and so one identity for the caches).
+            Result<DmaBuf> buf = Error::library(Errc::invalid_argument, "");
+            for (std::uint32_t j = 0; j < i; ++j)
+                if (sig.fds[j] == sig.fds[i]) {
+                    buf = desc.planes[j].buffer.dup();
+                    break;
+                }
+            if (!buf && buf.error().message().empty()) buf = DmaBuf::import_fd(static_cast<int>(sig.fds[i]));
+            if (!buf) return buf.error().with_context("plane " + std::to_string(i));
+            desc.planes.push_back(PlaneDesc{std::move(*buf), sig.offsets[i], static_cast<std::uint64_t>(sig.strides[i])});
+        }
+        if (auto ok = desc.validate(); !ok) return ok.error();
+        entry.desc = std::make_unique<BufferDesc>(std::move(desc));
+        entry.signature = sig;
+        ++stats.descriptions_built;
+        return {};
+    }
+
+    // A shared-memory frame: checked against its mapping, then wrapped (udmabuf, no copy) or
+    // copied into a dma-buf of the copy allocator.
+    Status describe_shm(Entry& entry, const spa_buffer* sb, const Negotiated& n, ConsumerFrame& f) {
+        auto info = format_info(n.fourcc);
+        if (!info) return info.error();
+        const std::uint32_t planes = (*info)->plane_count;
+        const spa_data& d0 = sb->datas[0];
+        if (d0.type != SPA_DATA_MemFd && d0.type != SPA_DATA_MemPtr)
+            return Error::library(Errc::invalid_argument, "data type " + std::to_string(d0.type) + " in a shared-memory stream");
+        if (d0.data == nullptr) return Error::library(Errc::invalid_argument, "shared memory that is not mapped");
+        ImageLayout layout{n.width, n.height, n.fourcc, modifier::linear, {}};
+        for (std::uint32_t p = 0; p < planes; ++p) {
+            // One data per plane in the same memory, or one data holding every plane: the
+            // second plane then follows the first (offset + stride x rows).
+            const spa_data& d = sb->datas[std::min(p, sb->n_datas - 1)];
+            if (d.data != d0.data || d.chunk == nullptr || d.chunk->stride <= 0)
+                return Error::library(Errc::invalid_argument, "plane " + std::to_string(p) + ": no usable chunk");
+            std::uint64_t offset = d.chunk->offset % (d.maxsize ? d.maxsize : 1);
+            std::uint64_t stride = static_cast<std::uint64_t>(d.chunk->stride);
+            if (p > 0 && sb->n_datas == 1) {
+                offset = layout.planes[p - 1].offset +
+                         layout.planes[p - 1].stride * (*info)->plane_rows(p - 1, n.height);
+                stride = layout.planes[0].stride / (*info)->planes[0].hsub * (*info)->planes[p].bytes_per_block /
+                         (*info)->planes[0].bytes_per_block * (*info)->planes[0].hsub / (*info)->planes[p].hsub;
+            }
+            layout.planes.push_back(PlaneLayout{offset, stride, d0.maxsize});
+        }
+        if (auto ok = validate_layout(layout); !ok) return ok.error();
+        f.memory = {static_cast<const std::byte*>(d0.data), d0.maxsize};
+        f.plane_count = planes;
+        for (std::uint32_t p = 0; p < planes; ++p) {
+            f.offsets[p] = layout.planes[p].offset;
+            f.strides[p] = layout.planes[p].stride;
+        }
+        const long page = ::sysconf(_SC_PAGESIZE);
+        const std::uint64_t pg = page > 0 ? static_cast<std::uint64_t>(page) : 4096;
+        if (options.udmabuf != nullptr && d0.type != SPA_DATA_MemFd && !entry.wrap_tried) {
+            entry.wrap_tried = true;
+            last_wrap_refusal = "buffer " + std::to_string(entry.id) + ": data type " + std::to_string(d0.type) +
+                                " is not a memfd";
+        }
+        if (options.udmabuf != nullptr && d0.type == SPA_DATA_MemFd && !entry.wrap_tried) {
+            entry.wrap_tried = true;
+            // PipeWire packs every buffer of a stream into one memfd at offsets that are rarely
+            // page-aligned: wrap the whole pages around this buffer (udmabuf takes pages only)
+            // and shift the planes by the buffer's place in the first page.
+            const std::uint64_t first = d0.mapoffset / pg * pg;
+            const std::uint64_t last = (static_cast<std::uint64_t>(d0.mapoffset) + d0.maxsize + pg - 1) / pg * pg;
+            const std::uint64_t shift = d0.mapoffset - first;
+            auto buf = options.udmabuf->wrap_memfd(static_cast<int>(d0.fd), first, last - first);
+            if (buf) {
+                BufferDesc desc;
+                desc.width = n.width;
+                desc.height = n.height;
+                desc.fourcc = n.fourcc;
+                desc.modifier = modifier::linear;
+                for (std::uint32_t p = 0; p < planes; ++p) {
+                    auto ref = p == 0 ? std::move(*buf) : desc.planes[0].buffer.dup();
+                    if (!ref) return ref.error();
+                    desc.planes.push_back(
+                        PlaneDesc{std::move(*ref), shift + layout.planes[p].offset, layout.planes[p].stride});
+                }
+                if (auto valid = desc.validate(); valid) {
+                    entry.desc = std::make_unique<BufferDesc>(std::move(desc));
+                    entry.wrapped = true;
+                    ++stats.shm_wrapped;
+                } else {
+                    last_wrap_refusal = valid.error().message();
+                }
+            } else {
+                last_wrap_refusal = buf.error().message();
+            }
+        }
+        if (entry.wrapped) {
+            f.desc = entry.desc.get();
+            return {};
+        }
+        if (options.copy_allocator == nullptr) {
+            ++stats.shm_cpu_only;
+            return {};
+        }
+        if (!entry.desc) {
+            ImageRequest req;
+            req.width = n.width;
+            req.height = n.height;
+            req.fourcc = n.fourcc;
+            req.name = "pipewire-copy";
+            auto desc = options.copy_allocator->allocate(req);
+            if (!desc) return desc.error().with_context("copy target");
+            entry.desc = std::make_unique<BufferDesc>(std::move(*desc));
+        }
+        const BufferDesc& dst = *entry.desc;
+        auto map = Mapping::map(dst.planes[0].buffer, Access::write);
+        if (!map) return map.error().with_context("copy target");
+        auto access = CpuAccess::begin(dst.planes[0].buffer, Access::write);
+        if (!access) return access.error().with_context("copy target");
+        for (std::uint32_t p = 0; p < planes && p < dst.planes.size(); ++p) {
+            const std::uint64_t row = *(*info)->row_bytes(p, n.width);
+            const std::uint32_t rows = (*info)->plane_rows(p, n.height);
+            const auto* src = static_cast<const std::byte*>(d0.data) + layout.planes[p].offset;
+            std::byte* out = map->data() + dst.planes[p].offset;
+            for (std::uint32_t y = 0; y < rows; ++y)
+                std::memcpy(out + y * dst.planes[p].stride, src + y * layout.planes[p].stride, row);
+        }
+        if (auto ok = access->end(); !ok) return ok.error().with_context("copy target");
+        ++stats.shm_copies;
+        f.desc = &dst;
+        f.copied = true;
+        return {};
+    }
+};
+
+namespace {
+
+void on_state_changed(void* data, pw_stream_state, pw_stream_state state, const char* error) {
+    static_cast<Consumer::Impl*>(data)->on_state(state, error);
+}
+void on_param_changed(void* data, uint32_t id, const spa_pod* param) {
+    if (id == SPA_PARAM_Format) static_cast<Consumer::Impl*>(data)->on_format(param);
+}
+void on_add_buffer(void* data, pw_buffer* buffer) {
+    auto* impl = static_cast<Consumer::Impl*>(data);
+    impl->entries[buffer].id = impl->next_id++;
+}
+void on_remove_buffer(void* data, pw_buffer* buffer) {
+    auto* impl = static_cast<Consumer::Impl*>(data);
+    auto it = impl->entries.find(buffer);
+    if (it == impl->entries.end()) return;
+    if (it->second.out) impl->orphans.emplace(it->second.id, std::move(it->second.desc));
+    impl->entries.erase(it);
+}
+
+const pw_stream_events consumer_events = [] {
+    pw_stream_events e{};
+    e.version = PW_VERSION_STREAM_EVENTS;
+    e.state_changed = on_state_changed;
+    e.param_changed = on_param_changed;
+    e.add_buffer = on_add_buffer;
+    e.remove_buffer = on_remove_buffer;
+    return e;
+}();
+
+}  // namespace
+
+Result<Consumer> Consumer::create(Context& context, ConsumerOptions options) {
+    const std::string what = "pipewire::Consumer::create " + options.target;
+    if (!context.state()) return Error::library(Errc::empty_object, what + ": the context is empty (moved from)");
+    auto impl = std::make_unique<Impl>();
+    impl->context = context.state();
+    auto shm = detail::shm_offer(options.formats, options.accept_shm, options.shm_fourccs, what);
+    if (!shm) return shm.error();
+    impl->shm_fourccs = std::move(*shm);
+    impl->options = std::move(options);
+    const ConsumerOptions& o = impl->options;
+    const std::string name = o.name.empty() ? std::string("dmabridge-consumer") : o.name;
+    pw_properties* props = pw_properties_new(PW_KEY_MEDIA_TYPE, "Video", PW_KEY_MEDIA_CATEGORY, "Capture",
+                                             PW_KEY_MEDIA_ROLE, "Camera", PW_KEY_NODE_NAME, name.c_str(), nullptr);
+    if (!o.target.empty()) pw_properties_set(props, PW_KEY_TARGET_OBJECT, o.target.c_str());
+    impl->stream = pw_stream_new(impl->context->core, name.c_str(), props);
+    if (impl->stream == nullptr) return Error::from_errno(errno, what + ": pw_stream_new");
+    pw_stream_add_listener(impl->stream, &impl->listener, &consumer_events, impl.get());
+    std::array<std::uint8_t, 8192> storage{};
+    spa_pod_builder b = SPA_POD_BUILDER_INIT(storage.data(), static_cast<uint32_t>(storage.size()));
+    auto params = impl->enum_formats(&b);
+    const int res = pw_stream_connect(impl->stream, PW_DIRECTION_INPUT, PW_ID_ANY,
+                                      static_cast<pw_stream_flags>(PW_STREAM_FLAG_AUTOCONNECT | PW_STREAM_FLAG_MAP_BUFFERS),
+                                      params.data(), static_cast<uint32_t>(params.size()));
+    if (res < 0) return Error::from_errno(-res, what + ": pw_stream_connect");
+    return Consumer(std::move(impl));
+}
+
+Consumer::Consumer(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Consumer::Consumer(Consumer&&) noexcept = default;
+Consumer& Consumer::operator=(Consumer&&) noexcept = default;
+Consumer::~Consumer() = default;
+
+StreamState Consumer::state() const noexcept { return impl_ ? impl_->status.state : StreamState::error; }
+std::optional<Error> Consumer::error() const {
+    if (!impl_) return Error::library(Errc::empty_object, "pipewire::Consumer: moved from");
+    return impl_->status.error;
+}
+std::optional<Negotiated> Consumer::negotiated() const { return impl_ ? impl_->negotiated : std::nullopt; }
+
+Result<std::optional<ConsumerFrame>> Consumer::acquire() {
+    if (!impl_) return Error::library(Errc::empty_object, "pipewire::Consumer::acquire: the consumer is empty (moved from)");
+    if (impl_->status.error) return *impl_->status.error;
+    while (true) {
+        if (!impl_->negotiated) return std::optional<ConsumerFrame>{};
+        pw_buffer* buffer = pw_stream_dequeue_buffer(impl_->stream);
+        if (buffer == nullptr) return std::optional<ConsumerFrame>{};
+        auto it = impl_->entries.find(buffer);
+        const spa_buffer* sb = buffer->buffer;
+        const Negotiated& n = *impl_->negotiated;
+        Status ok;
+        ConsumerFrame f;
+        if (it == impl_->entries.end()) {
+            ok = Error::library(Errc::invalid_argument, "a buffer PipeWire never announced");
+        } else if (sb == nullptr || sb->n_datas == 0 || sb->n_datas > max_datas) {
+            ok = Error::library(Errc::invalid_argument,
+                                std::to_string(sb ? sb->n_datas : 0) + " datas (1 to 4 expected)");
+        } else if ((sb->datas[0].chunk && (sb->datas[0].chunk->flags & SPA_CHUNK_FLAG_CORRUPTED)) != 0) {
+            ok = Error::library(Errc::invalid_argument, "the producer marked the frame corrupted");
+        } else if (n.dmabuf) {
+            ok = impl_->describe_dmabuf(it->second, sb, n);
+            if (ok) {
+                f.desc = it->second.desc.get();
+                f.dmabuf = true;
+                f.plane_count = static_cast<std::uint32_t>(f.desc->planes.size());
+                for (std::uint32_t p = 0; p < f.plane_count; ++p) {
+                    f.offsets[p] = f.desc->planes[p].offset;
+                    f.strides[p] = f.desc->planes[p].stride;
+                }
+            }
+        } else {
+            ok = impl_->describe_shm(it->second, sb, n, f);
+        }
+        if (!ok) {
+            // Rejected: back to the producer at once, the reason kept.
+            impl_->last_rejection = "consumer " + impl_->options.target + ": frame rejected: " + ok.error().message();
+            ++impl_->stats.frames_rejected;
+            pw_stream_queue_buffer(impl_->stream, buffer);
+            continue;
+        }
+        if (auto* h = static_cast<const spa_meta_header*>(
+                spa_buffer_find_meta_data(sb, SPA_META_Header, sizeof(spa_meta_header)))) {
+            f.sequence = h->seq;
+            f.timestamp_ns = h->pts;
+        }
+        it->second.out = true;
+        f.buffer_id = it->second.id;
+        f.handle = buffer;
+        ++impl_->stats.frames_acquired;
+        return std::optional<ConsumerFrame>{f};
+    }
+}
+
+Status Consumer::release(const ConsumerFrame& frame) {
+    if (!impl_) return Error::library(Errc::empty_object, "pipewire::Consumer::release: the consumer is empty (moved from)");
+    // A frame of a buffer PipeWire removed meanwhile: its description goes now; nothing to return.
+    if (impl_->orphans.erase(frame.buffer_id) != 0) return {};
+    auto* buffer = static_cast<pw_buffer*>(frame.handle);
+    auto it = impl_->entries.find(buffer);
+    if (it == impl_->entries.end() || !it->second.out || it->second.id != frame.buffer_id)
+        return Error::library(Errc::invalid_argument, "pipewire::Consumer::release: buffer " +
+                                                          std::to_string(frame.buffer_id) + " is not acquired");
+    it->second.out = false;
+    pw_stream_queue_buffer(impl_->stream, buffer);
+    return {};
+}
+
+const ConsumerStats& Consumer::stats() const noexcept {
+    static const ConsumerStats empty{};
+    return impl_ ? impl_->stats : empty;
+}
+
+std::string Consumer::last_rejection() const { return impl_ ? impl_->last_rejection : std::string(); }
+
+std::string Consumer::last_wrap_refusal() const { return impl_ ? impl_->last_wrap_refusal : std::string(); }
+
+}  // namespace dmabridge::pipewire

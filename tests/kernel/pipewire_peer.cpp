@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+// The other process of the pipewire tests (tests/kernel/test_pipewire.cpp starts it), public API
+// only:
+//   pipewire_peer produce NAME WIDTH HEIGHT   publishes NAME (udmabuf dma-bufs, XRGB8888 LINEAR,
+//                                             no shared memory) with the test pattern until killed
+//   pipewire_peer consume TARGET FRAMES       reads FRAMES frames of TARGET as dma-bufs, checks
+//                                             every pixel, prints "frames N" after each; exits 0
+//                                             when all were right, 1 otherwise
+// Both give up after 60 s.
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/format/fourcc.hpp>
+#include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/pipewire/consumer.hpp>
+#include <dmabridge/pipewire/context.hpp>
+#include <dmabridge/pipewire/producer.hpp>
+
+#include "pipewire_pattern.hpp"
+
+using namespace dmabridge;
+using namespace std::chrono_literals;
+
+namespace {
+
+int fail(const std::string& what, const Error& e) {
+    std::fprintf(stderr, "pipewire_peer: %s: %s\n", what.c_str(), e.message().c_str());
+    return 2;
+}
+
+double now() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int produce(const std::string& name, std::uint32_t width, std::uint32_t height) {
+    auto context = pipewire::Context::create();
+    if (!context) return fail("context", context.error());
+    auto udmabuf = UdmabufAllocator::open();
+    if (!udmabuf) return fail("udmabuf", udmabuf.error());
+    pipewire::ProducerOptions o;
+    o.name = name;
+    o.width = width;
+    o.height = height;
+    o.formats.add(fourcc::XRGB8888, modifier::linear);
+    o.allocator = &*udmabuf;
+    o.offer_shm = false;
+    auto producer = pipewire::Producer::create(*context, o);
+    if (!producer) return fail("producer", producer.error());
+    std::uint32_t frame = 0;
+    const double end = now() + 60;
+    while (now() < end) {
+        if (auto r = context->dispatch(10ms); !r) return fail("dispatch", r.error());
+        auto f = producer->dequeue();
+        if (!f) return fail("dequeue", f.error());
+        if (!*f) continue;
+        const BufferDesc& desc = *(*f)->desc;
+        auto map = Mapping::map(desc.planes[0].buffer, Access::write);
+        if (!map) return fail("map", map.error());
+        auto access = CpuAccess::begin(desc.planes[0].buffer, Access::write);
+        if (!access) return fail("cpu access", access.error());
+        test::fill_pattern(map->data() + desc.planes[0].offset, desc.planes[0].stride, width, height, frame);
+        if (auto ok = access->end(); !ok) return fail("cpu access end", ok.error());
+        if (auto ok = producer->queue(**f, frame); !ok) return fail("queue", ok.error());
+        ++frame;
+    }
+    return 0;
+}
+
+int consume(const std::string& target, std::uint64_t frames) {
+    auto context = pipewire::Context::create();
+    if (!context) return fail("context", context.error());
+    pipewire::ConsumerOptions o;
+    o.target = target;
+    o.name = "dmabridge-peer-consumer";
+    o.formats.add(fourcc::XRGB8888, modifier::linear);
+    o.accept_shm = false;
+    auto consumer = pipewire::Consumer::create(*context, o);
+    if (!consumer) return fail("consumer", consumer.error());
+    std::uint64_t got = 0;
+    const double end = now() + 60;
+    while (got < frames && now() < end) {
+        if (auto r = context->dispatch(10ms); !r) return fail("dispatch", r.error());
+        auto f = consumer->acquire();
+        if (!f) return fail("acquire", f.error());
+        if (!*f) continue;
+        const BufferDesc& desc = *(*f)->desc;
+        if (auto w = desc.planes[0].buffer.wait(Access::read, 1000ms); !w || *w != WaitStatus::ready)
+            return fail("wait for the producer's writes", w ? Error::library(Errc::unsupported, "timed out") : w.error());
+        auto map = Mapping::map(desc.planes[0].buffer, Access::read);
+        if (!map) return fail("map", map.error());
+        auto check = test::check_pattern(map->data() + desc.planes[0].offset, desc.planes[0].stride, desc.width,
+                                         desc.height);
+        if (check.wrong != 0) {
+            std::fprintf(stderr, "pipewire_peer: frame %u: %zu pixels wrong\n", check.frame, check.wrong);
+            return 1;
+        }
+        if (auto ok = consumer->release(**f); !ok) return fail("release", ok.error());
+        std::printf("frames %llu\n", static_cast<unsigned long long>(++got));
+        std::fflush(stdout);
+    }
+    return got == frames ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::string mode = argc > 1 ? argv[1] : "";
+    if (mode == "produce" && argc == 5)
+        return produce(argv[2], static_cast<std::uint32_t>(std::atoi(argv[3])), static_cast<std::uint32_t>(std::atoi(argv[4])));
+    if (mode == "consume" && argc == 4) return consume(argv[2], std::strtoull(argv[3], nullptr, 10));
+    std::fprintf(stderr, "usage: pipewire_peer produce NAME WIDTH HEIGHT | consume TARGET FRAMES\n");
+    return 2;
+}
