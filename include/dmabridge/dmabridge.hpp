@@ -52,6 +52,7 @@
 #include <dmabridge/kms/commit.hpp>
 #include <dmabridge/kms/device.hpp>
 #include <dmabridge/kms/framebuffer_cache.hpp>
+#include <dmabridge/kms/output.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/format.hpp>

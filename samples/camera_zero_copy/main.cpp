@@ -8,6 +8,7 @@
 //                    [--readback] [--validate]
 //   camera_zero_copy --serve PATH [--consumers N] [camera options]   (queue_mode.hpp)
 //   camera_zero_copy --connect PATH [--frames N] [--output DIR]
+//   camera_zero_copy --display [--card /dev/dri/cardN] [--copy] [--check] [camera options]  (display_mode.hpp)
 //
 // --api gl converts with a GLES 3.1 compute shader on a headless EGL display (the device platform,
 // Mesa's software device where there is one) instead of a Vulkan compute shader. --copy runs the
@@ -31,6 +32,7 @@
 #include "camera_pipeline.hpp"
 #include "gl_pipeline.hpp"
 #include "png.hpp"
+#include "display_mode.hpp"
 #include "queue_mode.hpp"
 
 namespace {
@@ -44,6 +46,9 @@ struct Args {
     bool gl = false;  // --api gl: OpenGL ES through EGL instead of Vulkan
     std::string serve, connect;      // --serve PATH / --connect PATH (queue_mode.hpp)
     std::uint32_t consumers = 1;     // --consumers N: how many --serve waits for
+    bool display = false;            // --display: on a KMS plane (display_mode.hpp)
+    std::string card;                // --card: the DRM node for --display
+    bool check = false;              // --check: --display compares the screen through writeback
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -53,7 +58,8 @@ struct Args {
                  "                        [--frames N] [--fps N] [--ring N] [--output DIR] [--api vulkan|gl] [--copy] [--readback]\n"
                  "                        [--validate]\n"
                  "       camera_zero_copy --serve PATH [--consumers N] [camera options]\n"
-                 "       camera_zero_copy --connect PATH [--frames N] [--output DIR]\n",
+                 "       camera_zero_copy --connect PATH [--frames N] [--output DIR]\n"
+                 "       camera_zero_copy --display [--card /dev/dri/cardN] [--copy] [--check] [camera options]\n",
                  why);
     std::exit(2);
 }
@@ -111,6 +117,12 @@ Args parse(int argc, char** argv) {
             a.connect = value();
         } else if (arg == "--consumers") {
             a.consumers = parse_number(value(), "--consumers");
+        } else if (arg == "--display") {
+            a.display = true;
+        } else if (arg == "--card") {
+            a.card = value();
+        } else if (arg == "--check") {
+            a.check = true;
         } else if (arg == "--validate") {
             a.validate = true;
         } else {
@@ -232,6 +244,20 @@ int main(int argc, char** argv) {
     Args args = parse(argc, argv);
     if (!args.serve.empty()) return camera::serve({args.pipeline, args.serve, args.frames, args.consumers});
     if (!args.connect.empty()) return camera::consume(args.connect, args.frames, args.output);
+    if (args.display) {
+        camera::DisplayOptions d;
+        d.camera = args.pipeline.device;
+        d.card = args.card;
+        d.v4l2_format = args.pipeline.pixel_format;
+        if (args.pipeline.width) d.width = args.pipeline.width;
+        if (args.pipeline.height) d.height = args.pipeline.height;
+        d.fps = args.pipeline.fps;
+        if (args.pipeline.ring_size) d.ring = args.pipeline.ring_size;
+        d.frames = args.frames;
+        d.copy = args.pipeline.path == camera::Path::copy;
+        d.check = args.check;
+        return camera::display(d);
+    }
     // Only the two frames written as PNGs are copied back to host memory (every frame with
     // --readback, which measures a pipeline that ends on the CPU, like a GStreamer gldownload).
     const std::uint64_t last = args.frames - 1;
