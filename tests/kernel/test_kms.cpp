@@ -5,11 +5,13 @@
 // hostile descriptions refused before any ioctl, and GEM handles shared by framebuffers of one
 // buffer (through different fds, removed in either order) never closed early nor leaked.
 // Suite "kms": ci/test runs it in a VM with vkms, where it must pass.
+#include <dmabridge/alloc/gbm_allocator.hpp>
 #include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/kms/commit.hpp>
 #include <dmabridge/kms/device.hpp>
+#include <dmabridge/kms/output.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -72,6 +74,51 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a udmabuf image on the primary plane is what wri
     CHECK(differing(captured, rgb_pixels(image)) == 0);
     turn_off(d, o);
     fb->reset();
+    CHECK(d.gem_handles() == 0);
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "find_output picks the output and planes of a pair, and capture returns the screen as a dma-buf") {
+    const auto d = open_vkms();
+    const auto o = find_output(d);  // the harness's own walk, for comparison
+    auto found = kms::find_output(d, fourcc::XRGB8888, modifier::linear);
+    REQUIRE_MESSAGE(found, (found ? "" : found.error().message()));
+    CHECK(found->connector == o.connector);
+    CHECK(found->crtc == o.crtc);
+    CHECK(found->primary == o.primary);
+    CHECK(found->writeback == o.writeback);
+    CHECK(std::find(found->overlays.begin(), found->overlays.end(), o.overlay) != found->overlays.end());
+    CHECK(found->mode.hdisplay == o.mode.hdisplay);
+    CHECK(found->mode.vdisplay == o.mode.vdisplay);
+    // vkms scans out RGB only: the error says which pair and what the planes take.
+    auto refused = kms::find_output(d, fourcc::NV12, modifier::linear);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().is(Errc::unsupported));
+    CHECK_MESSAGE(refused.error().message().find("NV12") != std::string::npos, refused.error().message());
+    CHECK_MESSAGE(refused.error().message().find("plane " + std::to_string(o.primary)) != std::string::npos,
+                  refused.error().message());
+
+    const auto image = pattern_image(o.mode.hdisplay, o.mode.vdisplay, 11);
+    {
+        auto fb = d.add_framebuffer(image);
+        REQUIRE(fb);
+        kms::Commit show(d);
+        show.set_mode(o.crtc, o.connector, o.mode).show(o.primary, o.crtc, *fb);
+        auto shown = show.apply(true);
+        REQUIRE_MESSAGE(shown, (shown ? "" : shown.error().message()));
+        auto gbm = GbmAllocator::open(d.path());
+        REQUIRE(gbm);
+        auto picture = kms::capture(d, *found, *gbm, fourcc::XRGB8888, std::chrono::seconds(10));
+        REQUIRE_MESSAGE(picture, (picture ? "" : picture.error().message()));
+        CHECK(picture->picture.width == o.mode.hdisplay);
+        CHECK(differing(rgb_pixels(picture->picture), rgb_pixels(image)) == 0);
+        // Without a writeback connector there is nothing to capture with.
+        kms::Output blind = *found;
+        blind.writeback = 0;
+        auto none = kms::capture(d, blind, *gbm, fourcc::XRGB8888, std::chrono::seconds(1));
+        REQUIRE_FALSE(none);
+        CHECK(none.error().is(Errc::unsupported));
+        turn_off(d, o);
+    }
     CHECK(d.gem_handles() == 0);
 }
 
