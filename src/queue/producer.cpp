@@ -737,7 +737,11 @@ Status Producer::queue_point(BufferIndex index, std::uint64_t point, FrameInfo i
     for (const auto& p : s.peers) {
         if (p->lost || p->release_timeline) continue;
         auto f = s.acquire_timeline->export_sync_file(point);
-        if (!f) return f.error().with_context(what + " (for consumer " + std::to_string(p->id) + ", which has no timelines)");
+        if (!f) {
+            const Error e = f.error().with_context(what + " (for consumer " + std::to_string(p->id) + ", which has no timelines)");
+            (void)s.notify();  // consumers lost while reading their answers; may destroy the Producer
+            return e;
+        }
         fence = std::move(*f);
         break;
     }

@@ -344,7 +344,7 @@ TEST_CASE_FIXTURE(FdLeakCheck, "queue: a consumer whose release points go back o
                 dispatch_until(producer, [&] { return producer.free_count() == 1 || !lost.empty(); });
             }
         }
-        dispatch_until(producer, [&] { return !lost.empty(); }, 2s);
+        dispatch_until(producer, [&] { return !lost.empty(); });
         CHECK(producer.consumer_count() == 0);
         REQUIRE(lost.size() == 1);
         CHECK_MESSAGE(lost[0].find(c.expect) != std::string::npos, lost[0]);

@@ -53,7 +53,9 @@
 ///
 /// Cost per frame in steady state, counted by bench/bench_queue across two processes: 3 system
 /// calls on the producer's thread and 3 on the consumer's with implicit sync, 8 and 7 with an
-/// acquire and a release fence (the fences' own dups included). A release deadline or fence
+/// acquire and a release fence (the fences' own dups included), 6 and about 5 with timelines
+/// (acquire and release points, the application's CPU signals of them included; a release point
+/// already signalled when it arrives costs one query, one that is not yet costs a watch). A release deadline or fence
 /// timeout adds up to one timerfd_settime per queue() and per dispatch() (when the next
 /// deadline moved); a hold limit adds nothing unless a consumer reaches it.
 ///
