@@ -20,47 +20,16 @@
 #include <unistd.h>
 
 #include "vgem_uapi.hpp"
+#include "wake_baseline.hpp"
 
 using namespace dmabridge;
 namespace uapi = dmabridge::test::vgem_uapi;
-using clock_type = std::chrono::steady_clock;
+using dmabridge::bench::clock_type;
+using dmabridge::bench::median_us;
 
 namespace {
 
 constexpr int rounds = 300;
-
-double median_us(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
-
-// An eventfd written on this thread wakes a poll()ing thread.
-double eventfd_wake_us() {
-    UniqueFd efd(::eventfd(0, EFD_CLOEXEC));
-    std::atomic<clock_type::time_point> woke{};
-    std::atomic<int> seen{0};
-    std::thread waiter([&] {
-        for (int i = 0; i < rounds; ++i) {
-            pollfd p{efd.get(), POLLIN, 0};
-            ::poll(&p, 1, -1);
-            woke = clock_type::now();
-            std::uint64_t v;
-            (void)!::read(efd.get(), &v, sizeof v);
-            ++seen;
-        }
-    });
-    std::vector<double> samples;
-    for (int i = 0; i < rounds; ++i) {
-        std::this_thread::sleep_for(std::chrono::microseconds(500));  // let the waiter block
-        const auto start = clock_type::now();
-        const std::uint64_t one = 1;
-        (void)!::write(efd.get(), &one, sizeof one);
-        while (seen.load() <= i) std::this_thread::yield();
-        samples.push_back(std::chrono::duration<double, std::micro>(woke.load() - start).count());
-    }
-    waiter.join();
-    return median_us(samples);
-}
 
 // A vgem fence signalled on this thread reaches a FenceWatcher callback on the watcher's thread.
 double fence_wake_us(int vgem_fd, const DmaBuf& buf, std::uint32_t handle) {
@@ -113,7 +82,7 @@ int main() {
     }
     auto buf = DmaBuf::adopt(UniqueFd(prime));
     if (!buf) return 1;
-    const double eventfd = eventfd_wake_us();
+    const double eventfd = dmabridge::bench::eventfd_wake_us(rounds);
     const double fence = fence_wake_us(vgem.get(), *buf, create.handle);
     if (fence < 0) {
         std::fprintf(stderr, "bench_fences: a vgem fence or watch failed\n");

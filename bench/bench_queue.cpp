@@ -11,13 +11,20 @@
 //       consumer in two processes over a socketpair; every frame carries an acquire fence and
 //       a release fence (dups of signalled sync_files, counted too). N is the larger side; a
 //       comment line gives both, and the same without fences. Goal: N <= 12.
+//   metric queue_syscalls_per_frame_timeline N   (bench_queue --timeline, in a VM with a DRM
+//       device that has syncobj timelines: ci/vm --virtio-gpu) the same count with timelines
+//       negotiated: every frame carries an acquire point and every release a release point,
+//       each signalled from the CPU by the application before it is sent (as the fenced run
+//       sends signalled sync_files); the signals are counted too. Goal: N <= 6.
 #include <dmabridge/alloc/udmabuf.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -45,8 +52,13 @@ std::int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch()).count();
 }
 
+// The device of the timeline runs (-1 in the others).
+int timeline_device = -1;
+
 queue::Producer make_producer(queue::Connection conn) {
-    auto p = queue::Producer::create();
+    queue::ProducerOptions options;
+    options.timeline_device = timeline_device;
+    auto p = queue::Producer::create(std::move(options));
     if (!p) fail("producer", p.error());
     auto alloc = UdmabufAllocator::open();
     if (!alloc) fail("udmabuf", alloc.error());
@@ -76,7 +88,7 @@ SyncFile signalled_fence() {
 }
 
 struct Run {
-    bool fences = false;
+    bool fences = false;                  // with timeline_device set: points instead of fences
     bool pace = false;                    // sleep before each queue so the consumer blocks
     test::SyscallTap* tap = nullptr;      // count this endpoint's calls
     std::uint64_t steady_calls = 0;       // calls of the measured frames
@@ -84,7 +96,8 @@ struct Run {
 
 void produce(queue::Producer& p, Run& run) {
     std::optional<SyncFile> fence_source;
-    if (run.fences) fence_source = signalled_fence();
+    const bool points = run.fences && timeline_device >= 0;
+    if (run.fences && !points) fence_source = signalled_fence();
     std::uint64_t at_warmup = 0;
     for (int i = 0; i < warmup + measured; ++i) {
         if (i == warmup && run.tap) at_warmup = run.tap->count();
@@ -97,7 +110,14 @@ void produce(queue::Producer& p, Run& run) {
             if (!d) fail("dup", d.error());
             fence = std::move(*d);
         }
-        if (auto r = p.queue(*index, std::move(fence), {static_cast<std::uint64_t>(i), now_ns()}); !r) fail("queue", r.error());
+        const queue::FrameInfo info{static_cast<std::uint64_t>(i), now_ns()};
+        if (points) {
+            const auto point = static_cast<std::uint64_t>(i + 1);
+            if (auto r = p.acquire_timeline()->signal(point); !r) fail("signal", r.error());
+            if (auto r = p.queue_point(*index, point, info); !r) fail("queue_point", r.error());
+            continue;
+        }
+        if (auto r = p.queue(*index, std::move(fence), info); !r) fail("queue", r.error());
     }
     if (run.tap) run.steady_calls = run.tap->count() - at_warmup;
     while (p.free_count() < buffer_count)
@@ -107,7 +127,8 @@ void produce(queue::Producer& p, Run& run) {
 // Returns the median latency in microseconds.
 double consume(queue::Consumer& c, Run& run) {
     std::optional<SyncFile> fence_source;
-    if (run.fences) fence_source = signalled_fence();
+    const bool points = run.fences && timeline_device >= 0;
+    if (run.fences && !points) fence_source = signalled_fence();
     std::vector<double> latencies;
     std::uint64_t at_warmup = 0;
     for (int i = 0; i < warmup + measured; ++i) {
@@ -115,6 +136,16 @@ double consume(queue::Consumer& c, Run& run) {
         auto f = c.acquire(std::chrono::seconds(30));
         if (!f) fail("acquire", f.error());
         if (i >= warmup) latencies.push_back(static_cast<double>(now_ns() - f->info.timestamp_ns) / 1000.0);
+        if (points) {
+            if (i >= warmup && !f->acquire_point) {
+                std::fprintf(stderr, "bench_queue: frame %d carries no acquire point: timelines not negotiated\n", i);
+                std::exit(1);
+            }
+            const auto point = static_cast<std::uint64_t>(i + 1);
+            if (auto r = c.release_timeline()->signal(point); !r) fail("signal", r.error());
+            if (auto r = c.release_point(f->buffer, point); !r) fail("release_point", r.error());
+            continue;
+        }
         std::optional<SyncFile> fence;
         if (fence_source) {
             auto d = fence_source->dup();
@@ -139,7 +170,7 @@ std::pair<double, double> cross_process(bool fences, bool pace, bool count, doub
     if (child == 0) {
         ::close(result[0]);
         { queue::Connection drop(std::move(pair->first)); }
-        auto c = queue::Consumer::create(std::move(pair->second));
+        auto c = queue::Consumer::create(std::move(pair->second), queue::ConsumerOptions{timeline_device});
         if (!c) fail("consumer", c.error());
         Run run{fences, pace, nullptr, 0};
         double out[2] = {0, 0};
@@ -199,7 +230,22 @@ double in_process(bool fences) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    if (argc > 1 && std::strcmp(argv[1], "--timeline") == 0) {
+        auto device = Timeline::open_device();
+        if (!device) {
+            std::fprintf(stderr, "bench_queue: %s (run inside ci/vm --virtio-gpu)\n", device.error().message().c_str());
+            return 1;
+        }
+        timeline_device = device->get();
+        double producer_points = 0;
+        const double consumer_points = cross_process(true, false, true, &producer_points).second;
+        std::printf("# syscalls per frame with timelines (acquire and release points, their CPU signals included): "
+                    "producer %.2f, consumer %.2f\n",
+                    producer_points, consumer_points);
+        std::printf("metric queue_syscalls_per_frame_timeline %.2f\n", std::max(producer_points, consumer_points));
+        return 0;
+    }
     // Processes first: fork before this process has any thread.
     const double cross_us = cross_process(false, true, false, nullptr).first;
     double producer_fenced = 0, producer_plain = 0;

@@ -28,6 +28,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(a->plane_count >= 1 && a->plane_count <= wire::max_fds);
         for (std::uint32_t i = 0; i < a->plane_count; ++i) FUZZ_CHECK(a->planes[i].fd_index < fds);
     }
+    // A point travels only with flag_point, never with a fence fd, and is never 0.
+    if (const auto* f = std::get_if<wire::Frame>(&*parsed)) {
+        FUZZ_CHECK(!((f->flags & wire::flag_point) && (f->flags & wire::flag_fence)));
+        FUZZ_CHECK(((f->flags & wire::flag_point) != 0) == (f->point != 0));
+    }
+    if (const auto* r = std::get_if<wire::Release>(&*parsed)) {
+        FUZZ_CHECK(!((r->flags & wire::flag_point) && (r->flags & wire::flag_fence)));
+        FUZZ_CHECK(((r->flags & wire::flag_point) != 0) == (r->point != 0));
+    }
     const wire::Encoded again = wire::encode(*parsed);
     FUZZ_CHECK(again.size == bytes.size());
     FUZZ_CHECK(std::memcmp(again.bytes.data(), bytes.data(), bytes.size()) == 0);

@@ -127,3 +127,9 @@ write('fuzz_queue_message', 'release', qmsg(0, 4, struct.pack('<II', 2, 0)))
 write('fuzz_queue_message', 'release-fence', qmsg(1, 4, struct.pack('<II', 2, 1)))
 write('fuzz_queue_message', 'release-fd-overcount', qmsg(3, 4, struct.pack('<II', 2, 1), hdr_fds=1))
 write('fuzz_queue_message', 'bad-version', qmsg(0, 4, struct.pack('<II', 2, 0), version=2))
+# Timelines (#21): the hello's offer with its fd, a frame and a release carrying points, and the
+# consumer's release timeline.
+write('fuzz_queue_message', 'hello-timeline', qmsg(1, 1, struct.pack('<II', 0, 1)))
+write('fuzz_queue_message', 'frame-point', qmsg(0, 3, struct.pack('<IIQqQ', 2, 2, 19, 123456791, 7)))
+write('fuzz_queue_message', 'release-point', qmsg(0, 4, struct.pack('<IIQ', 2, 2, 8)))
+write('fuzz_queue_message', 'release-timeline', qmsg(1, 5, struct.pack('<II', 0, 0)))

@@ -8,6 +8,7 @@
 #include <poll.h>
 
 #include "base/sys.hpp"
+#include "queue/timeline_link.hpp"
 #include "queue/transport.hpp"
 
 namespace dmabridge::queue {
@@ -27,6 +28,7 @@ struct Entry {
 struct Pending {
     BufferIndex buffer;
     std::optional<SyncFile> fence;
+    std::optional<std::uint64_t> point;
     FrameInfo info;
 };
 
@@ -44,6 +46,15 @@ struct Consumer::State {
     std::deque<Pending> ready;
     std::optional<Error> failed;
     ConsumerStats stats;
+    // Timelines (ConsumerOptions::timeline_device): the device (a dup), this consumer's release
+    // timeline, the producer's acquire timeline once its hello offered it, and the last points
+    // seen each way (0 before the first).
+    UniqueFd timeline_device;
+    std::optional<Timeline> release_timeline;
+    std::optional<Timeline> acquire_timeline;
+    bool negotiated = false;
+    std::uint64_t last_acquire_point = 0;
+    std::uint64_t last_release_point = 0;
 
     // The first failure is final. The connection is shut down (the producer sees the hang-up at
     // once) but its fd stays open until the Consumer is destroyed: the application's event loop
@@ -57,8 +68,9 @@ struct Consumer::State {
         return *failed;
     }
 
-    Status send_release(BufferIndex b, const SyncFile* fence) {
-        const wire::Encoded bytes = wire::encode(wire::Release{b, fence ? wire::flag_fence : 0u});
+    Status send_release(BufferIndex b, const SyncFile* fence, std::uint64_t point = 0) {
+        const wire::Encoded bytes =
+            wire::encode(wire::Release{b, fence ? wire::flag_fence : (point ? wire::flag_point : 0u), point});
         const int fd = fence ? fence->fd() : -1;
         auto sent = detail::ConnectionAccess::transport(connection)->send(bytes.view(), fence ? std::span<const int>(&fd, 1) : std::span<const int>());
         // A producer that hung up is reported as such, whichever of receive and send saw it first.
@@ -77,6 +89,7 @@ struct Consumer::State {
             if (hello) return fail(Error::library(Errc::invalid_argument, "the producer sent a second hello"));
             hello = true;
             mode = h->mode == 1 ? Mode::mailbox : Mode::fifo;
+            if (h->flags & wire::hello_flag_timeline) return take_offer(std::move(msg.fds[0]));
             return {};
         }
         if (const auto* a = std::get_if<wire::Announce>(&*parsed)) {
@@ -131,6 +144,16 @@ struct Consumer::State {
                 if (!sf) return fail(sf.error().with_context(what() + " acquire fence"));
                 fence = std::move(*sf);
             }
+            std::optional<std::uint64_t> point;
+            if (f->flags & wire::flag_point) {
+                if (!acquire_timeline)
+                    return fail(Error::library(Errc::invalid_argument, what() + ": acquire point " + std::to_string(f->point) +
+                                                                           " but the producer offered no timeline"));
+                if (auto ok = detail::check_point_step(last_acquire_point, f->point, what() + " acquire point"); !ok)
+                    return fail(ok.error());
+                last_acquire_point = f->point;
+                point = f->point;
+            }
             ++stats.frames_received;
             if (mode == Mode::mailbox) {
                 while (!ready.empty()) {
@@ -142,10 +165,31 @@ struct Consumer::State {
                 }
             }
             e.queued = true;
-            ready.push_back(Pending{f->buffer, std::move(fence), FrameInfo{f->sequence, f->timestamp_ns}});
+            ready.push_back(Pending{f->buffer, std::move(fence), point, FrameInfo{f->sequence, f->timestamp_ns}});
             return {};
         }
         return fail(Error::library(Errc::invalid_argument, std::string("the producer sent a ") + wire::type_name(*parsed)));
+    }
+
+    // The producer's hello offered its acquire timeline as `fd`.
+    Status take_offer(UniqueFd fd) {
+        if (!release_timeline) {
+            // Not wanted: close it as any untrusted fd (a peer's FUSE file must not make us wait).
+            auto link = dmabridge::detail::fd_link(fd.get(), "the producer's acquire timeline");
+            if (link) dmabridge::detail::close_untrusted(std::move(fd), *link);
+            return {};
+        }
+        auto t = detail::import_peer_timeline(timeline_device.get(), std::move(fd), "the producer's acquire timeline");
+        if (!t) return fail(t.error());
+        acquire_timeline = std::move(*t);
+        auto mine = release_timeline->export_fd();
+        if (!mine) return fail(mine.error().with_context("send the release timeline"));
+        const wire::Encoded bytes = wire::encode(wire::ReleaseTimeline{});
+        const int fds[1] = {mine->get()};
+        if (auto sent = detail::ConnectionAccess::transport(connection)->send(bytes.view(), fds); !sent)
+            return fail(sent.error().with_context("send the release timeline"));
+        negotiated = true;
+        return {};
     }
 
     // Reads one message; false when none waited.
@@ -181,9 +225,17 @@ Consumer::Consumer(Consumer&&) noexcept = default;
 Consumer& Consumer::operator=(Consumer&&) noexcept = default;
 Consumer::~Consumer() = default;
 
-Result<Consumer> Consumer::create(Connection connection) {
+Result<Consumer> Consumer::create(Connection connection, ConsumerOptions options) {
     if (!connection.valid()) return Error::library(Errc::empty_object, "queue consumer: create with an empty connection");
     auto state = std::make_unique<State>();
+    if (options.timeline_device >= 0) {
+        auto t = Timeline::create(options.timeline_device);
+        if (!t) return t.error().with_context("queue consumer: create the release timeline");
+        auto device = UniqueFd::dup_of(options.timeline_device);
+        if (!device) return device.error().with_context("queue consumer: timeline device");
+        state->timeline_device = std::move(*device);
+        state->release_timeline = std::move(*t);
+    }
     state->connection = std::move(connection);
     return Consumer(std::move(state));
 }
@@ -206,7 +258,7 @@ Result<AcquiredFrame> Consumer::acquire(Timeout timeout) {
             e.queued = false;
             e.acquired = true;
             ++s.stats.frames_acquired;
-            return AcquiredFrame{p.buffer, &e.desc, std::move(p.fence), p.info};
+            return AcquiredFrame{p.buffer, &e.desc, std::move(p.fence), p.point, p.info};
         }
         if (s.failed) return *s.failed;
         const auto wait = deadline.wait_timeout();
@@ -220,6 +272,28 @@ Result<AcquiredFrame> Consumer::acquire(Timeout timeout) {
 Result<WaitStatus> Consumer::wait_ready(const AcquiredFrame& frame, Timeout timeout) const {
     if (!state_) return closed_error();
     if (frame.acquire_fence) return frame.acquire_fence->wait(timeout);
+    if (frame.acquire_point) {
+        const auto& s = *state_;
+        if (!s.acquire_timeline)
+            return Error::library(Errc::invalid_argument, "queue consumer: wait_ready of a frame with an acquire point, "
+                                                          "but this consumer has no acquire timeline");
+        auto w = s.acquire_timeline->wait(*frame.acquire_point, timeout);
+        if (!w || *w == WaitStatus::ready) return w;
+        // Timed out. A point nothing submitted, from a producer that is gone, never comes.
+        auto submitted = s.acquire_timeline->wait(*frame.acquire_point, Timeout{0}, PointState::submitted);
+        if (submitted && *submitted == WaitStatus::timed_out) {
+            bool gone = s.failed.has_value();
+            if (!gone && s.connection.is_socket()) {
+                pollfd p{s.connection.fd(), 0, 0};  // POLLHUP is reported whatever the events asked
+                gone = ::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+            }
+            if (gone)
+                return Error::from_errno(ECONNRESET, "queue consumer: acquire point " + std::to_string(*frame.acquire_point) +
+                                                         " of buffer " + std::to_string(frame.buffer) +
+                                                         " was never submitted and the producer hung up");
+        }
+        return w;
+    }
     if (!frame.desc) return Error::library(Errc::invalid_argument, "queue consumer: wait_ready of a frame without a buffer");
     // Implicit sync: the writers' fences of every distinct dma-buf. Planes of one buffer share
     // its fences, so a second wait on them returns at once. One deadline for all planes: the
@@ -247,6 +321,40 @@ Status Consumer::release(BufferIndex buffer, std::optional<SyncFile> release_fen
         return s.fail(r.error().with_context("release buffer " + std::to_string(buffer)));
     return {};
 }
+
+Status Consumer::release_point(BufferIndex buffer, std::uint64_t point) {
+    if (!state_) return closed_error();
+    auto& s = *state_;
+    const std::string what = "queue consumer: release of buffer " + std::to_string(buffer) + " with point " + std::to_string(point);
+    if (!s.release_timeline)
+        return Error::library(Errc::unsupported, what + ": this consumer has no release timeline (ConsumerOptions::timeline_device)");
+    if (buffer >= s.buffers.size() || !s.buffers[buffer].acquired)
+        return Error::library(Errc::invalid_argument, what + ": the buffer is not acquired by this consumer");
+    if (auto ok = detail::check_point_step(s.last_release_point, point, what); !ok) return ok.error();
+    if (s.failed) {
+        s.buffers[buffer].acquired = false;
+        return *s.failed;
+    }
+    std::optional<SyncFile> fence;
+    if (!s.negotiated) {  // a producer without timelines gets the point as a sync_file
+        auto f = s.release_timeline->export_sync_file(point);
+        if (!f) return f.error().with_context(what);
+        fence = std::move(*f);
+    }
+    s.buffers[buffer].acquired = false;
+    s.last_release_point = point;
+    if (auto r = s.send_release(buffer, fence ? &*fence : nullptr, fence ? 0 : point); !r)
+        return s.fail(r.error().with_context("release buffer " + std::to_string(buffer)));
+    return {};
+}
+
+const Timeline* Consumer::acquire_timeline() const noexcept {
+    return state_ && state_->acquire_timeline ? &*state_->acquire_timeline : nullptr;
+}
+Timeline* Consumer::release_timeline() noexcept {
+    return state_ && state_->release_timeline ? &*state_->release_timeline : nullptr;
+}
+bool Consumer::uses_timelines() const noexcept { return state_ && state_->negotiated; }
 
 Result<std::size_t> Consumer::dispatch(Timeout timeout) {
     if (!state_) return closed_error();

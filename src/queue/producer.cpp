@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <deque>
+#include <span>
 #include <string>
 
 #include <sys/epoll.h>
@@ -13,6 +14,7 @@
 #include <dmabridge/kernel/fence_watcher.hpp>
 
 #include "base/sys.hpp"
+#include "queue/timeline_link.hpp"
 #include "queue/transport.hpp"
 
 namespace dmabridge::queue {
@@ -41,6 +43,13 @@ struct Peer {
     std::vector<Clock::time_point> held_since; // when that frame was queued (for the release deadline)
     std::size_t held = 0;                      // how many holds[] are set
     bool lost = false;
+    // Timelines: the consumer's release timeline once it sent it (then frames queued with
+    // queue_point() carry points to it), and the last release point it sent.
+    std::optional<Timeline> release_timeline;
+    std::uint64_t last_release_point = 0;
+    // Offered timelines and has not answered yet: a consumer that takes the offer sends its
+    // release timeline before anything else, so its first release without one means "no".
+    bool answer_pending = false;
 };
 
 // A release fence being watched, with the consumer that sent it (for the fence timeout).
@@ -49,6 +58,7 @@ struct FenceWait {
     WatchId watch = 0;
     Clock::time_point deadline;
     bool expired = false;  // the timeout passed: the consumer was dropped, the buffer still waits
+    std::uint64_t point = 0;  // a release point of the consumer's release timeline; 0 for a sync_file
 };
 
 struct Slot {
@@ -58,7 +68,7 @@ struct Slot {
     bool dequeued = false;
     std::uint32_t holders = 0;          // consumers holding it
     std::uint32_t pending_fences = 0;   // release fences (or a lost consumer's GPU work) not signalled
-    std::vector<FenceWait> fence_waits; // the release fences among them, when a fence timeout is set
+    std::vector<FenceWait> fence_waits; // the release fences among them when a fence timeout is set; release points always
     // Waits the FenceWatcher could not take (watch() failed: no fd for its dup, epoll_ctl
     // refused). The buffer stays out of rotation, since the consumer's GPU may still use it, and
     // every dispatch() polls these (no new fd needed) until they are done.
@@ -98,6 +108,11 @@ struct Producer::State {
     ConsumerId next_id = 1;
     std::size_t next_slot = 0;
     ProducerStats stats;
+    // Timelines (ProducerOptions::timeline_device): the device (a dup) and the acquire timeline
+    // offered to every consumer, and the last point queue_point() sent.
+    UniqueFd timeline_device;
+    std::optional<Timeline> acquire_timeline;
+    std::uint64_t last_acquire_point = 0;
     // Losses found and not yet reported. lose() only records them; notify() calls
     // on_consumer_lost once the operation that found them has finished its loops, so a callback
     // that adds or drops consumers, adds buffers or destroys the Producer changes nothing that
@@ -174,6 +189,59 @@ struct Producer::State {
                 FenceWait{consumer, *w, *dmabridge::detail::deadline_after(options.release_fence_timeout), false});
     }
 
+    // Marks the buffer as waiting for release `point` of `peer`'s release timeline.
+    void wait_point_then_free(std::size_t index, Peer& peer, std::uint64_t point) {
+        // Already signalled (a consumer whose use ended before it released): free now, one
+        // ioctl instead of a watch's five or so system calls.
+        if (auto last = peer.release_timeline->last_signalled(); last && *last >= point) return;
+        auto w = watcher.watch(*peer.release_timeline, point, [this, index](WatchId id, WaitStatus) {
+            Slot& slot = slots[index];
+            --slot.pending_fences;
+            std::erase_if(slot.fence_waits, [id](const FenceWait& f) { return f.watch == id; });
+        }, forever);
+        if (!w) {
+            // A point cannot be polled without a watch (or a thread): treat it like a consumer
+            // that holds the buffer still, which the policy (and a drop) deals with.
+            lose(peer, w.error().with_context("watch release point " + std::to_string(point) + " of buffer " +
+                                              std::to_string(index) + " from consumer " + std::to_string(peer.id)));
+            return;
+        }
+        ++slots[index].pending_fences;
+        const auto deadline = limited(options.release_fence_timeout)
+                                  ? *dmabridge::detail::deadline_after(options.release_fence_timeout)
+                                  : Clock::time_point::max();
+        slots[index].fence_waits.push_back(FenceWait{peer.id, *w, deadline, false, point});
+    }
+
+    // Gives buffer `b`, which a lost consumer held (or released with a point nobody submitted),
+    // back once the GPU is done with it: the dma-bufs' implicit fences, all of them.
+    void reclaim_after_gpu(std::size_t b) {
+        Slot& slot = slots[b];
+        if (slot.idle()) {  // no GPU work on it: back now, without a watch
+            ++stats.buffers_reclaimed;
+            return;
+        }
+        for (int fd_index = 0; fd_index < static_cast<int>(slot.fds.size()); ++fd_index) {
+            const DmaBuf* buf = nullptr;
+            for (const auto& p : slot.desc.planes)
+                if (p.buffer.fd() == slot.fds[static_cast<std::size_t>(fd_index)]) buf = &p.buffer;
+            if (!buf) continue;
+            auto w = watcher.watch(*buf, Access::read_write, [this, b](WatchId, WaitStatus) {
+                --slots[b].pending_fences;
+                ++stats.buffers_reclaimed;
+            });
+            if (w) {
+                ++slot.pending_fences;
+            } else {
+                // Not "free now": the lost consumer's GPU work may still use it. Poll it
+                // at each dispatch() instead until it is idle.
+                detail_log("watch buffer " + std::to_string(b) + " of a lost consumer: " + w.error().message() +
+                           "; the buffer stays out of rotation until it is idle");
+                slot.unwatched_gpu = true;
+            }
+        }
+    }
+
     // Returns the buffers whose unwatched fences are all done.
     void recheck_unwatched() {
         for (Slot& slot : slots) {
@@ -203,19 +271,25 @@ struct Producer::State {
             }
         }
         if (limited(options.release_fence_timeout)) {
+            // lose() changes fence_waits (a release point nobody submitted gives its buffer
+            // back): collect first, drop after the loops.
+            std::vector<std::pair<ConsumerId, Error>> late;
             for (std::size_t b = 0; b < slots.size(); ++b) {
                 for (FenceWait& f : slots[b].fence_waits) {
                     if (f.expired || now < f.deadline) continue;
                     f.expired = true;
                     ++stats.release_fence_timeouts;
-                    const std::string what = "the release fence of buffer " + std::to_string(b) + " from consumer " +
-                                             std::to_string(f.consumer) + " did not signal within " +
-                                             ms(options.release_fence_timeout) +
-                                             "; the buffer stays out of rotation until it does";
-                    if (Peer* p = find(f.consumer)) lose(*p, Error::from_errno(ETIMEDOUT, what));
+                    const std::string what =
+                        (f.point ? "release point " + std::to_string(f.point) : std::string("the release fence")) +
+                        " of buffer " + std::to_string(b) + " from consumer " + std::to_string(f.consumer) +
+                        " did not signal within " + ms(options.release_fence_timeout) +
+                        "; the buffer stays out of rotation until it does";
+                    if (find(f.consumer)) late.emplace_back(f.consumer, Error::from_errno(ETIMEDOUT, what));
                     else detail_log(what);
                 }
             }
+            for (auto& [id, why] : late)
+                if (Peer* p = find(id)) lose(*p, why);
         }
     }
 
@@ -257,29 +331,28 @@ struct Producer::State {
         for (std::size_t b = 0; b < peer.holds.size(); ++b) {
             if (!peer.holds[b]) continue;
             peer.holds[b] = false;
-            Slot& slot = slots[b];
-            --slot.holders;
-            if (slot.idle()) {  // no GPU work on it: back now, without a watch
-                ++stats.buffers_reclaimed;
-                continue;
-            }
-            for (int fd_index = 0; fd_index < static_cast<int>(slot.fds.size()); ++fd_index) {
-                const DmaBuf* buf = nullptr;
-                for (const auto& p : slot.desc.planes)
-                    if (p.buffer.fd() == slot.fds[static_cast<std::size_t>(fd_index)]) buf = &p.buffer;
-                if (!buf) continue;
-                auto w = watcher.watch(*buf, Access::read_write, [this, b](WatchId, WaitStatus) {
+            --slots[b].holders;
+            reclaim_after_gpu(b);
+        }
+        // Release points of this consumer that nothing submitted: a dead process cannot submit
+        // them any more, so they would keep the buffer for good. The buffer comes back as if the
+        // consumer still held it. Submitted points are still waited for (the GPU runs).
+        if (peer.release_timeline) {
+            for (std::size_t b = 0; b < slots.size(); ++b) {
+                auto& waits = slots[b].fence_waits;
+                for (std::size_t i = 0; i < waits.size();) {
+                    const FenceWait f = waits[i];
+                    if (f.consumer != peer.id || f.point == 0) { ++i; continue; }
+                    auto submitted = peer.release_timeline->wait(f.point, Timeout{0}, PointState::submitted);
+                    if (submitted && *submitted == WaitStatus::ready) { ++i; continue; }
+                    if (!watcher.cancel(f.watch)) { ++i; continue; }  // its callback ran meanwhile
+                    waits.erase(waits.begin() + static_cast<std::ptrdiff_t>(i));
                     --slots[b].pending_fences;
-                    ++stats.buffers_reclaimed;
-                });
-                if (w) {
-                    ++slot.pending_fences;
-                } else {
-                    // Not "free now": the lost consumer's GPU work may still use it. Poll it
-                    // at each dispatch() instead until it is idle.
-                    detail_log("watch buffer " + std::to_string(b) + " of a lost consumer: " + w.error().message() +
-                               "; the buffer stays out of rotation until it is idle");
-                    slot.unwatched_gpu = true;
+                    ++stats.abandoned_points;
+                    detail_log("release point " + std::to_string(f.point) + " of buffer " + std::to_string(b) +
+                               " from consumer " + std::to_string(peer.id) +
+                               " was never submitted; the buffer comes back once its implicit fences are done");
+                    reclaim_after_gpu(b);
                 }
             }
         }
@@ -307,6 +380,22 @@ struct Producer::State {
         if (!parsed) {
             lose(peer, parsed.error().with_context("consumer " + std::to_string(peer.id)));
             return false;
+        }
+        if (std::holds_alternative<wire::ReleaseTimeline>(*parsed)) {
+            const std::string who = "consumer " + std::to_string(peer.id);
+            if (!acquire_timeline || peer.release_timeline) {
+                lose(peer, Error::library(Errc::invalid_argument, who + " sent a release timeline " +
+                                                                      (peer.release_timeline ? "a second time" : "but none was offered")));
+                return false;
+            }
+            auto t = detail::import_peer_timeline(timeline_device.get(), std::move(msg.fds[0]), who + " release timeline");
+            if (!t) {
+                lose(peer, t.error());
+                return false;
+            }
+            peer.release_timeline = std::move(*t);
+            peer.answer_pending = false;
+            return true;
         }
         const auto* rel = std::get_if<wire::Release>(&*parsed);
         if (!rel) {
@@ -336,11 +425,30 @@ struct Producer::State {
             }
             fence = std::move(*f);
         }
+        peer.answer_pending = false;
+        if (rel->flags & wire::flag_point) {
+            const std::string what = "consumer " + std::to_string(peer.id) + " release of buffer " + std::to_string(rel->buffer);
+            if (!peer.release_timeline) {
+                lose(peer, Error::library(Errc::invalid_argument, what + ": release point " + std::to_string(rel->point) +
+                                                                      " without a release timeline"));
+                return false;
+            }
+            if (auto ok = detail::check_point_step(peer.last_release_point, rel->point, what); !ok) {
+                lose(peer, ok.error());
+                return false;
+            }
+            peer.last_release_point = rel->point;
+        }
         peer.holds[rel->buffer] = false;
         --peer.held;
         --slots[rel->buffer].holders;
         ++stats.releases;
         if (fence) wait_then_free(rel->buffer, std::move(*fence), peer.id);
+        if (rel->flags & wire::flag_point) {
+            ++stats.release_points;
+            wait_point_then_free(rel->buffer, peer, rel->point);
+            if (peer.lost) return false;
+        }
         return true;
     }
 
@@ -380,6 +488,46 @@ struct Producer::State {
         return handled;
     }
 
+    // Sends a frame of dequeued buffer `index` to every consumer: with `point` (not 0) to those
+    // that negotiated timelines, with `fence` (when given) to the others.
+    void queue_frame(BufferIndex index, const SyncFile* fence, std::uint64_t point, FrameInfo info) {
+        Slot& slot = slots[index];
+        const wire::Frame with_fence{index, fence ? wire::flag_fence : 0u, info.sequence, info.timestamp_ns, 0};
+        const wire::Frame with_point{index, wire::flag_point, info.sequence, info.timestamp_ns, point};
+        const int fence_fd = fence ? fence->fd() : -1;
+        const std::span<const int> fds = fence ? std::span<const int>(&fence_fd, 1) : std::span<const int>();
+        const auto now = timer ? Clock::now() : Clock::time_point{};
+        const std::size_t limit = options.max_held_per_consumer;
+        for (auto& p : peers) {
+            if (p->lost) continue;
+            // Releases the consumer sent and nobody read yet count as released: read them first.
+            for (bool nothing = false; limit > 0 && p->held >= limit && !nothing;)
+                if (!read_one(*p, &nothing)) break;
+            if (p->lost) continue;
+            if (limit > 0 && p->held >= limit) {
+                lose(*p, Error::library(Errc::limit_exceeded,
+                                        "consumer " + std::to_string(p->id) + " holds " + std::to_string(p->held) +
+                                            " buffers (queued or acquired, not released), the limit is " +
+                                            std::to_string(limit) + "; frame of buffer " + std::to_string(index) + " not sent"));
+                continue;
+            }
+            const bool by_point = point != 0 && p->release_timeline;
+            if (auto r = by_point ? send(*p, with_point, {}) : send(*p, with_fence, fds); !r) {
+                lose(*p, r.error().with_context("queue frame of buffer " + std::to_string(index) + " to consumer " +
+                                                std::to_string(p->id)));
+                continue;
+            }
+            p->holds[index] = true;
+            p->held_since[index] = now;
+            ++p->held;
+            ++slot.holders;
+        }
+        slot.dequeued = false;
+        ++stats.frames_queued;
+        erase_lost();
+        rearm();
+    }
+
     std::optional<std::size_t> take_free() {
         for (std::size_t k = 0; k < slots.size(); ++k) {
             const std::size_t i = (next_slot + k) % slots.size();
@@ -413,8 +561,20 @@ Result<Producer> Producer::create(ProducerOptions options) {
         ev.data.u64 = timer_key;
         if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, timer.get(), &ev) != 0) return last_error("queue producer: epoll_ctl(timer)");
     }
+    UniqueFd timeline_device;
+    std::optional<Timeline> acquire_timeline;
+    if (options.timeline_device >= 0) {
+        auto t = Timeline::create(options.timeline_device);
+        if (!t) return t.error().with_context("queue producer: create the acquire timeline");
+        auto device = UniqueFd::dup_of(options.timeline_device);
+        if (!device) return device.error().with_context("queue producer: timeline device");
+        timeline_device = std::move(*device);
+        acquire_timeline = std::move(*t);
+    }
     auto state = std::make_unique<State>(std::move(options), std::move(ep), std::move(*watcher));
     state->timer = std::move(timer);
+    state->timeline_device = std::move(timeline_device);
+    state->acquire_timeline = std::move(acquire_timeline);
     return Producer(std::move(state));
 }
 
@@ -477,7 +637,17 @@ Result<ConsumerId> Producer::add_consumer(Connection connection) {
     peer->holds.assign(s.slots.size(), false);
     peer->held_since.assign(s.slots.size(), Clock::time_point{});
     const std::string who = "queue producer: add consumer " + std::to_string(peer->id);
-    if (auto r = s.send(*peer, wire::Hello{s.options.mode == Mode::mailbox ? 1u : 0u}, {}); !r) return r.error().with_context(who);
+    const std::uint32_t mode = s.options.mode == Mode::mailbox ? 1u : 0u;
+    if (s.acquire_timeline) {
+        // The offer: the acquire timeline goes with the hello (one fd, exported for this send).
+        auto fd = s.acquire_timeline->export_fd();
+        if (!fd) return fd.error().with_context(who + ": export the acquire timeline");
+        const int fds[1] = {fd->get()};
+        if (auto r = s.send(*peer, wire::Hello{mode, wire::hello_flag_timeline}, fds); !r) return r.error().with_context(who);
+        peer->answer_pending = true;
+    } else if (auto r = s.send(*peer, wire::Hello{mode, 0}, {}); !r) {
+        return r.error().with_context(who);
+    }
     for (const Slot& slot : s.slots)
         if (auto r = s.send(*peer, slot.announce, slot.fds); !r) return r.error().with_context(who);
     epoll_event ev{};
@@ -542,41 +712,54 @@ Status Producer::queue(BufferIndex index, std::optional<SyncFile> acquire_fence,
                                                           " which is not dequeued (" + std::to_string(s.slots.size()) + " buffers)");
     if (acquire_fence && !acquire_fence->valid())
         return Error::library(Errc::empty_object, "queue producer: queue buffer " + std::to_string(index) + " with an empty acquire fence");
-    Slot& slot = s.slots[index];
-    wire::Frame f{index, acquire_fence ? wire::flag_fence : 0u, info.sequence, info.timestamp_ns};
-    const int fence_fd = acquire_fence ? acquire_fence->fd() : -1;
-    std::span<const int> fds = acquire_fence ? std::span<const int>(&fence_fd, 1) : std::span<const int>();
-    const auto now = s.timer ? Clock::now() : Clock::time_point{};
-    const std::size_t limit = s.options.max_held_per_consumer;
-    for (auto& p : s.peers) {
-        if (p->lost) continue;
-        // Releases the consumer sent and nobody read yet count as released: read them first.
-        for (bool nothing = false; limit > 0 && p->held >= limit && !nothing;)
-            if (!s.read_one(*p, &nothing)) break;
-        if (p->lost) continue;
-        if (limit > 0 && p->held >= limit) {
-            s.lose(*p, Error::library(Errc::limit_exceeded,
-                                      "consumer " + std::to_string(p->id) + " holds " + std::to_string(p->held) +
-                                          " buffers (queued or acquired, not released), the limit is " +
-                                          std::to_string(limit) + "; frame of buffer " + std::to_string(index) + " not sent"));
-            continue;
-        }
-        if (auto r = s.send(*p, f, fds); !r) {
-            s.lose(*p, r.error().with_context("queue frame of buffer " + std::to_string(index) + " to consumer " +
-                                              std::to_string(p->id)));
-            continue;
-        }
-        p->holds[index] = true;
-        p->held_since[index] = now;
-        ++p->held;
-        ++slot.holders;
-    }
-    slot.dequeued = false;
-    ++s.stats.frames_queued;
-    s.erase_lost();
-    s.rearm();
+    s.queue_frame(index, acquire_fence ? &*acquire_fence : nullptr, 0, info);
     (void)s.notify();  // last: the callback may destroy the Producer; the frame is queued either way
     return {};
+}
+
+Status Producer::queue_point(BufferIndex index, std::uint64_t point, FrameInfo info) {
+    if (!state_) return closed_error();
+    auto& s = *state_;
+    const std::string what = "queue producer: queue buffer " + std::to_string(index) + " with acquire point " + std::to_string(point);
+    if (!s.acquire_timeline)
+        return Error::library(Errc::unsupported, what + ": this producer has no acquire timeline (ProducerOptions::timeline_device)");
+    if (index >= s.slots.size() || !s.slots[index].dequeued)
+        return Error::library(Errc::invalid_argument, what + ": the buffer is not dequeued (" + std::to_string(s.slots.size()) + " buffers)");
+    if (auto ok = detail::check_point_step(s.last_acquire_point, point, what); !ok) return ok.error();
+    // A consumer's answer to the offer may wait unread: read what waits from those that have
+    // not answered, so that one that took the offer gets the point.
+    for (auto& p : s.peers)
+        for (bool nothing = false; p->answer_pending && !p->lost && !nothing;)
+            if (!s.read_one(*p, &nothing)) break;
+    s.erase_lost();
+    // Consumers without timelines get the point as a sync_file: export it once for all of them.
+    std::optional<SyncFile> fence;
+    for (const auto& p : s.peers) {
+        if (p->lost || p->release_timeline) continue;
+        auto f = s.acquire_timeline->export_sync_file(point);
+        if (!f) {
+            const Error e = f.error().with_context(what + " (for consumer " + std::to_string(p->id) + ", which has no timelines)");
+            (void)s.notify();  // consumers lost while reading their answers; may destroy the Producer
+            return e;
+        }
+        fence = std::move(*f);
+        break;
+    }
+    s.last_acquire_point = point;
+    s.queue_frame(index, fence ? &*fence : nullptr, point, info);
+    (void)s.notify();
+    return {};
+}
+
+Timeline* Producer::acquire_timeline() noexcept {
+    return state_ && state_->acquire_timeline ? &*state_->acquire_timeline : nullptr;
+}
+
+Result<bool> Producer::consumer_uses_timelines(ConsumerId id) const {
+    if (!state_) return closed_error();
+    Peer* p = state_->find(id);
+    if (!p) return Error::library(Errc::not_found, "queue producer: no consumer " + std::to_string(id));
+    return p->release_timeline.has_value();
 }
 
 Status Producer::cancel(BufferIndex index) {

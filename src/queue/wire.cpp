@@ -14,6 +14,8 @@ constexpr std::size_t announce_fixed_size = 32;
 constexpr std::size_t announce_plane_size = 24;
 constexpr std::size_t frame_size = 24;
 constexpr std::size_t release_size = 8;
+constexpr std::size_t point_size = 8;  // the u64 point a frame or release adds with flag_point
+constexpr std::size_t release_timeline_size = 8;
 
 // The wire is little-endian whatever the host: every field goes through here.
 template <typename T>
@@ -67,13 +69,16 @@ Error refuse(const std::string& what) {
 std::size_t payload_size(const Message& m) noexcept {
     if (std::holds_alternative<Hello>(m)) return hello_size;
     if (const auto* a = std::get_if<Announce>(&m)) return announce_fixed_size + announce_plane_size * a->plane_count;
-    if (std::holds_alternative<Frame>(m)) return frame_size;
-    return release_size;
+    if (const auto* f = std::get_if<Frame>(&m)) return frame_size + ((f->flags & flag_point) ? point_size : 0);
+    if (const auto* r = std::get_if<Release>(&m)) return release_size + ((r->flags & flag_point) ? point_size : 0);
+    return release_timeline_size;
 }
 
 }  // namespace
 
 std::size_t fd_count(const Message& m) noexcept {
+    if (const auto* h = std::get_if<Hello>(&m)) return (h->flags & hello_flag_timeline) ? 1 : 0;
+    if (std::holds_alternative<ReleaseTimeline>(m)) return 1;
     if (const auto* a = std::get_if<Announce>(&m)) return a->fd_count;
     if (const auto* f = std::get_if<Frame>(&m)) return (f->flags & flag_fence) ? 1 : 0;
     if (const auto* r = std::get_if<Release>(&m)) return (r->flags & flag_fence) ? 1 : 0;
@@ -85,7 +90,8 @@ const char* type_name(const Message& m) noexcept {
     case 0: return "hello";
     case 1: return "announce";
     case 2: return "frame";
-    default: return "release";
+    case 3: return "release";
+    default: return "release timeline";
     }
 }
 
@@ -99,7 +105,7 @@ Encoded encode(const Message& m) noexcept {
     w.put(static_cast<std::uint32_t>(fd_count(m)));
     if (const auto* h = std::get_if<Hello>(&m)) {
         w.put(h->mode);
-        w.put(std::uint32_t{0});
+        w.put(h->flags);
     } else if (const auto* a = std::get_if<Announce>(&m)) {
         w.put(a->buffer);
         w.put(a->width);
@@ -119,9 +125,14 @@ Encoded encode(const Message& m) noexcept {
         w.put(f->flags);
         w.put(f->sequence);
         w.put(f->timestamp_ns);
+        if (f->flags & flag_point) w.put(f->point);
     } else if (const auto* r = std::get_if<Release>(&m)) {
         w.put(r->buffer);
         w.put(r->flags);
+        if (r->flags & flag_point) w.put(r->point);
+    } else {
+        w.put(std::uint32_t{0});
+        w.put(std::uint32_t{0});
     }
     return out;
 }
@@ -153,6 +164,12 @@ Result<Message> parse_message(std::span<const std::byte> bytes, std::size_t fds_
                           std::to_string(want));
         return {};
     };
+    auto check_sync_flags = [&](const char* name, std::uint32_t flags) -> Status {
+        if (flags & ~(flag_fence | flag_point)) return refuse(std::string(name) + ": unknown flags " + std::to_string(flags));
+        if ((flags & flag_fence) && (flags & flag_point))
+            return refuse(std::string(name) + ": both a fence fd and a point (flags " + std::to_string(flags) + ")");
+        return {};
+    };
     auto expect_fds = [&](const char* name, std::size_t want) -> Status {
         if (fds != want)
             return refuse(std::string(name) + " with " + std::to_string(fds) + " fds, expected " + std::to_string(want));
@@ -162,10 +179,11 @@ Result<Message> parse_message(std::span<const std::byte> bytes, std::size_t fds_
     switch (static_cast<Type>(type)) {
     case Type::hello: {
         if (auto s = expect_length("hello", hello_size); !s) return s.error();
-        if (auto s = expect_fds("hello", 0); !s) return s.error();
         Hello h;
         h.mode = r.get<std::uint32_t>();
-        if (r.get<std::uint32_t>() != 0) return refuse("hello: reserved field not zero");
+        h.flags = r.get<std::uint32_t>();
+        if (h.flags & ~hello_flag_timeline) return refuse("hello: unknown flags " + std::to_string(h.flags));
+        if (auto s = expect_fds("hello", h.flags & hello_flag_timeline); !s) return s.error();
         if (h.mode > 1) return refuse("hello: unknown mode " + std::to_string(h.mode));
         return Message{h};
     }
@@ -211,24 +229,41 @@ Result<Message> parse_message(std::span<const std::byte> bytes, std::size_t fds_
         return Message{a};
     }
     case Type::frame: {
-        if (auto s = expect_length("frame", frame_size); !s) return s.error();
+        // The flags decide the length: read them (inside the fixed part) before checking it.
+        if (length < frame_size) return refuse("frame payload of " + std::to_string(length) + " bytes, expected " + std::to_string(frame_size) + " or " + std::to_string(frame_size + point_size));
         Frame f;
         f.buffer = r.get<std::uint32_t>();
         f.flags = r.get<std::uint32_t>();
         f.sequence = r.get<std::uint64_t>();
         f.timestamp_ns = r.get<std::int64_t>();
-        if (f.flags & ~flag_fence) return refuse("frame: unknown flags " + std::to_string(f.flags));
+        if (auto s = check_sync_flags("frame", f.flags); !s) return s.error();
+        if (auto s = expect_length("frame", frame_size + ((f.flags & flag_point) ? point_size : 0)); !s) return s.error();
         if (auto s = expect_fds("frame", f.flags & flag_fence); !s) return s.error();
+        if (f.flags & flag_point) {
+            f.point = r.get<std::uint64_t>();
+            if (f.point == 0) return refuse("frame: acquire point 0 (points start at 1)");
+        }
         return Message{f};
     }
     case Type::release: {
-        if (auto s = expect_length("release", release_size); !s) return s.error();
+        if (length < release_size) return refuse("release payload of " + std::to_string(length) + " bytes, expected " + std::to_string(release_size) + " or " + std::to_string(release_size + point_size));
         Release rel;
         rel.buffer = r.get<std::uint32_t>();
         rel.flags = r.get<std::uint32_t>();
-        if (rel.flags & ~flag_fence) return refuse("release: unknown flags " + std::to_string(rel.flags));
+        if (auto s = check_sync_flags("release", rel.flags); !s) return s.error();
+        if (auto s = expect_length("release", release_size + ((rel.flags & flag_point) ? point_size : 0)); !s) return s.error();
         if (auto s = expect_fds("release", rel.flags & flag_fence); !s) return s.error();
+        if (rel.flags & flag_point) {
+            rel.point = r.get<std::uint64_t>();
+            if (rel.point == 0) return refuse("release: release point 0 (points start at 1)");
+        }
         return Message{rel};
+    }
+    case Type::release_timeline: {
+        if (auto s = expect_length("release timeline", release_timeline_size); !s) return s.error();
+        if (auto s = expect_fds("release timeline", 1); !s) return s.error();
+        if (r.get<std::uint32_t>() != 0 || r.get<std::uint32_t>() != 0) return refuse("release timeline: reserved field not zero");
+        return Message{ReleaseTimeline{}};
     }
     }
     return refuse("unknown type " + std::to_string(type));

@@ -37,13 +37,28 @@ enum class Type : std::uint16_t {
     announce = 2,  ///< producer -> consumer: a buffer's description and its dma-bufs
     frame = 3,     ///< producer -> consumer: a buffer to acquire, with an optional acquire fence
     release = 4,   ///< consumer -> producer: a buffer given back, with an optional release fence
+    /// consumer -> producer, at most once, only in answer to a hello that offered timelines:
+    /// the consumer took the producer's acquire timeline and sends its own release timeline
+    /// (one syncobj fd). From then on releases may carry release points.
+    release_timeline = 5,
 };
 
 /// flags bit of frame and release: one sync_file fd travels with the message.
 inline constexpr std::uint32_t flag_fence = 1;
+/// flags bit of frame and release: the payload ends with a u64 point of the sender's timeline
+/// (the acquire timeline for a frame, the release timeline for a release) instead of a fence fd.
+/// Never together with flag_fence; the point is never 0.
+inline constexpr std::uint32_t flag_point = 2;
+/// flags bit of hello: the producer offers explicit sync on DRM syncobj timelines; one fd, its
+/// acquire timeline, travels with the hello. A consumer that does not want it closes the fd and
+/// answers nothing (frames and releases then carry sync_files, as without the offer).
+/// Compatibility: a consumer from before this bit (#21) refuses a hello with it set (reserved
+/// fields must be zero), so a producer sets it only when the application opted in.
+inline constexpr std::uint32_t hello_flag_timeline = 1;
 
 struct Hello {
     std::uint32_t mode = 0;  ///< 0 FIFO, 1 mailbox
+    std::uint32_t flags = 0;  ///< hello_flag_timeline
     friend bool operator==(const Hello&, const Hello&) = default;
 };
 
@@ -68,19 +83,27 @@ struct Announce {
 
 struct Frame {
     std::uint32_t buffer = 0;
-    std::uint32_t flags = 0;  ///< flag_fence: an acquire fence travels with it
+    std::uint32_t flags = 0;  ///< flag_fence: an acquire fence travels with it; flag_point: `point`
     std::uint64_t sequence = 0;
     std::int64_t timestamp_ns = 0;
+    std::uint64_t point = 0;  ///< with flag_point: the acquire point; else 0 (not on the wire)
     friend bool operator==(const Frame&, const Frame&) = default;
 };
 
 struct Release {
     std::uint32_t buffer = 0;
-    std::uint32_t flags = 0;  ///< flag_fence: a release fence travels with it
+    std::uint32_t flags = 0;  ///< flag_fence: a release fence travels with it; flag_point: `point`
+    std::uint64_t point = 0;  ///< with flag_point: the release point; else 0 (not on the wire)
     friend bool operator==(const Release&, const Release&) = default;
 };
 
-using Message = std::variant<Hello, Announce, Frame, Release>;
+/// The consumer's release timeline (its fd travels with the message); the payload is 8 reserved
+/// bytes, zero.
+struct ReleaseTimeline {
+    friend bool operator==(const ReleaseTimeline&, const ReleaseTimeline&) = default;
+};
+
+using Message = std::variant<Hello, Announce, Frame, Release, ReleaseTimeline>;
 
 /// The number of fds a valid message of this content carries.
 std::size_t fd_count(const Message& message) noexcept;
@@ -103,7 +126,7 @@ Encoded encode(const Message& message) noexcept;
 /// fd used by a plane. Errors are Errc::invalid_argument naming the field and the numbers. Pure.
 Result<Message> parse_message(std::span<const std::byte> bytes, std::size_t fds_received);
 
-/// "hello", "announce", "frame", "release", for messages.
+/// "hello", "announce", "frame", "release", "release timeline", for messages.
 const char* type_name(const Message& message) noexcept;
 
 }  // namespace dmabridge::detail::wire

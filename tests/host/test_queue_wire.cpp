@@ -106,6 +106,44 @@ TEST_CASE("queue announcements with a plane count that does not fit their size a
     CHECK(refusal(h, 0).find("hello: unknown mode 2") != std::string::npos);
 }
 
+TEST_CASE("timeline messages (#21) encode and parse back, and their sizes, fds and points are checked") {
+    const std::vector<wire::Message> all = {wire::Hello{1, wire::hello_flag_timeline}, wire::ReleaseTimeline{},
+                                            wire::Frame{2, wire::flag_point, 9, 1, 77},
+                                            wire::Release{3, wire::flag_point, ~std::uint64_t{0}}};
+    for (const auto& m : all) {
+        auto r = wire::parse_message(bytes_of(m), wire::fd_count(m));
+        REQUIRE_MESSAGE(r, (r ? "" : r.error().message()));
+        CHECK(*r == m);
+    }
+    // A frame without a point is byte for byte what a peer without timelines sends.
+    CHECK(bytes_of(wire::Frame{2, 0, 100, 7}).size() == 16 + 24);
+    CHECK(bytes_of(wire::Frame{2, wire::flag_point, 100, 7, 1}).size() == 16 + 32);
+    auto no_fd = bytes_of(wire::Hello{0, wire::hello_flag_timeline});
+    poke<std::uint32_t>(no_fd, 12, 0);
+    CHECK(refusal(no_fd, 0).find("hello with 0 fds, expected 1") != std::string::npos);
+    CHECK(refusal(bytes_of(wire::Hello{0, 0}), 1).find("announces 0 fds but 1 arrived") != std::string::npos);
+    auto h = bytes_of(wire::Hello{0, 0});
+    poke<std::uint32_t>(h, 20, 4);
+    CHECK(refusal(h, 0).find("hello: unknown flags 4") != std::string::npos);
+    auto both = bytes_of(wire::Frame{2, wire::flag_point, 9, 1, 77});
+    poke<std::uint32_t>(both, 20, wire::flag_point | wire::flag_fence);
+    poke<std::uint32_t>(both, 12, 1);
+    CHECK(refusal(both, 1).find("frame: both a fence fd and a point") != std::string::npos);
+    CHECK(refusal(bytes_of(wire::Frame{2, wire::flag_point, 9, 1, 0}), 0).find("acquire point 0") != std::string::npos);
+    CHECK(refusal(bytes_of(wire::Release{2, wire::flag_point, 0}), 0).find("release point 0") != std::string::npos);
+    // The point flag without the point's 8 bytes (a peer claiming one it did not send).
+    auto short_frame = bytes_of(wire::Frame{2, 0, 9, 1});
+    poke<std::uint32_t>(short_frame, 20, wire::flag_point);
+    CHECK(refusal(short_frame, 0).find("frame payload of 24 bytes, expected 32") != std::string::npos);
+    auto short_release = bytes_of(wire::Release{2, 0});
+    poke<std::uint32_t>(short_release, 20, wire::flag_point);
+    CHECK(refusal(short_release, 0).find("release payload of 8 bytes, expected 16") != std::string::npos);
+    CHECK(refusal(bytes_of(wire::ReleaseTimeline{}), 0).find("announces 1 fds but 0 arrived") != std::string::npos);
+    auto rt = bytes_of(wire::ReleaseTimeline{});
+    poke<std::uint32_t>(rt, 20, 1);
+    CHECK(refusal(rt, 1).find("release timeline: reserved field not zero") != std::string::npos);
+}
+
 template <typename C>
 concept hands_out_transport = requires(const C& c) { c.transport(); };
 

@@ -20,15 +20,26 @@
 //                       each (FNV-1a over plane 0's rows, read through a CPU mapping), release,
 //                       then acquire and release until the producer hangs up
 //   bad-producer        act as a producer that announces a pipe as a buffer
+//   timeline-stream N   (timelines) acquire N frames, each must carry an acquire point; wait for
+//                       it, check every pixel, release with a point of the release timeline and
+//                       signal that point from the CPU
+//   timeline-die        (timelines) acquire one frame, release it with point 1 of the release
+//                       timeline, which nothing ever submits, print "released", wait for a stdin
+//                       line, then die by SIGKILL
+//   produce-timeline-die act as a producer with timelines: one buffer, wait for the consumer's
+//                       release timeline, queue a frame with acquire point 1, which nothing ever
+//                       submits, print "queued", wait for a stdin line, then die by SIGKILL
 //   produce N           act as the producer: 3 udmabuf buffers of 64x64 XRGB8888 written by the
 //                       CPU, N frames (even sequences with an explicit acquire fence, odd ones
 //                       implicit), then wait until every buffer came back
 #include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/kernel/devices.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -192,6 +203,78 @@ void fence_role(queue::Consumer& consumer) {
     say("signalled");
 }
 
+void timeline_stream(queue::Consumer& consumer, int count) {
+    say("ready");
+    for (int i = 0; i < count; ++i) {
+        auto f = consumer.acquire(std::chrono::seconds(20));
+        if (!f) die("acquire " + std::to_string(i) + ": " + f.error().message());
+        if (!consumer.uses_timelines()) die("timelines were not negotiated");
+        if (!f->acquire_point || f->acquire_fence) die("frame " + std::to_string(i) + " carries no acquire point");
+        auto ready = consumer.wait_ready(*f, std::chrono::seconds(10));
+        if (!ready || *ready != WaitStatus::ready) die("acquire point of frame " + std::to_string(i) + " did not signal");
+        check_pixels(*f);
+        const auto point = static_cast<std::uint64_t>(i + 1);
+        if (auto r = consumer.release_point(f->buffer, point); !r) die(r.error().message());
+        if (auto r = consumer.release_timeline()->signal(point); !r) die(r.error().message());
+    }
+}
+
+void timeline_die(queue::Consumer& consumer) {
+    auto f = consumer.acquire(std::chrono::seconds(20));
+    if (!f) die(f.error().message());
+    if (!f->acquire_point) die("the frame carries no acquire point");
+    if (auto r = consumer.release_point(f->buffer, 1); !r) die(r.error().message());
+    say("released");
+    read_line();
+    ::kill(::getpid(), SIGKILL);
+}
+
+UniqueFd timeline_device() {
+    auto d = Timeline::open_device();
+    if (!d) die(d.error().message());
+    return std::move(*d);
+}
+
+// Adds `count` udmabuf buffers of 64x64 XRGB8888 to `producer`.
+void add_peer_buffers(queue::Producer& producer, int count) {
+    auto alloc = UdmabufAllocator::open();
+    if (!alloc) die(alloc.error().message());
+    for (int i = 0; i < count; ++i) {
+        auto buf = alloc->allocate_bytes(64 * 64 * 4, "queue-peer");
+        if (!buf) die(buf.error().message());
+        BufferDesc d;
+        d.width = 64;
+        d.height = 64;
+        d.fourcc = fourcc::XRGB8888;
+        d.planes.push_back(PlaneDesc{std::move(*buf), 0, 256});
+        if (auto r = producer.add_buffer(std::move(d)); !r) die(r.error().message());
+    }
+}
+
+void produce_timeline_die(int socket) {
+    auto conn = queue::Connection::from_socket(UniqueFd(socket));
+    if (!conn) die(conn.error().message());
+    const UniqueFd device = timeline_device();
+    queue::ProducerOptions options;
+    options.timeline_device = device.get();
+    auto producer = queue::Producer::create(std::move(options));
+    if (!producer) die(producer.error().message());
+    add_peer_buffers(*producer, 1);
+    auto id = producer->add_consumer(std::move(*conn));
+    if (!id) die(id.error().message());
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (![&] { auto u = producer->consumer_uses_timelines(*id); return u && *u; }()) {
+        if (std::chrono::steady_clock::now() > end) die("the consumer never sent its release timeline");
+        if (auto r = producer->dispatch(std::chrono::milliseconds(100)); !r) die(r.error().message());
+    }
+    auto index = producer->dequeue(std::chrono::seconds(1));
+    if (!index) die(index.error().message());
+    if (auto r = producer->queue_point(*index, 1, {1, 1000}); !r) die(r.error().message());
+    say("queued");
+    read_line();
+    ::kill(::getpid(), SIGKILL);
+}
+
 // --- raw peers: they speak the wire format by hand ---
 
 void raw_send(int s, std::span<const std::byte> bytes, const std::vector<int>& fds) {
@@ -329,18 +412,7 @@ void produce(int socket, int count) {
     if (!conn) die(conn.error().message());
     auto producer = queue::Producer::create();
     if (!producer) die(producer.error().message());
-    auto alloc = UdmabufAllocator::open();
-    if (!alloc) die(alloc.error().message());
-    for (int i = 0; i < 3; ++i) {
-        auto buf = alloc->allocate_bytes(64 * 64 * 4, "queue-peer");
-        if (!buf) die(buf.error().message());
-        BufferDesc d;
-        d.width = 64;
-        d.height = 64;
-        d.fourcc = fourcc::XRGB8888;
-        d.planes.push_back(PlaneDesc{std::move(*buf), 0, 256});
-        if (auto r = producer->add_buffer(std::move(d)); !r) die(r.error().message());
-    }
+    add_peer_buffers(*producer, 3);
     if (auto r = producer->add_consumer(std::move(*conn)); !r) die(r.error().message());
     for (int seq = 1; seq <= count; ++seq) {
         auto index = producer->dequeue(std::chrono::seconds(60));
@@ -382,6 +454,8 @@ int main(int argc, char** argv) {
     const std::size_t fds_expected = std::strcmp(argv[1], "--fd") == 0 ? fds_at_start - 1 : fds_at_start;
     if (role == "hostile") {
         hostile(argv[2]);
+    } else if (role == "produce-timeline-die") {
+        produce_timeline_die(std::atoi(argv[2]));
     } else if (role == "produce") {
         produce(std::atoi(argv[2]), argc > 4 ? std::atoi(argv[4]) : 1);
     } else if (role == "bad-producer") {
@@ -389,8 +463,15 @@ int main(int argc, char** argv) {
         bad_producer(s);
         ::close(s);
     } else {
-        auto consumer = queue::Consumer::create(open_connection(argc, argv));
+        UniqueFd device;
+        queue::ConsumerOptions options;
+        if (role.rfind("timeline", 0) == 0) {
+            device = timeline_device();
+            options.timeline_device = device.get();
+        }
+        auto consumer = queue::Consumer::create(open_connection(argc, argv), options);
         if (!consumer) die(consumer.error().message());
+        device.reset();  // the consumer keeps its own dup
         auto creds = consumer->producer_credentials();
         if (!creds || creds->pid != ::getppid()) die("the producer's credentials are not the parent's");
         if (std::strcmp(argv[1], "--fd") == 0 && consumer->fd() != 3) die("the consumer does not poll the inherited socket");
@@ -439,6 +520,11 @@ int main(int argc, char** argv) {
         } else if (role == "checksum") {
             checksum_role(*consumer, argc > 4 ? std::atoi(argv[4]) : 1, argc > 5 ? std::strtoull(argv[5], nullptr, 10) : 0);
             say("done frames=" + std::to_string(drain(*consumer)));
+        } else if (role == "timeline-stream") {
+            timeline_stream(*consumer, argc > 4 ? std::atoi(argv[4]) : 1);
+            say("done frames=" + std::to_string(drain(*consumer)));
+        } else if (role == "timeline-die") {
+            timeline_die(*consumer);
         } else if (role == "fence") {
             fence_role(*consumer);
             say("done frames=" + std::to_string(drain(*consumer)));

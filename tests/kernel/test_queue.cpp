@@ -30,6 +30,7 @@
 #include <dmabridge/vulkan/import_cache.hpp>
 
 #include "fd_count.hpp"
+#include "queue_buffers.hpp"
 #include "syscall_filter.hpp"
 #include "queue_peer_process.hpp"
 #include "vgem.hpp"
@@ -45,37 +46,11 @@ using dmabridge::test::socket_link;
 
 namespace {
 
-constexpr std::uint32_t side = 64;
-
-std::uint32_t pattern(std::uint64_t s, std::size_t i) { return static_cast<std::uint32_t>(s * 2654435761u) ^ static_cast<std::uint32_t>(i); }
-
-std::vector<BufferDesc> make_buffers(std::size_t count) {
-    auto alloc = UdmabufAllocator::open();
-    REQUIRE_MESSAGE(alloc, (alloc ? "" : alloc.error().message()));
-    std::vector<BufferDesc> out;
-    for (std::size_t i = 0; i < count; ++i) {
-        auto buf = alloc->allocate_bytes(side * side * 4, "queue-test");
-        REQUIRE(buf);
-        BufferDesc d;
-        d.width = side;
-        d.height = side;
-        d.fourcc = fourcc::XRGB8888;
-        d.planes.push_back(PlaneDesc{std::move(*buf), 0, side * 4});
-        out.push_back(std::move(d));
-    }
-    return out;
-}
-
-void fill(const BufferDesc& desc, std::uint64_t sequence) {
-    const DmaBuf& buf = desc.planes[0].buffer;
-    auto map = Mapping::map(buf, Access::write);
-    REQUIRE(map);
-    auto access = CpuAccess::begin(buf, Access::write);
-    REQUIRE(access);
-    auto* p = reinterpret_cast<std::uint32_t*>(map->data());
-    for (std::size_t i = 0; i < side * side; ++i) p[i] = pattern(sequence, i);
-    REQUIRE(access->end());
-}
+constexpr std::uint32_t side = test::queue_side;
+using test::make_queue_buffers;
+std::uint32_t pattern(std::uint64_t s, std::size_t i) { return test::queue_pattern(s, i); }
+std::vector<BufferDesc> make_buffers(std::size_t count) { return make_queue_buffers(count); }
+void fill(const BufferDesc& desc, std::uint64_t sequence) { test::fill_queue_pattern(desc, sequence); }
 
 void produce(queue::Producer& p, std::uint64_t sequence, bool explicit_fence = false) {
     auto index = p.dequeue(20s);

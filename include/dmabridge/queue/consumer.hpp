@@ -19,6 +19,15 @@
 /// release() and producer_credentials() return the same error every time. Held frames stay
 /// usable until the Consumer is destroyed.
 ///
+/// Timelines: with ConsumerOptions::timeline_device, a consumer takes a producer's offer of
+/// explicit sync on DRM syncobj timelines (see queue/producer.hpp): it imports the producer's
+/// acquire timeline (refusing, and failing the connection for, an fd that is not a syncobj or
+/// that its device cannot import) and sends its own release timeline once. Frames may then carry
+/// an acquire point (AcquiredFrame::acquire_point) instead of a sync_file, and release_point()
+/// gives a buffer back with a point of release_timeline(). Acquire points must rise, by at most
+/// max_point_step; a producer that goes back or skips further fails the connection. Without
+/// the option (or with a producer that offers nothing) everything stays on sync_files.
+///
 /// Thread safety: none; one thread drives a Consumer (its event loop polls fd()).
 
 #include <cstddef>
@@ -29,6 +38,7 @@
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/kernel/sync_file.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/queue/connection.hpp>
 #include <dmabridge/queue/producer.hpp>
 
@@ -44,7 +54,18 @@ struct AcquiredFrame {
     /// The producer's acquire fence; std::nullopt for implicit sync (wait for the dma-buf's own
     /// write fences, as wait_ready() does).
     std::optional<SyncFile> acquire_fence;
+    /// With timelines negotiated: the point of Consumer::acquire_timeline() the producer's
+    /// work signals (then acquire_fence is empty). Hand it to the GPU (e.g.
+    /// vulkan::SyncBridge::acquire_point) or wait_ready().
+    std::optional<std::uint64_t> acquire_point;
     FrameInfo info;
+};
+
+/// Options of a Consumer; the zero value uses sync_files only.
+struct ConsumerOptions {
+    /// Take a producer's offer of timelines: a DRM device fd whose driver has syncobj
+    /// timelines (Timeline::open_device()). Borrowed: the Consumer keeps a dup. -1: no timelines.
+    int timeline_device = -1;
 };
 
 /// Counters of a Consumer.
@@ -60,8 +81,10 @@ struct ConsumerStats {
 class Consumer {
 public:
     /// Takes the connection; reads nothing yet (announcements arrive with the first dispatch()
-    /// or acquire()). Errors: Errc::empty_object for an empty Connection.
-    static Result<Consumer> create(Connection connection);
+    /// or acquire()). With options.timeline_device, also creates the release timeline on it
+    /// (Timeline::create: its errors, e.g. Errc::unsupported for a device without timelines).
+    /// Errors: Errc::empty_object for an empty Connection.
+    static Result<Consumer> create(Connection connection, ConsumerOptions options = {});
     Consumer(Consumer&&) noexcept;
     Consumer& operator=(Consumer&&) noexcept;
     /// Closes the connection: the producer takes back every held buffer once its implicit fences
@@ -77,9 +100,12 @@ public:
     /// (`forever` waits without limit).
     Result<AcquiredFrame> acquire(Timeout timeout);
 
-    /// Waits until the frame's buffer may be read: its acquire fence, or with implicit sync the
+    /// Waits until the frame's buffer may be read: its acquire fence, its acquire point
+    /// (Timeline::wait, which also waits for the point's submit), or with implicit sync the
     /// dma-bufs' write fences (poll). WaitStatus::timed_out when `timeout` passed first (no
-    /// default: a fence may never signal; `forever` waits without limit).
+    /// default: a fence may never signal; `forever` waits without limit). An acquire point that
+    /// nothing submitted when the time is up and whose producer hung up (the socket polls
+    /// POLLHUP, or the connection failed) gives ECONNRESET instead: nobody will submit it.
     Result<WaitStatus> wait_ready(const AcquiredFrame& frame, Timeout timeout) const;
 
     /// Gives an acquired buffer back, with the fence that signals when this consumer's use of it
@@ -87,6 +113,27 @@ public:
     /// Errc::invalid_argument for a buffer this consumer has not acquired, Errc::empty_object for
     /// an empty (moved-from) release fence (nothing is sent); the send's errno.
     Status release(BufferIndex buffer, std::optional<SyncFile> release_fence = std::nullopt);
+
+    /// Gives an acquired buffer back with `point` of release_timeline(): the point this
+    /// consumer's use of the buffer signals (submitted now or later: a Vulkan timeline semaphore
+    /// bridged with vulkan::SyncBridge::publish_point, Timeline::signal, ...). With timelines
+    /// negotiated the release carries the number only; with a producer that did not negotiate
+    /// them the point goes as a sync_file (it must be submitted already, else Errc::not_found and
+    /// the buffer stays acquired). Points must rise: above the last one released, by at most
+    /// max_point_step (Errc::invalid_argument, nothing sent). Errc::unsupported without
+    /// ConsumerOptions::timeline_device. Otherwise as release().
+    Status release_point(BufferIndex buffer, std::uint64_t point);
+
+    /// The producer's acquire timeline, imported on this consumer's device; nullptr until the
+    /// producer's offer was read (or without timelines). Valid until the Consumer is destroyed.
+    const Timeline* acquire_timeline() const noexcept;
+    /// This consumer's release timeline (made by create() with ConsumerOptions::timeline_device);
+    /// nullptr without one. Valid until the Consumer is destroyed. The application signals or
+    /// submits the points it releases with.
+    Timeline* release_timeline() noexcept;
+    /// True once timelines are negotiated: the producer offered its timeline and this consumer
+    /// sent its own.
+    bool uses_timelines() const noexcept;
 
     /// Reads every message waiting (announcements, frames), waiting up to `timeout` for the
     /// first. Returns how many it read. Errors as acquire().

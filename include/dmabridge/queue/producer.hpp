@@ -36,9 +36,26 @@
 /// why the deadlines are the application's choice. Deadlines are checked by dispatch() (and
 /// dequeue()), which fd() wakes when one passes.
 ///
+/// Explicit sync on DRM syncobj timelines: with ProducerOptions::timeline_device set, the
+/// producer makes an acquire timeline and offers it in its hello to every consumer. A consumer
+/// that opted in too (ConsumerOptions::timeline_device) imports it and answers once with its own
+/// release timeline; from then on, frames queued with queue_point() reach that consumer as a
+/// point number (no fd) and its releases come back as points of its release timeline, watched
+/// by the FenceWatcher like release fences. Consumers that did not opt in (or libraries that
+/// predate timelines) keep getting sync_files: queue_point() exports the point as a sync_file
+/// for them. Every timeline fd received is checked to be a syncobj (from /proc/self/fd, before
+/// any ioctl) and imported on this producer's device; points from a consumer must rise, by at
+/// most max_point_step each time, or the consumer is dropped. A consumer lost (hung up, died,
+/// dropped) after releasing with a point nobody submitted yet gets its buffer back as if it
+/// still held it (once the dma-bufs' implicit fences are done): a dead process cannot submit
+/// any more, and a live one that is dropped is in the situation of "Stalled consumers" above.
+/// A point submitted but not signalled is still waited for (the GPU may be using the buffer).
+///
 /// Cost per frame in steady state, counted by bench/bench_queue across two processes: 3 system
 /// calls on the producer's thread and 3 on the consumer's with implicit sync, 8 and 7 with an
-/// acquire and a release fence (the fences' own dups included). A release deadline or fence
+/// acquire and a release fence (the fences' own dups included), 6 and about 5 with timelines
+/// (acquire and release points, the application's CPU signals of them included; a release point
+/// already signalled when it arrives costs one query, one that is not yet costs a watch). A release deadline or fence
 /// timeout adds up to one timerfd_settime per queue() and per dispatch() (when the next
 /// deadline moved); a hold limit adds nothing unless a consumer reaches it.
 ///
@@ -55,6 +72,7 @@
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/kernel/sync_file.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/queue/connection.hpp>
 
 namespace dmabridge::queue {
@@ -69,6 +87,12 @@ enum class Mode : std::uint8_t {
 using BufferIndex = std::uint32_t;
 /// A consumer's number in its Producer; never 0, never reused.
 using ConsumerId = std::uint64_t;
+
+/// The largest step between two points one side sends on a timeline (and the largest first
+/// point): a peer that skips further is dropped. A point far ahead would leave every later point
+/// of the timeline waiting for it (points are reached in order), and one near 2^64 would end the
+/// timeline; no honest use needs four billion points per frame.
+inline constexpr std::uint64_t max_point_step = std::uint64_t{1} << 32;
 
 /// What travels with a frame.
 struct FrameInfo {
@@ -113,6 +137,11 @@ struct ProducerOptions {
     /// stays out of rotation until the fence signals (the consumer's GPU may still write it;
     /// a fence that never signals retires the buffer for good). `forever` (as above): no timeout.
     Timeout release_fence_timeout = forever;
+
+    /// Explicit sync on timelines (see above): a DRM device fd whose driver has syncobj
+    /// timelines (Timeline::open_device(), or the render node the application's Vulkan or EGL
+    /// device uses). Borrowed: the Producer keeps a dup. -1 (the default): sync_files only.
+    int timeline_device = -1;
 };
 
 /// Counters of a Producer (for tests and tools).
@@ -122,6 +151,8 @@ struct ProducerStats {
     std::uint64_t consumers_lost = 0;
     std::uint64_t buffers_reclaimed = 0; ///< holds of lost consumers given back after the GPU
     std::uint64_t release_fence_timeouts = 0; ///< release fences that outlived release_fence_timeout
+    std::uint64_t release_points = 0;    ///< releases that came back as timeline points
+    std::uint64_t abandoned_points = 0;  ///< release points of lost consumers that nothing had submitted
 };
 
 /// The producing end. Move-only; a moved-from Producer fails every call at once with
@@ -178,6 +209,26 @@ public:
     /// an empty (moved-from) acquire fence; nothing is sent then. A consumer the frame
     /// cannot be sent to is dropped (on_consumer_lost), not an error here.
     Status queue(BufferIndex index, std::optional<SyncFile> acquire_fence, FrameInfo info);
+
+    /// Queues a dequeued buffer whose acquire fence is `point` of acquire_timeline(): the
+    /// application submitted work that signals it (a Vulkan timeline semaphore bridged with
+    /// vulkan::SyncBridge::publish_point, an EGL fence, Timeline::signal, ...), or will. Consumers
+    /// that negotiated timelines get the point number (no fd, no ioctl here); the others get the
+    /// point as a sync_file (Timeline::export_sync_file: the point must be submitted already
+    /// when any such consumer is connected, or this fails with Errc::not_found and sends
+    /// nothing). Points must rise: `point` above the last one queued, by at most max_point_step
+    /// (Errc::invalid_argument otherwise, nothing sent). Errc::unsupported without
+    /// ProducerOptions::timeline_device. A consumer counts as one with timelines once its
+    /// release timeline arrived (it sends it when it reads the hello; this call first reads what
+    /// waits from consumers that have not answered yet). Otherwise as queue().
+    Status queue_point(BufferIndex index, std::uint64_t point, FrameInfo info);
+
+    /// The acquire timeline (made on ProducerOptions::timeline_device), for the application to
+    /// signal or submit points of; nullptr without one. Valid until the Producer is destroyed.
+    Timeline* acquire_timeline() noexcept;
+    /// Whether consumer `id` negotiated timelines (its release timeline arrived): its frames
+    /// carry points. Errc::not_found for a consumer that is gone.
+    Result<bool> consumer_uses_timelines(ConsumerId id) const;
 
     /// Gives a dequeued buffer back without queueing it.
     Status cancel(BufferIndex index);
