@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <deque>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -45,7 +46,8 @@ struct Peer {
     bool lost = false;
     // Timelines: the consumer's release timeline once it sent it (then frames queued with
     // queue_point() carry points to it), and the last release point it sent.
-    std::optional<Timeline> release_timeline;
+    // Shared: a release point the watcher cannot take is polled on it after the consumer is gone.
+    std::shared_ptr<Timeline> release_timeline;
     std::uint64_t last_release_point = 0;
     // Offered timelines and has not answered yet: a consumer that takes the offer sends its
     // release timeline before anything else, so its first release without one means "no".
@@ -73,11 +75,19 @@ struct Slot {
     // refused). The buffer stays out of rotation, since the consumer's GPU may still use it, and
     // every dispatch() polls these (no new fd needed) until they are done.
     std::vector<SyncFile> unwatched_fences;
+    // Release points the watcher could not take (before Linux 6.6 a point nobody submitted yet
+    // cannot be watched): polled the same way, on the consumer's timeline.
+    struct UnwatchedPoint {
+        std::shared_ptr<Timeline> timeline;
+        std::uint64_t point = 0;
+        ConsumerId consumer = 0;
+    };
+    std::vector<UnwatchedPoint> unwatched_points;
     bool unwatched_gpu = false;  // a lost consumer's implicit fences on the dma-bufs
     bool free() const noexcept {
-        return !dequeued && holders == 0 && pending_fences == 0 && !unwatched_gpu && unwatched_fences.empty();
+        return !dequeued && holders == 0 && pending_fences == 0 && !unwatched();
     }
-    bool unwatched() const noexcept { return unwatched_gpu || !unwatched_fences.empty(); }
+    bool unwatched() const noexcept { return unwatched_gpu || !unwatched_fences.empty() || !unwatched_points.empty(); }
 
     // True when no implicit fence of any of its dma-bufs is pending (one poll each).
     bool idle() const noexcept {
@@ -200,10 +210,12 @@ struct Producer::State {
             std::erase_if(slot.fence_waits, [id](const FenceWait& f) { return f.watch == id; });
         }, forever);
         if (!w) {
-            // A point cannot be polled without a watch (or a thread): treat it like a consumer
-            // that holds the buffer still, which the policy (and a drop) deals with.
-            lose(peer, w.error().with_context("watch release point " + std::to_string(point) + " of buffer " +
-                                              std::to_string(index) + " from consumer " + std::to_string(peer.id)));
+            // Not "free now": the consumer's GPU may still use the buffer until the point
+            // signals. Poll the point at each dispatch() (one ioctl) until it does.
+            detail_log("watch release point " + std::to_string(point) + " of buffer " + std::to_string(index) +
+                       " from consumer " + std::to_string(peer.id) + ": " + w.error().message() +
+                       "; the buffer stays out of rotation until the point signals");
+            slots[index].unwatched_points.push_back(Slot::UnwatchedPoint{peer.release_timeline, point, peer.id});
             return;
         }
         ++slots[index].pending_fences;
@@ -248,6 +260,10 @@ struct Producer::State {
             std::erase_if(slot.unwatched_fences, [](const SyncFile& f) {
                 auto st = f.status();
                 return st && *st != FenceStatus::active;
+            });
+            std::erase_if(slot.unwatched_points, [](const Slot::UnwatchedPoint& u) {
+                auto last = u.timeline->last_signalled();
+                return last && *last >= u.point;
             });
             if (slot.unwatched_gpu && slot.idle()) {
                 slot.unwatched_gpu = false;
@@ -356,6 +372,19 @@ struct Producer::State {
                 }
             }
         }
+        for (std::size_t b = 0; b < slots.size(); ++b) {
+            auto& points = slots[b].unwatched_points;
+            const auto before = points.size();
+            std::erase_if(points, [&](const Slot::UnwatchedPoint& u) {
+                if (u.consumer != peer.id) return false;
+                auto submitted = u.timeline->wait(u.point, Timeout{0}, PointState::submitted);
+                return !(submitted && *submitted == WaitStatus::ready);  // never submitted: abandoned
+            });
+            for (auto n = before - points.size(); n > 0; --n) {
+                ++stats.abandoned_points;
+                reclaim_after_gpu(b);
+            }
+        }
         { Connection closing(std::move(peer.connection)); }  // the consumer sees the hang-up now
         ++stats.consumers_lost;
         detail_log("consumer " + std::to_string(peer.id) + " dropped: " + reason.message());
@@ -393,7 +422,7 @@ struct Producer::State {
                 lose(peer, t.error());
                 return false;
             }
-            peer.release_timeline = std::move(*t);
+            peer.release_timeline = std::make_shared<Timeline>(std::move(*t));
             peer.answer_pending = false;
             return true;
         }
@@ -759,7 +788,7 @@ Result<bool> Producer::consumer_uses_timelines(ConsumerId id) const {
     if (!state_) return closed_error();
     Peer* p = state_->find(id);
     if (!p) return Error::library(Errc::not_found, "queue producer: no consumer " + std::to_string(id));
-    return p->release_timeline.has_value();
+    return p->release_timeline != nullptr;
 }
 
 Status Producer::cancel(BufferIndex index) {

@@ -15,11 +15,13 @@
 #include <string>
 #include <vector>
 
+#include <libdrm/drm.h>
 #include <unistd.h>
 
 #include <doctest/doctest.h>
 
 #include "fd_count.hpp"
+#include "ioctl_faults.hpp"
 #include "queue_buffers.hpp"
 #include "queue/transport.hpp"
 #include "queue/wire.hpp"
@@ -132,6 +134,42 @@ TEST_CASE_FIXTURE(FdLeakCheck, "queue: with timelines on both ends frames carry 
     auto skip = producer.queue_point(*b, 30 + queue::max_point_step + 1, {4, 0});
     CHECK(skip.error().message().find("skips") != std::string::npos);
     REQUIRE(producer.cancel(*b));
+}
+
+TEST_CASE_FIXTURE(FdLeakCheck, "queue: a release point the watcher cannot take keeps the buffer out of rotation until it signals") {
+    // Before Linux 6.6 (no DRM_IOCTL_SYNCOBJ_EVENTFD) a point nobody submitted yet cannot be
+    // watched. The buffer must not come back then (the consumer's GPU may still read it), nor
+    // the consumer be dropped for releasing normally: the producer polls the point instead.
+    const auto device = timeline_device();
+    std::vector<std::string> lost;
+    auto producer = make_producer(device.get(), 1, &lost);
+    auto pair = queue::Connection::local_pair();
+    REQUIRE(pair);
+    REQUIRE(producer.add_consumer(std::move(pair->first)));
+    auto consumer = queue::Consumer::create(std::move(pair->second), queue::ConsumerOptions{device.get()});
+    REQUIRE(consumer);
+    REQUIRE(consumer->dispatch());
+    REQUIRE(consumer->uses_timelines());
+    auto b = producer.dequeue(1s);
+    REQUIRE(b);
+    REQUIRE(producer.queue_point(*b, 1, {1, 0}));
+    REQUIRE(producer.acquire_timeline()->signal(1));
+    auto f = consumer->acquire(1s);
+    REQUIRE(f);
+    REQUIRE(consumer->release_point(f->buffer, 5));  // nobody submitted point 5 yet
+    std::size_t free_after_release = 99;
+    const auto failure = test::run_with_ioctl_faults({{DRM_IOCTL_SYNCOBJ_EVENTFD, EINVAL}}, [&] {
+        for (int i = 0; i < 5 && producer.stats().release_points == 0; ++i) (void)producer.dispatch(20ms);
+        free_after_release = producer.free_count();
+    });
+    REQUIRE_MESSAGE(failure.empty(), failure);
+    CHECK(producer.stats().release_points == 1);
+    CHECK(free_after_release == 0);  // before the fix: 1, the buffer back while the point was pending
+    CHECK(lost.empty());             // before the fix: the consumer was dropped
+    CHECK(producer.dequeue(60ms).error().is_errno(ETIMEDOUT));
+    REQUIRE(consumer->release_timeline()->signal(5));
+    dispatch_until(producer, [&] { return producer.free_count() == 1; });
+    CHECK(lost.empty());
 }
 
 TEST_CASE_FIXTURE(FdLeakCheck, "queue: a producer with timelines and a consumer without stay on sync_files, the point exported as one") {
