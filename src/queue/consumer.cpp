@@ -149,8 +149,11 @@ struct Consumer::State {
                 if (!acquire_timeline)
                     return fail(Error::library(Errc::invalid_argument, what() + ": acquire point " + std::to_string(f->point) +
                                                                            " but the producer offered no timeline"));
-                if (auto ok = detail::check_point_step(last_acquire_point, f->point, what() + " acquire point"); !ok)
-                    return fail(ok.error());
+                // The first point may be anywhere: a consumer that joins late meets a timeline
+                // that has run for a long time. From then on points rise in bounded steps.
+                if (last_acquire_point != 0 || f->point == 0)
+                    if (auto ok = detail::check_point_step(last_acquire_point, f->point, what() + " acquire point"); !ok)
+                        return fail(ok.error());
                 last_acquire_point = f->point;
                 point = f->point;
             }

@@ -294,7 +294,7 @@ TEST_CASE_FIXTURE(FdLeakCheck, "queue: a producer whose acquire points go back, 
     const Case cases[] = {
         {"back", true, {5, 5}, "does not rise above the last one, 5"},
         {"skip", true, {3, 3 + queue::max_point_step + 1}, "skips"},
-        {"first far", true, {queue::max_point_step + 1}, "skips"},
+        {"first zero", true, {0}, "points start at 1"},
         {"no offer", false, {1}, "offered no timeline"},
     };
     for (const Case& c : cases) {
@@ -328,6 +328,21 @@ TEST_CASE_FIXTURE(FdLeakCheck, "queue: a producer whose acquire points go back, 
         CHECK(f.error().is(Errc::invalid_argument));
         CHECK_MESSAGE(f.error().message().find(c.expect) != std::string::npos, f.error().message());
     }
+    // A consumer that joins late meets a timeline far past 0: its first point is taken as it is,
+    // the next ones are bounded again.
+    auto pair = queue::Connection::local_pair();
+    REQUIRE(pair);
+    auto fd = offered->export_fd();
+    REQUIRE(fd);
+    raw_send(pair->first, wire::Hello{0, wire::hello_flag_timeline}, {fd->get()});
+    raw_send(pair->first, a, {buf.planes[0].buffer.fd()});
+    auto late = queue::Consumer::create(std::move(pair->second), queue::ConsumerOptions{device.get()});
+    REQUIRE(late);
+    const std::uint64_t far = 5 * queue::max_point_step;
+    raw_send(pair->first, wire::Frame{0, wire::flag_point, 1, 0, far});
+    auto f = late->acquire(100ms);
+    REQUIRE_MESSAGE(f, (f ? "" : f.error().message()));
+    CHECK(f->acquire_point == far);
 }
 
 TEST_CASE_FIXTURE(FdLeakCheck, "queue: a consumer whose release points go back or skip, or that sends a second or unoffered timeline, is dropped") {

@@ -24,8 +24,10 @@
 /// acquire timeline (refusing, and failing the connection for, an fd that is not a syncobj or
 /// that its device cannot import) and sends its own release timeline once. Frames may then carry
 /// an acquire point (AcquiredFrame::acquire_point) instead of a sync_file, and release_point()
-/// gives a buffer back with a point of release_timeline(). Acquire points must rise, by at most
-/// max_point_step; a producer that goes back or skips further fails the connection. Without
+/// gives a buffer back with a point of release_timeline(). The first acquire point may be any
+/// non-zero value (a consumer that joins late meets a timeline that has run long); later ones must
+/// rise, by at most max_point_step; a producer that goes back or skips further fails the
+/// connection. Without
 /// the option (or with a producer that offers nothing) everything stays on sync_files.
 ///
 /// Thread safety: none; one thread drives a Consumer (its event loop polls fd()).

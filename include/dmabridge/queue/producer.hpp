@@ -50,6 +50,14 @@
 /// still held it (once the dma-bufs' implicit fences are done): a dead process cannot submit
 /// any more, and a live one that is dropped is in the situation of "Stalled consumers" above.
 /// A point submitted but not signalled is still waited for (the GPU may be using the buffer).
+/// A release point the FenceWatcher cannot watch (before Linux 6.6, one nobody submitted yet)
+/// is polled at each dispatch() instead; its buffer stays out of rotation until it signals.
+///
+/// Trust: every timeline consumer imports the same acquire syncobj, and a syncobj fd carries
+/// every right over it: a consumer can signal or reset points of it, which every other
+/// consumer's waits then see (a point signalled early lets them read a frame still being
+/// written). Give timelines (timeline_device) only to consumers that trust each other, e.g. the
+/// processes of one application; serve strangers with sync_files (their own fds per frame).
 ///
 /// Cost per frame in steady state, counted by bench/bench_queue across two processes: 3 system
 /// calls on the producer's thread and 3 on the consumer's with implicit sync, 8 and 7 with an
