@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,6 +55,13 @@ Result<std::vector<FormatTableEntry>> read_format_table(int fd, std::uint64_t si
                                   (link->front() == '/' ? ", not a memfd or a /dev/shm file (dmabridge does not ask "
                                                           "another file system for a peer)"
                                                         : ", not a regular file"));
+    // The link is only a name: a compositor may mount a FUSE file system under /dev/shm (in its
+    // own namespace, or on a directory it owns there). F_GET_SEALS answers only for shmem files
+    // (memfd, tmpfs, hugetlbfs) and never asks the file system: the proof that reading is safe.
+    if (::fcntl(fd, F_GET_SEALS) < 0)
+        return Error::library(Errc::invalid_argument,
+                              "linux-dmabuf format table: the fd (" + *link +
+                                  ") is not a shared-memory file (F_GET_SEALS refused it)");
     struct stat st{};
     if (::fstat(fd, &st) != 0) return dmabridge::detail::last_error("linux-dmabuf format table: fstat");
     if (!S_ISREG(st.st_mode))

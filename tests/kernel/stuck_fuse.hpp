@@ -41,7 +41,8 @@ inline bool fd_on(const std::string& part) {
 // VM; bullseye's 5.10 has it as a module the VM does not load): `skip` says why not otherwise.
 class StuckFuse {
 public:
-    StuckFuse() {
+    /// Mounts in a new directory under `base` (which must exist).
+    explicit StuckFuse(const std::string& base = "/tmp") {
         // The node appears a moment after boot on some kernels (devtmpfs).
         for (int i = 0; i < 20 && dev_ < 0; ++i) {
             dev_ = ::open("/dev/fuse", O_RDWR | O_CLOEXEC);
@@ -52,7 +53,8 @@ public:
             skip = std::string("no /dev/fuse: ") + std::strerror(errno);
             return;
         }
-        char dir[] = "/tmp/dmabridge-fuse-XXXXXX";
+        std::string pattern = base + "/dmabridge-fuse-XXXXXX";
+        char* dir = pattern.data();
         if (!::mkdtemp(dir)) {
             skip = std::string("mkdtemp: ") + std::strerror(errno);
             return;
