@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <pipewire/pipewire.h>
@@ -263,6 +265,19 @@ struct Consumer::Impl {
             entry.desc = std::make_unique<BufferDesc>(std::move(*desc));
         }
         const BufferDesc& dst = *entry.desc;
+        // The copy goes through plane 0's mapping: every plane must live in that dma-buf.
+        for (const auto& plane : dst.planes)
+            if (plane.buffer.id() != dst.planes[0].buffer.id())
+                return Error::library(Errc::unsupported, "copy target: the allocator made planes in separate dma-bufs");
+        // A memfd the producer may shrink must not be read through its mapping: a read past its
+        // new end raises SIGBUS and kills this process. Read such a file with pread instead.
+        bool through_mapping = true;
+        if (d0.type == SPA_DATA_MemFd) {
+            const int seals = ::fcntl(static_cast<int>(d0.fd), F_GET_SEALS);
+            struct stat st {};
+            through_mapping = seals >= 0 && (seals & F_SEAL_SHRINK) != 0 && ::fstat(static_cast<int>(d0.fd), &st) == 0 &&
+                              static_cast<std::uint64_t>(st.st_size) >= std::uint64_t{d0.mapoffset} + d0.maxsize;
+        }
         auto map = Mapping::map(dst.planes[0].buffer, Access::write);
         if (!map) return map.error().with_context("copy target");
         auto access = CpuAccess::begin(dst.planes[0].buffer, Access::write);
@@ -270,10 +285,23 @@ struct Consumer::Impl {
         for (std::uint32_t p = 0; p < planes && p < dst.planes.size(); ++p) {
             const std::uint64_t row = *(*info)->row_bytes(p, n.width);
             const std::uint32_t rows = (*info)->plane_rows(p, n.height);
-            const auto* src = static_cast<const std::byte*>(d0.data) + layout.planes[p].offset;
             std::byte* out = map->data() + dst.planes[p].offset;
-            for (std::uint32_t y = 0; y < rows; ++y)
-                std::memcpy(out + y * dst.planes[p].stride, src + y * layout.planes[p].stride, row);
+            for (std::uint32_t y = 0; y < rows; ++y) {
+                const std::uint64_t at = layout.planes[p].offset + y * layout.planes[p].stride;
+                if (through_mapping) {
+                    std::memcpy(out + y * dst.planes[p].stride, static_cast<const std::byte*>(d0.data) + at, row);
+                    continue;
+                }
+                const ssize_t got = ::pread(static_cast<int>(d0.fd), out + y * dst.planes[p].stride, row,
+                                            static_cast<off_t>(d0.mapoffset + at));
+                if (got != static_cast<ssize_t>(row)) {
+                    (void)access->end();
+                    return Error::library(Errc::invalid_argument,
+                                          "shared-memory frame: the producer's memfd ends before plane " +
+                                              std::to_string(p) + " row " + std::to_string(y) + " (offset " +
+                                              std::to_string(d0.mapoffset + at) + ")");
+                }
+            }
         }
         if (auto ok = access->end(); !ok) return ok.error().with_context("copy target");
         ++stats.shm_copies;

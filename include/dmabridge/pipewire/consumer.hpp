@@ -80,7 +80,9 @@ struct ConsumerFrame {
     /// buffer meanwhile (the producer gone, a renegotiation).
     const BufferDesc* desc = nullptr;
     /// A shared-memory frame's bytes (read-only; plane p at offsets[p], strides[p]); empty for
-    /// dma-buf frames.
+    /// dma-buf frames. Unlike `desc`, this is libpipewire's mapping of the producer's memory:
+    /// valid only until the next dispatch() (which may remove the buffer and unmap it), and the
+    /// producer may change it meanwhile. Read it at once, or use `desc` (udmabuf or a copy).
     std::span<const std::byte> memory;
     std::uint32_t plane_count = 0;
     std::uint64_t offsets[4] = {};
