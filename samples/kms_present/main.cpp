@@ -42,6 +42,7 @@
 #include <dmabridge/kms/commit.hpp>
 #include <dmabridge/kms/device.hpp>
 #include <dmabridge/kms/framebuffer_cache.hpp>
+#include <dmabridge/kms/output.hpp>
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
@@ -145,48 +146,21 @@ private:
     int messages_ = 0;
 };
 
-// The display: a connected output's CRTC and preferred mode, its primary and an overlay plane
-// that take XRGB8888 LINEAR, and (for --check) a writeback connector.
-struct Output {
-    std::uint32_t crtc = 0, connector = 0, primary = 0, overlay = 0, writeback = 0;
-    kms::Mode mode;
-};
-
-Result<Output> find_output(const kms::Device& d) {
-    Output o;
-    std::uint32_t crtc_index = 0;
-    for (const auto& c : d.connectors()) {
-        if (c.writeback) {
-            o.writeback = c.id;
-        } else if (c.connected && !c.modes.empty() && !o.connector) {
-            o.connector = c.id;
-            o.mode = c.modes[0];
-            for (const auto& m : c.modes)
-                if (m.preferred) o.mode = m;
-            for (const auto& crtc : d.crtcs())
-                if (c.possible_crtcs & (1u << crtc.index)) {
-                    o.crtc = crtc.id;
-                    crtc_index = crtc.index;
-                    break;
-                }
-        }
-    }
-    if (!o.connector || !o.crtc) return Error::library(dmabridge::Errc::not_found, "no connected output with a mode and a CRTC");
-    for (const auto& p : d.planes()) {
-        if (!(p.possible_crtcs & (1u << crtc_index)) || !p.formats.contains(image_fourcc, dmabridge::modifier::linear)) continue;
-        if (p.type == kms::PlaneType::primary && !o.primary) o.primary = p.id;
-        if (p.type == kms::PlaneType::overlay && !o.overlay) o.overlay = p.id;
-    }
-    if (!o.primary || !o.overlay)
-        return Error::library(dmabridge::Errc::not_found, "CRTC " + std::to_string(o.crtc) +
+// The display: a connected output (kms::find_output) whose CRTC has a primary and an overlay
+// plane taking XRGB8888 LINEAR; the animation drifts over the overlay.
+Result<kms::Output> find_display(const kms::Device& d) {
+    auto o = kms::find_output(d, image_fourcc, dmabridge::modifier::linear);
+    if (!o) return o.error();
+    if (!o->primary || o->overlays.empty())
+        return Error::library(dmabridge::Errc::not_found, "CRTC " + std::to_string(o->crtc) +
                                                               " has no primary and overlay plane taking XR24 LINEAR");
-    if (o.mode.hdisplay < image_size || o.mode.vdisplay < image_size)
-        return Error::library(dmabridge::Errc::unsupported, "mode " + o.mode.name + " is smaller than the 256x256 animation");
+    if (o->mode.hdisplay < image_size || o->mode.vdisplay < image_size)
+        return Error::library(dmabridge::Errc::unsupported, "mode " + o->mode.name + " is smaller than the 256x256 animation");
     return o;
 }
 
 // Where frame `frame`'s image goes on screen: it drifts right and down, wrapping.
-kms::Rect placement(const Output& o, std::uint32_t frame) {
+kms::Rect placement(const kms::Output& o, std::uint32_t frame) {
     const std::uint32_t span_x = o.mode.hdisplay - image_size, span_y = o.mode.vdisplay - image_size;
     return {static_cast<std::int32_t>(span_x ? (frame * 8) % span_x : 0),
             static_cast<std::int32_t>(span_y ? (frame * 4) % span_y : 0), image_size, image_size};
@@ -295,7 +269,7 @@ private:
 };
 
 // A background for the primary plane, filled once by the CPU.
-Result<BufferDesc> make_background(const Output& o) {
+Result<BufferDesc> make_background(const kms::Output& o) {
     auto alloc = dmabridge::UdmabufAllocator::open();
     if (!alloc) return alloc.error();
     dmabridge::ImageRequest r;
@@ -318,41 +292,24 @@ Result<BufferDesc> make_background(const Output& o) {
     return std::move(*desc);
 }
 
-// Captures what the CRTC shows through writeback into a buffer made on the display device
-// itself (GBM on its node) and counts the pixels that differ from the expected last frame.
-Result<std::uint64_t> check_last_frame(const kms::Device& d, const std::string& node, const Output& o,
-                                       std::uint32_t frame) {
-    if (!o.writeback) return Error::library(dmabridge::Errc::unsupported, "--check: the device has no writeback connector");
-    auto gbm = dmabridge::GbmAllocator::open(node);
-    if (!gbm) return gbm.error().with_context("--check: GBM on " + node);
-    dmabridge::ImageRequest r;
-    r.width = o.mode.hdisplay;
-    r.height = o.mode.vdisplay;
-    r.fourcc = image_fourcc;
-    r.name = "kms_present-wb";
-    auto target_desc = gbm->allocate(r);
-    if (!target_desc) return target_desc.error();
-    auto target = d.add_framebuffer(*target_desc);
-    if (!target) return target.error();
-    kms::Commit capture(d);
-    capture.capture(o.writeback, o.crtc, *target);
-    // Routing the writeback connector to the CRTC is a mode set: the output stays lit.
-    auto fences = capture.apply(true);
-    if (!fences) return fences.error().with_context("writeback commit");
-    auto written = fences->writeback_fence->wait(std::chrono::seconds(10));
-    if (!written) return written.error();
-    if (*written != dmabridge::WaitStatus::ready)
-        return Error::library(dmabridge::Errc::unsupported, "the writeback fence did not signal within 10 s");
-    const auto& plane = target_desc->planes[0];
+// Captures what the CRTC shows through writeback (kms::capture) into a buffer made on the
+// display device itself (GBM on its node) and counts the pixels that differ from the expected
+// last frame.
+Result<std::uint64_t> check_last_frame(const kms::Device& d, const kms::Output& o, std::uint32_t frame) {
+    auto gbm = dmabridge::GbmAllocator::open(d.path());
+    if (!gbm) return gbm.error().with_context("--check: GBM on " + d.path());
+    auto captured = kms::capture(d, o, *gbm, image_fourcc, std::chrono::seconds(10));
+    if (!captured) return captured.error().with_context("--check");
+    const auto& plane = captured->picture.planes[0];
     auto map = dmabridge::Mapping::map(plane.buffer, dmabridge::Access::read);
     if (!map) return map.error();
     auto cpu = dmabridge::CpuAccess::begin(plane.buffer, dmabridge::Access::read);
     if (!cpu) return cpu.error();
     const kms::Rect at = placement(o, frame);
     std::uint64_t differ = 0;
-    for (std::uint32_t y = 0; y < r.height; ++y) {
+    for (std::uint32_t y = 0; y < o.mode.vdisplay; ++y) {
         const auto* row = reinterpret_cast<const std::uint32_t*>(map->data() + plane.offset + y * plane.stride);
-        for (std::uint32_t x = 0; x < r.width; ++x) {
+        for (std::uint32_t x = 0; x < o.mode.hdisplay; ++x) {
             const bool inside = x >= std::uint32_t(at.x) && x < at.x + image_size && y >= std::uint32_t(at.y) &&
                                 y < at.y + image_size;
             const std::uint32_t want = inside ? expected_rgb(x - at.x, y - at.y, frame) : background_rgb;
@@ -366,11 +323,12 @@ Result<std::uint64_t> check_last_frame(const kms::Device& d, const std::string& 
 int run(const CommandLine& cl, ValidationLog& log) {
     auto display = kms::Device::open(cl.card);
     if (!display) return fail("display", display.error());
-    auto output = find_output(*display);
+    auto output = find_display(*display);
     if (!output) return fail("display (" + display->driver() + ")", output.error());
-    const Output& o = *output;
+    const kms::Output& o = *output;
+    const std::uint32_t overlay = o.overlays.front();
     std::printf("kms_present: %s, mode %s at %.3f Hz, CRTC %u, overlay plane %u\n", display->driver().c_str(),
-                o.mode.name.c_str(), o.mode.refresh_mhz() / 1000.0, o.crtc, o.overlay);
+                o.mode.name.c_str(), o.mode.refresh_mhz() / 1000.0, o.crtc, overlay);
 
     // Creating a device under emulation takes seconds: say what is happening.
     std::printf("kms_present: creating the Vulkan device\n");
@@ -409,7 +367,7 @@ int run(const CommandLine& cl, ValidationLog& log) {
         auto gpu_done = received->planes[0].buffer.export_sync_file(dmabridge::Access::read);
         if (!gpu_done) return fail("frame " + std::to_string(frame) + ": release fence", gpu_done.error());
         kms::Commit commit(*display);
-        commit.show(o.overlay, o.crtc, **fb, {}, placement(o, frame), &*gpu_done);
+        commit.show(overlay, o.crtc, **fb, {}, placement(o, frame), &*gpu_done);
         if (frame == 1) {
             commit.set_mode(o.crtc, o.connector, o.mode).show(o.primary, o.crtc, *background);
             if (auto done = commit.apply(true); !done) return fail("mode set", done.error());
@@ -443,15 +401,14 @@ int run(const CommandLine& cl, ValidationLog& log) {
                 ok ? ", vblank sequence rising" : ", vblank sequence NOT rising", stats.misses, stats.hits);
     ok = ok && stats.misses == std::min<std::uint64_t>(ring_size, cl.frames);
     if (cl.check) {
-        auto differ = check_last_frame(*display, display->path(), o, last);
+        auto differ = check_last_frame(*display, o, last);
         if (!differ) return fail("check", differ.error());
         const std::uint64_t total = std::uint64_t{o.mode.hdisplay} * o.mode.vdisplay;
         std::printf("check: %" PRIu64 "/%" PRIu64 " pixels of the last frame match (writeback)\n", total - *differ, total);
         ok = ok && *differ == 0;
     }
     kms::Commit off(*display);
-    off.hide(o.overlay).hide(o.primary).detach(o.connector).disable_crtc(o.crtc);
-    if (o.writeback) off.detach(o.writeback);
+    off.hide(overlay).hide(o.primary).detach(o.connector).disable_crtc(o.crtc);
     if (auto done = off.apply(true); !done) return fail("turn off", done.error());
     return ok ? 0 : 1;
 }

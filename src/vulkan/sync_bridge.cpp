@@ -401,6 +401,20 @@ namespace {
 
 // The release semaphore's completion as a sync_file (std::nullopt: signalled already). Valid only
 // once a signal of the semaphore was submitted; exporting resets it, so a Release publishes once.
+// publish()'s CPU wait for the submit's fence, bounded by options.cpu_wait_timeout: a submit
+// that waits for a fence nobody signals (a peer's acquire fence) must not hang the caller. On a
+// timeout nothing was handed off: the error says the buffer is still in use by the GPU.
+Status wait_for_submit(const detail::DeviceState& s, VkFence fence, Timeout timeout, const std::string& what) {
+    VkResult r = s.vkWaitForFences(s.device(), 1, &fence, VK_TRUE, detail::timeout_ns(timeout));
+    if (r == VK_TIMEOUT)
+        return Error::library(Errc::limit_exceeded,
+                              what + " (CPU wait for the GPU): the submit did not complete within " +
+                                  std::to_string(timeout.count()) +
+                                  " ms (options.cpu_wait_timeout); the buffer is still in use and was not handed off");
+    if (r != VK_SUCCESS) return detail::vk_error(r, what + " (CPU wait for the GPU)");
+    return {};
+}
+
 Result<std::optional<SyncFile>> export_release(const detail::DeviceState& s, Release& release) {
     VkSemaphoreGetFdInfoKHR get{};
     get.sType = VK_STRUCTURE_TYPE_SEMAPHORE_GET_FD_INFO_KHR;
@@ -441,8 +455,13 @@ Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBu
                 if (!added.error().is(Errc::unsupported)) return added.error().with_context("sync bridge: publish");
                 st.fall_back(added.error().message());
                 // Nothing was added: make the hand-off safe by waiting for the GPU here.
-                auto waited = fence->wait(forever);
+                auto waited = fence->wait(st.options.cpu_wait_timeout);
                 if (!waited) return waited.error().with_context("sync bridge: publish (CPU wait)");
+                if (*waited == WaitStatus::timed_out)
+                    return Error::library(Errc::limit_exceeded,
+                                          "sync bridge: publish (CPU wait): the GPU's release fence did not signal within " +
+                                              std::to_string(st.options.cpu_wait_timeout.count()) +
+                                              " ms (options.cpu_wait_timeout); the buffer was not handed off");
                 return {};
             }
         }
@@ -453,9 +472,7 @@ Status publish_to(SyncBridge::State& st, Release& release, std::span<const DmaBu
     if (submit_fence == VK_NULL_HANDLE)
         return Error::library(Errc::invalid_argument,
                               "sync bridge: publish without a release semaphore needs the submit's fence");
-    if (VkResult r = s.vkWaitForFences(s.device(), 1, &submit_fence, VK_TRUE, UINT64_MAX); r != VK_SUCCESS)
-        return detail::vk_error(r, "sync bridge: publish (CPU wait for the GPU)");
-    return {};
+    return wait_for_submit(s, submit_fence, st.options.cpu_wait_timeout, "sync bridge: publish");
 }
 
 }  // namespace
@@ -525,8 +542,7 @@ Status SyncBridge::publish_point(Release& release, Timeline& timeline, std::uint
     }
     if (submit_fence == VK_NULL_HANDLE)
         return Error::library(Errc::invalid_argument, what + ": a release without a semaphore needs the submit's fence");
-    if (VkResult r = s.vkWaitForFences(s.device(), 1, &submit_fence, VK_TRUE, UINT64_MAX); r != VK_SUCCESS)
-        return detail::vk_error(r, what + " (CPU wait for the GPU)");
+    if (auto waited = wait_for_submit(s, submit_fence, st.options.cpu_wait_timeout, what); !waited) return waited;
     if (auto ok = timeline.signal(point); !ok) return ok.error().with_context(what);
     return {};
 }

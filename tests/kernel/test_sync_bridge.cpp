@@ -273,6 +273,36 @@ TEST_CASE_FIXTURE(VkTest, "on lavapipe a release waits for its submit instead of
     check_no_validation_messages();
 }
 
+TEST_CASE_FIXTURE(VkTest, "publish's CPU wait for a submit gated on a fence nobody signals ends at cpu_wait_timeout") {
+    // The submit waits for a vgem write fence the test holds; a release without a semaphore
+    // (lavapipe: wait_for_submit) must not block publish() forever: it gives up after the
+    // bridge's cpu_wait_timeout, says the buffer was not handed off, and the buffer stays busy.
+    FencedImport fenced(true);
+    auto sync = vulkan::SyncBridge::create(device_b().device(), {.cpu_wait_timeout = 150ms});
+    REQUIRE(sync);
+    auto acquire = sync->acquire_image(fenced.source.desc, *fenced.image, Access::write, transfer_dst);
+    REQUIRE(acquire);
+    auto release = sync->prepare_release_image(*fenced.image, transfer_dst, {&*acquire});
+    REQUIRE(release);
+    REQUIRE(release->semaphore.handle() == VK_NULL_HANDLE);
+    auto submit = device_b().context().submit_async(
+        [&](VkCommandBuffer cmd) { record_barriers(cmd, {acquire->image_barrier, release->image_barrier}); },
+        {{acquire->semaphore.handle()}, {acquire->wait_stage}, {}});
+    REQUIRE(submit);
+    const auto start = std::chrono::steady_clock::now();
+    auto published = sync->publish(*release, fenced.source.desc, Access::write, submit->fence());
+    const auto waited = std::chrono::steady_clock::now() - start;
+    REQUIRE_FALSE(published);
+    CHECK(published.error().is(Errc::limit_exceeded));
+    CHECK(published.error().message().find("not handed off") != std::string::npos);
+    CHECK(waited >= 140ms);
+    CHECK(waited < 5000ms);
+    CHECK_FALSE(submit->done());
+    fenced.vgem.signal(fenced.fence);
+    CHECK(ready(submit->wait(5000ms)));
+    check_no_validation_messages();
+}
+
 TEST_CASE_FIXTURE(VkTest, "a release published after its submit's fence wait leaves nothing for the next release to trip on") {
     // Each release gets a new semaphore. The 1.3.239 validation layer drops the wait that a
     // SYNC_FD export stands for when it has already retired the signal (a fence wait on the

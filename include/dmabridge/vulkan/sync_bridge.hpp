@@ -86,8 +86,13 @@ struct SyncBridgeOptions {
     /// Use SyncMode::cpu_wait even where sync_files would work (for tests and for drivers whose
     /// sync_file support is broken).
     bool force_cpu_wait = false;
-    /// In cpu_wait mode, how long acquire waits for the buffer's fences. `forever`, and any
-    /// large value up to Timeout::max(), waits (large values never overflow into a short wait).
+    /// How long the CPU waits, wherever the bridge waits on the CPU: in cpu_wait mode, acquire's
+    /// wait for the buffer's fences; in every mode, publish()'s and publish_point()'s wait for the
+    /// submit's fence when the release carries no semaphore (ReleaseMode::wait_for_submit,
+    /// cpu_wait, or a kernel that refused the release fence). A submit gated on a fence nobody
+    /// signals then gives Errc::limit_exceeded, and the buffer was not handed off (it is still
+    /// the GPU's). `forever`, and any large value up to Timeout::max(), waits (large values
+    /// never overflow into a short wait).
     Timeout cpu_wait_timeout = forever;
     /// How releases are published in sync_file mode (cpu_wait mode always waits for the submit).
     ReleaseMode release = ReleaseMode::automatic;
