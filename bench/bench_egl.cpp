@@ -16,21 +16,15 @@
 #include <cstdio>
 #include <string>
 #include <vector>
+#include "bench_util.hpp"
 
 using namespace dmabridge;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-int fail(const std::string& what, const Error& e) {
-    std::fprintf(stderr, "bench_egl: %s: %s\n", what.c_str(), e.message().c_str());
-    return 1;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
+int fail(const std::string& what, const Error& e) { return bench::fail("bench_egl", what, e); }
+using bench::median;
 
 }  // namespace
 

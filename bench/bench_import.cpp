@@ -30,6 +30,7 @@
 
 #include "syscall_tap.hpp"
 #include "vulkan/device_state.hpp"
+#include "bench_util.hpp"
 
 using namespace dmabridge;
 using clock_type = std::chrono::steady_clock;
@@ -50,15 +51,8 @@ double per_call_ns(int rounds, int iterations, Fn&& fn) {
     return samples[samples.size() / 2];
 }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
-
-int fail(const std::string& what, const Error& e) {
-    std::fprintf(stderr, "bench_import: %s: %s\n", what.c_str(), e.message().c_str());
-    return 1;
-}
+int fail(const std::string& what, const Error& e) { return bench::fail("bench_import", what, e); }
+using bench::median;
 
 // --- Vulkan calls, counted through the entry points handed to the library. ---
 std::atomic<std::uint64_t> vulkan_calls{0};

@@ -26,21 +26,15 @@
 #include <poll.h>
 
 #include "syscall_tap.hpp"
+#include "bench_util.hpp"
 
 using namespace dmabridge;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-int fail(const std::string& what, const Error& e) {
-    std::fprintf(stderr, "bench_kms: %s: %s\n", what.c_str(), e.message().c_str());
-    return 1;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
+int fail(const std::string& what, const Error& e) { return bench::fail("bench_kms", what, e); }
+using bench::median;
 
 }  // namespace
 

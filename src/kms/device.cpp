@@ -76,10 +76,9 @@ Status set_caps(int fd, const std::string& who) {
     return {};
 }
 
-}  // namespace
-
-Mode mode_of(const drmModeModeInfo& m) {
-    Mode out;
+// The timing fields Mode and drmModeModeInfo share by name, copied either way.
+template <class From, class To>
+void copy_timings(const From& m, To& out) {
     out.clock = m.clock;
     out.hdisplay = m.hdisplay;
     out.hsync_start = m.hsync_start;
@@ -94,6 +93,12 @@ Mode mode_of(const drmModeModeInfo& m) {
     out.vrefresh = m.vrefresh;
     out.flags = m.flags;
     out.type = m.type;
+}
+}  // namespace
+
+Mode mode_of(const drmModeModeInfo& m) {
+    Mode out;
+    copy_timings(m, out);
     out.name.assign(m.name, strnlen(m.name, sizeof m.name));
     out.preferred = (m.type & DRM_MODE_TYPE_PREFERRED) != 0;
     return out;
@@ -101,20 +106,7 @@ Mode mode_of(const drmModeModeInfo& m) {
 
 drmModeModeInfo modeinfo_of(const Mode& m) {
     drmModeModeInfo out{};
-    out.clock = m.clock;
-    out.hdisplay = m.hdisplay;
-    out.hsync_start = m.hsync_start;
-    out.hsync_end = m.hsync_end;
-    out.htotal = m.htotal;
-    out.hskew = m.hskew;
-    out.vdisplay = m.vdisplay;
-    out.vsync_start = m.vsync_start;
-    out.vsync_end = m.vsync_end;
-    out.vtotal = m.vtotal;
-    out.vscan = m.vscan;
-    out.vrefresh = m.vrefresh;
-    out.flags = m.flags;
-    out.type = m.type;
+    copy_timings(m, out);
     // The kernel's name field is a fixed array; the name is cut to fit, always terminated.
     const std::size_t len = std::min(m.name.size(), sizeof out.name - 1);
     std::memcpy(out.name, m.name.data(), len);
