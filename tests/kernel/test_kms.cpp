@@ -111,6 +111,10 @@ TEST_CASE_FIXTURE(FdLeakCheck, "find_output picks the output and planes of a pai
         REQUIRE_MESSAGE(picture, (picture ? "" : picture.error().message()));
         CHECK(picture->picture.width == o.mode.hdisplay);
         CHECK(differing(rgb_pixels(picture->picture), rgb_pixels(image)) == 0);
+        // Timeout::max() (no limit) waits for the capture; it never wraps into a short wait.
+        auto unbounded = kms::capture(d, *found, *gbm, fourcc::XRGB8888, Timeout::max());
+        REQUIRE_MESSAGE(unbounded, (unbounded ? "" : unbounded.error().message()));
+        CHECK(differing(rgb_pixels(unbounded->picture), rgb_pixels(image)) == 0);
         // Without a writeback connector there is nothing to capture with.
         kms::Output blind = *found;
         blind.writeback = 0;

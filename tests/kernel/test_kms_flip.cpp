@@ -9,6 +9,7 @@
 #include <dmabridge/kms/framebuffer_cache.hpp>
 
 #include <chrono>
+#include <thread>
 #include <vector>
 
 #include <poll.h>
@@ -167,10 +168,18 @@ TEST_CASE_FIXTURE(FdLeakCheck, "waits for a flip held by an unsignalled in-fence
     CHECK(Clock::now() - start >= 250ms);
     CHECK(Clock::now() - start < 3s);
     CHECK(d.flip_pending(o.crtc));
-    vgem.signal(gate);
-    auto done = d.wait_flip(flip->id, 5s);
+    // Timeout::max() waits until the flip completes: it neither overflows into a short wait nor
+    // returns before the fence lets the flip through.
+    std::thread signaller([&] {
+        std::this_thread::sleep_for(200ms);
+        vgem.signal(gate);
+    });
+    auto done = d.wait_flip(flip->id, Timeout::max());
+    signaller.join();
     REQUIRE(done);
     CHECK(*done == WaitStatus::ready);
+    CHECK(Clock::now() - start >= 450ms);
+    CHECK_FALSE(d.flip_pending(o.crtc));
     CHECK(differing(capture_now(d, o), rgb_pixels(b_desc)) == 0);
     turn_off(d, o);
 }
