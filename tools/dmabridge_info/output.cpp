@@ -81,11 +81,17 @@ std::string json_memory(const v4l2::MemorySupport& m) {
 std::string text_formats(const FormatSet& set) {
     std::string out;
     for (std::uint32_t code : set.fourccs()) {
-        out += (out.empty() ? "" : " ") + fourcc_to_string(code);
+        // Appended piece by piece: GCC 12 at -O3 flags `"..." + std::string&&` here with a
+        // false -Wrestrict, which breaks the Release build of ci/bench.
+        if (!out.empty()) out += ' ';
+        out += fourcc_to_string(code);
         auto mods = set.modifiers(code);
         if (!(mods.size() == 1 && mods[0] == modifier::linear)) {
             out += "(";
-            for (std::size_t i = 0; i < mods.size(); ++i) out += (i ? "," : "") + modifier_to_string(mods[i]);
+            for (std::size_t i = 0; i < mods.size(); ++i) {
+                if (i) out += ',';
+                out += modifier_to_string(mods[i]);
+            }
             out += ")";
         }
     }
