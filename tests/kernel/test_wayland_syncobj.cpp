@@ -357,4 +357,73 @@ TEST_CASE("a timeline device without syncobj timelines (vgem) is refused: the Su
     CHECK(surface.sync() == wayland::PresentSync::explicit_fences);
 }
 
+TEST_CASE("a compositor that refuses the client's timeline (invalid_timeline) ends the connection with a named protocol error") {
+    FdLeakCheck leaks;
+    auto script = offering(true, true);
+    script.refuse_timelines = true;
+    FakeCompositor compositor(script);
+    auto display = connect_to(compositor);
+    REQUIRE(display.syncobj());  // the client's side is fine: the compositor refuses
+    wayland::SurfaceOptions o;
+    o.configure_timeout = 10s;
+    auto surface = display.create_surface(o);  // the acquire timeline's import is refused
+    REQUIRE_FALSE(surface);
+    CHECK(surface.error().is_errno(EPROTO));
+    CHECK_MESSAGE(surface.error().message().find("protocol error 1 on wp_linux_drm_syncobj_manager_v1") != std::string::npos,
+                  surface.error().message());
+    auto later = display.dispatch(0ms);
+    REQUIRE_FALSE(later);
+    CHECK(later.error().is_errno(EPROTO));
+    CHECK(compositor.protocol_errors == 1);
+}
+
+TEST_CASE("moved-from objects and empty timelines given to a syncobj Surface fail with Errc::empty_object") {
+    FdLeakCheck leaks;
+    Vgem vgem;
+    FakeCompositor compositor(offering(true, false));
+    auto display = connect_to(compositor);
+    auto surface = surface_on(display);
+    const auto [a, b] = add_two_buffers(surface, vgem);
+    (void)b;
+    auto device = Timeline::open_device();
+    REQUIRE(device);
+    auto timeline = Timeline::create(device->get());
+    REQUIRE(timeline);
+    auto taken = std::move(*timeline);
+    auto empty = surface.present(a, *timeline, 1);
+    REQUIRE_FALSE(empty);
+    CHECK(empty.error().is(Errc::empty_object));
+    CHECK_FALSE(surface.busy(a));
+    auto moved = std::move(surface);
+    auto from_moved = surface.present(a, taken, 1);
+    REQUIRE_FALSE(from_moved);
+    CHECK(from_moved.error().is(Errc::empty_object));
+    CHECK(surface.sync_reason().empty());
+    auto moved_display = std::move(display);
+    CHECK(display.release_fd() == -1);
+    CHECK_FALSE(display.syncobj());
+    CHECK(compositor.commits == 0);
+    CHECK(moved_display.roundtrip());
+    CHECK(compositor.protocol_errors == 0);
+}
+
+}  // TEST_SUITE
+
+TEST_SUITE("wayland_without_sync_file_ioctls") {
+
+TEST_CASE("a compositor offering wp_linux_drm_syncobj_v1 where no DRM device has timelines: the Surface falls back and says why") {
+    // On 5.10 (ci/test runs this suite there) and in any VM without virtio-gpu: vgem alone.
+    FdLeakCheck leaks;
+    FakeCompositor compositor(offering(true, true));
+    auto display = connect_to(compositor);
+    CHECK_FALSE(display.syncobj());
+    CHECK_MESSAGE(display.syncobj_unavailable().find("find a DRM device with syncobj timelines") != std::string::npos,
+                  display.syncobj_unavailable());
+    auto surface = surface_on(display);
+    CHECK(surface.sync() == wayland::PresentSync::explicit_fences);
+    CHECK_MESSAGE(surface.sync_reason().find("no syncobj: wp_linux_drm_syncobj_manager_v1 is offered but") != std::string::npos,
+                  surface.sync_reason());
+    CHECK(compositor.protocol_errors == 0);
+}
+
 }  // TEST_SUITE

@@ -377,6 +377,18 @@ struct FakeCompositor::Impl {
         } else if (opcode == op::syncobj_import_timeline) {
             wl_resource* t = impl.create(client, &wp_linux_drm_syncobj_timeline_v1_interface, 1, args[0].n,
                                          destroy_on_0, timeline_destroyed);
+            if (impl.options.refuse_timelines) {
+                impl.post_error(r, WP_LINUX_DRM_SYNCOBJ_MANAGER_V1_ERROR_INVALID_TIMELINE, "refused (scripted)");
+                return;
+            }
+            if (!impl.drm) {
+                auto drm = Timeline::open_device();
+                if (!drm) {
+                    impl.post_error(r, WP_LINUX_DRM_SYNCOBJ_MANAGER_V1_ERROR_INVALID_TIMELINE, drm.error().message());
+                    return;
+                }
+                impl.drm = std::move(*drm);
+            }
             auto imported = Timeline::import(impl.drm.get(), args[1].h);  // the fd is closed by close_fds
             if (!imported) {
                 impl.post_error(r, WP_LINUX_DRM_SYNCOBJ_MANAGER_V1_ERROR_INVALID_TIMELINE, imported.error().message());
@@ -490,9 +502,6 @@ FakeCompositor::FakeCompositor(FakeCompositorOptions options) : impl_(std::make_
                                         Impl::explicit_sync);
                          });
     if (impl_->options.syncobj) {
-        auto drm = Timeline::open_device();
-        REQUIRE_MESSAGE(drm, (drm ? "" : drm.error().message()));
-        impl_->drm = std::move(*drm);
         wl_global_create(display_, &wp_linux_drm_syncobj_manager_v1_interface, 1, impl,
                          [](wl_client* c, void* d, std::uint32_t v, std::uint32_t id) {
                              Impl::bind(c, d, v, id, &wp_linux_drm_syncobj_manager_v1_interface,

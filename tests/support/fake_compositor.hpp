@@ -50,7 +50,8 @@ struct FakeCompositorOptions {
     std::uint32_t dmabuf_version = 4;  ///< 3: modifier events; 4: the feedback script
     bool explicit_sync = false;        ///< offer zwp_linux_explicit_synchronization_v1
     /// Offer wp_linux_drm_syncobj_manager_v1: the compositor imports the client's timelines on
-    /// the first DRM render node with syncobj timelines (REQUIREd to exist), enforces the
+    /// the first DRM render node with syncobj timelines (opened at the first import; none:
+    /// invalid_timeline, as a compositor without one would answer), enforces the
     /// protocol's rules with its errors (surface_exists, invalid_timeline, no_surface,
     /// unsupported_buffer, no_buffer, no_acquire_point, no_release_point, conflicting_points)
     /// and, stricter than the protocol, posts conflicting_points for a point that does not
@@ -58,6 +59,8 @@ struct FakeCompositorOptions {
     /// point at or below one committed or already submitted). Every error counts in
     /// protocol_errors. By default a replaced commit's release point is signalled.
     bool syncobj = false;
+    /// Answer every import_timeline with invalid_timeline (a compositor that cannot import).
+    bool refuse_timelines = false;
     /// (fourcc, modifier) offered; the default feedback sends them as one table and tranche.
     std::vector<std::pair<std::uint32_t, std::uint64_t>> formats;
     FeedbackScript feedback;           ///< replaces the honest feedback when set
