@@ -43,6 +43,7 @@ struct Display::State {
     UniqueFd timeline_device;             // where syncobj Surfaces make their timelines (valid: usable)
     std::string syncobj_unavailable;      // why syncobj surfaces cannot be made (empty: they can)
     std::optional<FenceWatcher> watcher;  // waits for the release points of every syncobj Surface
+    std::vector<wl_surface*> adopted;     // wl_surfaces a live Surface presents to (one each)
     DisplayOptions options;
 
     FormatSet formats;                    // what the compositor accepts (after the feedback's done)

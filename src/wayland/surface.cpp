@@ -289,6 +289,7 @@ Surface::State::~State() {
     if (toplevel != nullptr) xdg_toplevel_destroy(toplevel);
     if (xdg != nullptr) xdg_surface_destroy(xdg);
     if (surface_wrapper != nullptr) wl_proxy_wrapper_destroy(surface_wrapper);
+    if (!owns_surface && display) std::erase(display->adopted, surface);
     if (surface != nullptr && owns_surface) wl_surface_destroy(surface);  // an adopted one stays the application's
     if (display && display->display != nullptr) wl_display_flush(display->display);
 }
@@ -340,6 +341,13 @@ Result<Surface> Surface::adopt(Display& display, wl_surface* surface, PresentSyn
     if (wl_proxy_get_display(proxy) != dstate->display)
         return Error::library(Errc::invalid_argument,
                               "wayland::Surface::adopt: the wl_surface belongs to another connection than the Display's");
+    // Two Surfaces committing to one wl_surface would break the protocols: the second one's
+    // commits would lack the first's acquire/release points (no_acquire_point), or its sync
+    // object would be the surface's second (surface_exists, synchronization_exists).
+    if (std::find(dstate->adopted.begin(), dstate->adopted.end(), surface) != dstate->adopted.end())
+        return Error::library(Errc::invalid_argument,
+                              "wayland::Surface::adopt: another Surface of this Display already presents to the "
+                              "wl_surface; destroy it first");
     auto resolved = resolve_sync(*dstate, sync, "adopt");
     if (!resolved) return resolved.error();
 
@@ -353,6 +361,7 @@ Result<Surface> Surface::adopt(Display& display, wl_surface* surface, PresentSyn
     if (state->surface_wrapper == nullptr) return dmabridge::detail::last_error("wayland::Surface::adopt: wl_proxy_create_wrapper");
     wl_proxy_set_queue(reinterpret_cast<wl_proxy*>(state->surface_wrapper), dstate->queue);
     state->configured = true;  // the application's business
+    dstate->adopted.push_back(surface);
     if (state->sync == PresentSync::explicit_fences)
         state->sync_object = zwp_linux_explicit_synchronization_v1_get_synchronization(dstate->explicit_sync, surface);
     if (state->sync == PresentSync::syncobj)

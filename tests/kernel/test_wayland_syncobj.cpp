@@ -25,6 +25,7 @@
 #include "fake_compositor.hpp"
 #include "fake_wayland_client.hpp"
 #include "fd_count.hpp"
+#include "wayland_application.hpp"
 #include "vgem.hpp"
 
 using namespace dmabridge;
@@ -404,6 +405,48 @@ TEST_CASE("moved-from objects and empty timelines given to a syncobj Surface fai
     CHECK_FALSE(display.syncobj());
     CHECK(compositor.commits == 0);
     CHECK(moved_display.roundtrip());
+    CHECK(compositor.protocol_errors == 0);
+}
+
+TEST_CASE("an application's wl_surface adopted with syncobj: frames go with points, a second Surface on it is refused before the compositor would be") {
+    FdLeakCheck leaks;
+    Vgem vgem;
+    Received received;
+    auto script = offering(true, true);
+    script.on_commit = [&](FakeCommit& commit) { received.record(commit); };
+    FakeCompositor compositor(script);
+    Application app(compositor.socket());
+    {
+        wayland::DisplayOptions o;
+        o.timeout = 10s;
+        auto display = wayland::Display::adopt(app.display, o);
+        REQUIRE_MESSAGE(display, (display ? "" : display.error().message()));
+        auto surface = wayland::Surface::adopt(*display, app.surface);
+        REQUIRE_MESSAGE(surface, (surface ? "" : surface.error().message()));
+        CHECK(surface->sync() == wayland::PresentSync::syncobj);
+        // A second get_surface for the same wl_surface would end the connection (surface_exists).
+        auto second = wayland::Surface::adopt(*display, app.surface, wayland::PresentSync::implicit);
+        REQUIRE_FALSE(second);
+        CHECK(second.error().is(Errc::invalid_argument));
+        const auto [a, b] = add_two_buffers(*surface, vgem);
+        REQUIRE(surface->present(a));
+        REQUIRE(surface->present(b));
+        auto freed = surface->acquire_free(5s);  // the default script signals A's release point
+        REQUIRE_MESSAGE(freed, (freed ? "" : freed.error().message()));
+        CHECK(*freed == a);
+        REQUIRE(display->roundtrip());
+        CHECK(received.acquire_at(1).point > received.acquire_at(0).point);
+    }
+    // Once the first Surface is gone, the wl_surface can be adopted again (a new sync object).
+    {
+        auto display = wayland::Display::adopt(app.display);
+        REQUIRE(display);
+        auto again = wayland::Surface::adopt(*display, app.surface);
+        REQUIRE_MESSAGE(again, (again ? "" : again.error().message()));
+        REQUIRE(display->roundtrip());
+    }
+    CHECK(wl_display_roundtrip(app.display) >= 0);
+    CHECK(wl_display_get_error(app.display) == 0);
     CHECK(compositor.protocol_errors == 0);
 }
 

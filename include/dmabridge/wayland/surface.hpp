@@ -125,8 +125,10 @@ public:
     /// from another thread while a call of this Surface runs.
     ///
     /// Fails with Errc::empty_object for a moved-from `display` or a null `surface`,
-    /// Errc::invalid_argument for a proxy that is not a wl_surface or belongs to another
-    /// connection, Errc::unsupported as create() for explicit sync. Costs no round trip.
+    /// Errc::invalid_argument for a proxy that is not a wl_surface, belongs to another
+    /// connection or is presented to by another live Surface of `display` (its commits would
+    /// break the other's sync protocol), Errc::unsupported as create() for explicit sync.
+    /// Costs no round trip.
     static Result<Surface> adopt(Display& display, wl_surface* surface, PresentSync sync = PresentSync::automatic);
 
     Surface(Surface&&) noexcept;
