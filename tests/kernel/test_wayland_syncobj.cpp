@@ -11,10 +11,12 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <wayland-server.h>
 
 #include <doctest/doctest.h>
@@ -25,6 +27,7 @@
 #include "fake_compositor.hpp"
 #include "fake_wayland_client.hpp"
 #include "fd_count.hpp"
+#include "syscall_tap.hpp"
 #include "wayland_application.hpp"
 #include "vgem.hpp"
 
@@ -448,6 +451,84 @@ TEST_CASE("an application's wl_surface adopted with syncobj: frames go with poin
     CHECK(wl_display_roundtrip(app.display) >= 0);
     CHECK(wl_display_get_error(app.display) == 0);
     CHECK(compositor.protocol_errors == 0);
+}
+
+TEST_CASE("a syncobj present() makes a bounded number of system calls, and a failure of any one of them is an error, not a hang or a leak") {
+    Vgem vgem;
+    // The calls worth failing and how (close is left alone: a failed close still closes, which
+    // a refused call cannot show; the C library's memory and thread calls are its business).
+    auto errno_for = [](long nr) -> int {
+        switch (nr) {
+            case SYS_ioctl: return ENOMEM;
+            case SYS_fcntl: return EBADF;
+            case SYS_epoll_ctl: return ENOMEM;
+            case SYS_eventfd2: return EMFILE;
+            case SYS_sendmsg: return EPIPE;
+            default: return 0;
+        }
+    };
+    // One steady-state frame (the second: the first one's buffer is still shown), counted.
+    std::vector<long> calls;
+    {
+        FdLeakCheck leaks;
+        FakeCompositor compositor(offering(true, false));
+        auto display = connect_to(compositor);
+        auto surface = surface_on(display);
+        const auto [a, b] = add_two_buffers(surface, vgem);
+        REQUIRE(surface.present(a));
+        REQUIRE(display.roundtrip());
+        SyscallTap tap;
+        Status presented;
+        REQUIRE_MESSAGE(tap.run([&](SyscallTap&) { presented = surface.present(b); }), tap.error());
+        REQUIRE_MESSAGE(presented, (presented ? "" : presented.error().message()));
+        std::string names;
+        for (long nr : tap.calls()) {
+            if (errno_for(nr) == 0 && nr != SYS_close && nr != SYS_readlink) continue;  // the tap thread's own
+            calls.push_back(nr);
+            names += syscall_name(nr) + " ";
+        }
+        MESSAGE("a syncobj present(): " << calls.size() << " system calls: " << names);
+        CHECK(calls.size() <= 30);
+        REQUIRE(display.roundtrip());
+        CHECK(compositor.protocol_errors == 0);
+    }
+    // Each of those calls failing in turn: present() returns an error (or copes) within a bounded
+    // time, and what it opened is closed with the Surface.
+    std::size_t injected_runs = 0, errors = 0;
+    for (std::size_t k = 0; k < calls.size(); ++k) {
+        if (errno_for(calls[k]) == 0) continue;
+        CAPTURE(k);
+        CAPTURE(syscall_name(calls[k]));
+        FdLeakCheck leaks;
+        FakeCompositor compositor(offering(true, false));
+        auto display = connect_to(compositor);
+        auto surface = surface_on(display);
+        const auto [a, b] = add_two_buffers(surface, vgem);
+        REQUIRE(surface.present(a));
+        REQUIRE(display.roundtrip());
+        SyscallTap tap;
+        Status presented;
+        std::size_t seen = 0;
+        bool injected = false;
+        const auto start = std::chrono::steady_clock::now();
+        REQUIRE(tap.run([&](SyscallTap&) { presented = surface.present(b); }, [&](const SyscallTap::Call& c) {
+            if (errno_for(c.nr) == 0 && c.nr != SYS_close && c.nr != SYS_readlink) return 0;
+            if (seen++ != k || c.nr != calls[k]) return 0;
+            injected = true;
+            return errno_for(c.nr);
+        }));
+        CHECK(std::chrono::steady_clock::now() - start < 10s);
+        if (!injected) continue;
+        ++injected_runs;
+        if (!presented) {
+            ++errors;
+            CHECK_FALSE(presented.error().message().empty());
+        }
+        auto freed = surface.acquire_free(200ms);  // a, once b replaced it; else a bounded error
+        if (!freed) CHECK_FALSE(freed.error().message().empty());
+    }
+    MESSAGE(injected_runs << " runs with a failing call, " << errors << " of them errors");
+    CHECK(injected_runs > 10);
 }
 
 }  // TEST_SUITE
