@@ -107,6 +107,22 @@ std::pair<wayland::SurfaceBufferId, wayland::SurfaceBufferId> add_two_buffers(wa
     return {*a, *b};
 }
 
+// A syncobj Surface on the scripted compositor with two buffers, the first presented: the
+// second's present() is a steady-state frame.
+struct SecondFrame {
+    explicit SecondFrame(Vgem& vgem)
+        : compositor(offering(true, false)), display(connect_to(compositor)), surface(surface_on(display)) {
+        const auto ids = add_two_buffers(surface, vgem);
+        REQUIRE(surface.present(ids.first));
+        REQUIRE(display.roundtrip());
+        second = ids.second;
+    }
+    FakeCompositor compositor;
+    wayland::Display display;
+    wayland::Surface surface;
+    wayland::SurfaceBufferId second = 0;
+};
+
 WaitStatus wait_point(const ReceivedPoint& p, Timeout timeout) {
     REQUIRE(p.timeline);
     auto waited = p.timeline->wait(p.point, timeout);
@@ -471,12 +487,8 @@ TEST_CASE("a syncobj present() makes a bounded number of system calls, and a fai
     std::vector<long> calls;
     {
         FdLeakCheck leaks;
-        FakeCompositor compositor(offering(true, false));
-        auto display = connect_to(compositor);
-        auto surface = surface_on(display);
-        const auto [a, b] = add_two_buffers(surface, vgem);
-        REQUIRE(surface.present(a));
-        REQUIRE(display.roundtrip());
+        SecondFrame scene(vgem);
+        auto& [compositor, display, surface, b] = scene;
         SyscallTap tap;
         Status presented;
         REQUIRE_MESSAGE(tap.run([&](SyscallTap&) { presented = surface.present(b); }), tap.error());
@@ -500,12 +512,8 @@ TEST_CASE("a syncobj present() makes a bounded number of system calls, and a fai
         CAPTURE(k);
         CAPTURE(syscall_name(calls[k]));
         FdLeakCheck leaks;
-        FakeCompositor compositor(offering(true, false));
-        auto display = connect_to(compositor);
-        auto surface = surface_on(display);
-        const auto [a, b] = add_two_buffers(surface, vgem);
-        REQUIRE(surface.present(a));
-        REQUIRE(display.roundtrip());
+        SecondFrame scene(vgem);
+        auto& [compositor, display, surface, b] = scene;
         SyscallTap tap;
         Status presented;
         std::size_t seen = 0;
