@@ -8,10 +8,12 @@
 // released (the Surface has put the compositor's release fence on its dma-bufs), fill it with
 // frame N's pattern on the GPU (whose acquire waits for the dma-bufs' fences), publish the
 // rendering's fence on the dma-bufs through the SyncBridge and present: the Surface hands the
-// fence to the compositor on the dma-bufs (implicit sync) or with the commit (explicit sync).
+// fence to the compositor on the dma-bufs (implicit sync), with the commit (explicit sync) or as
+// a timeline point with the commit (syncobj: the buffer then comes back when its release point
+// signals).
 // Nothing waits on the CPU but the compositor's releases.
 //
-//   wayland_present [--frames N] [--size WxH] [--buffers N] [--sync implicit|explicit|auto]
+//   wayland_present [--frames N] [--size WxH] [--buffers N] [--sync implicit|explicit|syncobj|auto]
 //                   [--display NAME] [--device NAME] [--hold]
 //
 // Exits 0 after presenting N frames (default 60) to $WAYLAND_DISPLAY (or --display). With
@@ -71,7 +73,7 @@ struct CommandLine {
 
 void print_usage() {
     std::fprintf(stderr,
-                 "usage: wayland_present [--frames N] [--size WxH] [--buffers N] [--sync implicit|explicit|auto]\n"
+                 "usage: wayland_present [--frames N] [--size WxH] [--buffers N] [--sync implicit|explicit|syncobj|auto]\n"
                  "                       [--display NAME] [--device NAME] [--hold]\n");
 }
 
@@ -117,6 +119,7 @@ std::optional<CommandLine> parse_command_line(int argc, char** argv) {
             const std::string s = value;
             if (s == "implicit") cl.sync = wayland::PresentSync::implicit;
             else if (s == "explicit") cl.sync = wayland::PresentSync::explicit_fences;
+            else if (s == "syncobj") cl.sync = wayland::PresentSync::syncobj;
             else if (s == "auto") cl.sync = wayland::PresentSync::automatic;
             else return std::fprintf(stderr, "wayland_present: bad --sync '%s'\n", value), std::nullopt;
         } else if (arg == "--display") {
@@ -176,9 +179,11 @@ public:
             return Error::library(dmabridge::Errc::unsupported,
                                   "XBGR8888 LINEAR is not among the " + std::to_string(common->size()) +
                                       " (fourcc, modifier) pairs both the device and the compositor can do");
-        std::printf("wayland_present: device \"%s\", linux-dmabuf v%u, %zu pairs in common, explicit sync %s\n",
+        std::printf("wayland_present: device \"%s\", linux-dmabuf v%u, %zu pairs in common, explicit sync %s, "
+                    "syncobj %s\n",
                     p.context_->device().name().c_str(), p.display_->dmabuf_version(), common->size(),
-                    p.display_->explicit_sync() ? "offered" : "not offered");
+                    p.display_->explicit_sync() ? "offered" : "not offered",
+                    p.display_->syncobj() ? "usable" : p.display_->syncobj_unavailable().c_str());
 
         wayland::SurfaceOptions surface_options;
         surface_options.title = "wayland_present";
@@ -187,6 +192,8 @@ public:
         auto surface = p.display_->create_surface(surface_options);
         if (!surface) return surface.error();
         p.surface_ = std::make_unique<wayland::Surface>(std::move(*surface));
+        std::printf("wayland_present: %s sync: %s\n", wayland::to_string(p.surface_->sync()),
+                    p.surface_->sync_reason().c_str());
 
         const VkDescriptorType bindings[] = {VK_DESCRIPTOR_TYPE_STORAGE_IMAGE};
         auto pipeline = sample::ComputePipeline::create(p.vk_, "fill_pattern", dmabridge::shaders::fill_pattern,
@@ -270,12 +277,13 @@ public:
     // Keeps the window (answering the compositor's events) until stdin reaches its end.
     Status hold() {
         for (;;) {
-            pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {display_->fd(), POLLIN, 0}};
-            if (::poll(fds, 2, -1) < 0) {
+            // release_fd() is -1 unless the Surface presents with syncobj timelines (poll skips it).
+            pollfd fds[3] = {{STDIN_FILENO, POLLIN, 0}, {display_->fd(), POLLIN, 0}, {display_->release_fd(), POLLIN, 0}};
+            if (::poll(fds, 3, -1) < 0) {
                 if (errno == EINTR) continue;
                 return Error::from_errno(errno, "poll stdin and the display");
             }
-            if (fds[1].revents != 0) {
+            if (fds[1].revents != 0 || fds[2].revents != 0) {
                 if (auto r = display_->dispatch(std::chrono::milliseconds(0)); !r) return r.error();
             }
             if (fds[0].revents != 0) {

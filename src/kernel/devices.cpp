@@ -2,6 +2,7 @@
 #include <dmabridge/kernel/devices.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <string_view>
 #include <filesystem>
 #include <vector>
@@ -12,22 +13,28 @@
 #include <xf86drm.h>
 
 #include <dmabridge/base/unique_fd.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 
 #include "base/sys.hpp"
 
 namespace dmabridge {
 namespace {
 
-// The kernel driver behind a node (drmGetVersion), or empty when it cannot be opened.
-std::string driver_name(const std::string& node) {
+// The kernel driver behind a node (drmGetVersion) and its syncobj support; nothing when the node
+// cannot be opened.
+void probe(const std::string& node, DrmDevice& device) {
     int fd = ::open(node.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) return {};
+    if (fd < 0) return;
     UniqueFd owner(fd);
-    drmVersionPtr v = drmGetVersion(fd);
-    if (!v) return {};
-    std::string name(v->name ? v->name : "");
-    drmFreeVersion(v);
-    return name;
+    if (drmVersionPtr v = drmGetVersion(fd)) {
+        device.driver = v->name ? v->name : "";
+        drmFreeVersion(v);
+    }
+    std::uint64_t value = 0;
+    device.syncobj = drmGetCap(fd, DRM_CAP_SYNCOBJ, &value) == 0 && value != 0;
+    value = 0;
+    device.syncobj_timeline = drmGetCap(fd, DRM_CAP_SYNCOBJ_TIMELINE, &value) == 0 && value != 0;
+    device.syncobj_eventfd = device.syncobj_timeline && static_cast<bool>(Timeline::eventfd_supported(fd));
 }
 
 }  // namespace
@@ -82,7 +89,7 @@ Result<std::vector<DrmDevice>> list_drm_devices() {
 
     std::vector<DrmDevice> out;
     for (auto& g : groups) {
-        g.device.driver = driver_name(g.device.render_node.empty() ? g.device.primary_node : g.device.render_node);
+        probe(g.device.render_node.empty() ? g.device.primary_node : g.device.render_node, g.device);
         out.push_back(std::move(g.device));
     }
     // card2 before card10: by node number, devices with a primary node first.

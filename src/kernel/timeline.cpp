@@ -102,6 +102,23 @@ Status Timeline::supported(int drm_fd) {
     return {};
 }
 
+Status Timeline::eventfd_supported(int drm_fd) {
+    const std::string what = "syncobj eventfd waits";
+    if (drm_fd < 0) return Error::library(Errc::empty_object, what + ": no DRM device fd (-1)");
+    // Handle 0 is never a syncobj: a kernel with the ioctl checks the driver's feature and the
+    // flags first, then fails the lookup with ENOENT before it looks at the eventfd (-1).
+    if (drmSyncobjEventfd(drm_fd, 0, 0, -1, 0) == 0) return {};  // cannot happen; nothing was made
+    const int err = errno;
+    if (err == ENOENT) return {};
+    if (err == EINVAL || err == ENOTTY)
+        return Error::library(Errc::unsupported, what + ": the kernel has no DRM_IOCTL_SYNCOBJ_EVENTFD (Linux 6.6; errno " +
+                                                     n(static_cast<std::uint64_t>(err)) + ")");
+    if (err == EOPNOTSUPP)
+        return Error::library(Errc::unsupported, what + ": the DRM device's driver (" + driver_of(drm_fd) +
+                                                     ") has no syncobj timelines");
+    return Error::from_errno(err, what + ": DRM_IOCTL_SYNCOBJ_EVENTFD");
+}
+
 Result<UniqueFd> Timeline::open_device() {
     drmDevicePtr devices[64];
     const int count = drmGetDevices2(0, devices, 64);

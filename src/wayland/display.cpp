@@ -111,6 +111,10 @@ void registry_global(void* data, wl_registry* registry, std::uint32_t name, cons
                state->options.explicit_sync) {
         state->explicit_sync = static_cast<zwp_linux_explicit_synchronization_v1*>(wl_registry_bind(
             registry, name, &zwp_linux_explicit_synchronization_v1_interface, std::min<std::uint32_t>(version, 2)));
+    } else if (iface == wp_linux_drm_syncobj_manager_v1_interface.name && state->syncobj_manager == nullptr &&
+               state->options.syncobj) {
+        state->syncobj_manager = static_cast<wp_linux_drm_syncobj_manager_v1*>(
+            wl_registry_bind(registry, name, &wp_linux_drm_syncobj_manager_v1_interface, 1));
     }
 }
 void registry_global_remove(void*, wl_registry*, std::uint32_t) {}
@@ -132,6 +136,7 @@ Error moved_from(const char* operation) {
 Display::State::~State() {
     if (feedback != nullptr) zwp_linux_dmabuf_feedback_v1_destroy(feedback);
     if (explicit_sync != nullptr) zwp_linux_explicit_synchronization_v1_destroy(explicit_sync);
+    if (syncobj_manager != nullptr) wp_linux_drm_syncobj_manager_v1_destroy(syncobj_manager);
     if (dmabuf != nullptr) zwp_linux_dmabuf_v1_destroy(dmabuf);
     if (wm_base != nullptr) xdg_wm_base_destroy(wm_base);
     if (compositor != nullptr) wl_compositor_destroy(compositor);
@@ -176,6 +181,7 @@ Result<bool> Display::State::dispatch(Timeout timeout, const std::string& operat
         if (n < 0) return connection_error(operation);
         if (broken) return broken->with_context(operation);
         if (n > 0) return true;
+        if (auto ran = dispatch_release_points(operation); !ran || *ran) return ran;
         while (wl_display_prepare_read_queue(display, queue) != 0) {
             n = wl_display_dispatch_queue_pending(display, queue);
             if (n < 0) return connection_error(operation);
@@ -196,8 +202,11 @@ Result<bool> Display::State::dispatch(Timeout timeout, const std::string& operat
             unsent = true;
         }
         const auto left = deadline.wait_ms();  // nothing once passed: then one poll that does not block
-        pollfd p{wl_display_get_fd(display), static_cast<short>(POLLIN | (unsent ? POLLOUT : 0)), 0};
-        const int ready = ::poll(&p, 1, left ? *left : 0);
+        // The release points of syncobj Surfaces signal through the watcher's fd: a wake-up too.
+        const bool points = watcher && watcher->pending() > 0;
+        pollfd fds[2] = {{wl_display_get_fd(display), static_cast<short>(POLLIN | (unsent ? POLLOUT : 0)), 0},
+                         {points ? watcher->fd() : -1, POLLIN, 0}};
+        const int ready = ::poll(fds, points ? 2 : 1, left ? *left : 0);
         if (ready < 0) {
             const int err = errno;
             wl_display_cancel_read(display);
@@ -208,6 +217,14 @@ Result<bool> Display::State::dispatch(Timeout timeout, const std::string& operat
             wl_display_cancel_read(display);
             if (!left) return false;
             continue;  // a rounded-down wait: the deadline decides on the next turn
+        }
+        pollfd& p = fds[0];
+        if (points && (fds[1].revents & POLLIN) != 0) {
+            wl_display_cancel_read(display);
+            auto ran = dispatch_release_points(operation);
+            if (!ran) return ran.error();
+            if (*ran) return true;
+            continue;
         }
         if ((p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
             // Writable only: send the rest on the next turn, then wait again.
@@ -220,6 +237,42 @@ Result<bool> Display::State::dispatch(Timeout timeout, const std::string& operat
         if (broken) return broken->with_context(operation);
         return true;
     }
+}
+
+Result<bool> Display::State::dispatch_release_points(const std::string& operation) {
+    if (!watcher || watcher->pending() == 0) return false;
+    auto ran = watcher->dispatch(Timeout{0});
+    if (!ran) return ran.error().with_context(operation + ": release points");
+    return *ran > 0;
+}
+
+void Display::State::init_syncobj() {
+    if (syncobj_manager == nullptr) {
+        syncobj_unavailable = options.syncobj ? "the compositor offers no wp_linux_drm_syncobj_manager_v1"
+                                              : "DisplayOptions::syncobj is false";
+        return;
+    }
+    auto fail = [&](const Error& e) {
+        syncobj_unavailable = "wp_linux_drm_syncobj_manager_v1 is offered but no timeline can be waited for here: " +
+                              e.message();
+        timeline_device.reset();
+    };
+    if (options.timeline_device >= 0) {
+        auto dup = UniqueFd::dup_of(options.timeline_device);
+        if (!dup) return fail(dup.error().with_context("DisplayOptions::timeline_device"));
+        timeline_device = std::move(*dup);
+    } else {
+        auto found = Timeline::open_device();
+        if (!found) return fail(found.error());
+        timeline_device = std::move(*found);
+    }
+    if (auto ok = Timeline::supported(timeline_device.get()); !ok) return fail(ok.error());
+    // Release points are watched before the compositor submits them: that takes the eventfd.
+    if (auto ok = Timeline::eventfd_supported(timeline_device.get()); !ok) return fail(ok.error());
+    auto made = FenceWatcher::create();
+    if (!made) return fail(made.error());
+    watcher = std::move(*made);
+    syncobj_unavailable.clear();
 }
 
 Status Display::State::dispatch_until(const std::function<bool()>& done, Timeout timeout, const std::string& what) {
@@ -277,10 +330,12 @@ Status Display::State::init(const std::string& who) {
         if (auto r = roundtrip(options.timeout, who + ": linux-dmabuf formats"); !r) return r.error();
     }
     if (feedback_error) return feedback_error->with_context(who);
+    init_syncobj();
     dmabridge::detail::log_message(LogLevel::info, who + ": linux-dmabuf v" + std::to_string(dmabuf_version) + ", " +
                                                        std::to_string(formats.size()) +
                                                        " format/modifier pairs, explicit sync " +
-                                                       (explicit_sync != nullptr ? "yes" : "no"));
+                                                       (explicit_sync != nullptr ? "yes" : "no") + ", syncobj " +
+                                                       (syncobj_unavailable.empty() ? "yes" : "no (" + syncobj_unavailable + ")"));
     return {};
 }
 
@@ -353,6 +408,15 @@ std::optional<dev_t> Display::main_device() const noexcept {
 }
 
 bool Display::explicit_sync() const noexcept { return state_ && state_->explicit_sync != nullptr; }
+
+bool Display::syncobj() const noexcept { return state_ && state_->watcher.has_value(); }
+
+const std::string& Display::syncobj_unavailable() const noexcept {
+    static const std::string moved = "the Display is empty (moved from)";
+    return state_ ? state_->syncobj_unavailable : moved;
+}
+
+int Display::release_fd() const noexcept { return state_ && state_->watcher ? state_->watcher->fd() : -1; }
 
 namespace {
 std::string fourcc_list(const FormatSet& set) {

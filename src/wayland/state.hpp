@@ -11,11 +11,14 @@
 #include <wayland-client.h>
 
 #include "linux-dmabuf-v1-client.h"
+#include "linux-drm-syncobj-v1-client.h"
 #include "linux-explicit-synchronization-v1-client.h"
 #include "xdg-shell-client.h"
 
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/format/format_set.hpp>
+#include <dmabridge/kernel/fence_watcher.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/wayland/display.hpp>
 #include <dmabridge/wayland/surface.hpp>
 
@@ -36,6 +39,11 @@ struct Display::State {
     std::uint32_t dmabuf_version = 0;
     zwp_linux_dmabuf_feedback_v1* feedback = nullptr;
     zwp_linux_explicit_synchronization_v1* explicit_sync = nullptr;
+    wp_linux_drm_syncobj_manager_v1* syncobj_manager = nullptr;
+    UniqueFd timeline_device;             // where syncobj Surfaces make their timelines (valid: usable)
+    std::string syncobj_unavailable;      // why syncobj surfaces cannot be made (empty: they can)
+    std::optional<FenceWatcher> watcher;  // waits for the release points of every syncobj Surface
+    std::vector<wl_surface*> adopted;     // wl_surfaces a live Surface presents to (one each)
     DisplayOptions options;
 
     FormatSet formats;                    // what the compositor accepts (after the feedback's done)
@@ -63,6 +71,11 @@ struct Display::State {
     Status roundtrip(Timeout timeout, const std::string& what);
     /// wl_display_flush, keeping EAGAIN (the rest is sent by the next dispatch).
     Status flush(const std::string& operation);
+    /// Opens the timeline device and the watcher when the syncobj manager is bound; otherwise,
+    /// or when that fails, says why in syncobj_unavailable (not an error of the Display).
+    void init_syncobj();
+    /// Runs the callbacks of the release points that signalled; true when any ran.
+    Result<bool> dispatch_release_points(const std::string& operation);
 };
 
 struct SurfaceBuffer {
@@ -75,6 +88,14 @@ struct SurfaceBuffer {
     std::optional<SyncFile> release_fence;   // for take_release_fence()
     std::optional<SyncFile> cpu_wait_fence;  // a release fence no dma-buf took: acquire_free waits for it
     std::uint64_t presented_at = 0;          // sequence number of its last present (0: never)
+    // PresentSync::syncobj: the buffer's own release timeline (the protocol recommends one per
+    // buffer: a compositor may signal release points out of order, and a point signals every
+    // earlier one), imported once, and the point of its last commit.
+    std::optional<Timeline> release_timeline;
+    wp_linux_drm_syncobj_timeline_v1* release_proxy = nullptr;
+    std::uint64_t release_point = 0;
+    bool awaiting_release_point = false;     // the last commit's release point not yet signalled
+    WatchId release_watch = 0;               // the FenceWatcher's watch of it (0: none)
     struct Surface::State* surface = nullptr;
     SurfaceBufferId index = 0;               // its id, for messages
 };
@@ -87,8 +108,15 @@ struct Surface::State {
     xdg_surface* xdg = nullptr;
     xdg_toplevel* toplevel = nullptr;
     zwp_linux_surface_synchronization_v1* sync_object = nullptr;
+    // PresentSync::syncobj: the surface's syncobj object and its acquire timeline (one per
+    // surface, imported once; points strictly increasing).
+    wp_linux_drm_syncobj_surface_v1* syncobj_surface = nullptr;
+    std::optional<Timeline> acquire_timeline;
+    wp_linux_drm_syncobj_timeline_v1* acquire_proxy = nullptr;
+    std::uint64_t acquire_point = 0;
     wl_callback* frame = nullptr;
     PresentSync sync = PresentSync::implicit;
+    std::string sync_reason;                              // why this mode (Surface::sync_reason())
     std::vector<std::unique_ptr<SurfaceBuffer>> buffers;  // stable addresses: listener user data
     bool configured = false;
     std::uint32_t width = 0, height = 0;                  // last applied configure

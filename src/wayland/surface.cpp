@@ -3,6 +3,7 @@
 
 #include <dmabridge/format/buffer_fences.hpp>
 
+#include <algorithm>
 #include <climits>
 #include <cerrno>
 
@@ -17,6 +18,7 @@ const char* to_string(PresentSync sync) noexcept {
     switch (sync) {
     case PresentSync::implicit: return "implicit";
     case PresentSync::explicit_fences: return "explicit";
+    case PresentSync::syncobj: return "syncobj";
     case PresentSync::automatic: return "automatic";
     }
     return "?";
@@ -125,32 +127,169 @@ void frame_done(void* data, wl_callback* callback, std::uint32_t) {
 constexpr wl_callback_listener frame_listener{.done = frame_done};
 
 bool slot_busy(const SurfaceBuffer& slot) {
-    return slot.awaiting_release || slot.awaiting_explicit_release || slot.unknown_release;
+    return slot.awaiting_release || slot.awaiting_explicit_release || slot.unknown_release ||
+           slot.awaiting_release_point;
 }
 
-// The sync mode a Surface uses: automatic resolved against what the compositor offers.
-Result<PresentSync> resolve_sync(const Display::State& display, PresentSync sync, const char* operation) {
-    if (sync == PresentSync::automatic)
-        sync = display.explicit_sync != nullptr ? PresentSync::explicit_fences : PresentSync::implicit;
-    if (sync == PresentSync::explicit_fences && display.explicit_sync == nullptr)
+struct ResolvedSync {
+    PresentSync sync;
+    std::string reason;
+};
+
+// The sync mode a Surface uses: automatic resolved against what the compositor offers, best
+// first (syncobj timelines, explicit fences, implicit), and why.
+Result<ResolvedSync> resolve_sync(const Display::State& display, PresentSync sync, const char* operation) {
+    const bool syncobj = display.watcher.has_value();
+    const bool fences = display.explicit_sync != nullptr;
+    const std::string fences_offered = fences ? "the compositor offers zwp_linux_explicit_synchronization_v1"
+                                              : "the compositor offers no zwp_linux_explicit_synchronization_v1";
+    if (sync == PresentSync::automatic) {
+        if (syncobj) return ResolvedSync{PresentSync::syncobj, "the compositor offers wp_linux_drm_syncobj_manager_v1"};
+        return ResolvedSync{fences ? PresentSync::explicit_fences : PresentSync::implicit,
+                            "no syncobj: " + display.syncobj_unavailable + "; " + fences_offered};
+    }
+    if (sync == PresentSync::explicit_fences && !fences)
         return Error::library(Errc::unsupported, std::string("wayland::Surface::") + operation +
                                                      ": explicit sync was asked for but the compositor offers no "
                                                      "zwp_linux_explicit_synchronization_v1");
-    return sync;
+    if (sync == PresentSync::syncobj && !syncobj)
+        return Error::library(Errc::unsupported, std::string("wayland::Surface::") + operation +
+                                                     ": syncobj sync was asked for but " + display.syncobj_unavailable);
+    return ResolvedSync{sync, std::string("asked for (") + to_string(sync) + ")"};
+}
+
+// The next point of `timeline`: above both the last one we used and the last one anything
+// submitted (a compositor can signal points of a timeline it imported, also far ahead).
+Result<std::uint64_t> next_point(const Timeline& timeline, std::uint64_t last_used, const std::string& what) {
+    auto submitted = timeline.last_submitted();
+    if (!submitted) return submitted.error().with_context(what);
+    const std::uint64_t base = std::max(last_used, *submitted);
+    if (base == UINT64_MAX)
+        return Error::library(Errc::limit_exceeded, what + ": the timeline reached point 2^64-1 (" +
+                                                        std::to_string(base) + "): no point is left above it");
+    return base + 1;
+}
+
+// A new timeline on the Display's timeline device and the compositor's import of it.
+Status make_timeline(Display::State& display, std::optional<Timeline>& timeline,
+                     wp_linux_drm_syncobj_timeline_v1*& proxy, const std::string& what) {
+    auto made = Timeline::create(display.timeline_device.get());
+    if (!made) return made.error().with_context(what);
+    auto fd = made->export_fd();
+    if (!fd) return fd.error().with_context(what);
+    // libwayland duplicates the fd into the message: ours closes here.
+    proxy = wp_linux_drm_syncobj_manager_v1_import_timeline(display.syncobj_manager, fd->get());
+    timeline = std::move(*made);
+    return {};
+}
+
+// Makes a Surface's syncobj object and acquire timeline.
+Status init_syncobj_surface(Surface::State& state, wl_surface* surface, const std::string& what) {
+    auto& display = *state.display;
+    state.syncobj_surface = wp_linux_drm_syncobj_manager_v1_get_surface(display.syncobj_manager, surface);
+    return make_timeline(display, state.acquire_timeline, state.acquire_proxy, what + ": acquire timeline");
+}
+
+void release_point_signalled(SurfaceBuffer* slot) {
+    slot->awaiting_release_point = false;
+    slot->release_watch = 0;
+    ++slot->surface->stats.release_points;
+}
+
+// What a syncobj Surface's busy buffers wait for, for a timeout's message.
+std::string pending_release_points(const Surface::State& state) {
+    std::string out;
+    for (const auto& slot : state.buffers) {
+        if (!slot->awaiting_release_point || !slot->release_timeline) continue;
+        auto last = slot->release_timeline->last_signalled();
+        out += (out.empty() ? "" : "; ") + std::string("buffer ") + std::to_string(slot->index) +
+               " waits for release point " + std::to_string(slot->release_point) + " (its timeline reached " +
+               (last ? std::to_string(*last) : "? (" + last.error().message() + ")") + ")";
+    }
+    return out;
+}
+
+// PresentSync::syncobj: sets the commit's acquire point (from `acquire` or the buffer's implicit
+// fences) and release point (watched at once), before commit().
+Status set_points(Surface::State& state, SurfaceBuffer& slot, std::optional<SyncFile> acquire, const std::string& what) {
+    auto& display = *state.display;
+    // The acquire point: the caller's fence, or the writers' fences of the buffer's dma-bufs.
+    auto point = next_point(*state.acquire_timeline, state.acquire_point, what + ": acquire timeline");
+    if (!point) return point.error();
+    if (!acquire) {
+        auto exported = export_fences(slot.desc, Access::read, "dmabridge-acquire");
+        if (!exported) return exported.error().with_context(what + ": export the dma-bufs' fences");
+        acquire = std::move(*exported);  // nullopt before Linux 6.0: nothing to wait for
+    }
+    if (acquire) {
+        if (auto r = state.acquire_timeline->import_sync_file(*point, *acquire); !r)
+            return r.error().with_context(what + ": acquire point " + std::to_string(*point));
+    } else if (auto r = state.acquire_timeline->signal(*point); !r) {
+        return r.error().with_context(what + ": acquire point " + std::to_string(*point));
+    }
+    state.acquire_point = *point;
+    // The release point, on the buffer's own timeline, watched before the compositor has it: the
+    // watch waits for the submit too (DRM_IOCTL_SYNCOBJ_EVENTFD).
+    auto release = next_point(*slot.release_timeline, slot.release_point,
+                              what + ": release timeline of buffer " + std::to_string(slot.index));
+    if (!release) return release.error();
+    SurfaceBuffer* target = &slot;
+    auto watch = display.watcher->watch(
+        *slot.release_timeline, *release, [target](WatchId, WaitStatus) { release_point_signalled(target); }, forever);
+    if (!watch) return watch.error().with_context(what + ": release point " + std::to_string(*release));
+    slot.release_point = *release;
+    slot.release_watch = *watch;
+    slot.awaiting_release_point = true;
+    wp_linux_drm_syncobj_surface_v1_set_acquire_point(state.syncobj_surface, state.acquire_proxy,
+                                                      static_cast<std::uint32_t>(*point >> 32),
+                                                      static_cast<std::uint32_t>(*point & 0xffffffffu));
+    wp_linux_drm_syncobj_surface_v1_set_release_point(state.syncobj_surface, slot.release_proxy,
+                                                      static_cast<std::uint32_t>(*release >> 32),
+                                                      static_cast<std::uint32_t>(*release & 0xffffffffu));
+    return {};
+}
+
+// Attaches, damages, asks for a frame callback, commits and flushes: the end of every present().
+Status commit(Surface::State& state, SurfaceBuffer& slot, const std::string& what) {
+    auto& display = *state.display;
+    slot.release_fence.reset();
+    slot.cpu_wait_fence.reset();  // presented again: the caller has made sure it was free
+    wl_surface_attach(state.surface, slot.buffer, 0, 0);
+    wl_surface_damage_buffer(state.surface, 0, 0, INT32_MAX, INT32_MAX);
+    if (state.frame == nullptr) {
+        // From the wrapper of an adopted surface: the callback lands on the library's queue,
+        // not on the application's (a callback inherits the queue of the proxy that made it).
+        state.frame = wl_surface_frame(state.surface_wrapper != nullptr ? state.surface_wrapper : state.surface);
+        wl_callback_add_listener(state.frame, &frame_listener, &state);
+    }
+    wl_surface_commit(state.surface);
+    // With a syncobj object, wl_buffer.release is undefined: the release point alone says free.
+    slot.awaiting_release = state.sync != PresentSync::syncobj;
+    slot.presented_at = ++state.sequence;
+    ++state.stats.presented;
+    return display.flush(what);  // the acquire fence's fd was duplicated into the message: ours closes here
 }
 
 }  // namespace
 
 Surface::State::~State() {
     for (auto& slot : buffers) {
+        // The watch's callback points at the slot: it must never run once the slot is gone. (The
+        // compositor keeps its own import of the release timeline, as of the dma-bufs.)
+        if (slot->release_watch != 0 && display && display->watcher) display->watcher->cancel(slot->release_watch);
+        if (slot->release_proxy != nullptr) wp_linux_drm_syncobj_timeline_v1_destroy(slot->release_proxy);
         if (slot->pending_release != nullptr) zwp_linux_buffer_release_v1_destroy(slot->pending_release);
         if (slot->buffer != nullptr) wl_buffer_destroy(slot->buffer);
     }
     if (frame != nullptr) wl_callback_destroy(frame);
     if (sync_object != nullptr) zwp_linux_surface_synchronization_v1_destroy(sync_object);
+    // Before the wl_surface: the syncobj object must not outlive its surface (no_surface).
+    if (syncobj_surface != nullptr) wp_linux_drm_syncobj_surface_v1_destroy(syncobj_surface);
+    if (acquire_proxy != nullptr) wp_linux_drm_syncobj_timeline_v1_destroy(acquire_proxy);
     if (toplevel != nullptr) xdg_toplevel_destroy(toplevel);
     if (xdg != nullptr) xdg_surface_destroy(xdg);
     if (surface_wrapper != nullptr) wl_proxy_wrapper_destroy(surface_wrapper);
+    if (!owns_surface && display) std::erase(display->adopted, surface);
     if (surface != nullptr && owns_surface) wl_surface_destroy(surface);  // an adopted one stays the application's
     if (display && display->display != nullptr) wl_display_flush(display->display);
 }
@@ -162,11 +301,12 @@ Result<Surface> Surface::create(Display& display, const SurfaceOptions& options)
     if (dstate->broken) return dstate->broken->with_context("wayland::Surface::create");
     auto resolved = resolve_sync(*dstate, options.sync, "create");
     if (!resolved) return resolved.error();
-    const PresentSync sync = *resolved;
+    const PresentSync sync = resolved->sync;
 
     auto state = std::make_shared<State>();
     state->display = dstate;
     state->sync = sync;
+    state->sync_reason = std::move(resolved->reason);
     state->surface = wl_compositor_create_surface(dstate->compositor);
     state->xdg = xdg_wm_base_get_xdg_surface(dstate->wm_base, state->surface);
     xdg_surface_add_listener(state->xdg, &xdg_surface_listener_, state.get());
@@ -177,6 +317,9 @@ Result<Surface> Surface::create(Display& display, const SurfaceOptions& options)
     if (sync == PresentSync::explicit_fences)
         state->sync_object = zwp_linux_explicit_synchronization_v1_get_synchronization(dstate->explicit_sync,
                                                                                        state->surface);
+    if (sync == PresentSync::syncobj)
+        if (auto made = init_syncobj_surface(*state, state->surface, "wayland::Surface::create"); !made)
+            return made.error();
     wl_surface_commit(state->surface);
     if (auto r = dstate->dispatch_until([&] { return state->configured; }, options.configure_timeout,
                                         "wayland::Surface::create: first configure of \"" + options.title + "\"");
@@ -198,20 +341,31 @@ Result<Surface> Surface::adopt(Display& display, wl_surface* surface, PresentSyn
     if (wl_proxy_get_display(proxy) != dstate->display)
         return Error::library(Errc::invalid_argument,
                               "wayland::Surface::adopt: the wl_surface belongs to another connection than the Display's");
+    // Two Surfaces committing to one wl_surface would break the protocols: the second one's
+    // commits would lack the first's acquire/release points (no_acquire_point), or its sync
+    // object would be the surface's second (surface_exists, synchronization_exists).
+    if (std::find(dstate->adopted.begin(), dstate->adopted.end(), surface) != dstate->adopted.end())
+        return Error::library(Errc::invalid_argument,
+                              "wayland::Surface::adopt: another Surface of this Display already presents to the "
+                              "wl_surface; destroy it first");
     auto resolved = resolve_sync(*dstate, sync, "adopt");
     if (!resolved) return resolved.error();
 
     auto state = std::make_shared<State>();
     state->display = dstate;
-    state->sync = *resolved;
+    state->sync = resolved->sync;
+    state->sync_reason = std::move(resolved->reason);
     state->surface = surface;
     state->owns_surface = false;
     state->surface_wrapper = static_cast<wl_surface*>(wl_proxy_create_wrapper(surface));
     if (state->surface_wrapper == nullptr) return dmabridge::detail::last_error("wayland::Surface::adopt: wl_proxy_create_wrapper");
     wl_proxy_set_queue(reinterpret_cast<wl_proxy*>(state->surface_wrapper), dstate->queue);
     state->configured = true;  // the application's business
+    dstate->adopted.push_back(surface);
     if (state->sync == PresentSync::explicit_fences)
         state->sync_object = zwp_linux_explicit_synchronization_v1_get_synchronization(dstate->explicit_sync, surface);
+    if (state->sync == PresentSync::syncobj)
+        if (auto made = init_syncobj_surface(*state, surface, "wayland::Surface::adopt"); !made) return made.error();
     if (auto flushed = dstate->flush("wayland::Surface::adopt"); !flushed) return flushed.error();
     return Surface(std::move(state));
 }
@@ -224,6 +378,7 @@ Surface::~Surface() = default;
 std::uint32_t Surface::configured_width() const noexcept { return state_ ? state_->width : 0; }
 std::uint32_t Surface::configured_height() const noexcept { return state_ ? state_->height : 0; }
 PresentSync Surface::sync() const noexcept { return state_ ? state_->sync : PresentSync::implicit; }
+std::string Surface::sync_reason() const { return state_ ? state_->sync_reason : std::string(); }
 SurfaceStats Surface::stats() const noexcept { return state_ ? state_->stats : SurfaceStats{}; }
 std::uint32_t Surface::buffer_count() const noexcept {
     return state_ ? static_cast<std::uint32_t>(state_->buffers.size()) : 0;
@@ -255,6 +410,14 @@ Result<SurfaceBufferId> Surface::add_buffer(BufferDesc desc) {
                                       std::to_string(plane.offset) + " or stride " + std::to_string(plane.stride) +
                                       " does not fit the protocol's 32 bits");
     }
+    std::optional<Timeline> release_timeline;
+    wp_linux_drm_syncobj_timeline_v1* release_proxy = nullptr;
+    if (state_->sync == PresentSync::syncobj)
+        if (auto made = make_timeline(display, release_timeline, release_proxy,
+                                      "wayland::Surface::add_buffer: release timeline of buffer " +
+                                          std::to_string(state_->buffers.size()));
+            !made)
+            return made.error();
     auto* params = zwp_linux_dmabuf_v1_create_params(display.dmabuf);
     for (std::size_t i = 0; i < desc.planes.size(); ++i) {
         const auto& plane = desc.planes[i];
@@ -273,6 +436,8 @@ Result<SurfaceBufferId> Surface::add_buffer(BufferDesc desc) {
     slot->buffer = buffer;
     slot->surface = state_.get();
     slot->index = static_cast<SurfaceBufferId>(state_->buffers.size());
+    slot->release_timeline = std::move(release_timeline);
+    slot->release_proxy = release_proxy;
     wl_buffer_add_listener(buffer, &buffer_listener, slot.get());
     state_->buffers.push_back(std::move(slot));
     if (auto flushed = display.flush("wayland::Surface::add_buffer"); !flushed) return flushed.error();
@@ -313,8 +478,11 @@ Result<SurfaceBufferId> Surface::acquire_free(Timeout timeout) {
                                                  "wayland::Surface::acquire_free: all " +
                                                      std::to_string(state_->buffers.size()) +
                                                      " buffers held by the compositor");
-        !r)
+        !r) {
+        if (state_->sync == PresentSync::syncobj && r.error().is_errno(ETIMEDOUT))
+            return Error::from_errno(ETIMEDOUT, r.error().message() + " (" + pending_release_points(*state_) + ")");
         return r.error();
+    }
     auto& slot = *state_->buffers[*found];
     if (slot.cpu_wait_fence) {
         // The release fence could not go on the dma-bufs (before Linux 6.0): it is waited for
@@ -347,6 +515,10 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
     if (acquire && !acquire->valid())
         return Error::library(Errc::empty_object, what + ": the acquire fence is empty (moved from or released)");
 
+    if (state_->sync == PresentSync::syncobj) {
+        if (auto points = set_points(*state_, slot, std::move(acquire), what); !points) return points.error();
+        return commit(*state_, slot, what);
+    }
     const bool explicit_sync = state_->sync == PresentSync::explicit_fences;
     if (acquire && !explicit_sync) {
         // Implicit sync: the fence joins every distinct dma-buf's own, where the compositor's
@@ -373,22 +545,17 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
         zwp_linux_buffer_release_v1_add_listener(slot.pending_release, &explicit_release_listener, &slot);
         slot.awaiting_explicit_release = true;
     }
-    slot.release_fence.reset();
-    slot.cpu_wait_fence.reset();  // presented again: the caller has made sure it was free
-    wl_surface_attach(state_->surface, slot.buffer, 0, 0);
-    wl_surface_damage_buffer(state_->surface, 0, 0, INT32_MAX, INT32_MAX);
-    if (state_->frame == nullptr) {
-        // From the wrapper of an adopted surface: the callback lands on the library's queue,
-        // not on the application's (a callback inherits the queue of the proxy that made it).
-        state_->frame = wl_surface_frame(state_->surface_wrapper != nullptr ? state_->surface_wrapper
-                                                                            : state_->surface);
-        wl_callback_add_listener(state_->frame, &frame_listener, state_.get());
-    }
-    wl_surface_commit(state_->surface);
-    slot.awaiting_release = true;
-    slot.presented_at = ++state_->sequence;
-    ++state_->stats.presented;
-    return display.flush(what);  // the acquire fence's fd was duplicated into the message: ours closes here
+    return commit(*state_, slot, what);
+}
+
+Status Surface::present(SurfaceBufferId id, const Timeline& timeline, std::uint64_t point) {
+    if (!state_) return moved_from("present");
+    const std::string what = "wayland::Surface::present buffer " + std::to_string(id);
+    if (!timeline.valid())
+        return Error::library(Errc::empty_object, what + ": the acquire Timeline is empty (moved from)");
+    auto fence = timeline.export_sync_file(point);
+    if (!fence) return fence.error().with_context(what + ": acquire point " + std::to_string(point));
+    return present(id, std::move(*fence));
 }
 
 }  // namespace dmabridge::wayland

@@ -10,11 +10,14 @@
 #include <set>
 #include <string>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <doctest/doctest.h>
+
+#include <dmabridge/kernel/timeline.hpp>
 
 #include "report.hpp"
 #include "vk_fixture.hpp"
@@ -147,6 +150,9 @@ TEST_CASE_FIXTURE(VkTest, "dmabridge-info lists this machine's devices as the ke
     CHECK(vgem->gbm_node == "/dev/dri/card0");  // GBM allocates only on the card node
     CHECK(vgem->gbm_formats.contains(fourcc::XRGB8888, modifier::linear));
     CHECK(vgem->plane_formats.empty());  // vgem has no KMS
+    CHECK_FALSE(vgem->syncobj);           // vgem has no syncobj at all
+    CHECK_FALSE(vgem->syncobj_timeline);
+    CHECK_FALSE(vgem->syncobj_eventfd);
     CHECK_MESSAGE(vgem->planes_note.find("no modesetting") != std::string::npos, vgem->planes_note);
 
     auto capture = std::find_if(report.v4l2.begin(), report.v4l2.end(), [](const auto& v) { return v.capture; });
@@ -202,4 +208,40 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a device node that cannot be opened is reported,
     CHECK(it->error.find("open V4L2 device /dev/video77") != std::string::npos);
     CHECK(std::any_of(report.v4l2.begin(), report.v4l2.end(), [](const auto& v) { return v.capture; }));
     CHECK(info::to_text(report).find("/dev/video77  cannot be opened") != std::string::npos);
+}
+
+TEST_CASE("dmabridge-info says which DRM devices have syncobj timelines and eventfd waits" * doctest::test_suite("syncobj")) {
+    // In the VM with virtio-gpu (ci/vm --virtio-gpu): virtio_gpu has timelines, vgem none; the
+    // kernels this suite runs on (6.12, 7.x) have DRM_IOCTL_SYNCOBJ_EVENTFD (6.6).
+    info::Filters virtio;
+    virtio.device = "virtio_gpu";
+    const auto with = info::gather(virtio);
+    REQUIRE_MESSAGE(with.drm.size() == 1, "DRM devices matching virtio_gpu: " << with.drm.size());
+    const auto& gpu = with.drm[0];
+    CHECK(gpu.driver == "virtio_gpu");
+    CHECK(gpu.syncobj);
+    CHECK(gpu.syncobj_timeline);
+    CHECK(gpu.syncobj_eventfd);
+    // The library's own answer for that node agrees.
+    UniqueFd fd(::open(gpu.render_node.c_str(), O_RDWR | O_CLOEXEC));
+    REQUIRE(fd);
+    CHECK(Timeline::supported(fd.get()));
+    CHECK(Timeline::eventfd_supported(fd.get()));
+    const std::string text = info::to_text(with);
+    CHECK_MESSAGE(text.find("syncobj: timelines, eventfd waits") != std::string::npos, text);
+    const std::string json = info::to_json(with);
+    CHECK(JsonChecker(json).valid());
+    CHECK(json.find("\"syncobj_timeline\": true, \"syncobj_eventfd\": true") != std::string::npos);
+
+    info::Filters vgem_only;
+    vgem_only.device = "vgem";
+    const auto without = info::gather(vgem_only);
+    REQUIRE(without.drm.size() == 1);
+    CHECK_FALSE(without.drm[0].syncobj_timeline);
+    CHECK(info::to_text(without).find("syncobj: no") != std::string::npos);
+    UniqueFd card(::open(without.drm[0].primary_node.c_str(), O_RDWR | O_CLOEXEC));
+    REQUIRE(card);
+    auto refused = Timeline::eventfd_supported(card.get());
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().is(Errc::unsupported));
 }

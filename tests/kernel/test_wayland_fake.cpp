@@ -29,6 +29,7 @@
 #include <dmabridge/format/fourcc.hpp>
 
 #include "fake_compositor.hpp"
+#include "fake_wayland_client.hpp"
 #include "fd_count.hpp"
 #include "syscall_filter.hpp"
 #include "vgem.hpp"
@@ -46,34 +47,6 @@ FakeCompositorOptions options(bool explicit_sync) {
     o.explicit_sync = explicit_sync;
     o.formats = {{fourcc::XBGR8888, modifier::linear}, {fourcc::NV12, modifier::linear}};
     return o;
-}
-
-wayland::Display connect_to(const FakeCompositor& compositor) {
-    wayland::DisplayOptions o;
-    o.name = compositor.socket();
-    o.timeout = 10s;
-    auto d = wayland::Display::connect(o);
-    REQUIRE_MESSAGE(d, (d ? "" : d.error().message()));
-    return std::move(*d);
-}
-
-wayland::Surface surface_on(wayland::Display& display, wayland::PresentSync sync) {
-    wayland::SurfaceOptions o;
-    o.sync = sync;
-    o.configure_timeout = 10s;
-    auto s = display.create_surface(o);
-    REQUIRE_MESSAGE(s, (s ? "" : s.error().message()));
-    return std::move(*s);
-}
-
-// A 64x64 XBGR8888 buffer in one vgem dma-buf.
-BufferDesc rgb_buffer(Vgem& vgem) {
-    BufferDesc d;
-    d.width = side;
-    d.height = side;
-    d.fourcc = fourcc::XBGR8888;
-    d.planes.push_back({vgem.create_buffer(side * side * 4), 0, side * 4});
-    return d;
 }
 
 // A 64x64 NV12 buffer whose two planes are two vgem dma-bufs (as NV12M from V4L2).

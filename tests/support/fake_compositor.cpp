@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <algorithm>
 #include <map>
+#include <string>
 
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -14,6 +16,7 @@
 #include <wayland-server.h>
 
 #include "linux-dmabuf-v1-server.h"
+#include "linux-drm-syncobj-v1-server.h"
 #include "linux-explicit-synchronization-v1-server.h"
 #include "xdg-shell-server.h"
 
@@ -33,6 +36,9 @@ constexpr std::uint32_t dmabuf_destroy = 0, dmabuf_create_params = 1, dmabuf_get
 constexpr std::uint32_t params_destroy = 0, params_add = 1, params_create_immed = 3;
 constexpr std::uint32_t explicit_destroy = 0, explicit_get_synchronization = 1;
 constexpr std::uint32_t sync_destroy = 0, sync_set_acquire_fence = 1, sync_get_release = 2;
+constexpr std::uint32_t syncobj_manager_destroy = 0, syncobj_get_surface = 1, syncobj_import_timeline = 2;
+constexpr std::uint32_t syncobj_timeline_destroy = 0;
+constexpr std::uint32_t syncobj_surface_destroy = 0, syncobj_set_acquire_point = 1, syncobj_set_release_point = 2;
 }  // namespace op
 
 // Closes every fd argument of a request that its handler did not take (set to -1).
@@ -60,7 +66,14 @@ struct FakeCompositor::Impl {
     struct Params {
         std::vector<UniqueFd> planes;
     };
+    struct PendingPoint {
+        bool set = false;
+        std::shared_ptr<Timeline> timeline;  // null when the compositor dropped its import
+        std::uint64_t point = 0;
+    };
     struct Surface {
+        wl_resource* syncobj = nullptr;  // wp_linux_drm_syncobj_surface_v1
+        PendingPoint acquire_point, release_point;
         wl_resource* pending_buffer = nullptr;
         bool attached = false;
         UniqueFd pending_acquire;
@@ -74,6 +87,14 @@ struct FakeCompositor::Impl {
     std::map<wl_resource*, std::unique_ptr<Buffer>> buffers;
     std::map<wl_resource*, std::unique_ptr<Params>> params;
     std::uint32_t serial = 1;
+    UniqueFd drm;  // where the client's timelines are imported (options.syncobj)
+    std::map<wl_resource*, std::shared_ptr<Timeline>> timelines;
+    std::map<const Timeline*, std::uint64_t> last_acquire, last_release;  // the points committed last
+
+    void post_error(wl_resource* r, std::uint32_t code, const std::string& message) {
+        ++self->protocol_errors;
+        wl_resource_post_error(r, code, "%s", message.c_str());
+    }
 
     // A resource whose requests go to `handler` (opcode destroy of a destructor is handled there).
     wl_resource* create(wl_client* client, const wl_interface* iface, int version, std::uint32_t id, Handler handler,
@@ -128,10 +149,65 @@ struct FakeCompositor::Impl {
         default: return;
         }
     }
+    // The protocol's rules for a commit of a surface with a syncobj object (and the fake's
+    // stricter rising points); false after posting the error.
+    bool check_syncobj_commit(Surface& s) {
+        const bool buffer = s.attached && s.pending_buffer != nullptr;
+        const auto& a = s.acquire_point;
+        const auto& r = s.release_point;
+        if (!buffer) {
+            if (a.set || r.set) {
+                post_error(s.syncobj, WP_LINUX_DRM_SYNCOBJ_SURFACE_V1_ERROR_NO_BUFFER, "points set without a buffer");
+                return false;
+            }
+            return true;
+        }
+        if (buffers.find(s.pending_buffer) == buffers.end()) {
+            post_error(s.syncobj, WP_LINUX_DRM_SYNCOBJ_SURFACE_V1_ERROR_UNSUPPORTED_BUFFER, "not a linux-dmabuf buffer");
+            return false;
+        }
+        if (!a.set) {
+            post_error(s.syncobj, WP_LINUX_DRM_SYNCOBJ_SURFACE_V1_ERROR_NO_ACQUIRE_POINT, "no acquire point");
+            return false;
+        }
+        if (!r.set) {
+            post_error(s.syncobj, WP_LINUX_DRM_SYNCOBJ_SURFACE_V1_ERROR_NO_RELEASE_POINT, "no release point");
+            return false;
+        }
+        if (a.timeline && a.timeline == r.timeline && a.point >= r.point) {
+            post_error(s.syncobj, WP_LINUX_DRM_SYNCOBJ_SURFACE_V1_ERROR_CONFLICTING_POINTS,
+                       "acquire point " + std::to_string(a.point) + " not below release point " + std::to_string(r.point));
+            return false;
+        }
+        if (a.timeline && a.point <= last_acquire[a.timeline.get()]) {
+            post_error(s.syncobj, WP_LINUX_DRM_SYNCOBJ_SURFACE_V1_ERROR_CONFLICTING_POINTS,
+                       "acquire point " + std::to_string(a.point) + " does not rise above " +
+                           std::to_string(last_acquire[a.timeline.get()]));
+            return false;
+        }
+        if (r.timeline) {
+            auto submitted = r.timeline->last_submitted();
+            REQUIRE(submitted);
+            if (r.point <= last_release[r.timeline.get()] || r.point <= *submitted) {
+                post_error(s.syncobj, WP_LINUX_DRM_SYNCOBJ_SURFACE_V1_ERROR_CONFLICTING_POINTS,
+                           "release point " + std::to_string(r.point) + " does not rise above " +
+                               std::to_string(std::max(last_release[r.timeline.get()], *submitted)));
+                return false;
+            }
+            last_release[r.timeline.get()] = r.point;
+        }
+        if (a.timeline) last_acquire[a.timeline.get()] = a.point;
+        return true;
+    }
     void commit(Surface& s) {
+        if (s.syncobj != nullptr && !check_syncobj_commit(s)) return;
         if (s.attached && s.pending_buffer != nullptr) {
             FakeCommit next;
             next.buffer = s.pending_buffer;
+            next.acquire_timeline = s.acquire_point.timeline;
+            next.acquire_point = s.acquire_point.point;
+            next.release_timeline = s.release_point.timeline;
+            next.release_point = s.release_point.point;
             if (auto it = buffers.find(next.buffer); it != buffers.end())
                 for (const auto& plane : it->second->planes) next.planes.emplace_back(::dup(plane.get()));
             next.acquire_fence = std::move(s.pending_acquire);
@@ -146,6 +222,8 @@ struct FakeCompositor::Impl {
         }
         s.attached = false;
         s.pending_buffer = nullptr;
+        s.acquire_point = {};
+        s.release_point = {};
         for (wl_resource* frame : s.frames) {
             wl_callback_send_done(frame, 0);
             wl_resource_destroy(frame);
@@ -282,6 +360,84 @@ struct FakeCompositor::Impl {
         }
     }
 
+    static void syncobj_manager(Impl& impl, wl_resource* r, std::uint32_t opcode, wl_argument* args) {
+        wl_client* client = wl_resource_get_client(r);
+        if (opcode == op::syncobj_manager_destroy) {
+            wl_resource_destroy(r);
+        } else if (opcode == op::syncobj_get_surface) {
+            auto* surface_resource = reinterpret_cast<wl_resource*>(args[1].o);
+            wl_resource* obj = impl.create(client, &wp_linux_drm_syncobj_surface_v1_interface, 1, args[0].n,
+                                           syncobj_surface, syncobj_surface_destroyed);
+            Surface& s = *impl.surfaces.at(surface_resource);
+            if (s.syncobj != nullptr) {
+                impl.post_error(r, WP_LINUX_DRM_SYNCOBJ_MANAGER_V1_ERROR_SURFACE_EXISTS, "the surface has a syncobj object");
+                return;
+            }
+            s.syncobj = obj;
+        } else if (opcode == op::syncobj_import_timeline) {
+            wl_resource* t = impl.create(client, &wp_linux_drm_syncobj_timeline_v1_interface, 1, args[0].n,
+                                         destroy_on_0, timeline_destroyed);
+            if (impl.options.refuse_timelines) {
+                impl.post_error(r, WP_LINUX_DRM_SYNCOBJ_MANAGER_V1_ERROR_INVALID_TIMELINE, "refused (scripted)");
+                return;
+            }
+            if (!impl.drm) {
+                auto drm = Timeline::open_device();
+                if (!drm) {
+                    impl.post_error(r, WP_LINUX_DRM_SYNCOBJ_MANAGER_V1_ERROR_INVALID_TIMELINE, drm.error().message());
+                    return;
+                }
+                impl.drm = std::move(*drm);
+            }
+            auto imported = Timeline::import(impl.drm.get(), args[1].h);  // the fd is closed by close_fds
+            if (!imported) {
+                impl.post_error(r, WP_LINUX_DRM_SYNCOBJ_MANAGER_V1_ERROR_INVALID_TIMELINE, imported.error().message());
+                return;
+            }
+            impl.timelines[t] = std::make_shared<Timeline>(std::move(*imported));
+        }
+    }
+    static void timeline_destroyed(wl_resource* r) {
+        // Points already set keep their timeline (the commit holds it): the protocol says so.
+        auto* impl = static_cast<Impl*>(wl_resource_get_user_data(r));
+        if (auto it = impl->timelines.find(r); it != impl->timelines.end()) {
+            impl->last_acquire.erase(it->second.get());  // its address may be reused
+            impl->last_release.erase(it->second.get());
+            impl->timelines.erase(it);
+        }
+    }
+    Surface* surface_of_syncobj(wl_resource* obj) {
+        for (auto& [resource, s] : surfaces)
+            if (s->syncobj == obj) return s.get();
+        return nullptr;
+    }
+    static void syncobj_surface_destroyed(wl_resource* r) {
+        auto* impl = static_cast<Impl*>(wl_resource_get_user_data(r));
+        if (Surface* s = impl->surface_of_syncobj(r)) {
+            s->syncobj = nullptr;
+            s->acquire_point = {};
+            s->release_point = {};
+        }
+    }
+    static void syncobj_surface(Impl& impl, wl_resource* r, std::uint32_t opcode, wl_argument* args) {
+        if (opcode == op::syncobj_surface_destroy) {
+            wl_resource_destroy(r);
+            return;
+        }
+        Surface* s = impl.surface_of_syncobj(r);
+        if (s == nullptr) {
+            impl.post_error(r, WP_LINUX_DRM_SYNCOBJ_SURFACE_V1_ERROR_NO_SURFACE, "the wl_surface was destroyed");
+            return;
+        }
+        PendingPoint point;
+        point.set = true;
+        if (auto it = impl.timelines.find(reinterpret_cast<wl_resource*>(args[0].o)); it != impl.timelines.end())
+            point.timeline = it->second;
+        point.point = static_cast<std::uint64_t>(args[1].u) << 32 | args[2].u;
+        if (opcode == op::syncobj_set_acquire_point) s->acquire_point = std::move(point);
+        else if (opcode == op::syncobj_set_release_point) s->release_point = std::move(point);
+    }
+
     static void bind(wl_client* client, void* data, std::uint32_t version, std::uint32_t id, const wl_interface* iface,
                      Handler handler) {
         auto* impl = static_cast<Impl*>(data);
@@ -296,6 +452,11 @@ struct FakeCompositor::Impl {
 };
 
 void FakeCompositor::release_previous(FakeCommit& previous, FakeCommit&) {
+    if (previous.release_timeline) {
+        auto signalled = previous.release_timeline->signal(previous.release_point);
+        REQUIRE_MESSAGE(signalled, (signalled ? "" : signalled.error().message()));
+        return;
+    }
     if (previous.buffer != nullptr) wl_buffer_send_release(previous.buffer);
     if (previous.release != nullptr) {
         zwp_linux_buffer_release_v1_send_immediate_release(previous.release);
@@ -340,6 +501,13 @@ FakeCompositor::FakeCompositor(FakeCompositorOptions options) : impl_(std::make_
                              Impl::bind(c, d, v, id, &zwp_linux_explicit_synchronization_v1_interface,
                                         Impl::explicit_sync);
                          });
+    if (impl_->options.syncobj) {
+        wl_global_create(display_, &wp_linux_drm_syncobj_manager_v1_interface, 1, impl,
+                         [](wl_client* c, void* d, std::uint32_t v, std::uint32_t id) {
+                             Impl::bind(c, d, v, id, &wp_linux_drm_syncobj_manager_v1_interface,
+                                        Impl::syncobj_manager);
+                         });
+    }
     thread_ = std::thread([this] {
         wl_event_loop* loop = wl_display_get_event_loop(display_);
         while (!stop_) {
@@ -375,6 +543,20 @@ void FakeCompositor::run(const std::function<void()>& task) {
         });
     }
     done.get_future().wait();
+}
+
+void FakeCompositor::drop_timelines() {
+    run([&] {
+        impl_->timelines.clear();
+        impl_->last_acquire.clear();
+        impl_->last_release.clear();
+        for (auto& [resource, s] : impl_->surfaces) {
+            s->current.acquire_timeline.reset();
+            s->current.release_timeline.reset();
+            s->acquire_point.timeline.reset();
+            s->release_point.timeline.reset();
+        }
+    });
 }
 
 void FakeCompositor::ping(std::uint32_t count) {

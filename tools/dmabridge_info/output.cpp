@@ -121,6 +121,9 @@ std::string to_json(const Report& r) {
         const auto& d = r.drm[i];
         o << (i ? ",\n    " : "\n    ") << "{\"primary_node\": " << quoted(d.primary_node)
           << ", \"render_node\": " << quoted(d.render_node) << ", \"driver\": " << quoted(d.driver)
+          << ", \"syncobj\": " << (d.syncobj ? "true" : "false")
+          << ", \"syncobj_timeline\": " << (d.syncobj_timeline ? "true" : "false")
+          << ", \"syncobj_eventfd\": " << (d.syncobj_eventfd ? "true" : "false")
           << ", \"gbm_node\": " << quoted(d.gbm_node) << ", \"gbm_formats\": " << json_formats(d.gbm_formats)
           << ", \"planes\": [";
         for (std::size_t p = 0; p < d.plane_formats.size(); ++p) o << (p ? ", " : "") << json_formats(d.plane_formats[p]);
@@ -178,6 +181,11 @@ std::string to_text(const Report& r) {
     for (const auto& d : r.drm) {
         o << "  " << d.primary_node << " " << d.render_node << "  [" << d.driver << "]  GBM: "
           << (d.gbm_node.empty() ? "cannot allocate" : "allocates on " + d.gbm_node) << "\n";
+        o << "    syncobj: " << (!d.syncobj ? "no"
+                                 : !d.syncobj_timeline ? "binary only, no timelines"
+                                 : d.syncobj_eventfd ? "timelines, eventfd waits"
+                                                     : "timelines, no eventfd waits (before Linux 6.6)")
+          << "\n";
         if (!d.gbm_node.empty()) o << "    formats: " << text_formats(d.gbm_formats) << "\n";
         if (!d.connectors.empty()) {
             o << "    connectors:";

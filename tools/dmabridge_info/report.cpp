@@ -183,6 +183,9 @@ std::vector<DrmInfo> drm_info(const Filters& f) {
         d.primary_node = dev.primary_node;
         d.render_node = dev.render_node;
         d.driver = dev.driver;
+        d.syncobj = dev.syncobj;
+        d.syncobj_timeline = dev.syncobj_timeline;
+        d.syncobj_eventfd = dev.syncobj_eventfd;
         // GBM's own choice of node (render first, then primary), on this device only.
         std::string tried;
         for (const std::string* node : {&dev.render_node, &dev.primary_node}) {

@@ -32,6 +32,7 @@ struct VulkanInfo {
 
 struct DrmInfo {
     std::string primary_node, render_node, driver;
+    bool syncobj = false, syncobj_timeline = false, syncobj_eventfd = false;  // DrmDevice's probes
     std::string gbm_node;  // where GBM allocates; empty when it cannot
     FormatSet gbm_formats;
     std::vector<FormatSet> plane_formats;  // per KMS plane of the primary node (kms::Device: IN_FORMATS)

@@ -46,6 +46,13 @@ public:
     /// Whether the DRM device `drm_fd` has syncobj timelines (DRM_CAP_SYNCOBJ_TIMELINE); the
     /// error says why not (Errc::unsupported naming the driver, or the ioctl's errno).
     static Status supported(int drm_fd);
+    /// Whether the kernel can signal an eventfd when a point of a timeline on `drm_fd` arrives
+    /// (DRM_IOCTL_SYNCOBJ_EVENTFD, Linux 6.6): what FenceWatcher::watch(const Timeline&, ...)
+    /// needs to wait for a point nothing submitted yet. Probed by calling the ioctl with handle 0,
+    /// which no syncobj has: ENOENT means the ioctl exists; EINVAL or ENOTTY (an older kernel)
+    /// and EOPNOTSUPP (a driver without timelines) fail with Errc::unsupported saying which.
+    /// One ioctl; creates nothing.
+    static Status eventfd_supported(int drm_fd);
     /// Opens the first DRM render node whose driver has syncobj timelines, for create() and
     /// import(). Errors: Errc::not_found naming every node tried and why it was not taken.
     static Result<UniqueFd> open_device();

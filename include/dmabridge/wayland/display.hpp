@@ -42,13 +42,25 @@ struct DisplayOptions {
     std::uint32_t max_dmabuf_version = 5;
     /// Bind zwp_linux_explicit_synchronization_v1 when the compositor offers it.
     bool explicit_sync = true;
+    /// Bind wp_linux_drm_syncobj_manager_v1 when the compositor offers it (explicit sync on DRM
+    /// syncobj timelines: acquire and release points per commit; see PresentSync::syncobj).
+    bool syncobj = true;
+    /// The DRM device (an open fd, borrowed: the Display keeps a dup) on which the Surfaces make
+    /// their syncobj timelines, for example the render node the producer's GPU uses (its
+    /// timelines can then be shared without a transfer). -1: the first render node whose driver
+    /// has syncobj timelines (Timeline::open_device()). Either way the device must have
+    /// DRM_CAP_SYNCOBJ_TIMELINE and the kernel DRM_IOCTL_SYNCOBJ_EVENTFD (Linux 6.6: release
+    /// points are waited for through the FenceWatcher); otherwise the Surfaces fall back to
+    /// zwp_linux_explicit_synchronization_v1 and say why (Surface::sync_reason()). The
+    /// compositor imports the timelines on its own device: any DRM device with syncobjs works.
+    int timeline_device = -1;
     /// How long connect() waits for the compositor's globals and its format list.
     Timeout timeout = std::chrono::seconds(10);
 };
 
 /// A connection to a compositor: the wl_display, its registry, and the globals dmabridge uses
 /// (wl_compositor, xdg_wm_base, zwp_linux_dmabuf_v1 and, when offered,
-/// zwp_linux_explicit_synchronization_v1).
+/// wp_linux_drm_syncobj_manager_v1 and zwp_linux_explicit_synchronization_v1).
 ///
 /// Every proxy the library makes lives on an event queue of its own (wl_event_queue), and
 /// dispatch() dispatches that queue alone: the library never dispatches events of another
@@ -110,7 +122,8 @@ public:
     int fd() const noexcept;
 
     /// Flushes pending requests, waits up to `timeout` for events (0: do not wait), reads and
-    /// dispatches them (buffer releases, configures, pings). While requests remain unsent (the
+    /// dispatches them (buffer releases, configures, pings) and the release points that
+    /// signalled (release_fd()). While requests remain unsent (the
     /// socket was full: the compositor reads slowly) it also waits for the socket to take more
     /// and sends them, so that a compositor that answers only once it has them is not waited
     /// for in vain. Returns true when events were
@@ -143,6 +156,20 @@ public:
     /// True when zwp_linux_explicit_synchronization_v1 is bound (acquire fences per commit,
     /// release fences per buffer).
     bool explicit_sync() const noexcept;
+
+    /// True when wp_linux_drm_syncobj_manager_v1 is bound and a DRM device with syncobj
+    /// timelines and eventfd waits is open for it (see DisplayOptions::timeline_device): the
+    /// Surfaces can present with PresentSync::syncobj.
+    bool syncobj() const noexcept;
+    /// Why syncobj() is false ("the compositor offers no wp_linux_drm_syncobj_manager_v1",
+    /// the device discovery's or the probe's error), or empty when it is true.
+    const std::string& syncobj_unavailable() const noexcept;
+
+    /// For event loops, beside fd(): the FenceWatcher's fd (fence_watcher.hpp) through which
+    /// the release points of every syncobj Surface of this Display are waited for; readable
+    /// when one signalled: then call dispatch(0). -1 when syncobj() is false (nothing to wait
+    /// for there) or moved from. dispatch() and Surface::acquire_free() poll it themselves.
+    int release_fd() const noexcept;
 
     /// The (fourcc, modifier) pairs both the compositor accepts and `producer` can export (for
     /// example vulkan::Device::exportable_formats()). Fails with Errc::unsupported, listing

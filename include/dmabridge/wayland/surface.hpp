@@ -23,6 +23,7 @@
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/kernel/sync_file.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/wayland/display.hpp>
 
 struct wl_surface;
@@ -44,11 +45,23 @@ enum class PresentSync : std::uint8_t {
     /// (vulkan::SyncBridge::publish) and present. Needs Display::explicit_sync(); present()
     /// fails otherwise.
     explicit_fences,
-    /// explicit_fences where the compositor offers it, implicit otherwise.
+    /// Explicit sync on DRM syncobj timelines (wp_linux_drm_syncobj_v1): each commit carries an
+    /// acquire point on the Surface's acquire timeline and a release point on the buffer's own
+    /// release timeline (both made on the Display's timeline device and imported by the
+    /// compositor once: per Surface, per buffer). The acquire point stands for the fence given to
+    /// present() (imported into the point) or, without one, for the buffer's implicit fences (the
+    /// writers' fences of every distinct dma-buf, merged; before Linux 6.0, where there are none
+    /// to export, the point is signalled at once: the caller finished writing). The buffer comes
+    /// back once the compositor signalled its release point (waited for through the Display's
+    /// FenceWatcher: Display::release_fd()); wl_buffer.release, which the protocol makes
+    /// undefined here, is not waited for. Needs Display::syncobj(); present() fails otherwise.
+    syncobj,
+    /// The first the compositor and this machine offer of: syncobj, explicit_fences, implicit.
+    /// Surface::sync() says which was taken and Surface::sync_reason() why.
     automatic,
 };
 
-/// "implicit", "explicit" or "automatic".
+/// "implicit", "explicit", "syncobj" or "automatic".
 const char* to_string(PresentSync sync) noexcept;
 
 /// Options of Display::create_surface(). The zero value makes a toplevel titled "dmabridge".
@@ -71,6 +84,7 @@ struct SurfaceStats {
     std::uint64_t fenced_releases = 0;     ///< explicit releases that carried a fence
     std::uint64_t immediate_releases = 0;  ///< explicit releases without a fence
     std::uint64_t frames_done = 0;         ///< wl_surface.frame callbacks that fired
+    std::uint64_t release_points = 0;      ///< syncobj release points that signalled
 };
 
 /// A mapped xdg toplevel showing dma-bufs.
@@ -84,7 +98,9 @@ public:
     /// Creates a wl_surface with an xdg_surface and xdg_toplevel role, commits it and
     /// dispatches until the compositor's first configure (up to options.configure_timeout,
     /// ETIMEDOUT after). Fails with Errc::unsupported when options.sync is explicit_fences
-    /// and the compositor offers no explicit synchronization.
+    /// and the compositor offers no explicit synchronization, or syncobj and Display::syncobj()
+    /// is false (the message says why). A syncobj Surface also makes its acquire timeline here
+    /// (a syncobj, an fd export, one import_timeline request).
     static Result<Surface> create(Display& display, const SurfaceOptions& options = {});
 
     /// Presents into a wl_surface the application made and keeps (a toolkit's window, a
@@ -100,16 +116,19 @@ public:
     /// something else or destroyed the window, since the buffer last shown goes with it.
     /// `surface` must outlive the Surface.
     ///
-    /// Explicit sync: the protocol allows one synchronization object per wl_surface; a surface
-    /// for which the application made one must be adopted with PresentSync::implicit (the
-    /// compositor would otherwise end the connection with synchronization_exists).
+    /// Explicit sync: the protocols allow one synchronization object per wl_surface; a surface
+    /// for which the application (or its EGL or Vulkan WSI) made one must be adopted with
+    /// PresentSync::implicit (the compositor would otherwise end the connection with
+    /// synchronization_exists or surface_exists).
     ///
     /// Threading: as the Display's (display.hpp); the application must not use `surface`
     /// from another thread while a call of this Surface runs.
     ///
     /// Fails with Errc::empty_object for a moved-from `display` or a null `surface`,
-    /// Errc::invalid_argument for a proxy that is not a wl_surface or belongs to another
-    /// connection, Errc::unsupported as create() for explicit sync. Costs no round trip.
+    /// Errc::invalid_argument for a proxy that is not a wl_surface, belongs to another
+    /// connection or is presented to by another live Surface of `display` (its commits would
+    /// break the other's sync protocol), Errc::unsupported as create() for explicit sync.
+    /// Costs no round trip.
     static Result<Surface> adopt(Display& display, wl_surface* surface, PresentSync sync = PresentSync::automatic);
 
     Surface(Surface&&) noexcept;
@@ -125,7 +144,9 @@ public:
     std::uint32_t configured_height() const noexcept;
 
     /// Validates `desc` (BufferDesc::validate), checks that the compositor accepts its
-    /// (fourcc, modifier) and makes a wl_buffer with create_immed. The Surface keeps the
+    /// (fourcc, modifier) and makes a wl_buffer with create_immed. A syncobj Surface also makes
+    /// the buffer's release timeline (a syncobj on the timeline device, an fd export, one
+    /// import_timeline request). The Surface keeps the
     /// description (and so the dma-bufs) until it is destroyed. Fails with Errc::unsupported
     /// naming the fourcc and modifier when the compositor did not offer them, with the
     /// validation error for a malformed description. A buffer the compositor still refuses on
@@ -140,13 +161,16 @@ public:
     std::uint32_t buffer_count() const noexcept;
 
     /// True while the compositor holds buffer `id`: from its present() until its release
-    /// (wl_buffer.release and, for an explicit commit, the buffer_release event).
+    /// (wl_buffer.release and, for an explicit commit, the buffer_release event; for a syncobj
+    /// commit, its release point signalled).
     bool busy(SurfaceBufferId id) const noexcept;
 
     /// A buffer the compositor does not hold, dispatching the display until one is released
     /// (up to `timeout`; ETIMEDOUT after, naming how many buffers are busy). Buffers are
     /// handed out least recently presented first. Fails with Errc::not_found when no buffer
-    /// was added. The timeout has no default: a compositor that never releases (hung, or
+    /// was added. A syncobj Surface's ETIMEDOUT names each buffer's pending release point and
+    /// the last point its timeline reached (a compositor that never signals, or dropped its
+    /// import of the timeline, leaves the buffer busy: never handed out while it may read). The timeout has no default: a compositor that never releases (hung, or
     /// hostile) would otherwise block the caller for good; pass `forever` to say so
     /// explicitly, 0 to only poll.
     Result<SurfaceBufferId> acquire_free(Timeout timeout);
@@ -170,10 +194,29 @@ public:
     /// Errc::invalid_argument for an unknown id or a buffer the compositor still holds
     /// (present it only after acquire_free() returned it), and with the import or protocol
     /// error. Costs an ioctl per distinct dma-buf for implicit sync with a fence, and a sendmsg.
+    /// A syncobj commit costs about 20 system calls (counted by the tests for a one-dma-buf
+    /// buffer without a fence): the acquire point (the dma-bufs' fences exported, a query and
+    /// a sync_file import into the point through a temporary syncobj), the release point's
+    /// watch (a query, an eventfd, an fd export, DRM_IOCTL_SYNCOBJ_EVENTFD, epoll_ctl) and the
+    /// sendmsg. Points only
+    /// increase on each timeline, also past points the compositor signalled on its own; a
+    /// timeline that reached 2^64-1 fails with Errc::limit_exceeded.
     Status present(SurfaceBufferId id, std::optional<SyncFile> acquire = std::nullopt);
+
+    /// present() with the acquire fence of `point` of the caller's `timeline` (for example a
+    /// Vulkan timeline semaphore's, through the vulkan sync bridge): the point must be submitted
+    /// already (Timeline::export_sync_file(); wait for the submit with Timeline::wait(point,
+    /// timeout, PointState::submitted)), else Errc::not_found. The fence is transferred: the
+    /// caller's timeline is never shared with the compositor. Costs export_sync_file() on top.
+    Status present(SurfaceBufferId id, const Timeline& timeline, std::uint64_t point);
 
     /// The sync mode present() uses (automatic resolved against the compositor).
     PresentSync sync() const noexcept;
+    /// Why sync() is what it is: what the compositor offers and, when a better mode was passed
+    /// over, why (for example "no syncobj: the compositor offers no
+    /// wp_linux_drm_syncobj_manager_v1; the compositor offers zwp_linux_explicit_synchronization_v1").
+    /// Empty when moved from.
+    std::string sync_reason() const;
 
     /// The counters.
     SurfaceStats stats() const noexcept;
