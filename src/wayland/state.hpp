@@ -116,6 +116,7 @@ struct Surface::State {
     std::uint64_t acquire_point = 0;
     wl_callback* frame = nullptr;
     PresentSync sync = PresentSync::implicit;
+    Timeout acquire_wait_timeout = std::chrono::seconds(10);  // SurfaceOptions::acquire_wait_timeout
     std::string sync_reason;                              // why this mode (Surface::sync_reason())
     std::vector<std::unique_ptr<SurfaceBuffer>> buffers;  // stable addresses: listener user data
     bool configured = false;

@@ -307,6 +307,7 @@ Result<Surface> Surface::create(Display& display, const SurfaceOptions& options)
     state->display = dstate;
     state->sync = sync;
     state->sync_reason = std::move(resolved->reason);
+    state->acquire_wait_timeout = options.acquire_wait_timeout;
     state->surface = wl_compositor_create_surface(dstate->compositor);
     state->xdg = xdg_wm_base_get_xdg_surface(dstate->wm_base, state->surface);
     xdg_surface_add_listener(state->xdg, &xdg_surface_listener_, state.get());
@@ -526,8 +527,12 @@ Status Surface::present(SurfaceBufferId id, std::optional<SyncFile> acquire) {
         if (auto r = attach_fence(slot.desc, *acquire, Access::write); !r) {
             if (!r.error().is(Errc::unsupported)) return r.error().with_context(what);
             // A kernel before 6.0 cannot add fences to a dma-buf: the CPU waits instead.
-            auto waited = acquire->wait(forever);
+            auto waited = acquire->wait(state_->acquire_wait_timeout);
             if (!waited) return waited.error().with_context(what + ": wait for the acquire fence");
+            if (*waited == WaitStatus::timed_out)
+                return Error::from_errno(ETIME, what + ": the acquire fence did not signal within " +
+                                                    std::to_string(state_->acquire_wait_timeout.count()) +
+                                                    " ms (SurfaceOptions::acquire_wait_timeout); nothing was committed");
         }
     }
     if (explicit_sync && !acquire) {

@@ -296,6 +296,41 @@ TEST_CASE("where a dma-buf takes no fence (IMPORT_SYNC_FILE answers ENOTTY, as b
     CHECK(compositor.commits == 3);
 }
 
+TEST_CASE("where a dma-buf takes no fence, present()'s CPU wait for an acquire fence that never signals ends at acquire_wait_timeout") {
+    FdLeakCheck leaks;
+    Vgem vgem;
+    auto fence_source = vgem.create_buffer(4096);
+    const auto acquire_id = vgem.attach_fence(true);
+    auto acquire = fence_source.export_sync_file(Access::read);
+    REQUIRE(acquire);
+    FakeCompositor compositor(options(true));
+    auto display = connect_to(compositor);
+    wayland::SurfaceOptions o;
+    o.sync = wayland::PresentSync::implicit;
+    o.acquire_wait_timeout = 200ms;
+    auto surface = display.create_surface(o);
+    REQUIRE_MESSAGE(surface, (surface ? "" : surface.error().message()));
+    auto id = surface->add_buffer(rgb_buffer(vgem));
+    REQUIRE(id);
+    Status presented;
+    std::chrono::steady_clock::duration took{};
+    run_with_failing_syscall(SYS_ioctl, 1, static_cast<std::uint32_t>(DMA_BUF_IOCTL_IMPORT_SYNC_FILE), ENOTTY, [&] {
+        const auto start = std::chrono::steady_clock::now();
+        presented = surface->present(*id, std::move(*acquire));
+        took = std::chrono::steady_clock::now() - start;
+    });
+    REQUIRE_FALSE(presented);
+    CHECK(presented.error().is_errno(ETIME));
+    CHECK_MESSAGE(presented.error().message().find("nothing was committed") != std::string::npos, presented.error().message());
+    CHECK(took >= 190ms);
+    CHECK(took < 5s);
+    CHECK_FALSE(surface->busy(*id));  // nothing was committed: the buffer is still the caller's
+    REQUIRE(display.roundtrip());
+    compositor.run([] {});
+    CHECK(compositor.commits == 0);
+    vgem.signal(acquire_id);
+}
+
 }  // TEST_SUITE
 
 TEST_SUITE("wayland_without_sync_file_ioctls") {

@@ -36,7 +36,9 @@ enum class PresentSync : std::uint8_t {
     /// (DMA_BUF_IOCTL_IMPORT_SYNC_FILE) before the commit; the compositor waits for the
     /// dma-buf's fences. Without a fence, the caller already published its GPU work on the
     /// dma-bufs (vulkan::SyncBridge::publish) or finished writing. On kernels without
-    /// DMA_BUF_IOCTL_IMPORT_SYNC_FILE (before 6.0) present() waits for the fence on the CPU.
+    /// DMA_BUF_IOCTL_IMPORT_SYNC_FILE (before 6.0) present() waits for the fence on the CPU,
+    /// at most SurfaceOptions::acquire_wait_timeout (10 s for adopted surfaces); a fence that
+    /// does not signal by then fails present() with ETIME, and nothing is committed.
     implicit,
     /// The acquire fence travels with the commit (zwp_linux_surface_synchronization_v1
     /// set_acquire_fence) and the compositor's release fence comes back per commit. Without a
@@ -72,6 +74,9 @@ struct SurfaceOptions {
     /// How long create waits for the compositor's first configure (a surface is mapped only
     /// after the first buffer that follows it).
     Timeout configure_timeout = std::chrono::seconds(10);
+    /// PresentSync::implicit before Linux 6.0 only: how long present() waits on the CPU for an
+    /// acquire fence the kernel cannot put on the dma-bufs. `forever` waits without limit.
+    Timeout acquire_wait_timeout = std::chrono::seconds(10);
 };
 
 /// A handle of a buffer added to a Surface: its index in the order of add_buffer() calls.
