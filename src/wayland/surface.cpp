@@ -137,14 +137,23 @@ struct ResolvedSync {
 };
 
 // The sync mode a Surface uses: automatic resolved against what the compositor offers, best
-// first (syncobj timelines, explicit fences, implicit), and why.
+// first (syncobj timelines, explicit fences, implicit), and why. An adopted surface takes
+// syncobj only when asked for by name: while a wp_linux_drm_syncobj_surface_v1 exists, every
+// commit with a buffer must carry points, so the application's own attach (a placeholder, a
+// wl_shm frame after the Surface is gone) would end its connection (no_acquire_point).
 Result<ResolvedSync> resolve_sync(const Display::State& display, PresentSync sync, const char* operation) {
+    const bool adopting = std::string_view(operation) == "adopt";
     const bool syncobj = display.watcher.has_value();
     const bool fences = display.explicit_sync != nullptr;
     const std::string fences_offered = fences ? "the compositor offers zwp_linux_explicit_synchronization_v1"
                                               : "the compositor offers no zwp_linux_explicit_synchronization_v1";
     if (sync == PresentSync::automatic) {
-        if (syncobj) return ResolvedSync{PresentSync::syncobj, "the compositor offers wp_linux_drm_syncobj_manager_v1"};
+        if (syncobj && !adopting)
+            return ResolvedSync{PresentSync::syncobj, "the compositor offers wp_linux_drm_syncobj_manager_v1"};
+        if (adopting)
+            return ResolvedSync{fences ? PresentSync::explicit_fences : PresentSync::implicit,
+                                "an adopted surface takes syncobj only when asked for (the application's own commits "
+                                "would need points); " + fences_offered};
         return ResolvedSync{fences ? PresentSync::explicit_fences : PresentSync::implicit,
                             "no syncobj: " + display.syncobj_unavailable + "; " + fences_offered};
     }
@@ -235,7 +244,10 @@ Status set_points(Surface::State& state, SurfaceBuffer& slot, std::optional<Sync
     if (!release) return release.error();
     SurfaceBuffer* target = &slot;
     auto watch = display.watcher->watch(
-        *slot.release_timeline, *release, [target](WatchId, WaitStatus) { release_point_signalled(target); }, forever);
+        *slot.release_timeline, *release, [target](WatchId, WaitStatus status) {
+            // Only a signalled point frees the buffer: any other end leaves it busy.
+            if (status == WaitStatus::ready) release_point_signalled(target);
+        }, forever);
     if (!watch) return watch.error().with_context(what + ": release point " + std::to_string(*release));
     slot.release_point = *release;
     slot.release_watch = *watch;
@@ -277,6 +289,16 @@ Surface::State::~State() {
         // The watch's callback points at the slot: it must never run once the slot is gone. (The
         // compositor keeps its own import of the release timeline, as of the dma-bufs.)
         if (slot->release_watch != 0 && display && display->watcher) display->watcher->cancel(slot->release_watch);
+        // A buffer the compositor still holds: once its release point is submitted, its fence
+        // goes onto the dma-bufs as a reader's fence, so that a later writer with implicit sync
+        // waits for the compositor's last read (under syncobj the compositor need not put its
+        // reads there itself). Best effort: a point not yet submitted has no fence to give.
+        if (slot->awaiting_release_point && slot->release_timeline) {
+            auto submitted = slot->release_timeline->wait(slot->release_point, Timeout{0}, PointState::submitted);
+            if (submitted && *submitted == WaitStatus::ready)
+                if (auto fence = slot->release_timeline->export_sync_file(slot->release_point))
+                    (void)attach_fence(slot->desc, *fence, Access::read);
+        }
         if (slot->release_proxy != nullptr) wp_linux_drm_syncobj_timeline_v1_destroy(slot->release_proxy);
         if (slot->pending_release != nullptr) zwp_linux_buffer_release_v1_destroy(slot->pending_release);
         if (slot->buffer != nullptr) wl_buffer_destroy(slot->buffer);

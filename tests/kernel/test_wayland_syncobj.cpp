@@ -207,7 +207,9 @@ TEST_CASE("the acquire point signals only after the producer's work: the buffer'
     REQUIRE_FALSE(unsubmitted);
     CHECK(unsubmitted.error().is(Errc::not_found));
 
-    // Each commit's acquire point rose (the compositor checks it: no protocol error).
+    // Each commit's acquire point rose (the compositor checks it: no protocol error); the refused
+    // present sent nothing (the round trip makes sure anything sent would have arrived).
+    REQUIRE(display.roundtrip());
     CHECK(compositor.commits == 3);
     CHECK(compositor.protocol_errors == 0);
 }
@@ -440,7 +442,7 @@ TEST_CASE("an application's wl_surface adopted with syncobj: frames go with poin
         o.timeout = 10s;
         auto display = wayland::Display::adopt(app.display, o);
         REQUIRE_MESSAGE(display, (display ? "" : display.error().message()));
-        auto surface = wayland::Surface::adopt(*display, app.surface);
+        auto surface = wayland::Surface::adopt(*display, app.surface, wayland::PresentSync::syncobj);
         REQUIRE_MESSAGE(surface, (surface ? "" : surface.error().message()));
         CHECK(surface->sync() == wayland::PresentSync::syncobj);
         // A second get_surface for the same wl_surface would end the connection (surface_exists).
@@ -462,6 +464,10 @@ TEST_CASE("an application's wl_surface adopted with syncobj: frames go with poin
         REQUIRE(display);
         auto again = wayland::Surface::adopt(*display, app.surface);
         REQUIRE_MESSAGE(again, (again ? "" : again.error().message()));
+        // Automatic never takes syncobj for an adopted surface: the application's own attach
+        // would then need points (no_acquire_point).
+        CHECK(again->sync() != wayland::PresentSync::syncobj);
+        CHECK_MESSAGE(again->sync_reason().find("adopted surface") != std::string::npos, again->sync_reason());
         REQUIRE(display->roundtrip());
     }
     CHECK(wl_display_roundtrip(app.display) >= 0);
@@ -531,6 +537,19 @@ TEST_CASE("a syncobj present() makes a bounded number of system calls, and a fai
         if (!presented) {
             ++errors;
             CHECK_FALSE(presented.error().message().empty());
+            // Nothing half-done: b is still the caller's, and presenting it again works (a failed
+            // sendmsg ends the connection instead: the Display is broken then, by design).
+            if (calls[k] != SYS_sendmsg) {
+                CHECK_FALSE(surface.busy(b));
+                auto again = surface.present(b);
+                CHECK_MESSAGE(again, (again ? "" : again.error().message()));
+                REQUIRE(display.roundtrip());
+                CHECK(compositor.protocol_errors == 0);
+                CHECK(compositor.commits == 2);
+                auto freed = surface.acquire_free(5s);  // a, replaced by b
+                CHECK_MESSAGE(freed, (freed ? "" : freed.error().message()));
+            }
+            continue;
         }
         auto freed = surface.acquire_free(200ms);  // a, once b replaced it; else a bounded error
         if (!freed) CHECK_FALSE(freed.error().message().empty());

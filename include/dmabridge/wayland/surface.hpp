@@ -117,9 +117,15 @@ public:
     ///
     /// Ownership: the application keeps `surface`; the Surface never destroys it. Its
     /// destructor destroys only the library's objects (wl_buffers, frame callback, the
-    /// zwp_linux_surface_synchronization_v1): destroy it after the application attached
-    /// something else or destroyed the window, since the buffer last shown goes with it.
-    /// `surface` must outlive the Surface.
+    /// zwp_linux_surface_synchronization_v1 or wp_linux_drm_syncobj_surface_v1 and its
+    /// timelines): destroy it after the application attached something else or destroyed the
+    /// window, since the buffer last shown goes with it. `surface` must outlive the Surface.
+    ///
+    /// PresentSync::automatic here never picks syncobj: while a syncobj surface object exists,
+    /// every commit with a buffer must carry acquire and release points, so an attach of the
+    /// application's own (before the Surface is destroyed) would end the connection
+    /// (no_acquire_point). Ask for PresentSync::syncobj by name only when the application
+    /// attaches nothing itself while the Surface lives.
     ///
     /// Explicit sync: the protocols allow one synchronization object per wl_surface; a surface
     /// for which the application (or its EGL or Vulkan WSI) made one must be adopted with
@@ -142,6 +148,11 @@ public:
     Surface& operator=(const Surface&) = delete;
     /// Destroys the toplevel, the surface and every wl_buffer; the compositor stops showing
     /// the window. The dma-bufs are closed (the compositor keeps its own references).
+    /// PresentSync::syncobj: the compositor may still read a buffer it held, and it need not
+    /// put its reads on the dma-bufs. Where that buffer's release point is submitted already,
+    /// its fence is put on the dma-bufs as a reader's fence, so a later writer with implicit
+    /// sync waits for it; otherwise nothing tells when the compositor is done: wait for
+    /// acquire_free() of every buffer first where the dma-bufs are reused.
     ~Surface();
 
     /// The size the compositor asked for in its last configure (0 means "client's choice").
