@@ -63,7 +63,10 @@ struct DeviceHandles {
     VkPhysicalDevice physical_device = VK_NULL_HANDLE;  ///< the device's physical device
     VkDevice device = VK_NULL_HANDLE;                   ///< the application's device (borrowed)
     std::uint32_t queue_family_index = 0;        ///< the family dmabridge's barriers name
+    /// The loader's (or layer chain's) vkGetInstanceProcAddr, from which every entry point is
+    /// loaded; required (a null one is Errc::invalid_argument at attach).
     PFN_vkGetInstanceProcAddr get_instance_proc_addr = nullptr;
+
     std::uint32_t api_version = min_api_version; ///< the apiVersion the instance was created with
     std::vector<std::string> enabled_extensions; ///< the device extensions the device was created with
 };
