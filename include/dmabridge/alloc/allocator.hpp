@@ -18,9 +18,9 @@ namespace dmabridge {
 
 /// What to allocate. The zero value of the optional fields is a sane default.
 struct ImageRequest {
-    std::uint32_t width = 0;
-    std::uint32_t height = 0;
-    std::uint32_t fourcc = 0;
+    std::uint32_t width = 0;   ///< pixels; must be non-zero
+    std::uint32_t height = 0;  ///< pixels; must be non-zero
+    std::uint32_t fourcc = 0;  ///< a DRM fourcc dmabridge knows (see format.hpp)
     /// Acceptable modifiers, in order of preference; empty means linear only.
     std::vector<std::uint64_t> modifiers;
     /// Name given to every dma-buf of the image (DMA_BUF_SET_NAME); empty for the allocator's
@@ -31,6 +31,7 @@ struct ImageRequest {
 /// Allocates images as dma-bufs. Implementations are not thread-safe unless they say so.
 class Allocator {
 public:
+    /// Destroying an allocator does not affect the images it made: their dma-bufs own the memory.
     virtual ~Allocator() = default;
     /// A short name of the backend, e.g. "udmabuf", "dma-heap:system", "gbm:/dev/dri/card0".
     virtual std::string backend_name() const = 0;
@@ -55,7 +56,9 @@ public:
     const LinearLayoutOptions& layout_options() const noexcept { return layout_; }
 
 protected:
+    /// For implementations: images are laid out with `layout`.
     explicit MemoryAllocator(LinearLayoutOptions layout) noexcept : layout_(layout) {}
+
 
 private:
     LinearLayoutOptions layout_;

@@ -33,7 +33,9 @@ public:
     /// the buffer is returned unnamed. On a moved-from allocator: Errc::empty_object at once.
     Result<DmaBuf> allocate_bytes(std::uint64_t size, std::string_view name = {}) override;
 
+    /// "dma-heap:<heap>", e.g. "dma-heap:system".
     std::string backend_name() const override { return "dma-heap:" + heap_; }
+
 
 private:
     DmaHeapAllocator(UniqueFd dev, std::string heap, LinearLayoutOptions layout) noexcept

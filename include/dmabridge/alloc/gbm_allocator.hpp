@@ -36,8 +36,12 @@ public:
     /// Errors: Errc::not_found when no DRM device exists; the errno of open; the above.
     static Result<GbmAllocator> open(std::string_view node = {});
 
+    /// Moves: the GBM device and its node fd go with the new object; the moved-from allocator
+    /// is empty (allocate() gives Errc::empty_object).
     GbmAllocator(GbmAllocator&&) noexcept;
     GbmAllocator& operator=(GbmAllocator&&) noexcept;
+    /// Destroys the GBM device and closes the node. Images already allocated stay valid: their
+    /// dma-bufs own the memory.
     ~GbmAllocator() override;
 
     /// Allocates an image (a GBM buffer object), exports every plane as a named dma-buf with its
@@ -49,10 +53,14 @@ public:
     /// node() then name no node).
     Result<BufferDesc> allocate(const ImageRequest& request) override;
 
+    /// "gbm:<node>", e.g. "gbm:/dev/dri/renderD128"; "gbm:" on a moved-from allocator.
     std::string backend_name() const override;
-    /// The DRM node buffers are allocated on, e.g. "/dev/dri/card0".
+    /// The DRM node buffers are allocated on, e.g. "/dev/dri/card0"; empty on a moved-from
+    /// allocator.
     const std::string& node() const noexcept;
-    /// GBM's backend name (gbm_device_get_backend_name), e.g. "drm".
+    /// GBM's backend name (gbm_device_get_backend_name), e.g. "drm"; empty on a moved-from
+    /// allocator.
+
     std::string gbm_backend() const;
 
 private:

@@ -44,7 +44,9 @@ public:
     /// seals), above size_limit() (Errc::limit_exceeded). Not a memfd: the kernel's EINVAL or
     /// EBADF. On a moved-from allocator: Errc::empty_object at once.
     Result<DmaBuf> wrap_memfd(int memfd, std::uint64_t offset, std::uint64_t size) const;
+    /// "udmabuf".
     std::string backend_name() const override { return "udmabuf"; }
+
 
     /// The udmabuf module's size_limit_mb in bytes, or 0 when it cannot be read.
     std::uint64_t size_limit() const noexcept { return size_limit_; }

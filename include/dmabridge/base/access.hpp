@@ -25,7 +25,10 @@ enum class WaitStatus : std::uint8_t {
 /// without blocking. Deadlines are computed with saturation: Timeout::max() and any value too
 /// large to add to the clock also wait without limit, they never time out at once.
 using Timeout = std::chrono::milliseconds;
+/// The timeout that waits without limit (-1 ms). Prefer a bounded timeout where a peer or a
+/// device might never signal.
 inline constexpr Timeout forever{-1};
+
 
 /// "read", "write" or "read+write", for messages.
 const char* to_string(Access access) noexcept;

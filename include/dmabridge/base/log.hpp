@@ -8,7 +8,11 @@
 
 namespace dmabridge {
 
+/// How serious a diagnostic is: debug (tracing), info (a choice made, e.g. a fallback to CPU
+/// waits or the EGL version found), warning (something degraded but working), error (a resource
+/// that could not be handled as promised, e.g. a cache destroyed while the GPU still used it).
 enum class LogLevel { debug, info, warning, error };
+
 
 /// Receives every diagnostic message. Called from whichever thread produced the message.
 using LogHandler = std::function<void(LogLevel, std::string_view message)>;

@@ -42,6 +42,7 @@ enum class Errc : int {
 /// An error: its domain, its code and a message with context. Copyable and cheap to move.
 class Error {
 public:
+    /// An error of `domain` with `code` (errno, VkResult, Errc, EGL or GL code) and `message`.
     Error(ErrorDomain domain, int code, std::string message)
         : domain_(domain), code_(code), message_(std::move(message)) {}
 
@@ -52,8 +53,11 @@ public:
         return Error(ErrorDomain::library, static_cast<int>(code), std::move(message));
     }
 
+    /// Where code() comes from.
     ErrorDomain domain() const noexcept { return domain_; }
+    /// The raw code, to be read according to domain() (an errno value, a VkResult, an Errc...).
     int code() const noexcept { return code_; }
+    /// What failed, on which object, with the numbers involved.
     const std::string& message() const noexcept { return message_; }
 
     /// True when this is a system error with errno `err`.
@@ -87,12 +91,18 @@ namespace detail {
 template <typename T>
 class [[nodiscard]] Result {
 public:
+    /// A success holding `value` (implicit, so that `return value;` works).
     Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
+    /// A failure holding `error` (implicit, so that `return error;` works).
     Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
 
+    /// True when the Result holds a value.
     bool ok() const noexcept { return v_.index() == 0; }
+    /// Same as ok().
     explicit operator bool() const noexcept { return ok(); }
 
+    /// The value. Reading it from a Result that holds an error prints that error to stderr and
+    /// calls std::abort(); test ok() first. `*r` and `r->` are the same access.
     T& value() & { check_value(); return std::get<0>(v_); }
     const T& value() const& { check_value(); return std::get<0>(v_); }
     T&& value() && { check_value(); return std::get<0>(std::move(v_)); }
@@ -102,6 +112,7 @@ public:
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
 
+    /// The error. Reading it from a Result that holds a value calls std::abort().
     const Error& error() const {
         if (ok()) detail::bad_result_access("error() of a Result that holds a value", nullptr);
         return std::get<1>(v_);
@@ -119,11 +130,16 @@ private:
 template <>
 class [[nodiscard]] Result<void> {
 public:
+    /// Success.
     Result() = default;
+    /// A failure holding `error` (implicit, so that `return error;` works).
     Result(Error error) : error_(std::move(error)), failed_(true) {}
 
+    /// True on success.
     bool ok() const noexcept { return !failed_; }
+    /// Same as ok().
     explicit operator bool() const noexcept { return ok(); }
+    /// The error. Reading it from a Status that succeeded calls std::abort().
     const Error& error() const {
         if (!failed_) detail::bad_result_access("error() of a Status that succeeded", nullptr);
         return error_;
@@ -134,6 +150,8 @@ private:
     bool failed_ = false;
 };
 
+/// The result of an operation that returns nothing but can fail.
 using Status = Result<void>;
+
 
 }  // namespace dmabridge

@@ -13,11 +13,15 @@ namespace dmabridge {
 /// Thread safety: like an int; distinct objects may be used from distinct threads.
 class UniqueFd final {
 public:
+    /// Holds no fd (get() is -1).
     UniqueFd() noexcept = default;
     /// Takes ownership of `fd` (-1 for none).
     explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+    /// Closes the fd, if any. close() is not retried on EINTR: Linux releases the fd even then.
     ~UniqueFd() { reset(); }
 
+    /// Moves: the fd goes with the new owner; `other` is left empty (-1). Assignment closes the
+    /// fd held before.
     UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
     UniqueFd& operator=(UniqueFd&& other) noexcept {
         if (this != &other) reset(other.release());
@@ -31,15 +35,19 @@ public:
 
     /// The fd, still owned by this object; -1 when empty.
     int get() const noexcept { return fd_; }
+    /// True when an fd is held (get() >= 0). Says nothing about whether the fd is still open.
     bool valid() const noexcept { return fd_ >= 0; }
+    /// Same as valid().
     explicit operator bool() const noexcept { return valid(); }
 
     /// Gives up ownership and returns the fd; the caller must close it.
     [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
-    /// Closes the current fd (if any) and takes ownership of `fd`.
+    /// Closes the current fd (if any) and takes ownership of `fd`. Resetting to the fd already
+    /// held keeps it open.
     void reset(int fd = -1) noexcept;
 
-    /// A new owner of a duplicate of this fd.
+    /// A new owner of a duplicate of this fd (F_DUPFD_CLOEXEC). Errc::empty_object when empty.
+
     Result<UniqueFd> dup() const { return dup_of(fd_); }
 
 private:

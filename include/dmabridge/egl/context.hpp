@@ -51,11 +51,11 @@ using Target = unsigned int;   ///< a GL texture target (GLenum)
 
 /// GL_TEXTURE_2D and GL_TEXTURE_EXTERNAL_OES, the targets an imported image is bound to.
 inline constexpr Target texture_2d = 0x0DE1;
-inline constexpr Target texture_external = 0x8D65;
+inline constexpr Target texture_external = 0x8D65;  ///< GL_TEXTURE_EXTERNAL_OES (see texture_2d)
 
 /// Optional extensions a Context found (bit flags).
 enum class Feature : std::uint32_t {
-    none = 0,
+    none = 0,                     ///< no optional extension
     external_texture = 1u << 0,   ///< GL_OES_EGL_image_external: GL_TEXTURE_EXTERNAL_OES
     dmabuf_export = 1u << 1,      ///< EGL_MESA_image_dma_buf_export
     native_fence_sync = 1u << 2,  ///< EGL_ANDROID_native_fence_sync and EGL_KHR_wait_sync
@@ -63,6 +63,8 @@ enum class Feature : std::uint32_t {
     debug = 1u << 4,              ///< GL_KHR_debug
     fence_sync = 1u << 5,         ///< EGL_KHR_fence_sync (Context::fence())
 };
+/// Bitwise or and and of feature sets; has(set, f) is true when every bit of `f` is in `set`
+/// (never for Feature::none).
 constexpr Feature operator|(Feature a, Feature b) noexcept {
     return static_cast<Feature>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
 }
@@ -109,7 +111,7 @@ struct ImportOptions {
     /// (EGL_ITU_REC601_EXT 0x327F, EGL_ITU_REC709_EXT 0x3280, EGL_ITU_REC2020_EXT 0x3281;
     /// EGL_YUV_FULL_RANGE_EXT 0x3282, EGL_YUV_NARROW_RANGE_EXT 0x3283).
     int yuv_color_space = 0;
-    int sample_range = 0;
+    int sample_range = 0;  ///< EGL_SAMPLE_RANGE_HINT_EXT, as above (0: the driver's choice)
 };
 
 class Context;
@@ -124,21 +126,31 @@ struct ContextAccess;  // the library's own access to a Context's state (src/egl
 /// Thread safety: immutable; any thread may read it.
 class Image {
 public:
+    /// The EGLImage (owned by the Image: do not destroy it).
     ImageHandle egl_image() const noexcept { return image_; }
     /// The GL texture (GL_TEXTURE_2D or GL_TEXTURE_EXTERNAL_OES, see target()), with
     /// GL_LINEAR filtering and GL_CLAMP_TO_EDGE wrapping set. A GL_TEXTURE_2D one can be
     /// attached to a framebuffer and rendered into.
     Texture texture() const noexcept { return texture_; }
+    /// The texture's target: texture_2d or texture_external.
     Target target() const noexcept { return target_; }
+    /// True when the texture is GL_TEXTURE_EXTERNAL_OES (sample it with samplerExternalOES).
     bool external() const noexcept { return target_ == texture_external; }
+    /// The image's size in pixels, DRM fourcc and modifier (the imported or exported description's).
     std::uint32_t width() const noexcept { return width_; }
     std::uint32_t height() const noexcept { return height_; }
     std::uint32_t fourcc() const noexcept { return fourcc_; }
     std::uint64_t modifier() const noexcept { return modifier_; }
 
     struct Owner;
+    /// Made by the library (Context::import(), allocate()); public only for std::make_shared.
+    /// Registers the image as live with its Context (ObjectCounts, detach()).
     Image(std::shared_ptr<Owner> owner, ImageHandle image, Texture texture, Target target, std::uint32_t width,
           std::uint32_t height, std::uint32_t fourcc, std::uint64_t modifier) noexcept;
+    /// Destroys the texture and the EGLImage at once on a thread where the context is current;
+    /// elsewhere queues them for the next collect(). After detach() it touches nothing; after
+    /// the context was found gone it destroys the EGLImage only (the texture went with the
+    /// context).
     ~Image();
     Image(const Image&) = delete;
     Image& operator=(const Image&) = delete;
@@ -152,13 +164,14 @@ private:
     std::uint64_t modifier_ = 0;
 };
 
+/// How Images are handed out: shared, destroyed with the last reference.
 using SharedImage = std::shared_ptr<const Image>;
 
 /// An image allocated for GL to render into and for others to import: its dma-bufs and the GL
 /// image on them.
 struct AllocatedImage {
-    BufferDesc desc;
-    SharedImage image;
+    BufferDesc desc;    ///< the allocator's dma-bufs, to hand to other importers
+    SharedImage image;  ///< the same memory imported as a GL_TEXTURE_2D
 };
 
 /// Options of Context::attach.
@@ -182,6 +195,7 @@ struct AttachOptions {
 /// can be compared, so detach() is the only safe order there.
 class Context {
 public:
+    /// An empty Context (empty() true): every operation fails with Errc::empty_object.
     Context() = default;
 
     /// GL. Attaches to `display` (initialized) and `context`, which must be current on the calling
@@ -191,15 +205,20 @@ public:
     /// context that is not current fails with Errc::invalid_argument. Costs a few string scans.
     static Result<Context> attach(DisplayHandle display, ContextHandle context, const AttachOptions& options = {});
 
+    /// Copies share one state (features, formats, counts, the queue of dropped Images).
     Context(const Context&) = default;
     Context& operator=(const Context&) = default;
+    /// Moves leave the source empty.
     Context(Context&&) noexcept = default;
     Context& operator=(Context&&) noexcept = default;
     /// Dropping the last copy destroys nothing that is still queued (it cannot know the thread):
     /// call collect() on the GL thread first; ObjectCounts::queued says what is left.
     ~Context();
 
+    /// True when default-made or moved from (not after detach(): a detached Context is not
+    /// empty, its operations fail with Errc::empty_object "detached").
     bool empty() const noexcept { return state_ == nullptr; }
+    /// The EGLDisplay and EGLContext attached to; nullptr when empty.
     DisplayHandle display() const noexcept;
     ContextHandle context() const noexcept;
     /// The optional features found at attach.
@@ -290,7 +309,7 @@ Result<std::vector<DeviceInfo>> list_devices();
 
 /// What one EGL device's display offers, read without a context.
 struct DisplayInfo {
-    DeviceInfo device;
+    DeviceInfo device;    ///< the device probed
     std::string vendor;   ///< eglQueryString(EGL_VENDOR), e.g. "Mesa Project"
     std::string version;  ///< eglQueryString(EGL_VERSION)
     /// Which of the extensions the adapter uses the display offers, by name.
@@ -333,13 +352,23 @@ public:
     /// eglMakeCurrent, Context::attach. Costs a driver start (seconds under emulation).
     /// Errors name the step and the EGL error.
     static Result<Headless> create(const HeadlessOptions& options = {});
+    /// Moves: the display and context go with the new object; the moved-from Headless is
+    /// empty (context() is an empty Context, make_current() fails with Errc::empty_object).
+    /// Assignment first destroys what the target held, as the destructor does.
     Headless(Headless&&) noexcept;
     Headless& operator=(Headless&&) noexcept;
     Headless(const Headless&) = delete;
     Headless& operator=(const Headless&) = delete;
+    /// See the class comment: detaches the Context when it is current here, releases the
+    /// context from this thread and destroys it. The display stays initialized (EGL keeps one
+    /// display per device and process; terminating it would pull it from under its other users).
+
     ~Headless();
 
+    /// The Context attached to the headless display and context; an empty Context when moved
+    /// from.
     const Context& context() const noexcept;
+
     /// The device used.
     const DeviceInfo& device() const noexcept;
     /// Makes the context current on the calling thread (release it on the other thread first).

@@ -44,6 +44,7 @@ struct ImportCacheOptions {
     Timeout destroy_timeout = std::chrono::seconds(5);
 };
 
+/// The statistics every import cache reports (cache/import_key.hpp).
 using dmabridge::ImportCacheStats;
 
 /// A cached image: holding it keeps the EGLImage and texture alive, and the cache able to
@@ -53,6 +54,8 @@ using CachedImage = SharedImage;
 /// An import cache for one Context.
 class ImportCache {
 public:
+    /// A cache on `context` (a copy sharing its state). Makes no EGL or GL call and cannot
+    /// fail: an empty Context makes a cache whose every miss fails with Errc::empty_object.
     explicit ImportCache(Context context, ImportCacheOptions options = {});
     /// GL. Waits for every recorded use of every entry (live and retired), all together at most
     /// ImportCacheOptions::destroy_timeout (default 5 s), destroys the imports nobody else holds,
@@ -60,6 +63,7 @@ public:
     /// fence that never signals) are leaked, never destroyed, with a LogLevel::error message.
     /// Must run with the context current.
     ~ImportCache();
+    /// Neither copyable nor movable.
     ImportCache(const ImportCache&) = delete;
     ImportCache& operator=(const ImportCache&) = delete;
 
@@ -69,8 +73,9 @@ public:
     /// (validation first: a refused description never reaches EGL) and kept with the cache's
     /// own references to the dma-bufs. Each miss also destroys what retirement left (collect()).
     /// Errors: a description without planes, with more than max_planes or with an empty plane
-    /// (before any lookup), a miss while the context is not current or the Context is empty
-    /// (Errc::invalid_argument); otherwise Context::import's.
+    /// (before any lookup; an empty plane is Errc::empty_object), a miss while the context is
+    /// not current (Errc::invalid_argument) or while the Context is empty, detached or its
+    /// EGLContext gone (Errc::empty_object); otherwise Context::import's.
     Result<CachedImage> import(const BufferDesc& desc, const ImportOptions& options = {});
 
     /// Records a GL use of a cached image: the cache destroys it only after `use` completed.
@@ -92,7 +97,11 @@ public:
     /// Waits until every recorded use of every entry completed, or `timeout`. Any thread.
     Result<WaitStatus> wait_idle(Timeout timeout = forever);
 
+    /// hits, misses, evictions, live_entries, bytes, retired. Any thread. `bytes` adds up each
+    /// plane's dma-buf size, so a dma-buf that holds two planes (NV12 in one buffer) counts twice.
+
     ImportCacheStats stats() const;
+
 
     /// The key of an import (equal keys are the same entry), for tests and tools.
     static ImportKey key_of(const BufferDesc& desc, const ImportOptions& options);

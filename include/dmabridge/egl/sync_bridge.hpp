@@ -73,6 +73,7 @@ public:
     /// eglDestroySync. Errors: an empty description or plane, the context not current, the
     /// ioctls' and EGL's errors; cpu_wait: WaitStatus::timed_out becomes Errc::limit_exceeded.
     Status acquire(const BufferDesc& desc, Access access);
+    /// GL. The same for one dma-buf (an empty one: Errc::empty_object).
     Status acquire(const DmaBuf& dmabuf, Access access);
 
     /// GL. After the GL work on `desc`: adds the work's completion to every distinct dma-buf of
@@ -80,7 +81,9 @@ public:
     /// that completion. native_fence: glFlush and one native fence (no CPU wait); cpu_wait:
     /// glFinish, and an already-complete completion.
     Result<std::shared_ptr<const Completion>> release(const BufferDesc& desc, Access access);
+    /// GL. The same for one dma-buf (an empty one: Errc::empty_object).
     Result<std::shared_ptr<const Completion>> release(const DmaBuf& dmabuf, Access access);
+
 
     /// GL. Explicit sync with a DRM syncobj timeline: makes the GL commands issued after it wait
     /// for `point` of `timeline` (server side: the point's sync_file as a native fence and

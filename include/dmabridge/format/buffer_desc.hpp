@@ -19,7 +19,7 @@ namespace dmabridge {
 /// One plane: which dma-buf holds it, where it starts, and the bytes from one row to the next.
 /// Several planes may hold references to the same buffer (one dma-buf, several planes).
 struct PlaneDesc {
-    DmaBuf buffer;
+    DmaBuf buffer;             ///< the dma-buf holding the plane (owned reference)
     std::uint64_t offset = 0;  ///< bytes from the start of `buffer`
     std::uint64_t stride = 0;  ///< bytes between rows (pitch)
 };
@@ -33,11 +33,11 @@ struct PlaneLayout {
 
 /// An image's layout as numbers only: what a description claims before any import.
 struct ImageLayout {
-    std::uint32_t width = 0;
-    std::uint32_t height = 0;
-    std::uint32_t fourcc = 0;
-    std::uint64_t modifier = modifier::linear;
-    std::vector<PlaneLayout> planes;
+    std::uint32_t width = 0;                    ///< pixels
+    std::uint32_t height = 0;                   ///< pixels
+    std::uint32_t fourcc = 0;                   ///< a DRM fourcc
+    std::uint64_t modifier = modifier::linear;  ///< a DRM format modifier
+    std::vector<PlaneLayout> planes;            ///< one entry per plane, in plane order
 };
 
 /// Checks an image layout with overflow-safe 64-bit arithmetic:
@@ -63,8 +63,8 @@ Status validate_layout(const ImageLayout& layout, std::span<const std::uint32_t>
 /// A shared image. Owns its planes' dma-buf references. Move-only; `dup()` copies.
 /// Thread safety: a plain value; const members may be called concurrently.
 struct BufferDesc {
-    std::uint32_t width = 0;
-    std::uint32_t height = 0;
+    std::uint32_t width = 0;                      ///< pixels
+    std::uint32_t height = 0;                     ///< pixels
     std::uint32_t fourcc = 0;                     ///< a DRM fourcc (see fourcc.hpp)
     std::uint64_t modifier = modifier::linear;    ///< a DRM format modifier
     std::vector<PlaneDesc> planes;                ///< 1 to max_planes planes
@@ -84,7 +84,10 @@ struct BufferDesc {
     /// The description's numbers (each plane's buffer_size is its dma-buf's size).
     ImageLayout layout() const;
 
-    /// A copy holding new references (one dup per plane).
+    /// A copy holding new references: one dup (one fd, one syscall) per plane, even for planes
+    /// that share a dma-buf. Errors: the first plane's dup that fails (Errc::empty_object for a
+    /// plane without a dma-buf, EMFILE...), named by plane.
+
     Result<BufferDesc> dup() const;
 
     /// The distinct dma-bufs of the planes, in plane order: planes that share one buffer (same

@@ -26,17 +26,19 @@ struct PlaneFormat {
 
 /// The layout description of one DRM fourcc.
 struct FormatInfo {
-    std::uint32_t fourcc = 0;
+    std::uint32_t fourcc = 0;         ///< the DRM fourcc described
     std::string_view name;            ///< the drm_fourcc.h name without DRM_FORMAT_, e.g. "NV12"
     std::uint32_t plane_count = 0;    ///< colour planes (a modifier may add more planes)
-    std::array<PlaneFormat, max_planes> planes{};
-    bool has_alpha = false;
-    bool is_yuv = false;
+    std::array<PlaneFormat, max_planes> planes{};  ///< the first plane_count entries are used
+    bool has_alpha = false;           ///< the format carries an alpha channel (ARGB8888, not XRGB8888)
+    bool is_yuv = false;              ///< the format is Y'CbCr (NV12, YUYV, ...), not RGB
 
-    /// Bytes of one row of `plane` for an image `width` pixels wide (unpadded).
+    /// Bytes of one row of `plane` for an image `width` pixels wide (unpadded): the plane's
+    /// samples (width / hsub, rounded up) in whole blocks, times bytes_per_block.
     /// Returns nothing when it does not fit in 64 bits or the plane does not exist.
     std::optional<std::uint64_t> row_bytes(std::uint32_t plane, std::uint32_t width) const noexcept;
-    /// Rows of `plane` for an image `height` pixels high.
+    /// Rows of `plane` for an image `height` pixels high (height / vsub, rounded up); 0 for a
+    /// plane the format does not have.
     std::uint32_t plane_rows(std::uint32_t plane, std::uint32_t height) const noexcept;
 };
 
@@ -54,15 +56,18 @@ struct LinearLayoutOptions {
 
 /// Where each plane of a linear image lives inside one buffer.
 struct LinearLayout {
-    std::uint32_t plane_count = 0;
-    std::array<std::uint64_t, max_planes> offsets{};
-    std::array<std::uint64_t, max_planes> strides{};
+    std::uint32_t plane_count = 0;                    ///< the format's plane count
+    std::array<std::uint64_t, max_planes> offsets{};  ///< bytes from the buffer's start, per plane
+    std::array<std::uint64_t, max_planes> strides{};  ///< bytes between rows, per plane
+
     std::uint64_t size = 0;  ///< bytes needed for all planes (not page-rounded)
 };
 
 /// The linear layout of a `width` x `height` image of `fourcc` in a single buffer: planes one
-/// after the other, strides and offsets aligned as asked. Errors: unknown fourcc, zero extent,
-/// alignment that is not a power of two, or a size that overflows (Errc::invalid_argument).
+/// after the other, strides and offsets aligned as asked. Errors: an unknown fourcc
+/// (Errc::unknown_format); a zero extent, an alignment that is not a power of two, a size that
+/// overflows 64 bits, or a stride or plane offset above 32 bits (Errc::invalid_argument).
+
 Result<LinearLayout> linear_layout(std::uint32_t fourcc, std::uint32_t width,
                                    std::uint32_t height, const LinearLayoutOptions& options = {});
 

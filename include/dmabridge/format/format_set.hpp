@@ -24,12 +24,15 @@ public:
     std::vector<std::uint32_t> fourccs() const;
     /// The number of pairs.
     std::size_t size() const noexcept;
+    /// True when the set holds no pair.
     bool empty() const noexcept { return formats_.empty(); }
 
     /// The pairs in both sets; modifiers keep this set's order.
     FormatSet intersect(const FormatSet& other) const;
 
+    /// Equal when both hold the same pairs with each fourcc's modifiers in the same order.
     friend bool operator==(const FormatSet&, const FormatSet&) = default;
+
 
 private:
     std::map<std::uint32_t, std::vector<std::uint64_t>> formats_;

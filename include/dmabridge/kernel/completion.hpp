@@ -23,7 +23,9 @@ namespace dmabridge {
 /// Thread safety: every member may be called from several threads at once.
 class Completion {
 public:
+    /// Releases what the completion owns (a sync_file fd, a fence reference) without waiting.
     virtual ~Completion() = default;
+
     /// True once the work has ended (never blocks; one syscall or API call at most). A
     /// completion whose state cannot be read (a lost device, a fence with an error) counts as
     /// ended: nothing will run any more that could use the buffer.

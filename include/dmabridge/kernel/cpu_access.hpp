@@ -30,15 +30,20 @@ public:
     static Result<Mapping> map(const DmaBuf& buf, Access access, std::uint64_t offset = 0,
                                std::uint64_t length = 0);
 
+    /// Moves: the mapping goes with the new object; the moved-from one maps nothing (data()
+    /// nullptr, size() 0). Assignment unmaps what the target mapped before.
     Mapping(Mapping&& other) noexcept;
     Mapping& operator=(Mapping&& other) noexcept;
     Mapping(const Mapping&) = delete;
     Mapping& operator=(const Mapping&) = delete;
+    /// Unmaps (munmap). Does not end a CpuAccess bracket: end that first.
     ~Mapping();
 
     /// The mapped bytes. Writable only when mapped with write access.
     std::span<std::byte> bytes() const noexcept { return {static_cast<std::byte*>(addr_), length_}; }
+    /// The first mapped byte (the buffer's byte at the mapped offset); nullptr when moved from.
     std::byte* data() const noexcept { return static_cast<std::byte*>(addr_); }
+    /// Mapped bytes (not rounded to pages); 0 when moved from.
     std::size_t size() const noexcept { return length_; }
 
 private:
@@ -55,8 +60,13 @@ private:
 class CpuAccess final {
 public:
     /// Starts CPU access in direction `access` (one ioctl; may flush or invalidate caches).
+    /// Errors: an empty DmaBuf (Errc::empty_object), an access value outside the enum
+    /// (Errc::invalid_argument), the ioctl's errno.
     static Result<CpuAccess> begin(const DmaBuf& buf, Access access);
 
+    /// Moves: the open bracket goes with the new object. Assignment first ends the bracket the
+    /// target held (its error is lost). A moved-from bracket is ended: end() on it fails with
+    /// Errc::invalid_argument ("already ended"), its destructor does nothing.
     CpuAccess(CpuAccess&& other) noexcept;
     CpuAccess& operator=(CpuAccess&& other) noexcept;
     CpuAccess(const CpuAccess&) = delete;
@@ -64,10 +74,14 @@ public:
     /// Ends the access if end() was not called; an error there is lost (call end() to see it).
     ~CpuAccess();
 
-    /// Ends the access now and reports the ioctl's result. Calling it twice is an error.
+    /// Ends the access now and reports the ioctl's result. Calling it twice is an error
+    /// (Errc::invalid_argument, "the access already ended"); the bracket counts as ended even
+    /// when the ioctl failed.
     Status end();
 
+    /// The direction the bracket was begun with.
     Access access() const noexcept { return access_; }
+
 
 private:
     CpuAccess(int fd, Access access) noexcept : fd_(fd), access_(access) {}

@@ -28,8 +28,9 @@ namespace dmabridge {
 /// different between buffers). Holding a DmaBuf keeps the buffer, and so its inode number,
 /// alive: a key that holds a reference can never be confused with a later buffer.
 struct BufferId {
-    dev_t device = 0;
-    ino_t inode = 0;
+    dev_t device = 0;  ///< st_dev of the dma-buf's file
+    ino_t inode = 0;   ///< st_ino of the dma-buf's file
+    /// Same buffer when both numbers are equal.
     friend bool operator==(const BufferId&, const BufferId&) = default;
 };
 
@@ -67,6 +68,7 @@ public:
     /// Moving leaves the source empty: fd -1, size 0, identity {0, 0}.
     DmaBuf(DmaBuf&& other) noexcept
         : fd_(std::move(other.fd_)), size_(std::exchange(other.size_, 0)), id_(std::exchange(other.id_, {})) {}
+    /// Move assignment: closes the fd held before, then as the move constructor.
     DmaBuf& operator=(DmaBuf&& other) noexcept {
         if (this != &other) {
             fd_ = std::move(other.fd_);
@@ -138,8 +140,10 @@ private:
 
 }  // namespace dmabridge
 
+/// Hashes a BufferId (inode and device), so that it can key std::unordered_map.
 template <>
 struct std::hash<dmabridge::BufferId> {
+
     std::size_t operator()(const dmabridge::BufferId& id) const noexcept {
         return std::hash<std::uint64_t>{}(static_cast<std::uint64_t>(id.inode) * 0x9E3779B97F4A7C15ull ^
                                           static_cast<std::uint64_t>(id.device));

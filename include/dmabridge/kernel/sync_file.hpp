@@ -47,7 +47,9 @@ public:
     static Result<SyncFile> adopt(UniqueFd fd);
 
     /// Merges two sync_files into a new one that signals when both have (SYNC_IOC_MERGE).
-    /// `name` (at most 31 bytes) names the merged fence for debugging.
+    /// `name` names the merged fence for debugging; bytes past the 31st are cut off, not
+    /// refused. Errors: either input empty (Errc::empty_object, naming which), the ioctl's errno.
+
     static Result<SyncFile> merge(const SyncFile& a, const SyncFile& b,
                                   std::string_view name = "dmabridge-merge");
 

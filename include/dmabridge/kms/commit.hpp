@@ -31,8 +31,8 @@ namespace dmabridge::kms {
 /// A rectangle in pixels. A zero width or height means "the whole framebuffer" for a source and
 /// "the source's size" for a destination.
 struct Rect {
-    std::int32_t x = 0, y = 0;
-    std::uint32_t width = 0, height = 0;
+    std::int32_t x = 0, y = 0;            ///< top-left corner, pixels (whole pixels for a source)
+    std::uint32_t width = 0, height = 0;  ///< size, pixels
 };
 
 /// What applying a commit gave back.
@@ -47,13 +47,19 @@ struct Flip {
     /// The CRTCs whose event completes it (those the commit named: its planes', connectors' and
     /// its own CRTC settings').
     std::vector<std::uint32_t> crtcs;
-    CommitFences fences;
+    CommitFences fences;  ///< the fences asked for (want_out_fence(), capture())
 };
 
 /// One atomic request. Not thread-safe; cheap to build, one per frame.
 class Commit {
 public:
+    /// An empty request on `device` (shares its state; the Device may be moved meanwhile).
+    /// On an empty Device, test(), apply() and flip() fail with Errc::empty_object.
+    /// The builders below never fail themselves: a setting that cannot be built (an empty
+    /// Framebuffer or in-fence, an in-fence that cannot be dup'd) is reported by test(), apply()
+    /// and flip() as Errc::invalid_argument naming the plane (the last such setting only).
     explicit Commit(const Device& device);
+
 
     /// Drives `connector` from `crtc` with `mode` (a MODE_ID blob, ACTIVE = 1, the connector's
     /// CRTC_ID). Needs apply(allow_modeset = true).

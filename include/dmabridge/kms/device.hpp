@@ -51,41 +51,46 @@ namespace dmabridge::kms {
 /// A display mode, as the kernel's drm_mode_modeinfo (the fields an atomic MODE_ID blob holds).
 struct Mode {
     std::uint32_t clock = 0;  ///< pixel clock in kHz
+    /// Horizontal timings in pixels: visible width, sync start and end, total line; skew.
     std::uint16_t hdisplay = 0, hsync_start = 0, hsync_end = 0, htotal = 0, hskew = 0;
+    /// Vertical timings in lines: visible height, sync start and end, total frame; scan count.
     std::uint16_t vdisplay = 0, vsync_start = 0, vsync_end = 0, vtotal = 0, vscan = 0;
     std::uint32_t vrefresh = 0;  ///< Hz, as the kernel reports it
-    std::uint32_t flags = 0;
-    std::uint32_t type = 0;
+    std::uint32_t flags = 0;     ///< DRM_MODE_FLAG_* (sync polarity, interlace, doublescan, ...)
+    std::uint32_t type = 0;      ///< DRM_MODE_TYPE_* (preferred, driver, userdef, ...)
     std::string name;        ///< e.g. "1024x768"
     bool preferred = false;  ///< DRM_MODE_TYPE_PREFERRED
-    /// The refresh rate in mHz computed from the timings (more exact than vrefresh).
+    /// The refresh rate in mHz computed from the timings (more exact than vrefresh), doubled
+    /// for interlaced and halved for doublescan modes.
     std::uint32_t refresh_mhz() const noexcept;
 };
 
 /// A connector: an output (HDMI-A-1, Virtual-1) or a writeback connector.
 struct Connector {
-    std::uint32_t id = 0;
+    std::uint32_t id = 0;    ///< the KMS object id
     std::string name;        ///< type and index, e.g. "Virtual-1", "Writeback-1"
     bool connected = false;  ///< DRM_MODE_CONNECTED
     bool writeback = false;  ///< a writeback connector (visible with the writeback client cap)
-    std::vector<Mode> modes;
+    std::vector<Mode> modes;  ///< the modes the connector reports, in the kernel's order
     std::uint32_t possible_crtcs = 0;  ///< bit i: CRTC index i can drive it (through its encoders)
 };
 
 /// A CRTC: composes planes into one picture for its connectors.
 struct Crtc {
-    std::uint32_t id = 0;
+    std::uint32_t id = 0;     ///< the KMS object id
     std::uint32_t index = 0;  ///< its index, as possible_crtcs bits count
     bool active = false;      ///< a mode is set (it shows something now)
 };
 
+/// A plane's "type" property (DRM_PLANE_TYPE_OVERLAY, _PRIMARY, _CURSOR).
 enum class PlaneType : std::uint8_t { overlay, primary, cursor };
+/// "overlay", "primary" or "cursor" ("unknown" for a value outside the enum), for messages.
 const char* to_string(PlaneType type) noexcept;
 
 /// A plane: scans out one framebuffer into a CRTC's picture.
 struct Plane {
-    std::uint32_t id = 0;
-    PlaneType type = PlaneType::overlay;
+    std::uint32_t id = 0;                 ///< the KMS object id
+    PlaneType type = PlaneType::overlay;  ///< its "type" property
     std::uint32_t possible_crtcs = 0;  ///< bit i: CRTC index i
     /// (fourcc, modifier) pairs the plane scans out: its IN_FORMATS blob, or its format list
     /// with LINEAR where the driver has no blob.
@@ -119,6 +124,8 @@ public:
     /// commits; the caller may close its own). The client caps are set on that file.
     static Result<Device> attach(int fd);
 
+    /// Moves: the DRM files, framebuffers shown and flips in flight go with the new object.
+    /// Assignment first lets go of the target's display state, as the destructor does.
     Device(Device&&) noexcept;
     Device& operator=(Device&&) noexcept;
     Device(const Device&) = delete;
@@ -128,18 +135,23 @@ public:
     /// keeps what they scan out). Framebuffers the application holds stay valid.
     ~Device();
 
+    /// False once moved from.
     bool valid() const noexcept { return state_ != nullptr; }
     /// The fd commits go through (this device's dup of the node or of the attached fd); -1 when
     /// moved from. Poll it for page-flip events.
     int fd() const noexcept;
-    /// The kernel driver's name ("vkms", "i915", ...).
+    /// The kernel driver's name ("vkms", "i915", ...); empty when moved from.
     const std::string& driver() const noexcept;
-    /// The device node ("/dev/dri/card1"): the one opened, or the attached fd's.
+    /// The device node ("/dev/dri/card1"): the one opened, or the attached fd's; empty when
+    /// moved from.
     const std::string& path() const noexcept;
+    /// The connectors, CRTCs and planes as read at open or by the last refresh() (no ioctl
+    /// here); empty lists when moved from. The references are replaced by refresh().
     const std::vector<Connector>& connectors() const noexcept;
     const std::vector<Crtc>& crtcs() const noexcept;
     const std::vector<Plane>& planes() const noexcept;
-    /// Re-reads connectors, CRTCs and planes (after a hotplug).
+    /// Re-reads connectors, CRTCs and planes (after a hotplug). Errc::empty_object when moved
+    /// from; the ioctls' errno.
     Status refresh();
 
     /// A framebuffer of `desc` (validated first, before any ioctl that could take its fds):
@@ -185,20 +197,29 @@ private:
 /// by the kernel at once, so a removed one could otherwise name another client's framebuffer.
 class Framebuffer {
 public:
+    /// An empty framebuffer (valid() false, id() 0).
     Framebuffer() = default;
+    /// Moves: the framebuffer goes with the new object; the moved-from one is empty (its
+    /// width(), height(), fourcc() and modifier() keep their values). Assignment lets go of the
+    /// framebuffer held before, as the destructor does.
     Framebuffer(Framebuffer&& other) noexcept = default;
     Framebuffer& operator=(Framebuffer&& other) noexcept = default;
     Framebuffer(const Framebuffer&) = delete;
     Framebuffer& operator=(const Framebuffer&) = delete;
+    /// Lets go of the framebuffer (see the class comment: removed once no Commit, cache or
+    /// display state holds it).
     ~Framebuffer() = default;
 
     /// The framebuffer's id (FB_ID of a plane); 0 when empty.
     std::uint32_t id() const noexcept;
+    /// The description's size in pixels, DRM fourcc and modifier, as given to add_framebuffer().
     std::uint32_t width() const noexcept { return width_; }
     std::uint32_t height() const noexcept { return height_; }
     std::uint32_t fourcc() const noexcept { return fourcc_; }
     std::uint64_t modifier() const noexcept { return modifier_; }
+    /// True while it holds a framebuffer (false when default-made, moved from or reset()).
     bool valid() const noexcept { return core_ != nullptr; }
+
     /// Lets go of the framebuffer now, as the destructor does; harmless when empty.
     void reset() noexcept { core_.reset(); }
 

@@ -53,7 +53,9 @@ public:
     /// Drops the cache's references; framebuffers the application or the display still holds
     /// stay until those let go. Never waits.
     ~FramebufferCache();
+    /// Neither copyable nor movable: share it by reference or through a pointer.
     FramebufferCache(const FramebufferCache&) = delete;
+
     FramebufferCache& operator=(const FramebufferCache&) = delete;
 
     /// The framebuffer of `desc`: the cached one when the same buffers (by identity, whatever

@@ -35,9 +35,9 @@ struct ConnectionAccess;
 /// gid when it connected; for a socketpair, those of the process that made the pair, whoever
 /// holds the other end now), this process's own for an in-process channel.
 struct PeerCredentials {
-    pid_t pid = 0;
-    uid_t uid = 0;
-    gid_t gid = 0;
+    pid_t pid = 0;  ///< the peer's process id
+    uid_t uid = 0;  ///< its effective user id
+    gid_t gid = 0;  ///< its effective group id
 };
 
 /// One end of a link. Move-only; a moved-from Connection is empty (valid() false, fd() -1, and
@@ -63,8 +63,12 @@ public:
 
     /// An empty Connection (valid() false).
     Connection() noexcept;
+    /// Moves: the transport goes with the new object; the moved-from Connection is empty.
+    /// Assignment closes the end held before, as the destructor does.
     Connection(Connection&&) noexcept;
     Connection& operator=(Connection&&) noexcept;
+    /// Closes this end: the peer's next receive sees the hang-up (ECONNRESET) and its sends
+    /// fail (EPIPE).
     ~Connection();
 
     /// True while this end holds a transport.
@@ -112,13 +116,20 @@ public:
     /// the ".lock" suffix (102 bytes) are refused with Errc::invalid_argument; failing to open
     /// or create the lock file gives its errno (e.g. EACCES).
     static Result<Listener> listen(std::string_view path, mode_t mode = 0600);
+    /// Moves: the socket, the lock and the duty to remove the files go with the new object;
+    /// the moved-from Listener is empty (fd() -1, path() empty) and removes nothing.
+    /// Assignment first removes the target's own files, as the destructor does.
     Listener(Listener&&) noexcept;
     Listener& operator=(Listener&&) noexcept;
+    /// Removes the socket file and the lock file (only while still the ones it created, see
+    /// above), then closes the socket and releases the lock. Connections accepted earlier stay.
     ~Listener();
 
     /// Readable when a consumer waits to be accepted. -1 when empty.
     int fd() const noexcept { return socket_.get(); }
+    /// The socket's path as given to listen(); empty when moved from.
     const std::string& path() const noexcept { return path_; }
+
     /// Accepts one waiting consumer (accept4, non-blocking): EAGAIN when none waits;
     /// Errc::empty_object on a moved-from Listener.
     Result<Connection> accept();

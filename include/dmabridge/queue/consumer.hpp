@@ -48,7 +48,7 @@ namespace dmabridge::queue {
 
 /// An acquired frame.
 struct AcquiredFrame {
-    BufferIndex buffer = 0;
+    BufferIndex buffer = 0;  ///< which buffer; give it back with release()
     /// The buffer's description, owned by the Consumer: valid until the Consumer is destroyed
     /// (later announcements and moving the Consumer do not move it). Its DmaBufs are the same
     /// objects (fds) for every frame of this buffer.
@@ -60,7 +60,7 @@ struct AcquiredFrame {
     /// work signals (then acquire_fence is empty). Hand it to the GPU (e.g.
     /// vulkan::SyncBridge::acquire_point) or wait_ready().
     std::optional<std::uint64_t> acquire_point;
-    FrameInfo info;
+    FrameInfo info;  ///< the sequence number and timestamp the producer queued it with
 };
 
 /// Options of a Consumer; the zero value uses sync_files only.
@@ -72,10 +72,10 @@ struct ConsumerOptions {
 
 /// Counters of a Consumer.
 struct ConsumerStats {
-    std::uint64_t frames_received = 0;
-    std::uint64_t frames_acquired = 0;
+    std::uint64_t frames_received = 0;  ///< frame messages accepted from the producer
+    std::uint64_t frames_acquired = 0;  ///< frames acquire() returned
     std::uint64_t frames_replaced = 0;  ///< mailbox: frames given back unacquired for a newer one
-    std::uint64_t buffers_announced = 0;
+    std::uint64_t buffers_announced = 0;  ///< buffer announcements accepted
 };
 
 /// The consuming end. Move-only; a moved-from Consumer fails every call at once with
@@ -87,6 +87,9 @@ public:
     /// (Timeline::create: its errors, e.g. Errc::unsupported for a device without timelines).
     /// Errors: Errc::empty_object for an empty Connection.
     static Result<Consumer> create(Connection connection, ConsumerOptions options = {});
+    /// Moves: the connection, buffers and frames go with the new object (descriptions and
+    /// AcquiredFrame::desc pointers stay valid); the moved-from Consumer is empty. Assignment
+    /// first closes the target's connection, as the destructor does.
     Consumer(Consumer&&) noexcept;
     Consumer& operator=(Consumer&&) noexcept;
     /// Closes the connection: the producer takes back every held buffer once its implicit fences
@@ -152,12 +155,15 @@ public:
     /// The description of announced buffer `index`; nullptr when unknown. Valid until the
     /// Consumer is destroyed, like AcquiredFrame::desc (it is the same object).
     const BufferDesc* buffer(BufferIndex index) const noexcept;
+    /// Buffers announced so far (indices 0 to buffer_count() - 1); 0 when moved from.
     std::size_t buffer_count() const noexcept;
     /// Frames received and not acquired yet.
     std::size_t queued_count() const noexcept;
     /// The producer's credentials (Connection::peer_credentials).
     Result<PeerCredentials> producer_credentials() const;
+    /// The counters since create(); all 0 when moved from.
     ConsumerStats stats() const noexcept;
+
 
     struct State;
 

@@ -110,7 +110,7 @@ struct FrameInfo {
 
 /// Options of a Producer; the zero value is a FIFO queue.
 struct ProducerOptions {
-    Mode mode = Mode::fifo;
+    Mode mode = Mode::fifo;  ///< how frames reach consumers (sent to each at add_consumer())
     /// Called (on the Producer's thread) once for every consumer that is dropped: it hung up,
     /// died, sent something refused, could not be sent to, or drop() dropped it; `reason` says
     /// which, with the numbers. Every drop is also logged (LogLevel::warning).
@@ -154,9 +154,9 @@ struct ProducerOptions {
 
 /// Counters of a Producer (for tests and tools).
 struct ProducerStats {
-    std::uint64_t frames_queued = 0;
+    std::uint64_t frames_queued = 0;     ///< queue() calls that queued a frame (once per frame, not per consumer)
     std::uint64_t releases = 0;          ///< releases accepted from consumers
-    std::uint64_t consumers_lost = 0;
+    std::uint64_t consumers_lost = 0;    ///< consumers dropped (hung up, refused, stalled or drop())
     std::uint64_t buffers_reclaimed = 0; ///< holds of lost consumers given back after the GPU
     std::uint64_t release_fence_timeouts = 0; ///< release fences that outlived release_fence_timeout
     std::uint64_t release_points = 0;    ///< releases that came back as timeline points
@@ -170,6 +170,9 @@ public:
     /// Creates the producer's epoll instance and FenceWatcher (three fds; four with a release
     /// deadline or fence timeout: a timerfd).
     static Result<Producer> create(ProducerOptions options = {});
+    /// Moves: consumers, buffers and watches go with the new object (buffer() pointers stay
+    /// valid); the moved-from Producer is empty. Assignment first closes the target's
+    /// connections, as the destructor does.
     Producer(Producer&&) noexcept;
     Producer& operator=(Producer&&) noexcept;
     /// Closes every connection. Buffers stay alive in consumers that still map or import them.
@@ -185,11 +188,13 @@ public:
     /// an unknown index. The pointer stays valid, and points to the same description, until the
     /// Producer is destroyed: later add_buffer() calls and moving the Producer do not move it.
     const BufferDesc* buffer(BufferIndex index) const noexcept;
+    /// Buffers added so far (indices 0 to buffer_count() - 1); 0 when moved from.
     std::size_t buffer_count() const noexcept;
 
     /// Adds a consumer: sends it the mode and every buffer's announcement (one message each),
     /// and watches its connection. Errors: Errc::empty_object for an empty Connection, the send's errno.
     Result<ConsumerId> add_consumer(Connection connection);
+    /// Consumers connected now (dropped ones no longer count); 0 when moved from.
     std::size_t consumer_count() const noexcept;
     /// Drops a consumer now, as if it had hung up: closes its connection (it sees ECONNRESET),
     /// reports it through on_consumer_lost with an ECANCELED reason, and takes back what it held
@@ -256,7 +261,9 @@ public:
 
     /// Buffers free to dequeue now.
     std::size_t free_count() const noexcept;
+    /// The counters since create(); all 0 when moved from.
     ProducerStats stats() const noexcept;
+
 
     struct State;
 

@@ -28,7 +28,7 @@ inline constexpr std::size_t max_buffer_planes = 4;
 
 /// A buffer the driver handed back.
 struct Dequeued {
-    std::uint32_t index = 0;
+    std::uint32_t index = 0;       ///< the ring slot; queue() it again once done with it
     std::uint32_t bytes_used = 0;  ///< bytesused of buffer plane 0 (plane_bytes_used[0])
     std::uint32_t sequence = 0;    ///< the driver's frame counter
     bool error = false;            ///< V4L2_BUF_FLAG_ERROR: the data may be corrupt
@@ -40,13 +40,15 @@ struct Dequeued {
     std::uint32_t plane_count = 0;  ///< V4L2 buffer planes (1 for the single-plane API)
     /// Per buffer plane, as the driver reported them: bytesused (counted from the start of the
     /// plane, data_offset included) and data_offset.
-    std::array<std::uint32_t, max_buffer_planes> plane_bytes_used{};
-    std::array<std::uint32_t, max_buffer_planes> plane_data_offset{};
+    std::array<std::uint32_t, max_buffer_planes> plane_bytes_used{};   ///< bytesused per buffer plane
+    std::array<std::uint32_t, max_buffer_planes> plane_data_offset{};  ///< data_offset per buffer plane
 };
 
 /// The buffers of one queue. Move-only. The Device must outlive the ring.
 class BufferRing {
 public:
+    /// Who allocated the buffers: the driver (V4L2_MEMORY_MMAP, exported with VIDIOC_EXPBUF) or
+    /// the application (V4L2_MEMORY_DMABUF).
     enum class Memory : std::uint8_t { mmap, dmabuf };
 
     /// Asks the driver for `count` buffers (it may give more or fewer; size() tells) in MMAP mode
@@ -73,6 +75,10 @@ public:
     /// Costs VIDIOC_G_FMT and VIDIOC_REQBUFS.
     static Result<BufferRing> create_imported(Device& device, Direction direction, std::vector<BufferDesc> buffers);
 
+    /// Moves: the driver's buffers and the streaming state go with the new object. Assignment
+    /// first stops and releases the target's own ring, as the destructor does. A moved-from
+    /// ring has size() 0; queue() on it fails with Errc::empty_object, but dequeue(),
+    /// stream_on() and stream_off() reach the driver with fd -1 and fail with EBADF.
     BufferRing(BufferRing&&) noexcept;
     BufferRing& operator=(BufferRing&&) noexcept;
     BufferRing(const BufferRing&) = delete;
@@ -80,10 +86,15 @@ public:
     /// Stops streaming and releases the driver's buffers (VIDIOC_STREAMOFF, VIDIOC_REQBUFS 0).
     ~BufferRing();
 
+    /// The ring's memory mode.
     Memory memory() const noexcept { return memory_; }
+    /// The number of slots (what the driver granted; may differ from the count asked for).
     std::size_t size() const noexcept { return buffers_.size(); }
-    /// Slot `index`'s buffer as dma-bufs (for MMAP rings: the exported buffer).
+    /// Slot `index`'s buffer as dma-bufs (for MMAP rings: the exported buffer). `index` must be
+    /// below size(): an index out of range throws std::out_of_range (std::vector::at), the one
+    /// exception in the API.
     const BufferDesc& buffer(std::uint32_t index) const { return buffers_.at(index); }
+    /// The queue's format as read when the ring was made.
     const Format& format() const noexcept { return format_; }
 
     /// Gives slot `index` to the driver (VIDIOC_QBUF). For output queues `bytes_used` is the
@@ -101,8 +112,13 @@ public:
     /// on timeout (Timeout{0} never blocks). Check Dequeued::error and Dequeued::incomplete
     /// before reading a captured frame.
     Result<std::optional<Dequeued>> dequeue(Timeout timeout);
+    /// Starts the queue (VIDIOC_STREAMON). A capture driver may need some buffers queued first.
+    /// Errors: the ioctl's errno, named with the device.
     Status stream_on();
+    /// Stops the queue (VIDIOC_STREAMOFF): the driver gives back every queued buffer without
+    /// dequeuing them; queue them again before the next stream_on(). Errors: the ioctl's errno.
     Status stream_off();
+
 
 private:
     // Where each colour plane of the format lives in the V4L2 buffer planes, as the driver

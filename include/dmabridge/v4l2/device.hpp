@@ -37,25 +37,27 @@ struct PlaneFormat {
 
 /// A negotiated format (what the driver chose in VIDIOC_S_FMT).
 struct Format {
-    std::uint32_t width = 0;
-    std::uint32_t height = 0;
+    std::uint32_t width = 0;         ///< pixels
+    std::uint32_t height = 0;        ///< pixels
     std::uint32_t pixel_format = 0;  ///< the V4L2 fourcc
     std::uint32_t drm_fourcc = 0;    ///< the DRM fourcc with the same memory layout, 0 if none
-    bool multiplanar = false;
+    bool multiplanar = false;        ///< negotiated through the *_MPLANE API
     std::vector<PlaneFormat> planes;  ///< one per buffer (several only for the M formats)
 };
 
 /// A discrete frame size.
 struct FrameSize {
-    std::uint32_t width = 0;
-    std::uint32_t height = 0;
+    std::uint32_t width = 0;   ///< pixels
+    std::uint32_t height = 0;  ///< pixels
+    /// Equal when both numbers are.
     friend bool operator==(const FrameSize&, const FrameSize&) = default;
 };
 
 /// A frame interval (seconds per frame, as a fraction): 1/30 is 30 frames per second.
 struct FrameInterval {
-    std::uint32_t numerator = 0;
-    std::uint32_t denominator = 0;
+    std::uint32_t numerator = 0;    ///< seconds, numerator
+    std::uint32_t denominator = 0;  ///< seconds, denominator
+    /// Equal when both numbers are (1/30 and 2/60 differ).
     friend bool operator==(const FrameInterval&, const FrameInterval&) = default;
 };
 
@@ -97,8 +99,13 @@ public:
     /// nodes that were looked at.
     static Result<Device> find(Direction direction);
 
+    /// The node's path as opened, e.g. "/dev/video0".
     const std::string& path() const noexcept { return path_; }
+    /// VIDIOC_QUERYCAP's answer, read at open.
     const Capabilities& capabilities() const noexcept { return caps_; }
+    /// The node's fd (non-blocking), still owned by the Device; -1 once moved from. A
+    /// moved-from Device has no checks of its own: its calls reach the kernel with fd -1 and
+    /// fail with EBADF, not Errc::empty_object.
     int fd() const noexcept { return fd_.get(); }
 
     /// The V4L2 fourccs the `direction` queue offers (VIDIOC_ENUM_FMT).
@@ -134,8 +141,10 @@ public:
                                                        std::uint32_t height) const;
 
     /// Selects input `index` of a capture device (VIDIOC_S_INPUT) or output `index` of an
-    /// output device (VIDIOC_S_OUTPUT). Fails with EBUSY while streaming.
+    /// output device (VIDIOC_S_OUTPUT). Fails with EBUSY while streaming, EINVAL for an index
+    /// the device does not have.
     Status select_input(std::uint32_t index);
+
     Status select_output(std::uint32_t index);
 
     /// The id of the control named `name` (as VIDIOC_QUERY_EXT_CTRL reports it, e.g.

@@ -44,7 +44,7 @@ struct PhysicalDeviceInfo {
     std::string name;          ///< e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"
     std::string driver;        ///< VkPhysicalDeviceDriverProperties::driverName, e.g. "llvmpipe"
     std::string driver_info;   ///< e.g. "Mesa 25.0.7"
-    std::uint32_t api_version = 0;
+    std::uint32_t api_version = 0;  ///< VkPhysicalDeviceProperties::apiVersion (VK_MAKE_API_VERSION)
     /// The capabilities whose extensions the device offers (see required_device_extensions()).
     Capability offered = Capability::none;
 };
@@ -57,11 +57,19 @@ Result<std::vector<PhysicalDeviceInfo>> list_physical_devices();
 /// destructor waits for the work to complete, then frees both.
 class Submission {
 public:
+    /// An empty Submission: nothing pending.
     Submission() = default;
+    /// Moves: the fence and command buffer go with the new object; the moved-from one is
+    /// empty. Assignment first releases what the target held, as the destructor does (waiting
+    /// for its work).
     Submission(Submission&&) noexcept;
     Submission& operator=(Submission&&) noexcept;
     Submission(const Submission&) = delete;
     Submission& operator=(const Submission&) = delete;
+    /// Waits for the work without a time limit (the command buffer may be freed only after
+    /// it), then frees the command buffer; the fence returns to the Context's pool once no
+    /// completion() holds it. Wait with a bounded wait() first where the work may never end
+    /// (a wait semaphore nothing signals).
     ~Submission();
 
     /// The fence the submit signals, owned by this object (VK_NULL_HANDLE when empty). Once the
@@ -97,13 +105,18 @@ private:
 /// Context must outlive it.
 class RecordedCommands {
 public:
+    /// Holds no command buffer.
     RecordedCommands() = default;
+    /// Moves: the command buffer goes with the new object; the moved-from one holds none.
+    /// Assignment first frees the target's command buffer (its submits must have completed).
     RecordedCommands(RecordedCommands&&) noexcept;
     RecordedCommands& operator=(RecordedCommands&&) noexcept;
     RecordedCommands(const RecordedCommands&) = delete;
     RecordedCommands& operator=(const RecordedCommands&) = delete;
+    /// Frees the command buffer (under the pool's lock); does not wait for its submits.
     ~RecordedCommands();
 
+    /// The recorded command buffer; VK_NULL_HANDLE when empty.
     VkCommandBuffer handle() const noexcept { return cmd_; }
 
 private:
@@ -129,21 +142,31 @@ public:
     /// Errors name what was missing: the loader, the layer, or a device with the capabilities.
     static Result<Context> create(const ContextOptions& options = {});
 
+    /// Moves: the instance, device and queue go with the new object; the moved-from Context is
+    /// empty. Assignment first destroys what the target held, as the destructor does.
     Context(Context&&) noexcept;
     Context& operator=(Context&&) noexcept;
+    /// Waits for the device to be idle, then destroys the adapter, the command pool and fences,
+    /// the device and the instance. Submissions and RecordedCommands must be gone before.
     ~Context();
 
     /// dmabridge's adapter on this context's device.
     const Device& device() const noexcept;
     /// The handles, as an application would pass them to Device::attach.
     const DeviceHandles& handles() const noexcept;
+    /// The one queue of the device (family DeviceHandles::queue_family_index, index 0);
+    /// VK_NULL_HANDLE when empty. Submit to it only through the Context (or under the
+    /// application's own lock that also covers the Context's submits: Vulkan queues are
+    /// externally synchronized).
     VkQueue queue() const noexcept;
-    /// An entry point of the device (vkGetDeviceProcAddr), for recording commands.
+    /// An entry point of the device (vkGetDeviceProcAddr), for recording commands; nullptr when
+    /// empty or unknown.
     PFN_vkVoidFunction device_proc(const char* name) const;
 
     /// Records commands with `record` into a one-time command buffer, submits it to the queue,
-    /// and waits for it to complete. `wait` (if not null) is a binary semaphore the submit waits
-    /// on at `wait_stage`; `signal` (if not null) one it signals.
+    /// and waits for it to complete, without a time limit. `wait` (if not null) is a binary
+    /// semaphore the submit waits on at `wait_stage`; `signal` (if not null) one it signals.
+    /// Use submit_async() and a bounded Submission::wait() when `wait` may never signal.
     Status submit(const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait = VK_NULL_HANDLE,
                   VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT,
                   VkSemaphore signal = VK_NULL_HANDLE) const;
@@ -158,9 +181,10 @@ public:
     /// Semaphores of a submit: null handles are skipped, so that an Acquire or Release without a
     /// semaphore (idle buffer, cpu_wait mode) can be passed as it is.
     struct SubmitSemaphores {
-        std::vector<VkSemaphore> wait;
+        std::vector<VkSemaphore> wait;                  ///< binary semaphores to wait on
         std::vector<VkPipelineStageFlags> wait_stages;  ///< one per wait semaphore
-        std::vector<VkSemaphore> signal;
+        std::vector<VkSemaphore> signal;                ///< binary semaphores to signal
+
     };
     /// Like submit_async() with any number of semaphores.
     Result<Submission> submit_async(const std::function<void(VkCommandBuffer)>& record,

@@ -28,15 +28,16 @@ namespace dmabridge::vulkan {
 
 /// What an application wants to do with dma-bufs on a device. Combine with `|`.
 enum class Capability : std::uint32_t {
-    none = 0,
+    none = 0,                  ///< nothing beyond a plain device
     import_memory = 1u << 0,   ///< import dma-bufs as images and buffers
     export_memory = 1u << 1,   ///< export images and buffers as dma-bufs
     modifiers = 1u << 2,       ///< images with explicit DRM format modifiers (needed by both above)
     sync_fd = 1u << 3,         ///< binary semaphores to and from sync_file fds
     foreign_queue = 1u << 4,   ///< ownership transfers with VK_QUEUE_FAMILY_FOREIGN_EXT
     drm_nodes = 1u << 5,       ///< find the device's DRM nodes (VK_EXT_physical_device_drm)
-    all = (1u << 6) - 1,
+    all = (1u << 6) - 1,       ///< every capability above
 };
+/// Bitwise or and and of capability sets; any(c) is true when `c` holds at least one.
 constexpr Capability operator|(Capability a, Capability b) noexcept {
     return static_cast<Capability>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
 }
@@ -58,30 +59,33 @@ std::vector<const char*> required_device_extensions(Capability caps, std::uint32
 
 /// The handles of an application's Vulkan device, as dmabridge needs them.
 struct DeviceHandles {
-    VkInstance instance = VK_NULL_HANDLE;
-    VkPhysicalDevice physical_device = VK_NULL_HANDLE;
-    VkDevice device = VK_NULL_HANDLE;
+    VkInstance instance = VK_NULL_HANDLE;               ///< the application's instance (borrowed)
+    VkPhysicalDevice physical_device = VK_NULL_HANDLE;  ///< the device's physical device
+    VkDevice device = VK_NULL_HANDLE;                   ///< the application's device (borrowed)
     std::uint32_t queue_family_index = 0;        ///< the family dmabridge's barriers name
+    /// The loader's (or layer chain's) vkGetInstanceProcAddr, from which every entry point is
+    /// loaded; required (a null one is Errc::invalid_argument at attach).
     PFN_vkGetInstanceProcAddr get_instance_proc_addr = nullptr;
+
     std::uint32_t api_version = min_api_version; ///< the apiVersion the instance was created with
     std::vector<std::string> enabled_extensions; ///< the device extensions the device was created with
 };
 
 /// The primary and render node of a physical device (VK_EXT_physical_device_drm).
 struct DrmNodeIds {
-    bool has_primary = false;
-    bool has_render = false;
-    std::int64_t primary_major = 0, primary_minor = 0;
-    std::int64_t render_major = 0, render_minor = 0;
+    bool has_primary = false;  ///< the device has a primary node (/dev/dri/cardN)
+    bool has_render = false;   ///< the device has a render node (/dev/dri/renderDN)
+    std::int64_t primary_major = 0, primary_minor = 0;  ///< the primary node's device number
+    std::int64_t render_major = 0, render_minor = 0;    ///< the render node's device number
 };
 
 /// What a device can do with one (fourcc, modifier) for one usage.
 struct ModifierSupport {
-    std::uint64_t modifier = 0;
+    std::uint64_t modifier = 0;             ///< the DRM format modifier described
     std::uint32_t plane_count = 0;          ///< memory planes (drmFormatModifierPlaneCount)
     VkFormatFeatureFlags features = 0;      ///< tiling features of the modifier
-    bool importable = false;
-    bool exportable = false;
+    bool importable = false;                ///< dma-bufs of it import as images for the usage
+    bool exportable = false;                ///< images of it export as dma-bufs for the usage
     bool dedicated_only = false;            ///< external memory of this image must be a dedicated allocation
     /// Planes may live in separate dma-bufs: the modifier has VK_FORMAT_FEATURE_DISJOINT_BIT and
     /// the device imports images of it created with VK_IMAGE_CREATE_DISJOINT_BIT (asked with that
@@ -95,7 +99,7 @@ struct ModifierSupport {
     /// tiling for (lavapipe's NV12, for one): the driver chooses the layout, so an import
     /// succeeds only when the description's offsets and strides are exactly the driver's.
     bool linear_tiling = false;
-    VkExtent3D max_extent{};
+    VkExtent3D max_extent{};                ///< the largest image of it for the usage
 };
 
 /// Options of an image import or export. The zero value suits sampling and copies.
@@ -113,14 +117,14 @@ struct ImageOptions {
 
 /// An image made by export_image(): the Vulkan image and its description as dma-bufs.
 struct ExportedImage {
-    Image image;
-    BufferDesc desc;
+    Image image;      ///< the Vulkan image, owning its memory
+    BufferDesc desc;  ///< the same memory as dma-bufs, with the chosen modifier and layout
 };
 
 /// A buffer made by export_buffer(): the Vulkan buffer and its memory as a dma-buf.
 struct ExportedBuffer {
-    Buffer buffer;
-    DmaBuf dmabuf;
+    Buffer buffer;   ///< the Vulkan buffer, owning its memory
+    DmaBuf dmabuf;   ///< the same memory as a dma-buf
 };
 
 /// dmabridge attached to an application's VkDevice. Cheap to copy (shares its state).
@@ -141,13 +145,17 @@ public:
     /// False for a moved-from (or default-made) Device.
     bool valid() const noexcept { return state_ != nullptr; }
 
+    /// The handles given to attach(): the VkDevice, its physical device, and the queue family
+    /// dmabridge's barriers name. VK_NULL_HANDLE (and family 0) when empty.
     VkDevice handle() const noexcept;
     VkPhysicalDevice physical_device() const noexcept;
     std::uint32_t queue_family_index() const noexcept;
     /// The capabilities the device's enabled extensions give.
     Capability capabilities() const noexcept;
+    /// True when capabilities() holds every bit of `c` (always true for Capability::none).
     bool has(Capability c) const noexcept { return (capabilities() & c) == c; }
-    /// The device's name, e.g. "llvmpipe (LLVM 19.1.7, 256 bits)".
+    /// The device's name, e.g. "llvmpipe (LLVM 19.1.7, 256 bits)"; "(moved-from Device)" when
+    /// empty.
     const std::string& name() const noexcept;
 
     /// The device's DRM nodes, when VK_EXT_physical_device_drm is supported (nothing otherwise).
@@ -161,8 +169,10 @@ public:
 
     /// Every (fourcc, modifier) of dmabridge's format table the device can import (or export)
     /// for `options.usage`, as a set to intersect with other participants'.
+    /// An empty set for an empty Device (no error: check valid()).
     FormatSet importable_formats(const ImageOptions& options = {}) const;
     FormatSet exportable_formats(const ImageOptions& options = {}) const;
+
 
     /// Creates an image the device can export, with a modifier from `request.modifiers` (the
     /// driver picks among those it can export for the usage; empty means LINEAR only), a dedicated

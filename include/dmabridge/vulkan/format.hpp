@@ -27,7 +27,7 @@ std::uint32_t to_fourcc(VkFormat format) noexcept;
 
 /// The memory layout of a VkFormat, as dmabridge checks imports and exports against it.
 struct VkFormatLayout {
-    VkFormat format = VK_FORMAT_UNDEFINED;
+    VkFormat format = VK_FORMAT_UNDEFINED;  ///< the format described
     const char* name = "";          ///< e.g. "VK_FORMAT_G8_B8R8_2PLANE_420_UNORM"
     std::uint32_t plane_count = 0;  ///< format planes (1 for packed formats)
     /// Per plane: bytes and texels of one texel block, and the plane's subsampling against the
@@ -35,8 +35,9 @@ struct VkFormatLayout {
     std::array<PlaneFormat, max_planes> planes{};
     /// What vkCreateImage demands of the extent (VUID-VkImageCreateInfo-format-04712/04713):
     /// _422 and _420 formats need an even width, _420 formats an even height.
-    bool even_width = false;
-    bool even_height = false;
+    bool even_width = false;   ///< the width must be even (_422 and _420 formats)
+    bool even_height = false;  ///< the height must be even (_420 formats)
+
 };
 
 /// The layout of `format`: every uncompressed colour format with 8-bit multiples per texel

@@ -60,6 +60,7 @@ struct ImportCacheOptions {
     Timeout destroy_timeout = std::chrono::seconds(5);
 };
 
+/// The statistics every import cache reports (cache/import_key.hpp).
 using dmabridge::ImportCacheStats;
 
 /// A cached image. Holding it keeps the image alive, and the cache able to record its uses,
@@ -81,6 +82,8 @@ Result<std::shared_ptr<const Completion>> timeline_completion(const Device& devi
 /// An import cache for one device.
 class ImportCache {
 public:
+    /// A cache on `device` (a copy sharing its state). Makes no Vulkan call and cannot fail:
+    /// with an empty Device every miss fails with Errc::empty_object (Device::import_image's).
     explicit ImportCache(Device device, ImportCacheOptions options = {});
     /// Waits for every recorded use of every image and buffer (live and retired), all together
     /// at most ImportCacheOptions::destroy_timeout (default 5 s), then drops the cache's
@@ -89,6 +92,7 @@ public:
     /// what it waits for; imports still in use at the deadline are leaked, never destroyed, and
     /// logged (LogLevel::error).
     ~ImportCache();
+    /// Neither copyable nor movable.
     ImportCache(const ImportCache&) = delete;
     ImportCache& operator=(const ImportCache&) = delete;
 
@@ -120,6 +124,7 @@ public:
     Status set_last_use(const Buffer& buffer, VkSemaphore timeline, std::uint64_t value);
     /// The use ends when `fence` signals (for example a sync_file exported from the work's
     /// semaphore, or from a VkFence with VK_EXTERNAL_FENCE_HANDLE_TYPE_SYNC_FD_BIT).
+    /// An empty sync_file: Errc::empty_object.
     Status set_last_use(const Image& image, SyncFile fence);
     Status set_last_use(const Buffer& buffer, SyncFile fence);
     /// Any other kind of completion.
@@ -139,12 +144,18 @@ public:
     /// Waits until every recorded use of every entry completed, or `timeout` passed.
     Result<WaitStatus> wait_idle(Timeout timeout = forever);
 
+    /// hits, misses, evictions, live_entries, bytes (the device memory of the live images and
+    /// buffers, Image::size() and Buffer::size()), retired.
     ImportCacheStats stats() const;
 
     /// The key of an import, exposed for tests and tools; equal keys are the same entry.
     using Key = ImportKey;
+    /// An image's key: the default format (VK_FORMAT_UNDEFINED) is keyed as the format it
+    /// stands for (to_vk_format()), so both find the same entry.
     static Key key_of(const BufferDesc& desc, const ImageOptions& options);
+    /// A whole-buffer import's key (the dma-buf's identity and size, and `usage`).
     static Key key_of(const DmaBuf& dmabuf, VkBufferUsageFlags usage);
+
 
 private:
     Device device_;

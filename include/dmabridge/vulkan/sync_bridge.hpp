@@ -100,13 +100,16 @@ struct SyncBridgeOptions {
 
 /// How the GPU will use (or has used) an image around a submit.
 struct ImageUse {
-    VkImageLayout layout = VK_IMAGE_LAYOUT_GENERAL;
+    VkImageLayout layout = VK_IMAGE_LAYOUT_GENERAL;  ///< the layout the work uses the image in
+    /// The stages and accesses of the work, for the barriers' dst (acquire) or src (release)
+    /// masks. The defaults are the safe and slow "everything".
     VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
     VkAccessFlags access = VK_ACCESS_MEMORY_READ_BIT | VK_ACCESS_MEMORY_WRITE_BIT;
 };
 
 /// How the GPU will use (or has used) a buffer around a submit.
 struct BufferUse {
+    /// The stages and accesses of the work, as in ImageUse.
     VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
     VkAccessFlags access = VK_ACCESS_MEMORY_READ_BIT | VK_ACCESS_MEMORY_WRITE_BIT;
 };
@@ -120,15 +123,21 @@ struct BufferUse {
 /// history to confuse; it costs one vkCreateSemaphore and one vkDestroySemaphore a release.)
 class Semaphore {
 public:
+    /// No semaphore (handle() VK_NULL_HANDLE).
     Semaphore() = default;
+    /// Takes ownership of `handle`, made on `device` (the library makes these).
     Semaphore(std::shared_ptr<const detail::DeviceState> device, VkSemaphore handle) noexcept
         : device_(std::move(device)), handle_(handle) {}
+    /// Moves: the semaphore goes with the new object; the moved-from one holds none.
+    /// Assignment first destroys the semaphore the target held.
     Semaphore(Semaphore&& o) noexcept
         : device_(std::move(o.device_)), handle_(std::exchange(o.handle_, VK_NULL_HANDLE)) {}
     Semaphore& operator=(Semaphore&& o) noexcept;
     Semaphore(const Semaphore&) = delete;
     Semaphore& operator=(const Semaphore&) = delete;
+    /// vkDestroySemaphore at once, without waiting for the submits that use it.
     ~Semaphore();
+    /// The semaphore; VK_NULL_HANDLE when none (Context::SubmitSemaphores skips null handles).
     VkSemaphore handle() const noexcept { return handle_; }
 
 private:
@@ -141,11 +150,11 @@ private:
 struct Acquire {
     /// Wait on it at `wait_stage` (VK_NULL_HANDLE: nothing to wait for, or the CPU waited).
     Semaphore semaphore;
-    VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
+    VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;  ///< where the submit waits
     /// Record before the work: acquires from the foreign (or external) queue family. For a
     /// buffer acquire, image_barrier is unused, and the other way round.
     VkImageMemoryBarrier image_barrier{};
-    VkBufferMemoryBarrier buffer_barrier{};
+    VkBufferMemoryBarrier buffer_barrier{};  ///< see image_barrier
     /// True when the fences had to be waited for on the CPU (cpu_wait mode).
     bool waited_on_cpu = false;
     /// The fences the semaphore carries (a second reference), for releases that follow.
@@ -160,8 +169,9 @@ struct Release {
     /// them to the buffers before anything that may block.
     std::vector<SyncFile> depends_on;
     /// Record after the work: releases to the foreign (or external) queue family in GENERAL.
+    /// For a buffer release, image_barrier is unused, and the other way round.
     VkImageMemoryBarrier image_barrier{};
-    VkBufferMemoryBarrier buffer_barrier{};
+    VkBufferMemoryBarrier buffer_barrier{};  ///< see image_barrier
 };
 
 /// The bridge for one device. Thread-safe; the log handler is never called under the bridge's
@@ -211,6 +221,7 @@ public:
     /// forward (see publish()).
     Result<Release> prepare_release_image(const Image& image, const ImageUse& use,
                                           std::initializer_list<const Acquire*> after = {});
+    /// The same for a buffer (the barrier in buffer_barrier).
     Result<Release> prepare_release_buffer(const Buffer& buffer, const BufferUse& use,
                                            std::initializer_list<const Acquire*> after = {});
 
@@ -219,7 +230,9 @@ public:
     /// only writers wait). `submit_fence` is the submit's fence, which a Release without a
     /// semaphore (wait_for_submit, cpu_wait) waits for before returning: null is an error there.
     Status publish(Release& release, const BufferDesc& desc, Access access, VkFence submit_fence);
+    /// The same for one dma-buf (a buffer's).
     Status publish(Release& release, const DmaBuf& dmabuf, Access access, VkFence submit_fence);
+
 
     /// Explicit sync with a DRM syncobj timeline, the portable way (SYNC_FD, whichever device
     /// the timeline lives on; no OPAQUE_FD timeline semaphore, which only the same device and
