@@ -141,7 +141,7 @@ double shader_fps(const vulkan::Context& ctx, std::uint32_t width, std::uint32_t
     ok(dev.set_format(v4l2::Direction::capture, width, height, V4L2_PIX_FMT_YUYV), "set format");
     auto ring = ok(v4l2::BufferRing::create_exported(dev, v4l2::Direction::capture, 1), "ring");
     const auto& desc = ring.buffer(0);
-    const auto layout = ok(camera::frame_layout(desc), "layout");
+    const auto layout = ok(dmabridge::frame_layout(desc), "layout");
     vulkan::ImportCache cache(ctx.device());
     auto buffer = ok(cache.import_buffer(desc.planes[0].buffer, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT), "import");
     auto vk = ok(sample::DeviceFunctions::load(ctx), "entry points");

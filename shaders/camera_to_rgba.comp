@@ -5,7 +5,7 @@
 // Reading bytes rather than sampling an image keeps every camera format importable on every
 // device: lavapipe, for one, cannot make a storage or sampled view of YUYV without a sampler
 // Y'CbCr conversion. The host checks each plane's offset, stride and size against the buffer
-// before it dispatches (samples/camera_zero_copy/conversion.cpp); the shader trusts them.
+// before it dispatches (dmabridge::frame_layout(), src/format/frame_layout.cpp); the shader trusts them.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 
@@ -17,7 +17,7 @@ layout(set = 0, binding = 0, rgba8) uniform writeonly image2D target;
 layout(set = 0, binding = 1, std430) readonly buffer Plane0 { uint words[]; } plane0;
 layout(set = 0, binding = 2, std430) readonly buffer Plane1 { uint words[]; } plane1;
 
-// Must match CameraFormat in samples/camera_zero_copy/conversion.hpp.
+// Must match dmabridge::FrameFormat in include/dmabridge/format/frame_layout.hpp.
 const uint format_yuyv = 0u;
 const uint format_uyvy = 1u;
 const uint format_nv12 = 2u;
@@ -37,7 +37,7 @@ uint byte0(uint address) { return (plane0.words[address >> 2] >> ((address & 3u)
 uint byte1(uint address) { return (plane1.words[address >> 2] >> ((address & 3u) * 8u)) & 0xffu; }
 
 // BT.601, limited range, in 8.8 fixed point: the same integer arithmetic as the CPU reference
-// (yuv_to_rgb in conversion.cpp), so both give identical bytes.
+// (dmabridge::yuv_to_rgb in src/format/frame_layout.cpp), so both give identical bytes.
 uvec3 yuv_to_rgb(uint y, uint u, uint v) {
     const int c = int(y) - 16;
     const int d = int(u) - 128;

@@ -15,7 +15,7 @@ layout(push_constant) uniform Picture {
     uint frame;
 } pic;
 
-// Must match draw_yuyv_pair() in samples/camera_zero_copy/conversion.cpp.
+// Must match draw_yuyv_pair() in tests/kernel/draw_yuyv.hpp.
 uvec4 pair_at(uint x2, uint y, uint frame) {
     const uint y0 = 16u + ((x2 * 2u + y + frame) % 220u);
     const uint y1 = 16u + ((x2 * 2u + 1u + y + frame) % 220u);

@@ -38,6 +38,7 @@
 #include <dmabridge/format/format.hpp>
 #include <dmabridge/format/format_set.hpp>
 #include <dmabridge/format/fourcc.hpp>
+#include <dmabridge/format/frame_layout.hpp>
 #include <dmabridge/format/texel_view.hpp>
 
 #include <dmabridge/alloc/allocator.hpp>

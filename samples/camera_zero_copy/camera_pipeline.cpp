@@ -112,7 +112,7 @@ struct CameraPipeline::State {
     // buffers come back to the driver when released with the GPU's fence and that signalled.
     std::optional<dmabridge::v4l2::CaptureSource> source;
     std::optional<queue::Consumer> consumer;
-    FrameLayout layout;
+    dmabridge::FrameLayout layout;
     std::vector<BufferSet> buffer_sets;                    // copy: per V4L2 buffer, the ring's
     std::vector<std::vector<dmabridge::Mapping>> mappings;  // copy: per V4L2 buffer, per dma-buf
     std::vector<std::vector<std::uint32_t>> copy_bytes;     // copy: per V4L2 buffer, per dma-buf
@@ -178,7 +178,7 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
     const auto n = static_cast<std::uint32_t>(st->source->size());
 
     for (std::uint32_t i = 0; i < n; ++i) {
-        auto layout = frame_layout(st->source->buffer(i));
+        auto layout = dmabridge::frame_layout(st->source->buffer(i));
         if (!layout)
             return layout.error().with_context("camera: " + st->source->device().path() + " buffer " +
                                                std::to_string(i));
@@ -240,7 +240,7 @@ CameraPipeline::CameraPipeline(CameraPipeline&&) noexcept = default;
 CameraPipeline& CameraPipeline::operator=(CameraPipeline&&) noexcept = default;
 CameraPipeline::~CameraPipeline() = default;
 
-const FrameLayout& CameraPipeline::layout() const noexcept { return state_->layout; }
+const dmabridge::FrameLayout& CameraPipeline::layout() const noexcept { return state_->layout; }
 const std::string& CameraPipeline::device_path() const noexcept { return state_->source->device().path(); }
 
 Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, double cpu_start) {

@@ -32,9 +32,8 @@
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/bridge/capture_source.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/frame_layout.hpp>
 #include <dmabridge/vulkan/context.hpp>
-
-#include "conversion.hpp"
 
 namespace camera {
 
@@ -67,7 +66,7 @@ struct FrameInfo {
     std::uint64_t number = 0;      ///< 0, 1, ... in capture order
     std::uint32_t slot = 0;        ///< the V4L2 buffer index
     std::uint32_t sequence = 0;    ///< the driver's frame counter
-    FrameLayout layout;
+    dmabridge::FrameLayout layout;
     /// zero_copy: the V4L2 buffer the GPU read (as the queue's consumer received it), not yet
     /// given back to the driver.
     const dmabridge::BufferDesc* source = nullptr;
@@ -148,7 +147,7 @@ public:
     dmabridge::Result<PipelineStats> run(std::uint64_t frames, const FrameCallback& on_frame = {});
 
     /// The negotiated frame layout of the ring's buffers.
-    const FrameLayout& layout() const noexcept;
+    const dmabridge::FrameLayout& layout() const noexcept;
     /// The V4L2 device's node.
     const std::string& device_path() const noexcept;
 

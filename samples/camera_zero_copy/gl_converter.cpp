@@ -37,7 +37,7 @@ ivec4 bytes_at(highp sampler2D s, ivec2 p) { return ivec4(texelFetch(s, p, 0) * 
 // k / 255.0 is stored as exactly k in UNORM8.
 vec4 rgba(ivec3 rgb) { return vec4(vec3(rgb) / 255.0, 1.0); }
 
-// BT.601 limited range in 8.8 fixed point, as shaders/camera_to_rgba.comp and conversion.cpp.
+// BT.601 limited range in 8.8 fixed point, as shaders/camera_to_rgba.comp and dmabridge::yuv_to_rgb.
 vec4 yuv(int y, int u, int v) {
     int c = y - 16;
     int d = u - 128;
@@ -76,7 +76,7 @@ void main() {
 
 constexpr std::uint32_t group_size = 8;  // local_size_x and local_size_y above
 
-std::string shader_source(CameraFormat format) {
+std::string shader_source(dmabridge::FrameFormat format) {
     return "#version 310 es\n#define FORMAT " + std::to_string(static_cast<int>(format)) + "\n" + compute_body;
 }
 
@@ -127,11 +127,11 @@ GlFormat gl_format_of(const dmabridge::TexelPlane& v) {
 
 dmabridge::Result<GlConverter> GlConverter::create(const dmabridge::ImageLayout& frame, std::uint32_t slots,
                                                    bool uploads) {
-    auto frame_numbers = frame_layout(frame);
+    auto frame_numbers = dmabridge::frame_layout(frame);
     if (!frame_numbers) return frame_numbers.error().with_context("GL camera converter");
     auto views = dmabridge::texel_planes(frame);
     if (!views) return views.error().with_context("GL camera converter");
-    const FrameLayout& layout = *frame_numbers;
+    const dmabridge::FrameLayout& layout = *frame_numbers;
     GlConverter c;
     c.layout_ = layout;
     c.views_ = std::move(*views);
@@ -274,7 +274,7 @@ dmabridge::Result<std::uint64_t> GlConverter::upload_and_convert(std::uint32_t s
     for (std::size_t i = 0; i < views_.size(); ++i) {
         const dmabridge::TexelPlane& v = views_[i];
         const auto source = v.plane == 0 ? plane0 : plane1;
-        // The caller checked the layout against these buffers (frame_layout()); checked again
+        // The caller checked the layout against these buffers (dmabridge::frame_layout()); checked again
         // here because glTexSubImage2D reads exactly this many bytes.
         const std::uint64_t row = std::uint64_t{v.width} * v.bytes_per_texel;
         const std::uint64_t end = v.offset + v.stride * (v.height - 1) + row;

@@ -2,8 +2,9 @@
 #pragma once
 // The OpenGL ES half of the camera pipeline's GL path: a GLES 3.1 compute shader that converts one
 // camera frame to RGBA with the same integer arithmetic as the Vulkan compute shader and the CPU
-// reference (conversion.cpp), so all three give identical bytes. One invocation converts a pixel
-// pair (a YUYV pair's one texel and one chroma sample are fetched once for both pixels).
+// conversion (dmabridge::convert_to_rgba), so all three give identical bytes. One invocation
+// converts a pixel pair (a YUYV pair's one texel and one chroma sample are fetched once for both
+// pixels).
 //
 // The shader reads the frame's bytes through plain 8-bit textures, never through the driver's
 // YUV sampling: a YUYV or UYVY frame W pixels wide is read as RGBA8 texels W/2 wide (each texel
@@ -19,9 +20,9 @@
 
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
+#include <dmabridge/format/frame_layout.hpp>
 #include <dmabridge/format/texel_view.hpp>
 
-#include "conversion.hpp"
 
 namespace camera {
 
@@ -29,7 +30,7 @@ class GlConverter {
 public:
     /// A converter for frames of `frame`'s format, size and layout, with `slots` RGBA targets
     /// (one per frame in flight) and, with `uploads`, textures the copy path fills from host
-    /// memory. Errors: frame_layout()'s and texel_planes()'s, a context below OpenGL ES 3.1,
+    /// memory. Errors: dmabridge::frame_layout()'s and texel_planes()'s, a context below OpenGL ES 3.1,
     /// shader compilation or linking (with the driver's log), an incomplete framebuffer, GL
     /// errors (named).
     static dmabridge::Result<GlConverter> create(const dmabridge::ImageLayout& frame, std::uint32_t slots, bool uploads);
@@ -62,7 +63,7 @@ private:
     GlConverter() = default;
     void release() noexcept;
 
-    FrameLayout layout_{};
+    dmabridge::FrameLayout layout_{};
     std::vector<dmabridge::TexelPlane> views_;
     unsigned int program_ = 0;
     std::vector<unsigned int> targets_;       // RGBA8 textures, one per slot

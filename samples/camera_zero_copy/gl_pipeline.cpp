@@ -62,7 +62,7 @@ struct GlCameraPipeline::State {
     // buffers come back to the driver when released with the GL work's fence and that signalled.
     std::optional<dmabridge::v4l2::CaptureSource> source;
     std::optional<queue::Consumer> consumer;
-    FrameLayout layout;
+    dmabridge::FrameLayout layout;
     std::vector<BufferSet> buffer_sets;                     // per V4L2 buffer (the ring's)
     // zero_copy: per V4L2 buffer, texel views of the consumer's description (made on the
     // buffer's first frame of a run)
@@ -112,7 +112,7 @@ Result<GlCameraPipeline> GlCameraPipeline::create(const egl::Context& context, c
     st->source.emplace(std::move(*source));
     const auto n = static_cast<std::uint32_t>(st->source->size());
     for (std::uint32_t i = 0; i < n; ++i) {
-        auto layout = frame_layout(st->source->buffer(i));
+        auto layout = dmabridge::frame_layout(st->source->buffer(i));
         if (!layout)
             return layout.error().with_context("GL camera: " + st->source->device().path() + " buffer " +
                                                std::to_string(i));
@@ -165,7 +165,7 @@ GlCameraPipeline::GlCameraPipeline(GlCameraPipeline&&) noexcept = default;
 GlCameraPipeline& GlCameraPipeline::operator=(GlCameraPipeline&&) noexcept = default;
 GlCameraPipeline::~GlCameraPipeline() = default;
 
-const FrameLayout& GlCameraPipeline::layout() const noexcept { return state_->layout; }
+const dmabridge::FrameLayout& GlCameraPipeline::layout() const noexcept { return state_->layout; }
 const std::string& GlCameraPipeline::device_path() const noexcept { return state_->source->device().path(); }
 
 Status GlCameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, double cpu_start) {

@@ -43,7 +43,7 @@ public:
     /// as the GPU finishes each; leaves nothing on the GPU or streaming, on error too.
     dmabridge::Result<PipelineStats> run(std::uint64_t frames, const FrameCallback& on_frame = {});
 
-    const FrameLayout& layout() const noexcept;
+    const dmabridge::FrameLayout& layout() const noexcept;
     const std::string& device_path() const noexcept;
 
     struct State;

@@ -19,7 +19,7 @@ Result<GpuConverter> GpuConverter::create(const sample::DeviceFunctions& vk, std
     const std::array<VkDescriptorType, 3> bindings{VK_DESCRIPTOR_TYPE_STORAGE_IMAGE, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                                                    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
     auto pipeline = sample::ComputePipeline::create(vk, "camera_to_rgba", dmabridge::shaders::camera_to_rgba, bindings,
-                                                    sizeof(FrameLayout), slots);
+                                                    sizeof(dmabridge::FrameLayout), slots);
     if (!pipeline) return pipeline.error();
     c.pipeline_ = std::move(*pipeline);
     auto image = sample::DeviceImage::create(vk, VK_FORMAT_R8G8B8A8_UNORM, width, height,
@@ -46,7 +46,7 @@ bool GpuConverter::bind(std::uint32_t slot, VkBuffer plane0, VkBuffer plane1) {
     return true;
 }
 
-void GpuConverter::record(VkCommandBuffer cmd, std::uint32_t slot, const FrameLayout& layout, bool read_back) const {
+void GpuConverter::record(VkCommandBuffer cmd, std::uint32_t slot, const dmabridge::FrameLayout& layout, bool read_back) const {
     // The image is shared by every frame: this conversion's writes wait for the previous
     // frame's writes and read-back copy (submission order makes "previous" well defined). The
     // old contents are overwritten, so the old layout is UNDEFINED: the commands do not depend

@@ -11,8 +11,8 @@
 #include <vulkan/vulkan_core.h>
 
 #include <dmabridge/base/result.hpp>
+#include <dmabridge/format/frame_layout.hpp>
 
-#include "conversion.hpp"
 #include "vulkan_compute.hpp"
 
 namespace camera {
@@ -34,7 +34,7 @@ public:
     /// slot `slot`'s read-back buffer. The caller records the barriers
     /// that make the source buffers readable by the compute shader. The commands depend only on
     /// the arguments and the slot's binding: they can be recorded once and submitted many times.
-    void record(VkCommandBuffer cmd, std::uint32_t slot, const FrameLayout& layout, bool read_back) const;
+    void record(VkCommandBuffer cmd, std::uint32_t slot, const dmabridge::FrameLayout& layout, bool read_back) const;
 
     /// Slot `slot`'s last converted frame (RGBA, width * height * 4 bytes), once its work has
     /// completed (its fence waited for). Empty without read-back.

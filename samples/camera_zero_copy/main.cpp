@@ -143,7 +143,7 @@ int run(Pipeline& pipeline, const Args& args, const std::string& api, const std:
     }
     const auto& layout = pipeline.layout();
     std::printf("camera_zero_copy: %s, %s %ux%u, %s path, %s on %s\n", pipeline.device_path().c_str(),
-                camera::to_string(layout.format), layout.width, layout.height, camera::to_string(args.pipeline.path),
+                dmabridge::to_string(layout.format), layout.width, layout.height, camera::to_string(args.pipeline.path),
                 api.c_str(), device_name.c_str());
 
     const std::uint64_t last = args.frames - 1;

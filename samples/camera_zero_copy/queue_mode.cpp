@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <dmabridge/bridge/capture_source.hpp>
+#include <dmabridge/format/frame_layout.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/queue/producer.hpp>
@@ -18,7 +19,6 @@
 #include <dmabridge/vulkan/import_cache.hpp>
 
 #include "camera_pipeline.hpp"
-#include "conversion.hpp"
 #include "png.hpp"
 
 namespace camera {
@@ -37,7 +37,7 @@ int fail(const char* who, const Error& e) {
 // planes), and where.
 struct Snapshot {
     std::string file;
-    FrameLayout layout;
+    dmabridge::FrameLayout layout;
     std::vector<std::byte> plane0, plane1;
 };
 
@@ -137,7 +137,7 @@ int consume(const std::string& path, std::uint64_t frames, const std::string& ou
             // Only the frame's bytes are copied while it is held; the conversion and the PNG
             // encoding wait until the stream ended. In FIFO mode a consumer that holds a buffer
             // for a PNG encode holds back the camera for every other consumer too.
-            auto layout = frame_layout(*frame->desc);
+            auto layout = dmabridge::frame_layout(*frame->desc);
             if (!layout) return fail("--connect", layout.error());
             const DmaBuf& b0 = frame->desc->planes[0].buffer;
             const DmaBuf& b1 = frame->desc->planes.size() > 1 ? frame->desc->planes[1].buffer : b0;
@@ -162,8 +162,9 @@ int consume(const std::string& path, std::uint64_t frames, const std::string& ou
     for (const Snapshot& shot : snapshots) {
         const std::span<const std::byte> p0(shot.plane0);
         const std::span<const std::byte> p1 = shot.plane1.empty() ? p0 : std::span<const std::byte>(shot.plane1);
-        const auto rgba = convert_on_cpu(shot.layout, p0, p1);
-        if (auto ok = sample::write_png(shot.file, shot.layout.width, shot.layout.height, rgba); !ok)
+        const auto rgba = convert_to_rgba(shot.layout, p0, p1);
+        if (!rgba) return fail("--connect", rgba.error());
+        if (auto ok = sample::write_png(shot.file, shot.layout.width, shot.layout.height, *rgba); !ok)
             return fail("--connect", ok.error());
         written.push_back(shot.file);
     }

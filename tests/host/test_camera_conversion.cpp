@@ -2,6 +2,7 @@
 // The camera sample's host-side pieces: the CPU reference conversion (which the kernel tests
 // hold the GPU to), the frame-layout checks in front of the shader, and the PNG writer.
 #include <dmabridge/format/fourcc.hpp>
+#include <dmabridge/format/frame_layout.hpp>
 
 #include <array>
 #include <cstring>
@@ -12,7 +13,6 @@
 
 #include <doctest/doctest.h>
 
-#include "conversion.hpp"
 #include "camera_pipeline.hpp"
 #include "png.hpp"
 
@@ -22,7 +22,7 @@ namespace {
 
 std::array<std::uint8_t, 3> rgb_of(std::uint8_t y, std::uint8_t u, std::uint8_t v) {
     std::array<std::uint8_t, 3> rgb{};
-    camera::yuv_to_rgb(y, u, v, rgb.data());
+    dmabridge::yuv_to_rgb(y, u, v, rgb.data());
     return rgb;
 }
 
@@ -46,12 +46,12 @@ TEST_CASE("BT.601 limited range: black, white and the primaries") {
     CHECK(rgb_of(0, 0, 0) == std::array<std::uint8_t, 3>{0, 135, 0});        // out of range: clamped
 }
 
-TEST_CASE("the CPU reference reads YUYV pairs, NV12 planes and XR24 words as the shader does") {
+TEST_CASE("the CPU conversion reads YUYV pairs, NV12 planes and XR24 words as the shader does") {
     // 2x2 YUYV, stride 8 (4 bytes of padding per row): Y0 U Y1 V.
     const std::uint8_t yuyv[] = {16, 128, 235, 128, 0, 0, 0, 0, 81, 90, 81, 240, 0, 0, 0, 0};
-    auto f = camera::frame_layout(layout(fourcc::YUYV, 2, 2, {{0, 8, sizeof yuyv}}));
+    auto f = dmabridge::frame_layout(layout(fourcc::YUYV, 2, 2, {{0, 8, sizeof yuyv}}));
     REQUIRE(f);
-    auto rgba = camera::convert_on_cpu(*f, std::as_bytes(std::span(yuyv)), std::as_bytes(std::span(yuyv)));
+    auto rgba = dmabridge::convert_to_rgba(*f, std::as_bytes(std::span(yuyv)), std::as_bytes(std::span(yuyv))).value();
     CHECK(std::vector<std::uint8_t>(rgba.begin(), rgba.begin() + 8) ==
           std::vector<std::uint8_t>{0, 0, 0, 255, 255, 255, 255, 255});
     CHECK(std::vector<std::uint8_t>(rgba.begin() + 8, rgba.end()) ==
@@ -59,9 +59,9 @@ TEST_CASE("the CPU reference reads YUYV pairs, NV12 planes and XR24 words as the
 
     // 2x2 NV12 in one buffer: 4 luma bytes, then one U V pair for all four pixels.
     const std::uint8_t nv12[] = {16, 235, 235, 16, 128, 128};
-    f = camera::frame_layout(layout(fourcc::NV12, 2, 2, {{0, 2, sizeof nv12}, {4, 2, sizeof nv12}}));
+    f = dmabridge::frame_layout(layout(fourcc::NV12, 2, 2, {{0, 2, sizeof nv12}, {4, 2, sizeof nv12}}));
     REQUIRE(f);
-    rgba = camera::convert_on_cpu(*f, std::as_bytes(std::span(nv12)), std::as_bytes(std::span(nv12)));
+    rgba = dmabridge::convert_to_rgba(*f, std::as_bytes(std::span(nv12)), std::as_bytes(std::span(nv12))).value();
     CHECK(rgba[0] == 0);
     CHECK(rgba[4] == 255);
     CHECK(rgba[8] == 255);
@@ -69,38 +69,75 @@ TEST_CASE("the CPU reference reads YUYV pairs, NV12 planes and XR24 words as the
 
     // XR24: bytes B G R X.
     const std::uint8_t xr24[] = {1, 2, 3, 99};
-    f = camera::frame_layout(layout(fourcc::XRGB8888, 1, 1, {{0, 4, 4}}));
+    f = dmabridge::frame_layout(layout(fourcc::XRGB8888, 1, 1, {{0, 4, 4}}));
     REQUIRE(f);
-    rgba = camera::convert_on_cpu(*f, std::as_bytes(std::span(xr24)), std::as_bytes(std::span(xr24)));
+    rgba = dmabridge::convert_to_rgba(*f, std::as_bytes(std::span(xr24)), std::as_bytes(std::span(xr24))).value();
     CHECK(rgba == std::vector<std::uint8_t>{3, 2, 1, 255});
 }
 
 TEST_CASE("frames the shader could read out of bounds, or cannot read, are refused before any dispatch") {
     // One byte short of the last row.
-    auto r = camera::frame_layout(layout(fourcc::YUYV, 640, 480, {{0, 1280, 1280 * 480 - 1}}));
+    auto r = dmabridge::frame_layout(layout(fourcc::YUYV, 640, 480, {{0, 1280, 1280 * 480 - 1}}));
     REQUIRE_FALSE(r);
     CHECK(r.error().is(Errc::invalid_argument));
     // A stride smaller than a row.
-    r = camera::frame_layout(layout(fourcc::YUYV, 640, 480, {{0, 1000, 1 << 22}}));
+    r = dmabridge::frame_layout(layout(fourcc::YUYV, 640, 480, {{0, 1000, 1 << 22}}));
     REQUIRE_FALSE(r);
     // An offset that wraps around 64 bits.
-    r = camera::frame_layout(layout(fourcc::YUYV, 640, 480, {{~0ull - 10, 1280, 1 << 22}}));
+    r = dmabridge::frame_layout(layout(fourcc::YUYV, 640, 480, {{~0ull - 10, 1280, 1 << 22}}));
     REQUIRE_FALSE(r);
     // Odd widths split a YUYV pair; odd heights an NV12 chroma row.
-    r = camera::frame_layout(layout(fourcc::YUYV, 3, 2, {{0, 8, 64}}));
+    r = dmabridge::frame_layout(layout(fourcc::YUYV, 3, 2, {{0, 8, 64}}));
     REQUIRE_FALSE(r);
     CHECK(r.error().message().find("odd width") != std::string::npos);
-    r = camera::frame_layout(layout(fourcc::NV12, 4, 3, {{0, 4, 64}, {12, 4, 64}}));
+    r = dmabridge::frame_layout(layout(fourcc::NV12, 4, 3, {{0, 4, 64}, {12, 4, 64}}));
     REQUIRE_FALSE(r);
     // Formats and modifiers the shader does not read.
-    r = camera::frame_layout(layout(fourcc::RGB565, 4, 4, {{0, 8, 64}}));
+    r = dmabridge::frame_layout(layout(fourcc::RGB565, 4, 4, {{0, 8, 64}}));
     REQUIRE_FALSE(r);
     CHECK(r.error().is(Errc::unsupported));
     auto tiled = layout(fourcc::YUYV, 4, 4, {{0, 8, 64}});
     tiled.modifier = 0x0100000000000001ull;  // I915_FORMAT_MOD_X_TILED
-    r = camera::frame_layout(tiled);
+    r = dmabridge::frame_layout(tiled);
     REQUIRE_FALSE(r);
     CHECK(r.error().is(Errc::unsupported));
+}
+
+TEST_CASE("the CPU conversion refuses a hand-made layout that does not fit its buffers, naming plane and numbers") {
+    const std::vector<std::byte> small(1000);
+    dmabridge::FrameLayout f{dmabridge::FrameFormat::yuyv, 16, 16, 0, 32, 0, 0};
+    auto r = dmabridge::convert_to_rgba(f, small, small);  // 32 x 16 = 512 bytes: fits
+    REQUIRE(r);
+    CHECK(r->size() == 16u * 16 * 4);
+    f.offset0 = 600;  // 600 + 32 x 15 + 32 = 1112 > 1000
+    r = dmabridge::convert_to_rgba(f, small, small);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().is(Errc::invalid_argument));
+    CHECK_MESSAGE(r.error().message().find("plane 0: offset 600 + stride 32 x 16 rows = 1112 > 1000 bytes") !=
+                      std::string::npos,
+                  r.error().message());
+    f = {dmabridge::FrameFormat::yuyv, 16, 16, 0, 8, 0, 0};  // stride below the 32-byte row
+    r = dmabridge::convert_to_rgba(f, small, small);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message().find("plane 0: stride 8 < 32 bytes per row") != std::string::npos);
+    // NV12's chroma plane in a second, too small buffer.
+    const std::vector<std::byte> luma(256), chroma(100);
+    f = {dmabridge::FrameFormat::nv12, 16, 16, 0, 16, 0, 16};
+    r = dmabridge::convert_to_rgba(f, luma, chroma);  // 16 x 8 = 128 > 100
+    REQUIRE_FALSE(r);
+    CHECK_MESSAGE(r.error().message().find("plane 1: offset 0 + stride 16 x 8 rows = 128 > 100 bytes") !=
+                      std::string::npos,
+                  r.error().message());
+    // Offsets near 2^32 do not wrap: the end is computed in 64 bits.
+    f = {dmabridge::FrameFormat::xrgb8888, 1, 1, 0xffffffffu, 4, 0, 0};
+    CHECK_FALSE(dmabridge::convert_to_rgba(f, small, small));
+    // Codes outside the enumeration, empty frames and odd 4:2:2 widths.
+    f = {static_cast<dmabridge::FrameFormat>(7), 2, 2, 0, 8, 0, 0};
+    CHECK_FALSE(dmabridge::convert_to_rgba(f, small, small));
+    f = {dmabridge::FrameFormat::xrgb8888, 0, 2, 0, 8, 0, 0};
+    CHECK_FALSE(dmabridge::convert_to_rgba(f, small, small));
+    f = {dmabridge::FrameFormat::uyvy, 3, 2, 0, 8, 0, 0};
+    CHECK_FALSE(dmabridge::convert_to_rgba(f, small, small));
 }
 
 TEST_CASE("PNG files round-trip every pixel through libpng, compressed, and bad input fails clearly") {

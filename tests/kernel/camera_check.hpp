@@ -2,6 +2,7 @@
 #pragma once
 // What the camera pipeline tests (Vulkan and GL) share: each converted frame checked against the
 // CPU conversion of the same captured bytes, and the pipelines' options.
+#include <dmabridge/format/frame_layout.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
 
 #include <algorithm>
@@ -65,7 +66,7 @@ Run run_and_check(Pipeline& pipeline, std::uint64_t frames) {
     Run r;
     auto stats = pipeline.run(frames, [&](const camera::FrameInfo& f) {
         REQUIRE(f.rgba.size() == std::size_t{f.layout.width} * f.layout.height * 4);
-        std::vector<std::uint8_t> expected;
+        Result<std::vector<std::uint8_t>> expected = std::vector<std::uint8_t>{};
         if (f.source) {
             // Zero-copy: the V4L2 buffer itself, not yet back with the driver. The GPU has
             // released it: no fence may be pending on it any more.
@@ -77,11 +78,12 @@ Run run_and_check(Pipeline& pipeline, std::uint64_t frames) {
             auto m0 = map_for_read(p0);
             std::optional<MappedPlane> m1;
             if (p1.id() != p0.id()) m1 = map_for_read(p1);
-            expected = camera::convert_on_cpu(f.layout, m0.map.bytes(), m1 ? m1->map.bytes() : m0.map.bytes());
+            expected = convert_to_rgba(f.layout, m0.map.bytes(), m1 ? m1->map.bytes() : m0.map.bytes());
         } else {
-            expected = camera::convert_on_cpu(f.layout, f.staged0, f.staged1);
+            expected = convert_to_rgba(f.layout, f.staged0, f.staged1);
         }
-        r.worst = std::max(r.worst, max_difference(f.rgba, expected));
+        REQUIRE_MESSAGE(expected, (expected ? "" : expected.error().message()));
+        r.worst = std::max(r.worst, max_difference(f.rgba, *expected));
         if (f.number == 0) check_colour_bars(f.rgba, f.layout.width, f.layout.height);
         r.slots.insert(f.slot);
         ++r.frames_checked;

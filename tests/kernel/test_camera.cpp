@@ -65,7 +65,7 @@ TEST_CASE_FIXTURE(VkTest, "NV12M from a multi-planar device: one dma-buf per pla
     REQUIRE_MESSAGE(!node.empty(), "no multi-planar vivid capture node (ci/vm loads vivid with multiplanar=1,2)");
     auto pipeline = camera::CameraPipeline::create(device_b().context(), options_for(V4L2_PIX_FMT_NV12M, node));
     REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
-    CHECK(pipeline->layout().format == camera::CameraFormat::nv12);
+    CHECK(pipeline->layout().format == dmabridge::FrameFormat::nv12);
     const Run r = run_and_check(*pipeline, 8);
     CHECK(r.stats.frames == 8);
     CHECK(r.worst <= 1);

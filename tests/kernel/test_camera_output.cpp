@@ -17,7 +17,7 @@
 
 #include <dmabridge_shaders/draw_yuyv.hpp>
 
-#include "conversion.hpp"
+#include "draw_yuyv.hpp"
 #include "vivid_nodes.hpp"
 #include "vk_fixture.hpp"
 #include "vulkan_compute.hpp"
@@ -82,7 +82,7 @@ std::size_t mismatches(const DmaBuf& buf, std::uint32_t width, std::uint32_t hei
     std::size_t bad = 0;
     for (std::uint32_t y = 0; y < height; ++y)
         for (std::uint32_t pair = 0; pair < width / 2; ++pair) {
-            const auto want = camera::draw_yuyv_pair(pair, y, frame);
+            const auto want = draw_yuyv_pair(pair, y, frame);
             const std::byte* got = map.data() + std::size_t{y} * stride + pair * 4;
             for (int i = 0; i < 4; ++i) bad += static_cast<std::uint8_t>(got[i]) != want[static_cast<std::size_t>(i)];
         }
@@ -110,7 +110,7 @@ TEST_CASE_FIXTURE(VkTest, "GPU-drawn frames go to vivid's output as Vulkan dma-b
     auto vk = required(sample::DeviceFunctions::load(ctx));
     const std::array<VkDescriptorType, 1> bindings{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
     auto draw = required(sample::ComputePipeline::create(vk, "draw_yuyv", shaders::draw_yuyv, bindings,
-                                                         sizeof(camera::DrawYuyv), 2));
+                                                         sizeof(DrawYuyv), 2));
     auto bridge = required(vulkan::SyncBridge::create(dev));
     std::vector<vulkan::ExportedBuffer> exported;
     std::vector<BufferDesc> descs;
@@ -122,7 +122,7 @@ TEST_CASE_FIXTURE(VkTest, "GPU-drawn frames go to vivid's output as Vulkan dma-b
         const vulkan::BufferUse use{VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT};
         auto acquire = required(bridge.acquire_buffer(e.dmabuf, e.buffer, Access::write, use));
         auto release = required(bridge.prepare_release_buffer(e.buffer, use, {&acquire}));
-        const camera::DrawYuyv push{width, height, stride, picture};
+        const DrawYuyv push{width, height, stride, picture};
         submissions.push_back(required(ctx.submit_async(
             [&](VkCommandBuffer cmd) {
                 vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0,

@@ -6,6 +6,7 @@
 #include <dmabridge/alloc/dma_heap.hpp>
 #include <dmabridge/egl/import_cache.hpp>
 #include <dmabridge/egl/sync_bridge.hpp>
+#include <dmabridge/format/frame_layout.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/v4l2/device.hpp>
@@ -25,7 +26,6 @@
 
 #include <doctest/doctest.h>
 
-#include "conversion.hpp"
 #include "egl_harness.hpp"
 #include "vgem.hpp"
 #include "vivid_nodes.hpp"
@@ -278,14 +278,17 @@ TEST_CASE_FIXTURE(EglTest, "vivid's YUYV and NV12 frames sampled through GL_TEXT
             CHECK((*image)->external());
             const auto gl = read_rgba(**image);
 
-            auto layout = camera::frame_layout(desc);
+            auto layout = dmabridge::frame_layout(desc);
             REQUIRE_MESSAGE(layout, (layout ? "" : layout.error().message()));
             auto map = Mapping::map(desc.planes[0].buffer, Access::read);
             REQUIRE(map);
             auto map1 = Mapping::map(desc.planes.back().buffer, Access::read);
             REQUIRE(map1);
-            const auto reference = camera::convert_on_cpu(*layout, std::span<const std::byte>(map->data(), map->size()),
-                                                          std::span<const std::byte>(map1->data(), map1->size()));
+            const auto converted =
+                dmabridge::convert_to_rgba(*layout, std::span<const std::byte>(map->data(), map->size()),
+                                           std::span<const std::byte>(map1->data(), map1->size()));
+            REQUIRE_MESSAGE(converted, (converted ? "" : converted.error().message()));
+            const auto& reference = *converted;
             REQUIRE(gl.size() == reference.size());
             // The driver converts in floating point, the reference in 8.8 fixed point: at most 3
             // levels apart per channel (measured: 2), and the picture is not flat.
