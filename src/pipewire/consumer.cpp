@@ -4,13 +4,16 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +43,81 @@ struct Signature {
     friend bool operator==(const Signature&, const Signature&) = default;
 };
 
+// The library's own read-only mapping of a shared-memory buffer's memfd: libpipewire maps
+// nothing for this consumer (no PW_STREAM_FLAG_MAP_BUFFERS: it would map whatever fd a peer
+// marks MAPPABLE, dma-bufs and other files included, before any check). Made only after the fd
+// answered F_GET_SEALS (shmem: memfds and /dev/shm files, never a file system that could stall
+// a page fault) and its size covers the buffer.
+class MemfdView {
+public:
+    MemfdView() = default;
+    MemfdView(MemfdView&& o) noexcept
+        : base_(std::exchange(o.base_, nullptr)), length_(std::exchange(o.length_, 0)), shift_(o.shift_),
+          sealed_(o.sealed_), key_(o.key_) {}
+    MemfdView& operator=(MemfdView&& o) noexcept {
+        if (this != &o) {
+            reset();
+            base_ = std::exchange(o.base_, nullptr);
+            length_ = std::exchange(o.length_, 0);
+            shift_ = o.shift_;
+            sealed_ = o.sealed_;
+            key_ = o.key_;
+        }
+        return *this;
+    }
+    MemfdView(const MemfdView&) = delete;
+    MemfdView& operator=(const MemfdView&) = delete;
+    ~MemfdView() { reset(); }
+
+    // Maps `d` (a MemFd data) unless it is mapped already with the same fd, offset and size.
+    Status map(const spa_data& d) {
+        const std::array<std::uint64_t, 3> key{static_cast<std::uint64_t>(d.fd), d.mapoffset, d.maxsize};
+        if (base_ != nullptr && key == key_) return {};
+        reset();
+        const int fd = static_cast<int>(d.fd);
+        if (d.fd < 0 || d.fd > INT32_MAX || d.maxsize == 0)
+            return Error::library(Errc::invalid_argument, "shared memory: fd " + std::to_string(d.fd) + ", size " +
+                                                              std::to_string(d.maxsize));
+        const int seals = ::fcntl(fd, F_GET_SEALS);
+        if (seals < 0)
+            return Error::library(Errc::invalid_argument, "shared memory: fd " + std::to_string(fd) +
+                                                              " is no memfd (F_GET_SEALS: " + std::strerror(errno) + ")");
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) return Error::from_errno(errno, "shared memory: fstat");
+        const std::uint64_t end = std::uint64_t{d.mapoffset} + d.maxsize;
+        if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < end)
+            return Error::library(Errc::invalid_argument, "shared memory: the memfd holds " + std::to_string(st.st_size) +
+                                                              " bytes, the buffer ends at " + std::to_string(end));
+        const long page = ::sysconf(_SC_PAGESIZE);
+        const std::uint64_t pg = page > 0 ? static_cast<std::uint64_t>(page) : 4096;
+        const std::uint64_t first = d.mapoffset / pg * pg;
+        void* addr = ::mmap(nullptr, end - first, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(first));
+        if (addr == MAP_FAILED) return Error::from_errno(errno, "shared memory: mmap");
+        base_ = addr;
+        length_ = end - first;
+        shift_ = d.mapoffset - first;
+        sealed_ = (seals & F_SEAL_SHRINK) != 0;
+        key_ = key;
+        return {};
+    }
+    // The buffer's bytes (maxsize of them).
+    const std::byte* data() const noexcept { return static_cast<const std::byte*>(base_) + shift_; }
+    // Whether the producer can no longer shrink the memfd: reads through the mapping are safe
+    // (a read past a shrunk file's end raises SIGBUS).
+    bool sealed() const noexcept { return sealed_; }
+    void reset() noexcept {
+        if (base_ != nullptr) ::munmap(base_, length_);
+        base_ = nullptr;
+        length_ = 0;
+    }
+
+private:
+    void* base_ = nullptr;
+    std::uint64_t length_ = 0, shift_ = 0;
+    bool sealed_ = false;
+    std::array<std::uint64_t, 3> key_{};
+};
+
 // One PipeWire buffer, from add_buffer to remove_buffer.
 struct Entry {
     std::uint32_t id = 0;
@@ -50,6 +128,7 @@ struct Entry {
     Signature signature;
     bool wrap_tried = false;   // shared memory: udmabuf was tried once for this buffer
     bool wrapped = false;
+    MemfdView view;            // shared memory (MemFd): the library's mapping
 };
 
 }  // namespace
@@ -182,13 +261,21 @@ struct Consumer::Impl {
         const spa_data& d0 = sb->datas[0];
         if (d0.type != SPA_DATA_MemFd && d0.type != SPA_DATA_MemPtr)
             return Error::library(Errc::invalid_argument, "data type " + std::to_string(d0.type) + " in a shared-memory stream");
-        if (d0.data == nullptr) return Error::library(Errc::invalid_argument, "shared memory that is not mapped");
+        // MemPtr memory is mapped by libpipewire (its own pool); a MemFd is mapped here, checked.
+        const std::byte* base = static_cast<const std::byte*>(d0.data);
+        bool readable = true;  // reads through `base` cannot raise SIGBUS
+        if (d0.type == SPA_DATA_MemFd) {
+            if (auto mapped = entry.view.map(d0); !mapped) return mapped.error();
+            base = entry.view.data();
+            readable = entry.view.sealed();
+        }
+        if (base == nullptr) return Error::library(Errc::invalid_argument, "shared memory that is not mapped");
         ImageLayout layout{n.width, n.height, n.fourcc, modifier::linear, {}};
         for (std::uint32_t p = 0; p < planes; ++p) {
             // One data per plane in the same memory, or one data holding every plane: the
             // second plane then follows the first (offset + stride x rows).
             const spa_data& d = sb->datas[std::min(p, sb->n_datas - 1)];
-            if (d.data != d0.data || d.chunk == nullptr || d.chunk->stride <= 0)
+            if (d.type != d0.type || d.fd != d0.fd || d.data != d0.data || d.chunk == nullptr || d.chunk->stride <= 0)
                 return Error::library(Errc::invalid_argument, "plane " + std::to_string(p) + ": no usable chunk");
             std::uint64_t offset = d.chunk->offset % (d.maxsize ? d.maxsize : 1);
             std::uint64_t stride = static_cast<std::uint64_t>(d.chunk->stride);
@@ -201,7 +288,9 @@ struct Consumer::Impl {
             layout.planes.push_back(PlaneLayout{offset, stride, d0.maxsize});
         }
         if (auto ok = validate_layout(layout); !ok) return ok.error();
-        f.memory = {static_cast<const std::byte*>(d0.data), d0.maxsize};
+        // A memfd the producer may still shrink is not handed out as a span: a read past its new
+        // end would raise SIGBUS in the application. Its frames arrive through `desc` only.
+        if (readable) f.memory = {base, d0.maxsize};
         f.plane_count = planes;
         for (std::uint32_t p = 0; p < planes; ++p) {
             f.offsets[p] = layout.planes[p].offset;
@@ -271,13 +360,7 @@ struct Consumer::Impl {
                 return Error::library(Errc::unsupported, "copy target: the allocator made planes in separate dma-bufs");
         // A memfd the producer may shrink must not be read through its mapping: a read past its
         // new end raises SIGBUS and kills this process. Read such a file with pread instead.
-        bool through_mapping = true;
-        if (d0.type == SPA_DATA_MemFd) {
-            const int seals = ::fcntl(static_cast<int>(d0.fd), F_GET_SEALS);
-            struct stat st {};
-            through_mapping = seals >= 0 && (seals & F_SEAL_SHRINK) != 0 && ::fstat(static_cast<int>(d0.fd), &st) == 0 &&
-                              static_cast<std::uint64_t>(st.st_size) >= std::uint64_t{d0.mapoffset} + d0.maxsize;
-        }
+        const bool through_mapping = readable;
         auto map = Mapping::map(dst.planes[0].buffer, Access::write);
         if (!map) return map.error().with_context("copy target");
         auto access = CpuAccess::begin(dst.planes[0].buffer, Access::write);
@@ -289,7 +372,7 @@ struct Consumer::Impl {
             for (std::uint32_t y = 0; y < rows; ++y) {
                 const std::uint64_t at = layout.planes[p].offset + y * layout.planes[p].stride;
                 if (through_mapping) {
-                    std::memcpy(out + y * dst.planes[p].stride, static_cast<const std::byte*>(d0.data) + at, row);
+                    std::memcpy(out + y * dst.planes[p].stride, base + at, row);
                     continue;
                 }
                 const ssize_t got = ::pread(static_cast<int>(d0.fd), out + y * dst.planes[p].stride, row,
@@ -364,7 +447,7 @@ Result<Consumer> Consumer::create(Context& context, ConsumerOptions options) {
     spa_pod_builder b = SPA_POD_BUILDER_INIT(storage.data(), static_cast<uint32_t>(storage.size()));
     auto params = impl->enum_formats(&b);
     const int res = pw_stream_connect(impl->stream, PW_DIRECTION_INPUT, PW_ID_ANY,
-                                      static_cast<pw_stream_flags>(PW_STREAM_FLAG_AUTOCONNECT | PW_STREAM_FLAG_MAP_BUFFERS),
+                                      static_cast<pw_stream_flags>(PW_STREAM_FLAG_AUTOCONNECT),
                                       params.data(), static_cast<uint32_t>(params.size()));
     if (res < 0) return Error::from_errno(-res, what + ": pw_stream_connect");
     return Consumer(std::move(impl));

@@ -12,7 +12,9 @@
 /// sizes are checked before anything uses them. A dma-buf plane must be a dma-buf fd
 /// (DmaBuf::import_fd reads what the fd is), and the description with the negotiated size,
 /// fourcc and modifier must pass BufferDesc::validate(); shared memory must lie inside its
-/// mapping. A frame that fails is returned to the producer at once, counted in
+/// mapping. libpipewire is not asked to map buffers (PW_STREAM_FLAG_MAP_BUFFERS would map any
+/// fd the peer marks mappable, dma-bufs included, before these checks): the Consumer maps only
+/// memfds it checked. A frame that fails is returned to the producer at once, counted in
 /// stats().frames_rejected, and the reason kept in last_rejection().
 ///
 /// Buffer identity: each PipeWire buffer is described once and the description (its DmaBufs)
@@ -80,9 +82,12 @@ struct ConsumerFrame {
     /// buffer meanwhile (the producer gone, a renegotiation).
     const BufferDesc* desc = nullptr;
     /// A shared-memory frame's bytes (read-only; plane p at offsets[p], strides[p]); empty for
-    /// dma-buf frames. Unlike `desc`, this is libpipewire's mapping of the producer's memory:
-    /// valid only until the next dispatch() (which may remove the buffer and unmap it), and the
-    /// producer may change it meanwhile. Read it at once, or use `desc` (udmabuf or a copy).
+    /// dma-buf frames, and for a memfd the producer can still shrink (F_SEAL_SHRINK not set: a
+    /// read past its new end would raise SIGBUS; use `desc`, the copy). Unlike `desc`, this is a
+    /// mapping of the producer's memory (the Consumer's own for memfds, made once the fd proved
+    /// to be shared memory of the right size; libpipewire's for MemPtr memory): valid only until
+    /// the next dispatch() (which may remove the buffer and unmap it), and the producer may
+    /// change it meanwhile. Read it at once, or use `desc` (udmabuf or a copy).
     std::span<const std::byte> memory;
     std::uint32_t plane_count = 0;
     std::uint64_t offsets[4] = {};
