@@ -44,6 +44,7 @@
 
 #include <GLES3/gl3.h>
 
+#include "bench_util.hpp"
 #include "camera_pipeline.hpp"
 #include "gl_converter.hpp"
 #include "gl_pipeline.hpp"
@@ -73,10 +74,7 @@ void ok(Status s, const char* what) {
 
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
+using dmabridge::bench::median;
 
 camera::PipelineOptions options(std::uint32_t width, std::uint32_t height, camera::Path path, std::uint32_t fps) {
     camera::PipelineOptions o;

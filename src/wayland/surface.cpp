@@ -141,8 +141,8 @@ struct ResolvedSync {
 // syncobj only when asked for by name: while a wp_linux_drm_syncobj_surface_v1 exists, every
 // commit with a buffer must carry points, so the application's own attach (a placeholder, a
 // wl_shm frame after the Surface is gone) would end its connection (no_acquire_point).
-Result<ResolvedSync> resolve_sync(const Display::State& display, PresentSync sync, const char* operation) {
-    const bool adopting = std::string_view(operation) == "adopt";
+Result<ResolvedSync> resolve_sync(const Display::State& display, PresentSync sync, bool adopting) {
+    const char* operation = adopting ? "adopt" : "create";
     const bool syncobj = display.watcher.has_value();
     const bool fences = display.explicit_sync != nullptr;
     const std::string fences_offered = fences ? "the compositor offers zwp_linux_explicit_synchronization_v1"
@@ -321,7 +321,7 @@ Result<Surface> Surface::create(Display& display, const SurfaceOptions& options)
         return Error::library(Errc::empty_object, "wayland::Surface::create: the Display is empty (moved from)");
     const auto& dstate = display.state_;
     if (dstate->broken) return dstate->broken->with_context("wayland::Surface::create");
-    auto resolved = resolve_sync(*dstate, options.sync, "create");
+    auto resolved = resolve_sync(*dstate, options.sync, false);
     if (!resolved) return resolved.error();
     const PresentSync sync = resolved->sync;
 
@@ -371,7 +371,7 @@ Result<Surface> Surface::adopt(Display& display, wl_surface* surface, PresentSyn
         return Error::library(Errc::invalid_argument,
                               "wayland::Surface::adopt: another Surface of this Display already presents to the "
                               "wl_surface; destroy it first");
-    auto resolved = resolve_sync(*dstate, sync, "adopt");
+    auto resolved = resolve_sync(*dstate, sync, true);
     if (!resolved) return resolved.error();
 
     auto state = std::make_shared<State>();

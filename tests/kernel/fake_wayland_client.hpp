@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include <dmabridge/format/fourcc.hpp>
+#include <dmabridge/kernel/sync_file.hpp>
 #include <dmabridge/wayland/display.hpp>
 #include <dmabridge/wayland/surface.hpp>
 
@@ -47,6 +48,16 @@ inline BufferDesc rgb_buffer(Vgem& vgem) {
     d.fourcc = fourcc::XBGR8888;
     d.planes.push_back({vgem.create_buffer(fake_side * fake_side * 4), 0, fake_side * 4});
     return d;
+}
+
+/// A pending vgem fence as a sync_file (the caller signals `second` with vgem.signal()): a
+/// fence the test holds back.
+inline std::pair<SyncFile, std::uint32_t> held_fence(Vgem& vgem) {
+    auto source = vgem.create_buffer(4096);
+    const auto id = vgem.attach_fence(true);
+    auto fence = source.export_sync_file(Access::read);
+    REQUIRE_MESSAGE(fence, (fence ? "" : fence.error().message()));
+    return {std::move(*fence), id};
 }
 
 }  // namespace dmabridge::test

@@ -299,10 +299,7 @@ TEST_CASE("where a dma-buf takes no fence (IMPORT_SYNC_FILE answers ENOTTY, as b
 TEST_CASE("where a dma-buf takes no fence, present()'s CPU wait for an acquire fence that never signals ends at acquire_wait_timeout") {
     FdLeakCheck leaks;
     Vgem vgem;
-    auto fence_source = vgem.create_buffer(4096);
-    const auto acquire_id = vgem.attach_fence(true);
-    auto acquire = fence_source.export_sync_file(Access::read);
-    REQUIRE(acquire);
+    auto [acquire, acquire_id] = held_fence(vgem);
     FakeCompositor compositor(options(true));
     auto display = connect_to(compositor);
     wayland::SurfaceOptions o;
@@ -316,7 +313,7 @@ TEST_CASE("where a dma-buf takes no fence, present()'s CPU wait for an acquire f
     std::chrono::steady_clock::duration took{};
     run_with_failing_syscall(SYS_ioctl, 1, static_cast<std::uint32_t>(DMA_BUF_IOCTL_IMPORT_SYNC_FILE), ENOTTY, [&] {
         const auto start = std::chrono::steady_clock::now();
-        presented = surface->present(*id, std::move(*acquire));
+        presented = surface->present(*id, std::move(acquire));
         took = std::chrono::steady_clock::now() - start;
     });
     REQUIRE_FALSE(presented);

@@ -89,15 +89,6 @@ struct RecordingCompositor {
     wayland::Display display;
 };
 
-// A sync_file of an unsignalled vgem fence the test signals when it likes (its id).
-std::pair<SyncFile, std::uint32_t> held_fence(Vgem& vgem) {
-    auto source = vgem.create_buffer(4096);
-    const auto id = vgem.attach_fence(true);
-    auto fence = source.export_sync_file(Access::read);
-    REQUIRE_MESSAGE(fence, (fence ? "" : fence.error().message()));
-    return {std::move(*fence), id};
-}
-
 // Two buffers added to `surface`.
 std::pair<wayland::SurfaceBufferId, wayland::SurfaceBufferId> add_two_buffers(wayland::Surface& surface, Vgem& vgem) {
     auto a = surface.add_buffer(rgb_buffer(vgem));
