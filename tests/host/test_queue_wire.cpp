@@ -95,7 +95,7 @@ TEST_CASE("queue announcements with a plane count that does not fit their size a
     auto b = bytes_of(nv12());
     poke<std::uint32_t>(b, 16 + 24, 3);
     CHECK(refusal(b, 1).find("plane count 3 but the payload holds 2 planes") != std::string::npos);
-    b.resize(b.size() - 1);
+    b.pop_back();  // (resize(size() - 1) raised a false -Wstringop-overflow in GCC 12 at -O1)
     poke<std::uint32_t>(b, 8, static_cast<std::uint32_t>(b.size() - 16));
     CHECK(refusal(b, 1).find("is not 32 + 24 x (1 to 4 planes)") != std::string::npos);
     auto r = bytes_of(wire::Release{1, 0});

@@ -13,7 +13,7 @@
 #include <thread>
 
 // A watchdog over every test binary: a test case (one pass through it, subcases re-enter) that runs
-// longer than DMABRIDGE_TEST_CASE_TIMEOUT seconds (default 300; 0 turns it off) is named on stderr
+// longer than DMABRIDGE_TEST_CASE_TIMEOUT seconds (default 900; 0 turns it off) is named on stderr
 // and ends the process. A wait that never ends (a fence nobody signals, a flip that never comes, a
 // peer that never answers) then fails as that test, with its name, in seconds instead of reaching
 // the VM's timeout, which can only say that the guest hung.
@@ -55,10 +55,10 @@ public:
 private:
     static long limit_seconds() {
         const char* text = std::getenv("DMABRIDGE_TEST_CASE_TIMEOUT");
-        if (text == nullptr || *text == '\0') return 300;
+        if (text == nullptr || *text == '\0') return 900;
         char* end = nullptr;
         const long value = std::strtol(text, &end, 10);
-        return (end != nullptr && *end == '\0' && value >= 0) ? value : 300;
+        return (end != nullptr && *end == '\0' && value >= 0) ? value : 900;
     }
 
     static void arm(const doctest::TestCaseData& data) {
