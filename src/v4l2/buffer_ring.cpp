@@ -347,6 +347,7 @@ Status BufferRing::queue(std::uint32_t index, std::span<const std::uint32_t> byt
 }
 
 Result<std::optional<Dequeued>> BufferRing::try_dequeue() {
+    if (fd_ < 0) return Error::library(Errc::empty_object, "v4l2 buffer ring: dequeue: the ring was moved from");
     v4l2_buffer b{};
     v4l2_plane planes[VIDEO_MAX_PLANES]{};
     b.type = type_;
@@ -390,6 +391,7 @@ Result<std::optional<Dequeued>> BufferRing::dequeue(Timeout timeout) {
 }
 
 Status BufferRing::stream_on() {
+    if (fd_ < 0) return Error::library(Errc::empty_object, "v4l2 buffer ring: stream on: the ring was moved from");
     int type = static_cast<int>(type_);
     if (detail::v4l2_ioctl(fd_, VIDIOC_STREAMON, &type) != 0) return detail::last_error(device_ + ": VIDIOC_STREAMON");
     streaming_ = true;
@@ -397,6 +399,7 @@ Status BufferRing::stream_on() {
 }
 
 Status BufferRing::stream_off() {
+    if (fd_ < 0) return Error::library(Errc::empty_object, "v4l2 buffer ring: stream off: the ring was moved from");
     int type = static_cast<int>(type_);
     streaming_ = false;
     if (detail::v4l2_ioctl(fd_, VIDIOC_STREAMOFF, &type) != 0) return detail::last_error(device_ + ": VIDIOC_STREAMOFF");

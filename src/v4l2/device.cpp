@@ -83,6 +83,13 @@ std::string not_a_video_node(const struct stat& st) {
     return "a " + numbers + " (V4L2 nodes have major " + std::to_string(video_major) + ")";
 }
 
+// Every call on a moved-from Device fails here, before any ioctl: with Errc::empty_object, not
+// the EBADF that fd -1 would give.
+Error moved_from(std::string_view what) {
+    return Error::library(Errc::empty_object,
+                          "v4l2 device: " + std::string(what) + ": the Device is empty (moved from)");
+}
+
 }  // namespace
 
 Result<Device> Device::open(std::string_view path) {
@@ -160,6 +167,7 @@ Result<Device> Device::find(Direction direction) {
 }
 
 Result<std::uint32_t> Device::buffer_type(Direction direction) const {
+    if (!fd_) return moved_from("buffer_type");
     const bool can = direction == Direction::capture ? caps_.capture : caps_.output;
     if (!can)
         return Error::library(Errc::unsupported, path_ + " (" + caps_.card + ") has no " + name_of(direction) +
@@ -218,6 +226,7 @@ bool try_export(int fd, std::uint32_t type) {
 }  // namespace
 
 Result<MemorySupport> Device::memory_support(Direction direction) const {
+    if (!fd_) return moved_from("memory_support");
     auto type = buffer_type(direction);
     if (!type) return type.error();
     const std::string what = path_ + ": " + name_of(direction) + " memory support";
@@ -270,6 +279,7 @@ Result<MemorySupport> Device::memory_support(Direction direction) const {
 }
 
 Result<std::vector<std::uint32_t>> Device::formats(Direction direction) const {
+    if (!fd_) return moved_from("formats");
     auto type = buffer_type(direction);
     if (!type) return type.error();
     std::vector<std::uint32_t> out;
@@ -287,6 +297,7 @@ Result<std::vector<std::uint32_t>> Device::formats(Direction direction) const {
 }
 
 Result<std::vector<FrameSize>> Device::frame_sizes(std::uint32_t pixel_format) const {
+    if (!fd_) return moved_from("frame_sizes");
     std::vector<FrameSize> out;
     for (std::uint32_t i = 0;; ++i) {
         v4l2_frmsizeenum size{};
@@ -303,6 +314,7 @@ Result<std::vector<FrameSize>> Device::frame_sizes(std::uint32_t pixel_format) c
 }
 
 Result<Format> Device::format(Direction direction) const {
+    if (!fd_) return moved_from("format");
     auto type = buffer_type(direction);
     if (!type) return type.error();
     v4l2_format f{};
@@ -313,6 +325,7 @@ Result<Format> Device::format(Direction direction) const {
 
 Result<Format> Device::set_format(Direction direction, std::uint32_t width, std::uint32_t height,
                                   std::uint32_t pixel_format) {
+    if (!fd_) return moved_from("set_format");
     auto type = buffer_type(direction);
     if (!type) return type.error();
     const std::string what = path_ + ": set " + name_of(direction) + " format " + std::to_string(width) + "x" +
@@ -342,6 +355,7 @@ Result<Format> Device::set_format(Direction direction, std::uint32_t width, std:
 }
 
 Result<FrameInterval> Device::set_frame_interval(Direction direction, FrameInterval interval) {
+    if (!fd_) return moved_from("set_frame_interval");
     auto type = buffer_type(direction);
     if (!type) return type.error();
     const std::string what = path_ + ": set the frame interval to " + std::to_string(interval.numerator) + "/" +
@@ -367,6 +381,7 @@ Result<FrameInterval> Device::set_frame_interval(Direction direction, FrameInter
 
 Result<std::vector<FrameInterval>> Device::frame_intervals(std::uint32_t pixel_format, std::uint32_t width,
                                                            std::uint32_t height) const {
+    if (!fd_) return moved_from("frame_intervals");
     std::vector<FrameInterval> out;
     for (std::uint32_t i = 0;; ++i) {
         v4l2_frmivalenum ival{};
@@ -385,6 +400,7 @@ Result<std::vector<FrameInterval>> Device::frame_intervals(std::uint32_t pixel_f
 }
 
 Status Device::select_input(std::uint32_t index) {
+    if (!fd_) return moved_from("select_input");
     int i = static_cast<int>(index);
     if (detail::v4l2_ioctl(fd(), VIDIOC_S_INPUT, &i) != 0)
         return detail::last_error(path_ + ": select input " + std::to_string(index) + " (VIDIOC_S_INPUT)");
@@ -392,6 +408,7 @@ Status Device::select_input(std::uint32_t index) {
 }
 
 Status Device::select_output(std::uint32_t index) {
+    if (!fd_) return moved_from("select_output");
     int i = static_cast<int>(index);
     if (detail::v4l2_ioctl(fd(), VIDIOC_S_OUTPUT, &i) != 0)
         return detail::last_error(path_ + ": select output " + std::to_string(index) + " (VIDIOC_S_OUTPUT)");
@@ -410,6 +427,7 @@ bool same_name(std::string_view a, std::string_view b) {
 }  // namespace
 
 Result<std::uint32_t> Device::control_id(std::string_view name) const {
+    if (!fd_) return moved_from("control_id");
     v4l2_query_ext_ctrl q{};
     q.id = V4L2_CTRL_FLAG_NEXT_CTRL | V4L2_CTRL_FLAG_NEXT_COMPOUND;
     while (detail::v4l2_ioctl(fd(), VIDIOC_QUERY_EXT_CTRL, &q) == 0) {
@@ -421,6 +439,7 @@ Result<std::uint32_t> Device::control_id(std::string_view name) const {
 }
 
 Result<std::int64_t> Device::menu_value(std::uint32_t id, std::string_view item) const {
+    if (!fd_) return moved_from("menu_value");
     v4l2_query_ext_ctrl q{};
     q.id = id;
     if (detail::v4l2_ioctl(fd(), VIDIOC_QUERY_EXT_CTRL, &q) != 0)
@@ -439,6 +458,7 @@ Result<std::int64_t> Device::menu_value(std::uint32_t id, std::string_view item)
 }
 
 Status Device::set_control(std::uint32_t id, std::int64_t value) {
+    if (!fd_) return moved_from("set_control");
     v4l2_ext_control c{};
     c.id = id;
     c.value64 = value;

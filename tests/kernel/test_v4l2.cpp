@@ -135,6 +135,47 @@ TEST_CASE_FIXTURE(FdLeakCheck, "NV12 in one V4L2 buffer is described as two plan
     CHECK(desc.planes[1].stride == 320);
 }
 
+TEST_CASE_FIXTURE(FdLeakCheck, "a moved-from Device and BufferRing fail every call with empty_object, before any ioctl") {
+    auto cap = capture_device();
+    REQUIRE(cap.set_format(v4l2::Direction::capture, 320, 180, V4L2_PIX_FMT_YUYV));
+    auto ring = v4l2::BufferRing::create_exported(cap, v4l2::Direction::capture, 2);
+    REQUIRE_MESSAGE(ring, (ring ? "" : ring.error().message()));
+    const auto empty = [](const Error& e) {
+        CAPTURE(e.message());
+        CHECK(e.is(Errc::empty_object));
+        CHECK(e.message().find("moved from") != std::string::npos);
+    };
+
+    v4l2::BufferRing ring_to = std::move(*ring);
+    CHECK(ring->size() == 0);
+    empty(ring->queue(0).error());
+    empty(ring->dequeue(std::chrono::milliseconds(50)).error());
+    empty(ring->stream_on().error());
+    empty(ring->stream_off().error());
+    REQUIRE(ring_to.queue(0));  // the moved-to ring is whole
+    REQUIRE(ring_to.stream_on());
+    REQUIRE(ring_to.stream_off());
+
+    v4l2::Device moved_to = std::move(cap);
+    CHECK(cap.fd() == -1);
+    empty(cap.formats(v4l2::Direction::capture).error());
+    empty(cap.frame_sizes(V4L2_PIX_FMT_YUYV).error());
+    empty(cap.set_format(v4l2::Direction::capture, 320, 180, V4L2_PIX_FMT_YUYV).error());
+    empty(cap.format(v4l2::Direction::capture).error());
+    empty(cap.memory_support(v4l2::Direction::capture).error());
+    empty(cap.set_frame_interval(v4l2::Direction::capture, {1, 30}).error());
+    empty(cap.frame_intervals(V4L2_PIX_FMT_YUYV, 320, 180).error());
+    empty(cap.select_input(0).error());
+    empty(cap.select_output(0).error());
+    empty(cap.control_id("Brightness").error());
+    empty(cap.menu_value(1, "x").error());
+    empty(cap.set_control(1, 0).error());
+    empty(cap.buffer_type(v4l2::Direction::capture).error());
+    empty(v4l2::BufferRing::create_exported(cap, v4l2::Direction::capture, 2).error());
+    empty(v4l2::BufferRing::create_imported(cap, v4l2::Direction::capture, {}).error());
+    CHECK(moved_to.format(v4l2::Direction::capture));  // the moved-to device is whole
+}
+
 TEST_SUITE_END();
 
 TEST_CASE_FIXTURE(FdLeakCheck, "a DMABUF ring captures into udmabuf buffers dmabridge allocated") {

@@ -77,8 +77,8 @@ public:
 
     /// Moves: the driver's buffers and the streaming state go with the new object. Assignment
     /// first stops and releases the target's own ring, as the destructor does. A moved-from
-    /// ring has size() 0; queue() on it fails with Errc::empty_object, but dequeue(),
-    /// stream_on() and stream_off() reach the driver with fd -1 and fail with EBADF.
+    /// ring has size() 0; queue(), dequeue(), stream_on() and stream_off() on it fail with
+    /// Errc::empty_object before any ioctl.
     BufferRing(BufferRing&&) noexcept;
     BufferRing& operator=(BufferRing&&) noexcept;
     BufferRing(const BufferRing&) = delete;

@@ -103,9 +103,9 @@ public:
     const std::string& path() const noexcept { return path_; }
     /// VIDIOC_QUERYCAP's answer, read at open.
     const Capabilities& capabilities() const noexcept { return caps_; }
-    /// The node's fd (non-blocking), still owned by the Device; -1 once moved from. A
-    /// moved-from Device has no checks of its own: its calls reach the kernel with fd -1 and
-    /// fail with EBADF, not Errc::empty_object.
+    /// The node's fd (non-blocking), still owned by the Device; -1 once moved from. Every call
+    /// on a moved-from Device (and BufferRing::create_* with one) fails with Errc::empty_object
+    /// before any ioctl.
     int fd() const noexcept { return fd_.get(); }
 
     /// The V4L2 fourccs the `direction` queue offers (VIDIOC_ENUM_FMT).
