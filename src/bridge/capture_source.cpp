@@ -166,8 +166,14 @@ CaptureSource::~CaptureSource() {
     if (state_) (void)stop();
 }
 
-const Device& CaptureSource::device() const noexcept { return *state_->device; }
-const Format& CaptureSource::format() const noexcept { return state_->format; }
+const Device& CaptureSource::device() const noexcept {
+    static const Device empty;  // what a moved-from source answers: every call fails with empty_object
+    return state_ ? *state_->device : empty;
+}
+const Format& CaptureSource::format() const noexcept {
+    static const Format empty{};
+    return state_ ? state_->format : empty;
+}
 double CaptureSource::frame_rate() const noexcept { return state_ ? state_->frame_rate : 0; }
 std::size_t CaptureSource::size() const noexcept { return state_ ? state_->ring->size() : 0; }
 const BufferDesc& CaptureSource::buffer(std::uint32_t index) const {

@@ -349,6 +349,11 @@ TEST_CASE_FIXTURE(FdLeakCheck, "a capture source refuses misuse with clear error
         CHECK(source.producer() == nullptr);
         CHECK(source.device_fd() == -1);
         CHECK(source.with_driver() == 0);
+        CHECK(source.device().fd() == -1);  // an empty Device, not a dangling reference
+        CHECK(source.device().format(v4l2::Direction::capture).error().is(Errc::empty_object));
+        CHECK(source.format().width == 0);
+        CHECK(moved_to.device().fd() >= 0);
+        CHECK(moved_to.format().width > 0);
         CHECK_FALSE(source.pump(10s));  // at once, not after ten seconds
         CHECK(source.pump(10s).error().is(Errc::empty_object));
         CHECK(source.start().error().is(Errc::empty_object));

@@ -70,8 +70,9 @@ public:
     /// Stops streaming (see stop()). Consumers keep the buffers they imported alive.
     ~CaptureSource();
 
-    /// The V4L2 device and its format. A CaptureSource that was moved from must not be asked
-    /// these two; frame_rate(), size() and stats() answer 0 and buffer() throws for it.
+    /// The V4L2 device and its format. A CaptureSource that was moved from answers an empty
+    /// Device (every call fails with Errc::empty_object) and an empty Format; frame_rate(),
+    /// size() and stats() answer 0 and buffer() throws for it.
     const Device& device() const noexcept;
     const Format& format() const noexcept;
     /// The frame rate the driver chose for CaptureOptions::fps; 0 when none was asked for.

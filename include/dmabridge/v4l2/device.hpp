@@ -99,6 +99,10 @@ public:
     /// nodes that were looked at.
     static Result<Device> find(Direction direction);
 
+    /// An empty Device, as a moved-from one: fd() is -1, path() is empty and every call fails
+    /// with Errc::empty_object.
+    Device() noexcept = default;
+
     /// The node's path as opened, e.g. "/dev/video0".
     const std::string& path() const noexcept { return path_; }
     /// VIDIOC_QUERYCAP's answer, read at open.
