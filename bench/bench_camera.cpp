@@ -44,12 +44,14 @@
 
 #include <GLES3/gl3.h>
 
+#include <dmabridge/vulkan/frame_converter.hpp>
+
 #include "bench_util.hpp"
 #include "camera_pipeline.hpp"
 #include "gl_converter.hpp"
 #include "gl_pipeline.hpp"
-#include "gpu_converter.hpp"
 #include "syscall_tap.hpp"
+#include "vulkan_compute.hpp"
 
 using namespace dmabridge;
 using clock_type = std::chrono::steady_clock;
@@ -143,10 +145,23 @@ double shader_fps(const vulkan::Context& ctx, std::uint32_t width, std::uint32_t
     vulkan::ImportCache cache(ctx.device());
     auto buffer = ok(cache.import_buffer(desc.planes[0].buffer, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT), "import");
     auto vk = ok(sample::DeviceFunctions::load(ctx), "entry points");
-    auto converter = ok(camera::GpuConverter::create(vk, width, height, 1, false), "converter");
-    converter.bind(0, buffer->handle(), buffer->handle());
+    auto converter = ok(vulkan::FrameConverter::create(ctx.device(), {.frames_in_flight = 1}), "converter");
+    auto image = ok(sample::DeviceImage::create(vk, VK_FORMAT_R8G8B8A8_UNORM, width, height,
+                                                vulkan::FrameConverter::target_usage),
+                    "RGBA image");
+    (void)ok(converter.bind(0, vulkan::FrameSource::of(*buffer), vulkan::FrameSource::of(*buffer),
+                            {image.handle(), image.view(), {width, height}}),
+             "bind");
     const auto submit = [&] {
-        return ok(ctx.submit_async([&](VkCommandBuffer cmd) { converter.record(cmd, 0, layout, false); }), "submit");
+        Status recorded;
+        auto work = ok(ctx.submit_async([&](VkCommandBuffer cmd) { recorded = converter.record(cmd, 0, layout); }),
+                       "submit");
+        if (!recorded) {
+            std::fprintf(stderr, "bench_camera: record: %s\n", recorded.error().message().c_str());
+            std::exit(1);
+        }
+        ok(converter.set_last_use(0, work), "set_last_use");
+        return work;
     };
     (void)ok(submit().wait(std::chrono::seconds(60)), "warm-up");
     std::vector<vulkan::Submission> in_flight;

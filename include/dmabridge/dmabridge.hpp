@@ -57,6 +57,7 @@
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/format.hpp>
+#include <dmabridge/vulkan/frame_converter.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/resources.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>

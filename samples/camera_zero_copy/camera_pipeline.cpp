@@ -12,12 +12,13 @@
 
 #include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
+#include <dmabridge/vulkan/frame_converter.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
 #include "frame_loop.hpp"
-#include "gpu_converter.hpp"
 #include "pipeline_util.hpp"
+#include "vulkan_compute.hpp"
 
 namespace camera {
 
@@ -64,8 +65,40 @@ Result<CopySizes> copy_sizes(const std::vector<std::vector<std::uint64_t>>& dmab
 
 namespace {
 
-constexpr VkBufferUsageFlags source_usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+constexpr VkBufferUsageFlags source_usage = vulkan::FrameConverter::source_usage;
 const vulkan::BufferUse shader_read{VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT};
+
+// Records the copy of the converted frame (`image`, GENERAL after FrameConverter::record) into
+// a host-visible buffer, made visible to the host once the submit's fence signalled.
+void record_read_back(const sample::DeviceFunctions& vk, VkCommandBuffer cmd, VkImage image, VkBuffer buffer,
+                      std::uint32_t width, std::uint32_t height) {
+    VkImageMemoryBarrier to_copy{};
+    to_copy.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_BARRIER;
+    to_copy.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+    to_copy.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT;
+    to_copy.oldLayout = VK_IMAGE_LAYOUT_GENERAL;
+    to_copy.newLayout = VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL;
+    to_copy.srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
+    to_copy.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
+    to_copy.image = image;
+    to_copy.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
+    vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 0, nullptr, 0,
+                          nullptr, 1, &to_copy);
+    VkBufferImageCopy region{};
+    region.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1};
+    region.imageExtent = {width, height, 1};
+    vk.CmdCopyImageToBuffer(cmd, image, VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, buffer, 1, &region);
+    VkBufferMemoryBarrier to_host{};
+    to_host.sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER;
+    to_host.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+    to_host.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+    to_host.srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
+    to_host.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
+    to_host.buffer = buffer;
+    to_host.size = VK_WHOLE_SIZE;
+    vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 0, nullptr, 1, &to_host,
+                          0, nullptr);
+}
 
 }  // namespace
 
@@ -94,6 +127,7 @@ struct Slot {
     std::vector<vulkan::Release> next_releases;
     // copy: one staging buffer per dma-buf of the V4L2 buffer.
     std::vector<sample::HostBuffer> staging;
+    std::vector<std::uint64_t> staging_size;
     // The imports the commands (and next_releases) were made for.
     std::vector<const vulkan::Buffer*> recorded_for;
     bool commands_stale(const std::vector<vulkan::CachedBuffer>& now) const {
@@ -117,7 +151,12 @@ struct CameraPipeline::State {
     std::vector<std::vector<dmabridge::Mapping>> mappings;  // copy: per V4L2 buffer, per dma-buf
     std::vector<std::vector<std::uint32_t>> copy_bytes;     // copy: per V4L2 buffer, per dma-buf
     std::optional<vulkan::SyncBridge> bridge;
-    std::optional<GpuConverter> converter;
+    // The conversion (dmabridge::vulkan::FrameConverter, one descriptor set per slot) into the
+    // application's RGBA image, and per slot a host buffer the image is copied to when the
+    // frame is read back.
+    std::optional<vulkan::FrameConverter> converter;
+    std::optional<sample::DeviceImage> rgba;
+    std::vector<sample::HostBuffer> readback;
     std::vector<Slot> slots;
     // After slots: destroyed first, it waits for the fences the slots' Submissions own.
     std::optional<vulkan::ImportCache> cache;
@@ -148,6 +187,21 @@ struct CameraPipeline::State {
     Status publish_pending(bool keep_newest);
     bool has_unpublished() const noexcept { return !unpublished.empty(); }
     Status before_turn() { return {}; }
+    // Points slot `k`'s converter set at its source buffers and the RGBA image; true when the
+    // binding changed (the slot's commands must be recorded again).
+    Result<bool> bind(std::uint32_t k, vulkan::FrameSource plane0, vulkan::FrameSource plane1) {
+        const vulkan::FrameTarget target{rgba->handle(), rgba->view(), {layout.width, layout.height}};
+        auto rebound = converter->bind(k, plane0, plane1, target);
+        if (!rebound) return rebound.error().with_context("camera: bind the converter");
+        return *rebound;
+    }
+    // Records slot `k`'s conversion, and its read-back when `read_back`.
+    Status record_conversion(VkCommandBuffer cmd, std::uint32_t k, bool read_back) {
+        if (auto ok = converter->record(cmd, k, layout); !ok) return ok.error().with_context("camera: convert");
+        if (read_back && !readback.empty())
+            record_read_back(vk, cmd, rgba->handle(), readback.at(k).handle(), layout.width, layout.height);
+        return {};
+    }
     // The next frame's releases of the slot's imported buffers, into slot.next_releases.
     Status prepare_releases(Slot& slot) {
         slot.next_releases.clear();
@@ -189,9 +243,19 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
     auto vk = sample::DeviceFunctions::load(context);
     if (!vk) return vk.error();
     st->vk = *vk;
-    auto converter = GpuConverter::create(st->vk, format->width, format->height, n, static_cast<bool>(options.read_back));
+    auto converter = vulkan::FrameConverter::create(context.device(), {.frames_in_flight = n});
     if (!converter) return converter.error().with_context("camera: GPU converter");
     st->converter.emplace(std::move(*converter));
+    auto image = sample::DeviceImage::create(st->vk, VK_FORMAT_R8G8B8A8_UNORM, format->width, format->height,
+                                             vulkan::FrameConverter::target_usage | VK_IMAGE_USAGE_TRANSFER_SRC_BIT);
+    if (!image) return image.error().with_context("camera: the RGBA image");
+    st->rgba.emplace(std::move(*image));
+    for (std::uint32_t i = 0; options.read_back && i < n; ++i) {
+        auto buffer = sample::HostBuffer::create(st->vk, VkDeviceSize{format->width} * format->height * 4,
+                                                 VK_BUFFER_USAGE_TRANSFER_DST_BIT);
+        if (!buffer) return buffer.error().with_context("camera: a read-back buffer");
+        st->readback.push_back(std::move(*buffer));
+    }
     st->slots.resize(n);
 
     if (options.path == Path::zero_copy) {
@@ -228,6 +292,7 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
                 auto staging = sample::HostBuffer::create(st->vk, sizes->staging[b], source_usage);
                 if (!staging) return staging.error().with_context("camera: staging buffer");
                 slot.staging.push_back(std::move(*staging));
+                slot.staging_size.push_back(sizes->staging[b]);
             }
     }
     State* state = st.get();  // stable: the State lives on the heap, whoever owns it
@@ -282,9 +347,10 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
             slot.releases[b].depends_on.push_back(std::move(*carried));
         }
     slot.next_releases.clear();
-    const bool rebound = converter->bind(index, slot.imports[set.of_plane[0]]->handle(),
-                                         slot.imports[set.of_plane[1]]->handle());
-    if (rebound) {
+    const auto rebound = bind(index, vulkan::FrameSource::of(*slot.imports[set.of_plane[0]]),
+                              vulkan::FrameSource::of(*slot.imports[set.of_plane[1]]));
+    if (!rebound) return rebound.error();
+    if (*rebound) {
         for (auto& c : slot.commands) c = {};
     }
     slot.read_back = options.read_back && options.read_back(submitted);
@@ -292,6 +358,7 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
     if (!commands.handle()) {
         // The barriers name the buffers, which stay the same as long as the cache keeps them:
         // recorded on the slot's first frame, then submitted as they are.
+        Status converted;
         auto recorded = context->record([&](VkCommandBuffer cmd) {
             std::vector<VkBufferMemoryBarrier> acquire_barriers, release_barriers;
             for (const auto& a : slot.acquires) acquire_barriers.push_back(a.buffer_barrier);
@@ -299,12 +366,13 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
             vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
                                   nullptr, static_cast<std::uint32_t>(acquire_barriers.size()),
                                   acquire_barriers.data(), 0, nullptr);
-            converter->record(cmd, index, layout, slot.read_back);
+            converted = record_conversion(cmd, index, slot.read_back);
             vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, 0,
                                   0, nullptr, static_cast<std::uint32_t>(release_barriers.size()),
                                   release_barriers.data(), 0, nullptr);
         });
         if (!recorded) return recorded.error().with_context("camera: record");
+        if (!converted) return converted;
         commands = std::move(*recorded);
         slot.recorded_for.clear();
         for (const auto& i : slot.imports) slot.recorded_for.push_back(i.get());
@@ -323,6 +391,8 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
     slot.submission = std::move(*submission);
     cpu_samples.push_back(thread_cpu_us() - cpu_start);
 
+    if (auto used = converter->set_last_use(index, slot.submission); !used)
+        return used.error().with_context("camera: record the GPU's use");
     for (std::size_t b = 0; b < set.buffers.size(); ++b)
         if (auto used = cache->set_last_use(*slot.imports[b], slot.submission); !used)
             return used.error().with_context("camera: record the GPU's use");
@@ -393,24 +463,29 @@ Status CameraPipeline::State::submit_copy(const queue::AcquiredFrame& f, double 
     }
     // The frame is copied: the driver can have its buffer back at once (no fence: the CPU is done).
     if (auto ok = consumer->release(f.buffer); !ok) return ok.error().with_context("camera: release");
-    const bool rebound =
-        converter->bind(k, slot.staging[set.of_plane[0]].handle(), slot.staging[set.of_plane[1]].handle());
-    if (rebound) {
+    const auto rebound = bind(k, {slot.staging[set.of_plane[0]].handle(), slot.staging_size[set.of_plane[0]]},
+                              {slot.staging[set.of_plane[1]].handle(), slot.staging_size[set.of_plane[1]]});
+    if (!rebound) return rebound.error();
+    if (*rebound) {
         for (auto& c : slot.commands) c = {};
     }
     slot.read_back = options.read_back && options.read_back(submitted);
     auto& commands = slot.commands[slot.read_back ? 1 : 0];
     if (!commands.handle()) {
         // Host writes before the submit are visible to it (coherent memory, submission order).
+        Status converted;
         auto recorded =
-            context->record([&](VkCommandBuffer cmd) { converter->record(cmd, k, layout, slot.read_back); });
+            context->record([&](VkCommandBuffer cmd) { converted = record_conversion(cmd, k, slot.read_back); });
         if (!recorded) return recorded.error().with_context("camera: record");
+        if (!converted) return converted;
         commands = std::move(*recorded);
     }
     auto submission = context->submit_async(commands, {});
     if (!submission) return submission.error().with_context("camera: submit");
     slot.submission = std::move(*submission);
     cpu_samples.push_back(thread_cpu_us() - cpu_start);
+    if (auto used = converter->set_last_use(k, slot.submission); !used)
+        return used.error().with_context("camera: record the GPU's use");
     copy_fifo.push_back(k);
     return {};
 }
@@ -430,7 +505,9 @@ Status CameraPipeline::State::finish(Slot& slot) {
         info.slot = slot.v4l2_index;
         info.sequence = slot.sequence;
         info.layout = layout;
-        if (slot.read_back) info.rgba = converter->readback(k);
+        if (slot.read_back && !readback.empty())
+            info.rgba = {static_cast<const std::uint8_t*>(readback.at(k).data()),
+                         std::size_t{layout.width} * layout.height * 4};
         if (options.path == Path::zero_copy) {
             info.source = slot.desc;
         } else {

@@ -18,7 +18,7 @@ std::uint64_t plane_end(std::uint32_t offset, std::uint32_t stride, std::uint32_
 }
 
 Status check_plane(int plane, std::uint32_t offset, std::uint32_t stride, std::uint32_t rows, std::uint64_t row_bytes,
-                   std::size_t size) {
+                   std::uint64_t size) {
     if (stride < row_bytes)
         return Error::library(Errc::invalid_argument, "plane " + std::to_string(plane) + ": stride " +
                                                           std::to_string(stride) + " < " + std::to_string(row_bytes) +
@@ -110,29 +110,32 @@ void yuv_to_rgb(std::uint8_t y, std::uint8_t u, std::uint8_t v, std::uint8_t rgb
     rgb[2] = static_cast<std::uint8_t>(std::clamp(b, 0, 255));
 }
 
-Result<std::vector<std::uint8_t>> convert_to_rgba(const FrameLayout& f, std::span<const std::byte> plane0,
-                                                  std::span<const std::byte> plane1) {
+Status check_frame_fits(const FrameLayout& f, std::uint64_t plane0_size, std::uint64_t plane1_size) {
     if (f.width == 0 || f.height == 0)
-        return Error::library(Errc::invalid_argument, "convert to RGBA: empty frame " + std::to_string(f.width) + "x" +
-                                                          std::to_string(f.height));
-    // The layout is untrusted here (it may be hand-made): every row read must fit its span.
-    const bool packed = f.format == FrameFormat::yuyv || f.format == FrameFormat::uyvy;
-    const std::uint64_t row0 = std::uint64_t{f.width} * (f.format == FrameFormat::nv12 ? 1 : packed ? 2 : 4);
+        return Error::library(Errc::invalid_argument,
+                              "empty frame " + std::to_string(f.width) + "x" + std::to_string(f.height));
     if (f.format > FrameFormat::xrgb8888)
         return Error::library(Errc::invalid_argument,
-                              "convert to RGBA: format code " + std::to_string(static_cast<std::uint32_t>(f.format)));
+                              "format code " + std::to_string(static_cast<std::uint32_t>(f.format)));
+    const bool packed = f.format == FrameFormat::yuyv || f.format == FrameFormat::uyvy;
+    const std::uint64_t row0 = std::uint64_t{f.width} * (f.format == FrameFormat::nv12 ? 1 : packed ? 2 : 4);
     if (f.format != FrameFormat::xrgb8888 && f.width % 2 != 0)
         return Error::library(Errc::invalid_argument,
-                              "convert to RGBA: odd width " + std::to_string(f.width) + " for " + to_string(f.format));
-    if (auto ok = check_plane(0, f.offset0, f.stride0, f.height, row0, plane0.size()); !ok)
-        return ok.error().with_context("convert to RGBA");
+                              "odd width " + std::to_string(f.width) + " for " + to_string(f.format));
+    if (auto ok = check_plane(0, f.offset0, f.stride0, f.height, row0, plane0_size); !ok) return ok;
     if (f.format == FrameFormat::nv12) {
         if (f.height % 2 != 0)
-            return Error::library(Errc::invalid_argument,
-                                  "convert to RGBA: odd height " + std::to_string(f.height) + " for NV12");
-        if (auto ok = check_plane(1, f.offset1, f.stride1, f.height / 2, f.width, plane1.size()); !ok)
-            return ok.error().with_context("convert to RGBA");
+            return Error::library(Errc::invalid_argument, "odd height " + std::to_string(f.height) + " for NV12");
+        if (auto ok = check_plane(1, f.offset1, f.stride1, f.height / 2, f.width, plane1_size); !ok) return ok;
     }
+    return {};
+}
+
+Result<std::vector<std::uint8_t>> convert_to_rgba(const FrameLayout& f, std::span<const std::byte> plane0,
+                                                  std::span<const std::byte> plane1) {
+    // The layout is untrusted here (it may be hand-made): every row read must fit its span.
+    if (auto ok = check_frame_fits(f, plane0.size(), plane1.size()); !ok)
+        return ok.error().with_context("convert to RGBA");
     std::vector<std::uint8_t> out(std::size_t{f.width} * f.height * 4);
     const auto at0 = [&](std::size_t i) { return static_cast<std::uint8_t>(plane0[i]); };
     const auto at1 = [&](std::size_t i) { return static_cast<std::uint8_t>(plane1[i]); };

@@ -41,7 +41,24 @@ namespace dmabridge::vulkan::detail {
     X(vkWaitForFences)                         \
     X(vkGetFenceStatus)                        \
     X(vkCreateSemaphore)                       \
-    X(vkDestroySemaphore)
+    X(vkDestroySemaphore)                      \
+    X(vkCreateShaderModule)                    \
+    X(vkDestroyShaderModule)                   \
+    X(vkCreateDescriptorSetLayout)             \
+    X(vkDestroyDescriptorSetLayout)            \
+    X(vkCreatePipelineLayout)                  \
+    X(vkDestroyPipelineLayout)                 \
+    X(vkCreateComputePipelines)                \
+    X(vkDestroyPipeline)                       \
+    X(vkCreateDescriptorPool)                  \
+    X(vkDestroyDescriptorPool)                 \
+    X(vkAllocateDescriptorSets)                \
+    X(vkUpdateDescriptorSets)                  \
+    X(vkCmdPipelineBarrier)                    \
+    X(vkCmdBindPipeline)                       \
+    X(vkCmdBindDescriptorSets)                 \
+    X(vkCmdPushConstants)                      \
+    X(vkCmdDispatch)
 
 // Extension entry points: null when the extension is not enabled.
 #define DMABRIDGE_VK_EXTENSION_FUNCTIONS(X)    \

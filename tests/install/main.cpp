@@ -14,6 +14,10 @@ int main() {
     // A memfd is no dma-buf: the installed library must say so.
     auto refused = DmaBuf::adopt(UniqueFd(::memfd_create("consumer", MFD_CLOEXEC)));
     if (refused || !refused.error().is(Errc::not_a_dmabuf)) return 2;
+    // The camera frame converter is in the installed library (its shader embedded): without a
+    // device it refuses at once.
+    auto converter = vulkan::FrameConverter::create(vulkan::Device{});
+    if (converter || !converter.error().is(Errc::empty_object)) return 4;
     std::printf("dmabridge %s: NV12 640x480 needs %llu bytes\n", DMABRIDGE_VERSION_STRING,
                 static_cast<unsigned long long>(layout->size));
     return std::strcmp(DMABRIDGE_VERSION_STRING, "") == 0 ? 3 : 0;

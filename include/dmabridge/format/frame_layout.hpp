@@ -56,6 +56,15 @@ Result<FrameLayout> frame_layout(const ImageLayout& layout);
 /// sizes. Costs no syscall. Errors: validate()'s, then the above.
 Result<FrameLayout> frame_layout(const BufferDesc& desc);
 
+/// Checks that every byte a conversion of `layout` reads lies inside buffers of `plane0_size`
+/// and `plane1_size` bytes (pass plane 0's size twice when one buffer holds both planes; plane 1
+/// is ignored for one-plane formats), without overflow. For layouts that come from elsewhere (a
+/// hand-made FrameLayout, one checked against other buffers). Costs no syscall.
+/// Errors: Errc::invalid_argument naming the plane and its numbers ("plane 1: offset 4096 +
+/// stride 640 x 240 rows = 157696 > 150000 bytes"), an empty frame, an unknown format code, an
+/// odd width (4:2:x) or an odd height (NV12).
+Status check_frame_fits(const FrameLayout& layout, std::uint64_t plane0_size, std::uint64_t plane1_size);
+
 /// BT.601 limited-range Y'CbCr to R'G'B' in 8.8 fixed point, as the converters compute it.
 void yuv_to_rgb(std::uint8_t y, std::uint8_t u, std::uint8_t v, std::uint8_t rgb[3]) noexcept;
 

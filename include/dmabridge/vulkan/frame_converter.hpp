@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file vulkan/frame_converter.hpp
+/// FrameConverter: camera frames (YUYV, UYVY, NV12 in one or two buffers, XRGB8888) converted to
+/// RGBA by a Vulkan compute shader, recorded into the application's command buffers. The
+/// shader's SPIR-V is built into the library: an installed libdmabridge needs no shader files.
+///
+/// The life cycle of one frame in flight, on descriptor set `s` (one set per frame the
+/// application keeps on the GPU at once, FrameConverterOptions::frames_in_flight):
+///
+///     auto conv = vulkan::FrameConverter::create(device, {.frames_in_flight = 3});
+///     auto in = cache.import_buffer(dmabuf, FrameConverter::source_usage);  // the frame's dma-buf
+///     auto layout = dmabridge::frame_layout(desc);        // validated against the dma-buf
+///     conv->bind(s, FrameSource::of(**in), FrameSource::of(**in), target);  // when the buffer changes
+///     conv->record(cmd, s, *layout);   // recorded once, submitted every frame if nothing changes
+///     auto work = context.submit_async(commands, semaphores);       // the application's submit
+///     conv->set_last_use(s, *work);    // set s is rebound / the converter destroyed only after it
+///
+/// Inputs: storage buffers holding the frame's planes, typically dma-bufs imported through
+/// vulkan::ImportCache (made with FrameConverter::source_usage), acquired from the camera with
+/// SyncBridge barriers and semaphores, which the application records around record().
+/// Output: the application's 2D target image (any format whose view supports storage writes in
+/// the shader's rgba8 layout: R8G8B8A8_UNORM, or B8G8R8A8_UNORM for an XRGB8888 / ARGB8888
+/// scan-out buffer made by Device::export_image), left in VK_IMAGE_LAYOUT_GENERAL with the
+/// shader's writes done at VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT / VK_ACCESS_SHADER_WRITE_BIT.
+/// Fence out: the converter submits nothing; the application's submit carries the fence (a
+/// Submission's VkFence from Context::submit_async), and an exported target gets its sync_file
+/// from the application's SyncBridge release of the target, as for any other image it writes.
+///
+/// Every input is checked before anything is recorded: the layout against the bound buffers'
+/// sizes and the target's extent, the set number, the handles. Nothing the GPU may still use is
+/// destroyed: the pipeline, layouts and descriptor sets stay alive (also after the
+/// FrameConverter and the vulkan::Device object are gone) until every use recorded with
+/// set_last_use() completed, or, when one never completes within
+/// FrameConverterOptions::destroy_timeout, are leaked with a LogLevel::error message.
+///
+/// Thread safety: one FrameConverter is used by one thread at a time (descriptor sets are
+/// externally synchronized in Vulkan); distinct converters are independent.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include <vulkan/vulkan_core.h>
+
+#include <dmabridge/base/access.hpp>
+#include <dmabridge/base/result.hpp>
+#include <dmabridge/format/frame_layout.hpp>
+#include <dmabridge/kernel/completion.hpp>
+#include <dmabridge/vulkan/device.hpp>
+#include <dmabridge/vulkan/resources.hpp>
+
+namespace dmabridge::vulkan {
+
+class Submission;
+
+/// Options of a FrameConverter. The zero value suits double buffering.
+struct FrameConverterOptions {
+    /// Descriptor sets: frames the application keeps on the GPU at once (each in its own set,
+    /// since a set must not change while work uses it). 1 to 64.
+    std::uint32_t frames_in_flight = 2;
+    /// How long the destruction waits, in all, for the recorded uses of the sets. Objects whose
+    /// use did not complete by then are leaked, never destroyed. `forever` waits without limit.
+    Timeout destroy_timeout = std::chrono::seconds(5);
+};
+
+/// A storage buffer the converter reads one plane (or both planes) of a frame from.
+struct FrameSource {
+    VkBuffer buffer = VK_NULL_HANDLE;
+    /// Bytes of the buffer the shader may read (the whole buffer is bound). The frame layout
+    /// is checked against it.
+    std::uint64_t size = 0;
+    /// The buffer of an import or export of this library, with its size.
+    static FrameSource of(const Buffer& buffer) noexcept { return {buffer.handle(), buffer.size()}; }
+};
+
+/// The image the converter writes: `view` must be a 2D colour view of `image` (mip 0, layer 0)
+/// made with VK_IMAGE_USAGE_STORAGE_BIT. `extent` is the image's size; frames larger than it
+/// are refused.
+struct FrameTarget {
+    VkImage image = VK_NULL_HANDLE;
+    VkImageView view = VK_NULL_HANDLE;
+    VkExtent2D extent{};
+};
+
+/// The compute conversion of camera frames to RGBA. Move-only; a moved-from converter is empty
+/// and every call on it fails at once with Errc::empty_object.
+class FrameConverter {
+public:
+    /// The usage the source buffers need (import them with it).
+    static constexpr VkBufferUsageFlags source_usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+    /// The usage the target image needs.
+    static constexpr VkImageUsageFlags target_usage = VK_IMAGE_USAGE_STORAGE_BIT;
+    /// The shader's workgroup size in x and y: record() dispatches ceil(width / 16) x
+    /// ceil(height / 16) groups.
+    static constexpr std::uint32_t workgroup_size = 16;
+
+    /// Creates the shader module, the pipeline and its layouts, and a pool with
+    /// `options.frames_in_flight` descriptor sets on `device` (a handful of Vulkan object
+    /// creations; the pipeline compile is the costly one, tens of ms on a CPU device). The
+    /// VkDevice must outlive the converter; the Device object need not.
+    /// Errors: Errc::empty_object for an empty Device, Errc::invalid_argument for a set count
+    /// outside 1..64, ErrorDomain::vulkan for a failed creation (naming which).
+    static Result<FrameConverter> create(const Device& device, const FrameConverterOptions& options = {});
+
+    /// An empty converter (valid() false).
+    FrameConverter() noexcept;
+    /// Moves: everything goes with the new object; the moved-from one is empty. Assignment
+    /// first releases what the target held, as the destructor does.
+    FrameConverter(FrameConverter&&) noexcept;
+    FrameConverter& operator=(FrameConverter&&) noexcept;
+    FrameConverter(const FrameConverter&) = delete;
+    FrameConverter& operator=(const FrameConverter&) = delete;
+    /// Waits (at most FrameConverterOptions::destroy_timeout, in all) for the uses recorded with
+    /// set_last_use(), then destroys the pipeline, layouts, pool and shader module. Uses still
+    /// pending then leave those objects leaked, with a LogLevel::error message.
+    ~FrameConverter();
+
+    /// Points descriptor set `set` at the frame's plane buffers (plane1 = plane0 for one-buffer
+    /// frames and one-plane formats) and at `target`. No Vulkan call when nothing changed (a
+    /// camera ring's buffers come back in the same sets): returns false then, true when the set
+    /// was rewritten (vkUpdateDescriptorSets) and command buffers recorded with it must be
+    /// recorded again.
+    /// Errors: Errc::invalid_argument for a set out of range, a null buffer, view or image, an
+    /// empty extent, or a set whose last recorded use has not completed (a set must not change
+    /// under pending work; naming what is pending); Errc::empty_object when empty.
+    Result<bool> bind(std::uint32_t set, FrameSource plane0, FrameSource plane1, const FrameTarget& target);
+
+    /// Records into `cmd` the conversion of the frame `layout` describes from set `set`'s
+    /// buffers into its target: a barrier that discards the target's old contents (UNDEFINED to
+    /// GENERAL, after earlier compute writes and transfer reads of it), push constants, and the
+    /// dispatch. The application records the barriers that make the source buffers readable by
+    /// the compute shader (SyncBridge's acquire) before, and its own uses of the target after.
+    /// The commands depend only on the arguments and the set's binding: record once, submit
+    /// many times while the binding stays. No syscall.
+    /// Errors: Errc::invalid_argument for a set out of range or not bound, a layout that does
+    /// not fit the bound buffers (check_frame_fits(): "plane 1: offset ... > N bytes") or is
+    /// larger than the target, a null command buffer; Errc::empty_object when empty.
+    Status record(VkCommandBuffer cmd, std::uint32_t set, const FrameLayout& layout) const;
+
+    /// Records that submitted work uses set `set` (and the converter's pipeline) until `done`
+    /// completes: bind() refuses to change the set, and the destructor waits, until then. Uses
+    /// add up; completed ones are dropped. Errors: a set out of range, a null completion,
+    /// Errc::empty_object when empty.
+    Status set_last_use(std::uint32_t set, std::shared_ptr<const Completion> done);
+    /// The same for a Submission (its completion(): the fence is kept from reuse meanwhile).
+    Status set_last_use(std::uint32_t set, const Submission& work);
+
+    /// The number of descriptor sets (FrameConverterOptions::frames_in_flight); 0 when empty.
+    std::uint32_t frames_in_flight() const noexcept;
+    /// True unless default-made or moved from.
+    bool valid() const noexcept { return state_ != nullptr; }
+
+    struct State;
+
+private:
+    explicit FrameConverter(std::shared_ptr<State> state) noexcept;
+    void release() noexcept;
+    std::shared_ptr<State> state_;
+};
+
+}  // namespace dmabridge::vulkan
