@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #include "pipewire_daemon.hpp"
-#include "pipewire_pattern.hpp"
+#include "pipewire_pattern_producer.hpp"
 
 using namespace dmabridge;
 using namespace std::chrono_literals;
@@ -82,13 +82,7 @@ struct Importer {
 
 // The writes a camera would make into the frame.
 void fill(const BufferDesc& desc, std::uint32_t frame) {
-    const PlaneDesc& p = desc.planes[0];
-    auto map = Mapping::map(p.buffer, Access::write);
-    if (!map) fail("map", map.error());
-    auto access = CpuAccess::begin(p.buffer, Access::write);
-    if (!access) fail("cpu access", access.error());
-    test::fill_pattern(map->data() + p.offset, p.stride, width, height, frame);
-    if (auto ok = access->end(); !ok) fail("cpu access end", ok.error());
+    if (auto ok = test::fill_pattern_frame(desc, frame); !ok) fail("fill", ok.error());
 }
 
 // ---- dmabridge::queue ----------------------------------------------------------------------
@@ -206,13 +200,7 @@ PwResult pipewire_fps(const char* self) {
     auto udmabuf = UdmabufAllocator::open();
     if (!udmabuf) fail("udmabuf", udmabuf.error());
     const std::string name = "bench-pipewire-producer";
-    pipewire::ProducerOptions o;
-    o.name = name;
-    o.width = width;
-    o.height = height;
-    o.formats.add(fourcc::XRGB8888, modifier::linear);
-    o.allocator = &*udmabuf;
-    o.offer_shm = false;
+    auto o = test::dmabuf_producer_options(name, width, height, *udmabuf);
     o.buffer_count = buffer_count;
     auto producer = pipewire::Producer::create(*context, o);
     if (!producer) fail("producer", producer.error());

@@ -6,7 +6,9 @@
 //   pipewire_peer consume TARGET FRAMES       reads FRAMES frames of TARGET as dma-bufs, checks
 //                                             every pixel, prints "frames N" after each; exits 0
 //                                             when all were right, 1 otherwise
-// Both give up after 60 s.
+//   pipewire_peer hostile KIND NAME W H       publishes NAME with buffers described falsely
+//                                             (pipewire_hostile.hpp: raw libpipewire)
+// All give up after 60 s.
 
 #include <chrono>
 #include <cstdio>
@@ -20,7 +22,9 @@
 #include <dmabridge/pipewire/context.hpp>
 #include <dmabridge/pipewire/producer.hpp>
 
+#include "pipewire_hostile.hpp"
 #include "pipewire_pattern.hpp"
+#include "pipewire_pattern_producer.hpp"
 
 using namespace dmabridge;
 using namespace std::chrono_literals;
@@ -41,13 +45,7 @@ int produce(const std::string& name, std::uint32_t width, std::uint32_t height) 
     if (!context) return fail("context", context.error());
     auto udmabuf = UdmabufAllocator::open();
     if (!udmabuf) return fail("udmabuf", udmabuf.error());
-    pipewire::ProducerOptions o;
-    o.name = name;
-    o.width = width;
-    o.height = height;
-    o.formats.add(fourcc::XRGB8888, modifier::linear);
-    o.allocator = &*udmabuf;
-    o.offer_shm = false;
+    const auto o = test::dmabuf_producer_options(name, width, height, *udmabuf);
     auto producer = pipewire::Producer::create(*context, o);
     if (!producer) return fail("producer", producer.error());
     std::uint32_t frame = 0;
@@ -57,13 +55,7 @@ int produce(const std::string& name, std::uint32_t width, std::uint32_t height) 
         auto f = producer->dequeue();
         if (!f) return fail("dequeue", f.error());
         if (!*f) continue;
-        const BufferDesc& desc = *(*f)->desc;
-        auto map = Mapping::map(desc.planes[0].buffer, Access::write);
-        if (!map) return fail("map", map.error());
-        auto access = CpuAccess::begin(desc.planes[0].buffer, Access::write);
-        if (!access) return fail("cpu access", access.error());
-        test::fill_pattern(map->data() + desc.planes[0].offset, desc.planes[0].stride, width, height, frame);
-        if (auto ok = access->end(); !ok) return fail("cpu access end", ok.error());
+        if (auto ok = test::fill_pattern_frame(*(*f)->desc, frame); !ok) return fail("fill", ok.error());
         if (auto ok = producer->queue(**f, frame); !ok) return fail("queue", ok.error());
         ++frame;
     }
@@ -111,7 +103,10 @@ int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "";
     if (mode == "produce" && argc == 5)
         return produce(argv[2], static_cast<std::uint32_t>(std::atoi(argv[3])), static_cast<std::uint32_t>(std::atoi(argv[4])));
+    if (mode == "hostile" && argc == 6)
+        return test::run_hostile_producer(argv[2], argv[3], static_cast<unsigned>(std::atoi(argv[4])),
+                                          static_cast<unsigned>(std::atoi(argv[5])));
     if (mode == "consume" && argc == 4) return consume(argv[2], std::strtoull(argv[3], nullptr, 10));
-    std::fprintf(stderr, "usage: pipewire_peer produce NAME WIDTH HEIGHT | consume TARGET FRAMES\n");
+    std::fprintf(stderr, "usage: pipewire_peer produce NAME WIDTH HEIGHT | consume TARGET FRAMES | hostile KIND NAME WIDTH HEIGHT\n");
     return 2;
 }

@@ -13,6 +13,9 @@
 #include <string>
 #include <vector>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
@@ -25,6 +28,7 @@
 #include "vk_fixture.hpp"
 #include "pipewire_daemon.hpp"
 #include "pipewire_pattern.hpp"
+#include "pipewire_pattern_producer.hpp"
 
 using namespace dmabridge;
 using namespace dmabridge::test;
@@ -53,13 +57,8 @@ void pump(pipewire::Producer& producer, std::uint32_t& frame) {
         fill_pattern(pf.memory.data() + pf.offsets[0], pf.strides[0], width, height, frame);
     } else {
         REQUIRE(pf.desc != nullptr);
-        const PlaneDesc& p = pf.desc->planes[0];
-        auto map = Mapping::map(p.buffer, Access::write);
-        REQUIRE_MESSAGE(map, map.error().message());
-        auto access = CpuAccess::begin(p.buffer, Access::write);
-        REQUIRE(access);
-        fill_pattern(map->data() + p.offset, p.stride, width, height, frame);
-        REQUIRE(access->end());
+        auto filled = fill_pattern_frame(*pf.desc, frame);
+        REQUIRE_MESSAGE(filled, filled.error().message());
     }
     REQUIRE(producer.queue(pf, frame));
     ++frame;
@@ -86,14 +85,7 @@ pipewire::Consumer connect_consumer(pipewire::Context& context, const pipewire::
 // A producer of `code` LINEAR dma-bufs from `udmabuf`, no shared memory.
 pipewire::ProducerOptions dmabuf_producer(const std::string& name, UdmabufAllocator& udmabuf,
                                           std::uint32_t code = fourcc::XRGB8888) {
-    pipewire::ProducerOptions o;
-    o.name = name;
-    o.width = width;
-    o.height = height;
-    o.formats.add(code, modifier::linear);
-    o.allocator = &udmabuf;
-    o.offer_shm = false;
-    return o;
+    return dmabuf_producer_options(name, width, height, udmabuf, code);
 }
 
 // A consumer of XRGB8888 LINEAR dma-bufs only.
@@ -123,6 +115,75 @@ struct VkDeviceReady {
 struct VkImportTest : VkDeviceReady, FdLeakCheck {
     ~VkImportTest() { check_no_validation_messages(); }
 };
+
+// What a consumer saw of a hostile producer (tests/kernel/pipewire_hostile.hpp).
+struct HostileRun {
+    pipewire::ConsumerStats stats;
+    std::string rejection;
+    pipewire::StreamState state = pipewire::StreamState::error;
+    int frames_right = 0;     // frames whose pixels were the pattern
+    int frames_wrong = 0;
+    int memory_spans = 0;     // frames handed out as a span of the producer's memory
+    bool peer_alive = false;  // the hostile peer was still running at the end (no setup failure)
+    std::string peer_output;
+};
+
+// Runs `pipewire_peer hostile KIND` and a consumer of it (dma-bufs, or shared memory copied into
+// udmabuf dma-bufs) until it refused `rejected` frames and read `right` good ones, for at most 20 s.
+// Once `right` good frames arrived the peer gets SIGUSR1 (memfd-shrink: shrink now).
+HostileRun run_hostile(const std::string& kind, bool shm, std::uint64_t rejected, int right = 0) {
+    PipeWireDaemons& d = daemons();
+    const std::string name = "dmabridge-test-hostile-" + kind;
+    auto peer = Child::spawn({peer_path(), "hostile", kind, name, std::to_string(width), std::to_string(height)},
+                             d.runtime_dir() + "/hostile-" + kind + ".log");
+    REQUIRE_MESSAGE(peer, peer.error().message());
+    HostileRun run;
+    {
+        auto context = pipewire::Context::create();
+        REQUIRE_MESSAGE(context, context.error().message());
+        auto udmabuf = UdmabufAllocator::open();
+        REQUIRE_MESSAGE(udmabuf, udmabuf.error().message());
+        pipewire::ConsumerOptions o = dmabuf_consumer(name);
+        if (shm) {
+            o.formats = {};
+            o.accept_shm = true;
+            o.shm_fourccs = {fourcc::XRGB8888};
+            o.udmabuf = &*udmabuf;  // must refuse an unsealed memfd
+            o.copy_allocator = &*udmabuf;
+        }
+        auto consumer = std::optional<pipewire::Consumer>(connect_consumer(*context, o));
+        const double end = monotonic_seconds() + 20;
+        while ((consumer->stats().frames_rejected < rejected || run.frames_right < right) &&
+               monotonic_seconds() < end && !peer->exited()) {
+            auto r = context->dispatch(20ms);
+            REQUIRE_MESSAGE(r, r.error().message());
+            auto f = consumer->acquire();
+            REQUIRE_MESSAGE(f, f.error().message());
+            if (!*f) continue;
+            const pipewire::ConsumerFrame& cf = **f;
+            if (!cf.memory.empty()) ++run.memory_spans;
+            REQUIRE(cf.desc != nullptr);
+            const PlaneDesc& p = cf.desc->planes[0];
+            auto map = Mapping::map(p.buffer, Access::read);
+            REQUIRE_MESSAGE(map, map.error().message());
+            auto check = check_pattern(map->data() + p.offset, p.stride, width, height);
+            ++(check.wrong == 0 ? run.frames_right : run.frames_wrong);
+            REQUIRE(consumer->release(cf));
+            if (right > 0 && run.frames_right == right) ::kill(peer->pid(), SIGUSR1);
+        }
+        run.stats = consumer->stats();
+        run.rejection = consumer->last_rejection();
+        run.state = consumer->state();
+    }
+    run.peer_alive = !peer->exited();
+    run.peer_output = peer->output();
+    peer->kill();
+    MESSAGE(kind << ": " << run.stats.frames_rejected << " frames refused, " << run.stats.frames_acquired
+                 << " acquired; last refusal: " << run.rejection);
+    if (run.stats.frames_rejected < rejected)
+        MESSAGE("the hostile peer's log:\n" << run.peer_output << "\nthe daemons' logs:\n" << d.log_tail());
+    return run;
+}
 
 }  // namespace
 
@@ -542,7 +603,15 @@ TEST_CASE("moved-from contexts, producers and consumers answer Errc::empty_objec
     CHECK(stray_queue.error().is(Errc::invalid_argument));
 }
 
-TEST_CASE("100 consumers connecting and disconnecting leave the fd count flat") {
+// This process's resident set in bytes (/proc/self/statm's second field).
+std::size_t resident_bytes() {
+    std::ifstream statm("/proc/self/statm");
+    std::size_t pages = 0, resident = 0;
+    statm >> pages >> resident;
+    return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+TEST_CASE("100 consumers connecting and disconnecting leave the fd count and the resident set flat") {
     daemons();
     auto context = pipewire::Context::create();
     REQUIRE_MESSAGE(context, context.error().message());
@@ -553,6 +622,7 @@ TEST_CASE("100 consumers connecting and disconnecting leave the fd count flat") 
     REQUIRE_MESSAGE(producer, producer.error().message());
     std::uint32_t frame = 0;
     std::size_t baseline = 0;
+    std::size_t rss_baseline = 0;
     int with_frames = 0;
     const double start = monotonic_seconds();
     for (int i = 0; i < 100; ++i) {
@@ -581,12 +651,76 @@ TEST_CASE("100 consumers connecting and disconnecting leave the fd count flat") 
         consumer = Error::library(Errc::empty_object, "disconnected");
         for (int k = 0; k < 5; ++k) REQUIRE(context->dispatch(5ms));  // let the daemon tear the link down
         if (i == 0) baseline = open_fd_count();
+        // Resident memory after the first 10 (libpipewire's pools and the heap warmed up).
+        if (i == 9) rss_baseline = resident_bytes();
     }
     // The producer's own buffers are reallocated per negotiation: settle and compare.
     for (int k = 0; k < 20; ++k) REQUIRE(context->dispatch(10ms));
     CHECK(open_fd_count() == baseline);
+    // 90 connects may grow the resident set by at most 1 MiB: a leak of 12 KiB or more per
+    // connect (a stream, a memory pool, a buffer description with its mappings) exceeds it.
+    const std::size_t rss = resident_bytes();
+    CHECK_MESSAGE(rss <= rss_baseline + (1u << 20), "resident set " << rss_baseline << " -> " << rss << " bytes");
+    MESSAGE("resident set after 10 connects " << rss_baseline / 1024 << " KiB, after 100 " << rss / 1024 << " KiB");
     MESSAGE("100 connects in " << monotonic_seconds() - start << " s, " << with_frames << " with a frame; fds "
                                << open_fd_count() << " (after the first: " << baseline << ")");
+}
+
+TEST_CASE("a producer's dma-buf planes that are a memfd or a pipe are refused before any import") {
+    FdLeakCheck fds;
+    for (const std::string kind : {"dmabuf-memfd", "dmabuf-pipe"}) {
+        CAPTURE(kind);
+        const HostileRun run = run_hostile(kind, false, 3);
+        REQUIRE_MESSAGE(run.peer_alive, run.peer_output);
+        CHECK(run.stats.frames_rejected >= 3);  // every frame, and the consumer went on
+        CHECK(run.stats.frames_acquired == 0);
+        CHECK(run.stats.descriptions_built == 0);
+        CHECK(run.state == pipewire::StreamState::streaming);
+        CHECK(run.rejection.find("plane 0") != std::string::npos);
+        CHECK(run.rejection.find("not a dma-buf") != std::string::npos);
+    }
+}
+
+TEST_CASE("dma-buf chunks whose offset, stride or size do not fit the buffer are refused before any import") {
+    FdLeakCheck fds;
+    // Five lies in turn (pipewire_hostile.hpp): every one must be refused.
+    const HostileRun run = run_hostile("dmabuf-layout", false, 10);
+    REQUIRE_MESSAGE(run.peer_alive, run.peer_output);
+    CHECK(run.stats.frames_rejected >= 10);
+    CHECK(run.stats.frames_acquired == 0);
+    CHECK(run.stats.descriptions_built == 0);
+    CHECK(run.state == pipewire::StreamState::streaming);
+    CHECK(run.rejection.find("plane 0") != std::string::npos);
+}
+
+TEST_CASE("a MemFd that is a pipe, or smaller than the buffer it claims, is refused before it is mapped") {
+    FdLeakCheck fds;
+    for (const std::string kind : {"memfd-pipe", "memfd-short"}) {
+        CAPTURE(kind);
+        const HostileRun run = run_hostile(kind, true, 3);
+        REQUIRE_MESSAGE(run.peer_alive, run.peer_output);
+        CHECK(run.stats.frames_rejected >= 3);
+        CHECK(run.stats.frames_acquired == 0);
+        CHECK(run.stats.shm_copies == 0);
+        CHECK(run.stats.shm_wrapped == 0);
+        CHECK(run.state == pipewire::StreamState::streaming);
+        CHECK_FALSE(run.rejection.empty());
+    }
+}
+
+TEST_CASE("an unsealed memfd is copied, never handed out as a span, and once it shrinks its frames are refused "
+          "(no SIGBUS)") {
+    FdLeakCheck fds;
+    // The peer truncates every memfd to 0 bytes once two frames arrived.
+    const HostileRun run = run_hostile("memfd-shrink", true, 3, 2);
+    REQUIRE_MESSAGE(run.peer_alive, run.peer_output);
+    CHECK(run.frames_right >= 2);  // before the shrink: copies with every pixel right
+    CHECK(run.frames_wrong == 0);
+    CHECK(run.memory_spans == 0);  // a span of a shrinkable memfd would be a SIGBUS waiting
+    CHECK(run.stats.shm_wrapped == 0);  // udmabuf takes only memfds sealed against shrinking
+    CHECK(run.stats.shm_copies == static_cast<std::uint64_t>(run.frames_right));
+    CHECK(run.stats.frames_rejected >= 3);
+    CHECK(run.state == pipewire::StreamState::streaming);
 }
 
 }  // TEST_SUITE
