@@ -17,6 +17,11 @@ layout(set = 0, binding = 0, rgba8) uniform writeonly image2D target;
 layout(set = 0, binding = 1, std430) readonly buffer Plane0 { uint words[]; } plane0;
 layout(set = 0, binding = 2, std430) readonly buffer Plane1 { uint words[]; } plane1;
 
+// Specialization constant 0 (FrameConverterOptions::bgra_bytes): store B, G, R, A instead of R, G,
+// B, A, so that an R8G8B8A8 target holds DRM XRGB8888 / ARGB8888 bytes, the formats every KMS
+// plane scans out (vkms takes no XBGR8888).
+layout(constant_id = 0) const bool bgra_bytes = false;
+
 // Must match dmabridge::FrameFormat in include/dmabridge/format/frame_layout.hpp.
 const uint format_yuyv = 0u;
 const uint format_uyvy = 1u;
@@ -68,6 +73,7 @@ void main() {
         const uint texel = src.offset0 + p.y * src.stride0 + p.x * 4u;
         rgba.rgb = uvec3(byte0(texel + 2u), byte0(texel + 1u), byte0(texel));
     }
+    if (bgra_bytes) rgba.rgb = rgba.bgr;
     // k / 255.0 is stored as exactly k in UNORM8.
     imageStore(target, ivec2(p), vec4(rgba) / 255.0);
 }

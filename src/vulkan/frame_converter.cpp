@@ -162,6 +162,15 @@ Result<FrameConverter> FrameConverter::create(const Device& device, const FrameC
     pipeline_info.stage.module = st->shader;
     pipeline_info.stage.pName = "main";
     pipeline_info.layout = st->pipeline_layout;
+    // Specialization constant 0: bgra_bytes (shaders/camera_to_rgba.comp), a 32-bit VkBool32.
+    const VkBool32 bgra_bytes = options.bgra_bytes ? VK_TRUE : VK_FALSE;
+    const VkSpecializationMapEntry bgra_entry{0, 0, sizeof(VkBool32)};
+    VkSpecializationInfo specialization{};
+    specialization.mapEntryCount = 1;
+    specialization.pMapEntries = &bgra_entry;
+    specialization.dataSize = sizeof(bgra_bytes);
+    specialization.pData = &bgra_bytes;
+    pipeline_info.stage.pSpecializationInfo = &specialization;
     if (VkResult r = s.vkCreateComputePipelines(d, VK_NULL_HANDLE, 1, &pipeline_info, nullptr, &st->pipeline);
         r != VK_SUCCESS)
         return detail::vk_error(r, "create frame converter: vkCreateComputePipelines");

@@ -179,6 +179,20 @@ TEST_CASE_FIXTURE(VkTest, "FrameConverter turns YUYV, UYVY, NV12 in one and two 
         REQUIRE(again);
         CHECK_FALSE(*again);
     }
+
+    // bgra_bytes: the same frame stored as B, G, R, A (XRGB8888 memory, for scan-out).
+    auto bgra = vulkan::FrameConverter::create(ctx.device(), {.frames_in_flight = 1, .bgra_bytes = true});
+    REQUIRE_MESSAGE(bgra, bgra.error().message());
+    const FrameLayout yuyv{FrameFormat::yuyv, w, h, 0, w * 2, 0, 0};
+    const auto bytes = pattern(std::size_t{w} * 2 * h, 77);
+    auto buf = filled_buffer(ctx.device(), bytes);
+    REQUIRE(bgra->bind(0, vulkan::FrameSource::of(buf.buffer), vulkan::FrameSource::of(buf.buffer), target.target()));
+    convert(ctx, *bgra, 0, yuyv, target.image.image.handle());
+    auto want = convert_to_rgba(yuyv, std::as_bytes(std::span(bytes)), std::as_bytes(std::span(bytes)));
+    REQUIRE(want);
+    for (std::size_t i = 0; i + 3 < want->size(); i += 4) std::swap((*want)[i], (*want)[i + 2]);
+    const auto got = target.read(w, h);
+    CHECK_MESSAGE(differing(got, *want) == 0, differing(got, *want) << " of " << got.size() << " bytes differ");
 }
 
 TEST_CASE_FIXTURE(VkTest, "FrameConverter refuses hostile layouts, sets and handles before recording anything") {

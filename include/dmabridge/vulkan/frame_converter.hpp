@@ -62,6 +62,11 @@ struct FrameConverterOptions {
     /// How long the destruction waits, in all, for the recorded uses of the sets. Objects whose
     /// use did not complete by then are leaked, never destroyed. `forever` waits without limit.
     Timeout destroy_timeout = std::chrono::seconds(5);
+    /// Store each pixel's bytes as B, G, R, A instead of R, G, B, A. An R8G8B8A8 target then
+    /// holds DRM XRGB8888 (or ARGB8888: alpha is 255) bytes, the format every KMS plane scans
+    /// out (vkms and many display engines take no XBGR8888): describe its export as XRGB8888
+    /// when giving it to KMS. A specialization constant: no cost per pixel.
+    bool bgra_bytes = false;
 };
 
 /// A storage buffer the converter reads one plane (or both planes) of a frame from.
