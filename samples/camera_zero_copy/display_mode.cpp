@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -21,6 +22,13 @@
 #include <dmabridge/kms/commit.hpp>
 #include <dmabridge/kms/framebuffer_cache.hpp>
 #include <dmabridge/kms/output.hpp>
+#include <dmabridge/format/frame_layout.hpp>
+#include <dmabridge/vulkan/context.hpp>
+#include <dmabridge/vulkan/frame_converter.hpp>
+#include <dmabridge/vulkan/import_cache.hpp>
+#include <dmabridge/vulkan/sync_bridge.hpp>
+
+#include "vulkan_compute.hpp"
 
 namespace camera {
 
@@ -114,6 +122,194 @@ Result<std::uint64_t> count_differing(const BufferDesc& screen, const BufferDesc
     return differ;
 }
 
+// The converter path: camera frames in a format no plane takes, converted on the GPU into three
+// exported XRGB8888 images (one on screen, one whose flip is queued, one being written). Each
+// conversion waits for the camera buffers' fences and publishes its own as the image's write
+// fence, which the flip takes as IN_FENCE_FD: the CPU never waits for the GPU.
+class GpuPath {
+public:
+    static Result<std::unique_ptr<GpuPath>> create(std::uint32_t width, std::uint32_t height, bool validate) {
+        std::unique_ptr<GpuPath> made(new GpuPath);
+        GpuPath& g = *made;
+        vulkan::ContextOptions options;
+        options.validation = validate;
+        auto context = vulkan::Context::create(options);
+        if (!context) return context.error().with_context("vulkan");
+        g.context_ = std::make_unique<vulkan::Context>(std::move(*context));
+        auto vk = sample::DeviceFunctions::load(*g.context_);
+        if (!vk) return vk.error();
+        g.vk_ = *vk;
+        auto bridge = vulkan::SyncBridge::create(g.context_->device());
+        if (!bridge) return bridge.error().with_context("sync bridge");
+        g.bridge_.emplace(std::move(*bridge));
+        g.cache_.emplace(g.context_->device());
+        // Three sets, one per target: a set is rebound only when its target's last conversion
+        // completed, which its flip having been replaced guarantees.
+        auto converter = vulkan::FrameConverter::create(g.context_->device(),
+                                                        {.frames_in_flight = targets, .bgra_bytes = true});
+        if (!converter) return converter.error();
+        g.converter_ = std::move(*converter);
+        for (std::uint32_t i = 0; i < targets; ++i) {
+            ImageRequest request{width, height, fourcc::XRGB8888, {modifier::linear}, "camera-display"};
+            vulkan::ImageOptions image_options;
+            image_options.usage = vulkan::FrameConverter::target_usage;
+            image_options.format = VK_FORMAT_R8G8B8A8_UNORM;  // B, G, R, A bytes with bgra_bytes
+            auto exported = g.context_->device().export_image(request, image_options);
+            if (!exported) return exported.error().with_context("scan-out image " + std::to_string(i));
+            Target t;
+            t.exported = std::move(*exported);
+            auto view = sample::make_storage_view(g.vk_, t.exported.image.handle(), VK_FORMAT_R8G8B8A8_UNORM);
+            if (!view) return view.error();
+            t.view = std::move(*view);
+            g.targets_.push_back(std::move(t));
+        }
+        return made;
+    }
+
+    const BufferDesc& desc(std::uint32_t slot) const { return targets_.at(slot).exported.desc; }
+
+    // Converts `frame` into target `slot`; its write fence is on the image's dma-buf when this
+    // returns. The display must no longer show the slot's image.
+    Status convert(const queue::AcquiredFrame& frame, std::uint32_t slot) {
+        Target& t = targets_.at(slot);
+        t.work.reset();  // the slot's previous conversion: complete (its flip was replaced since)
+        auto layout = frame_layout(*frame.desc);
+        if (!layout) return layout.error();
+        const auto buffers = frame.desc->distinct_buffers();
+        const auto of_plane = frame.desc->plane_buffer_indices();
+        Work w;
+        for (const DmaBuf* buffer : buffers) {
+            auto imported = cache_->import_buffer(*buffer, vulkan::FrameConverter::source_usage);
+            if (!imported) return imported.error().with_context("import camera buffer");
+            w.imports.push_back(std::move(*imported));
+        }
+        const vulkan::BufferUse read{VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT};
+        const vulkan::ImageUse write{VK_IMAGE_LAYOUT_GENERAL, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                                     VK_ACCESS_SHADER_WRITE_BIT};
+        for (std::size_t b = 0; b < buffers.size(); ++b) {
+            auto acquire = bridge_->acquire_buffer(*buffers[b], *w.imports[b], Access::read, read);
+            if (!acquire) return acquire.error().with_context("acquire camera buffer");
+            w.acquires.push_back(std::move(*acquire));
+        }
+        auto image_acquire = bridge_->acquire_image(t.exported.desc, t.exported.image, Access::write, write,
+                                                    VK_IMAGE_LAYOUT_UNDEFINED);  // every pixel is rewritten
+        if (!image_acquire) return image_acquire.error().with_context("acquire scan-out image");
+        w.acquires.push_back(std::move(*image_acquire));
+        for (std::size_t b = 0; b < buffers.size(); ++b) {
+            auto release = bridge_->prepare_release_buffer(*w.imports[b], read, {&w.acquires[b]});
+            if (!release) return release.error().with_context("release camera buffer");
+            w.releases.push_back(std::move(*release));
+        }
+        auto image_release = bridge_->prepare_release_image(t.exported.image, write, {&w.acquires.back()});
+        if (!image_release) return image_release.error().with_context("release scan-out image");
+        w.releases.push_back(std::move(*image_release));
+
+        const auto plane1 = of_plane.size() > 1 ? of_plane[1] : of_plane.at(0);
+        auto bound = converter_.bind(slot, vulkan::FrameSource::of(*w.imports.at(of_plane.at(0))),
+                                     vulkan::FrameSource::of(*w.imports.at(plane1)),
+                                     {t.exported.image.handle(), t.view.get(), {layout->width, layout->height}});
+        if (!bound) return bound.error();
+        vulkan::Context::SubmitSemaphores semaphores;
+        for (const auto& a : w.acquires) {
+            semaphores.wait.push_back(a.semaphore.handle());
+            semaphores.wait_stages.push_back(a.wait_stage);
+        }
+        for (const auto& r : w.releases) semaphores.signal.push_back(r.semaphore.handle());
+        Status recorded;
+        auto submitted = context_->submit_async(
+            [&](VkCommandBuffer cmd) {
+                std::vector<VkBufferMemoryBarrier> buffer_acquires, buffer_releases;
+                for (std::size_t b = 0; b < buffers.size(); ++b) {
+                    buffer_acquires.push_back(w.acquires[b].buffer_barrier);
+                    buffer_releases.push_back(w.releases[b].buffer_barrier);
+                }
+                vk_.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0,
+                                       0, nullptr, static_cast<std::uint32_t>(buffer_acquires.size()),
+                                       buffer_acquires.data(), 1, &w.acquires.back().image_barrier);
+                recorded = converter_.record(cmd, slot, *layout);
+                vk_.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT,
+                                       0, 0, nullptr, static_cast<std::uint32_t>(buffer_releases.size()),
+                                       buffer_releases.data(), 1, &w.releases.back().image_barrier);
+            },
+            semaphores);
+        if (!recorded) return recorded;
+        if (!submitted) return submitted.error().with_context("submit");
+        w.submission = std::move(*submitted);
+        if (auto used = converter_.set_last_use(slot, w.submission); !used) return used;
+        for (const auto& i : w.imports)
+            if (auto used = cache_->set_last_use(*i, w.submission); !used) return used;
+        // The GPU's read fence on the camera buffers, its write fence on the image.
+        for (std::size_t b = 0; b < buffers.size(); ++b)
+            if (auto ok = bridge_->publish(w.releases[b], *buffers[b], Access::read, w.submission.fence()); !ok)
+                return ok.error().with_context("publish");
+        if (auto ok = bridge_->publish(w.releases.back(), t.exported.desc, Access::write, w.submission.fence()); !ok)
+            return ok.error().with_context("publish");
+        t.work = std::move(w);
+        return {};
+    }
+
+    std::vector<std::string> validation_messages() const { return context_->validation_messages(); }
+
+private:
+    static constexpr std::uint32_t targets = 3;
+    struct Work {
+        std::vector<vulkan::CachedBuffer> imports;
+        std::vector<vulkan::Acquire> acquires;  // the camera buffers', then the image's
+        std::vector<vulkan::Release> releases;  // in the same order
+        vulkan::Submission submission;          // its destructor waits for the work
+    };
+    struct Target {
+        vulkan::ExportedImage exported;  // before the view: the view goes first
+        sample::ImageView view;
+        std::optional<Work> work;
+    };
+    GpuPath() = default;
+    // Destroyed last to first: the targets (waiting for their work), the converter, the cache,
+    // the bridge, then the context.
+    std::unique_ptr<vulkan::Context> context_;
+    sample::DeviceFunctions vk_;
+    std::optional<vulkan::SyncBridge> bridge_;
+    std::optional<vulkan::ImportCache> cache_;
+    vulkan::FrameConverter converter_;
+    std::vector<Target> targets_;
+};
+
+// The GPU path's check: the scan-out image holds the CPU reference conversion of `frame`
+// (dmabridge::convert_to_rgba, red and blue swapped into XRGB8888 bytes), pixel for pixel.
+Result<std::uint64_t> count_misconverted(const BufferDesc& camera, const BufferDesc& shown) {
+    auto layout = frame_layout(camera);
+    if (!layout) return layout.error();
+    const auto buffers = camera.distinct_buffers();
+    const auto of_plane = camera.plane_buffer_indices();
+    std::vector<Mapping> maps;
+    std::vector<CpuAccess> brackets;
+    for (const DmaBuf* b : buffers) {
+        auto map = Mapping::map(*b, Access::read);
+        if (!map) return map.error();
+        auto cpu = CpuAccess::begin(*b, Access::read);
+        if (!cpu) return cpu.error();
+        maps.push_back(std::move(*map));
+        brackets.push_back(std::move(*cpu));
+    }
+    const auto& m1 = maps.at(of_plane.size() > 1 ? of_plane[1] : of_plane.at(0));
+    auto want = convert_to_rgba(*layout, maps.at(of_plane.at(0)).bytes(), m1.bytes());
+    if (!want) return want.error();
+    const auto& p = shown.planes[0];
+    auto map = Mapping::map(p.buffer, Access::read);
+    if (!map) return map.error();
+    auto cpu = CpuAccess::begin(p.buffer, Access::read);
+    if (!cpu) return cpu.error();
+    std::uint64_t differ = 0;
+    for (std::uint32_t y = 0; y < shown.height; ++y) {
+        const auto* row = reinterpret_cast<const std::uint8_t*>(map->data()) + p.offset + std::uint64_t{y} * p.stride;
+        for (std::uint32_t x = 0; x < shown.width; ++x) {
+            const std::uint8_t* rgba = &(*want)[(std::size_t{y} * shown.width + x) * 4];
+            differ += row[x * 4] != rgba[2] || row[x * 4 + 1] != rgba[1] || row[x * 4 + 2] != rgba[0];
+        }
+    }
+    return differ;
+}
+
 }  // namespace
 
 int display(const DisplayOptions& options) {
@@ -135,12 +331,18 @@ int display(const DisplayOptions& options) {
     if (options.copy && first.fourcc != fourcc::XRGB8888)
         return fail("--copy", Error::library(Errc::unsupported, "the CPU copy baseline copies XR24 frames as they are"));
 
-    // Where: a plane that scans the camera's buffers out as they are (nothing converts them).
+    // Where: a plane that scans the camera's buffers out as they are (nothing converts them), or
+    // else one that takes XRGB8888, what the GPU path converts into.
     auto found = kms::find_output(*screen, shown_fourcc, shown_modifier);
-    if (!found)
-        return fail("display (" + screen->driver() + ")",
-                    found.error().with_context("the Vulkan converter path for formats no plane takes is not built; "
-                                               "use --format XR24"));
+    const bool gpu = !found && !options.copy;
+    if (gpu) {
+        auto rgb = kms::find_output(*screen, fourcc::XRGB8888, modifier::linear);
+        if (!rgb)
+            return fail("display (" + screen->driver() + ")",
+                        rgb.error().with_context(found.error().message() + "; and for the GPU path's output"));
+        found = std::move(rgb);
+    }
+    if (!found) return fail("display (" + screen->driver() + ")", found.error());
     kms::Output output = *found;
     // A mode of the camera's size, so that the primary plane covers the CRTC without scaling.
     bool sized = false;
@@ -160,7 +362,16 @@ int display(const DisplayOptions& options) {
     std::printf("camera_zero_copy --display: %s, %s %ux%u, mode %s at %.2f Hz, CRTC %u, plane %u, %s\n",
                 screen->driver().c_str(), fourcc_to_string(first.fourcc).c_str(), options.width, options.height,
                 output.mode.name.c_str(), output.mode.refresh_mhz() / 1000.0, output.crtc, output.primary,
-                options.copy ? "CPU copy into scan-out buffers" : "direct scan-out of the camera's buffers");
+                options.copy ? "CPU copy into scan-out buffers"
+                : gpu        ? "Vulkan conversion into XRGB8888 scan-out images"
+                             : "direct scan-out of the camera's buffers");
+    // Creating a Vulkan device under emulation takes seconds.
+    std::unique_ptr<GpuPath> gpu_path;
+    if (gpu) {
+        auto made = GpuPath::create(options.width, options.height, options.validate);
+        if (!made) return fail("GPU path", made.error());
+        gpu_path = std::move(*made);
+    }
 
     // --copy: three scan-out buffers the CPU copies each frame into (one on screen, one whose
     // replacement is in flight, one being written).
@@ -198,10 +409,20 @@ int display(const DisplayOptions& options) {
             if (auto back = consumer->release(frame->buffer); !back) return fail("release", back.error());
             shown = &target;
         }
+        std::optional<SyncFile> converted;  // the GPU path: the conversion's fence holds the flip
+        if (gpu) {
+            const auto slot = static_cast<std::uint32_t>(n % 3);
+            if (auto done = gpu_path->convert(*frame, slot); !done)
+                return fail("frame " + std::to_string(n) + ": convert", done.error());
+            shown = &gpu_path->desc(slot);
+            auto fence = shown->planes[0].buffer.export_sync_file(Access::read);
+            if (!fence) return fail("frame " + std::to_string(n) + ": conversion fence", fence.error());
+            converted = std::move(*fence);
+        }
         auto fb = framebuffers.get(*shown);
         if (!fb) return fail("frame " + std::to_string(n) + ": framebuffer", fb.error());
         kms::Commit commit(*screen);
-        commit.show(output.primary, output.crtc, **fb);
+        commit.show(output.primary, output.crtc, **fb, {}, {}, converted ? &*converted : nullptr);
         if (n == 0) {
             commit.set_mode(output.crtc, output.connector, output.mode);
             if (auto done = commit.apply(true); !done) return fail("mode set", done.error());
@@ -242,6 +463,20 @@ int display(const DisplayOptions& options) {
         std::printf("check: %" PRIu64 "/%" PRIu64 " pixels of the screen match the last camera frame (writeback)\n",
                     total - *differ, total);
         if (*differ != 0) status = 1;
+        if (gpu && on_screen) {
+            auto wrong = count_misconverted(*on_screen->desc, *last_shown);
+            if (!wrong) return fail("check", wrong.error());
+            std::printf("check: %" PRIu64 "/%" PRIu64 " pixels of the scan-out image match the CPU conversion of the "
+                        "last camera frame\n",
+                        total - *wrong, total);
+            if (*wrong != 0) status = 1;
+        }
+    }
+    if (gpu_path && options.validate) {
+        const auto messages = gpu_path->validation_messages();
+        for (const auto& m : messages) std::fprintf(stderr, "validation: %s\n", m.c_str());
+        std::printf("validation: %zu messages\n", messages.size());
+        if (!messages.empty()) status = 1;
     }
     kms::Commit off(*screen);
     off.hide(output.primary).detach(output.connector).disable_crtc(output.crtc);

@@ -8,7 +8,7 @@
 //                    [--readback] [--validate]
 //   camera_zero_copy --serve PATH [--consumers N] [camera options]   (queue_mode.hpp)
 //   camera_zero_copy --connect PATH [--frames N] [--output DIR]
-//   camera_zero_copy --display [--card /dev/dri/cardN] [--copy] [--check] [camera options]  (display_mode.hpp)
+//   camera_zero_copy --display [--card /dev/dri/cardN] [--copy] [--check] [--validate] [camera options]  (display_mode.hpp)
 //
 // --api gl converts with a GLES 3.1 compute shader on a headless EGL display (the device platform,
 // Mesa's software device where there is one) instead of a Vulkan compute shader. --copy runs the
@@ -59,7 +59,7 @@ struct Args {
                  "                        [--validate]\n"
                  "       camera_zero_copy --serve PATH [--consumers N] [camera options]\n"
                  "       camera_zero_copy --connect PATH [--frames N] [--output DIR]\n"
-                 "       camera_zero_copy --display [--card /dev/dri/cardN] [--copy] [--check] [camera options]\n",
+                 "       camera_zero_copy --display [--card /dev/dri/cardN] [--copy] [--check] [--validate] [camera options]\n",
                  why);
     std::exit(2);
 }
@@ -256,6 +256,7 @@ int main(int argc, char** argv) {
         d.frames = args.frames;
         d.copy = args.pipeline.path == camera::Path::copy;
         d.check = args.check;
+        d.validate = args.validate;
         return camera::display(d);
     }
     // Only the two frames written as PNGs are copied back to host memory (every frame with
