@@ -149,7 +149,7 @@ double shader_fps(const vulkan::Context& ctx, std::uint32_t width, std::uint32_t
     auto image = ok(sample::DeviceImage::create(vk, VK_FORMAT_R8G8B8A8_UNORM, width, height,
                                                 vulkan::FrameConverter::target_usage),
                     "RGBA image");
-    (void)ok(converter.bind(0, vulkan::FrameSource::of(*buffer), vulkan::FrameSource::of(*buffer),
+    (void)ok(converter.bind(0, vulkan::FrameSource::of(buffer), vulkan::FrameSource::of(buffer),
                             {image.handle(), image.view(), {width, height}}),
              "bind");
     const auto submit = [&] {

@@ -347,8 +347,8 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
             slot.releases[b].depends_on.push_back(std::move(*carried));
         }
     slot.next_releases.clear();
-    const auto rebound = bind(index, vulkan::FrameSource::of(*slot.imports[set.of_plane[0]]),
-                              vulkan::FrameSource::of(*slot.imports[set.of_plane[1]]));
+    const auto rebound = bind(index, vulkan::FrameSource::of(slot.imports[set.of_plane[0]]),
+                              vulkan::FrameSource::of(slot.imports[set.of_plane[1]]));
     if (!rebound) return rebound.error();
     if (*rebound) {
         for (auto& c : slot.commands) c = {};
@@ -463,8 +463,8 @@ Status CameraPipeline::State::submit_copy(const queue::AcquiredFrame& f, double 
     }
     // The frame is copied: the driver can have its buffer back at once (no fence: the CPU is done).
     if (auto ok = consumer->release(f.buffer); !ok) return ok.error().with_context("camera: release");
-    const auto rebound = bind(k, {slot.staging[set.of_plane[0]].handle(), slot.staging_size[set.of_plane[0]]},
-                              {slot.staging[set.of_plane[1]].handle(), slot.staging_size[set.of_plane[1]]});
+    const auto rebound = bind(k, {slot.staging[set.of_plane[0]].handle(), slot.staging_size[set.of_plane[0]], nullptr},
+                              {slot.staging[set.of_plane[1]].handle(), slot.staging_size[set.of_plane[1]], nullptr});
     if (!rebound) return rebound.error();
     if (*rebound) {
         for (auto& c : slot.commands) c = {};

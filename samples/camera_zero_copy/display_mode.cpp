@@ -125,7 +125,8 @@ Result<std::uint64_t> count_differing(const BufferDesc& screen, const BufferDesc
 // The converter path: camera frames in a format no plane takes, converted on the GPU into three
 // exported XRGB8888 images (one on screen, one whose flip is queued, one being written). Each
 // conversion waits for the camera buffers' fences and publishes its own as the image's write
-// fence, which the flip takes as IN_FENCE_FD: the CPU never waits for the GPU.
+// fence, which the flip takes as IN_FENCE_FD: the CPU does not wait for the GPU where the driver
+// exports kernel fences (lavapipe does not: there SyncBridge::publish waits for the submit).
 class GpuPath {
 public:
     static Result<std::unique_ptr<GpuPath>> create(std::uint32_t width, std::uint32_t height, bool validate) {
@@ -205,9 +206,9 @@ public:
         w.releases.push_back(std::move(*image_release));
 
         const auto plane1 = of_plane.size() > 1 ? of_plane[1] : of_plane.at(0);
-        auto bound = converter_.bind(slot, vulkan::FrameSource::of(*w.imports.at(of_plane.at(0))),
-                                     vulkan::FrameSource::of(*w.imports.at(plane1)),
-                                     {t.exported.image.handle(), t.view.get(), {layout->width, layout->height}});
+        auto bound = converter_.bind(slot, vulkan::FrameSource::of(w.imports.at(of_plane.at(0))),
+                                     vulkan::FrameSource::of(w.imports.at(plane1)),
+                                     {t.exported.image.handle(), t.view.get(), t.exported.image.extent()});
         if (!bound) return bound.error();
         vulkan::Context::SubmitSemaphores semaphores;
         for (const auto& a : w.acquires) {

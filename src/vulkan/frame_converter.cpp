@@ -22,14 +22,15 @@ std::string n(std::uint64_t v) { return std::to_string(v); }
 constexpr std::uint32_t max_sets = 64;
 constexpr std::size_t max_uses_kept = 8;
 
-// Converters destroyed while work still used them: never destroyed (see ~FrameConverter).
+// Converters destroyed while work still used them: never destroyed (see ~FrameConverter), not even
+// at exit, when the application's VkDevice may be gone: allocated once and never freed.
 std::mutex& leaked_mutex() {
-    static std::mutex m;
-    return m;
+    static auto* const m = new std::mutex;
+    return *m;
 }
 std::vector<std::shared_ptr<FrameConverter::State>>& leaked() {
-    static std::vector<std::shared_ptr<FrameConverter::State>> l;
-    return l;
+    static auto* const l = new std::vector<std::shared_ptr<FrameConverter::State>>;
+    return *l;
 }
 
 }  // namespace
@@ -224,8 +225,11 @@ Result<bool> FrameConverter::bind(std::uint32_t set, FrameSource plane0, FrameSo
         return Error::library(Errc::invalid_argument,
                               what + ": the set is still in use by " + s.uses.front()->describe());
     const VkDescriptorImageInfo image{VK_NULL_HANDLE, target.view, VK_IMAGE_LAYOUT_GENERAL};
-    const std::array<VkDescriptorBufferInfo, 2> buffers{{{plane0.buffer, 0, VK_WHOLE_SIZE},
-                                                         {plane1.buffer, 0, VK_WHOLE_SIZE}}};
+    // The range is the size the caller gave, which record() checks the layout against: a size
+    // that claims more than the buffer has is then the validation layer's error, not a read past
+    // the end.
+    const std::array<VkDescriptorBufferInfo, 2> buffers{{{plane0.buffer, 0, plane0.size},
+                                                         {plane1.buffer, 0, plane1.size}}};
     std::array<VkWriteDescriptorSet, 3> writes{};
     for (std::uint32_t b = 0; b < writes.size(); ++b) {
         writes[b].sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
@@ -255,8 +259,10 @@ Status FrameConverter::record(VkCommandBuffer cmd, std::uint32_t set, const Fram
     if (cmd == VK_NULL_HANDLE) return Error::library(Errc::invalid_argument, what + ": no command buffer");
     const auto& s = st.sets[set];
     if (!s.bound) return Error::library(Errc::invalid_argument, what + ": the set is not bound");
-    // The shader trusts the layout: every byte it reads must lie in the bound buffers.
-    if (auto ok = check_frame_fits(layout, s.plane0.size, s.plane1.size); !ok)
+    // The shader trusts the layout: every byte it reads must lie in the bound buffers. It reads
+    // whole 32-bit words, so the word holding the last byte must fit too: the sizes are taken
+    // rounded down to a multiple of 4.
+    if (auto ok = check_frame_fits(layout, s.plane0.size & ~std::uint64_t{3}, s.plane1.size & ~std::uint64_t{3}); !ok)
         return ok.error().with_context(what + ": " + to_string(layout.format) + " " + n(layout.width) + "x" +
                                        n(layout.height));
     if (layout.width > s.target.extent.width || layout.height > s.target.extent.height)
@@ -266,10 +272,11 @@ Status FrameConverter::record(VkCommandBuffer cmd, std::uint32_t set, const Fram
     const auto& d = *st.device;
     // The old contents are overwritten, so the old layout is UNDEFINED: the commands do not
     // depend on what ran before and can be submitted again and again. The barrier orders these
-    // writes after earlier conversions' writes and copies of the same target.
+    // writes after every earlier use of the target in this queue (conversions, copies, a
+    // fragment shader sampling it), whatever stage it was.
     VkImageMemoryBarrier before{};
     before.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_BARRIER;
-    before.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT;
+    before.srcAccessMask = VK_ACCESS_MEMORY_WRITE_BIT;  // reads need only the execution dependency
     before.dstAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
     before.oldLayout = VK_IMAGE_LAYOUT_UNDEFINED;
     before.newLayout = VK_IMAGE_LAYOUT_GENERAL;
@@ -277,8 +284,7 @@ Status FrameConverter::record(VkCommandBuffer cmd, std::uint32_t set, const Fram
     before.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
     before.image = s.target.image;
     before.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
-    d.vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                           VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0, nullptr, 0, nullptr, 1, &before);
+    d.vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0, nullptr, 0, nullptr, 1, &before);
     d.vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, st.pipeline);
     d.vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, st.pipeline_layout, 0, 1, &s.handle, 0, nullptr);
     d.vkCmdPushConstants(cmd, st.pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(FrameLayout), &layout);

@@ -4,10 +4,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -58,7 +60,10 @@ private:
         if (text == nullptr || *text == '\0') return 900;
         char* end = nullptr;
         const long value = std::strtol(text, &end, 10);
-        return (end != nullptr && *end == '\0' && value >= 0) ? value : 900;
+        // At most a day: seconds(limit) must not overflow the clock's nanoseconds.
+        if (end != nullptr && *end == '\0' && value >= 0) return std::min(value, 86400L);
+        std::fprintf(stderr, "[watchdog] DMABRIDGE_TEST_CASE_TIMEOUT=%s is not a number of seconds: using 900\n", text);
+        return 900;
     }
 
     static void arm(const doctest::TestCaseData& data) {
@@ -99,5 +104,14 @@ private:
 };
 
 REGISTER_LISTENER("dmabridge_watchdog", 1, Watchdog);
+
+// doctest writes to std::cout without flushing; in the VM stdout is a file, fully buffered, and
+// the watchdog's _Exit would drop what is still in the buffer (the hung test's own messages).
+// Line buffering keeps every finished line.
+const bool stdout_line_buffered = [] {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    std::cout.setf(std::ios::unitbuf);
+    return true;
+}();
 
 }  // namespace

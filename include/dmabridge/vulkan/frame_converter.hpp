@@ -19,10 +19,12 @@
 /// Inputs: storage buffers holding the frame's planes, typically dma-bufs imported through
 /// vulkan::ImportCache (made with FrameConverter::source_usage), acquired from the camera with
 /// SyncBridge barriers and semaphores, which the application records around record().
-/// Output: the application's 2D target image (any format whose view supports storage writes in
-/// the shader's rgba8 layout: R8G8B8A8_UNORM, or B8G8R8A8_UNORM for an XRGB8888 / ARGB8888
-/// scan-out buffer made by Device::export_image), left in VK_IMAGE_LAYOUT_GENERAL with the
+/// Output: the application's 2D target image through an R8G8B8A8_UNORM storage view (the
+/// shader's rgba8 layout; SPIR-V has no BGRA storage format). For an XRGB8888 / ARGB8888
+/// scan-out buffer, export the image as XRGB8888 with the Vulkan format R8G8B8A8_UNORM and set
+/// FrameConverterOptions::bgra_bytes. The image is left in VK_IMAGE_LAYOUT_GENERAL with the
 /// shader's writes done at VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT / VK_ACCESS_SHADER_WRITE_BIT.
+/// A frame smaller than the target leaves the rest of the target undefined.
 /// Fence out: the converter submits nothing; the application's submit carries the fence (a
 /// Submission's VkFence from Context::submit_async), and an exported target gets its sync_file
 /// from the application's SyncBridge release of the target, as for any other image it writes.
@@ -75,8 +77,19 @@ struct FrameSource {
     /// Bytes of the buffer the shader may read (the whole buffer is bound). The frame layout
     /// is checked against it.
     std::uint64_t size = 0;
-    /// The buffer of an import or export of this library, with its size.
-    static FrameSource of(const Buffer& buffer) noexcept { return {buffer.handle(), buffer.size()}; }
+    /// What keeps `buffer` alive while a set is bound to it (may be null).
+    std::shared_ptr<const Buffer> owner;
+    /// A cached import (vulkan::ImportCache): the set holds it while bound, so its handle can
+    /// never be freed and reused by another buffer under a set that bind() would think unchanged.
+    static FrameSource of(std::shared_ptr<const Buffer> buffer) noexcept {
+        const VkBuffer handle = buffer ? buffer->handle() : VK_NULL_HANDLE;
+        const std::uint64_t bytes = buffer ? buffer->size() : 0;
+        return {handle, bytes, std::move(buffer)};
+    }
+    /// A buffer the caller owns: it must stay alive as long as a set is bound to it (until
+    /// bind() points the set elsewhere or the converter is gone), since bind() compares handles
+    /// and a freed handle reused by a new buffer would look unchanged.
+    static FrameSource of(const Buffer& buffer) noexcept { return {buffer.handle(), buffer.size(), nullptr}; }
 };
 
 /// The image the converter writes: `view` must be a 2D colour view of `image` (mip 0, layer 0)
