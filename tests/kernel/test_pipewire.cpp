@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include <dmabridge/vulkan/import_cache.hpp>
 
 #include "fd_count.hpp"
+#include "memory_usage.hpp"
 #include "vk_fixture.hpp"
 #include "pipewire_daemon.hpp"
 #include "pipewire_pattern.hpp"
@@ -603,14 +605,6 @@ TEST_CASE("moved-from contexts, producers and consumers answer Errc::empty_objec
     CHECK(stray_queue.error().is(Errc::invalid_argument));
 }
 
-// This process's resident set in bytes (/proc/self/statm's second field).
-std::size_t resident_bytes() {
-    std::ifstream statm("/proc/self/statm");
-    std::size_t pages = 0, resident = 0;
-    statm >> pages >> resident;
-    return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
-
 TEST_CASE("100 consumers connecting and disconnecting leave the fd count and the resident set flat") {
     daemons();
     auto context = pipewire::Context::create();
@@ -622,7 +616,7 @@ TEST_CASE("100 consumers connecting and disconnecting leave the fd count and the
     REQUIRE_MESSAGE(producer, producer.error().message());
     std::uint32_t frame = 0;
     std::size_t baseline = 0;
-    std::size_t rss_baseline = 0;
+    MemoryUsage memory_baseline;
     int with_frames = 0;
     const double start = monotonic_seconds();
     for (int i = 0; i < 100; ++i) {
@@ -652,16 +646,31 @@ TEST_CASE("100 consumers connecting and disconnecting leave the fd count and the
         for (int k = 0; k < 5; ++k) REQUIRE(context->dispatch(5ms));  // let the daemon tear the link down
         if (i == 0) baseline = open_fd_count();
         // Resident memory after the first 10 (libpipewire's pools and the heap warmed up).
-        if (i == 9) rss_baseline = resident_bytes();
+        // Memory after the first 10 (libpipewire's pools and the heap warmed up).
+        if (i == 9) memory_baseline = memory_usage();
     }
     // The producer's own buffers are reallocated per negotiation: settle and compare.
     for (int k = 0; k < 20; ++k) REQUIRE(context->dispatch(10ms));
     CHECK(open_fd_count() == baseline);
-    // 90 connects may grow the resident set by at most 1 MiB: a leak of 12 KiB or more per
-    // connect (a stream, a memory pool, a buffer description with its mappings) exceeds it.
-    const std::size_t rss = resident_bytes();
-    CHECK_MESSAGE(rss <= rss_baseline + (1u << 20), "resident set " << rss_baseline << " -> " << rss << " bytes");
-    MESSAGE("resident set after 10 connects " << rss_baseline / 1024 << " KiB, after 100 " << rss / 1024 << " KiB");
+    // 90 connects may grow the anonymous resident memory (the heap and libpipewire's pools) by at
+    // most 1 MiB: a leak of 12 KiB or more per connect (a stream, a pool, a buffer description)
+    // exceeds it; a leaked mapping of a buffer or a pool adds one mapping per connect. The whole
+    // resident set is no measure here: it includes the pages of the libraries this process (with
+    // Vulkan, GStreamer and EGL loaded by earlier tests) maps from files, which the kernel reclaims
+    // and faults back in as it likes (a CI run saw it grow 2.2 MiB over the 90 connects).
+    const MemoryUsage memory = memory_usage();
+    const auto describe = [](const MemoryUsage& m) {
+        std::ostringstream out;
+        out << "anonymous " << m.anon / 1024 << " KiB, from files " << m.file / 1024 << " KiB, shared "
+            << m.shmem / 1024 << " KiB, " << m.mappings << " mappings (" << m.dmabuf_mappings << " of dma-bufs)";
+        return out.str();
+    };
+    INFO("after 10 connects: " << describe(memory_baseline));
+    INFO("after 100: " << describe(memory));
+    CHECK(memory.anon <= memory_baseline.anon + (1u << 20));
+    CHECK(memory.mappings <= memory_baseline.mappings + 4);
+    CHECK(memory.dmabuf_mappings <= memory_baseline.dmabuf_mappings);
+    MESSAGE("after 10 connects: " << describe(memory_baseline) << "; after 100: " << describe(memory));
     MESSAGE("100 connects in " << monotonic_seconds() - start << " s, " << with_frames << " with a frame; fds "
                                << open_fd_count() << " (after the first: " << baseline << ")");
 }
