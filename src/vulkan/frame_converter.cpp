@@ -38,6 +38,9 @@ std::vector<std::shared_ptr<FrameConverter::State>>& leaked() {
 struct FrameConverter::State {
     std::shared_ptr<const detail::DeviceState> device;
     Timeout destroy_timeout{};
+    // VkPhysicalDeviceLimits::maxStorageBufferRange: a descriptor may not bind more (lavapipe
+    // 2^31, many GPUs 2^27 = 128 MiB, the spec's minimum 2^27).
+    std::uint64_t max_range = 0;
     VkShaderModule shader = VK_NULL_HANDLE;
     VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
     VkPipelineLayout pipeline_layout = VK_NULL_HANDLE;
@@ -121,6 +124,9 @@ Result<FrameConverter> FrameConverter::create(const Device& device, const FrameC
     st->destroy_timeout = options.destroy_timeout;
     const auto& s = *st->device;
     const VkDevice d = s.device();
+    VkPhysicalDeviceProperties properties{};
+    s.vkGetPhysicalDeviceProperties(s.handles.physical_device, &properties);
+    st->max_range = properties.limits.maxStorageBufferRange;
 
     VkShaderModuleCreateInfo module_info{};
 
@@ -208,6 +214,12 @@ Result<bool> FrameConverter::bind(std::uint32_t set, FrameSource plane0, FrameSo
     if (plane0.buffer == VK_NULL_HANDLE || plane1.buffer == VK_NULL_HANDLE)
         return Error::library(Errc::invalid_argument,
                               what + ": plane " + (plane0.buffer == VK_NULL_HANDLE ? "0" : "1") + " has no buffer");
+    for (const auto& [index, plane] : {std::pair{0, &plane0}, std::pair{1, &plane1}})
+        if (plane->size == 0 || plane->size > st.max_range)
+            return Error::library(Errc::invalid_argument,
+                                  what + ": plane " + n(static_cast<std::uint64_t>(index)) + " binds " + n(plane->size) +
+                                      " bytes; a storage buffer descriptor takes 1.." + n(st.max_range) +
+                                      " (maxStorageBufferRange)");
     if (target.image == VK_NULL_HANDLE || target.view == VK_NULL_HANDLE || target.extent.width == 0 ||
         target.extent.height == 0)
         return Error::library(Errc::invalid_argument, what + ": target image " + n(target.extent.width) + "x" +

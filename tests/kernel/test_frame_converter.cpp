@@ -214,6 +214,17 @@ TEST_CASE_FIXTURE(VkTest, "FrameConverter refuses hostile layouts, sets and hand
     CHECK(conv->bind(0, {}, source, target.target()).error().is(Errc::invalid_argument));
     CHECK(conv->bind(0, source, {}, target.target()).error().is(Errc::invalid_argument));
     CHECK(conv->bind(0, source, source, {}).error().is(Errc::invalid_argument));
+    // A size of 0, and one past what a storage buffer descriptor may bind, named with the limit.
+    for (const std::uint64_t size : {std::uint64_t{0}, std::uint64_t{1} << 40}) {
+        CAPTURE(size);
+        auto sized = source;
+        sized.size = size;
+        auto refused = conv->bind(0, source, sized, target.target());
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().is(Errc::invalid_argument));
+        CHECK(refused.error().message().find("plane 1 binds " + std::to_string(size) + " bytes") != std::string::npos);
+        CHECK(refused.error().message().find("maxStorageBufferRange") != std::string::npos);
+    }
 
     const FrameLayout fits{FrameFormat::yuyv, 64, 32, 0, 128, 0, 0};
     std::vector<std::pair<FrameLayout, std::string>> hostile = {

@@ -139,8 +139,9 @@ public:
     /// camera ring's buffers come back in the same sets): returns false then, true when the set
     /// was rewritten (vkUpdateDescriptorSets) and command buffers recorded with it must be
     /// recorded again.
-    /// Errors: Errc::invalid_argument for a set out of range, a null buffer, view or image, an
-    /// empty extent, or a set whose last recorded use has not completed (a set must not change
+    /// Errors: Errc::invalid_argument for a set out of range, a null buffer, view or image, a
+    /// plane size of 0 or above the device's maxStorageBufferRange (128 MiB on many GPUs; bind a
+    /// frame's planes as separate buffers there), an empty extent, or a set whose last recorded use has not completed (a set must not change
     /// under pending work; naming what is pending); Errc::empty_object when empty.
     Result<bool> bind(std::uint32_t set, FrameSource plane0, FrameSource plane1, const FrameTarget& target);
 
