@@ -4,7 +4,23 @@
 #include <fstream>
 #include <string>
 
+#include <malloc.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+// The sanitizer runtime's allocator statistics (sanitizer/allocator_interface.h, which GCC 12
+// does not install).
+extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
+#endif
+
 namespace dmabridge::test {
+
+bool address_sanitizer() {
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#else
+    return false;
+#endif
+}
 
 MemoryUsage memory_usage() {
     MemoryUsage usage;
@@ -24,6 +40,12 @@ MemoryUsage memory_usage() {
         ++usage.mappings;
         if (line.find("dmabuf") != std::string::npos) ++usage.dmabuf_mappings;
     }
+#if defined(__SANITIZE_ADDRESS__)
+    usage.heap_in_use = __sanitizer_get_current_allocated_bytes();
+#else
+    const struct mallinfo2 info = ::mallinfo2();
+    usage.heap_in_use = info.uordblks + info.hblkhd;
+#endif
     return usage;
 }
 

@@ -16,11 +16,18 @@ struct MemoryUsage {
     std::size_t shmem = 0;  ///< RssShmem, bytes
     std::size_t mappings = 0;         ///< lines of /proc/self/maps
     std::size_t dmabuf_mappings = 0;  ///< of which map a dma-buf ("/dmabuf:" or "anon_inode:dmabuf")
+    /// Bytes the heap has handed out and not taken back: glibc's mallinfo2() (arena and mmapped
+    /// chunks in use), or under AddressSanitizer its allocator's count, which excludes the
+    /// quarantine of freed chunks (that quarantine makes RssAnon grow by megabytes with no leak).
+    std::size_t heap_in_use = 0;
 
     std::size_t resident() const { return anon + file + shmem; }
 };
 
-/// Reads /proc/self/status and /proc/self/maps.
+/// True in a build with AddressSanitizer, whose quarantine makes anonymous memory no measure.
+bool address_sanitizer();
+
+/// Reads /proc/self/status and /proc/self/maps, and the heap's count.
 MemoryUsage memory_usage();
 
 }  // namespace dmabridge::test
