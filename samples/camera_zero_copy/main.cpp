@@ -9,6 +9,7 @@
 //   camera_zero_copy --serve PATH [--consumers N] [camera options]   (queue_mode.hpp)
 //   camera_zero_copy --connect PATH [--frames N] [--output DIR]
 //   camera_zero_copy --display [--card /dev/dri/cardN] [--copy] [--check] [--validate] [camera options]  (display_mode.hpp)
+//   camera_zero_copy --pipewire NAME [--frames N] [--device /dev/videoN] [--size WxH] [--ring N]  (pipewire_mode.hpp)
 //
 // --api gl converts with a GLES 3.1 compute shader on a headless EGL display (the device platform,
 // Mesa's software device where there is one) instead of a Vulkan compute shader. --copy runs the
@@ -34,6 +35,9 @@
 #include "png.hpp"
 #include "display_mode.hpp"
 #include "queue_mode.hpp"
+#ifdef CAMERA_WITH_PIPEWIRE
+#include "pipewire_mode.hpp"
+#endif
 
 namespace {
 
@@ -49,6 +53,7 @@ struct Args {
     bool display = false;            // --display: on a KMS plane (display_mode.hpp)
     std::string card;                // --card: the DRM node for --display
     bool check = false;              // --check: --display compares the screen through writeback
+    std::string pipewire;            // --pipewire NAME: a PipeWire node (pipewire_mode.hpp)
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -59,7 +64,8 @@ struct Args {
                  "                        [--validate]\n"
                  "       camera_zero_copy --serve PATH [--consumers N] [camera options]\n"
                  "       camera_zero_copy --connect PATH [--frames N] [--output DIR]\n"
-                 "       camera_zero_copy --display [--card /dev/dri/cardN] [--copy] [--check] [--validate] [camera options]\n",
+                 "       camera_zero_copy --display [--card /dev/dri/cardN] [--copy] [--check] [--validate] [camera options]\n"
+                 "       camera_zero_copy --pipewire NAME [--frames N] [--device /dev/videoN] [--size WxH] [--ring N]\n",
                  why);
     std::exit(2);
 }
@@ -121,6 +127,8 @@ Args parse(int argc, char** argv) {
             a.display = true;
         } else if (arg == "--card") {
             a.card = value();
+        } else if (arg == "--pipewire") {
+            a.pipewire = value();
         } else if (arg == "--check") {
             a.check = true;
         } else if (arg == "--validate") {
@@ -244,6 +252,22 @@ int main(int argc, char** argv) {
     Args args = parse(argc, argv);
     if (!args.serve.empty()) return camera::serve({args.pipeline, args.serve, args.frames, args.consumers});
     if (!args.connect.empty()) return camera::consume(args.connect, args.frames, args.output);
+    if (!args.pipewire.empty()) {
+#ifdef CAMERA_WITH_PIPEWIRE
+        camera::PublishOptions p;
+        p.node_name = args.pipewire;
+        p.device = args.pipeline.device;
+        if (args.pipeline.width) p.width = args.pipeline.width;
+        if (args.pipeline.height) p.height = args.pipeline.height;
+        if (args.pipeline.ring_size) p.ring = args.pipeline.ring_size;
+        p.frames = args.frames;
+        if (args.pipeline.pixel_format && args.pipeline.pixel_format != dmabridge::fourcc::XRGB8888)
+            usage("--pipewire publishes XR24 only");
+        return camera::publish(p);
+#else
+        usage("--pipewire: this build has no dmabridge::pipewire (libpipewire-0.3 not found)");
+#endif
+    }
     if (args.display) {
         camera::DisplayOptions d;
         d.camera = args.pipeline.device;
