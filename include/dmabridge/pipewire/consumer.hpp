@@ -141,6 +141,7 @@ public:
     /// released twice (Errc::invalid_argument), Errc::empty_object when moved from.
     Status release(const ConsumerFrame& frame);
 
+    /// Counters since creation (ConsumerStats). No syscall.
     const ConsumerStats& stats() const noexcept;
     /// Why the last frame was rejected (empty when none was).
     std::string last_rejection() const;

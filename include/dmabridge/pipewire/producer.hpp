@@ -73,7 +73,8 @@ struct ProducerOptions {
     std::uint32_t framerate = 30;
 };
 
-/// A buffer the application fills: dequeue() gives it, queue() or cancel() gives it back.
+/// A buffer the application fills: dequeue() gives it, queue() gives it back (there is no way to
+/// give a buffer back without sending it: queue it, or keep it until PipeWire removes it).
 struct ProducerFrame {
     std::uint32_t index = 0;  ///< the buffer's number: stable for its life, never reused
     /// The image as dma-bufs: always for dma-buf buffers; for shared memory when udmabuf
@@ -130,6 +131,7 @@ public:
     /// not dequeued (Errc::invalid_argument), Errc::empty_object when moved from.
     Status queue(const ProducerFrame& frame, std::uint64_t sequence = 0, std::int64_t timestamp_ns = 0);
 
+    /// Counters since creation (ProducerStats). No syscall.
     const ProducerStats& stats() const noexcept;
 
     struct Impl;
