@@ -28,6 +28,7 @@
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
+#include "mode_report.hpp"
 #include "vulkan_compute.hpp"
 
 namespace camera {
@@ -39,10 +40,6 @@ using dmabridge::v4l2::CaptureOptions;
 using dmabridge::v4l2::CaptureSource;
 using namespace std::chrono_literals;
 
-int fail(const std::string& what, const Error& e) {
-    std::fprintf(stderr, "camera_zero_copy --display: %s: %s\n", what.c_str(), e.message().c_str());
-    return 1;
-}
 
 // User + system CPU time of the process.
 double cpu_seconds() {
@@ -315,7 +312,7 @@ Result<std::uint64_t> count_misconverted(const BufferDesc& camera, const BufferD
 
 int display(const DisplayOptions& options) {
     auto screen = kms::Device::open(options.card);
-    if (!screen) return fail("display", screen.error());
+    if (!screen) return fail("--display", "display", screen.error());
     CaptureOptions capture_options;
     capture_options.device = options.camera;
     capture_options.pixel_format = options.v4l2_format ? options.v4l2_format : fourcc::XRGB8888;  // V4L2 'XR24'
@@ -324,13 +321,14 @@ int display(const DisplayOptions& options) {
     capture_options.fps = options.fps;
     capture_options.ring_size = options.ring;
     auto source = CaptureSource::open(capture_options, "camera");
-    if (!source) return fail("camera", source.error());
+    if (!source) return fail("--display", "camera", source.error());
     const BufferDesc& first = source->buffer(0);
     const std::uint32_t shown_fourcc = options.copy ? fourcc::XRGB8888 : first.fourcc;
     const std::uint64_t shown_modifier =
         options.copy || first.modifier == modifier::invalid ? modifier::linear : first.modifier;
     if (options.copy && first.fourcc != fourcc::XRGB8888)
-        return fail("--copy", Error::library(Errc::unsupported, "the CPU copy baseline copies XR24 frames as they are"));
+        return fail("--display", "--copy",
+                    Error::library(Errc::unsupported, "the CPU copy baseline copies XR24 frames as they are"));
 
     // Where: a plane that scans the camera's buffers out as they are (nothing converts them), or
     // else one that takes XRGB8888, what the GPU path converts into.
@@ -339,11 +337,11 @@ int display(const DisplayOptions& options) {
     if (gpu) {
         auto rgb = kms::find_output(*screen, fourcc::XRGB8888, modifier::linear);
         if (!rgb)
-            return fail("display (" + screen->driver() + ")",
+            return fail("--display", "display (" + screen->driver() + ")",
                         rgb.error().with_context(found.error().message() + "; and for the GPU path's output"));
         found = std::move(rgb);
     }
-    if (!found) return fail("display (" + screen->driver() + ")", found.error());
+    if (!found) return fail("--display", "display (" + screen->driver() + ")", found.error());
     kms::Output output = *found;
     // A mode of the camera's size, so that the primary plane covers the CRTC without scaling.
     bool sized = false;
@@ -356,10 +354,11 @@ int display(const DisplayOptions& options) {
             }
     }
     if (!sized || output.primary == 0)
-        return fail("display", Error::library(Errc::unsupported, "connector " + std::to_string(output.connector) +
-                                                                     " has no " + std::to_string(options.width) + "x" +
-                                                                     std::to_string(options.height) +
-                                                                     " mode with a primary plane taking the format"));
+        return fail("--display", "display",
+                    Error::library(Errc::unsupported, "connector " + std::to_string(output.connector) + " has no " +
+                                                          std::to_string(options.width) + "x" +
+                                                          std::to_string(options.height) +
+                                                          " mode with a primary plane taking the format"));
     std::printf("camera_zero_copy --display: %s, %s %ux%u, mode %s at %.2f Hz, CRTC %u, plane %u, %s\n",
                 screen->driver().c_str(), fourcc_to_string(first.fourcc).c_str(), options.width, options.height,
                 output.mode.name.c_str(), output.mode.refresh_mhz() / 1000.0, output.crtc, output.primary,
@@ -370,24 +369,24 @@ int display(const DisplayOptions& options) {
     std::unique_ptr<GpuPath> gpu_path;
     if (gpu) {
         auto made = GpuPath::create(options.width, options.height, options.validate);
-        if (!made) return fail("GPU path", made.error());
+        if (!made) return fail("--display", "GPU path", made.error());
         gpu_path = std::move(*made);
     }
 
     // --copy: three scan-out buffers the CPU copies each frame into (one on screen, one whose
     // replacement is in flight, one being written).
     auto memory = UdmabufAllocator::open();
-    if (!memory) return fail("udmabuf", memory.error());
+    if (!memory) return fail("--display", "udmabuf", memory.error());
     std::vector<BufferDesc> copies;
     for (int i = 0; options.copy && i < 3; ++i) {
         ImageRequest r{options.width, options.height, fourcc::XRGB8888, {}, "camera-copy"};
         auto target = memory->allocate(r);
-        if (!target) return fail("scan-out buffer", target.error());
+        if (!target) return fail("--display", "scan-out buffer", target.error());
         copies.push_back(std::move(*target));
     }
 
     auto consumer = source->start_local();
-    if (!consumer) return fail("camera start", consumer.error());
+    if (!consumer) return fail("--display", "camera start", consumer.error());
     kms::FramebufferCache framebuffers(*screen);
     std::optional<queue::AcquiredFrame> on_screen;  // direct: the camera buffer the plane shows
     std::uint64_t copied_bytes = 0, flips = 0;
@@ -400,44 +399,46 @@ int display(const DisplayOptions& options) {
             wall_start = std::chrono::steady_clock::now();
         }
         auto frame = next_frame(*source, *consumer);
-        if (!frame) return fail("frame " + std::to_string(n), frame.error());
+        if (!frame) return fail("--display", "frame " + std::to_string(n), frame.error());
         const BufferDesc* shown = frame->desc;
         if (options.copy) {
             const BufferDesc& target = copies[n % copies.size()];
             if (auto done = cpu_copy(*frame->desc, target, options.width * 4); !done)
-                return fail("frame " + std::to_string(n) + ": copy", done.error());
+                return fail("--display", "frame " + std::to_string(n) + ": copy", done.error());
             copied_bytes += std::uint64_t{options.width} * 4 * options.height;
-            if (auto back = consumer->release(frame->buffer); !back) return fail("release", back.error());
+            if (auto back = consumer->release(frame->buffer); !back) return fail("--display", "release", back.error());
             shown = &target;
         }
         std::optional<SyncFile> converted;  // the GPU path: the conversion's fence holds the flip
         if (gpu) {
             const auto slot = static_cast<std::uint32_t>(n % 3);
             if (auto done = gpu_path->convert(*frame, slot); !done)
-                return fail("frame " + std::to_string(n) + ": convert", done.error());
+                return fail("--display", "frame " + std::to_string(n) + ": convert", done.error());
             shown = &gpu_path->desc(slot);
             auto fence = shown->planes[0].buffer.export_sync_file(Access::read);
-            if (!fence) return fail("frame " + std::to_string(n) + ": conversion fence", fence.error());
+            if (!fence) return fail("--display", "frame " + std::to_string(n) + ": conversion fence", fence.error());
             converted = std::move(*fence);
         }
         auto fb = framebuffers.get(*shown);
-        if (!fb) return fail("frame " + std::to_string(n) + ": framebuffer", fb.error());
+        if (!fb) return fail("--display", "frame " + std::to_string(n) + ": framebuffer", fb.error());
         kms::Commit commit(*screen);
         commit.show(output.primary, output.crtc, **fb, {}, {}, converted ? &*converted : nullptr);
         if (n == 0) {
             commit.set_mode(output.crtc, output.connector, output.mode);
-            if (auto done = commit.apply(true); !done) return fail("mode set", done.error());
+            if (auto done = commit.apply(true); !done) return fail("--display", "mode set", done.error());
         } else {
             auto flip = commit.flip();
-            if (!flip) return fail("frame " + std::to_string(n) + ": flip", flip.error());
-            if (auto done = wait_for_flip(*screen, flip->id); !done) return fail("frame " + std::to_string(n), done.error());
+            if (!flip) return fail("--display", "frame " + std::to_string(n) + ": flip", flip.error());
+            if (auto done = wait_for_flip(*screen, flip->id); !done)
+                return fail("--display", "frame " + std::to_string(n), done.error());
             ++flips;
         }
         last_shown = shown;
         if (!options.copy) {
             // The buffer this flip replaced is off screen now: back to the camera.
             if (on_screen)
-                if (auto back = consumer->release(on_screen->buffer); !back) return fail("release", back.error());
+                if (auto back = consumer->release(on_screen->buffer); !back)
+                    return fail("--display", "release", back.error());
             on_screen = std::move(*frame);
         }
     }
@@ -455,18 +456,18 @@ int display(const DisplayOptions& options) {
     if (options.check) {
         // Into a buffer of the display device itself (GBM on its node), as the kernel tests do.
         auto gbm = GbmAllocator::open(screen->path());
-        if (!gbm) return fail("--check: GBM on " + screen->path(), gbm.error());
+        if (!gbm) return fail("--display", "--check: GBM on " + screen->path(), gbm.error());
         auto picture = kms::capture(*screen, output, *gbm, fourcc::XRGB8888, 10s);
-        if (!picture) return fail("writeback capture", picture.error());
+        if (!picture) return fail("--display", "writeback capture", picture.error());
         auto differ = count_differing(picture->picture, *last_shown);
-        if (!differ) return fail("check", differ.error());
+        if (!differ) return fail("--display", "check", differ.error());
         const std::uint64_t total = std::uint64_t{options.width} * options.height;
         std::printf("check: %" PRIu64 "/%" PRIu64 " pixels of the screen match the last camera frame (writeback)\n",
                     total - *differ, total);
         if (*differ != 0) status = 1;
         if (gpu && on_screen) {
             auto wrong = count_misconverted(*on_screen->desc, *last_shown);
-            if (!wrong) return fail("check", wrong.error());
+            if (!wrong) return fail("--display", "check", wrong.error());
             std::printf("check: %" PRIu64 "/%" PRIu64 " pixels of the scan-out image match the CPU conversion of the "
                         "last camera frame\n",
                         total - *wrong, total);
@@ -481,10 +482,10 @@ int display(const DisplayOptions& options) {
     }
     kms::Commit off(*screen);
     off.hide(output.primary).detach(output.connector).disable_crtc(output.crtc);
-    if (auto done = off.apply(true); !done) return fail("turn off", done.error());
+    if (auto done = off.apply(true); !done) return fail("--display", "turn off", done.error());
     if (on_screen)
-        if (auto back = consumer->release(on_screen->buffer); !back) return fail("release", back.error());
-    if (auto stopped = source->stop(); !stopped) return fail("camera stop", stopped.error());
+        if (auto back = consumer->release(on_screen->buffer); !back) return fail("--display", "release", back.error());
+    if (auto stopped = source->stop(); !stopped) return fail("--display", "camera stop", stopped.error());
     return status;
 }
 

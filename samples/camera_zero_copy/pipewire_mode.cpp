@@ -18,6 +18,8 @@
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/v4l2/device.hpp>
 
+#include "mode_report.hpp"
+
 namespace camera {
 
 using namespace dmabridge;
@@ -25,12 +27,6 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-int fail(const char* step, const Error& e) {
-    std::fprintf(stderr, "camera_zero_copy --pipewire: %s: %s\n", step, e.message().c_str());
-    return 1;
-}
-
-double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
 // Every buffer of the stream, dequeued from the producer once a consumer linked: they are all
 // free then, so dequeue() gives one after the other until none is left (the consumer may have
@@ -159,14 +155,14 @@ Result<Session> stream(pipewire::Context& context, pipewire::Producer& producer,
 int publish(const PublishOptions& options) {
     auto device = options.device.empty() ? v4l2::Device::find(v4l2::Direction::capture)
                                          : v4l2::Device::open(options.device, v4l2::Direction::capture);
-    if (!device) return fail("open the camera", device.error());
+    if (!device) return fail("--pipewire", "open the camera", device.error());
     // V4L2's 'XR24' is DRM's XRGB8888: the same bytes (B, G, R, X), the same code.
     auto format = device->set_format(v4l2::Direction::capture, options.width, options.height, fourcc::XRGB8888);
-    if (!format) return fail("set the camera's format to XR24", format.error());
+    if (!format) return fail("--pipewire", "set the camera's format to XR24", format.error());
     auto context = pipewire::Context::create();
-    if (!context) return fail("connect to PipeWire", context.error());
+    if (!context) return fail("--pipewire", "connect to PipeWire", context.error());
     auto udmabuf = UdmabufAllocator::open();
-    if (!udmabuf) return fail("open /dev/udmabuf", udmabuf.error());
+    if (!udmabuf) return fail("--pipewire", "open /dev/udmabuf", udmabuf.error());
 
     pipewire::ProducerOptions po;
     po.name = options.node_name;
@@ -177,7 +173,7 @@ int publish(const PublishOptions& options) {
     po.udmabuf = &*udmabuf;  // shared memory too reaches the camera as a dma-buf
     po.buffer_count = options.ring;
     auto producer = pipewire::Producer::create(*context, po);
-    if (!producer) return fail("create the PipeWire node", producer.error());
+    if (!producer) return fail("--pipewire", "create the PipeWire node", producer.error());
     std::printf("camera_zero_copy --pipewire %s: %s XR24 %ux%u, waiting for a consumer\n", options.node_name.c_str(),
                 device->path().c_str(), options.width, options.height);
     std::fflush(stdout);
@@ -193,12 +189,12 @@ int publish(const PublishOptions& options) {
         auto held = lend_buffers(*context, *producer, sent == 0 ? options.wait_s : 5, stray);
         if (!held) {
             if (sent > 0 && held.error().is_errno(ETIMEDOUT)) break;
-            return fail("wait for the stream's buffers", held.error());
+            return fail("--pipewire", "wait for the stream's buffers", held.error());
         }
         ++links;
         const std::uint64_t left = options.frames - sent;
         auto session = stream(*context, *producer, *device, *held, left);
-        if (!session) return fail("stream", session.error());
+        if (!session) return fail("--pipewire", "stream", session.error());
         // Ended early: the stream removed these buffers while they were lent (Producer::queue()
         // drops such a buffer and answers Errc::not_found; the camera's ring let go of them at the
         // end of stream()).

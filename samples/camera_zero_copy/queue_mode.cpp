@@ -19,6 +19,7 @@
 #include <dmabridge/vulkan/import_cache.hpp>
 
 #include "camera_pipeline.hpp"
+#include "mode_report.hpp"
 #include "png.hpp"
 
 namespace camera {
@@ -28,10 +29,6 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-int fail(const char* who, const Error& e) {
-    std::fprintf(stderr, "camera_zero_copy %s: %s\n", who, e.message().c_str());
-    return 1;
-}
 
 // The bytes of a frame a consumer writes as a PNG (plane1 empty when one dma-buf holds both
 // planes), and where.
@@ -41,7 +38,6 @@ struct Snapshot {
     std::vector<std::byte> plane0, plane1;
 };
 
-double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
 // Streams until `frames` frames went to the queue (to nobody, when no consumer is attached).
 // Returns the frames per second.
