@@ -296,7 +296,8 @@ Status FrameConverter::record(VkCommandBuffer cmd, std::uint32_t set, const Fram
     before.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
     before.image = s.target.image;
     before.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
-    d.vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0, nullptr, 0, nullptr, 1, &before);
+    d.vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0, nullptr,
+                           0, nullptr, 1, &before);
     d.vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, st.pipeline);
     d.vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, st.pipeline_layout, 0, 1, &s.handle, 0, nullptr);
     d.vkCmdPushConstants(cmd, st.pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(FrameLayout), &layout);

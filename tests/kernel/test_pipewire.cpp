@@ -607,7 +607,7 @@ TEST_CASE("moved-from contexts, producers and consumers answer Errc::empty_objec
     CHECK(stray_queue.error().is(Errc::invalid_argument));
 }
 
-TEST_CASE("100 consumers connecting and disconnecting leave the fd count and the resident set flat") {
+TEST_CASE("100 consumers connecting and disconnecting leave the fd count, the heap and the mappings flat") {
     daemons();
     auto context = pipewire::Context::create();
     REQUIRE_MESSAGE(context, context.error().message());
@@ -647,7 +647,6 @@ TEST_CASE("100 consumers connecting and disconnecting leave the fd count and the
         consumer = Error::library(Errc::empty_object, "disconnected");
         for (int k = 0; k < 5; ++k) REQUIRE(context->dispatch(5ms));  // let the daemon tear the link down
         if (i == 0) baseline = open_fd_count();
-        // Resident memory after the first 10 (libpipewire's pools and the heap warmed up).
         // Memory after the first 10 (libpipewire's pools and the heap warmed up).
         if (i == 9) memory_baseline = memory_usage();
     }

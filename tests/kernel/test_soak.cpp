@@ -16,7 +16,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <deque>
-#include <fstream>
 #include <random>
 #include <thread>
 #include <unistd.h>
@@ -27,6 +26,7 @@
 #include "fd_count.hpp"
 #include "vgem.hpp"
 #include "vivid_nodes.hpp"
+#include "memory_usage.hpp"
 #include "vk_fixture.hpp"
 #include "vk_object_count.hpp"
 
@@ -35,13 +35,6 @@ using namespace dmabridge::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::uint64_t resident_bytes() {
-    std::ifstream statm("/proc/self/statm");
-    std::uint64_t size = 0, resident = 0;
-    statm >> size >> resident;
-    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-}
 
 struct Sample {
     double at_s;
@@ -174,7 +167,7 @@ TEST_CASE_FIXTURE(VkTest, "soak: rotating buffers, fences in random order, camer
                 held.pop_front();
             }
             if (elapsed() >= next_sample) {
-                samples.push_back({elapsed(), open_fd_count(), live_vulkan_objects(), resident_bytes()});
+                samples.push_back({elapsed(), open_fd_count(), live_vulkan_objects(), memory_usage().resident()});
                 next_sample += std::max(1.0, seconds / 20);
             }
         }

@@ -21,6 +21,7 @@ struct MemoryUsage {
     /// quarantine of freed chunks (that quarantine makes RssAnon grow by megabytes with no leak).
     std::size_t heap_in_use = 0;
 
+    /// The whole resident set (what /proc/self/statm's second field counts).
     std::size_t resident() const { return anon + file + shmem; }
 };
 
