@@ -14,14 +14,6 @@ extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
 
 namespace dmabridge::test {
 
-bool address_sanitizer() {
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    return false;
-#endif
-}
-
 MemoryUsage memory_usage() {
     MemoryUsage usage;
     std::ifstream status("/proc/self/status");

@@ -25,9 +25,6 @@ struct MemoryUsage {
     std::size_t resident() const { return anon + file + shmem; }
 };
 
-/// True in a build with AddressSanitizer, whose quarantine makes anonymous memory no measure.
-bool address_sanitizer();
-
 /// Reads /proc/self/status and /proc/self/maps, and the heap's count.
 MemoryUsage memory_usage();
 
