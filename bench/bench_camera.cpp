@@ -45,11 +45,12 @@
 #include <GLES3/gl3.h>
 
 #include <dmabridge/vulkan/frame_converter.hpp>
+#include <dmabridge/vulkan/storage_image.hpp>
 
 #include "bench_util.hpp"
-#include "camera_pipeline.hpp"
-#include "gl_converter.hpp"
-#include "gl_pipeline.hpp"
+#include <dmabridge/bridge/camera_pipeline.hpp>
+#include <dmabridge/egl/frame_converter.hpp>
+#include <dmabridge/bridge/gl_camera_pipeline.hpp>
 #include "syscall_tap.hpp"
 #include "vulkan_compute.hpp"
 
@@ -78,8 +79,8 @@ double seconds_since(clock_type::time_point t) { return std::chrono::duration<do
 
 using dmabridge::bench::median;
 
-camera::PipelineOptions options(std::uint32_t width, std::uint32_t height, camera::Path path, std::uint32_t fps) {
-    camera::PipelineOptions o;
+dmabridge::camera::PipelineOptions options(std::uint32_t width, std::uint32_t height, dmabridge::camera::Path path, std::uint32_t fps) {
+    dmabridge::camera::PipelineOptions o;
     o.pixel_format = V4L2_PIX_FMT_YUYV;
     o.width = width;
     o.height = height;
@@ -94,8 +95,8 @@ camera::PipelineOptions options(std::uint32_t width, std::uint32_t height, camer
 
 // Steady-state statistics of `frames` frames: a first run imports every ring slot (and warms the
 // driver and the shader), the second is measured.
-template <typename Pipeline = camera::CameraPipeline, typename Context>
-camera::PipelineStats steady_run(const Context& ctx, const camera::PipelineOptions& o, std::uint64_t frames) {
+template <typename Pipeline = dmabridge::camera::CameraPipeline, typename Context>
+dmabridge::camera::PipelineStats steady_run(const Context& ctx, const dmabridge::camera::PipelineOptions& o, std::uint64_t frames) {
     auto pipeline = ok(Pipeline::create(ctx, o), "create pipeline");
     ok(pipeline.run(o.ring_size * 2), "warm-up run");
     return ok(pipeline.run(frames), "measured run");
@@ -144,10 +145,9 @@ double shader_fps(const vulkan::Context& ctx, std::uint32_t width, std::uint32_t
     const auto layout = ok(dmabridge::frame_layout(desc), "layout");
     vulkan::ImportCache cache(ctx.device());
     auto buffer = ok(cache.import_buffer(desc.planes[0].buffer, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT), "import");
-    auto vk = ok(sample::DeviceFunctions::load(ctx), "entry points");
     auto converter = ok(vulkan::FrameConverter::create(ctx.device(), {.frames_in_flight = 1}), "converter");
-    auto image = ok(sample::DeviceImage::create(vk, VK_FORMAT_R8G8B8A8_UNORM, width, height,
-                                                vulkan::FrameConverter::target_usage),
+    auto image = ok(vulkan::StorageImage::create(ctx.device(), VK_FORMAT_R8G8B8A8_UNORM, width, height,
+                                                 vulkan::FrameConverter::target_usage),
                     "RGBA image");
     (void)ok(converter.bind(0, vulkan::FrameSource::of(buffer), vulkan::FrameSource::of(buffer),
                             {image.handle(), image.view(), {width, height}}),
@@ -181,7 +181,7 @@ double gl_shader_fps(const egl::Context& ctx, std::uint32_t width, std::uint32_t
     auto views = ok(dmabridge::texel_views(ring.buffer(0)), "views");
     egl::ImportCache cache(ctx);
     auto image = ok(cache.import(views.at(0), egl::ImportOptions{.target = egl::texture_2d}), "import");
-    auto converter = ok(camera::GlConverter::create(ring.buffer(0).layout(), 1, false), "GL converter");
+    auto converter = ok(egl::FrameConverter::create(ring.buffer(0).layout(), 1, false), "GL converter");
     ok(converter.convert(0, image->texture(), 0), "warm-up dispatch");
     glFinish();
     const auto start = clock_type::now();
@@ -195,13 +195,13 @@ double gl_shader_fps(const egl::Context& ctx, std::uint32_t width, std::uint32_t
 
 // System calls per steady-state frame of `path`, every thread of the process counted: the
 // context, the pipeline and lavapipe's threads are all made under the tap. Prints which calls.
-double syscalls_per_frame(camera::Path path, std::uint32_t fps, const char* name) {
+double syscalls_per_frame(dmabridge::camera::Path path, std::uint32_t fps, const char* name) {
     test::SyscallTap tap;
     std::uint64_t begin = 0, middle = 0, end = 0, short_frames = 0, long_frames = 0;
     const bool ran = tap.run([&](test::SyscallTap& t) {
         auto ctx = ok(vulkan::Context::create(), "Vulkan context");
         const auto o = options(640, 480, path, fps);
-        auto pipeline = ok(camera::CameraPipeline::create(ctx, o), "create pipeline");
+        auto pipeline = ok(dmabridge::camera::CameraPipeline::create(ctx, o), "create pipeline");
         ok(pipeline.run(o.ring_size * 2), "warm-up run");
         // Each run's start and end (stream on and off, a consumer made) are in both counts: the
         // difference of a short and a long run is what the frames between them cost.
@@ -242,8 +242,8 @@ int main(int argc, char** argv) {
     const std::uint32_t fps = fastest_fps(640, 480);
     if (!gl_only) {
         // Counted first: the tap's filter applies to threads made under it, not to this one.
-        const double zero = syscalls_per_frame(camera::Path::zero_copy, fps, "zero-copy");
-        const double copy = syscalls_per_frame(camera::Path::copy, fps, "copy");
+        const double zero = syscalls_per_frame(dmabridge::camera::Path::zero_copy, fps, "zero-copy");
+        const double copy = syscalls_per_frame(dmabridge::camera::Path::copy, fps, "copy");
         std::printf("metric camera_syscalls_zero_copy_over_copy %.2f\n", zero / copy);
         if (syscalls_only) return 0;
     }
@@ -255,8 +255,8 @@ int main(int argc, char** argv) {
         // --- CPU per frame, copy over zero-copy, 1920x1080 YUYV ---
         std::vector<double> ratios;
         for (int round = 0; round < 7; ++round) {
-            const auto zero = steady_run(ctx, options(1920, 1080, camera::Path::zero_copy, 30), 12);
-            const auto copy = steady_run(ctx, options(1920, 1080, camera::Path::copy, 30), 12);
+            const auto zero = steady_run(ctx, options(1920, 1080, dmabridge::camera::Path::zero_copy, 30), 12);
+            const auto copy = steady_run(ctx, options(1920, 1080, dmabridge::camera::Path::copy, 30), 12);
             std::printf("  1080p round %d: CPU per frame dequeue->submit, median (mean): zero-copy %.0f us (%.0f), "
                         "copy %.0f us (%.0f); zero-copy also %.0f us outside it; %llu cache hits; %.2f MB copied per "
                         "frame\n",
@@ -274,7 +274,7 @@ int main(int argc, char** argv) {
         std::vector<double> fps_ratios;
         for (int round = 0; round < 3; ++round) {
             const double shader = shader_fps(ctx, 640, 480, 30);
-            const auto pipeline = steady_run(ctx, options(640, 480, camera::Path::zero_copy, fps), 45);
+            const auto pipeline = steady_run(ctx, options(640, 480, dmabridge::camera::Path::zero_copy, fps), 45);
             const double limit = std::min(raw, shader);
             std::printf("  640x480 round %d: camera asked for %u fps, raw capture %.1f fps, shader alone %.1f fps, "
                         "pipeline %.1f fps (%u frames at most on the GPU, %.0f ms waiting on fences)\n",
@@ -290,7 +290,7 @@ int main(int argc, char** argv) {
     for (int round = 0; round < 3; ++round) {
         const double shader = gl_shader_fps(gl.context(), 640, 480, 30);
         const auto pipeline =
-            steady_run<camera::GlCameraPipeline>(gl.context(), options(640, 480, camera::Path::zero_copy, fps), 45);
+            steady_run<dmabridge::camera::GlCameraPipeline>(gl.context(), options(640, 480, dmabridge::camera::Path::zero_copy, fps), 45);
         const double limit = std::min(raw, shader);
         std::printf("  GL 640x480 round %d: raw capture %.1f fps, GL shader alone %.1f fps, pipeline %.1f fps (%u "
                     "frames at most on the GPU, %.0f ms waiting on fences)\n",

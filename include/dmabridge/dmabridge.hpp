@@ -48,6 +48,7 @@
 #include <dmabridge/cache/import_key.hpp>
 
 #include <dmabridge/egl/context.hpp>
+#include <dmabridge/egl/frame_converter.hpp>
 #include <dmabridge/egl/import_cache.hpp>
 #include <dmabridge/egl/sync_bridge.hpp>
 #include <dmabridge/kms/commit.hpp>
@@ -58,8 +59,10 @@
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/format.hpp>
 #include <dmabridge/vulkan/frame_converter.hpp>
+#include <dmabridge/vulkan/host_buffer.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 #include <dmabridge/vulkan/resources.hpp>
+#include <dmabridge/vulkan/storage_image.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
 #include <dmabridge/queue/connection.hpp>
@@ -68,4 +71,6 @@
 #include <dmabridge/v4l2/buffer_ring.hpp>
 #include <dmabridge/v4l2/device.hpp>
 
+#include <dmabridge/bridge/camera_pipeline.hpp>
 #include <dmabridge/bridge/capture_source.hpp>
+#include <dmabridge/bridge/gl_camera_pipeline.hpp>

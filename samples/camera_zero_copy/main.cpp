@@ -30,8 +30,8 @@
 
 #include <GLES3/gl3.h>
 
-#include "camera_pipeline.hpp"
-#include "gl_pipeline.hpp"
+#include <dmabridge/bridge/camera_pipeline.hpp>
+#include <dmabridge/bridge/gl_camera_pipeline.hpp>
 #include "png.hpp"
 #include "display_mode.hpp"
 #include "queue_mode.hpp"
@@ -42,7 +42,7 @@
 namespace {
 
 struct Args {
-    camera::PipelineOptions pipeline;
+    dmabridge::camera::PipelineOptions pipeline;
     std::uint64_t frames = 60;
     std::string output = "out/demo";
     bool validate = false;
@@ -110,7 +110,7 @@ Args parse(int argc, char** argv) {
         } else if (arg == "--output") {
             a.output = value();
         } else if (arg == "--copy") {
-            a.pipeline.path = camera::Path::copy;
+            a.pipeline.path = dmabridge::camera::Path::copy;
         } else if (arg == "--api") {
             const auto api = value();
             if (api != "vulkan" && api != "gl") usage("--api takes vulkan or gl");
@@ -151,14 +151,14 @@ int run(Pipeline& pipeline, const Args& args, const std::string& api, const std:
     }
     const auto& layout = pipeline.layout();
     std::printf("camera_zero_copy: %s, %s %ux%u, %s path, %s on %s\n", pipeline.device_path().c_str(),
-                dmabridge::to_string(layout.format), layout.width, layout.height, camera::to_string(args.pipeline.path),
+                dmabridge::to_string(layout.format), layout.width, layout.height, dmabridge::camera::to_string(args.pipeline.path),
                 api.c_str(), device_name.c_str());
 
     const std::uint64_t last = args.frames - 1;
     std::vector<std::string> written;
     std::string png_error;
     std::uint64_t read_back = 0;
-    auto stats = pipeline.run(args.frames, [&](const camera::FrameInfo& frame) {
+    auto stats = pipeline.run(args.frames, [&](const dmabridge::camera::FrameInfo& frame) {
         if (!frame.rgba.empty()) ++read_back;
         if (frame.number != 0 && frame.number != last) return;
         const std::string path = args.output + (frame.number == 0 ? "/camera_first.png" : "/camera_last.png");
@@ -202,7 +202,7 @@ int run_vulkan(const Args& args) {
         std::fprintf(stderr, "camera_zero_copy: %s\n", context.error().message().c_str());
         return 1;
     }
-    auto pipeline = camera::CameraPipeline::create(*context, args.pipeline);
+    auto pipeline = dmabridge::camera::CameraPipeline::create(*context, args.pipeline);
     if (!pipeline) {
         std::fprintf(stderr, "camera_zero_copy: %s\n", pipeline.error().message().c_str());
         return 1;
@@ -229,7 +229,7 @@ int run_gl(const Args& args) {
     }
     int rc = 0;
     {
-        auto pipeline = camera::GlCameraPipeline::create(gl->context(), args.pipeline);
+        auto pipeline = dmabridge::camera::GlCameraPipeline::create(gl->context(), args.pipeline);
         if (!pipeline) {
             std::fprintf(stderr, "camera_zero_copy: %s\n", pipeline.error().message().c_str());
             return 1;
@@ -278,7 +278,7 @@ int main(int argc, char** argv) {
         d.fps = args.pipeline.fps;
         if (args.pipeline.ring_size) d.ring = args.pipeline.ring_size;
         d.frames = args.frames;
-        d.copy = args.pipeline.path == camera::Path::copy;
+        d.copy = args.pipeline.path == dmabridge::camera::Path::copy;
         d.check = args.check;
         d.validate = args.validate;
         return camera::display(d);
@@ -287,7 +287,7 @@ int main(int argc, char** argv) {
     // --readback, which measures a pipeline that ends on the CPU, like a GStreamer gldownload).
     const std::uint64_t last = args.frames - 1;
     if (args.readback_every_frame)
-        args.pipeline.read_back = camera::read_back_all;
+        args.pipeline.read_back = dmabridge::camera::read_back_all;
     else
         args.pipeline.read_back = [last](std::uint64_t n) { return n == 0 || n == last; };
     return args.gl ? run_gl(args) : run_vulkan(args);

@@ -18,7 +18,7 @@
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
 
-#include "camera_pipeline.hpp"
+#include <dmabridge/bridge/camera_pipeline.hpp>
 #include "mode_report.hpp"
 #include "png.hpp"
 
@@ -59,7 +59,7 @@ Result<double> capture(dmabridge::v4l2::CaptureSource& source, std::uint64_t fra
 int serve(const ServeOptions& options) {
     // The V4L2 ring behind a queue Producer: a buffer goes back to the driver once every
     // consumer released it and the release fences signalled.
-    auto source = dmabridge::v4l2::CaptureSource::open(capture_options(options.camera), "camera");
+    auto source = dmabridge::v4l2::CaptureSource::open(dmabridge::camera::capture_options(options.camera), "camera");
     if (!source) return fail("--serve", source.error());
     auto listener = queue::Listener::listen(options.path, 0660);
     if (!listener) return fail("--serve", listener.error());

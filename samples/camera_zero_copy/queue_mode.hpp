@@ -9,12 +9,12 @@
 #include <cstdint>
 #include <string>
 
-#include "camera_pipeline.hpp"
+#include <dmabridge/bridge/camera_pipeline.hpp>
 
 namespace camera {
 
 struct ServeOptions {
-    PipelineOptions camera;      ///< device, format, size, fps, ring size
+    dmabridge::camera::PipelineOptions camera;      ///< device, format, size, fps, ring size
     std::string path;            ///< the socket path consumers connect to
     std::uint64_t frames = 60;   ///< frames to serve once the consumers are there
     std::uint32_t consumers = 1; ///< consumers to wait for before serving

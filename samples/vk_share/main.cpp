@@ -34,6 +34,7 @@
 #include <dmabridge/vulkan/context.hpp>
 #include <dmabridge/vulkan/device.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
+#include <dmabridge/vulkan/host_buffer.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
 #include <dmabridge_shaders/fill_pattern.hpp>
@@ -50,7 +51,7 @@ using dmabridge::Result;
 using dmabridge::Status;
 using sample::ComputePipeline;
 using sample::DeviceFunctions;
-using sample::HostBuffer;
+using dmabridge::vulkan::HostBuffer;
 using sample::ImageView;
 
 constexpr std::uint32_t image_size = 256;
@@ -280,7 +281,7 @@ public:
         c.vk_ = *vk;
         for (std::uint32_t i = 0; i < frame_count; ++i) {
             Slot slot;
-            auto counter = HostBuffer::create(c.vk_, sizeof(std::uint32_t), VK_BUFFER_USAGE_STORAGE_BUFFER_BIT);
+            auto counter = HostBuffer::create(context.device(), sizeof(std::uint32_t), VK_BUFFER_USAGE_STORAGE_BUFFER_BIT);
             if (!counter) return counter.error();
             slot.counter = std::move(*counter);
             const VkDescriptorType bindings[] = {VK_DESCRIPTOR_TYPE_STORAGE_IMAGE, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
@@ -313,7 +314,7 @@ public:
         if (!view) return view.error();
         slot.view = std::move(*view);
         slot.pipeline.set_storage_image(0, slot.view.get());
-        *static_cast<std::uint32_t*>(slot.counter.data()) = 0;  // coherent: seen by the work below
+        *reinterpret_cast<std::uint32_t*>(slot.counter.bytes().data()) = 0;  // coherent: seen by the work below
 
         const vulkan::ImageUse read{VK_IMAGE_LAYOUT_GENERAL, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                                     VK_ACCESS_SHADER_READ_BIT};
@@ -339,7 +340,7 @@ public:
 
     /// Pixels that differed in frame `frame`'s check, once its work completed.
     std::uint32_t mismatches(std::uint32_t frame) const {
-        return *static_cast<const std::uint32_t*>(slots_.at(frame - 1).counter.data());
+        return *reinterpret_cast<const std::uint32_t*>(slots_.at(frame - 1).counter.bytes().data());
     }
 
 private:

@@ -58,7 +58,11 @@ namespace dmabridge::vulkan::detail {
     X(vkCmdBindPipeline)                       \
     X(vkCmdBindDescriptorSets)                 \
     X(vkCmdPushConstants)                      \
-    X(vkCmdDispatch)
+    X(vkCmdDispatch)                           \
+    X(vkMapMemory)                             \
+    X(vkCreateImageView)                       \
+    X(vkDestroyImageView)                      \
+    X(vkCmdCopyImageToBuffer)
 
 // Extension entry points: null when the extension is not enabled.
 #define DMABRIDGE_VK_EXTENSION_FUNCTIONS(X)    \

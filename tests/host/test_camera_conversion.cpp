@@ -13,7 +13,7 @@
 
 #include <doctest/doctest.h>
 
-#include "camera_pipeline.hpp"
+#include <dmabridge/bridge/camera_pipeline.hpp>
 #include "png.hpp"
 
 using namespace dmabridge;
@@ -187,14 +187,14 @@ TEST_CASE("the copy path sizes each V4L2 buffer's copy from its own dma-bufs, an
     // Three buffers of NV12M (two dma-bufs each); buffer 1's are smaller than buffer 0's, buffer 2's larger.
     const std::vector<std::vector<std::uint64_t>> sizes{{307200, 153600}, {300000, 150000}, {311296, 155648}};
     const std::array<std::uint32_t, 2> size_image{307200, 153600};
-    auto plan = camera::copy_sizes(sizes, size_image);
+    auto plan = dmabridge::camera::copy_sizes(sizes, size_image);
     REQUIRE(plan);
     REQUIRE(plan->bytes.size() == 3);
     CHECK(plan->bytes[0] == std::vector<std::uint32_t>{307200, 153600});
     CHECK(plan->bytes[1] == std::vector<std::uint32_t>{300000, 150000});  // never past its dma-buf
     CHECK(plan->bytes[2] == std::vector<std::uint32_t>{307200, 153600});  // sizeimage, not the padding
     CHECK(plan->staging == std::vector<std::uint64_t>{311296, 155648});   // fits every buffer
-    auto mixed = camera::copy_sizes({{307200, 153600}, {460800}}, size_image);
+    auto mixed = dmabridge::camera::copy_sizes({{307200, 153600}, {460800}}, size_image);
     REQUIRE_FALSE(mixed);
     CHECK(mixed.error().message().find("V4L2 buffer 1 has 1 dma-bufs") != std::string::npos);
 }

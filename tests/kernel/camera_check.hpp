@@ -15,7 +15,7 @@
 
 #include <doctest/doctest.h>
 
-#include "camera_pipeline.hpp"
+#include <dmabridge/bridge/camera_pipeline.hpp>
 
 namespace dmabridge::test {
 
@@ -54,7 +54,7 @@ inline void check_colour_bars(std::span<const std::uint8_t> rgba, std::uint32_t 
 }
 
 struct Run {
-    camera::PipelineStats stats;
+    dmabridge::camera::PipelineStats stats;
     std::uint64_t frames_checked = 0;
     int worst = 0;
     std::uint64_t busy_at_release = 0;  // source buffers still carrying unsignalled fences
@@ -64,7 +64,7 @@ struct Run {
 template <typename Pipeline>
 Run run_and_check(Pipeline& pipeline, std::uint64_t frames) {
     Run r;
-    auto stats = pipeline.run(frames, [&](const camera::FrameInfo& f) {
+    auto stats = pipeline.run(frames, [&](const dmabridge::camera::FrameInfo& f) {
         REQUIRE(f.rgba.size() == std::size_t{f.layout.width} * f.layout.height * 4);
         Result<std::vector<std::uint8_t>> expected = std::vector<std::uint8_t>{};
         if (f.source) {
@@ -93,15 +93,15 @@ Run run_and_check(Pipeline& pipeline, std::uint64_t frames) {
     return r;
 }
 
-inline camera::PipelineOptions options_for(std::uint32_t pixel_format, std::string device = {}) {
-    camera::PipelineOptions o;
+inline dmabridge::camera::PipelineOptions options_for(std::uint32_t pixel_format, std::string device = {}) {
+    dmabridge::camera::PipelineOptions o;
     o.device = std::move(device);
     o.pixel_format = pixel_format;
     o.width = 640;
     o.height = 480;
     o.fps = 30;
     o.ring_size = 4;
-    o.read_back = camera::read_back_all;
+    o.read_back = dmabridge::camera::read_back_all;
     // Lavapipe under TCG on a loaded 2-core host was seen converting 0.4 frames/s: the default
     // 10 s wait for a frame to leave the GPU is a frame budget, not what these tests check.
     o.timeout = std::chrono::seconds(60);

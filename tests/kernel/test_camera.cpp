@@ -7,6 +7,7 @@
 #include <dmabridge/v4l2/device.hpp>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -15,7 +16,7 @@
 #include <doctest/doctest.h>
 
 #include "camera_check.hpp"
-#include "camera_pipeline.hpp"
+#include <dmabridge/bridge/camera_pipeline.hpp>
 #include <dmabridge/bridge/capture_source.hpp>
 #include "vgem.hpp"
 #include "vivid_nodes.hpp"
@@ -39,7 +40,7 @@ std::string multiplanar_capture_node() {
 TEST_CASE_FIXTURE(VkTest, "30 camera frames cross into the GPU without a CPU copy, matching a CPU conversion") {
     for (std::uint32_t format : {V4L2_PIX_FMT_YUYV, V4L2_PIX_FMT_NV12, V4L2_PIX_FMT_XBGR32}) {
         CAPTURE(v4l2::fourcc_name(format));
-        auto pipeline = camera::CameraPipeline::create(device_b().context(), options_for(format));
+        auto pipeline = dmabridge::camera::CameraPipeline::create(device_b().context(), options_for(format));
         REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
         const Run r = run_and_check(*pipeline, 30);
         CHECK(r.frames_checked == 30);
@@ -63,7 +64,7 @@ TEST_CASE_FIXTURE(VkTest, "30 camera frames cross into the GPU without a CPU cop
 TEST_CASE_FIXTURE(VkTest, "NV12M from a multi-planar device: one dma-buf per plane, both imported and converted") {
     const std::string node = multiplanar_capture_node();
     REQUIRE_MESSAGE(!node.empty(), "no multi-planar vivid capture node (ci/vm loads vivid with multiplanar=1,2)");
-    auto pipeline = camera::CameraPipeline::create(device_b().context(), options_for(V4L2_PIX_FMT_NV12M, node));
+    auto pipeline = dmabridge::camera::CameraPipeline::create(device_b().context(), options_for(V4L2_PIX_FMT_NV12M, node));
     REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
     CHECK(pipeline->layout().format == dmabridge::FrameFormat::nv12);
     const Run r = run_and_check(*pipeline, 8);
@@ -77,7 +78,7 @@ TEST_CASE_FIXTURE(VkTest, "NV12M from a multi-planar device: one dma-buf per pla
 TEST_CASE_FIXTURE(VkTest, "the camera's buffers go back to the driver only once released and the release fence signalled") {
     // The queue does the pipelines' ring bookkeeping: this is what keeps the driver from writing
     // a buffer the GPU still reads. A vgem fence stands for the GPU's read.
-    auto source = dmabridge::v4l2::CaptureSource::open(camera::capture_options(options_for(V4L2_PIX_FMT_YUYV)), "camera");
+    auto source = dmabridge::v4l2::CaptureSource::open(dmabridge::camera::capture_options(options_for(V4L2_PIX_FMT_YUYV)), "camera");
     REQUIRE_MESSAGE(source, (source ? "" : source.error().message()));
     std::vector<queue::BufferIndex> returned;
     source->on_returned([&](queue::BufferIndex i) {
@@ -132,10 +133,10 @@ TEST_CASE_FIXTURE(VkTest, "the camera's buffers go back to the driver only once 
 }
 
 TEST_CASE_FIXTURE(VkTest, "an on_frame that throws leaves nothing streaming: the next run streams again") {
-    auto pipeline = camera::CameraPipeline::create(device_b().context(), options_for(V4L2_PIX_FMT_YUYV));
+    auto pipeline = dmabridge::camera::CameraPipeline::create(device_b().context(), options_for(V4L2_PIX_FMT_YUYV));
     REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
     CHECK_THROWS_AS(pipeline->run(5,
-                                  [](const camera::FrameInfo& f) {
+                                  [](const dmabridge::camera::FrameInfo& f) {
                                       if (f.number == 1) throw std::runtime_error("the application gave up");
                                   }),
                     std::runtime_error);
@@ -147,8 +148,8 @@ TEST_CASE_FIXTURE(VkTest, "an on_frame that throws leaves nothing streaming: the
 
 TEST_CASE_FIXTURE(VkTest, "the copy baseline converts the same way and counts every byte it copied") {
     auto options = options_for(V4L2_PIX_FMT_YUYV);
-    options.path = camera::Path::copy;
-    auto pipeline = camera::CameraPipeline::create(device_b().context(), options);
+    options.path = dmabridge::camera::Path::copy;
+    auto pipeline = dmabridge::camera::CameraPipeline::create(device_b().context(), options);
     REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
     const Run r = run_and_check(*pipeline, 10);
     CHECK(r.stats.frames == 10);
@@ -160,7 +161,7 @@ TEST_CASE_FIXTURE(VkTest, "the copy baseline converts the same way and counts ev
 TEST_CASE_FIXTURE(VkTest, "camera pipelines refuse bad devices, formats and sizes, and leave the device usable") {
     const auto& ctx = device_b().context();
     SUBCASE("a missing device") {
-        auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV, "/dev/video-missing"));
+        auto p = dmabridge::camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV, "/dev/video-missing"));
         REQUIRE_FALSE(p);
         CHECK(p.error().message().find("/dev/video-missing") != std::string::npos);
         CHECK(p.error().code() == ENOENT);
@@ -168,17 +169,17 @@ TEST_CASE_FIXTURE(VkTest, "camera pipelines refuse bad devices, formats and size
     SUBCASE("a device that cannot capture") {
         auto out = v4l2::Device::find(v4l2::Direction::output);
         REQUIRE(out);
-        auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV, out->path()));
+        auto p = dmabridge::camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV, out->path()));
         REQUIRE_FALSE(p);
         CHECK(p.error().message().find("cannot stream video capture") != std::string::npos);
     }
     SUBCASE("a format the driver does not offer") {
-        auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_H264));
+        auto p = dmabridge::camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_H264));
         REQUIRE_FALSE(p);
         CHECK(p.error().message().find("instead") != std::string::npos);
     }
     SUBCASE("a format the driver offers but the shader cannot read") {
-        auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_RGB565));
+        auto p = dmabridge::camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_RGB565));
         REQUIRE_FALSE(p);
         CHECK(p.error().message().find("YUYV, UYVY, NV12 and XR24") != std::string::npos);
     }
@@ -186,7 +187,7 @@ TEST_CASE_FIXTURE(VkTest, "camera pipelines refuse bad devices, formats and size
         auto o = options_for(V4L2_PIX_FMT_YUYV);
         o.width = 400;  // no vivid offers it (7.x's added 320x240, 1280x960 and 1600x1200)
         o.height = 300;
-        auto p = camera::CameraPipeline::create(ctx, o);
+        auto p = dmabridge::camera::CameraPipeline::create(ctx, o);
         REQUIRE_FALSE(p);
         // The error names the size asked for and the one the driver would give instead (the
         // nearest of its sizes, which differ between kernels).
@@ -202,14 +203,41 @@ TEST_CASE_FIXTURE(VkTest, "camera pipelines refuse bad devices, formats and size
         REQUIRE(ring);
         for (std::uint32_t i = 0; i < ring->size(); ++i) REQUIRE(ring->queue(i));
         REQUIRE(ring->stream_on());
-        auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV, other->path()));
+        auto p = dmabridge::camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV, other->path()));
         REQUIRE_FALSE(p);
         CHECK(p.error().code() == EBUSY);
     }
     // Whatever failed above, the device streams again.
-    auto p = camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV));
+    auto p = dmabridge::camera::CameraPipeline::create(ctx, options_for(V4L2_PIX_FMT_YUYV));
     REQUIRE_MESSAGE(p, (p ? "" : p.error().message()));
     auto stats = p->run(3);
     REQUIRE_MESSAGE(stats, (stats ? "" : stats.error().message()));
     CHECK(stats->frames == 3);
+}
+
+TEST_CASE_FIXTURE(VkTest, "each slot converts into its own image, handed to on_frame; a moved-from pipeline refuses to run") {
+    auto pipeline = dmabridge::camera::CameraPipeline::create(device_b().context(), options_for(V4L2_PIX_FMT_YUYV));
+    REQUIRE_MESSAGE(pipeline, (pipeline ? "" : pipeline.error().message()));
+    // Frames in flight at once are written at once: one image per V4L2 buffer, never shared.
+    std::map<std::uint32_t, VkImage> image_of_slot;
+    std::set<VkImage> images;
+    auto stats = pipeline->run(12, [&](const dmabridge::camera::FrameInfo& f) {
+        REQUIRE(f.image != VK_NULL_HANDLE);
+        CHECK(f.gl_texture == 0);
+        const auto [it, inserted] = image_of_slot.emplace(f.slot, f.image);
+        CHECK(it->second == f.image);  // a slot keeps its image
+        images.insert(f.image);
+    });
+    REQUIRE_MESSAGE(stats, (stats ? "" : stats.error().message()));
+    CHECK(images.size() == image_of_slot.size());
+    CHECK(image_of_slot.size() >= 2);
+
+    auto moved = std::move(*pipeline);
+    auto refused = pipeline->run(1);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().is(dmabridge::Errc::empty_object));
+    CHECK(pipeline->device_path().empty());
+    auto again = moved.run(2);
+    REQUIRE_MESSAGE(again, (again ? "" : again.error().message()));
+    CHECK(again->frames == 2);
 }

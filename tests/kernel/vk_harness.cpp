@@ -6,86 +6,40 @@
 #include <doctest/doctest.h>
 
 #include <dmabridge/format/format.hpp>
+#include <dmabridge/vulkan/host_buffer.hpp>
 
 namespace dmabridge::test {
 namespace {
 
 struct Fns {
-    PFN_vkCreateBuffer create_buffer;
-    PFN_vkDestroyBuffer destroy_buffer;
-    PFN_vkGetBufferMemoryRequirements reqs;
-    PFN_vkAllocateMemory allocate;
-    PFN_vkFreeMemory free;
-    PFN_vkBindBufferMemory bind;
-    PFN_vkMapMemory map;
-    PFN_vkUnmapMemory unmap;
     PFN_vkCmdPipelineBarrier barrier;
     PFN_vkCmdCopyBufferToImage to_image;
     PFN_vkCmdCopyImageToBuffer to_buffer;
     PFN_vkCmdCopyBuffer copy_buffer;
-    PFN_vkGetPhysicalDeviceMemoryProperties mem_props;
 };
 
 Fns load(const vulkan::Context& c) {
     auto d = [&](const char* n) { return c.device_proc(n); };
-    auto gipa = c.handles().get_instance_proc_addr;
     Fns f{};
-    f.create_buffer = reinterpret_cast<PFN_vkCreateBuffer>(d("vkCreateBuffer"));
-    f.destroy_buffer = reinterpret_cast<PFN_vkDestroyBuffer>(d("vkDestroyBuffer"));
-    f.reqs = reinterpret_cast<PFN_vkGetBufferMemoryRequirements>(d("vkGetBufferMemoryRequirements"));
-    f.allocate = reinterpret_cast<PFN_vkAllocateMemory>(d("vkAllocateMemory"));
-    f.free = reinterpret_cast<PFN_vkFreeMemory>(d("vkFreeMemory"));
-    f.bind = reinterpret_cast<PFN_vkBindBufferMemory>(d("vkBindBufferMemory"));
-    f.map = reinterpret_cast<PFN_vkMapMemory>(d("vkMapMemory"));
-    f.unmap = reinterpret_cast<PFN_vkUnmapMemory>(d("vkUnmapMemory"));
     f.barrier = reinterpret_cast<PFN_vkCmdPipelineBarrier>(d("vkCmdPipelineBarrier"));
     f.to_image = reinterpret_cast<PFN_vkCmdCopyBufferToImage>(d("vkCmdCopyBufferToImage"));
     f.to_buffer = reinterpret_cast<PFN_vkCmdCopyImageToBuffer>(d("vkCmdCopyImageToBuffer"));
     f.copy_buffer = reinterpret_cast<PFN_vkCmdCopyBuffer>(d("vkCmdCopyBuffer"));
-    f.mem_props = reinterpret_cast<PFN_vkGetPhysicalDeviceMemoryProperties>(
-        gipa(c.handles().instance, "vkGetPhysicalDeviceMemoryProperties"));
     return f;
 }
 
-// A host-visible, coherent buffer, mapped for its whole life.
+// A host-visible, coherent buffer, mapped for its whole life (the library's, made for copies).
 struct HostBuffer {
-    const Fns& f;
-    VkDevice device;
-    VkBuffer buffer = VK_NULL_HANDLE;
-    VkDeviceMemory memory = VK_NULL_HANDLE;
+    vulkan::HostBuffer buffer;
     std::uint8_t* data = nullptr;
-
-    HostBuffer(const Fns& fns, const vulkan::Context& c, std::uint64_t size) : f(fns), device(c.handles().device) {
-        VkBufferCreateInfo info{};
-        info.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
-        info.size = size;
-        info.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
-        REQUIRE(f.create_buffer(device, &info, nullptr, &buffer) == VK_SUCCESS);
-        VkMemoryRequirements reqs{};
-        f.reqs(device, buffer, &reqs);
-        VkPhysicalDeviceMemoryProperties props{};
-        f.mem_props(c.handles().physical_device, &props);
-        std::uint32_t type = 0;
-        const VkMemoryPropertyFlags want = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-        while (type < props.memoryTypeCount &&
-               !((reqs.memoryTypeBits & (1u << type)) && (props.memoryTypes[type].propertyFlags & want) == want))
-            ++type;
-        REQUIRE(type < props.memoryTypeCount);
-        VkMemoryAllocateInfo alloc{};
-        alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
-        alloc.allocationSize = reqs.size;
-        alloc.memoryTypeIndex = type;
-        REQUIRE(f.allocate(device, &alloc, nullptr, &memory) == VK_SUCCESS);
-        REQUIRE(f.bind(device, buffer, memory, 0) == VK_SUCCESS);
-        void* p = nullptr;
-        REQUIRE(f.map(device, memory, 0, VK_WHOLE_SIZE, 0, &p) == VK_SUCCESS);
-        data = static_cast<std::uint8_t*>(p);
+    HostBuffer(const vulkan::Context& c, std::uint64_t size) {
+        auto made = vulkan::HostBuffer::create(c.device(), size,
+                                               VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT);
+        REQUIRE_MESSAGE(made, (made ? "" : made.error().message()));
+        buffer = std::move(*made);
+        data = reinterpret_cast<std::uint8_t*>(buffer.bytes().data());
     }
-    ~HostBuffer() {
-        f.unmap(device, memory);
-        f.destroy_buffer(device, buffer, nullptr);
-        f.free(device, memory, nullptr);
-    }
+    VkBuffer handle() const { return buffer.handle(); }
 };
 
 struct PlaneCopy {
@@ -167,7 +121,7 @@ void VkHarness::upload(const vulkan::Image& image, std::uint32_t fourcc,
     const Fns f = load(*ctx_);
     std::uint64_t total = 0;
     for (const auto& p : planes) total += p.size();
-    HostBuffer staging(f, *ctx_, total);
+    HostBuffer staging(*ctx_, total);
     std::vector<VkBufferImageCopy> regions;
     std::uint64_t offset = 0;
     const auto copies = plane_copies(fourcc, image.extent());
@@ -186,7 +140,7 @@ void VkHarness::upload(const vulkan::Image& image, std::uint32_t fourcc,
         auto to_dst = image_barrier(image.handle(), VK_IMAGE_LAYOUT_UNDEFINED, VK_IMAGE_LAYOUT_TRANSFER_DST_OPTIMAL,
                                     VK_QUEUE_FAMILY_IGNORED, VK_QUEUE_FAMILY_IGNORED, 0, VK_ACCESS_TRANSFER_WRITE_BIT);
         f.barrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 0, nullptr, 0, nullptr, 1, &to_dst);
-        f.to_image(cmd, staging.buffer, image.handle(), VK_IMAGE_LAYOUT_TRANSFER_DST_OPTIMAL,
+        f.to_image(cmd, staging.handle(), image.handle(), VK_IMAGE_LAYOUT_TRANSFER_DST_OPTIMAL,
                    static_cast<std::uint32_t>(regions.size()), regions.data());
         // Release to the foreign queue family: the next user is another device.
         auto release = image_barrier(image.handle(), VK_IMAGE_LAYOUT_TRANSFER_DST_OPTIMAL, VK_IMAGE_LAYOUT_GENERAL,
@@ -201,7 +155,7 @@ std::vector<std::vector<std::uint8_t>> VkHarness::download(const vulkan::Image& 
     const auto copies = plane_copies(fourcc, image.extent());
     std::uint64_t total = 0;
     for (const auto& c : copies) total += std::uint64_t{c.width} * c.height * c.bytes_per_texel;
-    HostBuffer staging(f, *ctx_, total);
+    HostBuffer staging(*ctx_, total);
     std::vector<VkBufferImageCopy> regions;
     std::uint64_t offset = 0;
     for (const auto& c : copies) {
@@ -219,7 +173,7 @@ std::vector<std::vector<std::uint8_t>> VkHarness::download(const vulkan::Image& 
         auto acquire = image_barrier(image.handle(), VK_IMAGE_LAYOUT_GENERAL, VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL,
                                      VK_QUEUE_FAMILY_FOREIGN_EXT, family, 0, VK_ACCESS_TRANSFER_READ_BIT);
         f.barrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 0, nullptr, 0, nullptr, 1, &acquire);
-        f.to_buffer(cmd, image.handle(), VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, staging.buffer,
+        f.to_buffer(cmd, image.handle(), VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, staging.handle(),
                     static_cast<std::uint32_t>(regions.size()), regions.data());
         auto release = image_barrier(image.handle(), VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, VK_IMAGE_LAYOUT_GENERAL,
                                      family, VK_QUEUE_FAMILY_FOREIGN_EXT, 0, 0);
@@ -238,10 +192,10 @@ std::vector<std::vector<std::uint8_t>> VkHarness::download(const vulkan::Image& 
 
 std::vector<std::uint8_t> VkHarness::read_buffer(VkBuffer buffer, std::uint64_t size) {
     const Fns f = load(*ctx_);
-    HostBuffer staging(f, *ctx_, size);
+    HostBuffer staging(*ctx_, size);
     auto ok = ctx_->submit([&](VkCommandBuffer cmd) {
         VkBufferCopy region{0, 0, size};
-        f.copy_buffer(cmd, buffer, staging.buffer, 1, &region);
+        f.copy_buffer(cmd, buffer, staging.handle(), 1, &region);
     });
     REQUIRE(ok);
     return {staging.data, staging.data + size};

@@ -1,22 +1,34 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// CameraPipeline: V4L2 capture -> GPU conversion to RGBA, on either of two paths.
-//
-// The camera is a dmabridge::v4l2::CaptureSource: the driver's buffers, exported (VIDIOC_EXPBUF), served through a
-// buffer queue (dmabridge/queue) to one consumer in this process, as camera_zero_copy --serve
-// serves them to other processes. The queue does the ring's bookkeeping: a buffer goes back to
-// the driver once the consumer released it and the release fence signalled.
-//
-// zero_copy: each buffer the consumer receives is imported into Vulkan once through an
-//   ImportCache. Per frame: acquire from the queue, cached import, acquire the buffer's fences
-//   (SyncBridge), convert, publish the GPU's read fence on the buffer and release the buffer to
-//   the queue with that fence. The CPU touches no pixel.
-// copy: what most programs do today. The CPU copies each frame (through a mapping, inside a
-//   DMA_BUF_IOCTL_SYNC bracket) into a host-visible Vulkan buffer, releases the buffer at once,
-//   and the same shader converts the copy.
-//
-// One thread drives everything: run() polls the V4L2 device and the queue's producer together
-// (CaptureSource::pump).
+/// @file bridge/camera_pipeline.hpp
+/// camera::CameraPipeline: a V4L2 camera's frames converted to RGBA on a Vulkan device, with no
+/// CPU copy: what a camera preview, a recorder's colour conversion or a vision pipeline's input
+/// stage writes by hand, built from the library's parts.
+///
+/// The camera is a v4l2::CaptureSource: the driver's buffers, exported (VIDIOC_EXPBUF), served
+/// through a buffer queue (dmabridge/queue) to one consumer in this process. The queue does the
+/// ring's bookkeeping: a buffer goes back to the driver once the consumer released it and its
+/// release fence signalled, never while the GPU may still read it.
+///
+/// Path::zero_copy: each buffer is imported into Vulkan once through a vulkan::ImportCache (a
+///   miss the first time each V4L2 buffer comes, a hit ever after, in later run()s too). Per
+///   frame: acquire from the queue, cached import, acquire the buffer's fences (SyncBridge),
+///   convert (vulkan::FrameConverter, into the slot's own RGBA image), publish the GPU's read
+///   fence on the buffer and release the buffer to the queue with that fence. The CPU touches
+///   no pixel.
+/// Path::copy: the CPU copies each frame (through a mapping, inside a DMA_BUF_IOCTL_SYNC
+///   bracket) into a host-visible Vulkan buffer, releases the buffer at once, and the same
+///   shader converts the copy. For a device that cannot import the camera's buffers, and the
+///   baseline the zero-copy path is measured against (bench/bench_camera.cpp); every byte it
+///   copies is counted (PipelineStats::bytes_copied_by_cpu).
+///
+/// One thread drives everything: run() polls the V4L2 device and the queue's producer together
+/// (CaptureSource::pump) and returns when the frames asked for were converted. Every wait is
+/// bounded by PipelineOptions::timeout. Nothing the GPU may still use is destroyed: run() waits
+/// for every frame's work before it returns (on error, or when on_frame throws, too), and the
+/// import cache waits for recorded uses when the pipeline is destroyed.
+///
+/// Thread safety: one pipeline is used by one thread at a time.
 
 #include <cstdint>
 #include <functional>
@@ -35,13 +47,15 @@
 #include <dmabridge/format/frame_layout.hpp>
 #include <dmabridge/vulkan/context.hpp>
 
-namespace camera {
+namespace dmabridge::camera {
 
+/// How frames reach the GPU: imported as they are (zero_copy), or copied by the CPU first (copy).
 enum class Path : std::uint8_t { zero_copy, copy };
 
 /// "zero-copy" or "copy".
 const char* to_string(Path p) noexcept;
 
+/// What CameraPipeline::create opens and how run() streams.
 struct PipelineOptions {
     std::string device;               ///< a V4L2 node; empty: the first capture device
     std::uint32_t pixel_format = 0;   ///< a V4L2 fourcc (YUYV, UYVY, NV12, NM12, XR24); 0: YUYV
@@ -74,6 +88,13 @@ struct FrameInfo {
     std::span<const std::byte> staged0, staged1;
     /// The converted frame (RGBA), when PipelineOptions::read_back selected this frame; else empty.
     std::span<const std::uint8_t> rgba;
+    /// The slot's RGBA image (VK_FORMAT_R8G8B8A8_UNORM, in VK_IMAGE_LAYOUT_GENERAL, the GPU done
+    /// writing it), for the application's own commands (sample it, copy it, blit it). Valid until
+    /// on_frame returns: the slot's next frame overwrites it; keep a copy, not the handle.
+    VkImage image = VK_NULL_HANDLE;
+    /// GlCameraPipeline: the slot's RGBA texture (GL_TEXTURE_2D, RGBA8), the conversion
+    /// complete; the same rule as `image`. 0 for CameraPipeline.
+    unsigned int gl_texture = 0;
 };
 
 using FrameCallback = std::function<void(const FrameInfo&)>;
@@ -87,6 +108,7 @@ inline dmabridge::v4l2::CaptureOptions capture_options(const PipelineOptions& op
             options.height, options.fps, options.ring_size};
 }
 
+/// What one run() did: frames, the driver's errors, timing, the import cache and the CPU's share.
 struct PipelineStats {
     std::uint64_t frames = 0;
     std::uint64_t driver_errors = 0;       ///< buffers the driver flagged V4L2_BUF_FLAG_ERROR (skipped)
@@ -130,6 +152,8 @@ struct CopySizes {
 dmabridge::Result<CopySizes> copy_sizes(const std::vector<std::vector<std::uint64_t>>& dmabuf_sizes,
                                         std::span<const std::uint32_t> size_image);
 
+/// The pipeline: a camera, its queue, and the GPU side of the chosen Path. Move-only; a
+/// moved-from pipeline fails run() with Errc::empty_object.
 class CameraPipeline {
 public:
     /// Opens the device, sets the format (exactly; an adjusted format is an error naming what
@@ -158,4 +182,4 @@ private:
     std::unique_ptr<State> state_;
 };
 
-}  // namespace camera
+}  // namespace dmabridge::camera

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "camera_pipeline.hpp"
+#include <dmabridge/bridge/camera_pipeline.hpp>
 
 #include <algorithm>
 #include <array>
@@ -13,14 +13,15 @@
 #include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
 #include <dmabridge/vulkan/frame_converter.hpp>
+#include <dmabridge/vulkan/host_buffer.hpp>
 #include <dmabridge/vulkan/import_cache.hpp>
+#include <dmabridge/vulkan/storage_image.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
-#include "frame_loop.hpp"
-#include "pipeline_util.hpp"
-#include "vulkan_compute.hpp"
+#include "bridge/camera_frame_loop.hpp"
+#include "bridge/camera_util.hpp"
 
-namespace camera {
+namespace dmabridge::camera {
 
 using dmabridge::Errc;
 using dmabridge::Error;
@@ -68,37 +69,6 @@ namespace {
 constexpr VkBufferUsageFlags source_usage = vulkan::FrameConverter::source_usage;
 const vulkan::BufferUse shader_read{VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT};
 
-// Records the copy of the converted frame (`image`, GENERAL after FrameConverter::record) into
-// a host-visible buffer, made visible to the host once the submit's fence signalled.
-void record_read_back(const sample::DeviceFunctions& vk, VkCommandBuffer cmd, VkImage image, VkBuffer buffer,
-                      std::uint32_t width, std::uint32_t height) {
-    VkImageMemoryBarrier to_copy{};
-    to_copy.sType = VK_STRUCTURE_TYPE_IMAGE_MEMORY_BARRIER;
-    to_copy.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
-    to_copy.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT;
-    to_copy.oldLayout = VK_IMAGE_LAYOUT_GENERAL;
-    to_copy.newLayout = VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL;
-    to_copy.srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
-    to_copy.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
-    to_copy.image = image;
-    to_copy.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
-    vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 0, nullptr, 0,
-                          nullptr, 1, &to_copy);
-    VkBufferImageCopy region{};
-    region.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1};
-    region.imageExtent = {width, height, 1};
-    vk.CmdCopyImageToBuffer(cmd, image, VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, buffer, 1, &region);
-    VkBufferMemoryBarrier to_host{};
-    to_host.sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER;
-    to_host.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-    to_host.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-    to_host.srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
-    to_host.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
-    to_host.buffer = buffer;
-    to_host.size = VK_WHOLE_SIZE;
-    vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 0, nullptr, 1, &to_host,
-                          0, nullptr);
-}
 
 }  // namespace
 
@@ -126,7 +96,7 @@ struct Slot {
     // only on the slot's buffers, so preparing them is off the dequeue -> submit path.
     std::vector<vulkan::Release> next_releases;
     // copy: one staging buffer per dma-buf of the V4L2 buffer.
-    std::vector<sample::HostBuffer> staging;
+    std::vector<vulkan::HostBuffer> staging;
     std::vector<std::uint64_t> staging_size;
     // The imports the commands (and next_releases) were made for.
     std::vector<const vulkan::Buffer*> recorded_for;
@@ -141,7 +111,8 @@ struct Slot {
 struct CameraPipeline::State {
     const vulkan::Context* context = nullptr;
     PipelineOptions options;
-    sample::DeviceFunctions vk;
+    // vkCmdPipelineBarrier, through Context::device_proc: the barriers around the conversion.
+    PFN_vkCmdPipelineBarrier cmd_pipeline_barrier = nullptr;
     // The camera: V4L2 device and ring, served through a queue. Its one consumer, per run():
     // buffers come back to the driver when released with the GPU's fence and that signalled.
     std::optional<dmabridge::v4l2::CaptureSource> source;
@@ -155,8 +126,9 @@ struct CameraPipeline::State {
     // application's RGBA image, and per slot a host buffer the image is copied to when the
     // frame is read back.
     std::optional<vulkan::FrameConverter> converter;
-    std::optional<sample::DeviceImage> rgba;
-    std::vector<sample::HostBuffer> readback;
+    // Per slot: frames in flight are written at once, so each slot converts into its own image.
+    std::vector<vulkan::StorageImage> rgba;
+    std::vector<vulkan::HostBuffer> readback;
     std::vector<Slot> slots;
     // After slots: destroyed first, it waits for the fences the slots' Submissions own.
     std::optional<vulkan::ImportCache> cache;
@@ -190,7 +162,7 @@ struct CameraPipeline::State {
     // Points slot `k`'s converter set at its source buffers and the RGBA image; true when the
     // binding changed (the slot's commands must be recorded again).
     Result<bool> bind(std::uint32_t k, vulkan::FrameSource plane0, vulkan::FrameSource plane1) {
-        const vulkan::FrameTarget target{rgba->handle(), rgba->view(), {layout.width, layout.height}};
+        const vulkan::FrameTarget target{rgba.at(k).handle(), rgba.at(k).view(), {layout.width, layout.height}};
         auto rebound = converter->bind(k, plane0, plane1, target);
         if (!rebound) return rebound.error().with_context("camera: bind the converter");
         return *rebound;
@@ -199,7 +171,8 @@ struct CameraPipeline::State {
     Status record_conversion(VkCommandBuffer cmd, std::uint32_t k, bool read_back) {
         if (auto ok = converter->record(cmd, k, layout); !ok) return ok.error().with_context("camera: convert");
         if (read_back && !readback.empty())
-            record_read_back(vk, cmd, rgba->handle(), readback.at(k).handle(), layout.width, layout.height);
+            if (auto ok = rgba.at(k).record_copy_to(cmd, readback.at(k)); !ok)
+                return ok.error().with_context("camera: read back");
         return {};
     }
     // The next frame's releases of the slot's imported buffers, into slot.next_releases.
@@ -240,18 +213,22 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
         st->buffer_sets.push_back(distinct_buffers(st->source->buffer(i)));
     }
 
-    auto vk = sample::DeviceFunctions::load(context);
-    if (!vk) return vk.error();
-    st->vk = *vk;
+    st->cmd_pipeline_barrier =
+        reinterpret_cast<PFN_vkCmdPipelineBarrier>(context.device_proc("vkCmdPipelineBarrier"));
+    if (!st->cmd_pipeline_barrier)
+        return Error::library(Errc::unsupported, "camera: the device has no vkCmdPipelineBarrier");
     auto converter = vulkan::FrameConverter::create(context.device(), {.frames_in_flight = n});
     if (!converter) return converter.error().with_context("camera: GPU converter");
     st->converter.emplace(std::move(*converter));
-    auto image = sample::DeviceImage::create(st->vk, VK_FORMAT_R8G8B8A8_UNORM, format->width, format->height,
-                                             vulkan::FrameConverter::target_usage | VK_IMAGE_USAGE_TRANSFER_SRC_BIT);
-    if (!image) return image.error().with_context("camera: the RGBA image");
-    st->rgba.emplace(std::move(*image));
+    for (std::uint32_t i = 0; i < n; ++i) {
+        auto image = vulkan::StorageImage::create(context.device(), VK_FORMAT_R8G8B8A8_UNORM, format->width,
+                                                  format->height,
+                                                  vulkan::FrameConverter::target_usage | VK_IMAGE_USAGE_TRANSFER_SRC_BIT);
+        if (!image) return image.error().with_context("camera: the RGBA image");
+        st->rgba.push_back(std::move(*image));
+    }
     for (std::uint32_t i = 0; options.read_back && i < n; ++i) {
-        auto buffer = sample::HostBuffer::create(st->vk, VkDeviceSize{format->width} * format->height * 4,
+        auto buffer = vulkan::HostBuffer::create(context.device(), std::uint64_t{format->width} * format->height * 4,
                                                  VK_BUFFER_USAGE_TRANSFER_DST_BIT);
         if (!buffer) return buffer.error().with_context("camera: a read-back buffer");
         st->readback.push_back(std::move(*buffer));
@@ -289,7 +266,7 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
             for (auto& slot : st->slots) {
                 // As large as the largest of those dma-bufs, so every buffer's layout, checked
                 // against its own dma-buf, holds in the copy.
-                auto staging = sample::HostBuffer::create(st->vk, sizes->staging[b], source_usage);
+                auto staging = vulkan::HostBuffer::create(context.device(), sizes->staging[b], source_usage);
                 if (!staging) return staging.error().with_context("camera: staging buffer");
                 slot.staging.push_back(std::move(*staging));
                 slot.staging_size.push_back(sizes->staging[b]);
@@ -305,8 +282,14 @@ CameraPipeline::CameraPipeline(CameraPipeline&&) noexcept = default;
 CameraPipeline& CameraPipeline::operator=(CameraPipeline&&) noexcept = default;
 CameraPipeline::~CameraPipeline() = default;
 
-const dmabridge::FrameLayout& CameraPipeline::layout() const noexcept { return state_->layout; }
-const std::string& CameraPipeline::device_path() const noexcept { return state_->source->device().path(); }
+const dmabridge::FrameLayout& CameraPipeline::layout() const noexcept {
+    static const dmabridge::FrameLayout none{};
+    return state_ ? state_->layout : none;
+}
+const std::string& CameraPipeline::device_path() const noexcept {
+    static const std::string none;
+    return state_ ? state_->source->device().path() : none;
+}
 
 Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, double cpu_start) {
     const std::uint32_t index = f.buffer;
@@ -363,11 +346,11 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
             std::vector<VkBufferMemoryBarrier> acquire_barriers, release_barriers;
             for (const auto& a : slot.acquires) acquire_barriers.push_back(a.buffer_barrier);
             for (const auto& r : slot.releases) release_barriers.push_back(r.buffer_barrier);
-            vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
+            cmd_pipeline_barrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
                                   nullptr, static_cast<std::uint32_t>(acquire_barriers.size()),
                                   acquire_barriers.data(), 0, nullptr);
             converted = record_conversion(cmd, index, slot.read_back);
-            vk.CmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, 0,
+            cmd_pipeline_barrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, 0,
                                   0, nullptr, static_cast<std::uint32_t>(release_barriers.size()),
                                   release_barriers.data(), 0, nullptr);
         });
@@ -457,7 +440,7 @@ Status CameraPipeline::State::submit_copy(const queue::AcquiredFrame& f, double 
         auto cpu = dmabridge::CpuAccess::begin(*set.buffers[b], dmabridge::Access::read);
         if (!cpu) return cpu.error().with_context("camera: begin CPU access");
         const std::uint32_t bytes = copy_bytes.at(f.buffer).at(b);
-        std::memcpy(slot.staging[b].data(), mappings[f.buffer][b].data(), bytes);
+        std::memcpy(slot.staging[b].bytes().data(), mappings[f.buffer][b].data(), bytes);
         if (auto ok = cpu->end(); !ok) return ok.error().with_context("camera: end CPU access");
         stats.bytes_copied_by_cpu += bytes;
     }
@@ -506,14 +489,15 @@ Status CameraPipeline::State::finish(Slot& slot) {
         info.sequence = slot.sequence;
         info.layout = layout;
         if (slot.read_back && !readback.empty())
-            info.rgba = {static_cast<const std::uint8_t*>(readback.at(k).data()),
+            info.rgba = {reinterpret_cast<const std::uint8_t*>(readback.at(k).bytes().data()),
                          std::size_t{layout.width} * layout.height * 4};
+        info.image = rgba.at(k).handle();
         if (options.path == Path::zero_copy) {
             info.source = slot.desc;
         } else {
             const BufferSet& set = buffer_sets.at(slot.v4l2_index);
             const auto bytes = [&](std::size_t b) {
-                return std::span<const std::byte>(static_cast<const std::byte*>(slot.staging[b].data()),
+                return std::span<const std::byte>(slot.staging[b].bytes().data(),
                                                   set.buffers[b]->size());
             };
             info.staged0 = bytes(set.of_plane[0]);
@@ -554,6 +538,7 @@ Status CameraPipeline::State::wait_for_gpu() {
 }
 
 Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallback& on_frame) {
+    if (!state_) return Error::library(Errc::empty_object, "camera: run a moved-from CameraPipeline");
     State& st = *state_;
     st.stats = {};
     st.cpu_samples.clear();
@@ -585,4 +570,4 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
     });
 }
 
-}  // namespace camera
+}  // namespace dmabridge::camera

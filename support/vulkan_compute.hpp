@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 // The plain Vulkan the samples need around dmabridge: their entry points, owned handles, a compute
-// pipeline with one descriptor set, a host-visible buffer, a device-local storage image and a
-// storage-image view. Nothing here knows about dma-bufs; the samples do the sharing.
+// pipeline with one descriptor set and a storage-image view (host buffers and storage images are
+// the library's: vulkan::HostBuffer, vulkan::StorageImage). Nothing here knows about dma-bufs;
+// the samples do the sharing.
 
 #include <cstddef>
 #include <cstdint>
@@ -150,41 +151,6 @@ private:
     Pipeline pipeline_;
     DescriptorPool pool_;
     std::vector<VkDescriptorSet> sets_;  // freed with pool_
-};
-
-/// A buffer in host-visible, host-coherent memory, mapped for its whole life (freeing the
-/// memory unmaps it). Move-only.
-class HostBuffer {
-public:
-    static dmabridge::Result<HostBuffer> create(const DeviceFunctions& vk, VkDeviceSize size, VkBufferUsageFlags usage);
-
-    VkBuffer handle() const noexcept { return buffer_.get(); }
-    /// The mapping. Coherent: host writes are visible to work submitted later, and device writes
-    /// are visible here once the work's fence signalled (after a barrier to HOST_READ).
-    void* data() const noexcept { return data_; }
-
-private:
-    // memory_ before buffer_: the buffer is destroyed first, then its memory is freed.
-    DeviceMemory memory_;
-    BufferHandle buffer_;
-    void* data_ = nullptr;
-};
-
-/// A 2D image in device-local memory with a colour view, made for `usage` (optimal tiling).
-/// Move-only. The caller transitions it from VK_IMAGE_LAYOUT_UNDEFINED before first use.
-class DeviceImage {
-public:
-    static dmabridge::Result<DeviceImage> create(const DeviceFunctions& vk, VkFormat format, std::uint32_t width,
-                                                 std::uint32_t height, VkImageUsageFlags usage);
-
-    VkImage handle() const noexcept { return image_.get(); }
-    VkImageView view() const noexcept { return view_.get(); }
-
-private:
-    // Destroyed in reverse order: view, image, then its memory.
-    DeviceMemory memory_;
-    ImageHandle image_;
-    ImageView view_;
 };
 
 }  // namespace sample

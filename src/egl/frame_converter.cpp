@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "gl_converter.hpp"
+#include <dmabridge/egl/frame_converter.hpp>
 
 #include <GLES3/gl31.h>
 
@@ -10,7 +10,7 @@
 #include <dmabridge/egl/context.hpp>
 #include <dmabridge/format/fourcc.hpp>
 
-namespace camera {
+namespace dmabridge::egl {
 namespace {
 
 using dmabridge::Errc;
@@ -93,7 +93,7 @@ dmabridge::Status gl_check(const std::string& what) {
     while (glGetError() != GL_NO_ERROR) {
     }
     return Error::library(Errc::unsupported,
-                          "GL camera converter: " + what + ": " + dmabridge::egl::gl_error_name(e) + " (" + hex(e) + ")");
+                          "GL frame converter: " + what + ": " + dmabridge::egl::gl_error_name(e) + " (" + hex(e) + ")");
 }
 
 dmabridge::Result<GLuint> compile(const std::string& source) {
@@ -108,7 +108,7 @@ dmabridge::Result<GLuint> compile(const std::string& source) {
         glGetShaderInfoLog(shader, sizeof log, nullptr, log);
         glDeleteShader(shader);
         return Error::library(Errc::unsupported,
-                              std::string("GL camera converter: the compute shader does not compile: ") + log);
+                              std::string("GL frame converter: the compute shader does not compile: ") + log);
     }
     return shader;
 }
@@ -125,14 +125,14 @@ GlFormat gl_format_of(const dmabridge::TexelPlane& v) {
 
 }  // namespace
 
-dmabridge::Result<GlConverter> GlConverter::create(const dmabridge::ImageLayout& frame, std::uint32_t slots,
+dmabridge::Result<FrameConverter> FrameConverter::create(const dmabridge::ImageLayout& frame, std::uint32_t slots,
                                                    bool uploads) {
     auto frame_numbers = dmabridge::frame_layout(frame);
     if (!frame_numbers) return frame_numbers.error().with_context("GL camera converter");
     auto views = dmabridge::texel_planes(frame);
     if (!views) return views.error().with_context("GL camera converter");
     const dmabridge::FrameLayout& layout = *frame_numbers;
-    GlConverter c;
+    FrameConverter c;
     c.layout_ = layout;
     c.views_ = std::move(*views);
     while (glGetError() != GL_NO_ERROR) {
@@ -141,7 +141,7 @@ dmabridge::Result<GlConverter> GlConverter::create(const dmabridge::ImageLayout&
     glGetIntegerv(GL_MAJOR_VERSION, &major);
     glGetIntegerv(GL_MINOR_VERSION, &minor);
     if (major < 3 || (major == 3 && minor < 1))
-        return Error::library(Errc::unsupported, "GL camera converter: needs OpenGL ES 3.1 (compute shaders); the "
+        return Error::library(Errc::unsupported, "GL frame converter: needs OpenGL ES 3.1 (compute shaders); the "
                                                  "context is " + std::to_string(major) + "." + std::to_string(minor));
     auto cs = compile(shader_source(layout.format));
     if (!cs) return cs.error();
@@ -154,7 +154,7 @@ dmabridge::Result<GlConverter> GlConverter::create(const dmabridge::ImageLayout&
     if (!linked) {
         char log[2048] = {};
         glGetProgramInfoLog(c.program_, sizeof log, nullptr, log);
-        return Error::library(Errc::unsupported, std::string("GL camera converter: the program does not link: ") + log);
+        return Error::library(Errc::unsupported, std::string("GL frame converter: the program does not link: ") + log);
     }
     glUseProgram(c.program_);
     glUniform1i(glGetUniformLocation(c.program_, "plane0"), 0);
@@ -177,7 +177,7 @@ dmabridge::Result<GlConverter> GlConverter::create(const dmabridge::ImageLayout&
         glFramebufferTexture2D(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, c.targets_[s], 0);
         const GLenum status = glCheckFramebufferStatus(GL_FRAMEBUFFER);
         if (status != GL_FRAMEBUFFER_COMPLETE)
-            return Error::library(Errc::unsupported, "GL camera converter: the " + std::to_string(layout.width) + "x" +
+            return Error::library(Errc::unsupported, "GL frame converter: the " + std::to_string(layout.width) + "x" +
                                                          std::to_string(layout.height) +
                                                          " RGBA8 target is not a complete framebuffer (status " +
                                                          hex(status) + ")");
@@ -200,7 +200,7 @@ dmabridge::Result<GlConverter> GlConverter::create(const dmabridge::ImageLayout&
     return c;
 }
 
-GlConverter::GlConverter(GlConverter&& o) noexcept
+FrameConverter::FrameConverter(FrameConverter&& o) noexcept
     : layout_(o.layout_),
       views_(std::move(o.views_)),
       program_(std::exchange(o.program_, 0)),
@@ -212,7 +212,7 @@ GlConverter::GlConverter(GlConverter&& o) noexcept
     o.uploads_.clear();
 }
 
-GlConverter& GlConverter::operator=(GlConverter&& o) noexcept {
+FrameConverter& FrameConverter::operator=(FrameConverter&& o) noexcept {
     if (this != &o) {
         release();
         layout_ = o.layout_;
@@ -228,9 +228,9 @@ GlConverter& GlConverter::operator=(GlConverter&& o) noexcept {
     return *this;
 }
 
-GlConverter::~GlConverter() { release(); }
+FrameConverter::~FrameConverter() { release(); }
 
-void GlConverter::release() noexcept {
+void FrameConverter::release() noexcept {
     if (!framebuffers_.empty()) glDeleteFramebuffers(static_cast<GLsizei>(framebuffers_.size()), framebuffers_.data());
     if (!targets_.empty()) glDeleteTextures(static_cast<GLsizei>(targets_.size()), targets_.data());
     if (!uploads_.empty()) glDeleteTextures(static_cast<GLsizei>(uploads_.size()), uploads_.data());
@@ -241,9 +241,10 @@ void GlConverter::release() noexcept {
     program_ = 0;
 }
 
-dmabridge::Status GlConverter::convert(std::uint32_t slot, unsigned int plane0, unsigned int plane1) {
+dmabridge::Status FrameConverter::convert(std::uint32_t slot, unsigned int plane0, unsigned int plane1) {
+    if (program_ == 0) return Error::library(Errc::empty_object, "GL frame converter: moved from");
     if (slot >= targets_.size())
-        return Error::library(Errc::invalid_argument, "GL camera converter: no slot " + std::to_string(slot));
+        return Error::library(Errc::invalid_argument, "GL frame converter: no slot " + std::to_string(slot));
     glUseProgram(program_);
     glActiveTexture(GL_TEXTURE0);
     glBindTexture(GL_TEXTURE_2D, plane0);
@@ -265,10 +266,11 @@ dmabridge::Status GlConverter::convert(std::uint32_t slot, unsigned int plane0, 
     return gl_check("convert into slot " + std::to_string(slot));
 }
 
-dmabridge::Result<std::uint64_t> GlConverter::upload_and_convert(std::uint32_t slot, std::span<const std::byte> plane0,
+dmabridge::Result<std::uint64_t> FrameConverter::upload_and_convert(std::uint32_t slot, std::span<const std::byte> plane0,
                                                               std::span<const std::byte> plane1) {
+    if (program_ == 0) return Error::library(Errc::empty_object, "GL frame converter: moved from");
     if (slot >= targets_.size() || uploads_.empty())
-        return Error::library(Errc::invalid_argument, "GL camera converter: no upload slot " + std::to_string(slot));
+        return Error::library(Errc::invalid_argument, "GL frame converter: no upload slot " + std::to_string(slot));
     std::uint64_t bytes = 0;
     glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
     for (std::size_t i = 0; i < views_.size(); ++i) {
@@ -280,7 +282,7 @@ dmabridge::Result<std::uint64_t> GlConverter::upload_and_convert(std::uint32_t s
         const std::uint64_t end = v.offset + v.stride * (v.height - 1) + row;
         if (v.stride % v.bytes_per_texel != 0 || end > source.size())
             return Error::library(Errc::invalid_argument,
-                                  "GL camera converter: plane " + std::to_string(v.plane) + " upload of " +
+                                  "GL frame converter: plane " + std::to_string(v.plane) + " upload of " +
                                       std::to_string(end) + " bytes from a buffer of " + std::to_string(source.size()) +
                                       " (stride " + std::to_string(v.stride) + ")");
         glBindTexture(GL_TEXTURE_2D, uploads_[slot * views_.size() + i]);
@@ -297,9 +299,10 @@ dmabridge::Result<std::uint64_t> GlConverter::upload_and_convert(std::uint32_t s
     return bytes;
 }
 
-dmabridge::Status GlConverter::read_back(std::uint32_t slot, std::vector<std::uint8_t>& rgba) const {
+dmabridge::Status FrameConverter::read_back(std::uint32_t slot, std::vector<std::uint8_t>& rgba) const {
+    if (program_ == 0) return Error::library(Errc::empty_object, "GL frame converter: moved from");
     if (slot >= framebuffers_.size())
-        return Error::library(Errc::invalid_argument, "GL camera converter: no slot " + std::to_string(slot));
+        return Error::library(Errc::invalid_argument, "GL frame converter: no slot " + std::to_string(slot));
     rgba.resize(std::size_t{layout_.width} * layout_.height * 4);
     glBindFramebuffer(GL_FRAMEBUFFER, framebuffers_[slot]);
     glPixelStorei(GL_PACK_ALIGNMENT, 1);
@@ -309,8 +312,8 @@ dmabridge::Status GlConverter::read_back(std::uint32_t slot, std::vector<std::ui
     return gl_check("read back slot " + std::to_string(slot));
 }
 
-unsigned int GlConverter::target(std::uint32_t slot) const noexcept {
+unsigned int FrameConverter::target(std::uint32_t slot) const noexcept {
     return slot < targets_.size() ? targets_[slot] : 0;
 }
 
-}  // namespace camera
+}  // namespace dmabridge::egl

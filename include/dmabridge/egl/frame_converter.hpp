@@ -1,18 +1,20 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// The OpenGL ES half of the camera pipeline's GL path: a GLES 3.1 compute shader that converts one
-// camera frame to RGBA with the same integer arithmetic as the Vulkan compute shader and the CPU
-// conversion (dmabridge::convert_to_rgba), so all three give identical bytes. One invocation
-// converts a pixel pair (a YUYV pair's one texel and one chroma sample are fetched once for both
-// pixels).
-//
-// The shader reads the frame's bytes through plain 8-bit textures, never through the driver's
-// YUV sampling: a YUYV or UYVY frame W pixels wide is read as RGBA8 texels W/2 wide (each texel
-// one pixel pair's four bytes), XRGB8888 as RGBA8 (bytes B G R X), NV12 as R8 luma plus RG8
-// chroma at half size: the library's texel views (dmabridge/format/texel_view.hpp), which the
-// zero-copy path imports into EGL and the copy path uploads.
-//
-// Every member issues GL calls: the context must be current on the calling thread.
+/// @file egl/frame_converter.hpp
+/// egl::FrameConverter: camera frames (YUYV, UYVY, NV12, XRGB8888) converted to RGBA by an
+/// OpenGL ES 3.1 compute shader, with the same integer arithmetic as vulkan::FrameConverter and
+/// the CPU reference (dmabridge::convert_to_rgba), so all three give identical bytes. One
+/// invocation converts a pixel pair (a YUYV pair's one texel and one chroma sample are fetched
+/// once for both pixels). camera::GlCameraPipeline is built on it.
+///
+/// The shader reads the frame's bytes through plain 8-bit textures, never through the driver's
+/// YUV sampling: a YUYV or UYVY frame W pixels wide is read as RGBA8 texels W/2 wide (each texel
+/// one pixel pair's four bytes), XRGB8888 as RGBA8 (bytes B G R X), NV12 as R8 luma plus RG8
+/// chroma at half size: the library's texel views (dmabridge/format/texel_view.hpp), which a
+/// zero-copy path imports into EGL (egl::ImportCache) and a copy path uploads (upload_and_convert).
+///
+/// Every member issues GL calls: the context must be current on the calling thread. A
+/// moved-from converter holds no GL objects; its calls fail with Errc::empty_object.
 
 #include <cstdint>
 #include <span>
@@ -24,22 +26,23 @@
 #include <dmabridge/format/texel_view.hpp>
 
 
-namespace camera {
+namespace dmabridge::egl {
 
-class GlConverter {
+/// The program, one RGBA target per slot, and (for the copy path) upload textures. Move-only.
+class FrameConverter {
 public:
     /// A converter for frames of `frame`'s format, size and layout, with `slots` RGBA targets
     /// (one per frame in flight) and, with `uploads`, textures the copy path fills from host
     /// memory. Errors: dmabridge::frame_layout()'s and texel_planes()'s, a context below OpenGL ES 3.1,
     /// shader compilation or linking (with the driver's log), an incomplete framebuffer, GL
     /// errors (named).
-    static dmabridge::Result<GlConverter> create(const dmabridge::ImageLayout& frame, std::uint32_t slots, bool uploads);
-    GlConverter(GlConverter&&) noexcept;
-    GlConverter& operator=(GlConverter&&) noexcept;
-    GlConverter(const GlConverter&) = delete;
-    GlConverter& operator=(const GlConverter&) = delete;
+    static dmabridge::Result<FrameConverter> create(const dmabridge::ImageLayout& frame, std::uint32_t slots, bool uploads);
+    FrameConverter(FrameConverter&&) noexcept;
+    FrameConverter& operator=(FrameConverter&&) noexcept;
+    FrameConverter(const FrameConverter&) = delete;
+    FrameConverter& operator=(const FrameConverter&) = delete;
     /// Deletes the program, framebuffers and textures (the context must be current).
-    ~GlConverter();
+    ~FrameConverter();
 
     /// Converts the frame whose texel views are bound as `plane0` and `plane1` (GL_TEXTURE_2D
     /// names; plane1 is 0 for one-plane formats) into slot `slot`'s target: one compute dispatch
@@ -60,7 +63,7 @@ public:
     unsigned int target(std::uint32_t slot) const noexcept;
 
 private:
-    GlConverter() = default;
+    FrameConverter() = default;
     void release() noexcept;
 
     dmabridge::FrameLayout layout_{};
@@ -71,4 +74,4 @@ private:
     std::vector<unsigned int> uploads_;       // copy path: views_.size() per slot
 };
 
-}  // namespace camera
+}  // namespace dmabridge::egl

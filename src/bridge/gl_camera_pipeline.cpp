@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "gl_pipeline.hpp"
+#include <dmabridge/bridge/gl_camera_pipeline.hpp>
 
 #include <algorithm>
 #include <array>
@@ -14,11 +14,11 @@
 #include <dmabridge/kernel/cpu_access.hpp>
 #include <dmabridge/queue/consumer.hpp>
 
-#include "frame_loop.hpp"
-#include "gl_converter.hpp"
-#include "pipeline_util.hpp"
+#include "bridge/camera_frame_loop.hpp"
+#include <dmabridge/egl/frame_converter.hpp>
+#include "bridge/camera_util.hpp"
 
-namespace camera {
+namespace dmabridge::camera {
 
 using dmabridge::Errc;
 using dmabridge::Error;
@@ -69,7 +69,7 @@ struct GlCameraPipeline::State {
     std::vector<std::vector<dmabridge::BufferDesc>> views;
     std::vector<std::vector<dmabridge::Mapping>> mappings;  // copy: per V4L2 buffer, per dma-buf
     std::optional<egl::SyncBridge> bridge;
-    std::optional<GlConverter> converter;
+    std::optional<egl::FrameConverter> converter;
     std::vector<GlSlot> slots;
     // After slots: destroyed first, once every recorded use completed.
     std::optional<egl::ImportCache> cache;
@@ -119,7 +119,7 @@ Result<GlCameraPipeline> GlCameraPipeline::create(const egl::Context& context, c
         st->layout = *layout;
         st->buffer_sets.push_back(distinct_buffers(st->source->buffer(i)));
     }
-    auto converter = GlConverter::create(st->source->buffer(0).layout(), n, options.path == Path::copy);
+    auto converter = egl::FrameConverter::create(st->source->buffer(0).layout(), n, options.path == Path::copy);
     if (!converter) return converter.error();
     st->converter.emplace(std::move(*converter));
     st->slots.resize(n);
@@ -165,8 +165,14 @@ GlCameraPipeline::GlCameraPipeline(GlCameraPipeline&&) noexcept = default;
 GlCameraPipeline& GlCameraPipeline::operator=(GlCameraPipeline&&) noexcept = default;
 GlCameraPipeline::~GlCameraPipeline() = default;
 
-const dmabridge::FrameLayout& GlCameraPipeline::layout() const noexcept { return state_->layout; }
-const std::string& GlCameraPipeline::device_path() const noexcept { return state_->source->device().path(); }
+const dmabridge::FrameLayout& GlCameraPipeline::layout() const noexcept {
+    static const dmabridge::FrameLayout none{};
+    return state_ ? state_->layout : none;
+}
+const std::string& GlCameraPipeline::device_path() const noexcept {
+    static const std::string none;
+    return state_ ? state_->source->device().path() : none;
+}
 
 Status GlCameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, double cpu_start) {
     const std::uint32_t index = f.buffer;
@@ -262,6 +268,7 @@ Status GlCameraPipeline::State::finish(GlSlot& slot) {
         info.slot = slot.v4l2_index;
         info.sequence = slot.sequence;
         info.layout = layout;
+        info.gl_texture = converter->target(k);
         if (slot.read_back) {
             if (auto ok = converter->read_back(k, rgba); !ok) return ok;
             info.rgba = rgba;
@@ -318,6 +325,7 @@ Status GlCameraPipeline::State::wait_for_gpu() {
 }
 
 Result<PipelineStats> GlCameraPipeline::run(std::uint64_t frames, const FrameCallback& on_frame) {
+    if (!state_) return Error::library(Errc::empty_object, "camera: run a moved-from GlCameraPipeline");
     State& st = *state_;
     if (!st.context->is_current())
         return Error::library(Errc::invalid_argument, "GL camera: the EGL context is not current on this thread");
@@ -351,4 +359,4 @@ Result<PipelineStats> GlCameraPipeline::run(std::uint64_t frames, const FrameCal
     });
 }
 
-}  // namespace camera
+}  // namespace dmabridge::camera

@@ -25,10 +25,10 @@
 
 #include <dmabridge/base/result.hpp>
 
-#include "camera_pipeline.hpp"
-#include "pipeline_util.hpp"
+#include <dmabridge/bridge/camera_pipeline.hpp>
+#include "bridge/camera_util.hpp"
 
-namespace camera::detail {
+namespace dmabridge::camera::detail {
 
 template <typename State>
 dmabridge::Status stream_frames(State& st, std::uint64_t frames, const char* who) {
@@ -148,4 +148,4 @@ dmabridge::Result<PipelineStats> run_frames(State& st, std::uint64_t frames, con
     return s;
 }
 
-}  // namespace camera::detail
+}  // namespace dmabridge::camera::detail

@@ -18,7 +18,7 @@
 #include <dmabridge/format/buffer_fences.hpp>
 #include <dmabridge/kernel/sync_file.hpp>
 
-namespace camera::detail {
+namespace dmabridge::camera::detail {
 
 /// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in microseconds.
 inline double thread_cpu_us() {
@@ -71,4 +71,4 @@ inline dmabridge::Result<std::optional<dmabridge::SyncFile>> release_fence(const
     return dmabridge::export_fences(frame, dmabridge::Access::write, "camera-release");
 }
 
-}  // namespace camera::detail
+}  // namespace dmabridge::camera::detail
