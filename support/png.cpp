@@ -9,7 +9,7 @@
 #include <iterator>
 #include <limits>
 
-namespace sample {
+namespace support {
 namespace {
 
 using dmabridge::Errc;
@@ -94,4 +94,4 @@ dmabridge::Result<Picture> read_png(const std::string& path) {
     return picture;
 }
 
-}  // namespace sample
+}  // namespace support

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// PNG files for the samples' frames, through libpng's simplified API (png_image): compressed
+// PNG files for the samples' and tests' frames, through libpng's simplified API (png_image): compressed
 // 8-bit RGBA, and a reader that tests use to check what a sample or a compositor wrote.
 
 #include <cstddef>
@@ -11,7 +11,7 @@
 
 #include <dmabridge/base/result.hpp>
 
-namespace sample {
+namespace support {
 
 /// Writes `rgba` (width * height * 4 bytes, rows top to bottom, no padding) to `path` as an
 /// 8-bit RGBA PNG. Fails with invalid_argument when the sizes disagree, and with libpng's message
@@ -37,4 +37,4 @@ dmabridge::Result<Picture> decode_png(std::span<const std::uint8_t> png);
 /// Reads and decodes the PNG file at `path` (decode_png's errors, and the errno of the read).
 dmabridge::Result<Picture> read_png(const std::string& path);
 
-}  // namespace sample
+}  // namespace support

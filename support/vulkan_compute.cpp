@@ -3,7 +3,7 @@
 
 #include <optional>
 
-namespace sample {
+namespace support {
 
 using dmabridge::Error;
 using dmabridge::Result;
@@ -230,4 +230,4 @@ void ComputePipeline::record_dispatch(VkCommandBuffer cmd, std::span<const std::
                     1);
 }
 
-}  // namespace sample
+}  // namespace support

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// The plain Vulkan the samples need around dmabridge: their entry points, owned handles, a compute
+// The plain Vulkan the samples and tests need around dmabridge: their entry points, owned handles, a compute
 // pipeline with one descriptor set and a storage-image view (host buffers and storage images are
 // the library's: vulkan::HostBuffer, vulkan::StorageImage). Nothing here knows about dma-bufs;
 // the samples do the sharing.
@@ -17,10 +17,10 @@
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/vulkan/context.hpp>
 
-namespace sample {
+namespace support {
 
-/// The device-level entry points the sample calls, loaded through Context::device_proc (the
-/// sample defines VK_NO_PROTOTYPES and links no loader), plus the one instance-level query.
+/// The device-level entry points the users of this file call, loaded through Context::device_proc (the
+/// users define VK_NO_PROTOTYPES and link no loader), plus the one instance-level query.
 struct DeviceFunctions {
     VkDevice device = VK_NULL_HANDLE;
     VkPhysicalDevice physical_device = VK_NULL_HANDLE;
@@ -153,4 +153,4 @@ private:
     std::vector<VkDescriptorSet> sets_;  // freed with pool_
 };
 
-}  // namespace sample
+}  // namespace support

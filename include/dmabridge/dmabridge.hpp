@@ -6,7 +6,8 @@
 /// The headers live in one folder per layer, and a layer includes only the layers below it
 /// (`ci/check-layers` keeps it so):
 ///
-///     bridge/                        what joins two transports (V4L2 capture served through the queue)
+///     bridge/                        what joins layers below: V4L2 capture served through the queue,
+///                                    and a camera converted on Vulkan or GL (camera pipelines)
 ///     vulkan/ egl/ kms/ | v4l2/ queue/ wayland/   API adapters | transports (none includes another)
 ///     alloc/ cache/                  exporters of memory | the import cache's keys
 ///     format/                        fourccs, layouts, format sets, the buffer description

@@ -134,7 +134,7 @@ public:
         auto context = vulkan::Context::create(options);
         if (!context) return context.error().with_context("vulkan");
         g.context_ = std::make_unique<vulkan::Context>(std::move(*context));
-        auto vk = sample::DeviceFunctions::load(*g.context_);
+        auto vk = support::DeviceFunctions::load(*g.context_);
         if (!vk) return vk.error();
         g.vk_ = *vk;
         auto bridge = vulkan::SyncBridge::create(g.context_->device());
@@ -156,7 +156,7 @@ public:
             if (!exported) return exported.error().with_context("scan-out image " + std::to_string(i));
             Target t;
             t.exported = std::move(*exported);
-            auto view = sample::make_storage_view(g.vk_, t.exported.image.handle(), VK_FORMAT_R8G8B8A8_UNORM);
+            auto view = support::make_storage_view(g.vk_, t.exported.image.handle(), VK_FORMAT_R8G8B8A8_UNORM);
             if (!view) return view.error();
             t.view = std::move(*view);
             g.targets_.push_back(std::move(t));
@@ -258,14 +258,14 @@ private:
     };
     struct Target {
         vulkan::ExportedImage exported;  // before the view: the view goes first
-        sample::ImageView view;
+        support::ImageView view;
         std::optional<Work> work;
     };
     GpuPath() = default;
     // Destroyed last to first: the targets (waiting for their work), the converter, the cache,
     // the bridge, then the context.
     std::unique_ptr<vulkan::Context> context_;
-    sample::DeviceFunctions vk_;
+    support::DeviceFunctions vk_;
     std::optional<vulkan::SyncBridge> bridge_;
     std::optional<vulkan::ImportCache> cache_;
     vulkan::FrameConverter converter_;

@@ -162,7 +162,7 @@ int run(Pipeline& pipeline, const Args& args, const std::string& api, const std:
         if (!frame.rgba.empty()) ++read_back;
         if (frame.number != 0 && frame.number != last) return;
         const std::string path = args.output + (frame.number == 0 ? "/camera_first.png" : "/camera_last.png");
-        if (auto ok = sample::write_png(path, frame.layout.width, frame.layout.height, frame.rgba); !ok)
+        if (auto ok = support::write_png(path, frame.layout.width, frame.layout.height, frame.rgba); !ok)
             png_error = ok.error().message();
         else
             written.push_back(path);

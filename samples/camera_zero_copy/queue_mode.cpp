@@ -160,7 +160,7 @@ int consume(const std::string& path, std::uint64_t frames, const std::string& ou
         const std::span<const std::byte> p1 = shot.plane1.empty() ? p0 : std::span<const std::byte>(shot.plane1);
         const auto rgba = convert_to_rgba(shot.layout, p0, p1);
         if (!rgba) return fail("--connect", rgba.error());
-        if (auto ok = sample::write_png(shot.file, shot.layout.width, shot.layout.height, *rgba); !ok)
+        if (auto ok = support::write_png(shot.file, shot.layout.width, shot.layout.height, *rgba); !ok)
             return fail("--connect", ok.error());
         written.push_back(shot.file);
     }

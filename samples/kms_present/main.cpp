@@ -58,9 +58,9 @@ namespace vulkan = dmabridge::vulkan;
 using dmabridge::BufferDesc;
 using dmabridge::Error;
 using dmabridge::Result;
-using sample::ComputePipeline;
-using sample::DeviceFunctions;
-using sample::ImageView;
+using support::ComputePipeline;
+using support::DeviceFunctions;
+using support::ImageView;
 
 constexpr std::uint32_t image_size = 256;
 constexpr std::size_t ring_size = 3;
@@ -196,7 +196,7 @@ public:
             if (!exported) return exported.error().with_context("export image " + std::to_string(i));
             Slot slot;
             slot.exported = std::move(*exported);
-            auto view = sample::make_storage_view(r.vk_, slot.exported.image.handle(), shader_format);
+            auto view = support::make_storage_view(r.vk_, slot.exported.image.handle(), shader_format);
             if (!view) return view.error();
             slot.view = std::move(*view);
             const VkDescriptorType bindings[] = {VK_DESCRIPTOR_TYPE_STORAGE_IMAGE};

@@ -49,10 +49,10 @@ using dmabridge::BufferDesc;
 using dmabridge::Error;
 using dmabridge::Result;
 using dmabridge::Status;
-using sample::ComputePipeline;
-using sample::DeviceFunctions;
+using support::ComputePipeline;
+using support::DeviceFunctions;
 using dmabridge::vulkan::HostBuffer;
-using sample::ImageView;
+using support::ImageView;
 
 constexpr std::uint32_t image_size = 256;
 constexpr std::uint32_t pixel_count = image_size * image_size;
@@ -207,7 +207,7 @@ public:
         if (!exported) return exported.error().with_context("export the image");
         w.exported_ = std::move(*exported);
 
-        auto view = sample::make_storage_view(w.vk_, w.exported_.image.handle(), image_format);
+        auto view = support::make_storage_view(w.vk_, w.exported_.image.handle(), image_format);
         if (!view) return view.error();
         w.view_ = std::move(*view);
         const VkDescriptorType bindings[] = {VK_DESCRIPTOR_TYPE_STORAGE_IMAGE};
@@ -310,7 +310,7 @@ public:
     Result<GpuWork> submit_check(const vulkan::Image& image, const BufferDesc& received, std::uint32_t frame,
                                  vulkan::SyncBridge& bridge, BlockedTime& blocked) {
         Slot& slot = slots_.at(frame - 1);
-        auto view = sample::make_storage_view(vk_, image.handle(), image_format);
+        auto view = support::make_storage_view(vk_, image.handle(), image_format);
         if (!view) return view.error();
         slot.view = std::move(*view);
         slot.pipeline.set_storage_image(0, slot.view.get());

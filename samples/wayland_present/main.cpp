@@ -141,7 +141,7 @@ std::optional<CommandLine> parse_command_line(int argc, char** argv) {
 // One buffer of the ring: the exported image, its storage view and its last GPU work.
 struct RingImage {
     vulkan::Image image;
-    sample::ImageView view;
+    support::ImageView view;
     std::optional<vulkan::Acquire> acquire;
     std::optional<vulkan::Release> release;
     vulkan::Submission submission;
@@ -157,7 +157,7 @@ public:
         auto context = vulkan::Context::create(context_options);
         if (!context) return context.error().with_context("Vulkan");
         p.context_ = std::make_unique<vulkan::Context>(std::move(*context));
-        auto vk = sample::DeviceFunctions::load(*p.context_);
+        auto vk = support::DeviceFunctions::load(*p.context_);
         if (!vk) return vk.error();
         p.vk_ = *vk;
         auto bridge = vulkan::SyncBridge::create(p.context_->device());
@@ -196,10 +196,10 @@ public:
                     p.surface_->sync_reason().c_str());
 
         const VkDescriptorType bindings[] = {VK_DESCRIPTOR_TYPE_STORAGE_IMAGE};
-        auto pipeline = sample::ComputePipeline::create(p.vk_, "fill_pattern", dmabridge::shaders::fill_pattern,
+        auto pipeline = support::ComputePipeline::create(p.vk_, "fill_pattern", dmabridge::shaders::fill_pattern,
                                                         bindings, sizeof(std::uint32_t), cl.buffers);
         if (!pipeline) return pipeline.error();
-        p.pipeline_ = std::make_unique<sample::ComputePipeline>(std::move(*pipeline));
+        p.pipeline_ = std::make_unique<support::ComputePipeline>(std::move(*pipeline));
 
         for (std::uint32_t i = 0; i < cl.buffers; ++i) {
             dmabridge::ImageRequest request;
@@ -212,7 +212,7 @@ public:
             if (!exported) return exported.error().with_context("export image " + std::to_string(i));
             RingImage ring;
             ring.image = std::move(exported->image);
-            auto view = sample::make_storage_view(p.vk_, ring.image.handle(), image_format);
+            auto view = support::make_storage_view(p.vk_, ring.image.handle(), image_format);
             if (!view) return view.error();
             ring.view = std::move(*view);
             p.pipeline_->set_storage_image(0, ring.view.get(), i);
@@ -301,11 +301,11 @@ private:
     Presenter() = default;
     CommandLine cl_;
     std::unique_ptr<vulkan::Context> context_;
-    sample::DeviceFunctions vk_;
+    support::DeviceFunctions vk_;
     std::unique_ptr<vulkan::SyncBridge> bridge_;
     std::unique_ptr<wayland::Display> display_;
     std::unique_ptr<wayland::Surface> surface_;
-    std::unique_ptr<sample::ComputePipeline> pipeline_;
+    std::unique_ptr<support::ComputePipeline> pipeline_;
     std::vector<RingImage> ring_;  // after pipeline_: the views go before the descriptor sets
 };
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include <dmabridge/vulkan/storage_image.hpp>
 #include <dmabridge/vulkan/sync_bridge.hpp>
 
+#include "base/sys.hpp"
 #include "bridge/camera_frame_loop.hpp"
 #include "bridge/camera_util.hpp"
 
@@ -79,7 +81,6 @@ struct Slot {
     // on the first frame that asks for a read-back).
     std::array<vulkan::RecordedCommands, 2> commands;
     bool read_back = false;  // the frame in flight was submitted with commands[1]
-    vulkan::Submission submission;
     bool with_gpu = false;
     std::uint64_t number = 0;
     std::uint32_t v4l2_index = 0;
@@ -106,10 +107,17 @@ struct Slot {
             if (now[i].get() != recorded_for[i]) return true;
         return false;
     }
+    // Last: destroyed first, its wait for the frame's work comes before the semaphores, staging
+    // buffers and commands that work uses are destroyed.
+    vulkan::Submission submission;
 };
 
 struct CameraPipeline::State {
     const vulkan::Context* context = nullptr;
+    // A run ended with a frame's GPU work not complete within the timeout: its semaphores,
+    // buffers and images may still be used, so nothing of the pipeline is destroyed any more
+    // (the destructor leaks the State) and run() refuses.
+    bool gpu_stuck = false;
     PipelineOptions options;
     // vkCmdPipelineBarrier, through Context::device_proc: the barriers around the conversion.
     PFN_vkCmdPipelineBarrier cmd_pipeline_barrier = nullptr;
@@ -280,7 +288,19 @@ Result<CameraPipeline> CameraPipeline::create(const vulkan::Context& context, co
 CameraPipeline::CameraPipeline(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
 CameraPipeline::CameraPipeline(CameraPipeline&&) noexcept = default;
 CameraPipeline& CameraPipeline::operator=(CameraPipeline&&) noexcept = default;
-CameraPipeline::~CameraPipeline() = default;
+CameraPipeline::~CameraPipeline() {
+    if (!state_ || !state_->gpu_stuck) return;
+    // Work that never completed may still use the slots' semaphores, staging buffers, images and
+    // commands: they are never destroyed (kept reachable, not even freed at exit, when the
+    // application's VkDevice may be gone).
+    dmabridge::detail::log_message(dmabridge::LogLevel::error,
+                                   "camera pipeline destroyed with GPU work that never completed: leaking its "
+                                   "Vulkan objects rather than destroying what the GPU may still use");
+    static std::mutex mutex;
+    static auto* const leaked = new std::vector<std::unique_ptr<State>>;
+    std::lock_guard lock(mutex);
+    leaked->push_back(std::move(state_));
+}
 
 const dmabridge::FrameLayout& CameraPipeline::layout() const noexcept {
     static const dmabridge::FrameLayout none{};
@@ -540,6 +560,8 @@ Status CameraPipeline::State::wait_for_gpu() {
 Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallback& on_frame) {
     if (!state_) return Error::library(Errc::empty_object, "camera: run a moved-from CameraPipeline");
     State& st = *state_;
+    if (st.gpu_stuck)
+        return Error::library(Errc::unsupported, "camera: an earlier run left GPU work that never completed");
     st.stats = {};
     st.cpu_samples.clear();
     st.stats.ring_size = static_cast<std::uint32_t>(st.source->size());
@@ -554,20 +576,30 @@ Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallb
     st.unpublished.clear();
     // Every slot's last submission is waited for at the end, also one whose frame failed after
     // its submit.
-    return detail::run_frames(st, frames, "camera", [&st] {
+    auto result = detail::run_frames(st, frames, "camera", [&st] {
         for (auto& slot : st.slots)
-            if (slot.submission.fence() != VK_NULL_HANDLE) (void)slot.submission.wait(st.options.timeout);
+            if (slot.submission.fence() != VK_NULL_HANDLE) {
+                auto waited = slot.submission.wait(st.options.timeout);
+                if (!waited || *waited != dmabridge::WaitStatus::ready) st.gpu_stuck = true;
+            }
         for (auto& slot : st.slots) {
             slot.with_gpu = false;
+            slot.desc = nullptr;  // the consumer's, gone after this
+            slot.set = {};
+            if (st.gpu_stuck) continue;  // pending work may wait on or signal these semaphores
             slot.acquires.clear();
             slot.releases.clear();
             slot.next_releases.clear();
-            slot.desc = nullptr;  // the consumer's, gone after this
-            slot.set = {};
         }
         st.copy_fifo.clear();
         st.unpublished.clear();
     });
+    if (st.gpu_stuck)
+        return Error::from_errno(ETIMEDOUT, "camera: a frame's GPU work did not complete within " +
+                                                std::to_string(st.options.timeout.count()) +
+                                                " ms; the pipeline keeps (and will leak) what it may still use" +
+                                                (result ? std::string() : ": " + result.error().message()));
+    return result;
 }
 
 }  // namespace dmabridge::camera

@@ -127,6 +127,9 @@ GlFormat gl_format_of(const dmabridge::TexelPlane& v) {
 
 dmabridge::Result<FrameConverter> FrameConverter::create(const dmabridge::ImageLayout& frame, std::uint32_t slots,
                                                    bool uploads) {
+    if (slots == 0 || slots > 64)
+        return Error::library(Errc::invalid_argument,
+                              "GL frame converter: " + std::to_string(slots) + " slots, outside 1..64");
     auto frame_numbers = dmabridge::frame_layout(frame);
     if (!frame_numbers) return frame_numbers.error().with_context("GL camera converter");
     auto views = dmabridge::texel_planes(frame);

@@ -13,9 +13,11 @@ Result<HostBuffer> HostBuffer::create(const Device& device, std::uint64_t size, 
     if (!device.valid()) return detail::moved_from("create host buffer", "Device");
     const std::string what = "create host buffer of " + std::to_string(size) + " bytes";
     if (size == 0) return Error::library(Errc::invalid_argument, what + ": size 0");
+    if (usage == 0) return Error::library(Errc::invalid_argument, what + ": no usage");
     HostBuffer b;
     b.device_ = device.state();
     b.size_ = size;
+    b.usage_ = usage;
     const auto& s = *b.device_;
     VkBufferCreateInfo info{};
     info.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
@@ -34,6 +36,11 @@ Result<HostBuffer> HostBuffer::create(const Device& device, std::uint64_t size, 
     alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
     alloc.allocationSize = reqs.memory.size;
     alloc.memoryTypeIndex = *type;
+    // Where the driver asks for (or prefers) memory of the object's own, it gets it.
+    VkMemoryDedicatedAllocateInfo dedicated{};
+    dedicated.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO;
+    dedicated.buffer = b.buffer_;
+    if (reqs.requires_dedicated || reqs.prefers_dedicated) alloc.pNext = &dedicated;
     if (VkResult r = s.vkAllocateMemory(s.device(), &alloc, nullptr, &b.memory_); r != VK_SUCCESS)
         return detail::vk_error(r, what + ": vkAllocateMemory of " + std::to_string(reqs.memory.size) + " bytes");
     VkBindBufferMemoryInfo bind{};
@@ -52,7 +59,8 @@ HostBuffer::HostBuffer(HostBuffer&& other) noexcept
       buffer_(std::exchange(other.buffer_, VK_NULL_HANDLE)),
       memory_(std::exchange(other.memory_, VK_NULL_HANDLE)),
       data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)) {}
+      size_(std::exchange(other.size_, 0)),
+      usage_(std::exchange(other.usage_, 0)) {}
 
 HostBuffer& HostBuffer::operator=(HostBuffer&& other) noexcept {
     if (this != &other) {
@@ -62,6 +70,7 @@ HostBuffer& HostBuffer::operator=(HostBuffer&& other) noexcept {
         memory_ = std::exchange(other.memory_, VK_NULL_HANDLE);
         data_ = std::exchange(other.data_, nullptr);
         size_ = std::exchange(other.size_, 0);
+        usage_ = std::exchange(other.usage_, 0);
     }
     return *this;
 }
@@ -80,6 +89,7 @@ void HostBuffer::destroy() noexcept {
     memory_ = VK_NULL_HANDLE;
     data_ = nullptr;
     size_ = 0;
+    usage_ = 0;
 }
 
 }  // namespace dmabridge::vulkan

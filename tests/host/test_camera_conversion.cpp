@@ -152,35 +152,35 @@ TEST_CASE("PNG files round-trip every pixel through libpng, compressed, and bad 
             p[2] = static_cast<std::uint8_t>(x ^ y);
             p[3] = 255;
         }
-    auto png = sample::encode_png(w, h, rgba);
+    auto png = support::encode_png(w, h, rgba);
     REQUIRE(png);
     CHECK(png->compare(0, 8, std::string("\x89PNG\r\n\x1a\n", 8)) == 0);
     // Compressed: far below the 1.2 MB of stored blocks.
     CHECK(png->size() < rgba.size() / 4);
     const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(png->data()), png->size());
-    auto picture = sample::decode_png(bytes);
+    auto picture = support::decode_png(bytes);
     REQUIRE(picture);
     CHECK(picture->width == w);
     CHECK(picture->height == h);
     CHECK(picture->rgba == rgba);
 
     const std::string path = "/tmp/dmabridge-png-roundtrip-" + std::to_string(::getpid()) + ".png";
-    REQUIRE(sample::write_png(path, w, h, rgba));
-    auto read = sample::read_png(path);
+    REQUIRE(support::write_png(path, w, h, rgba));
+    auto read = support::read_png(path);
     ::unlink(path.c_str());
     REQUIRE(read);
     CHECK(read->rgba == rgba);
 
-    auto missing_dir = sample::write_png("/nonexistent-dir/x.png", w, h, rgba);
+    auto missing_dir = support::write_png("/nonexistent-dir/x.png", w, h, rgba);
     REQUIRE_FALSE(missing_dir);
     CHECK(missing_dir.error().message().find("/nonexistent-dir/x.png") != std::string::npos);
-    auto mismatch = sample::write_png("/tmp/never-written.png", w, h + 1, rgba);
+    auto mismatch = support::write_png("/tmp/never-written.png", w, h + 1, rgba);
     REQUIRE_FALSE(mismatch);
     CHECK(mismatch.error().message().find("640x481") != std::string::npos);
-    CHECK_FALSE(sample::decode_png(bytes.first(40)));  // truncated
+    CHECK_FALSE(support::decode_png(bytes.first(40)));  // truncated
     const std::vector<std::uint8_t> text{'n', 'o', 't', ' ', 'p', 'n', 'g'};
-    CHECK_FALSE(sample::decode_png(text));
-    CHECK_FALSE(sample::read_png("/nonexistent-dir/x.png"));
+    CHECK_FALSE(support::decode_png(text));
+    CHECK_FALSE(support::read_png("/nonexistent-dir/x.png"));
 }
 
 TEST_CASE("the copy path sizes each V4L2 buffer's copy from its own dma-bufs, and staging from the largest") {

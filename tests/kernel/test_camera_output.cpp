@@ -107,9 +107,9 @@ TEST_CASE_FIXTURE(VkTest, "GPU-drawn frames go to vivid's output as Vulkan dma-b
     // Two Vulkan buffers, exported, drawn by the GPU; the implicit write fence goes on each.
     const auto& ctx = device_b().context();
     const auto& dev = device_b().device();
-    auto vk = required(sample::DeviceFunctions::load(ctx));
+    auto vk = required(support::DeviceFunctions::load(ctx));
     const std::array<VkDescriptorType, 1> bindings{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
-    auto draw = required(sample::ComputePipeline::create(vk, "draw_yuyv", shaders::draw_yuyv, bindings,
+    auto draw = required(support::ComputePipeline::create(vk, "draw_yuyv", shaders::draw_yuyv, bindings,
                                                          sizeof(DrawYuyv), 2));
     auto bridge = required(vulkan::SyncBridge::create(dev));
     std::vector<vulkan::ExportedBuffer> exported;

@@ -25,7 +25,8 @@
 /// One thread drives everything: run() polls the V4L2 device and the queue's producer together
 /// (CaptureSource::pump) and returns when the frames asked for were converted. Every wait is
 /// bounded by PipelineOptions::timeout. Nothing the GPU may still use is destroyed: run() waits
-/// for every frame's work before it returns (on error, or when on_frame throws, too), and the
+/// for every frame's work before it returns (on error, or when on_frame throws, too), work that
+/// never completes makes the pipeline leak rather than destroy what it uses (see run()), and the
 /// import cache waits for recorded uses when the pipeline is destroyed.
 ///
 /// Thread safety: one pipeline is used by one thread at a time.
@@ -59,13 +60,13 @@ const char* to_string(Path p) noexcept;
 struct PipelineOptions {
     std::string device;               ///< a V4L2 node; empty: the first capture device
     std::uint32_t pixel_format = 0;   ///< a V4L2 fourcc (YUYV, UYVY, NV12, NM12, XR24); 0: YUYV
-    std::uint32_t width = 640;
-    std::uint32_t height = 480;
+    std::uint32_t width = 640;        ///< pixels; the driver must take it exactly
+    std::uint32_t height = 480;       ///< rows; the driver must take it exactly
     /// Frames per second to ask of the driver (VIDIOC_S_PARM); 0 keeps the driver's rate. The
     /// driver may round it: PipelineStats::camera_fps says what it chose.
     std::uint32_t fps = 0;
     std::uint32_t ring_size = 4;      ///< buffers asked of the driver
-    Path path = Path::zero_copy;
+    Path path = Path::zero_copy;      ///< imported (zero_copy) or copied by the CPU (copy)
     /// Which converted frames to copy back into host memory for the on_frame callback (tests,
     /// PNGs), by frame number (0, 1, ...); empty: none. Only the frames it selects pay for the
     /// copy (width * height * 4 bytes on the GPU, then read by the host): the others are
@@ -78,9 +79,9 @@ struct PipelineOptions {
 /// A converted frame, given to the on_frame callback once the GPU has finished with it.
 struct FrameInfo {
     std::uint64_t number = 0;      ///< 0, 1, ... in capture order
-    std::uint32_t slot = 0;        ///< the V4L2 buffer index
+    std::uint32_t slot = 0;        ///< the V4L2 buffer index the frame was captured in
     std::uint32_t sequence = 0;    ///< the driver's frame counter
-    dmabridge::FrameLayout layout;
+    dmabridge::FrameLayout layout; ///< the frame's format, size and plane layout (as layout())
     /// zero_copy: the V4L2 buffer the GPU read (as the queue's consumer received it), not yet
     /// given back to the driver.
     const dmabridge::BufferDesc* source = nullptr;
@@ -88,12 +89,24 @@ struct FrameInfo {
     std::span<const std::byte> staged0, staged1;
     /// The converted frame (RGBA), when PipelineOptions::read_back selected this frame; else empty.
     std::span<const std::uint8_t> rgba;
-    /// The slot's RGBA image (VK_FORMAT_R8G8B8A8_UNORM, in VK_IMAGE_LAYOUT_GENERAL, the GPU done
-    /// writing it), for the application's own commands (sample it, copy it, blit it). Valid until
-    /// on_frame returns: the slot's next frame overwrites it; keep a copy, not the handle.
+    /// CameraPipeline: the RGBA image the frame was converted into (VK_FORMAT_R8G8B8A8_UNORM,
+    /// optimal tiling, in VK_IMAGE_LAYOUT_GENERAL; the conversion's fence has signalled). Each
+    /// frame in flight has an image of its own: zero_copy, one per V4L2 buffer (`slot`); copy, one
+    /// per staging slot, used round robin. The next frame converted into it overwrites it, so:
+    ///   - read it only with commands the application submits from on_frame to the Context's own
+    ///     queue (Context::submit / submit_async): submission order on that queue puts them
+    ///     before the next conversion, whose barrier waits for all earlier commands;
+    ///   - record a barrier first from VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT /
+    ///     VK_ACCESS_SHADER_WRITE_BIT (the fence makes the writes visible to the host only), and
+    ///     leave the image in VK_IMAGE_LAYOUT_GENERAL or let the next conversion discard it (it
+    ///     transitions from UNDEFINED);
+    ///   - make sure that work completed before the pipeline is destroyed: it does not know of it.
+    /// VK_NULL_HANDLE for GlCameraPipeline.
     VkImage image = VK_NULL_HANDLE;
-    /// GlCameraPipeline: the slot's RGBA texture (GL_TEXTURE_2D, RGBA8), the conversion
-    /// complete; the same rule as `image`. 0 for CameraPipeline.
+    /// GlCameraPipeline: the RGBA texture the frame was converted into (GL_TEXTURE_2D, RGBA8,
+    /// one per frame in flight as for `image`; the conversion complete). GL orders the
+    /// application's commands issued from on_frame on the same context before the next
+    /// conversion. 0 for CameraPipeline.
     unsigned int gl_texture = 0;
 };
 
@@ -110,15 +123,19 @@ inline dmabridge::v4l2::CaptureOptions capture_options(const PipelineOptions& op
 
 /// What one run() did: frames, the driver's errors, timing, the import cache and the CPU's share.
 struct PipelineStats {
-    std::uint64_t frames = 0;
+    std::uint64_t frames = 0;              ///< frames converted and handed to on_frame
     std::uint64_t driver_errors = 0;       ///< buffers the driver flagged V4L2_BUF_FLAG_ERROR (skipped)
     /// Buffers the driver filled short of the frame, or elsewhere (v4l2::Dequeued::incomplete):
     /// skipped, never converted.
     std::uint64_t incomplete_frames = 0;
     double seconds = 0;                    ///< from stream on to the last frame's completion
-    double fps = 0;
+    double fps = 0;                        ///< frames / seconds
+    /// zero_copy: imports of this run found in the import cache, and made anew (one per dma-buf
+    /// of each V4L2 buffer the first time it comes; none in later runs).
     std::uint64_t cache_hits = 0;
     std::uint64_t cache_misses = 0;
+    /// copy: bytes the CPU copied out of the camera's buffers (Vulkan: each buffer plane's
+    /// sizeimage, at most its dma-buf; GL: each dma-buf whole). 0 on zero_copy.
     std::uint64_t bytes_copied_by_cpu = 0;
     double fence_wait_ms = 0;              ///< time the thread was blocked on the GPU (fences, publish)
     /// CPU time of the thread (CLOCK_THREAD_CPUTIME_ID) per frame from the queue's acquire to
@@ -144,8 +161,8 @@ struct PipelineStats {
 /// bytes (that buffer plane's sizeimage, at most the dma-buf), and for each dma-buf position the
 /// staging size (the largest such dma-buf of the ring, so every buffer's copy fits).
 struct CopySizes {
-    std::vector<std::vector<std::uint32_t>> bytes;
-    std::vector<std::uint64_t> staging;
+    std::vector<std::vector<std::uint32_t>> bytes;  ///< [V4L2 buffer][dma-buf]: bytes to copy
+    std::vector<std::uint64_t> staging;             ///< [dma-buf position]: staging buffer size
 };
 /// CopySizes from each V4L2 buffer's dma-buf sizes and the format's sizeimage per buffer
 /// plane. Errc::invalid_argument when the buffers have different numbers of dma-bufs.
@@ -166,16 +183,22 @@ public:
 
     /// Streams until `frames` frames were converted, calling `on_frame` for each as the GPU
     /// finishes it (before a zero-copy buffer goes back to the driver), then stops streaming. On
-    /// error too, nothing is left on the GPU or streaming. May be called again (a new queue
-    /// consumer each time; the import cache stays, so later runs only hit).
+    /// error too, and when on_frame throws, the camera stops streaming and every frame's GPU work
+    /// is waited for (each wait bounded by PipelineOptions::timeout). Should a frame's work not
+    /// complete in that time (a hung GPU, a fence that never signals), run() fails with ETIMEDOUT,
+    /// later run()s fail, and the pipeline's Vulkan objects that work may use are never destroyed:
+    /// the destructor leaks them, with a LogLevel::error message. May be called again (a new
+    /// queue consumer each time; the import cache stays, so later runs only hit). Errors: the
+    /// camera's, the GPU's, the callback's exceptions (passed through), Errc::empty_object when
+    /// moved from.
     dmabridge::Result<PipelineStats> run(std::uint64_t frames, const FrameCallback& on_frame = {});
 
-    /// The negotiated frame layout of the ring's buffers.
+    /// The negotiated frame layout of the ring's buffers (all zero when moved from).
     const dmabridge::FrameLayout& layout() const noexcept;
-    /// The V4L2 device's node.
+    /// The V4L2 device's node (empty when moved from).
     const std::string& device_path() const noexcept;
 
-    struct State;
+    struct State;  ///< the implementation's (src/bridge/camera_pipeline.cpp)
 
 private:
     explicit CameraPipeline(std::unique_ptr<State> state) noexcept;

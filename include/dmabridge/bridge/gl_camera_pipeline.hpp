@@ -2,7 +2,8 @@
 #pragma once
 /// @file bridge/gl_camera_pipeline.hpp
 /// camera::GlCameraPipeline: the camera pipeline on OpenGL ES, with the same two paths,
-/// options, callback and statistics as the Vulkan camera::CameraPipeline (bridge/camera_pipeline.hpp).
+/// options, callback and statistics as the Vulkan camera::CameraPipeline (bridge/camera_pipeline.hpp;
+/// the GL copy path counts each dma-buf whole in bytes_copied_by_cpu, since it uploads from it).
 ///
 /// The camera is a v4l2::CaptureSource, as for CameraPipeline: the driver's exported buffers
 /// served through a buffer queue to one consumer in this process.
@@ -47,10 +48,12 @@ public:
     /// as the GPU finishes each; leaves nothing on the GPU or streaming, on error too.
     dmabridge::Result<PipelineStats> run(std::uint64_t frames, const FrameCallback& on_frame = {});
 
+    /// The negotiated frame layout of the ring's buffers (all zero when moved from).
     const dmabridge::FrameLayout& layout() const noexcept;
+    /// The V4L2 device's node (empty when moved from).
     const std::string& device_path() const noexcept;
 
-    struct State;
+    struct State;  ///< the implementation's (src/bridge/gl_camera_pipeline.cpp)
 
 private:
     explicit GlCameraPipeline(std::unique_ptr<State> state) noexcept;

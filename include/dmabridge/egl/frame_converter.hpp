@@ -14,7 +14,8 @@
 /// zero-copy path imports into EGL (egl::ImportCache) and a copy path uploads (upload_and_convert).
 ///
 /// Every member issues GL calls: the context must be current on the calling thread. A
-/// moved-from converter holds no GL objects; its calls fail with Errc::empty_object.
+/// moved-from converter holds no GL objects: convert(), upload_and_convert() and read_back() fail
+/// with Errc::empty_object, target() gives 0.
 
 #include <cstdint>
 #include <span>
@@ -33,7 +34,8 @@ class FrameConverter {
 public:
     /// A converter for frames of `frame`'s format, size and layout, with `slots` RGBA targets
     /// (one per frame in flight) and, with `uploads`, textures the copy path fills from host
-    /// memory. Errors: dmabridge::frame_layout()'s and texel_planes()'s, a context below OpenGL ES 3.1,
+    /// memory. Errors: `slots` outside 1..64 (Errc::invalid_argument), dmabridge::frame_layout()'s
+    /// and texel_planes()'s, a context below OpenGL ES 3.1,
     /// shader compilation or linking (with the driver's log), an incomplete framebuffer, GL
     /// errors (named).
     static dmabridge::Result<FrameConverter> create(const dmabridge::ImageLayout& frame, std::uint32_t slots, bool uploads);
@@ -46,7 +48,10 @@ public:
 
     /// Converts the frame whose texel views are bound as `plane0` and `plane1` (GL_TEXTURE_2D
     /// names; plane1 is 0 for one-plane formats) into slot `slot`'s target: one compute dispatch
-    /// and a memory barrier for what reads the target next. Queues the work only.
+    /// and a memory barrier for what reads the target next. Queues the work only. Leaves the
+    /// program, texture units 0 and 1 and image unit 0 unbound (0), whatever was bound before:
+    /// nothing keeps an imported texture referenced between frames. Errors: a slot out of range
+    /// (Errc::invalid_argument), GL errors (named).
     dmabridge::Status convert(std::uint32_t slot, unsigned int plane0, unsigned int plane1);
 
     /// Copy path: uploads the frame's bytes from host memory (`plane0`, `plane1`: the whole

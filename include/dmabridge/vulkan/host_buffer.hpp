@@ -28,7 +28,7 @@ class HostBuffer {
 public:
     /// A buffer of `size` bytes for `usage`, in the first host-visible, host-coherent memory
     /// type the buffer allows. Errors: Errc::empty_object for an empty Device,
-    /// Errc::invalid_argument for size 0, Errc::unsupported when no memory type is both host-
+    /// Errc::invalid_argument for size 0 or no usage, Errc::unsupported when no memory type is both host-
     /// visible and coherent, Vulkan's errors (out of memory) named.
     static Result<HostBuffer> create(const Device& device, std::uint64_t size, VkBufferUsageFlags usage);
 
@@ -45,8 +45,10 @@ public:
     VkBuffer handle() const noexcept { return buffer_; }
     /// The mapped bytes, size() of them; empty when empty.
     std::span<std::byte> bytes() const noexcept { return {static_cast<std::byte*>(data_), data_ ? size_ : 0}; }
-    /// Bytes asked for at creation.
+    /// Bytes and usage asked for at creation (0 when empty).
     std::uint64_t size() const noexcept { return size_; }
+    VkBufferUsageFlags usage() const noexcept { return usage_; }
+    /// True while it holds a buffer (false when default-made or moved from).
     bool valid() const noexcept { return buffer_ != VK_NULL_HANDLE; }
 
 private:
@@ -56,6 +58,7 @@ private:
     VkDeviceMemory memory_ = VK_NULL_HANDLE;
     void* data_ = nullptr;
     std::uint64_t size_ = 0;
+    VkBufferUsageFlags usage_ = 0;
 };
 
 }  // namespace dmabridge::vulkan

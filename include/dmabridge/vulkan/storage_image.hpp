@@ -25,8 +25,10 @@ class StorageImage {
 public:
     /// An image of `format`, `width` x `height`, for `usage` (which must include
     /// VK_IMAGE_USAGE_STORAGE_BIT or another usage a view needs). Errors: Errc::empty_object for
-    /// an empty Device, Errc::invalid_argument for a zero extent, Vulkan's errors named with the
-    /// extent.
+    /// an empty Device, Errc::invalid_argument for a zero extent or no usage, Errc::unsupported
+    /// when the device cannot make the format with that usage (optimal tiling),
+    /// Errc::limit_exceeded above the device's largest extent for it, Vulkan's errors named with
+    /// the extent.
     static Result<StorageImage> create(const Device& device, VkFormat format, std::uint32_t width,
                                        std::uint32_t height, VkImageUsageFlags usage);
 
@@ -39,20 +41,28 @@ public:
     /// owner makes sure no submitted work still uses them.
     ~StorageImage();
 
+    /// The VkImage; VK_NULL_HANDLE when empty.
     VkImage handle() const noexcept { return image_; }
+    /// The 2D colour view over the whole image (its format, one level, one layer); VK_NULL_HANDLE
+    /// when empty.
     VkImageView view() const noexcept { return view_; }
+    /// The format, extent and usage asked for at creation (zero when empty).
     VkFormat format() const noexcept { return format_; }
     VkExtent2D extent() const noexcept { return extent_; }
+    VkImageUsageFlags usage() const noexcept { return usage_; }
+    /// True while it holds an image (false when default-made or moved from).
     bool valid() const noexcept { return image_ != VK_NULL_HANDLE; }
 
     /// Records, into `cmd`, the copy of the whole image into `buffer` (rows tightly packed, top
-    /// row first, 4 bytes per pixel for the RGBA formats): a barrier from compute-shader writes
-    /// in VK_IMAGE_LAYOUT_GENERAL to a transfer read, the copy, the image back to GENERAL for
-    /// the next compute write, and the buffer made visible to the host. Once the work's fence
-    /// signalled, buffer.bytes() holds the pixels. The image must have been made with
-    /// VK_IMAGE_USAGE_TRANSFER_SRC_BIT and the buffer with VK_BUFFER_USAGE_TRANSFER_DST_BIT.
-    /// Errors (nothing recorded): an empty image or buffer (Errc::empty_object), a buffer
-    /// smaller than the image's width * height * 4 bytes (Errc::invalid_argument, naming both).
+    /// row first): a barrier from compute-shader writes in VK_IMAGE_LAYOUT_GENERAL to a transfer
+    /// read, the copy, the image back to GENERAL, and the buffer made visible to the host. Once
+    /// the work's fence signalled, buffer.bytes() holds the pixels. Errors (nothing recorded): an
+    /// empty image or buffer (Errc::empty_object); an image made without
+    /// VK_IMAGE_USAGE_TRANSFER_SRC_BIT or a buffer without VK_BUFFER_USAGE_TRANSFER_DST_BIT
+    /// (Errc::invalid_argument); a format whose texel size this does not know (Errc::unsupported:
+    /// the 8-, 16-, 32-, 64- and 128-bit colour formats of 1 to 4 channels compute shaders write
+    /// are known); a buffer smaller than width * height * texel bytes (Errc::invalid_argument,
+    /// naming both sizes).
     Status record_copy_to(VkCommandBuffer cmd, const HostBuffer& buffer) const;
 
 private:
@@ -63,6 +73,7 @@ private:
     VkImageView view_ = VK_NULL_HANDLE;
     VkFormat format_ = VK_FORMAT_UNDEFINED;
     VkExtent2D extent_{};
+    VkImageUsageFlags usage_ = 0;
 };
 
 }  // namespace dmabridge::vulkan
