@@ -125,7 +125,7 @@ struct Producer::Impl {
         if (param == nullptr) return;  // the format was cleared: buffers go away
         auto peer = detail::parse_format(param);
         if (!peer) return fail(peer.error().with_context("producer " + options.name + ": the negotiated format"));
-        std::array<std::uint8_t, 4096> storage{};
+        std::array<std::uint8_t, 8192> storage{};
         spa_pod_builder b = SPA_POD_BUILDER_INIT(storage.data(), static_cast<uint32_t>(storage.size()));
         if (peer->has_modifier && peer->modifier_unfixed) {
             // PipeWire's procedure: the producer fixates. The first of our modifiers, in our
@@ -179,11 +179,19 @@ struct Producer::Impl {
         }
         pending = n;
         if (current) previous.reset();
-        const spa_pod* params[2] = {
+        std::vector<const spa_pod*> params = {
             detail::build_buffers(&b, options.buffer_count, blocks, size, stride, types),
             detail::build_header_meta(&b),
         };
-        pw_stream_update_params(stream, params, 2);
+        // A format of the offer before reconfigure(): PipeWire negotiated from what it knew of
+        // the old offer. Serve it, and announce the new offer again so that the link negotiates
+        // once more (a renegotiation is triggered by a change of EnumFormat, and nothing else
+        // would follow).
+        if (!current) {
+            auto offer = enum_formats(&b);
+            params.insert(params.end(), offer.begin(), offer.end());
+        }
+        pw_stream_update_params(stream, params.data(), static_cast<uint32_t>(params.size()));
     }
 
     void on_add_buffer(pw_buffer* buffer) {

@@ -87,29 +87,32 @@ vulkan::Device counted_device() {
     return std::move(*counted);
 }
 
-struct Size {
-    std::uint32_t width, height;
+// What the producer offers at one step: one size, one LINEAR fourcc.
+struct Offer {
+    std::uint32_t width, height, fourcc;
 };
 
-FormatSet xrgb_linear() {
+FormatSet linear(std::uint32_t code) {
     FormatSet f;
-    f.add(fourcc::XRGB8888, modifier::linear);
+    f.add(code, modifier::linear);
     return f;
 }
+FormatSet xrgb_linear() { return linear(fourcc::XRGB8888); }
 
 }  // namespace
 
 TEST_SUITE("pipewire") {
 
-TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes size twice while streaming: every later frame has the new size "
-                                   "and every pixel right, and no description, import, fd or Vulkan object of the old "
-                                   "buffers is left") {
+TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes size, then size and format, while streaming: every later frame "
+                                   "has the new format and every pixel right, and no description, import, fd or Vulkan "
+                                   "object of the old buffers is left") {
     daemons();
     const vulkan::Device counted = counted_device();
     const auto vk_baseline = live_vulkan_objects();
-    // 4:3, smaller, 16:9: every change gives new strides and buffer sizes. Small enough that the
-    // per-pixel checks stay fast under emulation.
-    const Size sizes[] = {{320, 240}, {160, 120}, {320, 180}};
+    // 4:3, smaller, then 16:9 in another fourcc: every change gives new strides and buffer sizes,
+    // the last a new format too (the pattern's bytes are compared as they lie in memory, whatever
+    // the fourcc calls them). Small enough that the per-pixel checks stay fast under emulation.
+    const Offer sizes[] = {{320, 240, fourcc::XRGB8888}, {160, 120, fourcc::XRGB8888}, {320, 180, fourcc::ABGR8888}};
     constexpr int frames_per_size = 5;
     {
         auto context = pipewire::Context::create();
@@ -124,6 +127,7 @@ TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes size twice while str
         pipewire::ConsumerOptions co;
         co.target = po.name;
         co.formats = xrgb_linear();
+        co.formats.add(fourcc::ABGR8888, modifier::linear);
         co.accept_shm = false;
         auto consumer = pipewire::Consumer::create(*context, co);
         REQUIRE_MESSAGE(consumer, consumer.error().message());
@@ -170,14 +174,16 @@ TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes size twice while str
             const BufferDesc& desc = *cf.desc;
             CHECK(cf.format.width == desc.width);
             CHECK(cf.format.height == desc.height);
-            CHECK(desc.fourcc == fourcc::XRGB8888);
-            const bool current = desc.width == sizes[phase].width && desc.height == sizes[phase].height;
+            CHECK(cf.format.fourcc == desc.fourcc);
+            const bool current = desc.width == sizes[phase].width && desc.height == sizes[phase].height &&
+                                 desc.fourcc == sizes[phase].fourcc;
             if (!current) {
                 // Frames queued before the change may still arrive, at the old size and before
                 // any frame of the new one: never mixed, never reinterpreted.
                 REQUIRE_MESSAGE(phase > 0, "a frame of " << desc.width << "x" << desc.height);
                 CHECK(desc.width == sizes[phase - 1].width);
                 CHECK(desc.height == sizes[phase - 1].height);
+                CHECK(desc.fourcc == sizes[phase - 1].fourcc);
                 CHECK(got == 0);
                 ++old_frames;
             }
@@ -190,7 +196,7 @@ TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes size twice while str
             auto image = cache.import(desc);
             REQUIRE_MESSAGE(image, image.error().message());
             if (cache.stats().misses != misses) {
-                const auto back = device_b().download(**image, fourcc::XRGB8888);
+                const auto back = device_b().download(**image, desc.fourcc);
                 REQUIRE(back.size() == 1);
                 auto vk_check = check_pattern(reinterpret_cast<const std::byte*>(back[0].data()), desc.width * 4,
                                               desc.width, desc.height);
@@ -209,7 +215,7 @@ TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes size twice while str
                 REQUIRE(consumer->release(cf));
             }
             if (held && phase == 1 && got > 0) {
-                // The held frame outlived its buffer's removal: still the old size, still right.
+                // The held frame outlived its buffer's removal: still the old format, still right.
                 CHECK(held->desc->width == sizes[0].width);
                 CHECK(read_frame(*held->desc).wrong == 0);
                 REQUIRE(consumer->release(*held));
@@ -237,9 +243,10 @@ TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes size twice while str
                 CHECK(consumer->stats().buffers_removed == ps.buffers_removed);
                 fds_at_end[phase] = open_fd_count();
                 vk_at_end[phase] = live_vulkan_objects();
-                MESSAGE(sizes[phase].width << "x" << sizes[phase].height << ": " << got << " frames, "
+                MESSAGE(sizes[phase].width << "x" << sizes[phase].height << " " << fourcc_to_string(sizes[phase].fourcc)
+                                           << ": " << got << " frames, "
                                            << ids[phase].size() << " buffers, " << old_frames
-                                           << " frames of the old size after the change; fds " << fds_at_end[phase]
+                                           << " frames of the old format after the change; fds " << fds_at_end[phase]
                                            << ", live Vulkan objects " << vk_at_end[phase] - vk_baseline);
                 ++phase;
                 got = 0;
@@ -247,14 +254,17 @@ TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes size twice while str
                 if (phase < 3) {
                     changed_at = monotonic_seconds();
                     states += " | change " + std::to_string(phase) + ":";
-                    REQUIRE(producer->reconfigure(sizes[phase].width, sizes[phase].height, xrgb_linear()));
+                    REQUIRE(producer->reconfigure(sizes[phase].width, sizes[phase].height, linear(sizes[phase].fourcc)));
                 }
             }
         }
         REQUIRE_MESSAGE(phase == 3, "stuck at " << sizes[std::min<std::size_t>(phase, 2)].width << "x"
                                                 << sizes[std::min<std::size_t>(phase, 2)].height << " after " << got
                                                 << " frames; producer " << std::string(pipewire::to_string(producer->state()))
-                                                << ", consumer " << std::string(pipewire::to_string(consumer->state())) << "\n"
+                                                << ", consumer " << std::string(pipewire::to_string(consumer->state()))
+                                                << "; producer buffers allocated " << producer->stats().buffers_allocated
+                                                << ", removed " << producer->stats().buffers_removed << ", negotiations "
+                                                << producer->stats().negotiations << "; states:" << states << "\n"
                                                 << daemons().log_tail());
         // The same number of buffers at every size: the same fds and Vulkan objects.
         CHECK(ids[0].size() == ids[2].size());
@@ -265,6 +275,7 @@ TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes size twice while str
         REQUIRE(negotiated);
         CHECK(negotiated->width == sizes[2].width);
         CHECK(negotiated->height == sizes[2].height);
+        CHECK(negotiated->fourcc == sizes[2].fourcc);
         const auto& ps = producer->stats();
         CHECK(ps.reconfigurations == 2);
         CHECK(consumer->stats().frames_rejected == 0);
