@@ -492,6 +492,15 @@ Result<std::optional<ConsumerFrame>> Consumer::acquire() {
         const Negotiated& n = *impl_->negotiated;
         Status ok;
         ConsumerFrame f;
+        if (it != impl_->entries.end() && sb != nullptr && sb->n_datas > 0 && sb->datas[0].chunk != nullptr &&
+            sb->datas[0].chunk->size == 0) {
+            // No data: a buffer the producer never filled (PipeWire's input side can point at a
+            // buffer id of the previous set during a renegotiation, and hand out the new buffer
+            // of that id before the producer sent it). Not a frame, and not the peer's fault.
+            ++impl_->stats.frames_empty;
+            pw_stream_queue_buffer(impl_->stream, buffer);
+            continue;
+        }
         if (it == impl_->entries.end()) {
             ok = Error::library(Errc::invalid_argument, "a buffer PipeWire never announced");
         } else if (sb == nullptr || sb->n_datas == 0 || sb->n_datas > max_datas) {

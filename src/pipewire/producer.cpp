@@ -38,6 +38,11 @@ struct Slot {
     pw_buffer* buffer = nullptr;
     std::optional<BufferDesc> desc;
     Negotiated format;  // what the buffer was allocated for
+    // Each data's chunk size, written to the chunk only by queue(): until the buffer was filled
+    // and sent, its chunks say "no data" (size 0), so that a consumer handed a buffer that was
+    // never sent (PipeWire's input side can point at a buffer id of the previous set during a
+    // renegotiation) can tell it from a frame.
+    std::array<std::uint32_t, 4> chunk_sizes{};
     UniqueFd memfd;
     void* map = nullptr;
     std::size_t map_size = 0;
@@ -202,6 +207,9 @@ struct Producer::Impl {
         slot->buffer = buffer;
         const auto& n = *pending;
         const std::string what = "producer " + options.name + ": buffer " + std::to_string(slot->index);
+        if (sb->n_datas == 0 || sb->n_datas > slot->chunk_sizes.size())
+            return fail(Error::library(Errc::invalid_argument,
+                                       what + ": PipeWire gave " + std::to_string(sb->n_datas) + " datas (1 to 4 expected)"));
         if (n.dmabuf) {
             if (options.allocator == nullptr) return fail(Error::library(Errc::invalid_argument, what + ": no allocator"));
             auto desc = options.allocator->allocate(request(n.width, n.height, n.fourcc, n.modifier));
@@ -224,7 +232,8 @@ struct Producer::Impl {
                 d.data = nullptr;
                 d.chunk->offset = static_cast<uint32_t>(p.offset);
                 d.chunk->stride = static_cast<int32_t>(p.stride);
-                d.chunk->size = static_cast<uint32_t>(p.buffer.size() - p.offset);
+                slot->chunk_sizes[i] = static_cast<uint32_t>(p.buffer.size() - p.offset);
+                d.chunk->size = 0;  // no data until queue() (see chunk_sizes)
                 d.chunk->flags = 0;
             }
             slot->desc = std::move(*desc);
@@ -258,7 +267,8 @@ struct Producer::Impl {
                 d.data = slot->map;
                 d.chunk->offset = static_cast<uint32_t>(shm_layout.offsets[p]);
                 d.chunk->stride = static_cast<int32_t>(shm_layout.strides[p]);
-                d.chunk->size = static_cast<uint32_t>(shm_layout.size - shm_layout.offsets[p]);
+                slot->chunk_sizes[i] = static_cast<uint32_t>(shm_layout.size - shm_layout.offsets[p]);
+                d.chunk->size = 0;
                 d.chunk->flags = 0;
             }
             if (options.udmabuf != nullptr) {
@@ -451,6 +461,9 @@ Status Producer::queue(const ProducerFrame& frame, std::uint64_t sequence, std::
                                                           " is not dequeued");
     Slot& slot = **it;
     slot.dequeued = false;
+    spa_buffer* sb = slot.buffer->buffer;
+    for (std::uint32_t i = 0; i < sb->n_datas && i < slot.chunk_sizes.size(); ++i)
+        sb->datas[i].chunk->size = slot.chunk_sizes[i];
     if (auto* h = static_cast<spa_meta_header*>(
             spa_buffer_find_meta_data(slot.buffer->buffer, SPA_META_Header, sizeof(spa_meta_header)))) {
         h->pts = timestamp_ns;

@@ -284,7 +284,8 @@ TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes size, then size and 
         MESSAGE("renegotiation (reconfigure() to the first frame of the new size at the consumer): "
                 << renegotiation_s[0] * 1000 << " ms, " << renegotiation_s[1] * 1000 << " ms; producer: "
                 << ps.buffers_allocated << " buffers allocated, " << ps.buffers_removed << " removed, "
-                << ps.negotiations << " negotiations; states seen after the changes:" << states << "; "
+                << ps.negotiations << " negotiations; consumer: " << consumer->stats().frames_empty
+                << " empty buffers skipped; states seen after the changes:" << states << "; "
                 << monotonic_seconds() - started << " s from the first dispatch");
     }
     CHECK(live_vulkan_objects() == vk_baseline);

@@ -40,6 +40,9 @@
 /// - negotiated() is nullopt and acquire() returns nullopt until the new buffers are in place,
 ///   then frames of the new size and format arrive (ConsumerFrame::format, desc->width ...);
 /// - state() reads StreamState::paused during the change, then streaming again;
+/// - a buffer that arrives with no data (chunk size 0; seen once during a renegotiation, a new
+///   buffer handed out under the id of an old one before the producer filled it) is returned at
+///   once, counted in stats().frames_empty, never handed out;
 /// - a new format this consumer does not accept: PipeWire fails the negotiation and puts both
 ///   streams in error: error() says so (Errc::unsupported, PipeWire's "no more input formats"),
 ///   acquire() returns it from then on, and the removed buffers are still reported by
@@ -128,6 +131,9 @@ struct ConsumerStats {
     std::uint64_t shm_copies = 0;        ///< shared-memory frames copied into a dma-buf
     std::uint64_t shm_cpu_only = 0;      ///< shared-memory frames delivered as CPU spans only
     std::uint64_t buffers_removed = 0;   ///< buffers PipeWire removed (renegotiation, producer gone)
+    /// Buffers that arrived with no data (chunk size 0: never filled by the producer), returned
+    /// at once and not handed out.
+    std::uint64_t frames_empty = 0;
 };
 
 class Consumer {
