@@ -147,6 +147,8 @@ struct Consumer::Impl {
     // held a frame of them: their descriptions (and dma-buf references) live until release().
     std::map<std::uint32_t, std::unique_ptr<BufferDesc>> orphans;
     std::uint32_t next_id = 0;
+    // The dma-buf identities of removed buffers, until take_removed_buffers() hands them out.
+    std::vector<BufferId> removed;
     ConsumerStats stats;
     std::string last_rejection;
     std::string last_wrap_refusal;  // why udmabuf did not take a memfd (then frames are copied)
@@ -205,6 +207,28 @@ struct Consumer::Impl {
     void on_state(pw_stream_state state, const char* error) {
         status.on_state(state, error, "consumer " + options.target);
         if (state == PW_STREAM_STATE_STREAMING && pending) negotiated = pending;
+    }
+
+    void on_add_buffer(pw_buffer* buffer) { entries[buffer].id = next_id++; }
+
+    // The buffer's dma-bufs, each once, for the application to evict from its caches.
+    void report_removed(const BufferDesc* desc) {
+        if (desc == nullptr) return;
+        for (const PlaneDesc& p : desc->planes)
+            if (p.buffer.valid() && std::find(removed.begin(), removed.end(), p.buffer.id()) == removed.end())
+                removed.push_back(p.buffer.id());
+    }
+
+    void on_remove_buffer(pw_buffer* buffer) {
+        auto it = entries.find(buffer);
+        if (it == entries.end()) return;
+        ++stats.buffers_removed;
+        if (it->second.out) {
+            orphans.emplace(it->second.id, std::move(it->second.desc));  // reported at release()
+        } else {
+            report_removed(it->second.desc.get());
+        }
+        entries.erase(it);
     }
 
     // A frame's dma-buf description, made once per buffer (again only when the peer changes the
@@ -402,17 +426,8 @@ void on_state_changed(void* data, pw_stream_state, pw_stream_state state, const 
 void on_param_changed(void* data, uint32_t id, const spa_pod* param) {
     if (id == SPA_PARAM_Format) static_cast<Consumer::Impl*>(data)->on_format(param);
 }
-void on_add_buffer(void* data, pw_buffer* buffer) {
-    auto* impl = static_cast<Consumer::Impl*>(data);
-    impl->entries[buffer].id = impl->next_id++;
-}
-void on_remove_buffer(void* data, pw_buffer* buffer) {
-    auto* impl = static_cast<Consumer::Impl*>(data);
-    auto it = impl->entries.find(buffer);
-    if (it == impl->entries.end()) return;
-    if (it->second.out) impl->orphans.emplace(it->second.id, std::move(it->second.desc));
-    impl->entries.erase(it);
-}
+void on_add_buffer(void* data, pw_buffer* buffer) { static_cast<Consumer::Impl*>(data)->on_add_buffer(buffer); }
+void on_remove_buffer(void* data, pw_buffer* buffer) { static_cast<Consumer::Impl*>(data)->on_remove_buffer(buffer); }
 
 const pw_stream_events consumer_events = [] {
     pw_stream_events e{};
@@ -477,6 +492,15 @@ Result<std::optional<ConsumerFrame>> Consumer::acquire() {
         const Negotiated& n = *impl_->negotiated;
         Status ok;
         ConsumerFrame f;
+        if (it != impl_->entries.end() && sb != nullptr && sb->n_datas > 0 && sb->datas[0].chunk != nullptr &&
+            sb->datas[0].chunk->size == 0) {
+            // No data: a buffer the producer never filled (PipeWire's input side can point at a
+            // buffer id of the previous set during a renegotiation, and hand out the new buffer
+            // of that id before the producer sent it). Not a frame, and not the peer's fault.
+            ++impl_->stats.frames_empty;
+            pw_stream_queue_buffer(impl_->stream, buffer);
+            continue;
+        }
         if (it == impl_->entries.end()) {
             ok = Error::library(Errc::invalid_argument, "a buffer PipeWire never announced");
         } else if (sb == nullptr || sb->n_datas == 0 || sb->n_datas > max_datas) {
@@ -511,6 +535,7 @@ Result<std::optional<ConsumerFrame>> Consumer::acquire() {
             f.timestamp_ns = h->pts;
         }
         it->second.out = true;
+        f.format = n;
         f.buffer_id = it->second.id;
         f.handle = buffer;
         ++impl_->stats.frames_acquired;
@@ -521,7 +546,11 @@ Result<std::optional<ConsumerFrame>> Consumer::acquire() {
 Status Consumer::release(const ConsumerFrame& frame) {
     if (!impl_) return Error::library(Errc::empty_object, "pipewire::Consumer::release: the consumer is empty (moved from)");
     // A frame of a buffer PipeWire removed meanwhile: its description goes now; nothing to return.
-    if (impl_->orphans.erase(frame.buffer_id) != 0) return {};
+    if (auto orphan = impl_->orphans.find(frame.buffer_id); orphan != impl_->orphans.end()) {
+        impl_->report_removed(orphan->second.get());
+        impl_->orphans.erase(orphan);
+        return {};
+    }
     auto* buffer = static_cast<pw_buffer*>(frame.handle);
     auto it = impl_->entries.find(buffer);
     if (it == impl_->entries.end() || !it->second.out || it->second.id != frame.buffer_id)
@@ -530,6 +559,10 @@ Status Consumer::release(const ConsumerFrame& frame) {
     it->second.out = false;
     pw_stream_queue_buffer(impl_->stream, buffer);
     return {};
+}
+
+std::vector<BufferId> Consumer::take_removed_buffers() {
+    return impl_ ? std::exchange(impl_->removed, {}) : std::vector<BufferId>{};
 }
 
 const ConsumerStats& Consumer::stats() const noexcept {

@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -35,6 +37,12 @@ struct Slot {
     std::uint32_t index = 0;
     pw_buffer* buffer = nullptr;
     std::optional<BufferDesc> desc;
+    Negotiated format;  // what the buffer was allocated for
+    // Each data's chunk size, written to the chunk only by queue(): until the buffer was filled
+    // and sent, its chunks say "no data" (size 0), so that a consumer handed a buffer that was
+    // never sent (PipeWire's input side can point at a buffer id of the previous set during a
+    // renegotiation) can tell it from a frame.
+    std::array<std::uint32_t, 4> chunk_sizes{};
     UniqueFd memfd;
     void* map = nullptr;
     std::size_t map_size = 0;
@@ -66,6 +74,13 @@ struct Producer::Impl {
     // memory that went away.
     std::vector<std::unique_ptr<Slot>> orphans;
     std::uint32_t next_index = 0;  // buffer numbers are never reused
+    // The offer before the last reconfigure(), until a format of the new offer arrives: a format
+    // PipeWire set from the old offer meanwhile is still served (its renegotiation follows).
+    struct Offer {
+        std::uint32_t width = 0, height = 0;
+        FormatSet formats;
+    };
+    std::optional<Offer> previous;
     ProducerStats stats;
 
     ~Impl() {
@@ -92,10 +107,12 @@ struct Producer::Impl {
         return params;
     }
 
-    ImageRequest request(std::uint32_t fourcc, std::uint64_t modifier) const {
+    // An image of `width` x `height`: the negotiated format's size, which after a reconfigure()
+    // may still be the previous offer's until PipeWire renegotiated.
+    ImageRequest request(std::uint32_t width, std::uint32_t height, std::uint32_t fourcc, std::uint64_t modifier) const {
         ImageRequest r;
-        r.width = options.width;
-        r.height = options.height;
+        r.width = width;
+        r.height = height;
         r.fourcc = fourcc;
         r.modifiers = {modifier};
         r.name = "pipewire:" + options.name.substr(0, 20);
@@ -113,7 +130,7 @@ struct Producer::Impl {
         if (param == nullptr) return;  // the format was cleared: buffers go away
         auto peer = detail::parse_format(param);
         if (!peer) return fail(peer.error().with_context("producer " + options.name + ": the negotiated format"));
-        std::array<std::uint8_t, 4096> storage{};
+        std::array<std::uint8_t, 8192> storage{};
         spa_pod_builder b = SPA_POD_BUILDER_INIT(storage.data(), static_cast<uint32_t>(storage.size()));
         if (peer->has_modifier && peer->modifier_unfixed) {
             // PipeWire's procedure: the producer fixates. The first of our modifiers, in our
@@ -122,7 +139,7 @@ struct Producer::Impl {
             for (std::uint64_t m : options.formats.modifiers(peer->fourcc)) {
                 if (std::find(peer->choices.begin(), peer->choices.end(), m) == peer->choices.end()) continue;
                 ++stats.fixation_tests;
-                if (options.allocator && options.allocator->allocate(request(peer->fourcc, m))) {
+                if (options.allocator && options.allocator->allocate(request(peer->width, peer->height, peer->fourcc, m))) {
                     chosen = m;
                     break;
                 }
@@ -138,7 +155,11 @@ struct Producer::Impl {
         }
         Negotiated n{peer->width, peer->height, peer->fourcc, peer->has_modifier ? peer->modifier : modifier::linear,
                      peer->has_modifier};
-        if (n.width != options.width || n.height != options.height)
+        const bool current = n.width == options.width && n.height == options.height &&
+                             (!n.dmabuf || options.formats.contains(n.fourcc, n.modifier));
+        const bool old = previous && n.width == previous->width && n.height == previous->height &&
+                         (!n.dmabuf || previous->formats.contains(n.fourcc, n.modifier));
+        if (!current && !old && (n.width != options.width || n.height != options.height))
             return fail(Error::library(Errc::invalid_argument,
                                        "producer " + options.name + ": negotiated size " + std::to_string(n.width) +
                                            "x" + std::to_string(n.height) + " is not the offered " +
@@ -147,7 +168,7 @@ struct Producer::Impl {
         if (!info) return fail(info.error());
         std::uint32_t blocks = (*info)->plane_count, size = 0, stride = 0, types = 0;
         if (n.dmabuf) {
-            if (!options.formats.contains(n.fourcc, n.modifier))
+            if (!current && !old)
                 return fail(Error::library(Errc::unsupported, "producer " + options.name + ": the consumer fixed " +
                                                                   fourcc_to_string(n.fourcc) + " " +
                                                                   modifier_to_string(n.modifier) +
@@ -162,11 +183,20 @@ struct Producer::Impl {
             types = 1u << SPA_DATA_MemFd;
         }
         pending = n;
-        const spa_pod* params[2] = {
+        if (current) previous.reset();
+        std::vector<const spa_pod*> params = {
             detail::build_buffers(&b, options.buffer_count, blocks, size, stride, types),
             detail::build_header_meta(&b),
         };
-        pw_stream_update_params(stream, params, 2);
+        // A format of the offer before reconfigure(): PipeWire negotiated from what it knew of
+        // the old offer. Serve it, and announce the new offer again so that the link negotiates
+        // once more (a renegotiation is triggered by a change of EnumFormat, and nothing else
+        // would follow).
+        if (!current) {
+            auto offer = enum_formats(&b);
+            params.insert(params.end(), offer.begin(), offer.end());
+        }
+        pw_stream_update_params(stream, params.data(), static_cast<uint32_t>(params.size()));
     }
 
     void on_add_buffer(pw_buffer* buffer) {
@@ -177,9 +207,12 @@ struct Producer::Impl {
         slot->buffer = buffer;
         const auto& n = *pending;
         const std::string what = "producer " + options.name + ": buffer " + std::to_string(slot->index);
+        if (sb->n_datas == 0 || sb->n_datas > slot->chunk_sizes.size())
+            return fail(Error::library(Errc::invalid_argument,
+                                       what + ": PipeWire gave " + std::to_string(sb->n_datas) + " datas (1 to 4 expected)"));
         if (n.dmabuf) {
             if (options.allocator == nullptr) return fail(Error::library(Errc::invalid_argument, what + ": no allocator"));
-            auto desc = options.allocator->allocate(request(n.fourcc, n.modifier));
+            auto desc = options.allocator->allocate(request(n.width, n.height, n.fourcc, n.modifier));
             if (!desc) return fail(desc.error().with_context(what));
             if (auto ok = desc->validate(); !ok) return fail(ok.error().with_context(what));
             if (sb->n_datas < desc->planes.size())
@@ -199,7 +232,8 @@ struct Producer::Impl {
                 d.data = nullptr;
                 d.chunk->offset = static_cast<uint32_t>(p.offset);
                 d.chunk->stride = static_cast<int32_t>(p.stride);
-                d.chunk->size = static_cast<uint32_t>(p.buffer.size() - p.offset);
+                slot->chunk_sizes[i] = static_cast<uint32_t>(p.buffer.size() - p.offset);
+                d.chunk->size = 0;  // no data until queue() (see chunk_sizes)
                 d.chunk->flags = 0;
             }
             slot->desc = std::move(*desc);
@@ -233,7 +267,8 @@ struct Producer::Impl {
                 d.data = slot->map;
                 d.chunk->offset = static_cast<uint32_t>(shm_layout.offsets[p]);
                 d.chunk->stride = static_cast<int32_t>(shm_layout.strides[p]);
-                d.chunk->size = static_cast<uint32_t>(shm_layout.size - shm_layout.offsets[p]);
+                slot->chunk_sizes[i] = static_cast<uint32_t>(shm_layout.size - shm_layout.offsets[p]);
+                d.chunk->size = 0;
                 d.chunk->flags = 0;
             }
             if (options.udmabuf != nullptr) {
@@ -255,6 +290,7 @@ struct Producer::Impl {
             }
         }
         ++stats.buffers_allocated;
+        slot->format = n;
         buffer->user_data = slot.get();
         slots.push_back(std::move(slot));
     }
@@ -263,6 +299,7 @@ struct Producer::Impl {
         auto* slot = static_cast<Slot*>(buffer->user_data);
         auto it = std::find_if(slots.begin(), slots.end(), [&](const auto& s) { return s.get() == slot; });
         if (it != slots.end()) {
+            ++stats.buffers_removed;
             if ((*it)->dequeued) {
                 (*it)->buffer = nullptr;
                 orphans.push_back(std::move(*it));
@@ -302,30 +339,46 @@ const pw_stream_events producer_events = [] {
     return e;
 }();
 
+// The checks create() and reconfigure() share on an offer's size and dma-buf formats.
+Status check_offer(std::uint32_t width, std::uint32_t height, const FormatSet& formats, const Allocator* allocator,
+                   const std::string& what) {
+    if (width == 0 || height == 0 || width > 16384 || height > 16384)
+        return Error::library(Errc::invalid_argument,
+                              what + ": size " + std::to_string(width) + "x" + std::to_string(height) + " outside 1..16384");
+    if (!formats.empty() && allocator == nullptr)
+        return Error::library(Errc::invalid_argument, what + ": dma-buf formats offered without an allocator");
+    return {};
+}
+
+// The fourccs offered as shared memory, each of which must have a linear layout at this size.
+Result<std::vector<std::uint32_t>> shm_fourccs_for(std::uint32_t width, std::uint32_t height, const FormatSet& formats,
+                                                   bool offer_shm, std::span<const std::uint32_t> extra,
+                                                   const std::string& what) {
+    auto shm = detail::shm_offer(formats, offer_shm, extra, what);
+    if (!shm) return shm.error();
+    for (std::uint32_t f : *shm)
+        if (auto layout = linear_layout(f, width, height); !layout) return layout.error().with_context(what);
+    return shm;
+}
+
 }  // namespace
 
 Result<Producer> Producer::create(Context& context, ProducerOptions options) {
     const std::string what = "pipewire::Producer::create " + options.name;
     if (!context.state()) return Error::library(Errc::empty_object, what + ": the context is empty (moved from)");
     if (options.name.empty()) return Error::library(Errc::invalid_argument, what + ": the node needs a name");
-    if (options.width == 0 || options.height == 0 || options.width > 16384 || options.height > 16384)
-        return Error::library(Errc::invalid_argument, what + ": size " + std::to_string(options.width) + "x" +
-                                                          std::to_string(options.height) + " outside 1..16384");
+    if (auto ok = check_offer(options.width, options.height, options.formats, options.allocator, what); !ok)
+        return ok.error();
     if (options.buffer_count < 2 || options.buffer_count > max_buffers)
         return Error::library(Errc::invalid_argument,
                               what + ": buffer_count " + std::to_string(options.buffer_count) + " outside 2..16");
     if (options.framerate == 0 || options.framerate > 1000)
         return Error::library(Errc::invalid_argument, what + ": framerate " + std::to_string(options.framerate));
-    if (!options.formats.empty() && options.allocator == nullptr)
-        return Error::library(Errc::invalid_argument, what + ": dma-buf formats offered without an allocator");
     auto impl = std::make_unique<Impl>();
     impl->context = context.state();
-    auto shm = detail::shm_offer(options.formats, options.offer_shm, options.shm_fourccs, what);
+    auto shm = shm_fourccs_for(options.width, options.height, options.formats, options.offer_shm, options.shm_fourccs, what);
     if (!shm) return shm.error();
     impl->shm_fourccs = std::move(*shm);
-    for (std::uint32_t f : impl->shm_fourccs) {
-        if (auto layout = linear_layout(f, options.width, options.height); !layout) return layout.error().with_context(what);
-    }
     impl->options = std::move(options);
     const ProducerOptions& o = impl->options;
     pw_properties* props = pw_properties_new(PW_KEY_MEDIA_TYPE, "Video", PW_KEY_MEDIA_CATEGORY, "Capture",
@@ -374,6 +427,7 @@ Result<std::optional<ProducerFrame>> Producer::dequeue() {
     ProducerFrame f;
     f.index = slot->index;
     f.desc = slot->desc ? &*slot->desc : nullptr;
+    f.format = slot->format;
     if (slot->map != nullptr) {
         f.memory = {static_cast<std::byte*>(slot->map), slot->map_size};
         f.plane_count = impl_->shm_layout.plane_count;
@@ -407,6 +461,9 @@ Status Producer::queue(const ProducerFrame& frame, std::uint64_t sequence, std::
                                                           " is not dequeued");
     Slot& slot = **it;
     slot.dequeued = false;
+    spa_buffer* sb = slot.buffer->buffer;
+    for (std::uint32_t i = 0; i < sb->n_datas && i < slot.chunk_sizes.size(); ++i)
+        sb->datas[i].chunk->size = slot.chunk_sizes[i];
     if (auto* h = static_cast<spa_meta_header*>(
             spa_buffer_find_meta_data(slot.buffer->buffer, SPA_META_Header, sizeof(spa_meta_header)))) {
         h->pts = timestamp_ns;
@@ -417,6 +474,37 @@ Status Producer::queue(const ProducerFrame& frame, std::uint64_t sequence, std::
     pw_stream_queue_buffer(impl_->stream, slot.buffer);
     pw_stream_trigger_process(impl_->stream);
     ++impl_->stats.frames_queued;
+    return {};
+}
+
+Status Producer::reconfigure(std::uint32_t width, std::uint32_t height, FormatSet formats,
+                             std::vector<std::uint32_t> shm_fourccs) {
+    if (!impl_)
+        return Error::library(Errc::empty_object, "pipewire::Producer::reconfigure: the producer is empty (moved from)");
+    if (impl_->status.error) return *impl_->status.error;
+    ProducerOptions& o = impl_->options;
+    const std::string what = "pipewire::Producer::reconfigure " + o.name + " to " + std::to_string(width) + "x" +
+                             std::to_string(height);
+    if (auto ok = check_offer(width, height, formats, o.allocator, what); !ok) return ok.error();
+    auto shm = shm_fourccs_for(width, height, formats, o.offer_shm, shm_fourccs, what);
+    if (!shm) return shm.error();
+    // Every check passed: the offer changes, and the old one stays acceptable until PipeWire set
+    // a format of the new one.
+    impl_->previous = Impl::Offer{o.width, o.height, o.formats};
+    o.width = width;
+    o.height = height;
+    o.formats = std::move(formats);
+    o.shm_fourccs = std::move(shm_fourccs);
+    impl_->shm_fourccs = std::move(*shm);
+    std::array<std::uint8_t, 8192> storage{};
+    spa_pod_builder b = SPA_POD_BUILDER_INIT(storage.data(), static_cast<uint32_t>(storage.size()));
+    auto params = impl_->enum_formats(&b);
+    // Only the EnumFormat params are replaced: PipeWire's links see the change and negotiate
+    // again (the Format is cleared and set anew, which removes every buffer first).
+    if (const int res = pw_stream_update_params(impl_->stream, params.data(), static_cast<uint32_t>(params.size()));
+        res < 0)
+        return Error::from_errno(-res, what + ": pw_stream_update_params");
+    ++impl_->stats.reconfigurations;
     return {};
 }
 

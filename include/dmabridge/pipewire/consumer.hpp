@@ -28,6 +28,26 @@
 /// a dma-buf of its own (stats().shm_copies counts every copy). Without either the frame still
 /// arrives, as a read-only CPU span.
 ///
+/// Renegotiation (a producer that changes size or format, Producer::reconfigure()): PipeWire
+/// removes every buffer of the old format before it sets the new one, so a frame is never
+/// described with a format it was not made for. What the application sees:
+/// - frames acquired before the change keep their description (and ConsumerFrame::format) until
+///   release(); frames that arrived and were not acquired are gone with their buffers;
+/// - the descriptions of the removed buffers are dropped (at release() for held frames), and
+///   their dma-buf identities are reported once by take_removed_buffers(): evict them from the
+///   import caches the frames went through (ImportCache::evict_buffer), which otherwise keep
+///   their own references to the old dma-bufs (fds and imports) until the LRU bound retires them;
+/// - negotiated() is nullopt and acquire() returns nullopt until the new buffers are in place,
+///   then frames of the new size and format arrive (ConsumerFrame::format, desc->width ...);
+/// - state() reads StreamState::paused during the change, then streaming again;
+/// - a buffer that arrives with no data (chunk size 0; seen once during a renegotiation, a new
+///   buffer handed out under the id of an old one before the producer filled it) is returned at
+///   once, counted in stats().frames_empty, never handed out;
+/// - a new format this consumer does not accept: PipeWire fails the negotiation and puts both
+///   streams in error: error() says so (Errc::unsupported, PipeWire's "no more input formats"),
+///   acquire() returns it from then on, and the removed buffers are still reported by
+///   take_removed_buffers().
+///
 /// Fences: implicit sync. The producer's writes are fences on the dma-bufs: wait for them
 /// (DmaBuf::wait, export_sync_file, an importer's sync bridge) before reading. Release a frame
 /// once the reads that were submitted are fenced on the buffer (or done).
@@ -96,6 +116,9 @@ struct ConsumerFrame {
     bool copied = false;       ///< `desc` holds a copy of shared memory
     std::uint64_t sequence = 0;      ///< the producer's header sequence (0 without one)
     std::int64_t timestamp_ns = 0;   ///< the producer's header pts (0 without one)
+    /// The size and format this frame was made with (a shared-memory frame has no other record
+    /// of them); stays right for a frame held across a renegotiation.
+    Negotiated format;
     void* handle = nullptr;    ///< the PipeWire buffer (for release())
 };
 
@@ -107,6 +130,10 @@ struct ConsumerStats {
     std::uint64_t shm_wrapped = 0;       ///< shared-memory buffers wrapped by udmabuf (no copy)
     std::uint64_t shm_copies = 0;        ///< shared-memory frames copied into a dma-buf
     std::uint64_t shm_cpu_only = 0;      ///< shared-memory frames delivered as CPU spans only
+    std::uint64_t buffers_removed = 0;   ///< buffers PipeWire removed (renegotiation, producer gone)
+    /// Buffers that arrived with no data (chunk size 0: never filled by the producer), returned
+    /// at once and not handed out.
+    std::uint64_t frames_empty = 0;
 };
 
 class Consumer {
@@ -140,6 +167,15 @@ public:
     /// Returns a frame to the producer. Errors: a frame not acquired from this Consumer or
     /// released twice (Errc::invalid_argument), Errc::empty_object when moved from.
     Status release(const ConsumerFrame& frame);
+
+    /// The identities of the dma-bufs of buffers PipeWire removed since the last call (a
+    /// renegotiation, the producer gone), each once: for a frame held at the time, once it was
+    /// released. Evict them from the import caches the frames went through
+    /// (`for (BufferId id : consumer.take_removed_buffers()) cache.evict_buffer(id);`): a cache
+    /// keeps its own references, so its imports of the old buffers (and their fds) otherwise
+    /// live until its LRU bound retires them. A cache's reference also keeps the identity from
+    /// being reused meanwhile. No syscall; empty on a moved-from Consumer.
+    std::vector<BufferId> take_removed_buffers();
 
     /// Counters since creation (ConsumerStats). No syscall.
     const ConsumerStats& stats() const noexcept;

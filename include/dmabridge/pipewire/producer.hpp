@@ -23,6 +23,28 @@
 /// Fences: implicit sync. Whatever wrote the dma-buf attached its fences to it (a GPU submit, an
 /// IMPORT_SYNC_FILE); the consumer waits for them through the dma-buf.
 ///
+/// Renegotiation (reconfigure()): the size and formats can change while the node streams (a
+/// camera switching mode, a screen cast following a resized window). reconfigure() replaces the
+/// offer and returns at once; PipeWire then negotiates again inside later dispatch() calls. What
+/// the application sees meanwhile, in order:
+/// - until PipeWire sets the new format, dequeue() still hands out buffers of the old format
+///   (ProducerFrame::format says which; their frames are delivered as that format, never
+///   reinterpreted);
+/// - PipeWire removes every buffer: frames queued and not yet delivered are dropped with them; a
+///   buffer the application holds dequeued stays valid until queue(), which answers
+///   Errc::not_found; the others' images are freed at once (stats().buffers_removed);
+///   negotiated() is nullopt and dequeue() returns nullopt;
+/// - once the consumer agreed, new buffers are allocated at the new size and format, negotiated()
+///   says it, and dequeue() hands them out.
+/// The stream pauses meanwhile (state() reads StreamState::paused, then streaming again); about
+/// 0.1-0.2 s in the test VM (docs/measured.md).
+/// A consumer that accepts nothing of the new offer: PipeWire fails the negotiation and puts both
+/// streams in error, this one and the consumer's (Errc::unsupported, PipeWire's "no more input
+/// formats"), within the same fraction of a second; every buffer is removed first. The error is
+/// final, as every stream error: dequeue() and reconfigure() return it, negotiated() stays
+/// nullopt; make a new Producer to publish again. Check what consumers take before narrowing the
+/// offer, or keep the old format in it.
+///
 /// Event loop: the Context's (see pipewire/context.hpp): negotiation, buffer allocation and the
 /// return of buffers happen inside Context::dispatch().
 ///
@@ -86,14 +108,20 @@ struct ProducerFrame {
     std::uint32_t plane_count = 0;
     std::uint64_t offsets[4] = {};
     std::uint64_t strides[4] = {};
+    /// The size and format this buffer was allocated for: render the frame at this size (after a
+    /// reconfigure() the buffers of the old format are still handed out until PipeWire replaces
+    /// them).
+    Negotiated format;
 };
 
 /// Counters for tests and benchmarks.
 struct ProducerStats {
     std::uint64_t frames_queued = 0;
     std::uint64_t buffers_allocated = 0;    ///< images allocated for buffers (fixation tests excluded)
+    std::uint64_t buffers_removed = 0;      ///< buffers PipeWire removed (renegotiation, consumer gone)
     std::uint64_t fixation_tests = 0;       ///< test allocations made while fixating a modifier
     std::uint64_t negotiations = 0;         ///< formats that reached the streaming state
+    std::uint64_t reconfigurations = 0;     ///< reconfigure() calls that changed the offer
 };
 
 class Producer {
@@ -130,6 +158,20 @@ public:
     /// drops it and answers Errc::not_found: the frame is lost, nothing else. Errors: an index
     /// not dequeued (Errc::invalid_argument), Errc::empty_object when moved from.
     Status queue(const ProducerFrame& frame, std::uint64_t sequence = 0, std::int64_t timestamp_ns = 0);
+
+    /// Replaces the offer made at create() (ProducerOptions' width, height, formats and
+    /// shm_fourccs; offer_shm, allocator and buffer_count stay) and asks PipeWire to negotiate
+    /// again (pw_stream_update_params with the new EnumFormat list): "reconfigure" because it
+    /// changes what the node offers and the change takes effect later, through a renegotiation
+    /// the consumer takes part in, not when the call returns. See "Renegotiation" above for what
+    /// dequeue(), queue() and negotiated() answer meanwhile. Costs a message to the daemon; no
+    /// allocation until the consumer answered. Errors, with the offer unchanged: a size outside
+    /// 1..16384 or nothing offered (Errc::invalid_argument), dma-buf formats without an
+    /// allocator (Errc::invalid_argument), a fourcc PipeWire cannot describe or shared memory
+    /// cannot lay out (Errc::unsupported), Errc::empty_object when moved from, the stream's
+    /// error, libpipewire's errno.
+    Status reconfigure(std::uint32_t width, std::uint32_t height, FormatSet formats,
+                       std::vector<std::uint32_t> shm_fourccs = {});
 
     /// Counters since creation (ProducerStats). No syscall.
     const ProducerStats& stats() const noexcept;
