@@ -15,7 +15,8 @@
 //     counted, not timed: every call trapped by a seccomp user-notification filter that the
 //     Vulkan context, the pipeline and their threads are created under), zero-copy path over
 //     copy path, 640x480 YUYV at the camera's own rate, steady state; the per-call breakdown of
-//     each path is printed as a comment line.
+//     each path is printed as comment lines, the application's thread apart from the other
+//     threads (the Vulkan driver's), clock_gettime by clock, with the guest's clocksource.
 //   metric camera_fps_over_limit R        (goal >= 0.9)
 //     frames per second of the whole zero-copy pipeline over the lower of two ceilings: vivid's
 //     raw capture rate with no consumer, and the conversion shader run back to back on one
@@ -35,12 +36,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <linux/videodev2.h>
+#include <sys/syscall.h>
+#include <time.h>
 
 #include <GLES3/gl3.h>
 
@@ -193,39 +197,90 @@ double gl_shader_fps(const egl::Context& ctx, std::uint32_t width, std::uint32_t
     return frames / seconds_since(start);
 }
 
+// A clock's name for the breakdown: CLOCK_MONOTONIC is read through the vDSO where the
+// clocksource allows it (a trapped one means it did not), CLOCK_THREAD_CPUTIME_ID always enters
+// the kernel.
+std::string clock_name(std::uint64_t id) {
+    switch (id) {
+        case CLOCK_REALTIME: return "clock_gettime(REALTIME)";
+        case CLOCK_MONOTONIC: return "clock_gettime(MONOTONIC)";
+        case CLOCK_PROCESS_CPUTIME_ID: return "clock_gettime(PROCESS_CPUTIME)";
+        case CLOCK_THREAD_CPUTIME_ID: return "clock_gettime(THREAD_CPUTIME)";
+        case CLOCK_MONOTONIC_RAW: return "clock_gettime(MONOTONIC_RAW)";
+        case CLOCK_MONOTONIC_COARSE: return "clock_gettime(MONOTONIC_COARSE)";
+        case CLOCK_BOOTTIME: return "clock_gettime(BOOTTIME)";
+        default: return "clock_gettime(" + std::to_string(id) + ")";
+    }
+}
+
+// The guest kernel's clocksource now. With tsc, CLOCK_MONOTONIC (steady_clock) is read in the
+// vDSO and never trapped; a guest whose watchdog marked the emulated TSC unstable falls back to
+// hpet or acpi_pm, and then every steady_clock::now() of every thread is a system call.
+std::string clocksource() {
+    std::string name = "unknown";
+    if (std::FILE* f = std::fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r")) {
+        char buf[64] = {};
+        if (std::fgets(buf, sizeof buf, f)) name = std::string(buf, std::strcspn(buf, "\n"));
+        std::fclose(f);
+    }
+    return name;
+}
+
 // System calls per steady-state frame of `path`, every thread of the process counted: the
-// context, the pipeline and lavapipe's threads are all made under the tap. Prints which calls.
+// context, the pipeline and lavapipe's threads are all made under the tap. Prints which calls,
+// split into the application's thread (the pipeline: dmabridge and the Vulkan driver's entry
+// points called from it) and every other thread (the Vulkan driver's own: lavapipe's queue and
+// rasterizer threads; dmabridge starts none on this path).
 double syscalls_per_frame(dmabridge::camera::Path path, std::uint32_t fps, const char* name) {
     test::SyscallTap tap;
     std::uint64_t begin = 0, middle = 0, end = 0, short_frames = 0, long_frames = 0;
-    const bool ran = tap.run([&](test::SyscallTap& t) {
-        auto ctx = ok(vulkan::Context::create(), "Vulkan context");
-        const auto o = options(640, 480, path, fps);
-        auto pipeline = ok(dmabridge::camera::CameraPipeline::create(ctx, o), "create pipeline");
-        ok(pipeline.run(o.ring_size * 2), "warm-up run");
-        // Each run's start and end (stream on and off, a consumer made) are in both counts: the
-        // difference of a short and a long run is what the frames between them cost.
-        begin = t.count();
-        short_frames = ok(pipeline.run(10), "short run").frames;
-        middle = t.count();
-        long_frames = ok(pipeline.run(40), "long run").frames;
-        end = t.count();
-    });
+    std::map<std::uint64_t, std::uint64_t> clock_of_call;  // call index -> clock id
+    const auto note_clocks = [&](const test::SyscallTap::Call& c) {
+        if (c.nr == SYS_clock_gettime) clock_of_call[c.index] = c.args[0];
+        return 0;
+    };
+    const bool ran = tap.run(
+        [&](test::SyscallTap& t) {
+            auto ctx = ok(vulkan::Context::create(), "Vulkan context");
+            const auto o = options(640, 480, path, fps);
+            auto pipeline = ok(dmabridge::camera::CameraPipeline::create(ctx, o), "create pipeline");
+            ok(pipeline.run(o.ring_size * 2), "warm-up run");
+            // Each run's start and end (stream on and off, a consumer made) are in both counts: the
+            // difference of a short and a long run is what the frames between them cost.
+            begin = t.count();
+            short_frames = ok(pipeline.run(10), "short run").frames;
+            middle = t.count();
+            long_frames = ok(pipeline.run(40), "long run").frames;
+            end = t.count();
+        },
+        note_clocks);
     if (!ran) {
         std::fprintf(stderr, "bench_camera: syscall tap: %s\n", tap.error().c_str());
         std::exit(1);
     }
     const double frames = static_cast<double>(long_frames - short_frames);
     const double per_frame = (static_cast<double>(end - middle) - static_cast<double>(middle - begin)) / frames;
-    // The breakdown: the long run's calls less the short run's, by name.
-    std::map<std::string, double> by_name;
+    // The breakdown: the long run's calls less the short run's, by thread and name.
+    std::map<std::string, double> app, others;
     const auto& calls = tap.calls();
-    for (std::uint64_t i = begin; i < end && i < calls.size(); ++i)
-        by_name[test::syscall_name(calls[i])] += i >= middle ? 1.0 : -1.0;
-    std::printf("# %s: %.1f system calls per frame:", name, per_frame);
-    for (const auto& [call, count] : by_name)
-        if (count / frames >= 0.05 || count / frames <= -0.05) std::printf(" %s %.1f", call.c_str(), count / frames);
-    std::printf("\n");
+    const auto& callers = tap.callers();
+    for (std::uint64_t i = begin; i < end && i < calls.size(); ++i) {
+        const auto clock = clock_of_call.find(i);
+        const std::string call = clock != clock_of_call.end() ? clock_name(clock->second) : test::syscall_name(calls[i]);
+        auto& by_name = i < callers.size() && callers[i] == tap.main_thread() ? app : others;
+        by_name[call] += i >= middle ? 1.0 : -1.0;
+    }
+    const auto print = [&](const char* who, const std::map<std::string, double>& by_name) {
+        double sum = 0;
+        for (const auto& [call, count] : by_name) sum += count;
+        std::printf("# %s, %s: %.1f per frame:", name, who, sum / frames);
+        for (const auto& [call, count] : by_name)
+            if (count / frames >= 0.05 || count / frames <= -0.05) std::printf(" %s %.1f", call.c_str(), count / frames);
+        std::printf("\n");
+    };
+    std::printf("# %s: %.1f system calls per frame (clocksource %s)\n", name, per_frame, clocksource().c_str());
+    print("the application's thread", app);
+    print("other threads (the Vulkan driver's)", others);
     return per_frame;
 }
 

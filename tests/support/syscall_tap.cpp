@@ -37,6 +37,7 @@ bool SyscallTap::run(const std::function<void(SyscallTap&)>& fn, Decide decide) 
     std::atomic<int> listener{-1};  // set by the filtered thread with a plain store: no syscall
     std::atomic<int> install_errno{0};
     std::thread filtered([&] {
+        main_thread_.store(static_cast<int>(::syscall(SYS_gettid)), std::memory_order_release);
         const int fd = install_filter();
         if (fd < 0) {
             install_errno.store(errno ? errno : EINVAL);
@@ -72,6 +73,7 @@ bool SyscallTap::run(const std::function<void(SyscallTap&)>& fn, Decide decide) 
             for (int a = 0; a < 6; ++a) call.args[a] = req.data.args[a];
             const int fail_with = decide ? decide(call) : 0;
             calls_.push_back(req.data.nr);
+            callers_.push_back(static_cast<int>(req.pid));
             count_.store(index + 1, std::memory_order_release);
             std::memset(&resp, 0, sizeof resp);
             resp.id = req.id;

@@ -36,11 +36,18 @@ public:
     std::uint64_t count() const noexcept { return count_.load(std::memory_order_acquire); }
     /// The syscall numbers trapped so far, in order (read after run() returned).
     const std::vector<long>& calls() const noexcept { return calls_; }
+    /// The thread (kernel tid) that made each call of calls(), index for index.
+    const std::vector<int>& callers() const noexcept { return callers_; }
+    /// The thread that ran `fn` (its tid): what callers() names as the application's own calls;
+    /// every other tid is a thread that `fn` or a library it called started (a driver's).
+    int main_thread() const noexcept { return main_thread_.load(std::memory_order_acquire); }
     const std::string& error() const noexcept { return error_; }
 
 private:
     std::atomic<std::uint64_t> count_{0};
     std::vector<long> calls_;
+    std::vector<int> callers_;
+    std::atomic<int> main_thread_{0};
     std::string error_;
 };
 
