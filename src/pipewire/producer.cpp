@@ -274,6 +274,7 @@ struct Producer::Impl {
 
     void on_state(pw_stream_state state, const char* error) {
         status.on_state(state, error, "producer " + options.name);
+        if (!context->connected) status.on_connection_lost(context->error, "producer " + options.name);
         if (state == PW_STREAM_STATE_STREAMING && pending) {
             negotiated = pending;
             ++stats.negotiations;
@@ -307,6 +308,7 @@ const pw_stream_events producer_events = [] {
 Result<Producer> Producer::create(Context& context, ProducerOptions options) {
     const std::string what = "pipewire::Producer::create " + options.name;
     if (!context.state()) return Error::library(Errc::empty_object, what + ": the context is empty (moved from)");
+    if (!context.connected() && context.state()->error) return context.state()->error->with_context(what);
     if (options.name.empty()) return Error::library(Errc::invalid_argument, what + ": the node needs a name");
     if (options.width == 0 || options.height == 0 || options.width > 16384 || options.height > 16384)
         return Error::library(Errc::invalid_argument, what + ": size " + std::to_string(options.width) + "x" +
@@ -397,6 +399,7 @@ Status Producer::queue(const ProducerFrame& frame, std::uint64_t sequence, std::
                                [&](const auto& s) { return s->index == frame.index; });
     if (orphan != impl_->orphans.end()) {
         impl_->orphans.erase(orphan);
+        if (impl_->status.error) return *impl_->status.error;  // the daemon lost, among others
         return Error::library(Errc::not_found, "pipewire::Producer::queue: buffer " + std::to_string(frame.index) +
                                                    " was removed by a renegotiation or a lost consumer; the frame is dropped");
     }
@@ -407,6 +410,9 @@ Status Producer::queue(const ProducerFrame& frame, std::uint64_t sequence, std::
                                                           " is not dequeued");
     Slot& slot = **it;
     slot.dequeued = false;
+    // A failed stream (the daemon lost, among others) takes no more frames: the buffer stays the
+    // Producer's until PipeWire removes it or the Producer goes.
+    if (impl_->status.error) return *impl_->status.error;
     if (auto* h = static_cast<spa_meta_header*>(
             spa_buffer_find_meta_data(slot.buffer->buffer, SPA_META_Header, sizeof(spa_meta_header)))) {
         h->pts = timestamp_ns;
