@@ -101,7 +101,8 @@ public:
     /// Makes the stream and connects it as a driver Video/Source node (no wait: negotiation
     /// happens in later dispatch() calls). Errors: options out of range or missing
     /// (Errc::invalid_argument), a fourcc PipeWire cannot describe (Errc::unsupported), a moved-
-    /// from Context (Errc::empty_object), libpipewire's errno.
+    /// from Context (Errc::empty_object), a Context whose daemon was lost (its EPIPE error),
+    /// libpipewire's errno.
     static Result<Producer> create(Context& context, ProducerOptions options);
 
     Producer(Producer&&) noexcept;
@@ -112,7 +113,8 @@ public:
     /// its own references to the dma-bufs and memfds).
     ~Producer();
 
-    /// The stream's state; StreamState::error with error() set after a failure.
+    /// The stream's state; StreamState::error with error() set after a failure, the loss of
+    /// the daemon included (the Context's EPIPE error: see pipewire/context.hpp).
     StreamState state() const noexcept;
     /// The failure that put the stream in StreamState::error (its message names the cause).
     std::optional<Error> error() const;
@@ -127,8 +129,9 @@ public:
     /// Sends a dequeued buffer as the next frame (`sequence` and `timestamp_ns` travel in its
     /// header metadata) and starts a graph cycle. A buffer that PipeWire removed while it was
     /// dequeued (a renegotiation, the consumer gone) stayed valid until this call, which then
-    /// drops it and answers Errc::not_found: the frame is lost, nothing else. Errors: an index
-    /// not dequeued (Errc::invalid_argument), Errc::empty_object when moved from.
+    /// drops it and answers Errc::not_found: the frame is lost, nothing else. A failed stream
+    /// (the daemon lost, among others) takes the buffer back and answers its error. Errors: an
+    /// index not dequeued (Errc::invalid_argument), Errc::empty_object when moved from.
     Status queue(const ProducerFrame& frame, std::uint64_t sequence = 0, std::int64_t timestamp_ns = 0);
 
     /// Counters since creation (ProducerStats). No syscall.
