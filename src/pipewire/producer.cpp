@@ -263,6 +263,7 @@ struct Producer::Impl {
         auto* slot = static_cast<Slot*>(buffer->user_data);
         auto it = std::find_if(slots.begin(), slots.end(), [&](const auto& s) { return s.get() == slot; });
         if (it != slots.end()) {
+            ++stats.buffers_removed;
             if ((*it)->dequeued) {
                 (*it)->buffer = nullptr;
                 orphans.push_back(std::move(*it));

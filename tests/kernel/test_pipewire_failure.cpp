@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -259,6 +260,79 @@ TEST_CASE("the daemon killed mid-stream fails the context, producer and consumer
         CHECK(s.context.connected());
         CHECK(s.producer->state() == pipewire::StreamState::streaming);
     }
+}
+
+TEST_CASE("every buffer a consumer process held when it was killed is freed by the producer within 10 s, and the "
+          "producer streams on to the next consumer") {
+    PipeWireDaemons& d = the_daemons();
+    auto udmabuf = UdmabufAllocator::open();
+    REQUIRE_MESSAGE(udmabuf, udmabuf.error().message());
+    auto context = pipewire::Context::create();
+    REQUIRE_MESSAGE(context, context.error().message());
+    const std::string name = "dmabridge-test-killed-holder";
+    const auto o = dmabuf_producer_options(name, width, height, *udmabuf);
+    auto producer = pipewire::Producer::create(*context, o);
+    REQUIRE_MESSAGE(producer, producer.error().message());
+    double end = monotonic_seconds() + 30;
+    while (producer->state() != pipewire::StreamState::paused && monotonic_seconds() < end) {
+        auto r = context->dispatch(20ms);
+        REQUIRE_MESSAGE(r, r.error().message());
+    }
+    REQUIRE(producer->state() == pipewire::StreamState::paused);
+    // The producer's fds with its node up and no consumer yet: no buffer, no link.
+    const std::size_t fds_unlinked = open_fd_count();
+
+    auto victim = Child::spawn({PIPEWIRE_PEER_PATH, "hold", name, "2"}, d.runtime_dir() + "/holder.log");
+    REQUIRE_MESSAGE(victim, victim.error().message());
+    std::uint32_t frame = 1;
+    auto send = [&] {
+        auto r = context->dispatch(20ms);
+        REQUIRE_MESSAGE(r, r.error().message());
+        auto f = producer->dequeue();
+        REQUIRE_MESSAGE(f, f.error().message());
+        if (!*f) return;
+        REQUIRE(fill_pattern_frame(*(*f)->desc, frame));
+        REQUIRE(producer->queue(**f, frame));
+        frame = frame % 250 + 1;
+    };
+    end = monotonic_seconds() + 60;
+    while (victim->output().find("holding 2\n") == std::string::npos && !victim->exited() &&
+           monotonic_seconds() < end)
+        send();
+    REQUIRE_MESSAGE(victim->output().find("holding 2\n") != std::string::npos, victim->output());
+    const std::uint64_t allocated = producer->stats().buffers_allocated;
+    REQUIRE(allocated == o.buffer_count);
+    REQUIRE(producer->stats().buffers_removed == 0);
+    const std::size_t fds_at_kill = open_fd_count();
+    victim->kill();
+    const double killed = monotonic_seconds();
+    // PipeWire unlinks the dead consumer and takes every buffer back from the producer, the two
+    // the consumer held included: the producer frees them all (their dma-bufs closed: one fd
+    // each). libpipewire keeps one fd more than before the first link (measured: 17 against 16
+    // with the link gone), so the count is bounded by the buffers' fds, not the unlinked count.
+    while ((producer->stats().buffers_removed < allocated || open_fd_count() > fds_at_kill - allocated) &&
+           monotonic_seconds() < killed + 10)
+        send();
+    const double back = monotonic_seconds() - killed;
+    MESSAGE(producer->stats().buffers_removed << " of " << allocated << " buffers freed " << back
+                                              << " s after the consumer was killed; fds " << open_fd_count()
+                                              << " (at the kill " << fds_at_kill << ", unlinked " << fds_unlinked
+                                              << "), state "
+                                              << std::string(pipewire::to_string(producer->state())));
+    std::fprintf(stderr, "pipewire failure: the killed consumer's buffers freed %.3f s after its SIGKILL\n", back);
+    CHECK(producer->stats().buffers_removed == allocated);
+    CHECK(open_fd_count() <= fds_at_kill - allocated);
+    CHECK(open_fd_count() <= fds_unlinked + 1);
+    CHECK(producer->state() != pipewire::StreamState::error);
+
+    // The next consumer gets new buffers and every pixel right.
+    auto next = Child::spawn({PIPEWIRE_PEER_PATH, "consume", name, "5"}, d.runtime_dir() + "/after-holder.log");
+    REQUIRE_MESSAGE(next, next.error().message());
+    end = monotonic_seconds() + 60;
+    while (!next->exited() && monotonic_seconds() < end) send();
+    REQUIRE_MESSAGE(next->exited(), "the next consumer got no frames in 60 s:\n" << next->output());
+    CHECK_MESSAGE(next->exit_code() == 0, next->output());
+    CHECK(producer->stats().buffers_allocated == 2 * allocated);
 }
 
 }  // TEST_SUITE

@@ -92,6 +92,10 @@ struct ProducerFrame {
 struct ProducerStats {
     std::uint64_t frames_queued = 0;
     std::uint64_t buffers_allocated = 0;    ///< images allocated for buffers (fixation tests excluded)
+    /// Buffers PipeWire took back (a renegotiation, the last consumer gone, even killed while it
+    /// held them): their memory is freed then, or at queue() for one the application held.
+    /// buffers_allocated - buffers_removed is the number of buffers alive.
+    std::uint64_t buffers_removed = 0;
     std::uint64_t fixation_tests = 0;       ///< test allocations made while fixating a modifier
     std::uint64_t negotiations = 0;         ///< formats that reached the streaming state
 };
