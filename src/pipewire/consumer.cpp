@@ -206,6 +206,7 @@ struct Consumer::Impl {
 
     void on_state(pw_stream_state state, const char* error) {
         status.on_state(state, error, "consumer " + options.target);
+        if (!context->connected) status.on_connection_lost(context->error, "consumer " + options.target);
         if (state == PW_STREAM_STATE_STREAMING && pending) negotiated = pending;
     }
 
@@ -444,6 +445,7 @@ const pw_stream_events consumer_events = [] {
 Result<Consumer> Consumer::create(Context& context, ConsumerOptions options) {
     const std::string what = "pipewire::Consumer::create " + options.target;
     if (!context.state()) return Error::library(Errc::empty_object, what + ": the context is empty (moved from)");
+    if (!context.connected() && context.state()->error) return context.state()->error->with_context(what);
     auto impl = std::make_unique<Impl>();
     impl->context = context.state();
     auto shm = detail::shm_offer(options.formats, options.accept_shm, options.shm_fourccs, what);

@@ -35,9 +35,18 @@ void on_core_error(void* data, uint32_t id, int /*seq*/, int res, const char* me
     // Errors on other objects (a stream's node, a link) reach their streams' state; the core's
     // own errors are the connection's.
     if (id != PW_ID_CORE) return;
-    if (res == -EPIPE) state->connected = false;
-    if (!state->error)
-        state->error = Error::from_errno(-res, std::string("PipeWire daemon: ") + (message ? message : "error on the core"));
+    const std::string text = message ? message : "error on the core";
+    if (res == -EPIPE) {
+        // The native protocol reports a hang-up of the daemon's socket (the daemon killed or
+        // stopped) as -EPIPE on the core and drops the socket from the loop: nothing on this
+        // connection will happen again, so the loss is kept as the Context's error for good.
+        state->connected = false;
+        if (!state->error || !state->error->is_errno(EPIPE))
+            state->error = Error::from_errno(EPIPE, "the connection to the PipeWire daemon was lost (" + text +
+                                                        "): make a new Context once the daemon runs again");
+        return;
+    }
+    if (!state->error) state->error = Error::from_errno(-res, "PipeWire daemon: " + text);
 }
 
 const pw_core_events core_events = [] {

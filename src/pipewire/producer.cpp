@@ -311,6 +311,7 @@ struct Producer::Impl {
 
     void on_state(pw_stream_state state, const char* error) {
         status.on_state(state, error, "producer " + options.name);
+        if (!context->connected) status.on_connection_lost(context->error, "producer " + options.name);
         if (state == PW_STREAM_STATE_STREAMING && pending) {
             negotiated = pending;
             ++stats.negotiations;
@@ -366,6 +367,7 @@ Result<std::vector<std::uint32_t>> shm_fourccs_for(std::uint32_t width, std::uin
 Result<Producer> Producer::create(Context& context, ProducerOptions options) {
     const std::string what = "pipewire::Producer::create " + options.name;
     if (!context.state()) return Error::library(Errc::empty_object, what + ": the context is empty (moved from)");
+    if (!context.connected() && context.state()->error) return context.state()->error->with_context(what);
     if (options.name.empty()) return Error::library(Errc::invalid_argument, what + ": the node needs a name");
     if (auto ok = check_offer(options.width, options.height, options.formats, options.allocator, what); !ok)
         return ok.error();
@@ -451,6 +453,7 @@ Status Producer::queue(const ProducerFrame& frame, std::uint64_t sequence, std::
                                [&](const auto& s) { return s->index == frame.index; });
     if (orphan != impl_->orphans.end()) {
         impl_->orphans.erase(orphan);
+        if (impl_->status.error) return *impl_->status.error;  // the daemon lost, among others
         return Error::library(Errc::not_found, "pipewire::Producer::queue: buffer " + std::to_string(frame.index) +
                                                    " was removed by a renegotiation or a lost consumer; the frame is dropped");
     }
@@ -461,6 +464,9 @@ Status Producer::queue(const ProducerFrame& frame, std::uint64_t sequence, std::
                                                           " is not dequeued");
     Slot& slot = **it;
     slot.dequeued = false;
+    // A failed stream (the daemon lost, among others) takes no more frames: the buffer stays the
+    // Producer's until PipeWire removes it or the Producer goes.
+    if (impl_->status.error) return *impl_->status.error;
     spa_buffer* sb = slot.buffer->buffer;
     for (std::uint32_t i = 0; i < sb->n_datas && i < slot.chunk_sizes.size(); ++i)
         sb->datas[i].chunk->size = slot.chunk_sizes[i];

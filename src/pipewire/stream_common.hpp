@@ -3,6 +3,7 @@
 // What Producer and Consumer share about a pw_stream's state: PipeWire's state mapped to
 // StreamState, and the first error kept.
 
+#include <cerrno>
 #include <optional>
 #include <string>
 
@@ -20,6 +21,14 @@ struct StreamStatus {
     void fail(Error e) {
         if (!error) error = std::move(e);
         state = StreamState::error;
+    }
+
+    // The Context's connection to the daemon is gone (ContextState::connected false): PipeWire
+    // only moves its streams to UNCONNECTED then, but nothing on them can work again, so the
+    // stream fails with the Context's error.
+    void on_connection_lost(const std::optional<Error>& context_error, const std::string& who) {
+        fail(context_error ? context_error->with_context(who)
+                           : Error::from_errno(EPIPE, who + ": the connection to the PipeWire daemon was lost"));
     }
 
     void on_state(pw_stream_state s, const char* message, const std::string& who) {

@@ -153,6 +153,15 @@ Status PipeWireDaemons::start() {
         if (!path.empty()) ::setenv("GST_REGISTRY", path.c_str(), 1);
     }
 
+    if (auto launched = launch(); !launched) return launched;
+    std::atexit([] {
+        if (auto d = get(); d) (*d)->stop();
+    });
+    return {};
+}
+
+Status PipeWireDaemons::launch() {
+    const std::string& dir = dir_;
     const double start = monotonic_seconds();
     auto pw = Child::spawn({"pipewire"}, dir + "/pipewire.log");
     if (!pw) return pw.error();
@@ -174,10 +183,29 @@ Status PipeWireDaemons::start() {
     auto wp = Child::spawn({"wireplumber"}, dir + "/wireplumber.log");
     if (!wp) return wp.error();
     wireplumber_ = wp->release();
-    std::atexit([] {
-        if (auto d = get(); d) (*d)->stop();
-    });
     return {};
+}
+
+void PipeWireDaemons::kill() {
+    for (pid_t* p : {&wireplumber_, &pipewire_}) {
+        if (*p < 0) continue;
+        ::kill(*p, SIGKILL);
+        int status = 0;
+        ::waitpid(*p, &status, 0);  // bounded: SIGKILL cannot be ignored
+        *p = -1;
+    }
+}
+
+Result<double> PipeWireDaemons::restart() {
+    kill();
+    const double start = monotonic_seconds();
+    // The logs of the killed daemons are kept beside the new ones' for failure messages.
+    for (const char* log : {"/pipewire.log", "/wireplumber.log"}) {
+        std::error_code ignored;
+        std::filesystem::rename(dir_ + log, dir_ + log + ".killed", ignored);
+    }
+    if (auto launched = launch(); !launched) return launched.error().with_context("restart the PipeWire daemons");
+    return monotonic_seconds() - start;
 }
 
 bool PipeWireDaemons::running() {

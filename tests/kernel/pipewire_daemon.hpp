@@ -33,6 +33,15 @@ public:
     /// True while both daemons run.
     bool running();
 
+    /// SIGKILLs both daemons and reaps them (bounded: SIGKILL cannot be ignored); clients see
+    /// their connection hang up. restart() brings them back.
+    void kill();
+    /// kill() if still running, then starts both again in the same runtime directory and waits
+    /// (at most 30 s) until the new PipeWire socket accepts a connection; WirePlumber links
+    /// streams shortly after (connect_consumer-style retries cover that). Returns the seconds
+    /// the restart took. Later tests of the binary use the new daemons.
+    Result<double> restart();
+
     ~PipeWireDaemons();
     PipeWireDaemons(const PipeWireDaemons&) = delete;
     PipeWireDaemons& operator=(const PipeWireDaemons&) = delete;
@@ -40,6 +49,7 @@ public:
 private:
     PipeWireDaemons() = default;
     Status start();
+    Status launch();  // spawns both daemons in dir_ and waits for PipeWire's socket
     void stop();
     std::string dir_;
     pid_t pipewire_ = -1;

@@ -6,6 +6,9 @@
 //   pipewire_peer consume TARGET FRAMES       reads FRAMES frames of TARGET as dma-bufs, checks
 //                                             every pixel, prints "frames N" after each; exits 0
 //                                             when all were right, 1 otherwise
+//   pipewire_peer hold TARGET FRAMES          reads FRAMES frames as consume does but releases
+//                                             none; prints "holding N" once it holds them all,
+//                                             then waits holding them until killed
 //   pipewire_peer hostile KIND NAME W H       publishes NAME with buffers described falsely
 //                                             (pipewire_hostile.hpp: raw libpipewire)
 // All give up after 60 s.
@@ -14,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/format/fourcc.hpp>
@@ -62,7 +66,25 @@ int produce(const std::string& name, std::uint32_t width, std::uint32_t height) 
     return 0;
 }
 
-int consume(const std::string& target, std::uint64_t frames) {
+// Waits for the producer's writes to `frame` and checks its pixels: 0 when right.
+int check_frame(const pipewire::ConsumerFrame& frame) {
+    const BufferDesc& desc = *frame.desc;
+    if (auto w = desc.planes[0].buffer.wait(Access::read, 1000ms); !w || *w != WaitStatus::ready)
+        return fail("wait for the producer's writes", w ? Error::library(Errc::unsupported, "timed out") : w.error());
+    auto map = Mapping::map(desc.planes[0].buffer, Access::read);
+    if (!map) return fail("map", map.error());
+    auto check = test::check_pattern(map->data() + desc.planes[0].offset, desc.planes[0].stride, desc.width,
+                                     desc.height);
+    if (check.wrong != 0) {
+        std::fprintf(stderr, "pipewire_peer: frame %u: %zu pixels wrong\n", check.frame, check.wrong);
+        return 1;
+    }
+    return 0;
+}
+
+// Reads `frames` frames of `target` as dma-bufs; with `hold`, releases none of them: prints
+// "holding N" once it holds them all and keeps dispatching, holding, until killed (or 60 s).
+int consume(const std::string& target, std::uint64_t frames, bool hold = false) {
     auto context = pipewire::Context::create();
     if (!context) return fail("context", context.error());
     pipewire::ConsumerOptions o;
@@ -73,26 +95,28 @@ int consume(const std::string& target, std::uint64_t frames) {
     auto consumer = pipewire::Consumer::create(*context, o);
     if (!consumer) return fail("consumer", consumer.error());
     std::uint64_t got = 0;
+    std::vector<pipewire::ConsumerFrame> held;
     const double end = now() + 60;
     while (got < frames && now() < end) {
         if (auto r = context->dispatch(10ms); !r) return fail("dispatch", r.error());
         auto f = consumer->acquire();
         if (!f) return fail("acquire", f.error());
         if (!*f) continue;
-        const BufferDesc& desc = *(*f)->desc;
-        if (auto w = desc.planes[0].buffer.wait(Access::read, 1000ms); !w || *w != WaitStatus::ready)
-            return fail("wait for the producer's writes", w ? Error::library(Errc::unsupported, "timed out") : w.error());
-        auto map = Mapping::map(desc.planes[0].buffer, Access::read);
-        if (!map) return fail("map", map.error());
-        auto check = test::check_pattern(map->data() + desc.planes[0].offset, desc.planes[0].stride, desc.width,
-                                         desc.height);
-        if (check.wrong != 0) {
-            std::fprintf(stderr, "pipewire_peer: frame %u: %zu pixels wrong\n", check.frame, check.wrong);
-            return 1;
+        if (int wrong = check_frame(**f); wrong != 0) return wrong;
+        if (hold) {
+            held.push_back(**f);
+            ++got;
+            continue;
         }
         if (auto ok = consumer->release(**f); !ok) return fail("release", ok.error());
         std::printf("frames %llu\n", static_cast<unsigned long long>(++got));
         std::fflush(stdout);
+    }
+    if (hold && got == frames) {
+        std::printf("holding %llu\n", static_cast<unsigned long long>(got));
+        std::fflush(stdout);
+        while (now() < end)
+            if (auto r = context->dispatch(100ms); !r) return fail("dispatch", r.error());
     }
     return got == frames ? 0 : 1;
 }
@@ -107,6 +131,8 @@ int main(int argc, char** argv) {
         return test::run_hostile_producer(argv[2], argv[3], static_cast<unsigned>(std::atoi(argv[4])),
                                           static_cast<unsigned>(std::atoi(argv[5])));
     if (mode == "consume" && argc == 4) return consume(argv[2], std::strtoull(argv[3], nullptr, 10));
-    std::fprintf(stderr, "usage: pipewire_peer produce NAME WIDTH HEIGHT | consume TARGET FRAMES | hostile KIND NAME WIDTH HEIGHT\n");
+    if (mode == "hold" && argc == 4) return consume(argv[2], std::strtoull(argv[3], nullptr, 10), true);
+    std::fprintf(stderr, "usage: pipewire_peer produce NAME WIDTH HEIGHT | consume TARGET FRAMES | hold TARGET FRAMES | "
+                         "hostile KIND NAME WIDTH HEIGHT\n");
     return 2;
 }

@@ -141,7 +141,7 @@ public:
     /// Makes the stream and connects it to `target` (no wait: linking and negotiation happen in
     /// later dispatch() calls). Errors: nothing offered (Errc::invalid_argument), a fourcc
     /// PipeWire cannot describe (Errc::unsupported), a moved-from Context (Errc::empty_object),
-    /// libpipewire's errno.
+    /// a Context whose daemon was lost (its EPIPE error), libpipewire's errno.
     static Result<Consumer> create(Context& context, ConsumerOptions options);
 
     Consumer(Consumer&&) noexcept;
@@ -156,7 +156,8 @@ public:
     /// manager found no node `target` (it may not be published yet: create a new Consumer to
     /// try again), Errc::unsupported for PipeWire's other stream errors (for example "no more
     /// input formats" when the producer offers nothing this consumer accepts), with PipeWire's
-    /// message.
+    /// message; the Context's EPIPE error once the daemon was lost (pipewire/context.hpp:
+    /// frames held stay valid and release() still takes them back).
     std::optional<Error> error() const;
     std::optional<Negotiated> negotiated() const;
 

@@ -13,6 +13,16 @@
 /// Life cycle: create() ... make streams ... per loop turn dispatch() ... destroy streams and the
 /// Context in any order (streams keep the connection alive until they go).
 ///
+/// The daemon going away (killed, crashed, restarted): the next dispatch() that reads the
+/// socket's hang-up (measured in the VM: within a few milliseconds of a SIGKILL) fails with
+/// the connection-lost error below, and from then on the Context is dead for good: every
+/// dispatch() answers that error at once, connected() is false, its Producers and Consumers are
+/// in StreamState::error with the same error (their dequeue(), queue() and acquire() answer
+/// it), and a new stream made on it is refused with it. There is no reconnection: once the
+/// daemon runs again, make a new Context and new streams on it (the old ones may be destroyed
+/// before or after, in any order). Frames the application still holds stay valid until it
+/// releases them (ConsumerFrame) or queues them (ProducerFrame, which then answers the error).
+///
 /// Thread safety: none; one thread drives a Context and its streams.
 
 #include <chrono>
@@ -42,6 +52,7 @@ public:
     /// Initialises libpipewire (once per process), makes a loop and connects to the daemon
     /// (a socket connect and a hello round trip; no wait on the daemon beyond that). Errors: the
     /// daemon not running or refusing (the errno of the connect, with the remote named).
+    /// After a daemon restart this is how an application connects again.
     static Result<Context> create(const ContextOptions& options = {});
 
     Context(Context&&) noexcept;
@@ -56,12 +67,14 @@ public:
 
     /// Runs the callbacks that are due, waiting at most `timeout` for the first (0: do not wait;
     /// never an infinite wait: forever is refused with Errc::invalid_argument). Returns the
-    /// number of sources dispatched. Errors: the connection lost or the daemon reporting a
-    /// fatal error on the core (the daemon's message and errno), Errc::empty_object when moved
-    /// from.
+    /// number of sources dispatched. Errors: the connection lost (errno EPIPE, "the connection
+    /// to the PipeWire daemon was lost": make a new Context once the daemon runs again), the
+    /// daemon reporting a fatal error on the core (the daemon's message and errno),
+    /// Errc::empty_object when moved from. Once an error is reported every later call answers
+    /// it too.
     Result<int> dispatch(Timeout timeout = Timeout{0});
 
-    /// True while the connection to the daemon is up.
+    /// True while the connection to the daemon is up; false for good once it was lost.
     bool connected() const noexcept;
 
     /// The shared state its streams hold (not for applications).

@@ -118,7 +118,10 @@ struct ProducerFrame {
 struct ProducerStats {
     std::uint64_t frames_queued = 0;
     std::uint64_t buffers_allocated = 0;    ///< images allocated for buffers (fixation tests excluded)
-    std::uint64_t buffers_removed = 0;      ///< buffers PipeWire removed (renegotiation, consumer gone)
+    /// Buffers PipeWire took back (a renegotiation, the last consumer gone, even killed while it
+    /// held them): their memory is freed then, or at queue() for one the application held.
+    /// buffers_allocated - buffers_removed is the number of buffers alive.
+    std::uint64_t buffers_removed = 0;
     std::uint64_t fixation_tests = 0;       ///< test allocations made while fixating a modifier
     std::uint64_t negotiations = 0;         ///< formats that reached the streaming state
     std::uint64_t reconfigurations = 0;     ///< reconfigure() calls that changed the offer
@@ -129,7 +132,8 @@ public:
     /// Makes the stream and connects it as a driver Video/Source node (no wait: negotiation
     /// happens in later dispatch() calls). Errors: options out of range or missing
     /// (Errc::invalid_argument), a fourcc PipeWire cannot describe (Errc::unsupported), a moved-
-    /// from Context (Errc::empty_object), libpipewire's errno.
+    /// from Context (Errc::empty_object), a Context whose daemon was lost (its EPIPE error),
+    /// libpipewire's errno.
     static Result<Producer> create(Context& context, ProducerOptions options);
 
     Producer(Producer&&) noexcept;
@@ -140,7 +144,8 @@ public:
     /// its own references to the dma-bufs and memfds).
     ~Producer();
 
-    /// The stream's state; StreamState::error with error() set after a failure.
+    /// The stream's state; StreamState::error with error() set after a failure, the loss of
+    /// the daemon included (the Context's EPIPE error: see pipewire/context.hpp).
     StreamState state() const noexcept;
     /// The failure that put the stream in StreamState::error (its message names the cause).
     std::optional<Error> error() const;
@@ -155,8 +160,9 @@ public:
     /// Sends a dequeued buffer as the next frame (`sequence` and `timestamp_ns` travel in its
     /// header metadata) and starts a graph cycle. A buffer that PipeWire removed while it was
     /// dequeued (a renegotiation, the consumer gone) stayed valid until this call, which then
-    /// drops it and answers Errc::not_found: the frame is lost, nothing else. Errors: an index
-    /// not dequeued (Errc::invalid_argument), Errc::empty_object when moved from.
+    /// drops it and answers Errc::not_found: the frame is lost, nothing else. A failed stream
+    /// (the daemon lost, among others) takes the buffer back and answers its error. Errors: an
+    /// index not dequeued (Errc::invalid_argument), Errc::empty_object when moved from.
     Status queue(const ProducerFrame& frame, std::uint64_t sequence = 0, std::int64_t timestamp_ns = 0);
 
     /// Replaces the offer made at create() (ProducerOptions' width, height, formats and

@@ -10,7 +10,7 @@ namespace dmabridge::pipewire {
 /// PipeWire's pw_stream_state, as dmabridge reports it.
 enum class StreamState : std::uint8_t {
     error,        ///< failed: the stream's error() says why; nothing more will happen
-    unconnected,  ///< not connected (the peer or the daemon went away)
+    unconnected,  ///< not connected (the peer went away); the daemon lost is `error` instead
     connecting,   ///< waiting for the daemon and a link
     paused,       ///< linked, negotiating or idle
     streaming,    ///< a format and buffers are in place: frames flow
