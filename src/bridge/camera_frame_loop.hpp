@@ -30,6 +30,18 @@
 
 namespace dmabridge::camera::detail {
 
+/// The zero-copy half of a pipeline's wait_for_gpu(): pumps the source for up to the timeout (a
+/// buffer the queue gives back makes the source call finish() for it), counts the wait since
+/// `start` as fence_wait_ms and the frames the queue now holds in to_acquire.
+template <typename State>
+dmabridge::Status pump_source(State& st, Clock::time_point start) {
+    auto pumped = st.source->pump(st.options.timeout);
+    st.stats.fence_wait_ms += ms_since(start);
+    if (!pumped) return pumped.error();
+    st.to_acquire += pumped->frames_queued;
+    return {};
+}
+
 template <typename State>
 dmabridge::Status stream_frames(State& st, std::uint64_t frames, const char* who) {
     dmabridge::Status status;

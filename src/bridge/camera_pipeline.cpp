@@ -175,6 +175,18 @@ struct CameraPipeline::State {
         if (!rebound) return rebound.error().with_context("camera: bind the converter");
         return *rebound;
     }
+    // Binds slot `k`'s converter set to this frame's sources, drops the commands recorded for an
+    // older binding, and picks this frame's commands: [1] when it is read back, else [0]
+    // (empty when they must be recorded).
+    Result<vulkan::RecordedCommands*> commands_for(Slot& slot, std::uint32_t k, vulkan::FrameSource plane0,
+                                                   vulkan::FrameSource plane1) {
+        const auto rebound = bind(k, plane0, plane1);
+        if (!rebound) return rebound.error();
+        if (*rebound)
+            for (auto& c : slot.commands) c = {};
+        slot.read_back = options.read_back && options.read_back(submitted);
+        return &slot.commands[slot.read_back ? 1 : 0];
+    }
     // Records slot `k`'s conversion, and its read-back when `read_back`.
     Status record_conversion(VkCommandBuffer cmd, std::uint32_t k, bool read_back) {
         if (auto ok = converter->record(cmd, k, layout); !ok) return ok.error().with_context("camera: convert");
@@ -350,14 +362,10 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
             slot.releases[b].depends_on.push_back(std::move(*carried));
         }
     slot.next_releases.clear();
-    const auto rebound = bind(index, vulkan::FrameSource::of(slot.imports[set.of_plane[0]]),
-                              vulkan::FrameSource::of(slot.imports[set.of_plane[1]]));
-    if (!rebound) return rebound.error();
-    if (*rebound) {
-        for (auto& c : slot.commands) c = {};
-    }
-    slot.read_back = options.read_back && options.read_back(submitted);
-    auto& commands = slot.commands[slot.read_back ? 1 : 0];
+    auto chosen = commands_for(slot, index, vulkan::FrameSource::of(slot.imports[set.of_plane[0]]),
+                               vulkan::FrameSource::of(slot.imports[set.of_plane[1]]));
+    if (!chosen) return chosen.error();
+    auto& commands = **chosen;
     if (!commands.handle()) {
         // The barriers name the buffers, which stay the same as long as the cache keeps them:
         // recorded on the slot's first frame, then submitted as they are.
@@ -466,14 +474,11 @@ Status CameraPipeline::State::submit_copy(const queue::AcquiredFrame& f, double 
     }
     // The frame is copied: the driver can have its buffer back at once (no fence: the CPU is done).
     if (auto ok = consumer->release(f.buffer); !ok) return ok.error().with_context("camera: release");
-    const auto rebound = bind(k, {slot.staging[set.of_plane[0]].handle(), slot.staging_size[set.of_plane[0]], nullptr},
-                              {slot.staging[set.of_plane[1]].handle(), slot.staging_size[set.of_plane[1]], nullptr});
-    if (!rebound) return rebound.error();
-    if (*rebound) {
-        for (auto& c : slot.commands) c = {};
-    }
-    slot.read_back = options.read_back && options.read_back(submitted);
-    auto& commands = slot.commands[slot.read_back ? 1 : 0];
+    auto chosen =
+        commands_for(slot, k, {slot.staging[set.of_plane[0]].handle(), slot.staging_size[set.of_plane[0]], nullptr},
+                     {slot.staging[set.of_plane[1]].handle(), slot.staging_size[set.of_plane[1]], nullptr});
+    if (!chosen) return chosen.error();
+    auto& commands = **chosen;
     if (!commands.handle()) {
         // Host writes before the submit are visible to it (coherent memory, submission order).
         Status converted;
@@ -550,11 +555,7 @@ Status CameraPipeline::State::wait_for_gpu() {
         if (!waited) return waited.error();
         return finish(slots[k]);
     }
-    auto pumped = source->pump(options.timeout);
-    stats.fence_wait_ms += ms_since(start);
-    if (!pumped) return pumped.error();
-    to_acquire += pumped->frames_queued;
-    return {};
+    return detail::pump_source(*this, start);
 }
 
 Result<PipelineStats> CameraPipeline::run(std::uint64_t frames, const FrameCallback& on_frame) {

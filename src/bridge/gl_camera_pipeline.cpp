@@ -317,11 +317,7 @@ Status GlCameraPipeline::State::wait_for_gpu() {
         if (!waited) return waited.error();
         return finish(slots[k]);
     }
-    auto pumped = source->pump(options.timeout);
-    stats.fence_wait_ms += ms_since(start);
-    if (!pumped) return pumped.error();
-    to_acquire += pumped->frames_queued;
-    return {};
+    return detail::pump_source(*this, start);
 }
 
 Result<PipelineStats> GlCameraPipeline::run(std::uint64_t frames, const FrameCallback& on_frame) {
