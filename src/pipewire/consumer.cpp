@@ -152,6 +152,9 @@ struct Consumer::Impl {
     ConsumerStats stats;
     std::string last_rejection;
     std::string last_wrap_refusal;  // why udmabuf did not take a memfd (then frames are copied)
+    // Pairs the application's importer refused (refuse_import()): never offered again.
+    FormatSet refused;
+    std::string last_import_refusal;
 
     ~Impl() {
         if (stream != nullptr) {
@@ -164,11 +167,32 @@ struct Consumer::Impl {
         std::vector<const spa_pod*> params;
         const detail::SizeOffer any{};
         for (std::uint32_t f : options.formats.fourccs()) {
-            auto mods = options.formats.modifiers(f);
-            params.push_back(detail::build_enum_format(b, f, mods, false, any));
+            std::vector<std::uint64_t> mods;
+            for (std::uint64_t m : options.formats.modifiers(f))
+                if (!refused.contains(f, m)) mods.push_back(m);
+            // A fourcc whose every modifier was refused is offered as shared memory only.
+            if (!mods.empty()) params.push_back(detail::build_enum_format(b, f, mods, false, any));
         }
         for (std::uint32_t f : shm_fourccs) params.push_back(detail::build_enum_format(b, f, {}, false, any));
         return params;
+    }
+
+    // Offers the formats again, without the refused pairs: a change of EnumFormat is what makes
+    // PipeWire renegotiate the link.
+    void offer_again() {
+        std::array<std::uint8_t, 8192> storage{};
+        spa_pod_builder b = SPA_POD_BUILDER_INIT(storage.data(), static_cast<uint32_t>(storage.size()));
+        auto params = enum_formats(&b);
+        if (params.empty()) {
+            // Nothing left to offer: PipeWire would keep the old list. Fail as a negotiation
+            // with no common format does.
+            status.fail(Error::library(Errc::unsupported, "consumer " + options.target +
+                                                              ": every format offered was refused at import "
+                                                              "(last: " + last_import_refusal + ")"));
+            pw_stream_set_error(stream, -EINVAL, "%s", status.error->message().c_str());
+            return;
+        }
+        pw_stream_update_params(stream, params.data(), static_cast<uint32_t>(params.size()));
     }
 
     void on_format(const spa_pod* param) {
@@ -562,6 +586,37 @@ Status Consumer::release(const ConsumerFrame& frame) {
     pw_stream_queue_buffer(impl_->stream, buffer);
     return {};
 }
+
+Status Consumer::refuse_import(const ConsumerFrame& frame, const Error& why) {
+    const char* what = "pipewire::Consumer::refuse_import";
+    if (!impl_) return Error::library(Errc::empty_object, std::string(what) + ": the consumer is empty (moved from)");
+    if (!frame.dmabuf)
+        return Error::library(Errc::invalid_argument, std::string(what) + ": buffer " + std::to_string(frame.buffer_id) +
+                                                          " is shared memory, which has no modifier to refuse");
+    const bool orphan = impl_->orphans.count(frame.buffer_id) != 0;
+    auto it = impl_->entries.find(static_cast<pw_buffer*>(frame.handle));
+    if (!orphan && (it == impl_->entries.end() || !it->second.out || it->second.id != frame.buffer_id))
+        return Error::library(Errc::invalid_argument,
+                              std::string(what) + ": buffer " + std::to_string(frame.buffer_id) + " is not acquired");
+    const std::uint32_t code = frame.format.fourcc;
+    const std::uint64_t mod = frame.format.modifier;
+    if (auto r = release(frame); !r) return r;
+    if (impl_->refused.contains(code, mod)) {  // a late frame of a pair already refused
+        if (impl_->status.error) return *impl_->status.error;
+        return {};
+    }
+    impl_->refused.add(code, mod);
+    ++impl_->stats.imports_refused;
+    impl_->last_import_refusal = fourcc_to_string(code) + " " + modifier_to_string(mod) + " (buffer " +
+                                 std::to_string(frame.buffer_id) + "): " + why.message();
+    if (impl_->status.error) return *impl_->status.error;
+    impl_->offer_again();
+    return {};
+}
+
+FormatSet Consumer::refused_formats() const { return impl_ ? impl_->refused : FormatSet{}; }
+
+std::string Consumer::last_import_refusal() const { return impl_ ? impl_->last_import_refusal : std::string(); }
 
 std::vector<BufferId> Consumer::take_removed_buffers() {
     return impl_ ? std::exchange(impl_->removed, {}) : std::vector<BufferId>{};

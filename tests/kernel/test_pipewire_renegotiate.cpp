@@ -395,4 +395,129 @@ TEST_CASE_FIXTURE(RenegotiateTest, "a producer that changes to a format the cons
     CHECK(live_vulkan_objects() == vk_baseline);
 }
 
+TEST_CASE_FIXTURE(RenegotiateTest, "a consumer whose importer refuses the negotiated modifier at import time falls back "
+                                   "to the next offered pair, then to shared memory, with every pixel right") {
+    daemons();
+    auto context = pipewire::Context::create();
+    REQUIRE_MESSAGE(context, context.error().message());
+    auto udmabuf = UdmabufAllocator::open();
+    REQUIRE_MESSAGE(udmabuf, udmabuf.error().message());
+    // Two LINEAR pairs on both sides (lavapipe and udmabuf make no other modifier here; a
+    // (fourcc, modifier) pair is what is refused, whichever half differs), and shared memory
+    // from a producer that wraps its memfds for the application.
+    auto po = dmabuf_producer_options("dmabridge-test-refuse-import", 320, 240, *udmabuf);
+    po.formats.add(fourcc::ARGB8888, modifier::linear);
+    po.offer_shm = true;
+    po.udmabuf = &*udmabuf;
+    po.buffer_count = 3;
+    auto producer = pipewire::Producer::create(*context, po);
+    REQUIRE_MESSAGE(producer, producer.error().message());
+    pipewire::ConsumerOptions co;
+    co.target = po.name;
+    co.formats = xrgb_linear();
+    co.formats.add(fourcc::ARGB8888, modifier::linear);
+    co.accept_shm = true;
+    co.udmabuf = &*udmabuf;
+    auto consumer = pipewire::Consumer::create(*context, co);
+    REQUIRE_MESSAGE(consumer, consumer.error().message());
+
+    // What each step takes: a dma-buf pair (which of the two comes first is PipeWire's pick),
+    // then the other one, then shared memory of either fourcc.
+    struct Step {
+        bool dmabuf;
+        std::uint32_t fourcc;  // 0: any
+    };
+    Step steps[] = {{true, 0}, {true, 0}, {false, 0}};
+    const auto kind = [](const pipewire::ConsumerFrame& cf) {
+        return fourcc_to_string(cf.format.fourcc) + (cf.dmabuf ? std::string(" dma-buf") : std::string(" shm"));
+    };
+    std::size_t step = 0;
+    int got = 0, late = 0;
+    std::uint32_t frame = 0;
+    std::vector<BufferId> removed;
+    const double end = monotonic_seconds() + 90;
+    double refused_at = 0, fallback_s[2] = {};
+    while (step < 3 && monotonic_seconds() < end) {
+        REQUIRE(context->dispatch(20ms));
+        REQUIRE_MESSAGE(consumer->state() != pipewire::StreamState::error, consumer->error()->message());
+        REQUIRE_MESSAGE(producer->state() != pipewire::StreamState::error, producer->error()->message());
+        pump(*producer, frame);
+        for (BufferId id : consumer->take_removed_buffers()) removed.push_back(id);
+        auto f = consumer->acquire();
+        REQUIRE_MESSAGE(f, f.error().message());
+        if (!*f) continue;
+        const pipewire::ConsumerFrame& cf = **f;
+        REQUIRE(cf.desc != nullptr);  // dma-bufs, or the memfd wrapped by udmabuf
+        if (step == 0 && steps[0].fourcc == 0 && cf.dmabuf) {
+            steps[0].fourcc = cf.format.fourcc;
+            steps[1].fourcc = cf.format.fourcc == fourcc::XRGB8888 ? fourcc::ARGB8888 : fourcc::XRGB8888;
+        }
+        const bool current = cf.dmabuf == steps[step].dmabuf &&
+                             (steps[step].fourcc == 0 || cf.format.fourcc == steps[step].fourcc);
+        if (!current) {
+            // Only frames of the refused pair, queued before the renegotiation, and before any
+            // frame of the next step.
+            REQUIRE_MESSAGE(step > 0, "a frame of " << kind(cf));
+            CHECK(cf.dmabuf == steps[step - 1].dmabuf);
+            CHECK(cf.format.fourcc == steps[step - 1].fourcc);
+            CHECK(got == 0);
+            ++late;
+        }
+        auto check = read_frame(*cf.desc);
+        CHECK_MESSAGE(check.wrong == 0, check.wrong << " pixels wrong in a " << kind(cf) << " frame");
+        if (!current) {
+            REQUIRE(consumer->release(cf));
+            continue;
+        }
+        if (got == 0 && step > 0) fallback_s[step - 1] = monotonic_seconds() - refused_at;
+        if (++got < 3) {
+            REQUIRE(consumer->release(cf));
+            continue;
+        }
+        if (step < 2) {
+            // The importer refuses this pair: the consumer stops offering it and renegotiates.
+            const Error why = Error::library(Errc::unsupported, "the test's importer takes no " +
+                                                                    fourcc_to_string(cf.format.fourcc));
+            REQUIRE(consumer->refuse_import(cf, why));
+            CHECK(consumer->refused_formats().contains(cf.format.fourcc, modifier::linear));
+            CHECK(consumer->last_import_refusal().find(fourcc_to_string(cf.format.fourcc)) != std::string::npos);
+            CHECK(consumer->last_import_refusal().find("the test's importer") != std::string::npos);
+            // The frame went back with the refusal.
+            auto again = consumer->release(cf);
+            REQUIRE_FALSE(again);
+            CHECK(again.error().is(Errc::invalid_argument));
+            refused_at = monotonic_seconds();
+        } else {
+            // Shared memory has no modifier to refuse.
+            auto refused = consumer->refuse_import(cf, Error::library(Errc::unsupported, "no"));
+            REQUIRE_FALSE(refused);
+            CHECK(refused.error().is(Errc::invalid_argument));
+            REQUIRE(consumer->release(cf));
+            // A released frame cannot be refused either.
+            auto late_refusal = consumer->refuse_import(**f, Error::library(Errc::unsupported, "no"));
+            REQUIRE_FALSE(late_refusal);
+        }
+        ++step;
+        got = 0;
+    }
+    MESSAGE("refused at import: " << fourcc_to_string(steps[0].fourcc) << " -> " << fourcc_to_string(steps[1].fourcc)
+                                  << " dma-buf after " << fallback_s[0] * 1000 << " ms, then shared memory after "
+                                  << fallback_s[1] * 1000 << " ms; " << late << " late frames of a refused pair");
+    REQUIRE_MESSAGE(step == 3, "stuck at step " << step << " with " << got << " frames");
+    CHECK(consumer->stats().imports_refused == 2);
+    CHECK(consumer->stats().frames_rejected == 0);
+    // Each renegotiation replaced the buffers: the application was told of the old ones.
+    CHECK(removed.size() >= 2 * po.buffer_count);
+    CHECK(consumer->stats().buffers_removed >= 2 * po.buffer_count);
+    // A moved-from consumer refuses nothing.
+    pipewire::Consumer moved = std::move(*consumer);
+    pipewire::ConsumerFrame none;
+    none.dmabuf = true;
+    auto empty = consumer->refuse_import(none, Error::library(Errc::unsupported, "no"));
+    REQUIRE_FALSE(empty);
+    CHECK(empty.error().is(Errc::empty_object));
+    CHECK(consumer->refused_formats().empty());
+}
+
+
 }  // TEST_SUITE

@@ -48,6 +48,15 @@
 ///   acquire() returns it from then on, and the removed buffers are still reported by
 ///   take_removed_buffers().
 ///
+/// An import that fails after all (PipeWire's dma-buf procedure): the formats offered are what
+/// the importer says it accepts, but only a real import of a real buffer proves it. When the
+/// application's import of a dma-buf frame fails, refuse_import(frame, why) stops offering that
+/// frame's (fourcc, modifier) and renegotiates: the producer fixates another of the pairs left
+/// (another modifier of that fourcc, or another fourcc: which one is the negotiation's pick),
+/// and once no dma-buf pair is left, shared memory follows (with `accept_shm`); with nothing left at all the
+/// negotiation fails as for a format nobody supports (the stream's error says so). The
+/// renegotiation is the one above: the old buffers are reported by take_removed_buffers().
+///
 /// Fences: implicit sync. The producer's writes are fences on the dma-bufs: wait for them
 /// (DmaBuf::wait, export_sync_file, an importer's sync bridge) before reading. Release a frame
 /// once the reads that were submitted are fenced on the buffer (or done).
@@ -134,6 +143,8 @@ struct ConsumerStats {
     /// Buffers that arrived with no data (chunk size 0: never filled by the producer), returned
     /// at once and not handed out.
     std::uint64_t frames_empty = 0;
+    /// (fourcc, modifier) pairs refused by refuse_import() (each once).
+    std::uint64_t imports_refused = 0;
 };
 
 class Consumer {
@@ -168,6 +179,21 @@ public:
     /// Returns a frame to the producer. Errors: a frame not acquired from this Consumer or
     /// released twice (Errc::invalid_argument), Errc::empty_object when moved from.
     Status release(const ConsumerFrame& frame);
+
+    /// The application could not import `frame` (a dma-buf frame acquired from this Consumer and
+    /// not released): never offer its (fourcc, modifier) again on this stream, renegotiate
+    /// without it, and release the frame. `why` (the importer's error) is kept in
+    /// last_import_refusal(). Frames of the refused pair that still arrive before the new format
+    /// is in place are handed out as before (release them, or refuse them too: a pair is counted
+    /// once). One pw_stream_update_params; the renegotiation follows in later dispatch() calls.
+    /// Errors: Errc::invalid_argument for a frame not acquired from this Consumer or already
+    /// released, and for a shared-memory frame (it has no modifier to refuse); Errc::empty_object
+    /// when moved from; the stream's error.
+    Status refuse_import(const ConsumerFrame& frame, const Error& why);
+    /// The (fourcc, modifier) pairs refused so far, no longer offered. Empty on a moved-from Consumer.
+    FormatSet refused_formats() const;
+    /// What refuse_import() was last told, naming the pair (empty when it was never called).
+    std::string last_import_refusal() const;
 
     /// The identities of the dma-bufs of buffers PipeWire removed since the last call (a
     /// renegotiation, the producer gone), each once: for a frame held at the time, once it was
