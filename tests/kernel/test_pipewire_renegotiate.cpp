@@ -520,4 +520,96 @@ TEST_CASE_FIXTURE(RenegotiateTest, "a consumer whose importer refuses the negoti
 }
 
 
+TEST_CASE_FIXTURE(RenegotiateTest, "a shared-memory producer that changes size and format: the consumer's memfd "
+                                   "frames follow, read in place and through udmabuf, every pixel right") {
+    daemons();
+    auto context = pipewire::Context::create();
+    REQUIRE_MESSAGE(context, context.error().message());
+    auto udmabuf = UdmabufAllocator::open();
+    REQUIRE_MESSAGE(udmabuf, udmabuf.error().message());
+    const Offer sizes[] = {{320, 240, fourcc::XRGB8888}, {160, 120, fourcc::XRGB8888}, {320, 180, fourcc::ABGR8888}};
+    // No dma-buf formats: memfds only, sealed by the producer, and wrapped by udmabuf on both sides
+    // (the producer renders through ProducerFrame::desc).
+    pipewire::ProducerOptions po;
+    po.name = "dmabridge-test-reneg-shm";
+    po.width = sizes[0].width;
+    po.height = sizes[0].height;
+    po.offer_shm = true;
+    po.shm_fourccs = {fourcc::XRGB8888};
+    po.udmabuf = &*udmabuf;
+    po.buffer_count = 3;
+    auto producer = pipewire::Producer::create(*context, po);
+    REQUIRE_MESSAGE(producer, producer.error().message());
+    pipewire::ConsumerOptions co;
+    co.target = po.name;
+    co.accept_shm = true;
+    co.shm_fourccs = {fourcc::XRGB8888, fourcc::ABGR8888};
+    co.udmabuf = &*udmabuf;
+    auto consumer = pipewire::Consumer::create(*context, co);
+    REQUIRE_MESSAGE(consumer, consumer.error().message());
+
+    std::size_t phase = 0;
+    int got = 0, old_frames = 0;
+    std::uint32_t frame = 0;
+    std::size_t fds_at_end[3] = {};
+    const double end = monotonic_seconds() + 90;
+    while (phase < 3 && monotonic_seconds() < end) {
+        REQUIRE(context->dispatch(20ms));
+        REQUIRE_MESSAGE(consumer->state() != pipewire::StreamState::error, consumer->error()->message());
+        REQUIRE_MESSAGE(producer->state() != pipewire::StreamState::error, producer->error()->message());
+        pump(*producer, frame);
+        (void)consumer->take_removed_buffers();
+        auto f = consumer->acquire();
+        REQUIRE_MESSAGE(f, f.error().message());
+        if (!*f) continue;
+        const pipewire::ConsumerFrame& cf = **f;
+        REQUIRE_FALSE(cf.dmabuf);
+        const bool current = cf.format.width == sizes[phase].width && cf.format.height == sizes[phase].height &&
+                             cf.format.fourcc == sizes[phase].fourcc;
+        if (!current) {
+            REQUIRE_MESSAGE(phase > 0, "a frame of " << cf.format.width << "x" << cf.format.height);
+            CHECK(cf.format.width == sizes[phase - 1].width);
+            CHECK(cf.format.height == sizes[phase - 1].height);
+            CHECK(got == 0);
+            ++old_frames;
+        }
+        // In place (a sealed memfd: the span is handed out) and as the udmabuf-wrapped dma-buf.
+        REQUIRE(cf.plane_count == 1);
+        REQUIRE(cf.strides[0] >= std::uint64_t{cf.format.width} * 4);
+        REQUIRE(cf.memory.size() >= cf.offsets[0] + cf.strides[0] * cf.format.height);
+        const auto in_place = check_pattern(cf.memory.data() + cf.offsets[0], cf.strides[0], cf.format.width,
+                                            cf.format.height);
+        CHECK_MESSAGE(in_place.wrong == 0, in_place.wrong << " pixels wrong in place at " << cf.format.width << "x"
+                                                          << cf.format.height);
+        REQUIRE(cf.desc != nullptr);
+        CHECK(cf.desc->width == cf.format.width);
+        CHECK(cf.desc->fourcc == cf.format.fourcc);
+        const auto wrapped = read_frame(*cf.desc);
+        CHECK(wrapped.wrong == 0);
+        CHECK(wrapped.frame == in_place.frame);
+        REQUIRE(consumer->release(cf));
+        if (current && ++got >= 5) {
+            fds_at_end[phase] = open_fd_count();
+            MESSAGE("shared memory " << sizes[phase].width << "x" << sizes[phase].height << " "
+                                     << fourcc_to_string(sizes[phase].fourcc) << ": " << got << " frames, "
+                                     << old_frames << " of the old format after the change, fds " << fds_at_end[phase]);
+            ++phase;
+            got = old_frames = 0;
+            if (phase < 3) {
+                std::vector<std::uint32_t> shm{sizes[phase].fourcc};
+                REQUIRE(producer->reconfigure(sizes[phase].width, sizes[phase].height, FormatSet{}, shm));
+            }
+        }
+    }
+    REQUIRE_MESSAGE(phase == 3, "stuck at phase " << phase << " after " << got << " frames");
+    CHECK(consumer->stats().shm_wrapped > 0);
+    CHECK(consumer->stats().shm_copies == 0);
+    CHECK(consumer->stats().frames_rejected == 0);
+    CHECK(producer->stats().reconfigurations == 2);
+    // The same number of buffers at every size: the same fds.
+    CHECK(fds_at_end[1] == fds_at_end[0]);
+    CHECK(fds_at_end[2] == fds_at_end[0]);
+}
+
+
 }  // TEST_SUITE
