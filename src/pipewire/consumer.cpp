@@ -27,6 +27,7 @@
 #include "pipewire/context_state.hpp"
 #include "pipewire/spa_format.hpp"
 #include "pipewire/stream_common.hpp"
+#include "pipewire/sync_points.hpp"
 
 namespace dmabridge::pipewire {
 
@@ -129,6 +130,17 @@ struct Entry {
     bool wrap_tried = false;   // shared memory: udmabuf was tried once for this buffer
     bool wrapped = false;
     MemfdView view;            // shared memory (MemFd): the library's mapping
+    // Explicit sync: the buffer's timelines, imported from its SyncObj datas (again when the
+    // peer changes their fds), heap-held as `desc` is, and the last points seen.
+    std::unique_ptr<Timeline> acquire, release;
+    std::array<std::int64_t, 2> timeline_fds{-1, -1};
+    std::uint64_t acquire_point = 0, release_point = 0;
+};
+
+// What a frame held across its buffer's removal keeps until release().
+struct Orphan {
+    std::unique_ptr<BufferDesc> desc;
+    std::unique_ptr<Timeline> acquire, release;
 };
 
 }  // namespace
@@ -145,7 +157,7 @@ struct Consumer::Impl {
     std::map<pw_buffer*, Entry> entries;
     // Buffers PipeWire removed (a renegotiation, the producer gone) while the application still
     // held a frame of them: their descriptions (and dma-buf references) live until release().
-    std::map<std::uint32_t, std::unique_ptr<BufferDesc>> orphans;
+    std::map<std::uint32_t, Orphan> orphans;
     std::uint32_t next_id = 0;
     // The dma-buf identities of removed buffers, until take_removed_buffers() hands them out.
     std::vector<BufferId> removed;
@@ -155,6 +167,7 @@ struct Consumer::Impl {
     // Pairs the application's importer refused (refuse_import()): never offered again.
     FormatSet refused;
     std::string last_import_refusal;
+    UniqueFd timeline_device;  // explicit sync taken when set
 
     ~Impl() {
         if (stream != nullptr) {
@@ -224,8 +237,16 @@ struct Consumer::Impl {
         // sends MemPtr whatever is asked: those frames are copied).
         const std::uint32_t types =
             n.dmabuf ? (1u << SPA_DATA_DmaBuf) : ((1u << SPA_DATA_MemFd) | (1u << SPA_DATA_MemPtr));
-        const spa_pod* params[2] = {detail::build_buffers(&b, 0, 0, 0, 0, types), detail::build_header_meta(&b)};
-        pw_stream_update_params(stream, params, 2);
+        // Explicit sync is the producer's to offer: a consumer takes it by listing the metadata
+        // and a Buffers param that names it, ahead of the plain one.
+        std::vector<const spa_pod*> params;
+        if (timeline_device) {
+            params.push_back(detail::build_sync_buffers_accept(&b, types));
+            params.push_back(detail::build_sync_timeline_meta(&b));
+        }
+        params.push_back(detail::build_buffers(&b, 0, 0, 0, 0, types));
+        params.push_back(detail::build_header_meta(&b));
+        pw_stream_update_params(stream, params.data(), static_cast<uint32_t>(params.size()));
     }
 
     void on_state(pw_stream_state state, const char* error) {
@@ -249,11 +270,55 @@ struct Consumer::Impl {
         if (it == entries.end()) return;
         ++stats.buffers_removed;
         if (it->second.out) {
-            orphans.emplace(it->second.id, std::move(it->second.desc));  // reported at release()
+            // Reported at release(); the timelines stay valid for the held frame meanwhile.
+            orphans.emplace(it->second.id, Orphan{std::move(it->second.desc), std::move(it->second.acquire),
+                                                  std::move(it->second.release)});
         } else {
             report_removed(it->second.desc.get());
         }
         entries.erase(it);
+    }
+
+    // Explicit sync: the buffer's timelines (imported once per pair of fds) and the frame's
+    // points, checked: the SyncObj datas `planes` and `planes` + 1 must be syncobjs this
+    // consumer's device imports, and the points non-zero and above the buffer's last ones.
+    Status take_points(Entry& entry, const spa_buffer* sb, std::uint32_t planes, const spa_meta_sync_timeline& stl,
+                       ConsumerFrame& f) {
+        if (!timeline_device)
+            return Error::library(Errc::invalid_argument, "SyncTimeline metadata that this consumer did not take");
+        const char* names[2] = {"acquire", "release"};
+        for (std::uint32_t k = 0; k < detail::sync_datas; ++k) {
+            const spa_data& d = sb->datas[planes + k];
+            const std::string what = "data " + std::to_string(planes + k) + " (the " + names[k] + " timeline)";
+            if (d.type != SPA_DATA_SyncObj)
+                return Error::library(Errc::invalid_argument, what + ": data type " + std::to_string(d.type) +
+                                                                  ", not SyncObj");
+            if (d.fd < 0 || d.fd > INT32_MAX)
+                return Error::library(Errc::invalid_argument, what + ": fd " + std::to_string(d.fd));
+            auto& timeline = k == 0 ? entry.acquire : entry.release;
+            if (timeline && entry.timeline_fds[k] == d.fd) continue;
+            auto imported = Timeline::import(timeline_device.get(), static_cast<int>(d.fd));
+            if (!imported) return imported.error().with_context(what + ": not a syncobj this device imports");
+            timeline = std::make_unique<Timeline>(std::move(*imported));
+            entry.timeline_fds[k] = d.fd;
+            // A new timeline starts its points again.
+            (k == 0 ? entry.acquire_point : entry.release_point) = 0;
+        }
+        if (stl.acquire_point == 0 || stl.acquire_point <= entry.acquire_point)
+            return Error::library(Errc::invalid_argument, "acquire point " + std::to_string(stl.acquire_point) +
+                                                              " is not above the buffer's last, " +
+                                                              std::to_string(entry.acquire_point));
+        if (stl.release_point == 0 || stl.release_point <= entry.release_point)
+            return Error::library(Errc::invalid_argument, "release point " + std::to_string(stl.release_point) +
+                                                              " is not above the buffer's last, " +
+                                                              std::to_string(entry.release_point));
+        entry.acquire_point = stl.acquire_point;
+        entry.release_point = stl.release_point;
+        f.acquire_timeline = entry.acquire.get();
+        f.acquire_point = stl.acquire_point;
+        f.release_timeline = entry.release.get();
+        f.release_point = stl.release_point;
+        return {};
     }
 
     // A frame's dma-buf description, made once per buffer (again only when the peer changes the
@@ -472,6 +537,11 @@ Result<Consumer> Consumer::create(Context& context, ConsumerOptions options) {
     if (!context.connected() && context.state()->error) return context.state()->error->with_context(what);
     auto impl = std::make_unique<Impl>();
     impl->context = context.state();
+    if (options.timeline_device >= 0) {
+        if (auto ok = Timeline::supported(options.timeline_device); !ok) return ok.error().with_context(what + ": timeline_device");
+        impl->timeline_device = UniqueFd(::fcntl(options.timeline_device, F_DUPFD_CLOEXEC, 0));
+        if (!impl->timeline_device) return Error::from_errno(errno, what + ": dup the timeline device");
+    }
     auto shm = detail::shm_offer(options.formats, options.accept_shm, options.shm_fourccs, what);
     if (!shm) return shm.error();
     impl->shm_fourccs = std::move(*shm);
@@ -527,15 +597,25 @@ Result<std::optional<ConsumerFrame>> Consumer::acquire() {
             pw_stream_queue_buffer(impl_->stream, buffer);
             continue;
         }
+        // With the SyncTimeline metadata the last two datas are timelines: the planes are the rest.
+        const spa_meta_sync_timeline* stl = detail::sync_timeline_meta(sb);
+        spa_buffer planes{};
+        if (sb != nullptr) {
+            planes = *sb;
+            if (stl != nullptr) planes.n_datas = sb->n_datas >= detail::sync_datas ? sb->n_datas - detail::sync_datas : 0;
+        }
         if (it == impl_->entries.end()) {
             ok = Error::library(Errc::invalid_argument, "a buffer PipeWire never announced");
-        } else if (sb == nullptr || sb->n_datas == 0 || sb->n_datas > max_datas) {
+        } else if (sb == nullptr || planes.n_datas == 0 || planes.n_datas > max_datas) {
             ok = Error::library(Errc::invalid_argument,
-                                std::to_string(sb ? sb->n_datas : 0) + " datas (1 to 4 expected)");
+                                std::to_string(sb ? sb->n_datas : 0) + " datas (1 to 4 planes" +
+                                    (stl ? " and 2 timelines" : "") + " expected)");
         } else if ((sb->datas[0].chunk && (sb->datas[0].chunk->flags & SPA_CHUNK_FLAG_CORRUPTED)) != 0) {
             ok = Error::library(Errc::invalid_argument, "the producer marked the frame corrupted");
+        } else if (stl != nullptr && !(ok = impl_->take_points(it->second, sb, planes.n_datas, *stl, f))) {
+            // the points or timelines were refused: `ok` says why
         } else if (n.dmabuf) {
-            ok = impl_->describe_dmabuf(it->second, sb, n);
+            ok = impl_->describe_dmabuf(it->second, &planes, n);
             if (ok) {
                 f.desc = it->second.desc.get();
                 f.dmabuf = true;
@@ -546,7 +626,7 @@ Result<std::optional<ConsumerFrame>> Consumer::acquire() {
                 }
             }
         } else {
-            ok = impl_->describe_shm(it->second, sb, n, f);
+            ok = impl_->describe_shm(it->second, &planes, n, f);
         }
         if (!ok) {
             // Rejected: back to the producer at once, the reason kept.
@@ -561,6 +641,7 @@ Result<std::optional<ConsumerFrame>> Consumer::acquire() {
             f.timestamp_ns = h->pts;
         }
         it->second.out = true;
+        if (f.acquire_timeline != nullptr) ++impl_->stats.timeline_frames;
         f.format = n;
         f.buffer_id = it->second.id;
         f.handle = buffer;
@@ -569,11 +650,12 @@ Result<std::optional<ConsumerFrame>> Consumer::acquire() {
     }
 }
 
-Status Consumer::release(const ConsumerFrame& frame) {
+Status Consumer::release(const ConsumerFrame& frame, PointBy release) {
     if (!impl_) return Error::library(Errc::empty_object, "pipewire::Consumer::release: the consumer is empty (moved from)");
-    // A frame of a buffer PipeWire removed meanwhile: its description goes now; nothing to return.
+    // A frame of a buffer PipeWire removed meanwhile: its description goes now; nothing to return
+    // (nor to signal: the producer let go of the buffer).
     if (auto orphan = impl_->orphans.find(frame.buffer_id); orphan != impl_->orphans.end()) {
-        impl_->report_removed(orphan->second.get());
+        impl_->report_removed(orphan->second.desc.get());
         impl_->orphans.erase(orphan);
         return {};
     }
@@ -583,8 +665,26 @@ Status Consumer::release(const ConsumerFrame& frame) {
         return Error::library(Errc::invalid_argument, "pipewire::Consumer::release: buffer " +
                                                           std::to_string(frame.buffer_id) + " is not acquired");
     it->second.out = false;
+    Status signalled;
+    Entry& entry = it->second;
+    if (frame.release_timeline != nullptr && entry.release && frame.release_timeline == entry.release.get() &&
+        release == PointBy::implicit_fences) {
+        // The point stands for this consumer's accesses: every fence on the dma-bufs now (its
+        // GPU reads through implicit sync), signalled at once after CPU reads. Submitted before
+        // the buffer goes back, which is how the producer tells a read frame from a recycled one.
+        signalled = detail::fence_point(*entry.release, frame.release_point, entry.desc.get(), Access::write);
+        if (!signalled) (void)entry.release->signal(frame.release_point);
+    }
     pw_stream_queue_buffer(impl_->stream, buffer);
+    if (!signalled) return signalled.error().with_context("pipewire::Consumer::release: buffer " +
+                                                          std::to_string(frame.buffer_id) + ": release point " +
+                                                          std::to_string(frame.release_point));
     return {};
+}
+
+bool Consumer::uses_timelines() const noexcept {
+    if (!impl_) return false;
+    return std::any_of(impl_->entries.begin(), impl_->entries.end(), [](const auto& e) { return e.second.acquire != nullptr; });
 }
 
 Status Consumer::refuse_import(const ConsumerFrame& frame, const Error& why) {

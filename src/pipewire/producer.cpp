@@ -25,6 +25,7 @@
 #include "pipewire/context_state.hpp"
 #include "pipewire/spa_format.hpp"
 #include "pipewire/stream_common.hpp"
+#include "pipewire/sync_points.hpp"
 
 namespace dmabridge::pipewire {
 
@@ -47,6 +48,11 @@ struct Slot {
     void* map = nullptr;
     std::size_t map_size = 0;
     bool dequeued = false;
+    // Explicit sync, where the consumer took it: the buffer's two timelines (their fds are the
+    // buffer's SyncObj datas) and the last points sent.
+    std::optional<Timeline> acquire, release;
+    UniqueFd acquire_fd, release_fd;
+    std::uint64_t acquire_point = 0, release_point = 0;
 
     Slot() = default;
     Slot(const Slot&) = delete;
@@ -81,6 +87,8 @@ struct Producer::Impl {
         FormatSet formats;
     };
     std::optional<Offer> previous;
+    UniqueFd timeline_device;  // explicit sync offered when set
+    std::uint32_t pending_blocks = 0;  // plane datas of the pending format's buffers
     ProducerStats stats;
 
     ~Impl() {
@@ -183,11 +191,17 @@ struct Producer::Impl {
             types = 1u << SPA_DATA_MemFd;
         }
         pending = n;
+        pending_blocks = blocks;
         if (current) previous.reset();
-        std::vector<const spa_pod*> params = {
-            detail::build_buffers(&b, options.buffer_count, blocks, size, stride, types),
-            detail::build_header_meta(&b),
-        };
+        std::vector<const spa_pod*> params;
+        if (timeline_device) {
+            // Explicit sync first; a consumer that does not list the SyncTimeline metadata
+            // cannot take these buffers and gets the plain ones that follow.
+            params.push_back(detail::build_sync_buffers(&b, options.buffer_count, blocks, size, stride, types));
+            params.push_back(detail::build_sync_timeline_meta(&b));
+        }
+        params.push_back(detail::build_buffers(&b, options.buffer_count, blocks, size, stride, types));
+        params.push_back(detail::build_header_meta(&b));
         // A format of the offer before reconfigure(): PipeWire negotiated from what it knew of
         // the old offer. Serve it, and announce the new offer again so that the link negotiates
         // once more (a renegotiation is triggered by a change of EnumFormat, and nothing else
@@ -207,21 +221,33 @@ struct Producer::Impl {
         slot->buffer = buffer;
         const auto& n = *pending;
         const std::string what = "producer " + options.name + ": buffer " + std::to_string(slot->index);
-        if (sb->n_datas == 0 || sb->n_datas > slot->chunk_sizes.size())
+        // With the SyncTimeline metadata the last two datas are the timelines, not planes.
+        // The metadata alone is not enough: metas are negotiated apart from the Buffers param,
+        // and only the explicit-sync one has the two extra datas.
+        const bool sync = detail::sync_timeline_meta(sb) != nullptr && pending_blocks != 0 &&
+                          sb->n_datas == pending_blocks + detail::sync_datas;
+        const std::uint32_t datas = sync ? sb->n_datas - detail::sync_datas : sb->n_datas;
+        if (datas == 0 || datas > slot->chunk_sizes.size())
             return fail(Error::library(Errc::invalid_argument,
-                                       what + ": PipeWire gave " + std::to_string(sb->n_datas) + " datas (1 to 4 expected)"));
+                                       what + ": PipeWire gave " + std::to_string(sb->n_datas) + " datas (1 to 4 " +
+                                           (sync ? "planes and 2 timelines" : "planes") + " expected)"));
+        if (sync) {
+            if (!timeline_device)
+                return fail(Error::library(Errc::invalid_argument, what + ": SyncTimeline metadata this producer did not offer"));
+            if (auto ok = add_timelines(*slot, sb, datas, what); !ok) return fail(ok.error());
+        }
         if (n.dmabuf) {
             if (options.allocator == nullptr) return fail(Error::library(Errc::invalid_argument, what + ": no allocator"));
             auto desc = options.allocator->allocate(request(n.width, n.height, n.fourcc, n.modifier));
             if (!desc) return fail(desc.error().with_context(what));
             if (auto ok = desc->validate(); !ok) return fail(ok.error().with_context(what));
-            if (sb->n_datas < desc->planes.size())
-                return fail(Error::library(Errc::invalid_argument, what + ": PipeWire gave " + std::to_string(sb->n_datas) +
+            if (datas < desc->planes.size())
+                return fail(Error::library(Errc::invalid_argument, what + ": PipeWire gave " + std::to_string(datas) +
                                                                        " datas for " +
                                                                        std::to_string(desc->planes.size()) + " planes"));
             if ((sb->datas[0].type & (1u << SPA_DATA_DmaBuf)) == 0)
                 return fail(Error::library(Errc::unsupported, what + ": the stream does not allow dma-buf data"));
-            for (std::uint32_t i = 0; i < sb->n_datas; ++i) {
+            for (std::uint32_t i = 0; i < datas; ++i) {
                 spa_data& d = sb->datas[i];
                 const PlaneDesc& p = desc->planes[std::min<std::size_t>(i, desc->planes.size() - 1)];
                 d.type = SPA_DATA_DmaBuf;
@@ -256,7 +282,7 @@ struct Producer::Impl {
                 return fail(Error::from_errno(errno, what + ": mmap " + std::to_string(size)));
             }
             slot->map_size = size;
-            for (std::uint32_t i = 0; i < sb->n_datas; ++i) {
+            for (std::uint32_t i = 0; i < datas; ++i) {
                 spa_data& d = sb->datas[i];
                 const std::uint32_t p = std::min(i, shm_layout.plane_count - 1);
                 d.type = SPA_DATA_MemFd;
@@ -293,6 +319,28 @@ struct Producer::Impl {
         slot->format = n;
         buffer->user_data = slot.get();
         slots.push_back(std::move(slot));
+    }
+
+    // The buffer's acquire and release timelines, made on the producer's device and shared as
+    // the SyncObj datas that follow its `datas` planes.
+    Status add_timelines(Slot& slot, spa_buffer* sb, std::uint32_t datas, const std::string& what) {
+        for (std::uint32_t k = 0; k < detail::sync_datas; ++k) {
+            auto t = Timeline::create(timeline_device.get());
+            if (!t) return t.error().with_context(what + ": make its " + (k == 0 ? "acquire" : "release") + " timeline");
+            auto fd = t->export_fd();
+            if (!fd) return fd.error().with_context(what);
+            spa_data& d = sb->datas[datas + k];
+            d.type = SPA_DATA_SyncObj;
+            d.flags = SPA_DATA_FLAG_READWRITE;
+            d.fd = fd->get();
+            d.mapoffset = 0;
+            d.maxsize = 0;
+            d.data = nullptr;
+            if (d.chunk != nullptr) *d.chunk = spa_chunk{};
+            (k == 0 ? slot.acquire : slot.release) = std::move(*t);
+            (k == 0 ? slot.acquire_fd : slot.release_fd) = std::move(*fd);
+        }
+        return {};
     }
 
     void on_remove_buffer(pw_buffer* buffer) {
@@ -378,6 +426,11 @@ Result<Producer> Producer::create(Context& context, ProducerOptions options) {
         return Error::library(Errc::invalid_argument, what + ": framerate " + std::to_string(options.framerate));
     auto impl = std::make_unique<Impl>();
     impl->context = context.state();
+    if (options.timeline_device >= 0) {
+        if (auto ok = Timeline::supported(options.timeline_device); !ok) return ok.error().with_context(what + ": timeline_device");
+        impl->timeline_device = UniqueFd(::fcntl(options.timeline_device, F_DUPFD_CLOEXEC, 0));
+        if (!impl->timeline_device) return Error::from_errno(errno, what + ": dup the timeline device");
+    }
     auto shm = shm_fourccs_for(options.width, options.height, options.formats, options.offer_shm, options.shm_fourccs, what);
     if (!shm) return shm.error();
     impl->shm_fourccs = std::move(*shm);
@@ -430,6 +483,23 @@ Result<std::optional<ProducerFrame>> Producer::dequeue() {
     f.index = slot->index;
     f.desc = slot->desc ? &*slot->desc : nullptr;
     f.format = slot->format;
+    if (slot->acquire && slot->release) {
+        // A buffer back from a consumer that read it has its release point submitted (a
+        // Consumer submits it before it returns the buffer). One whose point nothing submitted
+        // was never read: PipeWire 1.4 recycles a frame the consumer did not take, and has no
+        // flag to say so (1.6's UNSCHEDULED_RELEASE). Its point is signalled here, so that no
+        // wait for it hangs.
+        if (slot->release_point != 0) {
+            auto submitted = slot->release->last_submitted();
+            if (submitted && *submitted < slot->release_point) {
+                if (auto ok = slot->release->signal(slot->release_point); ok) ++impl_->stats.releases_unscheduled;
+            }
+        }
+        f.acquire_timeline = &*slot->acquire;
+        f.acquire_point = slot->acquire_point + 1;
+        f.release_timeline = &*slot->release;
+        f.release_point = slot->release_point;
+    }
     if (slot->map != nullptr) {
         f.memory = {static_cast<std::byte*>(slot->map), slot->map_size};
         f.plane_count = impl_->shm_layout.plane_count;
@@ -447,7 +517,7 @@ Result<std::optional<ProducerFrame>> Producer::dequeue() {
     return std::optional<ProducerFrame>{f};
 }
 
-Status Producer::queue(const ProducerFrame& frame, std::uint64_t sequence, std::int64_t timestamp_ns) {
+Status Producer::queue(const ProducerFrame& frame, std::uint64_t sequence, std::int64_t timestamp_ns, PointBy acquire) {
     if (!impl_) return Error::library(Errc::empty_object, "pipewire::Producer::queue: the producer is empty (moved from)");
     auto orphan = std::find_if(impl_->orphans.begin(), impl_->orphans.end(),
                                [&](const auto& s) { return s->index == frame.index; });
@@ -463,11 +533,29 @@ Status Producer::queue(const ProducerFrame& frame, std::uint64_t sequence, std::
         return Error::library(Errc::invalid_argument, "pipewire::Producer::queue: buffer " + std::to_string(frame.index) +
                                                           " is not dequeued");
     Slot& slot = **it;
-    slot.dequeued = false;
     // A failed stream (the daemon lost, among others) takes no more frames: the buffer stays the
     // Producer's until PipeWire removes it or the Producer goes.
-    if (impl_->status.error) return *impl_->status.error;
+    if (impl_->status.error) {
+        slot.dequeued = false;
+        return *impl_->status.error;
+    }
     spa_buffer* sb = slot.buffer->buffer;
+    if (auto* stl = detail::sync_timeline_meta(sb); stl != nullptr && slot.acquire && slot.release) {
+        const std::uint64_t point = slot.acquire_point + 1;
+        if (acquire == PointBy::implicit_fences) {
+            if (auto ok = detail::fence_point(*slot.acquire, point, slot.desc ? &*slot.desc : nullptr, Access::read); !ok)
+                return ok.error().with_context("pipewire::Producer::queue: buffer " + std::to_string(frame.index) +
+                                               ": acquire point " + std::to_string(point));
+        }
+        slot.acquire_point = point;
+        slot.release_point += 1;
+        stl->flags = 0;
+        stl->padding = 0;
+        stl->acquire_point = slot.acquire_point;
+        stl->release_point = slot.release_point;
+        ++impl_->stats.timeline_frames;
+    }
+    slot.dequeued = false;
     for (std::uint32_t i = 0; i < sb->n_datas && i < slot.chunk_sizes.size(); ++i)
         sb->datas[i].chunk->size = slot.chunk_sizes[i];
     if (auto* h = static_cast<spa_meta_header*>(
@@ -512,6 +600,18 @@ Status Producer::reconfigure(std::uint32_t width, std::uint32_t height, FormatSe
         return Error::from_errno(-res, what + ": pw_stream_update_params");
     ++impl_->stats.reconfigurations;
     return {};
+}
+
+Result<WaitStatus> Producer::wait_released(const ProducerFrame& frame, Timeout timeout) const {
+    if (!impl_)
+        return Error::library(Errc::empty_object, "pipewire::Producer::wait_released: the producer is empty (moved from)");
+    if (frame.release_timeline == nullptr || frame.release_point == 0) return WaitStatus::ready;
+    return frame.release_timeline->wait(frame.release_point, timeout);
+}
+
+bool Producer::uses_timelines() const noexcept {
+    if (!impl_) return false;
+    return std::any_of(impl_->slots.begin(), impl_->slots.end(), [](const auto& s) { return s->acquire.has_value(); });
 }
 
 const ProducerStats& Producer::stats() const noexcept {

@@ -5,6 +5,7 @@
 #include <array>
 #include <utility>
 
+#include <spa/buffer/buffer.h>
 #include <spa/buffer/meta.h>
 #include <spa/param/buffers.h>
 #include <spa/param/format.h>
@@ -114,10 +115,11 @@ const spa_pod* build_enum_format(spa_pod_builder* b, std::uint32_t fourcc, std::
     return static_cast<const spa_pod*>(spa_pod_builder_pop(b, &object));
 }
 
-const spa_pod* build_buffers(spa_pod_builder* b, std::uint32_t count, std::uint32_t blocks, std::uint32_t size,
-                             std::uint32_t stride, std::uint32_t data_types) {
-    spa_pod_frame object{};
-    spa_pod_builder_push_object(b, &object, SPA_TYPE_OBJECT_ParamBuffers, SPA_PARAM_Buffers);
+namespace {
+
+// The fields both Buffers params share; `sync_datas` more blocks for explicit sync.
+void add_buffer_fields(spa_pod_builder* b, std::uint32_t count, std::uint32_t blocks, std::uint32_t size,
+                       std::uint32_t stride, std::uint32_t data_types) {
     if (count != 0)
         spa_pod_builder_add(b, SPA_PARAM_BUFFERS_buffers,
                             SPA_POD_CHOICE_RANGE_Int(static_cast<int>(count), 2, 16), 0);
@@ -125,6 +127,42 @@ const spa_pod* build_buffers(spa_pod_builder* b, std::uint32_t count, std::uint3
     if (size != 0) spa_pod_builder_add(b, SPA_PARAM_BUFFERS_size, SPA_POD_Int(static_cast<int>(size)), 0);
     if (stride != 0) spa_pod_builder_add(b, SPA_PARAM_BUFFERS_stride, SPA_POD_Int(static_cast<int>(stride)), 0);
     spa_pod_builder_add(b, SPA_PARAM_BUFFERS_dataType, SPA_POD_CHOICE_FLAGS_Int(static_cast<int>(data_types)), 0);
+}
+
+}  // namespace
+
+const spa_pod* build_buffers(spa_pod_builder* b, std::uint32_t count, std::uint32_t blocks, std::uint32_t size,
+                             std::uint32_t stride, std::uint32_t data_types) {
+    spa_pod_frame object{};
+    spa_pod_builder_push_object(b, &object, SPA_TYPE_OBJECT_ParamBuffers, SPA_PARAM_Buffers);
+    add_buffer_fields(b, count, blocks, size, stride, data_types);
+    return static_cast<const spa_pod*>(spa_pod_builder_pop(b, &object));
+}
+
+const spa_pod* build_sync_buffers(spa_pod_builder* b, std::uint32_t count, std::uint32_t blocks, std::uint32_t size,
+                                  std::uint32_t stride, std::uint32_t data_types) {
+    spa_pod_frame object{};
+    spa_pod_builder_push_object(b, &object, SPA_TYPE_OBJECT_ParamBuffers, SPA_PARAM_Buffers);
+    add_buffer_fields(b, count, blocks + 2, size, stride, data_types | (1u << SPA_DATA_SyncObj));
+    spa_pod_builder_prop(b, SPA_PARAM_BUFFERS_metaType, SPA_POD_PROP_FLAG_MANDATORY);
+    spa_pod_builder_int(b, 1 << SPA_META_SyncTimeline);
+    return static_cast<const spa_pod*>(spa_pod_builder_pop(b, &object));
+}
+
+const spa_pod* build_sync_buffers_accept(spa_pod_builder* b, std::uint32_t data_types) {
+    spa_pod_frame object{};
+    spa_pod_builder_push_object(b, &object, SPA_TYPE_OBJECT_ParamBuffers, SPA_PARAM_Buffers);
+    spa_pod_builder_add(b, SPA_PARAM_BUFFERS_dataType,
+                        SPA_POD_CHOICE_FLAGS_Int(static_cast<int>(data_types | (1u << SPA_DATA_SyncObj))),
+                        SPA_PARAM_BUFFERS_metaType, SPA_POD_Int(1 << SPA_META_SyncTimeline), 0);
+    return static_cast<const spa_pod*>(spa_pod_builder_pop(b, &object));
+}
+
+const spa_pod* build_sync_timeline_meta(spa_pod_builder* b) {
+    spa_pod_frame object{};
+    spa_pod_builder_push_object(b, &object, SPA_TYPE_OBJECT_ParamMeta, SPA_PARAM_Meta);
+    spa_pod_builder_add(b, SPA_PARAM_META_type, SPA_POD_Id(SPA_META_SyncTimeline), SPA_PARAM_META_size,
+                        SPA_POD_Int(static_cast<int>(sizeof(spa_meta_sync_timeline))), 0);
     return static_cast<const spa_pod*>(spa_pod_builder_pop(b, &object));
 }
 

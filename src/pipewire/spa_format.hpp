@@ -48,8 +48,21 @@ const spa_pod* build_enum_format(spa_pod_builder* b, std::uint32_t fourcc, std::
 /// as a mask of (1 << SPA_DATA_*).
 const spa_pod* build_buffers(spa_pod_builder* b, std::uint32_t count, std::uint32_t blocks, std::uint32_t size,
                              std::uint32_t stride, std::uint32_t data_types);
+/// A Buffers param for explicit sync: as build_buffers() with `blocks` + 2 datas (the last two
+/// the acquire and release syncobjs, SPA_DATA_SyncObj added to `data_types`), usable only where
+/// the SyncTimeline metadata was negotiated too (SPA_PARAM_BUFFERS_metaType, MANDATORY): a peer
+/// without it falls through to the next, plain Buffers param.
+const spa_pod* build_sync_buffers(spa_pod_builder* b, std::uint32_t count, std::uint32_t blocks, std::uint32_t size,
+                                  std::uint32_t stride, std::uint32_t data_types);
+/// A consumer's Buffers param taking explicit sync: the data types (SPA_DATA_SyncObj added) and
+/// the SyncTimeline metadata type. A producer's explicit-sync param requires metaType
+/// (MANDATORY), so only a consumer that lists it too can intersect with it.
+const spa_pod* build_sync_buffers_accept(spa_pod_builder* b, std::uint32_t data_types);
 /// A Meta param asking for the header metadata (sequence, pts).
 const spa_pod* build_header_meta(spa_pod_builder* b);
+/// A Meta param offering the SyncTimeline metadata (struct spa_meta_sync_timeline): both sides
+/// list it where both take explicit sync.
+const spa_pod* build_sync_timeline_meta(spa_pod_builder* b);
 
 /// A video format a peer sent, read field by field.
 struct PeerFormat {

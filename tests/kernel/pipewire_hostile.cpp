@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <pipewire/pipewire.h>
+#include <spa/buffer/meta.h>
 #include <spa/param/buffers.h>
 #include <spa/param/video/format-utils.h>
 #include <spa/pod/builder.h>
@@ -27,8 +28,10 @@
 #include <dmabridge/base/unique_fd.hpp>
 #include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 
 #include "pipewire_pattern.hpp"
+#include "pipewire_pattern_producer.hpp"
 
 namespace dmabridge::test {
 namespace {
@@ -45,7 +48,8 @@ int setup_failed(const char* what) {
 struct Slot {
     UniqueFd fd;        // the fd described (memfd or pipe end), owned here
     UniqueFd pipe_other;
-    std::optional<BufferDesc> desc;  // dmabuf-layout: the real dma-buf
+    std::optional<BufferDesc> desc;  // dmabuf-layout, syncobj-*: the real dma-buf
+    UniqueFd sync_fds[2];            // syncobj-*: what the two SyncObj datas carry
     void* map = nullptr;
     std::size_t map_size = 0;
 };
@@ -59,6 +63,9 @@ struct Hostile {
     spa_hook listener{};
     std::vector<std::unique_ptr<Slot>> slots;
     std::optional<UdmabufAllocator> udmabuf;
+    UniqueFd timeline_device;            // syncobj-points: real timelines
+    std::vector<Timeline> timelines;     // kept alive while their fds are out
+    bool sync = false;                   // a syncobj-* kind: SyncTimeline buffers only
     std::uint32_t frame = 0;
     bool failed = false;
     bool shrunk = false;
@@ -86,6 +93,23 @@ struct Hostile {
         std::uint8_t storage[512];
         spa_pod_builder b = SPA_POD_BUILDER_INIT(storage, sizeof storage);
         const int types = dmabuf ? (1 << SPA_DATA_DmaBuf) : (1 << SPA_DATA_MemFd);
+        if (sync) {
+            // Explicit sync only: three datas (the plane, then the two timelines), which need the
+            // SyncTimeline metadata.
+            spa_pod_frame f;
+            spa_pod_builder_push_object(&b, &f, SPA_TYPE_OBJECT_ParamBuffers, SPA_PARAM_Buffers);
+            spa_pod_builder_add(&b, SPA_PARAM_BUFFERS_buffers, SPA_POD_Int(4), SPA_PARAM_BUFFERS_blocks, SPA_POD_Int(3),
+                                SPA_PARAM_BUFFERS_dataType, SPA_POD_CHOICE_FLAGS_Int(types | (1 << SPA_DATA_SyncObj)), 0);
+            spa_pod_builder_prop(&b, SPA_PARAM_BUFFERS_metaType, SPA_POD_PROP_FLAG_MANDATORY);
+            spa_pod_builder_int(&b, 1 << SPA_META_SyncTimeline);
+            const spa_pod* params[2] = {static_cast<const spa_pod*>(spa_pod_builder_pop(&b, &f)),
+                                        static_cast<const spa_pod*>(spa_pod_builder_add_object(
+                                            &b, SPA_TYPE_OBJECT_ParamMeta, SPA_PARAM_Meta, SPA_PARAM_META_type,
+                                            SPA_POD_Id(SPA_META_SyncTimeline), SPA_PARAM_META_size,
+                                            SPA_POD_Int(static_cast<int>(sizeof(spa_meta_sync_timeline)))))};
+            pw_stream_update_params(stream, params, 2);
+            return;
+        }
         const spa_pod* params[1] = {static_cast<const spa_pod*>(spa_pod_builder_add_object(
             &b, SPA_TYPE_OBJECT_ParamBuffers, SPA_PARAM_Buffers, SPA_PARAM_BUFFERS_buffers, SPA_POD_Int(4),
             SPA_PARAM_BUFFERS_blocks, SPA_POD_Int(1), SPA_PARAM_BUFFERS_size, SPA_POD_Int(static_cast<int>(size)),
@@ -113,7 +137,7 @@ struct Hostile {
             if (::pipe2(p, O_CLOEXEC) != 0) return fail("pipe2");
             slot->fd = UniqueFd(p[0]);
             slot->pipe_other = UniqueFd(p[1]);
-        } else if (kind == "dmabuf-layout") {
+        } else if (kind == "dmabuf-layout" || sync) {
             ImageRequest req;
             req.width = width;
             req.height = height;
@@ -131,6 +155,30 @@ struct Hostile {
             slot->map = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, slot->fd.get(), 0);
             if (slot->map == MAP_FAILED) return fail("mmap");
             slot->map_size = bytes;
+        }
+        if (sync) {
+            if (buffer->buffer->n_datas < 3 || spa_buffer_find_meta(buffer->buffer, SPA_META_SyncTimeline) == nullptr)
+                return fail("explicit sync was not negotiated");
+            for (int k = 0; k < 2; ++k) {
+                if (kind == "syncobj-memfd") {
+                    slot->sync_fds[k] = memfd(4096, true);  // a SyncObj data that is no syncobj
+                } else {
+                    auto t = Timeline::create(timeline_device.get());
+                    if (!t) return fail("timeline");
+                    auto fd = t->export_fd();
+                    if (!fd) return fail("timeline fd");
+                    slot->sync_fds[k] = std::move(*fd);
+                    timelines.push_back(std::move(*t));
+                }
+                if (!slot->sync_fds[k]) return fail("sync fd");
+                spa_data& sd = buffer->buffer->datas[1 + k];
+                sd.type = SPA_DATA_SyncObj;
+                sd.flags = SPA_DATA_FLAG_READWRITE;
+                sd.fd = slot->sync_fds[k].get();
+                sd.mapoffset = 0;
+                sd.maxsize = 0;
+                sd.data = nullptr;
+            }
         }
         d.type = dmabuf ? SPA_DATA_DmaBuf : SPA_DATA_MemFd;
         d.fd = slot->fd.get();
@@ -173,6 +221,26 @@ struct Hostile {
         // Not after the shrink: writing past a memfd's end raises SIGBUS here too.
         if (slot != nullptr && slot->map != nullptr && slot->map_size >= stride * height && !shrunk)
             fill_pattern(static_cast<std::byte*>(slot->map), stride, width, height, frame);
+        if (sync && slot != nullptr && slot->desc) {
+            // The frame itself is honest; its points are not: 0, or not above the buffer's last
+            // (every buffer's first (1, 1) is accepted, every later one is not).
+            const PlaneDesc& p = slot->desc->planes[0];
+            c.offset = static_cast<std::uint32_t>(p.offset);
+            c.stride = static_cast<std::int32_t>(p.stride);
+            (void)fill_pattern_frame(*slot->desc, frame);
+            if (auto* stl = static_cast<spa_meta_sync_timeline*>(
+                    spa_buffer_find_meta_data(buffer->buffer, SPA_META_SyncTimeline, sizeof(spa_meta_sync_timeline)))) {
+                const std::uint64_t n = frame + 1;
+                stl->flags = 0;
+                switch (kind == "syncobj-memfd" ? 3 : frame % 3) {
+                case 0: stl->acquire_point = 0; stl->release_point = n; break;
+                case 1: stl->acquire_point = n; stl->release_point = 0; break;
+                case 2: stl->acquire_point = 1; stl->release_point = 1; break;
+                default: stl->acquire_point = n; stl->release_point = n; break;  // fine points, false fds
+                }
+            }
+            return;
+        }
         if (slot != nullptr && slot->desc) {
             const PlaneDesc& p = slot->desc->planes[0];
             c.offset = static_cast<std::uint32_t>(p.offset);
@@ -202,8 +270,8 @@ void on_remove(void* data, pw_buffer* b) { static_cast<Hostile*>(data)->on_remov
 }  // namespace
 
 int run_hostile_producer(const std::string& kind, const std::string& name, unsigned width, unsigned height) {
-    static const char* const kinds[] = {"dmabuf-memfd", "dmabuf-pipe", "dmabuf-layout",
-                                        "memfd-pipe",   "memfd-short", "memfd-shrink"};
+    static const char* const kinds[] = {"dmabuf-memfd", "dmabuf-pipe",  "dmabuf-layout", "memfd-pipe",
+                                        "memfd-short",  "memfd-shrink", "syncobj-memfd", "syncobj-points"};
     bool known = false;
     for (const char* k : kinds) known = known || kind == k;
     if (!known || width == 0 || height == 0) return setup_failed("unknown kind or size");
@@ -214,8 +282,14 @@ int run_hostile_producer(const std::string& kind, const std::string& name, unsig
     h.stride = width * 4;
     const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     h.size = (h.stride * height + page - 1) / page * page;
-    h.dmabuf = kind.rfind("dmabuf-", 0) == 0;
-    if (kind == "dmabuf-layout") {
+    h.sync = kind.rfind("syncobj-", 0) == 0;
+    h.dmabuf = kind.rfind("dmabuf-", 0) == 0 || h.sync;
+    if (kind == "syncobj-points") {
+        auto device = Timeline::open_device();
+        if (!device) return setup_failed("timeline device");
+        h.timeline_device = std::move(*device);
+    }
+    if (kind == "dmabuf-layout" || h.sync) {
         auto u = UdmabufAllocator::open();
         if (!u) return setup_failed("udmabuf");
         h.udmabuf.emplace(std::move(*u));

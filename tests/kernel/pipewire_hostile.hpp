@@ -14,6 +14,10 @@
 //   memfd-pipe      SPA_DATA_MemFd whose fd is a pipe
 //   memfd-short     a sealed memfd smaller than the maxsize the buffer claims
 //   memfd-shrink    unsealed memfds with right frames, all truncated to 0 bytes on SIGUSR1
+//   syncobj-memfd   explicit sync only (SyncTimeline metadata and two SyncObj datas), real
+//                   dma-bufs with right frames, but memfds where the syncobjs belong
+//   syncobj-points  explicit sync only with real timelines, and points per frame in turn 0 for
+//                   acquire, 0 for release, then (1, 1): accepted once per buffer, refused after
 // Frames carry the test pattern (pipewire_pattern.hpp) where there is memory to write it. The
 // process runs until killed, or 60 s.
 

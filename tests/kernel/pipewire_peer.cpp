@@ -9,6 +9,14 @@
 //   pipewire_peer hold TARGET FRAMES          reads FRAMES frames as consume does but releases
 //                                             none; prints "holding N" once it holds them all,
 //                                             then waits holding them until killed
+//   pipewire_peer produce-timeline NAME W H DELAY_MS
+//                                             as produce, offering explicit sync (a timeline
+//                                             device of its own); where a consumer takes it,
+//                                             each frame is queued first with its acquire point
+//                                             left to this process (PointBy::application), then
+//                                             written DELAY_MS later, then its point signalled;
+//                                             waits for each buffer's release point before
+//                                             writing into it; prints "timelines N" once
 //   pipewire_peer hostile KIND NAME W H       publishes NAME with buffers described falsely
 //                                             (pipewire_hostile.hpp: raw libpipewire)
 // All give up after 60 s.
@@ -22,6 +30,7 @@
 #include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/pipewire/consumer.hpp>
 #include <dmabridge/pipewire/context.hpp>
 #include <dmabridge/pipewire/producer.hpp>
@@ -61,6 +70,57 @@ int produce(const std::string& name, std::uint32_t width, std::uint32_t height) 
         if (!*f) continue;
         if (auto ok = test::fill_pattern_frame(*(*f)->desc, frame); !ok) return fail("fill", ok.error());
         if (auto ok = producer->queue(**f, frame); !ok) return fail("queue", ok.error());
+        ++frame;
+    }
+    return 0;
+}
+
+int produce_with_timelines(const std::string& name, std::uint32_t width, std::uint32_t height, int delay_ms) {
+    auto device = Timeline::open_device();
+    if (!device) return fail("timeline device", device.error());
+    auto context = pipewire::Context::create();
+    if (!context) return fail("context", context.error());
+    auto udmabuf = UdmabufAllocator::open();
+    if (!udmabuf) return fail("udmabuf", udmabuf.error());
+    auto o = test::dmabuf_producer_options(name, width, height, *udmabuf);
+    o.timeline_device = device->get();
+    auto producer = pipewire::Producer::create(*context, o);
+    if (!producer) return fail("producer", producer.error());
+    std::uint32_t frame = 0;
+    bool told = false;
+    const double end = now() + 60;
+    while (now() < end) {
+        if (auto r = context->dispatch(10ms); !r) return fail("dispatch", r.error());
+        auto f = producer->dequeue();
+        if (!f) return fail("dequeue", f.error());
+        if (!*f) continue;
+        const pipewire::ProducerFrame& pf = **f;
+        if (pf.acquire_timeline == nullptr) {  // implicit sync: as produce
+            if (auto ok = test::fill_pattern_frame(*pf.desc, frame); !ok) return fail("fill", ok.error());
+            if (auto ok = producer->queue(pf, frame); !ok) return fail("queue", ok.error());
+            ++frame;
+            continue;
+        }
+        if (!told) {
+            std::printf("timelines %u\n", frame);
+            std::fflush(stdout);
+            told = true;
+        }
+        // The consumer's last reads of this buffer first.
+        auto released = producer->wait_released(pf, 5000ms);
+        if (!released) return fail("wait for the release point", released.error());
+        if (*released != WaitStatus::ready) {
+            std::fprintf(stderr, "pipewire_peer: release point %llu of buffer %u not signalled in 5 s\n",
+                         static_cast<unsigned long long>(pf.release_point), pf.index);
+            return 3;
+        }
+        // Sent before it is written: only the acquire point tells the consumer when to read.
+        if (auto ok = producer->queue(pf, frame, 0, pipewire::PointBy::application); !ok) return fail("queue", ok.error());
+        const double write_at = now() + delay_ms / 1000.0;
+        while (now() < write_at)
+            if (auto r = context->dispatch(5ms); !r) return fail("dispatch", r.error());
+        if (auto ok = test::fill_pattern_frame(*pf.desc, frame); !ok) return fail("fill", ok.error());
+        if (auto ok = pf.acquire_timeline->signal(pf.acquire_point); !ok) return fail("signal", ok.error());
         ++frame;
     }
     return 0;
@@ -127,6 +187,9 @@ int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "";
     if (mode == "produce" && argc == 5)
         return produce(argv[2], static_cast<std::uint32_t>(std::atoi(argv[3])), static_cast<std::uint32_t>(std::atoi(argv[4])));
+    if (mode == "produce-timeline" && argc == 6)
+        return produce_with_timelines(argv[2], static_cast<std::uint32_t>(std::atoi(argv[3])),
+                                      static_cast<std::uint32_t>(std::atoi(argv[4])), std::atoi(argv[5]));
     if (mode == "hostile" && argc == 6)
         return test::run_hostile_producer(argv[2], argv[3], static_cast<unsigned>(std::atoi(argv[4])),
                                           static_cast<unsigned>(std::atoi(argv[5])));

@@ -20,6 +20,7 @@
 #include <dmabridge/alloc/udmabuf.hpp>
 #include <dmabridge/format/fourcc.hpp>
 #include <dmabridge/kernel/cpu_access.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/pipewire/consumer.hpp>
 #include <dmabridge/pipewire/context.hpp>
 #include <dmabridge/pipewire/producer.hpp>
@@ -109,6 +110,67 @@ std::string read_file(const std::string& path) {
 
 std::string peer_path() { return PIPEWIRE_PEER_PATH; }
 
+// A dmabridge producer (with explicit sync offered when `timeline_device` is not -1) read by
+// GStreamer's pipewiresrc: every pixel of every frame right, whichever sync pipewiresrc took.
+void producer_to_gst(const std::string& name, int timeline_device) {
+    PipeWireDaemons& d = daemons();
+    auto context = pipewire::Context::create();
+    REQUIRE_MESSAGE(context, context.error().message());
+    auto udmabuf = UdmabufAllocator::open();
+    REQUIRE_MESSAGE(udmabuf, udmabuf.error().message());
+    pipewire::ProducerOptions o;
+    o.name = name;
+    o.timeline_device = timeline_device;
+    o.width = width;
+    o.height = height;
+    o.formats.add(fourcc::XRGB8888, modifier::linear);
+    o.allocator = &*udmabuf;
+    o.udmabuf = &*udmabuf;
+    auto producer = pipewire::Producer::create(*context, o);
+    REQUIRE_MESSAGE(producer, producer.error().message());
+
+    const std::string out = d.runtime_dir() + "/to-gst.raw";
+    constexpr int frames = 6;
+    // pipewiresrc needs media.type for WirePlumber 0.5 to link it. videoconvert to RGBx really
+    // converts (no pass-through), so it reads our rows at the stride we sent (768, not 640) and
+    // writes them packed.
+    auto gst = Child::spawn({"gst-launch-1.0", "-q", "pipewiresrc", "target-object=" + o.name,
+                             "stream-properties=props,media.type=Video", "num-buffers=" + std::to_string(frames), "!",
+                             "videoconvert", "!", "video/x-raw,format=RGBx", "!", "filesink", "location=" + out},
+                            d.runtime_dir() + "/to-gst.log");
+    REQUIRE_MESSAGE(gst, gst.error().message());
+    std::uint32_t frame = 0;
+    std::optional<pipewire::Negotiated> negotiated;
+    const double end = monotonic_seconds() + 90;
+    while (!gst->exited() && monotonic_seconds() < end) {
+        auto r = context->dispatch(20ms);
+        REQUIRE_MESSAGE(r, r.error().message());
+        pump(*producer, frame);
+        if (producer->negotiated()) negotiated = producer->negotiated();
+    }
+    REQUIRE_MESSAGE(gst->exited(), "gst-launch-1.0 did not finish within 90 s:\n" << gst->output() << d.log_tail());
+    REQUIRE_MESSAGE(gst->exit_code() == 0, "gst-launch-1.0 failed:\n" << gst->output());
+    REQUIRE(negotiated);
+    CHECK(negotiated->fourcc == fourcc::XRGB8888);
+    MESSAGE("negotiated with pipewiresrc: " << std::string(negotiated->dmabuf ? "dma-buf" : "shared memory")
+                                            << ", " << producer->stats().frames_queued << " frames queued, "
+                                            << producer->stats().timeline_frames << " with explicit sync");
+
+    const std::string data = read_file(out);
+    const std::size_t frame_size = std::size_t{width} * height * 4;
+    REQUIRE(data.size() == frame_size * frames);
+    int last = -1;
+    for (int i = 0; i < frames; ++i) {
+        // RGBx back to the pattern's BGRx.
+        std::string bgrx = data.substr(frame_size * i, frame_size);
+        for (std::size_t px = 0; px < bgrx.size(); px += 4) std::swap(bgrx[px], bgrx[px + 2]);
+        auto check = check_pattern(reinterpret_cast<const std::byte*>(bgrx.data()), width * 4, width, height);
+        CHECK_MESSAGE(check.wrong == 0, "frame " << i << " (pattern " << check.frame << "): " << check.wrong << " pixels wrong");
+        CHECK(static_cast<int>(check.frame) > last);
+        last = static_cast<int>(check.frame);
+    }
+}
+
 // One Vulkan device (lavapipe, validation on: every message fails the test), made before the fd
 // baseline; the pipewire tests need no second device.
 struct VkDeviceReady {
@@ -192,61 +254,22 @@ HostileRun run_hostile(const std::string& kind, bool shm, std::uint64_t rejected
 TEST_SUITE("pipewire") {
 
 TEST_CASE("a dmabridge producer's frames reach GStreamer's pipewiresrc with every pixel right") {
-    PipeWireDaemons& d = daemons();
-    auto context = pipewire::Context::create();
-    REQUIRE_MESSAGE(context, context.error().message());
-    auto udmabuf = UdmabufAllocator::open();
-    REQUIRE_MESSAGE(udmabuf, udmabuf.error().message());
-    pipewire::ProducerOptions o;
-    o.name = "dmabridge-test-to-gst";
-    o.width = width;
-    o.height = height;
-    o.formats.add(fourcc::XRGB8888, modifier::linear);
-    o.allocator = &*udmabuf;
-    o.udmabuf = &*udmabuf;
-    auto producer = pipewire::Producer::create(*context, o);
-    REQUIRE_MESSAGE(producer, producer.error().message());
-
-    const std::string out = d.runtime_dir() + "/to-gst.raw";
-    constexpr int frames = 6;
-    // pipewiresrc needs media.type for WirePlumber 0.5 to link it. videoconvert to RGBx really
-    // converts (no pass-through), so it reads our rows at the stride we sent (768, not 640) and
-    // writes them packed.
-    auto gst = Child::spawn({"gst-launch-1.0", "-q", "pipewiresrc", "target-object=" + o.name,
-                             "stream-properties=props,media.type=Video", "num-buffers=" + std::to_string(frames), "!",
-                             "videoconvert", "!", "video/x-raw,format=RGBx", "!", "filesink", "location=" + out},
-                            d.runtime_dir() + "/to-gst.log");
-    REQUIRE_MESSAGE(gst, gst.error().message());
-    std::uint32_t frame = 0;
-    std::optional<pipewire::Negotiated> negotiated;
-    const double end = monotonic_seconds() + 90;
-    while (!gst->exited() && monotonic_seconds() < end) {
-        auto r = context->dispatch(20ms);
-        REQUIRE_MESSAGE(r, r.error().message());
-        pump(*producer, frame);
-        if (producer->negotiated()) negotiated = producer->negotiated();
-    }
-    REQUIRE_MESSAGE(gst->exited(), "gst-launch-1.0 did not finish within 90 s:\n" << gst->output() << d.log_tail());
-    REQUIRE_MESSAGE(gst->exit_code() == 0, "gst-launch-1.0 failed:\n" << gst->output());
-    REQUIRE(negotiated);
-    CHECK(negotiated->fourcc == fourcc::XRGB8888);
-    MESSAGE("negotiated with pipewiresrc: " << std::string(negotiated->dmabuf ? "dma-buf" : "shared memory")
-                                            << ", " << producer->stats().frames_queued << " frames queued");
-
-    const std::string data = read_file(out);
-    const std::size_t frame_size = std::size_t{width} * height * 4;
-    REQUIRE(data.size() == frame_size * frames);
-    int last = -1;
-    for (int i = 0; i < frames; ++i) {
-        // RGBx back to the pattern's BGRx.
-        std::string bgrx = data.substr(frame_size * i, frame_size);
-        for (std::size_t px = 0; px < bgrx.size(); px += 4) std::swap(bgrx[px], bgrx[px + 2]);
-        auto check = check_pattern(reinterpret_cast<const std::byte*>(bgrx.data()), width * 4, width, height);
-        CHECK_MESSAGE(check.wrong == 0, "frame " << i << " (pattern " << check.frame << "): " << check.wrong << " pixels wrong");
-        CHECK(static_cast<int>(check.frame) > last);
-        last = static_cast<int>(check.frame);
-    }
+    producer_to_gst("dmabridge-test-to-gst", -1);
 }
+
+}  // TEST_SUITE
+
+TEST_SUITE("pipewire_syncobj") {
+
+TEST_CASE("a producer that offers explicit sync still reaches GStreamer's pipewiresrc with every pixel right") {
+    auto device = Timeline::open_device();
+    REQUIRE_MESSAGE(device, (device ? "" : device.error().message()));
+    producer_to_gst("dmabridge-test-to-gst-timeline", device->get());
+}
+
+}  // TEST_SUITE
+
+TEST_SUITE("pipewire") {
 
 // Shared memory from GStreamer: wrapped by udmabuf (no copy) when the consumer has it, copied once
 // into a dma-buf of the copy allocator when it has not.

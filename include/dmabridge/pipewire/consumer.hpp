@@ -61,6 +61,17 @@
 /// (DmaBuf::wait, export_sync_file, an importer's sync bridge) before reading. Release a frame
 /// once the reads that were submitted are fenced on the buffer (or done).
 ///
+/// Explicit sync (pipewire/explicit_sync.hpp): with ConsumerOptions::timeline_device, a producer
+/// that offers SyncTimeline metadata (a dmabridge Producer with a timeline device) sends frames
+/// whose ConsumerFrame::acquire_timeline is set: wait for acquire_point instead of the dma-buf's
+/// fences (Timeline::wait, or a GPU wait on Timeline::export_sync_file). release() then submits
+/// release_point: by default from the dma-bufs' fences at that moment (right after CPU reads and
+/// GPU reads through implicit sync); with PointBy::application the application submitted it
+/// already, before release() (a Vulkan timeline semaphore signal bridged to it): the producer
+/// takes a buffer back with its point not submitted for a frame never read. The timelines are
+/// checked as the dma-bufs are: SyncObj datas whose fds this consumer's device imports as
+/// syncobjs, points non-zero and above the buffer's last ones; a frame that fails is rejected.
+///
 /// Event loop and thread safety: as the Context's (pipewire/context.hpp).
 
 #include <cstddef>
@@ -76,7 +87,9 @@
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/format/format_set.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/pipewire/context.hpp>
+#include <dmabridge/pipewire/explicit_sync.hpp>
 #include <dmabridge/pipewire/stream_state.hpp>
 
 namespace dmabridge::pipewire {
@@ -100,6 +113,10 @@ struct ConsumerOptions {
     /// Where a shared-memory frame that cannot be wrapped is copied to (once per frame).
     /// Optional; must outlive the Consumer.
     Allocator* copy_allocator = nullptr;
+    /// Explicit sync: a DRM device fd whose driver has syncobj timelines (Timeline::open_device()),
+    /// on which the producer's timelines are imported. Borrowed: the Consumer keeps a dup. -1:
+    /// implicit sync only (SyncTimeline metadata is not taken).
+    int timeline_device = -1;
 };
 
 /// A frame from acquire(); hand it back with release().
@@ -128,6 +145,14 @@ struct ConsumerFrame {
     /// The size and format this frame was made with (a shared-memory frame has no other record
     /// of them); stays right for a frame held across a renegotiation.
     Negotiated format;
+    /// Explicit sync, where it was negotiated (nullptr: implicit sync): the buffer's acquire
+    /// timeline and the point to wait for before reading.
+    const Timeline* acquire_timeline = nullptr;
+    std::uint64_t acquire_point = 0;
+    /// Explicit sync: the buffer's release timeline and the point release() submits (see
+    /// PointBy). Valid until release().
+    Timeline* release_timeline = nullptr;
+    std::uint64_t release_point = 0;
     void* handle = nullptr;    ///< the PipeWire buffer (for release())
 };
 
@@ -145,6 +170,8 @@ struct ConsumerStats {
     std::uint64_t frames_empty = 0;
     /// (fourcc, modifier) pairs refused by refuse_import() (each once).
     std::uint64_t imports_refused = 0;
+    /// Frames acquired with explicit sync (SyncTimeline).
+    std::uint64_t timeline_frames = 0;
 };
 
 class Consumer {
@@ -176,9 +203,15 @@ public:
     /// validation are skipped (returned at once) and counted. Errors: Errc::empty_object when
     /// moved from; the stream's error.
     Result<std::optional<ConsumerFrame>> acquire();
-    /// Returns a frame to the producer. Errors: a frame not acquired from this Consumer or
-    /// released twice (Errc::invalid_argument), Errc::empty_object when moved from.
-    Status release(const ConsumerFrame& frame);
+    /// Returns a frame to the producer. With explicit sync, first submits its release_point
+    /// (PointBy::implicit_fences: from the dma-bufs' fences now, one ioctl per dma-buf and one to
+    /// the timeline) or leaves it to the application, which submitted it already
+    /// (PointBy::application). Errors: a frame not acquired from this Consumer or released twice
+    /// (Errc::invalid_argument), Errc::empty_object when moved from; the timeline's (the buffer
+    /// still goes back, its point signalled on the CPU).
+    Status release(const ConsumerFrame& frame, PointBy release = PointBy::implicit_fences);
+    /// True when buffers in place carry explicit sync (SyncTimeline metadata taken). No syscall.
+    bool uses_timelines() const noexcept;
 
     /// The application could not import `frame` (a dma-buf frame acquired from this Consumer and
     /// not released): never offer its (fourcc, modifier) again on this stream, renegotiate

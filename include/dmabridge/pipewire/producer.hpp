@@ -45,6 +45,18 @@
 /// nullopt; make a new Producer to publish again. Check what consumers take before narrowing the
 /// offer, or keep the old format in it.
 ///
+/// Explicit sync (pipewire/explicit_sync.hpp): with ProducerOptions::timeline_device, buffers
+/// carry an acquire and a release timeline where the consumer takes them (a dmabridge Consumer
+/// with a timeline device); ProducerFrame::acquire_timeline is then set. The frame's writes
+/// must then signal ProducerFrame::acquire_point (queue() does it from the buffer's implicit
+/// fences unless told PointBy::application), and the writes must wait for the consumer's
+/// ProducerFrame::release_point (wait_released(), or a GPU wait). A buffer that comes back with
+/// its release point not submitted was never read (PipeWire 1.4 recycles a frame its consumer
+/// did not take, unannounced): dequeue() signals that point itself (stats().releases_unscheduled),
+/// one ioctl per dequeue. dequeue() hands a buffer out
+/// as soon as PipeWire returns it, as with implicit sync, where the consumer's reads are fences
+/// on the dma-buf the writer waits for.
+///
 /// Event loop: the Context's (see pipewire/context.hpp): negotiation, buffer allocation and the
 /// return of buffers happen inside Context::dispatch().
 ///
@@ -63,7 +75,9 @@
 #include <dmabridge/base/result.hpp>
 #include <dmabridge/format/buffer_desc.hpp>
 #include <dmabridge/format/format_set.hpp>
+#include <dmabridge/kernel/timeline.hpp>
 #include <dmabridge/pipewire/context.hpp>
+#include <dmabridge/pipewire/explicit_sync.hpp>
 #include <dmabridge/pipewire/stream_state.hpp>
 
 namespace dmabridge::pipewire {
@@ -93,6 +107,10 @@ struct ProducerOptions {
     std::uint32_t buffer_count = 4;
     /// The frame rate announced (frames per second over 1).
     std::uint32_t framerate = 30;
+    /// Explicit sync: a DRM device fd whose driver has syncobj timelines (Timeline::open_device()),
+    /// on which the Producer makes each buffer's two timelines. Borrowed: the Producer keeps a
+    /// dup. -1: implicit sync only.
+    int timeline_device = -1;
 };
 
 /// A buffer the application fills: dequeue() gives it, queue() gives it back (there is no way to
@@ -112,6 +130,15 @@ struct ProducerFrame {
     /// reconfigure() the buffers of the old format are still handed out until PipeWire replaces
     /// them).
     Negotiated format;
+    /// Explicit sync, where the consumer took it (nullptr: implicit sync): the buffer's acquire
+    /// timeline, and the point of it that this frame's writes signal (see queue()).
+    Timeline* acquire_timeline = nullptr;
+    std::uint64_t acquire_point = 0;
+    /// Explicit sync: the buffer's release timeline, and the point that the consumer signals once
+    /// it stopped reading the buffer's last frame: wait for it before writing (wait_released(),
+    /// or a GPU wait). 0 (a buffer not sent yet): nothing to wait for.
+    const Timeline* release_timeline = nullptr;
+    std::uint64_t release_point = 0;
 };
 
 /// Counters for tests and benchmarks.
@@ -125,6 +152,10 @@ struct ProducerStats {
     std::uint64_t fixation_tests = 0;       ///< test allocations made while fixating a modifier
     std::uint64_t negotiations = 0;         ///< formats that reached the streaming state
     std::uint64_t reconfigurations = 0;     ///< reconfigure() calls that changed the offer
+    std::uint64_t timeline_frames = 0;      ///< frames sent with explicit sync (SyncTimeline)
+    /// Explicit sync: buffers that came back with their release point not submitted (frames
+    /// PipeWire recycled before the consumer took them), whose point dequeue() then signalled.
+    std::uint64_t releases_unscheduled = 0;
 };
 
 class Producer {
@@ -163,7 +194,26 @@ public:
     /// drops it and answers Errc::not_found: the frame is lost, nothing else. A failed stream
     /// (the daemon lost, among others) takes the buffer back and answers its error. Errors: an
     /// index not dequeued (Errc::invalid_argument), Errc::empty_object when moved from.
-    Status queue(const ProducerFrame& frame, std::uint64_t sequence = 0, std::int64_t timestamp_ns = 0);
+    ///
+    /// Explicit sync (frame.acquire_timeline set): the frame goes out with acquire_point and the
+    /// next release point of its buffer. With PointBy::implicit_fences the point is made to
+    /// stand for the buffer's implicit write fences now (one ioctl per dma-buf and one to the
+    /// timeline; signalled at once after CPU writes); with PointBy::application the application
+    /// submits it, before or after this call. Errors then also: the timeline's, for a point
+    /// already submitted (the frame is not sent; the buffer stays dequeued).
+    Status queue(const ProducerFrame& frame, std::uint64_t sequence = 0, std::int64_t timestamp_ns = 0,
+                 PointBy acquire = PointBy::implicit_fences);
+
+    /// Waits until the consumer released the buffer of `frame` (its release_point signalled),
+    /// or `timeout` passed (WaitStatus::timed_out): what a CPU writer calls before writing.
+    /// Ready at once with implicit sync (the consumer's reads are fences on the dma-buf) and for
+    /// a buffer not sent yet. One ioctl. Errors: Errc::empty_object when moved from; the
+    /// timeline's.
+    Result<WaitStatus> wait_released(const ProducerFrame& frame, Timeout timeout) const;
+
+    /// True when the buffers in place carry explicit sync (a consumer took the SyncTimeline
+    /// metadata). No syscall.
+    bool uses_timelines() const noexcept;
 
     /// Replaces the offer made at create() (ProducerOptions' width, height, formats and
     /// shm_fourccs; offer_shm, allocator and buffer_count stay) and asks PipeWire to negotiate
