@@ -598,7 +598,12 @@ Result<std::optional<ConsumerFrame>> Consumer::acquire() {
             continue;
         }
         // With the SyncTimeline metadata the last two datas are timelines: the planes are the rest.
+        // The metadata alone is not enough: PipeWire attaches it whenever both sides list it,
+        // also to buffers of a plain Buffers param (a producer that offers no explicit-sync
+        // layout); those have no SyncObj data and are implicit sync.
         const spa_meta_sync_timeline* stl = detail::sync_timeline_meta(sb);
+        if (stl != nullptr && (sb->n_datas <= detail::sync_datas || sb->datas[sb->n_datas - 1].type != SPA_DATA_SyncObj))
+            stl = nullptr;
         spa_buffer planes{};
         if (sb != nullptr) {
             planes = *sb;
