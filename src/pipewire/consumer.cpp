@@ -539,8 +539,9 @@ Result<Consumer> Consumer::create(Context& context, ConsumerOptions options) {
     impl->context = context.state();
     if (options.timeline_device >= 0) {
         if (auto ok = Timeline::supported(options.timeline_device); !ok) return ok.error().with_context(what + ": timeline_device");
-        impl->timeline_device = UniqueFd(::fcntl(options.timeline_device, F_DUPFD_CLOEXEC, 0));
-        if (!impl->timeline_device) return Error::from_errno(errno, what + ": dup the timeline device");
+        auto device = UniqueFd::dup_of(options.timeline_device);
+        if (!device) return device.error().with_context(what + ": timeline_device");
+        impl->timeline_device = std::move(*device);
     }
     auto shm = detail::shm_offer(options.formats, options.accept_shm, options.shm_fourccs, what);
     if (!shm) return shm.error();
@@ -607,7 +608,7 @@ Result<std::optional<ConsumerFrame>> Consumer::acquire() {
         spa_buffer planes{};
         if (sb != nullptr) {
             planes = *sb;
-            if (stl != nullptr) planes.n_datas = sb->n_datas >= detail::sync_datas ? sb->n_datas - detail::sync_datas : 0;
+            if (stl != nullptr) planes.n_datas -= detail::sync_datas;  // more than sync_datas: checked above
         }
         if (it == impl_->entries.end()) {
             ok = Error::library(Errc::invalid_argument, "a buffer PipeWire never announced");

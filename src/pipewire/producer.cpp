@@ -428,8 +428,9 @@ Result<Producer> Producer::create(Context& context, ProducerOptions options) {
     impl->context = context.state();
     if (options.timeline_device >= 0) {
         if (auto ok = Timeline::supported(options.timeline_device); !ok) return ok.error().with_context(what + ": timeline_device");
-        impl->timeline_device = UniqueFd(::fcntl(options.timeline_device, F_DUPFD_CLOEXEC, 0));
-        if (!impl->timeline_device) return Error::from_errno(errno, what + ": dup the timeline device");
+        auto device = UniqueFd::dup_of(options.timeline_device);
+        if (!device) return device.error().with_context(what + ": timeline_device");
+        impl->timeline_device = std::move(*device);
     }
     auto shm = shm_fourccs_for(options.width, options.height, options.formats, options.offer_shm, options.shm_fourccs, what);
     if (!shm) return shm.error();
