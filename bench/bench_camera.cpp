@@ -4,7 +4,7 @@
 // lavapipe runs shaders on the CPU, under emulation here, so the GPU work itself is slow; these
 // ratios isolate what dmabridge adds. Both come from measurements taken in this one run.
 //
-//   metric camera_copy_over_zero_copy R   (goal >= 10)
+//   metric camera_copy_over_zero_copy R   (goal >= 12)
 //     CPU time per frame of the application's thread from dequeue to submit
 //     (CLOCK_THREAD_CPUTIME_ID, so the GPU's own execution and blocking waits are excluded), of
 //     the copy baseline over the zero-copy path, at 1920x1080 YUYV; median of interleaved rounds,

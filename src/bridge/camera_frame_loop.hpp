@@ -145,7 +145,7 @@ dmabridge::Result<PipelineStats> run_frames(State& st, std::uint64_t frames, con
     s.fps = s.seconds > 0 ? static_cast<double>(s.frames) / s.seconds : 0;
     if (st.cache) {
         const auto after = st.cache->stats();
-        s.cache_hits = after.hits - cache_before.hits;
+        s.cache_hits += after.hits - cache_before.hits;  // added to the imports a pipeline kept itself
         s.cache_misses = after.misses - cache_before.misses;
     }
     if (!st.cpu_samples.empty()) {

@@ -9,6 +9,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include <dmabridge/kernel/cpu_access.hpp>
@@ -188,8 +189,10 @@ struct CameraPipeline::State {
         return &slot.commands[slot.read_back ? 1 : 0];
     }
     // Records slot `k`'s conversion, and its read-back when `read_back`.
-    Status record_conversion(VkCommandBuffer cmd, std::uint32_t k, bool read_back) {
-        if (auto ok = converter->record(cmd, k, layout); !ok) return ok.error().with_context("camera: convert");
+    // `acquire`: the source buffers' acquire barriers, recorded in the conversion's own barrier.
+    Status record_conversion(VkCommandBuffer cmd, std::uint32_t k, bool read_back,
+                             std::span<const VkBufferMemoryBarrier> acquire = {}) {
+        if (auto ok = converter->record(cmd, k, layout, acquire); !ok) return ok.error().with_context("camera: convert");
         if (read_back && !readback.empty())
             if (auto ok = rgba.at(k).record_copy_to(cmd, readback.at(k)); !ok)
                 return ok.error().with_context("camera: read back");
@@ -329,43 +332,69 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
     // The slot's last frame is complete (the buffer came back from the queue after finish()).
     // The import cache holds that frame's completion itself, whatever happens to the Submission.
     const vulkan::Submission previous = std::move(slot.submission);
-    if (slot.desc != f.desc) {  // the buffer's first frame of this run: the consumer's objects stay
+    const bool new_desc = slot.desc != f.desc;
+    if (new_desc) {  // the buffer's first frame of this run: the consumer's objects stay
         slot.desc = f.desc;
         slot.set = distinct_buffers(*f.desc);
     }
     const BufferSet& set = slot.set;
     // Cached imports: a miss the first time each V4L2 buffer comes, a hit ever after (in later
-    // runs too: another consumer's fds, the same dma-bufs).
-    slot.imports.clear();
-    for (const auto* buf : set.buffers) {
-        auto imported = cache->import_buffer(*buf, source_usage);
-        if (!imported) return imported.error().with_context("camera: import V4L2 buffer " + std::to_string(index));
-        slot.imports.push_back(std::move(*imported));
+    // runs too: another consumer's fds, the same dma-bufs). Within a run the slot keeps them:
+    // the consumer's objects for its buffer stay the same, so its later frames look nothing up.
+    if (!new_desc && slot.imports.size() == set.buffers.size()) {
+        stats.cache_hits += slot.imports.size();  // counted as the hits they stand for
+    } else {
+        // The old imports go only once the new ones exist: the recorded commands are matched to
+        // imports by address, which a freed import could hand on to a new one.
+        std::vector<vulkan::CachedBuffer> fresh;
+        for (const auto* buf : set.buffers) {
+            auto imported = cache->import_buffer(*buf, source_usage);
+            if (!imported) return imported.error().with_context("camera: import V4L2 buffer " + std::to_string(index));
+            fresh.push_back(std::move(*imported));
+        }
+        slot.imports = std::move(fresh);
     }
+    // The commands to submit: recorded again when the imports changed (they name the buffers)
+    // or this frame's kind (converted only, or also read back) was never recorded.
+    const bool rebind = slot.commands_stale(slot.imports);
+    slot.read_back = options.read_back && options.read_back(submitted);
+    auto& commands = slot.commands[slot.read_back ? 1 : 0];
     slot.acquires.clear();
     slot.releases.clear();
-    for (std::size_t b = 0; b < set.buffers.size(); ++b) {
-        auto acquire = bridge->acquire_buffer(*set.buffers[b], *slot.imports[b], dmabridge::Access::read, shader_read);
-        if (!acquire) return acquire.error().with_context("camera: acquire");
-        slot.acquires.push_back(std::move(*acquire));
-    }
+    // The acquire's poll() of each dma-buf is only needed when the commands are recorded (for
+    // their barriers): a V4L2 frame is complete once dequeued, and V4L2 puts no fences on the
+    // dma-bufs it exports (vb2 has no implicit sync; the GPU read fences publish() adds do not
+    // hold a reader). So a slot's later frames wait for nothing and skip that system call.
+    if (rebind || !commands.handle())
+        for (std::size_t b = 0; b < set.buffers.size(); ++b) {
+            auto acquire = bridge->acquire_buffer(*set.buffers[b], *slot.imports[b], dmabridge::Access::read, shader_read);
+            if (!acquire) return acquire.error().with_context("camera: acquire");
+            slot.acquires.push_back(std::move(*acquire));
+        }
     // Releases depend only on the slot's buffers: usually prepared when the slot went back to
     // the driver (finish()); on a slot's first frame, or after its imports changed, here.
-    if (slot.next_releases.size() != set.buffers.size() || slot.commands_stale(slot.imports))
+    if (slot.next_releases.size() != set.buffers.size() || rebind)
         if (auto ok = prepare_releases(slot); !ok) return ok;
     slot.releases = std::move(slot.next_releases);
     // A fence the acquire found goes forward with the release (see SyncBridge::publish).
-    for (std::size_t b = 0; b < set.buffers.size(); ++b)
+    for (std::size_t b = 0; b < slot.acquires.size(); ++b)
         if (slot.acquires[b].fences) {
             auto carried = slot.acquires[b].fences->dup();
             if (!carried) return carried.error().with_context("camera: release");
             slot.releases[b].depends_on.push_back(std::move(*carried));
         }
     slot.next_releases.clear();
-    auto chosen = commands_for(slot, index, vulkan::FrameSource::of(slot.imports[set.of_plane[0]]),
-                               vulkan::FrameSource::of(slot.imports[set.of_plane[1]]));
-    if (!chosen) return chosen.error();
-    auto& commands = **chosen;
+    // Bound to the converter's set of the slot only when the imports changed: the set is the
+    // slot's own, and the commands recorded for these imports still hold that binding.
+    if (rebind) {
+        auto rebound = bind(index, vulkan::FrameSource::of(slot.imports[set.of_plane[0]]),
+                            vulkan::FrameSource::of(slot.imports[set.of_plane[1]]));
+        if (!rebound) return rebound.error();
+        // Recorded again even when the set's binding stayed (bind() compares handles, and a new
+        // import may reuse a destroyed one's handle): the barriers name the old objects.
+        for (auto& c : slot.commands) c = {};
+        slot.recorded_for.clear();
+    }
     if (!commands.handle()) {
         // The barriers name the buffers, which stay the same as long as the cache keeps them:
         // recorded on the slot's first frame, then submitted as they are.
@@ -374,10 +403,7 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
             std::vector<VkBufferMemoryBarrier> acquire_barriers, release_barriers;
             for (const auto& a : slot.acquires) acquire_barriers.push_back(a.buffer_barrier);
             for (const auto& r : slot.releases) release_barriers.push_back(r.buffer_barrier);
-            cmd_pipeline_barrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
-                                  nullptr, static_cast<std::uint32_t>(acquire_barriers.size()),
-                                  acquire_barriers.data(), 0, nullptr);
-            converted = record_conversion(cmd, index, slot.read_back);
+            converted = record_conversion(cmd, index, slot.read_back, acquire_barriers);
             cmd_pipeline_barrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, 0,
                                   0, nullptr, static_cast<std::uint32_t>(release_barriers.size()),
                                   release_barriers.data(), 0, nullptr);

@@ -53,9 +53,13 @@ struct Context::Impl {
     PFN_vkWaitForFences wait_for_fences = nullptr;
     PFN_vkResetFences reset_fences = nullptr;
     // Fences of completed Submissions, reset, for the next submits (guarded by submit_mutex):
-    // a frame loop then creates no fence per frame.
+    // a frame loop then creates no fence per frame. A frame's fence comes back only once every
+    // holder let go: a FrameConverter and an ImportCache keep up to 8 uses per set and per import
+    // before pruning, so fences return in batches of about that many per slot; 16 ran dry and a
+    // camera pipeline made a fence for about one submit in three (on a kernel driver that is a
+    // DRM syncobj ioctl each, and one to destroy it). Idle, 64 reset fences cost next to nothing.
     mutable std::vector<VkFence> free_fences;
-    static constexpr std::size_t max_free_fences = 16;
+    static constexpr std::size_t max_free_fences = 64;
 
     ~Impl() {
         if (device) {

@@ -210,19 +210,20 @@ Result<bool> FrameConverter::bind(std::uint32_t set, FrameSource plane0, FrameSo
     if (!state_) return detail::moved_from("bind frame converter set", "FrameConverter");
     State& st = *state_;
     if (auto ok = st.check_set("bind", set); !ok) return ok.error();
-    const std::string what = "frame converter: bind set " + n(set);
+    // Built only for an error: a frame loop binds every frame, and most binds change nothing.
+    const auto what = [set] { return "frame converter: bind set " + n(set); };
     if (plane0.buffer == VK_NULL_HANDLE || plane1.buffer == VK_NULL_HANDLE)
         return Error::library(Errc::invalid_argument,
-                              what + ": plane " + (plane0.buffer == VK_NULL_HANDLE ? "0" : "1") + " has no buffer");
+                              what() + ": plane " + (plane0.buffer == VK_NULL_HANDLE ? "0" : "1") + " has no buffer");
     for (const auto& [index, plane] : {std::pair{0, &plane0}, std::pair{1, &plane1}})
         if (plane->size == 0 || plane->size > st.max_range)
             return Error::library(Errc::invalid_argument,
-                                  what + ": plane " + n(static_cast<std::uint64_t>(index)) + " binds " + n(plane->size) +
+                                  what() + ": plane " + n(static_cast<std::uint64_t>(index)) + " binds " + n(plane->size) +
                                       " bytes; a storage buffer descriptor takes 1.." + n(st.max_range) +
                                       " (maxStorageBufferRange)");
     if (target.image == VK_NULL_HANDLE || target.view == VK_NULL_HANDLE || target.extent.width == 0 ||
         target.extent.height == 0)
-        return Error::library(Errc::invalid_argument, what + ": target image " + n(target.extent.width) + "x" +
+        return Error::library(Errc::invalid_argument, what() + ": target image " + n(target.extent.width) + "x" +
                                                           n(target.extent.height) + " without " +
                                                           (target.image == VK_NULL_HANDLE ? "an image" : "a view") +
                                                           " or without pixels");
@@ -235,7 +236,7 @@ Result<bool> FrameConverter::bind(std::uint32_t set, FrameSource plane0, FrameSo
     std::erase_if(s.uses, [](const auto& use) { return use->done(); });
     if (!s.uses.empty())
         return Error::library(Errc::invalid_argument,
-                              what + ": the set is still in use by " + s.uses.front()->describe());
+                              what() + ": the set is still in use by " + s.uses.front()->describe());
     const VkDescriptorImageInfo image{VK_NULL_HANDLE, target.view, VK_IMAGE_LAYOUT_GENERAL};
     // The range is the size the caller gave, which record() checks the layout against: a size
     // that claims more than the buffer has is then the validation layer's error, not a read past
@@ -264,6 +265,11 @@ Result<bool> FrameConverter::bind(std::uint32_t set, FrameSource plane0, FrameSo
 }
 
 Status FrameConverter::record(VkCommandBuffer cmd, std::uint32_t set, const FrameLayout& layout) const {
+    return record(cmd, set, layout, {});
+}
+
+Status FrameConverter::record(VkCommandBuffer cmd, std::uint32_t set, const FrameLayout& layout,
+                              std::span<const VkBufferMemoryBarrier> acquire) const {
     if (!state_) return detail::moved_from("record frame conversion", "FrameConverter");
     const State& st = *state_;
     if (auto ok = st.check_set("record", set); !ok) return ok;
@@ -297,7 +303,7 @@ Status FrameConverter::record(VkCommandBuffer cmd, std::uint32_t set, const Fram
     before.image = s.target.image;
     before.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
     d.vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0, nullptr,
-                           0, nullptr, 1, &before);
+                           static_cast<std::uint32_t>(acquire.size()), acquire.data(), 1, &before);
     d.vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, st.pipeline);
     d.vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, st.pipeline_layout, 0, 1, &s.handle, 0, nullptr);
     d.vkCmdPushConstants(cmd, st.pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(FrameLayout), &layout);

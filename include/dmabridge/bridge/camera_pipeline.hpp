@@ -130,8 +130,9 @@ struct PipelineStats {
     std::uint64_t incomplete_frames = 0;
     double seconds = 0;                    ///< from stream on to the last frame's completion
     double fps = 0;                        ///< frames / seconds
-    /// zero_copy: imports of this run found in the import cache, and made anew (one per dma-buf
-    /// of each V4L2 buffer the first time it comes; none in later runs).
+    /// zero_copy: a frame's imports that existed already (found in the import cache, or kept
+    /// from the buffer's previous frame of this run), and imports made anew (one per dma-buf of
+    /// each V4L2 buffer the first time it comes; none in later runs).
     std::uint64_t cache_hits = 0;
     std::uint64_t cache_misses = 0;
     /// copy: bytes the CPU copied out of the camera's buffers (Vulkan: each buffer plane's

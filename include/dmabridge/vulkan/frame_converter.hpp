@@ -42,6 +42,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include <vulkan/vulkan_core.h>
 
@@ -156,6 +157,13 @@ public:
     /// not fit the bound buffers (check_frame_fits(): "plane 1: offset ... > N bytes") or is
     /// larger than the target, a null command buffer; Errc::empty_object when empty.
     Status record(VkCommandBuffer cmd, std::uint32_t set, const FrameLayout& layout) const;
+    /// The same, with `acquire` (the source buffers' barriers: SyncBridge Acquire::buffer_barrier,
+    /// a queue family ownership transfer from the camera) recorded in the conversion's own barrier
+    /// before the dispatch rather than in one of the application's: one pipeline barrier where
+    /// there would be two, each of which drains the queue on many GPUs. Their source stage is
+    /// the conversion barrier's (all commands), their destination the compute shader.
+    Status record(VkCommandBuffer cmd, std::uint32_t set, const FrameLayout& layout,
+                  std::span<const VkBufferMemoryBarrier> acquire) const;
 
     /// Records that submitted work uses set `set` (and the converter's pipeline) until `done`
     /// completes: bind() refuses to change the set, and the destructor waits, until then. Uses
