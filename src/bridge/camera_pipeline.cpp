@@ -359,13 +359,25 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
     const bool rebind = slot.commands_stale(slot.imports);
     slot.read_back = options.read_back && options.read_back(submitted);
     auto& commands = slot.commands[slot.read_back ? 1 : 0];
+    // Bound to the converter's set of the slot only when the imports changed: the set is the
+    // slot's own, and the commands recorded for these imports still hold that binding.
+    if (rebind) {
+        // Dropped first, before anything below can fail: they name the old imports, which may be
+        // gone. Recorded again even when the set's binding stays (bind() compares handles, and a
+        // new import may reuse a destroyed one's handle).
+        for (auto& c : slot.commands) c = {};
+        slot.recorded_for.clear();
+        auto rebound = bind(index, vulkan::FrameSource::of(slot.imports[set.of_plane[0]]),
+                            vulkan::FrameSource::of(slot.imports[set.of_plane[1]]));
+        if (!rebound) return rebound.error();
+    }
     slot.acquires.clear();
     slot.releases.clear();
     // The acquire's poll() of each dma-buf is only needed when the commands are recorded (for
     // their barriers): a V4L2 frame is complete once dequeued, and V4L2 puts no fences on the
     // dma-bufs it exports (vb2 has no implicit sync; the GPU read fences publish() adds do not
     // hold a reader). So a slot's later frames wait for nothing and skip that system call.
-    if (rebind || !commands.handle())
+    if (!commands.handle())
         for (std::size_t b = 0; b < set.buffers.size(); ++b) {
             auto acquire = bridge->acquire_buffer(*set.buffers[b], *slot.imports[b], dmabridge::Access::read, shader_read);
             if (!acquire) return acquire.error().with_context("camera: acquire");
@@ -384,17 +396,6 @@ Status CameraPipeline::State::submit_zero_copy(const queue::AcquiredFrame& f, do
             slot.releases[b].depends_on.push_back(std::move(*carried));
         }
     slot.next_releases.clear();
-    // Bound to the converter's set of the slot only when the imports changed: the set is the
-    // slot's own, and the commands recorded for these imports still hold that binding.
-    if (rebind) {
-        auto rebound = bind(index, vulkan::FrameSource::of(slot.imports[set.of_plane[0]]),
-                            vulkan::FrameSource::of(slot.imports[set.of_plane[1]]));
-        if (!rebound) return rebound.error();
-        // Recorded again even when the set's binding stayed (bind() compares handles, and a new
-        // import may reuse a destroyed one's handle): the barriers name the old objects.
-        for (auto& c : slot.commands) c = {};
-        slot.recorded_for.clear();
-    }
     if (!commands.handle()) {
         // The barriers name the buffers, which stay the same as long as the cache keeps them:
         // recorded on the slot's first frame, then submitted as they are.
